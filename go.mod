@@ -1,0 +1,3 @@
+module github.com/tani-platform/tani
+
+go 1.26
