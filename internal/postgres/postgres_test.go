@@ -1,0 +1,75 @@
+package postgres_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/postgres"
+	"github.com/tani-platform/tani/internal/postgres/pgtest"
+)
+
+func TestOpen(t *testing.T) {
+	ctx := context.Background()
+	t.Run("OK_CreatesMissingDatabase", func(t *testing.T) {
+		name := "tani_test_open_" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "_"))[len("TestOpen_"):]
+		admin, err := pgx.Connect(ctx, pgtest.URL(t, "postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer admin.Close(ctx)
+		admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		t.Cleanup(func() { admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
+
+		pool, err := postgres.Open(ctx, postgres.Config{URL: pgtest.URL(t, name)}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		pool.Close()
+		var exists bool
+		admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname=$1)", name).Scan(&exists)
+		if !exists {
+			t.Fatalf("database %s was not created", name)
+		}
+	})
+	t.Run("ErrUnreachable_NamesURLWithoutPassword", func(t *testing.T) {
+		_, err := postgres.Open(ctx, postgres.Config{URL: "postgres://tani:s3cret@127.0.0.1:1/tani?sslmode=disable&connect_timeout=2"}, slog.New(slog.DiscardHandler))
+		if err == nil {
+			t.Fatal("Open succeeded against a closed port")
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, "127.0.0.1:1") || !strings.Contains(msg, "TANI_DATABASE_URL") {
+			t.Errorf("error %q does not name the URL and the remedy", msg)
+		}
+		if strings.Contains(msg, "s3cret") {
+			t.Errorf("error %q leaks the password", msg)
+		}
+	})
+}
+
+func TestMustDB_PostGISAndErrors(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.MustDB(t)
+	var area float64
+	err := pool.QueryRow(ctx, `SELECT ST_Area(ST_GeogFromText('POLYGON((110 -7, 110.001 -7, 110.001 -7.001, 110 -7.001, 110 -7))'))`).Scan(&area)
+	if err != nil {
+		t.Fatalf("PostGIS query: %v", err)
+	}
+	if area < 12000 || area > 12400 { // about 110.5 m x 110.6 m near the equator
+		t.Errorf("area = %.0f m², want about 12,200 m²", area)
+	}
+	pool.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY)")
+	pool.Exec(ctx, "INSERT INTO t VALUES (1)")
+	_, err = pool.Exec(ctx, "INSERT INTO t VALUES (1)")
+	if got := apperr.CodeOf(postgres.MapError(err, "no t", "t exists")); got != apperr.Conflict {
+		t.Errorf("unique violation mapped to %q, want %q", got, apperr.Conflict)
+	}
+	err = pool.QueryRow(ctx, "SELECT id FROM t WHERE id = 2").Scan(new(int))
+	if got := apperr.CodeOf(postgres.MapError(err, "no t", "t exists")); got != apperr.NotFound {
+		t.Errorf("no rows mapped to %q, want %q", got, apperr.NotFound)
+	}
+}
