@@ -173,6 +173,8 @@ func message(fe validator.FieldError) string {
 		return "must be a UUID"
 	case "len":
 		return "must have length " + fe.Param()
+	case "datetime":
+		return "must be an RFC 3339 time such as 2026-03-01T08:30:00+07:00"
 	case "email":
 		return "must be an email address"
 	case "iso4217":
