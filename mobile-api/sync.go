@@ -16,6 +16,7 @@ import (
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/record"
+	"github.com/tani-platform/tani/internal/validate"
 )
 
 // SyncRequest is a batch of records captured offline.
@@ -93,7 +94,7 @@ func (s *Service) validate(c echo.Context, raws []json.RawMessage, results []Syn
 	for i, raw := range raws {
 		reject := func(fields ...apperr.FieldError) { results[i] = SyncResult{Status: Rejected, Errors: fields} }
 		var env record.Envelope
-		if err := httpserver.Unmarshal(bytes.NewReader(raw), &env); err != nil {
+		if err := validate.Unmarshal(bytes.NewReader(raw), &env); err != nil {
 			reject(fieldErrors(err)...)
 			continue
 		}

@@ -15,10 +15,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/apperr"
-	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/internal/record"
+	"github.com/tani-platform/tani/internal/validate"
 )
 
 //go:embed migrations/*.sql
@@ -29,7 +29,7 @@ var Migrations = postgres.Migrations{Name: "ingest", FS: postgres.MustSub(migrat
 
 // validate checks envelopes again: the stream is not trusted, since dead
 // letters can be replayed into it.
-var validate = httpserver.NewValidator()
+var validator = validate.New()
 
 // ConsumerName is ingest's durable consumer on the FARM stream.
 const ConsumerName = "ingest"
@@ -86,10 +86,10 @@ func (s *Service) Stop(context.Context) error { return nil }
 // Handle stores one submitted record exactly once and announces it.
 func (s *Service) Handle(ctx context.Context, msg jetstream.Msg) error {
 	var env record.Envelope
-	if err := httpserver.Unmarshal(bytes.NewReader(msg.Data()), &env); err != nil {
+	if err := validate.Unmarshal(bytes.NewReader(msg.Data()), &env); err != nil {
 		return apperr.Wrap(apperr.Invalid, err, "undecodable record on %s", msg.Subject())
 	}
-	if err := validate.Validate(&env); err != nil {
+	if err := validator.Validate(&env); err != nil {
 		return apperr.Wrap(apperr.Invalid, err, "invalid record on %s", msg.Subject())
 	}
 	if !record.KnownType(env.Type) || msg.Subject() != natsbus.SubjectSubmittedPrefix+env.Type {
