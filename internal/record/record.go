@@ -29,13 +29,26 @@ func KnownType(t string) bool { return slices.Contains(Types, t) }
 // captured_at is refused.
 const MaxClockSkew = 5 * time.Minute
 
-// Envelope is one record as captured on a device. ID is the client-made
-// UUID that makes every retry idempotent end to end.
+// Envelope is one record as captured and signed on a device. ID is the
+// client-made UUID that makes every retry idempotent end to end; Signature
+// is the device's Ed25519 signature over SigningInput.
 type Envelope struct {
 	ID         string          `json:"id" validate:"required,uuid"`
 	Type       string          `json:"type" validate:"required"`
 	CapturedAt string          `json:"captured_at" validate:"required,datetime=2006-01-02T15:04:05Z07:00"`
+	DeviceID   string          `json:"device_id" validate:"required,uuid"`
+	Location   *Location       `json:"location" validate:"required"`
 	Payload    json.RawMessage `json:"payload" validate:"required"`
+	Signature  string          `json:"signature,omitempty" validate:"required,base64"`
+}
+
+// Location is where the device was when the record was captured, as its
+// GPS reported it. Mock is Android's mock-location flag.
+type Location struct {
+	Lat       *float64 `json:"lat" validate:"required,latitude"`
+	Lon       *float64 `json:"lon" validate:"required,longitude"`
+	AccuracyM float64  `json:"accuracy_m" validate:"gte=0,lte=100000"`
+	Mock      bool     `json:"mock"`
 }
 
 // Captured is when the record was captured. It is only meaningful on a
