@@ -85,6 +85,7 @@ func (s *Service) Routes(mobile, admin *echo.Group) {
 	agent.POST("/otp", s.createOTP)
 	agent.POST("/sync", s.sync)
 	agent.GET("/records/:id", s.recordStatus)
+	agent.GET("/farmers", s.farmers)
 
 	admin.POST("/organizations", s.createOrganization)
 	admin.POST("/agents", s.createAgent)

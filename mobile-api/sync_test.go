@@ -222,7 +222,7 @@ func TestSync(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				status, body := rawSync(t, tani.URL, agent, tt.body)
+				status, body := rawSync(t, tani, agent, tt.body)
 				if status != tt.status {
 					t.Fatalf("status = %d, want %d: %s", status, tt.status, body)
 				}
@@ -319,23 +319,12 @@ func hasField(e httpserver.ErrorBody, field string) bool {
 	return false
 }
 
-func rawSync(t *testing.T, base string, a *clienttest.Agent, body string) (int, []byte) {
+func rawSync(t *testing.T, tani *apptest.Running, a *clienttest.Agent, body string) (int, []byte) {
 	t.Helper()
-	// Log in again to get a bearer token for hand-made requests.
-	var pair struct {
-		AccessToken string `json:"access_token"`
-	}
-	login, _ := json.Marshal(map[string]string{"username": a.Username, "password": a.Password})
-	resp, err := http.Post(base+"/mobile/v1/auth/login", "application/json", bytes.NewReader(login))
-	if err != nil {
-		t.Fatal(err)
-	}
-	json.NewDecoder(resp.Body).Decode(&pair)
-	resp.Body.Close()
-	req, _ := http.NewRequest(http.MethodPost, base+"/mobile/v1/sync", strings.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, tani.URL+"/mobile/v1/sync", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+pair.AccessToken)
-	resp, err = http.DefaultClient.Do(req)
+	req.Header.Set("Authorization", "Bearer "+accessToken(t, tani, a))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,4 +350,9 @@ func submitted(t *testing.T, js jetstream.JetStream) uint64 {
 		n += c
 	}
 	return n
+}
+
+func jsonBody(v any) io.Reader {
+	b, _ := json.Marshal(v)
+	return bytes.NewReader(b)
 }
