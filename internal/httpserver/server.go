@@ -1,0 +1,196 @@
+package httpserver
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config is the listener and the limits every request is held to.
+type Config struct {
+	Listen          string
+	BodyLimit       string
+	ShutdownTimeout time.Duration
+}
+
+// RegisterFlags registers the http.* flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Listen, "http.listen", "127.0.0.1:8080", "address the HTTP server listens on")
+	fs.StringVar(&c.BodyLimit, "http.body-limit", "6M", "largest request body accepted (the mobile sync batch limit is 5 MB)")
+	fs.DurationVar(&c.ShutdownTimeout, "http.shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish at shutdown")
+}
+
+// Server is the process's one HTTP server. Modules mount their routes on
+// Echo while the process starts; the server forwards requests to them only
+// once Open has been called, so routes are never read while being added.
+type Server struct {
+	Echo *echo.Echo
+
+	cfg      Config
+	logger   *slog.Logger
+	probes   *http.ServeMux
+	listener net.Listener
+	srv      *http.Server
+	open     atomic.Bool // routes are complete; forward to echo
+	ready    atomic.Bool // every module runs; /readyz answers 200
+}
+
+// New builds the server and its middleware. It does no I/O.
+func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry) *Server {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.Validator = NewValidator()
+	e.HTTPErrorHandler = errorHandler(logger)
+	e.Use(
+		middleware.RequestID(),
+		accessLog(logger),
+		metrics(reg),
+		middleware.BodyLimit(cfg.BodyLimit),
+		middleware.Recover(),
+	)
+	s := &Server{Echo: e, cfg: cfg, logger: logger, probes: http.NewServeMux()}
+	s.probes.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	s.probes.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !s.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready")
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	s.probes.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return s
+}
+
+// ServeHTTP answers the probes itself and everything else through echo once
+// the routes are open; before that, 503 in the common error shape.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/healthz", "/readyz", "/metrics":
+		s.probes.ServeHTTP(w, r)
+		return
+	}
+	if !s.open.Load() {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, `{"error":{"code":"unavailable","message":"starting up"}}`)
+		return
+	}
+	s.Echo.ServeHTTP(w, r)
+}
+
+// Listen binds the address so probes answer while the other modules start.
+func (s *Server) Listen(ctx context.Context) error {
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	s.listener = l
+	s.srv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// Addr is the bound address (useful with port 0).
+func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// Serve serves until Shutdown; it returns nil after a clean shutdown.
+func (s *Server) Serve() error {
+	err := s.srv.Serve(s.listener)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Open starts forwarding requests to the mounted routes.
+func (s *Server) Open() { s.open.Store(true) }
+
+// SetReady sets what /readyz answers.
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// Shutdown stops accepting connections and waits for in-flight requests.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
+	defer cancel()
+	return s.srv.Shutdown(ctx)
+}
+
+func accessLog(logger *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			if err != nil {
+				c.Error(err) // write the error now so the log has the real status
+			}
+			req, res := c.Request(), c.Response()
+			logger.LogAttrs(req.Context(), slog.LevelInfo, "http request",
+				slog.String("method", req.Method),
+				slog.String("path", req.URL.Path),
+				slog.String("route", c.Path()),
+				slog.Int("status", res.Status),
+				slog.Int64("bytes", res.Size),
+				slog.Duration("duration", time.Since(start)),
+				slog.String("remote", c.RealIP()),
+				slog.String("request_id", res.Header().Get(echo.HeaderXRequestID)),
+			)
+			return nil
+		}
+	}
+}
+
+func metrics(reg *prometheus.Registry) echo.MiddlewareFunc {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tani_http_requests_total",
+		Help: "HTTP requests answered, by route and status code.",
+	}, []string{"method", "route", "code"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "tani_http_request_duration_seconds",
+		Help:    "Time to answer HTTP requests, by route.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"method", "route"})
+	reg.MustRegister(requests, duration)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			if err != nil {
+				c.Error(err)
+			}
+			route := c.Path()
+			if route == "" {
+				route = "unmatched"
+			}
+			method := c.Request().Method
+			requests.WithLabelValues(method, route, strconv.Itoa(c.Response().Status)).Inc()
+			duration.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
+			return nil
+		}
+	}
+}

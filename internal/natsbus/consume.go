@@ -1,0 +1,202 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tani-platform/tani/internal/apperr"
+)
+
+// Handler processes one message. It returns nil only once the message's
+// effect is committed; the runner then acks. An apperr Invalid or Conflict
+// error means the message can never succeed (poison); any other error is
+// transient and the message is redelivered with backoff.
+type Handler func(ctx context.Context, msg jetstream.Msg) error
+
+// ConsumerConfig describes one durable pull consumer.
+type ConsumerConfig struct {
+	Stream         string
+	Durable        string
+	FilterSubjects []string
+	MaxDeliver     int           // deliveries before a transiently failing message is dead-lettered; default 10
+	AckWait        time.Duration // default 30s
+	HandleTimeout  time.Duration // per message; default 20s
+	Buffer         int           // messages prefetched; default 256
+}
+
+func (c *ConsumerConfig) defaults() {
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = 10
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.HandleTimeout == 0 {
+		c.HandleTimeout = 20 * time.Second
+	}
+	if c.Buffer == 0 {
+		c.Buffer = 256
+	}
+}
+
+// Metrics counts what consumers did with messages.
+type Metrics struct {
+	messages *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics registers the consumer metrics once per process.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tani_consumer_messages_total",
+			Help: "Messages handled by consumers, by outcome (ack, retry, dead).",
+		}, []string{"consumer", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tani_consumer_handle_seconds",
+			Help:    "Time a consumer's handler took per message.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
+		}, []string{"consumer"}),
+	}
+	reg.MustRegister(m.messages, m.duration)
+	return m
+}
+
+// Consumer runs a handler over a durable pull consumer.
+type Consumer struct {
+	cfg     ConsumerConfig
+	js      jetstream.JetStream
+	logger  *slog.Logger
+	metrics *Metrics
+	cons    jetstream.Consumer
+}
+
+// NewConsumer prepares a consumer; Start creates it on the server.
+func NewConsumer(cfg ConsumerConfig, js jetstream.JetStream, logger *slog.Logger, metrics *Metrics) *Consumer {
+	cfg.defaults()
+	return &Consumer{cfg: cfg, js: js, logger: logger.With("consumer", cfg.Durable), metrics: metrics}
+}
+
+// Start creates or updates the durable consumer (idempotent).
+func (c *Consumer) Start(ctx context.Context) error {
+	cons, err := c.js.CreateOrUpdateConsumer(ctx, c.cfg.Stream, jetstream.ConsumerConfig{
+		Durable:        c.cfg.Durable,
+		FilterSubjects: c.cfg.FilterSubjects,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        c.cfg.AckWait,
+		// The runner dead-letters at MaxDeliver itself; the server's limit is
+		// a backstop one higher so a message is never silently abandoned.
+		MaxDeliver:    c.cfg.MaxDeliver + 1,
+		MaxAckPending: 4 * c.cfg.Buffer,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("ensure consumer %s on %s: %w", c.cfg.Durable, c.cfg.Stream, err)
+	}
+	c.cons = cons
+	return nil
+}
+
+// Run handles messages until ctx is done, then drains what it had already
+// pulled and returns nil.
+func (c *Consumer) Run(ctx context.Context, handle Handler) error {
+	it, err := c.cons.Messages(jetstream.PullMaxMessages(c.cfg.Buffer))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", c.cfg.Durable, err)
+	}
+	stop := context.AfterFunc(ctx, it.Drain)
+	defer stop()
+	// In-flight work finishes after shutdown starts: acks after commit.
+	work := context.WithoutCancel(ctx)
+	for {
+		msg, err := it.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return nil
+		}
+		if err != nil {
+			// Heartbeat misses and reconnects are reported here; the
+			// iterator keeps pulling once the server is back.
+			c.logger.WarnContext(ctx, "pull", "err", err)
+			if errors.Is(err, nats.ErrConnectionClosed) {
+				return fmt.Errorf("consume %s: %w", c.cfg.Durable, err)
+			}
+			continue
+		}
+		c.handle(work, msg, handle)
+	}
+}
+
+func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg, handle Handler) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.HandleTimeout)
+	defer cancel()
+	start := time.Now()
+	err := handle(ctx, msg)
+	c.metrics.duration.WithLabelValues(c.cfg.Durable).Observe(time.Since(start).Seconds())
+	if err == nil {
+		c.settle(ctx, msg, "ack", msg.Ack())
+		return
+	}
+	delivered := uint64(1)
+	if md, mdErr := msg.Metadata(); mdErr == nil {
+		delivered = md.NumDelivered
+	}
+	poison := apperr.Is(err, apperr.Invalid) || apperr.Is(err, apperr.Conflict)
+	if poison || delivered >= uint64(c.cfg.MaxDeliver) {
+		reason := err.Error()
+		if !poison {
+			reason = fmt.Sprintf("gave up after %d deliveries: %v", delivered, err)
+		}
+		if dlErr := c.deadLetter(ctx, msg, reason); dlErr != nil {
+			// Never drop: leave it for redelivery and try again later.
+			c.logger.ErrorContext(ctx, "dead-letter publish failed; will retry", "subject", msg.Subject(), "err", dlErr)
+			c.settle(ctx, msg, "retry", msg.NakWithDelay(backoff(delivered)))
+			return
+		}
+		c.logger.WarnContext(ctx, "dead-lettered", "subject", msg.Subject(), "reason", reason)
+		c.settle(ctx, msg, "dead", msg.Term())
+		return
+	}
+	c.logger.WarnContext(ctx, "handler failed; will retry", "subject", msg.Subject(), "delivered", delivered, "err", err)
+	c.settle(ctx, msg, "retry", msg.NakWithDelay(backoff(delivered)))
+}
+
+func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, outcome string, err error) {
+	c.metrics.messages.WithLabelValues(c.cfg.Durable, outcome).Inc()
+	if err != nil {
+		// The server will redeliver after AckWait; handlers are idempotent.
+		c.logger.WarnContext(ctx, "settle message", "outcome", outcome, "subject", msg.Subject(), "err", err)
+	}
+}
+
+// deadLetter republishes msg on dead.<subject> with the reason in headers.
+// Its message ID is derived from the original's so a retried dead-letter is
+// stored once.
+func (c *Consumer) deadLetter(ctx context.Context, msg jetstream.Msg, reason string) error {
+	dl := nats.NewMsg(SubjectDeadPrefix + msg.Subject())
+	dl.Data = msg.Data()
+	for k, v := range msg.Headers() {
+		dl.Header[k] = v
+	}
+	if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
+		dl.Header.Set(jetstream.MsgIDHeader, "dead:"+c.cfg.Durable+":"+id)
+	}
+	dl.Header.Set(HeaderDeadReason, reason)
+	dl.Header.Set(HeaderDeadConsumer, c.cfg.Durable)
+	dl.Header.Set(HeaderDeadSubject, msg.Subject())
+	dl.Header.Set(HeaderDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
+	_, err := c.js.PublishMsg(ctx, dl)
+	return err
+}
+
+// backoff grows with each delivery, capped at one minute.
+func backoff(delivered uint64) time.Duration {
+	d := 250 * time.Millisecond << min(delivered, 8)
+	return min(d, time.Minute)
+}

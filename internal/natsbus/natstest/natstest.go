@@ -1,0 +1,50 @@
+// Package natstest runs a real JetStream server inside the test process.
+// It must never be imported by non-test code.
+package natstest
+
+import (
+	"log/slog"
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tani-platform/tani/internal/natsbus"
+)
+
+// MustServer starts an in-process JetStream server storing under a temp dir,
+// listening on a random loopback port, shut down when the test ends.
+func MustServer(tb testing.TB) *server.Server {
+	tb.Helper()
+	return MustServerAt(tb, tb.TempDir())
+}
+
+// MustServerAt starts a server on the given data dir, so a test can restart
+// it on the same store.
+func MustServerAt(tb testing.TB, dir string) *server.Server {
+	tb.Helper()
+	s, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatalf("start nats: %v", err)
+	}
+	tb.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+// MustJetStream connects to s with the shared streams in place.
+func MustJetStream(tb testing.TB, s *server.Server) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, js, err := natsbus.Connect(natsbus.Config{URL: s.ClientURL()}, nil, tb.Name(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatalf("connect nats: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	if err := natsbus.EnsureStreams(tb.Context(), js, 1); err != nil {
+		tb.Fatalf("streams: %v", err)
+	}
+	return nc, js
+}

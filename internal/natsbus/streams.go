@@ -1,0 +1,78 @@
+package natsbus
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The streams and subjects are the contract between services.
+const (
+	// StreamFarm holds every farm record on its way through the platform.
+	StreamFarm = "FARM"
+	// StreamDead holds poison messages with the reason they were refused.
+	StreamDead = "DEAD"
+
+	// SubjectSubmittedPrefix + <type>: records accepted by mobile-api.
+	SubjectSubmittedPrefix = "farm.submitted."
+	// SubjectIngestedPrefix + <type>: records stored by ingest.
+	SubjectIngestedPrefix = "farm.ingested."
+	// SubjectAttestedPrefix + <type>: records decided by attest.
+	SubjectAttestedPrefix = "farm.attested."
+	// SubjectDeadPrefix + <original subject>: dead letters.
+	SubjectDeadPrefix = "dead."
+)
+
+// Headers set on dead letters.
+const (
+	HeaderDeadReason   = "Tani-Dead-Reason"
+	HeaderDeadConsumer = "Tani-Dead-Consumer"
+	HeaderDeadSubject  = "Tani-Dead-Subject"
+	HeaderDeadAt       = "Tani-Dead-At"
+)
+
+// DuplicateWindow is how long JetStream remembers message IDs. Longer-lived
+// idempotency is Postgres's job (unique keys on record ids).
+const DuplicateWindow = 10 * time.Minute
+
+// Streams returns the definitions of the shared streams.
+func Streams(replicas int) []jetstream.StreamConfig {
+	if replicas < 1 {
+		replicas = 1
+	}
+	return []jetstream.StreamConfig{
+		{
+			Name:        StreamFarm,
+			Description: "farm records: submitted by devices, ingested, attested",
+			Subjects:    []string{"farm.>"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      30 * 24 * time.Hour,
+			Duplicates:  DuplicateWindow,
+			Replicas:    replicas,
+		},
+		{
+			Name:        StreamDead,
+			Description: "poison messages with the reason they were refused; listed and replayed by operators",
+			Subjects:    []string{SubjectDeadPrefix + ">"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      90 * 24 * time.Hour,
+			Duplicates:  DuplicateWindow,
+			Replicas:    replicas,
+		},
+	}
+}
+
+// EnsureStreams creates or updates the shared streams; safe to call from
+// every process at every start.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	for _, sc := range Streams(replicas) {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
