@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
@@ -400,7 +399,7 @@ func (a *auditor) checkpoint(ctx context.Context, cp *Checkpoint, root []byte) {
 	bad := func(kind FaultKind, idx int64, format string, args ...any) {
 		a.fault(Fault{Kind: kind, Index: idx, Checkpoint: cp.Size, Detail: fmt.Sprintf("checkpoint %d: ", cp.Size) + fmt.Sprintf(format, args...)})
 	}
-	signed, _, _, err := log.ParseCheckpoint(cp.Note, a.verifier.Name(), a.verifier)
+	signed, err := verify.VerifyCheckpoint(cp.Note, a.verifier)
 	if err != nil {
 		bad(FaultCheckpointForged, -1, "note does not verify with the log key: %v", err)
 		return
