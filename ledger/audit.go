@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,16 +50,17 @@ type Fault struct {
 }
 
 func (f Fault) String() string {
-	var where string
-	switch {
-	case f.Index >= 0:
-		where = fmt.Sprintf("index %d", f.Index)
-	case f.Checkpoint > 0:
-		where = fmt.Sprintf("checkpoint %d", f.Checkpoint)
-	default:
-		where = "log"
+	var where []string
+	if f.Index >= 0 {
+		where = append(where, fmt.Sprintf("index %d", f.Index))
 	}
-	return fmt.Sprintf("%s: %s: %s", where, f.Kind, f.Detail)
+	if f.Checkpoint > 0 {
+		where = append(where, fmt.Sprintf("checkpoint %d", f.Checkpoint))
+	}
+	if len(where) == 0 {
+		where = append(where, "log")
+	}
+	return fmt.Sprintf("%s: %s: %s", strings.Join(where, ", "), f.Kind, f.Detail)
 }
 
 // Report is the outcome of an audit.
@@ -397,7 +399,7 @@ func (a *auditor) loadCheckpoints(ctx context.Context) error {
 func (a *auditor) checkpoint(ctx context.Context, cp *Checkpoint, root []byte) {
 	a.rep.Checkpoints++
 	bad := func(kind FaultKind, idx int64, format string, args ...any) {
-		a.fault(Fault{Kind: kind, Index: idx, Checkpoint: cp.Size, Detail: fmt.Sprintf("checkpoint %d: ", cp.Size) + fmt.Sprintf(format, args...)})
+		a.fault(Fault{Kind: kind, Index: idx, Checkpoint: cp.Size, Detail: fmt.Sprintf(format, args...)})
 	}
 	signed, err := verify.VerifyCheckpoint(cp.Note, a.verifier)
 	if err != nil {
@@ -455,7 +457,7 @@ func (a *auditor) finish(ctx context.Context, size int64) error {
 		a.checkpoints = a.checkpoints[1:]
 		a.rep.Checkpoints++
 		a.fault(Fault{Kind: FaultCheckpointBeyond, Index: size, Checkpoint: cp.Size,
-			Detail: fmt.Sprintf("checkpoint %d signs %d entries but the tree holds %d", cp.Size, cp.Size, size)})
+			Detail: fmt.Sprintf("signs %d entries but the tree holds %d: entries from index %d are gone", cp.Size, size, size)})
 	}
 	erased := make([]int64, 0, len(a.erased))
 	for idx := range a.erased {
