@@ -243,12 +243,16 @@ func loadExisting(ctx context.Context, tx pgx.Tx, norm []verify.Entry) (map[revK
 	for i, e := range norm {
 		ids[i], revs[i] = e.RecordID, e.Revision
 	}
+	// One index probe per key: the LIMIT keeps the planner from turning the
+	// lateral join into a hash join over every stored revision, which grows
+	// with the log.
 	rows, err := tx.Query(ctx, `
 		SELECT e.idx, e.record_id, e.revision, e.kind, e.payload_hash, e.occurred_at, e.signature_ref, e.logged_at
-		FROM ledger.entries e
-		JOIN unnest($1::text[], $2::bigint[]) AS k(record_id, revision)
-		  ON e.record_id = k.record_id AND e.revision = k.revision
-		WHERE e.type = 'revision'`, ids, revs)
+		FROM unnest($1::text[], $2::bigint[]) AS k(record_id, revision)
+		CROSS JOIN LATERAL (
+			SELECT * FROM ledger.entries e
+			WHERE e.type = 'revision' AND e.record_id = k.record_id AND e.revision = k.revision
+			LIMIT 1) e`, ids, revs)
 	if err != nil {
 		return nil, fmt.Errorf("look up existing revisions: %w", err)
 	}
