@@ -3,6 +3,7 @@ package ledger
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"golang.org/x/mod/sumdb/tlog"
@@ -17,7 +18,7 @@ func (j *Journal) Routes(g *echo.Group) {
 	g.GET("/checkpoint", j.handleLatestCheckpoint)
 	g.GET("/checkpoints/:size", j.handleCheckpoint)
 	g.GET("/records/:id/receipt", j.handleReceipt)
-	g.GET("/records/:id/history", j.handleHistory)
+	g.GET("/records/:id/history", j.handleHistory) // ?tree_size=N, ?at=RFC3339 time
 	g.GET("/proof/consistency", j.handleConsistency)
 	g.GET("/entries", j.handleEntries)
 }
@@ -74,6 +75,13 @@ func (j *Journal) handleHistory(c echo.Context) error {
 			return err
 		}
 		asOf.TreeSize = n
+	}
+	if s := c.QueryParam("at"); s != "" {
+		at, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return apperr.Fields("invalid parameter", apperr.FieldError{Field: "at", Message: "must be an RFC 3339 time"})
+		}
+		asOf.Time = at
 	}
 	revs, err := j.History(c.Request().Context(), c.Param("id"), asOf)
 	if err != nil {
