@@ -62,3 +62,5 @@ func TestEntry(t *testing.T) {
 		}
 	})
 }
+
+var ledgerTime = time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
