@@ -17,7 +17,7 @@ import (
 func (j *Journal) Routes(g *echo.Group) {
 	g.GET("/checkpoint", j.handleLatestCheckpoint)
 	g.GET("/checkpoints/:size", j.handleCheckpoint)
-	g.GET("/records/:id/receipt", j.handleReceipt)
+	g.GET("/records/:id/receipt", j.handleReceipt) // ?revision=N, ?tree_size=M
 	g.GET("/records/:id/history", j.handleHistory) // ?tree_size=N, ?at=RFC3339 time
 	g.GET("/proof/consistency", j.handleConsistency)
 	g.GET("/entries", j.handleEntries)
@@ -54,7 +54,17 @@ func (j *Journal) handleReceipt(c echo.Context) error {
 			return err
 		}
 	}
-	r, err := j.Receipt(c.Request().Context(), c.Param("id"), rev)
+	var r *verify.Receipt
+	var err error
+	if s := c.QueryParam("tree_size"); s != "" {
+		size, perr := intParam(s, "tree_size", 1)
+		if perr != nil {
+			return perr
+		}
+		r, err = j.ReceiptIn(c.Request().Context(), c.Param("id"), rev, size)
+	} else {
+		r, err = j.Receipt(c.Request().Context(), c.Param("id"), rev)
+	}
 	if err != nil {
 		return err
 	}

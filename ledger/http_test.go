@@ -93,6 +93,13 @@ func TestHTTP(t *testing.T) {
 			t.Errorf("got record %q, want rec-3", res.Entry.RecordID)
 		}
 	})
+	t.Run("OKReceiptInOlderCheckpoint", func(t *testing.T) {
+		code, _, body := get(t, srv, "/ledger/v1/records/rec-3/receipt?tree_size=5")
+		res, err := verify.VerifyReceipt(body, j.VerifierKey())
+		if code != http.StatusOK || err != nil || res.TreeSize != 5 || res.LeafIndex != 3 {
+			t.Errorf("got %d %v %s, want leaf 3 in the checkpoint of size 5", code, err, body)
+		}
+	})
 	t.Run("OKHistory", func(t *testing.T) {
 		code, _, body := get(t, srv, "/ledger/v1/records/rec-3/history")
 		var h struct {
@@ -146,6 +153,8 @@ func TestHTTP(t *testing.T) {
 		"ErrInvalidCheckpointSize": {"/ledger/v1/checkpoints/zero", 400, "invalid"},
 		"ErrInvalidHistoryTime":    {"/ledger/v1/records/rec-1/history?at=yesterday", 400, "invalid"},
 		"ErrNotFoundHistoryAsOf":   {"/ledger/v1/records/rec-11/history?tree_size=5", 404, "not_found"},
+		"ErrInvalidReceiptAfterCp": {"/ledger/v1/records/rec-11/receipt?tree_size=5", 400, "invalid"},
+		"ErrNotFoundReceiptCp":     {"/ledger/v1/records/rec-1/receipt?tree_size=6", 404, "not_found"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, ctype, body := get(t, srv, c.path)

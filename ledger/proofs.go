@@ -66,24 +66,9 @@ func (j *Journal) checkSize(ctx context.Context, size int64) error {
 // the latest) in the latest checkpoint. If no checkpoint covers the revision
 // yet, one is signed now, so a receipt never waits for the next tick.
 func (j *Journal) Receipt(ctx context.Context, recordID string, revision int64) (*verify.Receipt, error) {
-	var idx int64
-	var data []byte
-	var err error
-	if revision > 0 {
-		err = j.pool.QueryRow(ctx, `SELECT idx, data FROM ledger.entries WHERE type = 'revision' AND record_id = $1 AND revision = $2`,
-			recordID, revision).Scan(&idx, &data)
-	} else {
-		err = j.pool.QueryRow(ctx, `SELECT idx, data FROM ledger.entries WHERE type = 'revision' AND record_id = $1 ORDER BY revision DESC LIMIT 1`,
-			recordID).Scan(&idx, &data)
-	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		if revision > 0 {
-			return nil, apperr.Wrap(apperr.NotFound, err, "record %s has no revision %d", recordID, revision)
-		}
-		return nil, apperr.Wrap(apperr.NotFound, err, "record %s not found", recordID)
-	}
+	idx, data, err := j.locate(ctx, recordID, revision)
 	if err != nil {
-		return nil, fmt.Errorf("receipt for %s/%d: %w", recordID, revision, err)
+		return nil, err
 	}
 	cp, err := j.LatestCheckpoint(ctx)
 	if err != nil && !apperr.Is(err, apperr.NotFound) {
@@ -97,8 +82,49 @@ func (j *Journal) Receipt(ctx context.Context, recordID string, revision int64) 
 	return j.receiptIn(ctx, idx, data, cp)
 }
 
-// ReceiptAt returns the receipt of leaf index in the checkpoint of size
-// treeSize, for callers that hold an older checkpoint.
+// ReceiptIn returns the receipt of a revision of a record (revision 0: the
+// latest) in the checkpoint of size treeSize, for callers that hold an older
+// checkpoint. The revision must be inside that tree.
+func (j *Journal) ReceiptIn(ctx context.Context, recordID string, revision, treeSize int64) (*verify.Receipt, error) {
+	idx, data, err := j.locate(ctx, recordID, revision)
+	if err != nil {
+		return nil, err
+	}
+	cp, err := j.CheckpointAt(ctx, treeSize)
+	if err != nil {
+		return nil, err
+	}
+	if idx >= treeSize {
+		return nil, apperr.Errorf(apperr.Invalid, "record %s revision %d is leaf %d, outside tree size %d", recordID, revision, idx, treeSize)
+	}
+	return j.receiptIn(ctx, idx, data, cp)
+}
+
+// locate finds the leaf of a revision (revision 0: the latest).
+func (j *Journal) locate(ctx context.Context, recordID string, revision int64) (int64, []byte, error) {
+	var idx int64
+	var data []byte
+	var err error
+	if revision > 0 {
+		err = j.pool.QueryRow(ctx, `SELECT idx, data FROM ledger.entries WHERE type = 'revision' AND record_id = $1 AND revision = $2`,
+			recordID, revision).Scan(&idx, &data)
+	} else {
+		err = j.pool.QueryRow(ctx, `SELECT idx, data FROM ledger.entries WHERE type = 'revision' AND record_id = $1 ORDER BY revision DESC LIMIT 1`,
+			recordID).Scan(&idx, &data)
+	}
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) && revision > 0:
+		return 0, nil, apperr.Wrap(apperr.NotFound, err, "record %s has no revision %d", recordID, revision)
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, nil, apperr.Wrap(apperr.NotFound, err, "record %s not found", recordID)
+	case err != nil:
+		return 0, nil, fmt.Errorf("locate %s/%d: %w", recordID, revision, err)
+	}
+	return idx, data, nil
+}
+
+// ReceiptAt returns the receipt of any leaf, by index, in the checkpoint of
+// size treeSize: redaction entries too, which no record route reaches.
 func (j *Journal) ReceiptAt(ctx context.Context, index, treeSize int64) (*verify.Receipt, error) {
 	cp, err := j.CheckpointAt(ctx, treeSize)
 	if err != nil {
