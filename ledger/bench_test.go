@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,4 +145,23 @@ func BenchmarkAudit(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// BenchmarkAppendConcurrent measures single-revision appends from 64
+// concurrent callers, which group commit shares out over transactions.
+func BenchmarkAppendConcurrent(b *testing.B) {
+	j := ledgertest.MustJournal(b)
+	ctx := context.Background()
+	var next atomic.Int64
+	b.SetParallelism(32) // × GOMAXPROCS callers
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := j.Append(ctx, benchRevision(int(next.Add(1)))); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(next.Load())/b.Elapsed().Seconds(), "entries/s")
 }

@@ -28,9 +28,16 @@ type Journal struct {
 	verifier    note.Verifier
 	verifierKey string
 
-	// mu serializes this process's appends, so that they queue here rather
-	// than on the database lock, and guards frontier.
-	mu sync.Mutex
+	// seq is held (a token in a one-slot channel, so that waiting honours
+	// ctx) by the goroutine running this process's sequencer transaction.
+	// It guards frontier.
+	seq chan struct{}
+	// queue holds appends waiting for the next sequencer transaction: the
+	// goroutine that takes seq commits every queued append in one
+	// transaction (group commit), so concurrent single-revision callers
+	// share one WAL flush.
+	qmu   sync.Mutex
+	queue []*appendReq
 	// frontier holds the stored hashes of the complete subtrees on the right
 	// edge of the tree of size frontierSize: exactly what the next append and
 	// the next tree hash read. Valid only while the database size matches,
@@ -80,7 +87,7 @@ func New(cfg Config, pool *pgxpool.Pool, logger *slog.Logger) (*Journal, error) 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Journal{cfg: cfg, pool: pool, logger: logger, frontierSize: -1}, nil
+	return &Journal{cfg: cfg, pool: pool, logger: logger, seq: make(chan struct{}, 1), frontierSize: -1}, nil
 }
 
 // Start loads the signing key, generating it into DataDir on first run, and
@@ -134,78 +141,171 @@ type leaf struct {
 // Append appends revisions to the log and returns where each one is, in
 // order. It is durable when it returns. Appending a revision already in the
 // log is a no-op (Existed is set); the same record id and revision with
-// different content is a Conflict. All revisions go in one transaction, so
-// callers batch by passing many.
+// different content is a Conflict, and then none of revs is appended.
+//
+// Revisions of one call always share one transaction; concurrent calls are
+// grouped into one transaction too. If ctx ends before the append commits,
+// Append returns ctx's error and the revisions may still be appended later:
+// retrying is safe, since appends are idempotent.
 func (j *Journal) Append(ctx context.Context, revs ...Revision) ([]Appended, error) {
 	if len(revs) == 0 {
 		return nil, nil
 	}
-	norm := make([]verify.Entry, len(revs))
+	req := &appendReq{
+		norm:     make([]verify.Entry, len(revs)),
+		payloads: make([][]byte, len(revs)),
+		out:      make([]Appended, len(revs)),
+		relative: make([]bool, len(revs)),
+		done:     make(chan struct{}),
+	}
 	var fields []apperr.FieldError
 	for i, r := range revs {
 		e := verify.Entry{
 			Type: verify.TypeRevision, RecordID: r.RecordID, Kind: r.Kind, Revision: r.Revision,
 			PayloadHash: sha256.Sum256(r.Payload), OccurredAt: r.OccurredAt.UTC().Truncate(time.Microsecond),
-			SignatureRef: r.SignatureRef, LoggedAt: time.Unix(0, 0).UTC(),
+			SignatureRef: r.SignatureRef,
+			LoggedAt:     time.Unix(0, 0).UTC(), // a placeholder for validation; the sequencer stamps it
 		}
 		if _, err := e.Marshal(); err != nil {
 			fields = append(fields, apperr.FieldError{Field: fmt.Sprintf("revisions[%d]", i), Message: err.Error()})
 		}
-		norm[i] = e
+		req.norm[i], req.payloads[i] = e, nonNil(r.Payload)
 	}
 	if len(fields) > 0 {
 		return nil, apperr.Fields("invalid revisions", fields...)
 	}
 
-	out := make([]Appended, len(revs))
-	// relative marks results whose LeafIndex is a position in this batch,
+	j.qmu.Lock()
+	j.queue = append(j.queue, req)
+	j.qmu.Unlock()
+	for {
+		select {
+		case <-req.done:
+			return req.out, req.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("ledger append: %w", ctx.Err())
+		case j.seq <- struct{}{}:
+			// This goroutine is the sequencer now: commit everything
+			// queued, which includes req unless an earlier sequencer
+			// already took it.
+			j.qmu.Lock()
+			batch := j.queue
+			j.queue = nil
+			j.qmu.Unlock()
+			if len(batch) > 0 {
+				j.appendBatch(ctx, batch)
+			}
+			<-j.seq
+		}
+	}
+}
+
+// appendReq is one Append call waiting for its transaction.
+type appendReq struct {
+	norm     []verify.Entry
+	payloads [][]byte
+	out      []Appended
+	// relative marks results whose LeafIndex is a position in the batch,
 	// known as a log index only once the batch is placed.
-	relative := make([]bool, len(revs))
-	err := j.sequence(ctx, func(ctx context.Context, tx pgx.Tx, now time.Time) ([]leaf, error) {
-		existing, err := loadExisting(ctx, tx, norm)
+	relative []bool
+	err      error
+	done     chan struct{}
+}
+
+// appendTimeout bounds one group-commit transaction. The transaction does
+// not end with the context of the caller that happens to run it, since it
+// carries other callers' appends too.
+const appendTimeout = time.Minute
+
+// appendBatch commits the queued appends in one transaction and completes
+// each request. A conflicting request fails alone; a database failure fails
+// them all.
+func (j *Journal) appendBatch(ctx context.Context, batch []*appendReq) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), appendTimeout)
+	defer cancel()
+	err := j.transact(ctx, func(ctx context.Context, tx pgx.Tx, now time.Time) ([]leaf, error) {
+		var all []verify.Entry
+		for _, r := range batch {
+			all = append(all, r.norm...)
+		}
+		existing, err := loadExisting(ctx, tx, all)
 		if err != nil {
 			return nil, err
 		}
-		inBatch := map[revKey]int{}
+		// accepted holds the revisions this batch appends, by key: the
+		// request and position of their first occurrence.
+		type ref struct {
+			req *appendReq
+			i   int
+		}
+		accepted := map[revKey]ref{}
 		var leaves []leaf
-		for i, e := range norm {
-			k := revKey{e.RecordID, e.Revision}
-			if old, ok := existing[k]; ok {
-				if !sameRevision(old.entry, e) {
-					return nil, conflict(e)
+		for _, r := range batch {
+			mine := map[revKey]ref{}
+			var local []leaf
+			for i, e := range r.norm {
+				k := revKey{e.RecordID, e.Revision}
+				if old, ok := existing[k]; ok {
+					if !sameRevision(old.entry, e) {
+						r.err = conflict(e)
+						break
+					}
+					r.out[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: old.idx, LoggedAt: old.entry.LoggedAt, Existed: true}
+					continue
 				}
-				out[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: old.idx, LoggedAt: old.entry.LoggedAt, Existed: true}
+				first, ok := mine[k]
+				if !ok {
+					first, ok = accepted[k]
+				}
+				if ok {
+					if !sameRevision(first.req.norm[first.i], e) {
+						r.err = conflict(e)
+						break
+					}
+					r.out[i], r.relative[i] = first.req.out[first.i], true
+					r.out[i].Existed = true
+					continue
+				}
+				e.LoggedAt = now
+				data, err := e.Marshal()
+				if err != nil {
+					return nil, fmt.Errorf("encode entry: %w", err)
+				}
+				mine[k] = ref{r, i}
+				r.out[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: int64(len(leaves) + len(local)), LoggedAt: now}
+				r.relative[i] = true
+				local = append(local, leaf{entry: e, data: data, payload: r.payloads[i]})
+			}
+			if r.err != nil {
 				continue
 			}
-			if first, ok := inBatch[k]; ok {
-				if !sameRevision(norm[first], e) {
-					return nil, conflict(e)
-				}
-				out[i], relative[i] = out[first], true
-				out[i].Existed = true
-				continue
+			for k, v := range mine {
+				accepted[k] = v
 			}
-			e.LoggedAt = now
-			data, err := e.Marshal()
-			if err != nil {
-				return nil, fmt.Errorf("encode entry: %w", err)
-			}
-			inBatch[k] = i
-			out[i], relative[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: int64(len(leaves)), LoggedAt: now}, true
-			leaves = append(leaves, leaf{entry: e, data: data, payload: nonNil(revs[i].Payload)})
+			leaves = append(leaves, local...)
 		}
 		return leaves, nil
 	}, func(first int64) {
-		for i := range out {
-			if relative[i] {
-				out[i].LeafIndex += first
+		for _, r := range batch {
+			if r.err != nil {
+				continue
+			}
+			for i := range r.out {
+				if r.relative[i] {
+					r.out[i].LeafIndex += first
+				}
 			}
 		}
 	})
-	if err != nil {
-		return nil, err
+	for _, r := range batch {
+		if err != nil && r.err == nil {
+			r.err = err
+		}
+		if r.err != nil {
+			r.out = nil
+		}
+		close(r.done)
 	}
-	return out, nil
 }
 
 // revKey identifies a revision.
@@ -277,8 +377,17 @@ func loadExisting(ctx context.Context, tx pgx.Tx, norm []verify.Entry) (map[revK
 // stored hashes are computed in memory from the tree's frontier and written
 // with the entries.
 func (j *Journal) sequence(ctx context.Context, build func(ctx context.Context, tx pgx.Tx, now time.Time) ([]leaf, error), placed func(first int64), after ...func(ctx context.Context, tx pgx.Tx, first int64) error) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
+	select {
+	case j.seq <- struct{}{}:
+		defer func() { <-j.seq }()
+	case <-ctx.Done():
+		return fmt.Errorf("ledger append: %w", ctx.Err())
+	}
+	return j.transact(ctx, build, placed, after...)
+}
+
+// transact is sequence for a caller that holds seq.
+func (j *Journal) transact(ctx context.Context, build func(ctx context.Context, tx pgx.Tx, now time.Time) ([]leaf, error), placed func(first int64), after ...func(ctx context.Context, tx pgx.Tx, first int64) error) error {
 	tx, err := j.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("ledger append: begin: %w", err)
