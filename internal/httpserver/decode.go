@@ -1,189 +1,25 @@
 package httpserver
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"net/http"
-	"reflect"
 	"strings"
 
-	"github.com/go-playground/validator/v10"
 	"github.com/labstack/echo/v4"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/validate"
 )
 
-// DecodeJSON reads the request body strictly into v: unknown fields, wrong
-// types, trailing data and oversized bodies are invalid input with the field
-// named in the client's JSON terms. It does not validate; see Validate.
+// DecodeJSON reads the request body strictly into v (see validate.Unmarshal);
+// it does not check validate tags: call c.Validate for that.
 func DecodeJSON(c echo.Context, v any) error {
 	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" && !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
 		return apperr.Fields("body must be JSON", apperr.FieldError{Field: "Content-Type", Message: "must be application/json"})
 	}
-	return Unmarshal(c.Request().Body, v)
-}
-
-// Unmarshal decodes one JSON value from r strictly into v, with the same
-// errors as DecodeJSON.
-func Unmarshal(r io.Reader, v any) error {
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
+	err := validate.Unmarshal(c.Request().Body, v)
+	var tooLarge *echo.HTTPError
+	if errors.As(err, &tooLarge) { // echo's body limit: already a 413
+		return tooLarge
 	}
-	if dec.More() {
-		return apperr.Fields("body must hold exactly one JSON value", apperr.FieldError{Field: "body", Message: "unexpected data after the JSON value"})
-	}
-	return nil
-}
-
-// jsonError turns encoding/json's errors into field errors.
-func jsonError(err error) error {
-	var (
-		syntax   *json.SyntaxError
-		typeErr  *json.UnmarshalTypeError
-		tooLarge *http.MaxBytesError
-		httpErr  *echo.HTTPError
-	)
-	switch {
-	case errors.As(err, &httpErr): // echo's body limit, already a 413
-		return httpErr
-	case errors.As(err, &tooLarge):
-		return apperr.Errorf(apperr.TooLarge, "body exceeds %d bytes", tooLarge.Limit)
-	case errors.Is(err, io.EOF):
-		return apperr.Fields("body is empty", apperr.FieldError{Field: "body", Message: "a JSON object is required"})
-	case errors.As(err, &syntax):
-		return apperr.Fields("malformed JSON", apperr.FieldError{Field: "body", Message: fmt.Sprintf("syntax error at byte %d: %v", syntax.Offset, syntax)})
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return apperr.Fields("malformed JSON", apperr.FieldError{Field: "body", Message: "unexpected end of JSON"})
-	case errors.As(err, &typeErr):
-		field := typeErr.Field
-		if field == "" {
-			field = "body"
-		}
-		return apperr.Fields("wrong type", apperr.FieldError{Field: field, Message: fmt.Sprintf("must be %s, not %s", jsonKind(typeErr.Type), typeErr.Value)})
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return apperr.Fields("unknown field", apperr.FieldError{Field: name, Message: "unknown field"})
-	}
-	return apperr.Fields("malformed JSON", apperr.FieldError{Field: "body", Message: err.Error()})
-}
-
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "an integer"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	case reflect.Map, reflect.Struct:
-		return "an object"
-	}
-	return t.String()
-}
-
-// Validator adapts go-playground/validator to echo and to Tani's field
-// errors, naming fields by their JSON names.
-type Validator struct{ v *validator.Validate }
-
-// NewValidator returns a validator that reports JSON field names.
-func NewValidator() *Validator {
-	v := validator.New(validator.WithRequiredStructEnabled())
-	v.RegisterTagNameFunc(func(f reflect.StructField) string {
-		name := strings.SplitN(f.Tag.Get("json"), ",", 2)[0]
-		if name == "-" {
-			return ""
-		}
-		if name == "" {
-			return f.Name
-		}
-		return name
-	})
-	return &Validator{v: v}
-}
-
-// Engine exposes the underlying validator, for registering custom rules.
-func (v *Validator) Engine() *validator.Validate { return v.v }
-
-// Validate checks v's `validate` tags. Failures are an Invalid error listing
-// every field at fault, with paths relative to v (e.g. "records[2].id").
-func (v *Validator) Validate(i any) error {
-	err := v.v.Struct(i)
-	if err == nil {
-		return nil
-	}
-	var verrs validator.ValidationErrors
-	if !errors.As(err, &verrs) {
-		return fmt.Errorf("validate: %w", err)
-	}
-	fields := make([]apperr.FieldError, 0, len(verrs))
-	for _, fe := range verrs {
-		fields = append(fields, apperr.FieldError{Field: fieldPath(fe.Namespace()), Message: message(fe)})
-	}
-	return apperr.Fields("invalid input", fields...)
-}
-
-// fieldPath drops the top-level struct name validator puts first.
-func fieldPath(ns string) string {
-	if i := strings.IndexByte(ns, '.'); i >= 0 {
-		return ns[i+1:]
-	}
-	return ns
-}
-
-func message(fe validator.FieldError) string {
-	switch fe.Tag() {
-	case "required":
-		return "is required"
-	case "min":
-		if fe.Kind() == reflect.Slice || fe.Kind() == reflect.Map {
-			return "must have at least " + fe.Param() + " items"
-		}
-		if fe.Kind() == reflect.String {
-			return "must be at least " + fe.Param() + " characters"
-		}
-		return "must be at least " + fe.Param()
-	case "max":
-		if fe.Kind() == reflect.Slice || fe.Kind() == reflect.Map {
-			return "must have at most " + fe.Param() + " items"
-		}
-		if fe.Kind() == reflect.String {
-			return "must be at most " + fe.Param() + " characters"
-		}
-		return "must be at most " + fe.Param()
-	case "gte":
-		return "must be ≥ " + fe.Param()
-	case "lte":
-		return "must be ≤ " + fe.Param()
-	case "gt":
-		return "must be > " + fe.Param()
-	case "lt":
-		return "must be < " + fe.Param()
-	case "oneof":
-		return "must be one of: " + fe.Param()
-	case "uuid", "uuid4":
-		return "must be a UUID"
-	case "len":
-		return "must have length " + fe.Param()
-	case "email":
-		return "must be an email address"
-	case "iso4217":
-		return "must be an ISO 4217 currency code"
-	case "latitude":
-		return "must be a latitude between -90 and 90"
-	case "longitude":
-		return "must be a longitude between -180 and 180"
-	}
-	if fe.Param() != "" {
-		return fmt.Sprintf("fails %s=%s", fe.Tag(), fe.Param())
-	}
-	return "fails " + fe.Tag()
+	return err
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tani-platform/tani/internal/validate"
 )
 
 // Config is the listener and the limits every request is held to.
@@ -51,7 +53,7 @@ type Server struct {
 func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.Validator = NewValidator()
+	e.Validator = validate.New()
 	e.HTTPErrorHandler = errorHandler(logger)
 	e.Use(
 		middleware.RequestID(),

@@ -1,0 +1,87 @@
+package main_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tani-platform/tani/internal/postgres/pgtest"
+)
+
+// TestBinary_SIGTERMDrainsAndExitsZero runs the real binary as a user
+// would, configured only through TANI_* variables.
+func TestBinary_SIGTERMDrainsAndExitsZero(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "tani")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "up")
+	cmd.Env = append(os.Environ(),
+		"TANI_DATABASE_URL="+pgtest.URL(t, pgtest.MustDatabase(t)),
+		"TANI_HTTP_LISTEN="+addr,
+		"TANI_DATA_DIR="+t.TempDir(),
+		"TANI_LOG_FORMAT=text",
+	)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within 30s\nstderr:\n%s", stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			t.Fatalf("exit status %d after SIGTERM, want 0\nstderr:\n%s", exitErr.ExitCode(), stderr.String())
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatalf("still running 40s after SIGTERM\nstderr:\n%s", stderr.String())
+	}
+	if !bytes.Contains(stdout.Bytes(), []byte("Tani is up")) {
+		t.Errorf("stdout %q lacks the start banner", stdout.String())
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return fmt.Sprintf("127.0.0.1:%d", l.Addr().(*net.TCPAddr).Port)
+}

@@ -1,0 +1,168 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tani-platform/tani/internal/httpserver"
+	"github.com/tani-platform/tani/internal/natsbus"
+)
+
+// stopTimeout bounds how long one module may take to stop.
+const stopTimeout = 30 * time.Second
+
+// App is one Tani process: the modules of its targets and what they share.
+type App struct {
+	cfg      Config
+	logger   *slog.Logger
+	registry *prometheus.Registry
+	server   *httpserver.Server
+	consumer *natsbus.Metrics
+	order    []string
+
+	// Provided by modules as they start; read by the modules after them.
+	pool       *pgxpool.Pool
+	natsServer *server.Server
+	nc         *nats.Conn
+	js         jetstream.JetStream
+
+	ready chan struct{}
+}
+
+// New resolves the targets into modules. It does no I/O.
+func New(cfg Config, logger *slog.Logger) (*App, error) {
+	targets := cfg.Targets()
+	if cfg.Demo.Enabled {
+		targets = append(targets, Demo)
+	}
+	ord, err := order(targets)
+	if err != nil {
+		return nil, fmt.Errorf("target %q: %w", cfg.Target, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &App{
+		cfg:      cfg,
+		logger:   logger,
+		registry: reg,
+		server:   httpserver.New(cfg.HTTP, logger.With("module", Server), reg),
+		consumer: natsbus.NewMetrics(reg),
+		order:    ord,
+		ready:    make(chan struct{}),
+	}, nil
+}
+
+// Modules returns the modules this process runs, in start order.
+func (a *App) Modules() []string { return a.order }
+
+// Ready is closed once every module runs.
+func (a *App) Ready() <-chan struct{} { return a.ready }
+
+// Addr is the HTTP address, once the server module has started.
+func (a *App) Addr() string { return a.server.Addr() }
+
+// started is a module whose Run is in progress.
+type started struct {
+	name   string
+	svc    Service
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Run starts every module in dependency order, serves until ctx is done or
+// a module fails, then stops them in reverse order. It returns nil after a
+// requested shutdown and the failure otherwise.
+func (a *App) Run(ctx context.Context) error {
+	var (
+		running  []*started
+		failures = make(chan error, len(a.order))
+	)
+	stopAll := func() error {
+		a.server.SetReady(false)
+		// Stop taking requests at the edge first, so no request reaches a
+		// module that is already stopping.
+		var errs []error
+		if err := a.server.Shutdown(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		for i := len(running) - 1; i >= 0; i-- {
+			if err := a.stop(running[i]); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+
+	for _, name := range a.order {
+		m := modules[name]
+		if m.init == nil {
+			continue // an aggregate such as all
+		}
+		logger := a.logger.With("module", name)
+		svc, err := m.init(a)
+		if err != nil {
+			return errors.Join(fmt.Errorf("module %s: %w", name, err), stopAll())
+		}
+		if svc == nil {
+			continue
+		}
+		if err := svc.Start(ctx); err != nil {
+			return errors.Join(fmt.Errorf("module %s: %w", name, err), stopAll())
+		}
+		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		s := &started{name: name, svc: svc, cancel: cancel, done: make(chan error, 1)}
+		go func() {
+			err := svc.Run(runCtx)
+			if err == nil && runCtx.Err() == nil {
+				err = errors.New("stopped unexpectedly")
+			}
+			if err != nil && runCtx.Err() == nil {
+				failures <- fmt.Errorf("module %s: %w", name, err)
+			}
+			s.done <- err
+		}()
+		running = append(running, s)
+		logger.DebugContext(ctx, "module started")
+	}
+
+	a.server.Open()
+	a.server.SetReady(true)
+	close(a.ready)
+	a.logger.InfoContext(ctx, "tani is up", "modules", a.order, "http", "http://"+a.server.Addr())
+
+	var failure error
+	select {
+	case <-ctx.Done():
+		a.logger.Info("shutting down")
+	case failure = <-failures:
+		a.logger.Error("module failed; shutting down", "err", failure)
+	}
+	return errors.Join(failure, stopAll())
+}
+
+// stop ends a module's Run and then calls its Stop, each bounded in time.
+func (a *App) stop(s *started) error {
+	s.cancel()
+	select {
+	case <-s.done:
+	case <-time.After(stopTimeout):
+		return fmt.Errorf("module %s: did not finish within %s", s.name, stopTimeout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if err := s.svc.Stop(ctx); err != nil {
+		return fmt.Errorf("stop module %s: %w", s.name, err)
+	}
+	a.logger.Debug("module stopped", "module", s.name)
+	return nil
+}

@@ -1,0 +1,131 @@
+// Package apptest boots a whole Tani process inside a test, exactly as
+// `tani up` does (same flag parsing, same app.Run), on a random port with a
+// fresh database and data directory. It must never be imported by non-test
+// code.
+package apptest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tani-platform/tani/internal/app"
+	"github.com/tani-platform/tani/internal/cli"
+	"github.com/tani-platform/tani/internal/postgres/pgtest"
+)
+
+// Running is a started process.
+type Running struct {
+	URL  string        // http://127.0.0.1:port
+	DB   *pgxpool.Pool // the process's database, for assertions
+	App  *app.App
+	stop context.CancelFunc
+	done chan error
+}
+
+// MustStart runs `tani up` with args added to test defaults (random port,
+// fresh database, temp data dir, embedded NATS) and waits until ready. The
+// process is stopped when the test ends, and a failed shutdown fails it.
+func MustStart(tb testing.TB, args ...string) *Running {
+	tb.Helper()
+	w := newTestWriter(tb)
+	dbName := pgtest.MustDatabase(tb)
+	defaults := []string{
+		"-http.listen=127.0.0.1:0",
+		"-database.url=" + pgtest.URL(tb, dbName),
+		"-data-dir=" + tb.TempDir(),
+		"-log.format=text",
+		"-log.level=warn",
+	}
+	cfg, err := cli.ParseUp(append(defaults, args...), io.Discard, func(string) string { return "" })
+	if err != nil {
+		tb.Fatalf("parse up flags: %v", err)
+	}
+	level := slog.LevelWarn
+	if os.Getenv("TANI_TEST_VERBOSE") != "" {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	a, err := app.New(cfg, logger)
+	if err != nil {
+		tb.Fatalf("app.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Running{App: a, stop: cancel, done: make(chan error, 1)}
+	go func() { r.done <- a.Run(ctx) }()
+	select {
+	case <-a.Ready():
+	case err := <-r.done:
+		cancel()
+		tb.Fatalf("tani up failed to start: %v", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		tb.Fatal("tani up not ready within 60s")
+	}
+	r.URL = "http://" + a.Addr()
+	pool, err := pgxpool.New(context.Background(), pgtest.URL(tb, dbName))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r.DB = pool
+	tb.Cleanup(func() {
+		pool.Close()
+		if err := r.Stop(); err != nil {
+			tb.Errorf("shutdown: %v", err)
+		}
+	})
+	return r
+}
+
+// Stop shuts the process down as SIGTERM would and returns Run's result.
+// Calling it again returns the first result.
+func (r *Running) Stop() error {
+	r.stop()
+	select {
+	case err, ok := <-r.done:
+		if ok {
+			close(r.done)
+		}
+		return err
+	case <-time.After(60 * time.Second):
+		return context.DeadlineExceeded
+	}
+}
+
+// Get is a convenience for GET requests against the process.
+func (r *Running) Get(tb testing.TB, path string) *http.Response {
+	tb.Helper()
+	resp, err := http.Get(r.URL + path)
+	if err != nil {
+		tb.Fatalf("GET %s: %v", path, err)
+	}
+	tb.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// testWriter sends log lines to the test log until the test has ended;
+// a late line from a stopping goroutine must not panic the test binary.
+type testWriter struct {
+	tb   testing.TB
+	done *atomic.Bool
+}
+
+func newTestWriter(tb testing.TB) testWriter {
+	w := testWriter{tb: tb, done: new(atomic.Bool)}
+	tb.Cleanup(func() { w.done.Store(true) }) // registered first, so it runs last
+	return w
+}
+
+func (w testWriter) Write(p []byte) (int, error) {
+	if !w.done.Load() {
+		w.tb.Logf("%s", p)
+	}
+	return len(p), nil
+}

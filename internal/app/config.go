@@ -1,0 +1,76 @@
+package app
+
+import (
+	"flag"
+	"strings"
+
+	"github.com/tani-platform/tani/internal/httpserver"
+	"github.com/tani-platform/tani/internal/natsbus"
+	"github.com/tani-platform/tani/internal/postgres"
+	mobileapi "github.com/tani-platform/tani/mobile-api"
+	"github.com/tani-platform/tani/services/ingest"
+)
+
+// Config is the whole configuration of a Tani process. Every component
+// registers its own flags with its prefix.
+type Config struct {
+	Target  string
+	DataDir string
+	Log     LogConfig
+	Demo    DemoConfig
+
+	HTTP      httpserver.Config
+	Postgres  postgres.Config
+	NATS      natsbus.Config
+	Ingest    ingest.Config
+	MobileAPI mobileapi.Config
+}
+
+// RegisterFlags registers every flag of every component.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Target, "target", All, "comma-separated modules to run: "+strings.Join(ModuleNames(), ", "))
+	fs.StringVar(&c.DataDir, "data-dir", "./var", "directory for local state (embedded NATS store, keys)")
+	c.Log.RegisterFlags(fs)
+	c.Demo.RegisterFlags(fs)
+	c.HTTP.RegisterFlags(fs)
+	c.Postgres.RegisterFlags(fs)
+	c.NATS.RegisterFlags(fs)
+	c.Ingest.RegisterFlags(fs)
+	c.MobileAPI.RegisterFlags(fs)
+}
+
+// Targets returns the requested targets.
+func (c Config) Targets() []string {
+	var out []string
+	for _, t := range strings.Split(c.Target, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// secretFlags names flags whose values are masked when the effective
+// configuration is logged; URLs are logged with their password redacted.
+var secretFlags = map[string]func(string) string{
+	"database.url": postgres.Redact,
+	"nats.url":     func(v string) string { return natsbus.Config{URL: v}.Redacted() },
+}
+
+// LoggableValue returns a flag's value as it may appear in logs.
+func LoggableValue(name, value string) string {
+	if mask, ok := secretFlags[name]; ok {
+		return mask(value)
+	}
+	for _, word := range []string{"secret", "password", "token", "key"} {
+		if strings.Contains(name, word) && value != "" && !strings.HasSuffix(name, "-file") {
+			return "****"
+		}
+	}
+	return value
+}
+
+// Migrations lists every schema in the order `tani migrate` applies them.
+func Migrations() []postgres.Migrations {
+	return []postgres.Migrations{postgres.Platform, ingest.Migrations, mobileapi.Migrations}
+}

@@ -1,0 +1,138 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/tani-platform/tani/internal/natsbus"
+	"github.com/tani-platform/tani/internal/postgres"
+	mobileapi "github.com/tani-platform/tani/mobile-api"
+	"github.com/tani-platform/tani/services/attest"
+	"github.com/tani-platform/tani/services/ingest"
+	"github.com/tani-platform/tani/services/lending"
+	"github.com/tani-platform/tani/services/marketplace"
+)
+
+func (a *App) initServer() (Service, error) {
+	return funcService{
+		start: a.server.Listen,
+		run: func(ctx context.Context) error {
+			if err := a.server.Serve(); err != nil {
+				return err
+			}
+			<-ctx.Done() // Serve returned because stopAll shut the server down
+			return nil
+		},
+	}, nil
+}
+
+func (a *App) initPostgres() (Service, error) {
+	logger := a.logger.With("module", Postgres)
+	return funcService{
+		start: func(ctx context.Context) error {
+			pool, err := postgres.Open(ctx, a.cfg.Postgres, logger)
+			if err != nil {
+				return err
+			}
+			if err := postgres.Migrate(ctx, pool, logger, postgres.Platform); err != nil {
+				pool.Close()
+				return err
+			}
+			a.pool = pool
+			return nil
+		},
+		stop: func(context.Context) error {
+			a.pool.Close()
+			return nil
+		},
+	}, nil
+}
+
+func (a *App) initNATSServer() (Service, error) {
+	if a.cfg.NATS.URL != "" {
+		return nil, nil // an external cluster: nothing to run here
+	}
+	logger := a.logger.With("module", NATSServer)
+	return funcService{
+		start: func(context.Context) error {
+			s, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: a.cfg.DataDir, Listen: a.cfg.NATS.EmbeddedListen}, logger)
+			if err != nil {
+				return err
+			}
+			a.natsServer = s
+			return nil
+		},
+		stop: func(context.Context) error {
+			a.natsServer.Shutdown()
+			a.natsServer.WaitForShutdown()
+			return nil
+		},
+	}, nil
+}
+
+func (a *App) initNATS() (Service, error) {
+	logger := a.logger.With("module", NATS)
+	return funcService{
+		start: func(ctx context.Context) error {
+			nc, js, err := natsbus.Connect(a.cfg.NATS, a.natsServer, "tani "+a.cfg.Target, logger)
+			if err != nil {
+				return err
+			}
+			if err := natsbus.EnsureStreams(ctx, js, a.cfg.NATS.Replicas); err != nil {
+				nc.Close()
+				return err
+			}
+			a.nc, a.js = nc, js
+			return nil
+		},
+		stop: func(ctx context.Context) error {
+			// Drain flushes pending publishes and acks before closing.
+			closed := make(chan struct{})
+			a.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+			if err := a.nc.Drain(); err != nil {
+				a.nc.Close()
+				return fmt.Errorf("drain nats: %w", err)
+			}
+			select {
+			case <-closed:
+			case <-ctx.Done():
+				a.nc.Close()
+				return fmt.Errorf("drain nats: %w", ctx.Err())
+			case <-time.After(10 * time.Second):
+				a.nc.Close()
+			}
+			return nil
+		},
+	}, nil
+}
+
+func (a *App) initIngest() (Service, error) {
+	return ingest.New(a.cfg.Ingest, a.pool, a.js, a.logger.With("module", Ingest), a.consumer), nil
+}
+
+func (a *App) initMobileAPI() (Service, error) {
+	svc := mobileapi.New(a.cfg.MobileAPI, a.pool, a.js, a.logger.With("module", MobileAPI))
+	svc.Routes(a.server.Echo.Group("/mobile/v1"))
+	return funcService{start: svc.Start}, nil
+}
+
+func (a *App) initAttest() (Service, error) {
+	svc := attest.New(a.pool, a.logger.With("module", Attest))
+	svc.Routes(a.server.Echo.Group("/admin/v1"))
+	return funcService{}, nil
+}
+
+func (a *App) initLending() (Service, error) {
+	svc := lending.New(a.pool, a.logger.With("module", Lending))
+	svc.Routes(a.server.Echo.Group("/bank/v1"))
+	return funcService{}, nil
+}
+
+func (a *App) initMarketplace() (Service, error) {
+	svc := marketplace.New(a.pool, a.logger.With("module", Marketplace))
+	svc.Routes(a.server.Echo.Group("/portal"))
+	return funcService{}, nil
+}

@@ -1,0 +1,134 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+)
+
+// Module names. All is an aggregate: it has no service of its own.
+const (
+	Server      = "server"
+	Postgres    = "postgres"
+	NATSServer  = "nats-server"
+	NATS        = "nats"
+	Ingest      = "ingest"
+	Attest      = "attest"
+	Lending     = "lending"
+	Marketplace = "marketplace"
+	MobileAPI   = "mobile-api"
+	Demo        = "demo"
+	All         = "all"
+)
+
+// Service is a started module. Start returns once the module is ready to
+// serve; Run does its work until ctx is done (returning nil) or it fails;
+// Stop releases what Start acquired after Run has returned.
+type Service interface {
+	Start(ctx context.Context) error
+	Run(ctx context.Context) error
+	Stop(ctx context.Context) error
+}
+
+// module is a name, its dependencies and how to wire its service. init runs
+// after every dependency has started, so it may use what they provide; it
+// returns nil for a module with nothing to run in this configuration.
+type module struct {
+	deps []string
+	init func(a *App) (Service, error)
+}
+
+// modules is the dependency map. Services never import each other: they
+// share only Postgres, NATS subjects and HTTP.
+var modules = map[string]module{
+	Server:      {init: (*App).initServer},
+	Postgres:    {init: (*App).initPostgres},
+	NATSServer:  {init: (*App).initNATSServer},
+	NATS:        {deps: []string{NATSServer}, init: (*App).initNATS},
+	Ingest:      {deps: []string{Postgres, NATS, Server}, init: (*App).initIngest},
+	MobileAPI:   {deps: []string{Postgres, NATS, Server}, init: (*App).initMobileAPI},
+	Attest:      {deps: []string{Postgres, NATS, Server}, init: (*App).initAttest},
+	Lending:     {deps: []string{Postgres, Server}, init: (*App).initLending},
+	Marketplace: {deps: []string{Postgres, Server}, init: (*App).initMarketplace},
+	Demo:        {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
+	All:         {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI}},
+}
+
+// ModuleNames lists the modules a target may name.
+func ModuleNames() []string {
+	names := make([]string, 0, len(modules))
+	for n := range modules {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// order returns the modules needed for targets, each after its
+// dependencies, deterministically.
+func order(targets []string) ([]string, error) {
+	var out []string
+	state := map[string]int{} // 1 visiting, 2 done
+	var visit func(name string, path []string) error
+	visit = func(name string, path []string) error {
+		m, ok := modules[name]
+		if !ok {
+			return fmt.Errorf("unknown module %q (modules: %v)", name, ModuleNames())
+		}
+		switch state[name] {
+		case 2:
+			return nil
+		case 1:
+			return fmt.Errorf("module dependency cycle: %v", append(path, name))
+		}
+		state[name] = 1
+		deps := slices.Clone(m.deps)
+		sort.Strings(deps)
+		for _, d := range deps {
+			if err := visit(d, append(path, name)); err != nil {
+				return err
+			}
+		}
+		state[name] = 2
+		out = append(out, name)
+		return nil
+	}
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("no target given")
+	}
+	for _, t := range targets {
+		if err := visit(t, nil); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// funcService adapts plain functions to Service; a nil function does
+// nothing (Run then waits for ctx).
+type funcService struct {
+	start, run, stop func(ctx context.Context) error
+}
+
+func (s funcService) Start(ctx context.Context) error {
+	if s.start == nil {
+		return nil
+	}
+	return s.start(ctx)
+}
+
+func (s funcService) Run(ctx context.Context) error {
+	if s.run == nil {
+		<-ctx.Done()
+		return nil
+	}
+	return s.run(ctx)
+}
+
+func (s funcService) Stop(ctx context.Context) error {
+	if s.stop == nil {
+		return nil
+	}
+	return s.stop(ctx)
+}

@@ -1,0 +1,49 @@
+package app
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestOrder(t *testing.T) {
+	t.Run("OK_DependenciesFirst", func(t *testing.T) {
+		got, err := order([]string{All})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, m := range modules {
+			i := slices.Index(got, name)
+			if i < 0 {
+				if name == Demo {
+					continue // only with -demo
+				}
+				t.Errorf("all does not include %s", name)
+				continue
+			}
+			for _, d := range m.deps {
+				if j := slices.Index(got, d); j > i {
+					t.Errorf("%s starts before its dependency %s: %v", name, d, got)
+				}
+			}
+		}
+	})
+	t.Run("OK_SubsetRunsOnlyWhatItNeeds", func(t *testing.T) {
+		got, err := order([]string{Ingest})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{NATSServer, NATS, Postgres, Server, Ingest}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("order(ingest) (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("ErrUnknownModule", func(t *testing.T) {
+		_, err := order([]string{"ingest", "billing"})
+		if err == nil || !strings.Contains(err.Error(), `"billing"`) {
+			t.Errorf("err = %v, want one naming the unknown module", err)
+		}
+	})
+}

@@ -1,0 +1,237 @@
+// Package validate decodes JSON strictly and checks structs against their
+// validate tags, reporting problems as field errors named in the client's
+// JSON terms. It is shared by HTTP handlers and message consumers, so it
+// must never depend on a transport.
+package validate
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/go-playground/validator/v10"
+
+	"github.com/tani-platform/tani/internal/apperr"
+)
+
+// Unmarshal decodes one JSON value from r strictly into v, with the same
+// errors as DecodeJSON.
+func Unmarshal(r io.Reader, v any) error {
+	rr := &readErrRecorder{r: r}
+	dec := json.NewDecoder(rr)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if rr.err != nil { // the reader failed, not the JSON
+			return readError(rr.err)
+		}
+		return jsonError(err)
+	}
+	if dec.More() {
+		return apperr.Fields("body must hold exactly one JSON value", apperr.FieldError{Field: "body", Message: "unexpected data after the JSON value"})
+	}
+	return nil
+}
+
+// jsonError turns encoding/json's errors into field errors.
+func jsonError(err error) error {
+	var (
+		syntax  *json.SyntaxError
+		typeErr *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		return apperr.Fields("body is empty", apperr.FieldError{Field: "body", Message: "a JSON object is required"})
+	case errors.As(err, &syntax):
+		return apperr.Fields("malformed JSON", apperr.FieldError{Field: "body", Message: fmt.Sprintf("syntax error at byte %d: %v", syntax.Offset, syntax)})
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return apperr.Fields("malformed JSON", apperr.FieldError{Field: "body", Message: "unexpected end of JSON"})
+	case errors.As(err, &typeErr):
+		field := typeErr.Field
+		if field == "" {
+			field = "body"
+		}
+		return apperr.Fields("wrong type", apperr.FieldError{Field: field, Message: fmt.Sprintf("must be %s, not %s", jsonKind(typeErr.Type), typeErr.Value)})
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return apperr.Fields("unknown field", apperr.FieldError{Field: name, Message: "unknown field"})
+	}
+	return apperr.Fields("malformed JSON", apperr.FieldError{Field: "body", Message: err.Error()})
+}
+
+// readErrRecorder remembers the first error of the underlying reader, so a
+// failed read (client gone, body limit) is told apart from bad JSON.
+type readErrRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (rr *readErrRecorder) Read(p []byte) (int, error) {
+	n, err := rr.r.Read(p)
+	if err != nil && err != io.EOF && rr.err == nil {
+		rr.err = err
+	}
+	return n, err
+}
+
+// readError classifies a failed read: too large is the client's fault;
+// anything else is returned as is, for the transport to judge.
+func readError(err error) error {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return apperr.Errorf(apperr.TooLarge, "body exceeds %d bytes", tooLarge.Limit)
+	}
+	return fmt.Errorf("read JSON: %w", err)
+}
+
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return t.String()
+}
+
+// Validator adapts go-playground/validator to Tani's field errors, naming
+// fields by their JSON names. It also satisfies echo.Validator.
+type Validator struct{ v *validator.Validate }
+
+// New returns a validator that reports JSON field names and knows Tani's
+// own rules (crop, sha256hex).
+func New() *Validator {
+	v := validator.New(validator.WithRequiredStructEnabled())
+	v.RegisterTagNameFunc(func(f reflect.StructField) string {
+		name := strings.SplitN(f.Tag.Get("json"), ",", 2)[0]
+		if name == "-" {
+			return ""
+		}
+		if name == "" {
+			return f.Name
+		}
+		return name
+	})
+	v.RegisterValidation("sha256hex", func(fl validator.FieldLevel) bool {
+		s := fl.Field().String()
+		b, err := hex.DecodeString(s)
+		return err == nil && len(b) == 32 && s == strings.ToLower(s)
+	})
+	v.RegisterValidation("crop", func(fl validator.FieldLevel) bool {
+		return slices.Contains(Crops, fl.Field().String())
+	})
+	return &Validator{v: v}
+}
+
+// Crops are the crops Tani has thresholds for (the "crop" rule).
+var Crops = []string{"rice", "maize", "coffee", "cocoa", "oil_palm", "cassava", "soybean", "groundnut", "chili", "shallot", "vegetables", "other"}
+
+// Engine exposes the underlying validator, for registering custom rules.
+func (v *Validator) Engine() *validator.Validate { return v.v }
+
+// Validate checks v's `validate` tags. Failures are an Invalid error listing
+// every field at fault, with paths relative to v (e.g. "records[2].id").
+func (v *Validator) Validate(i any) error {
+	err := v.v.Struct(i)
+	if err == nil {
+		return nil
+	}
+	var verrs validator.ValidationErrors
+	if !errors.As(err, &verrs) {
+		return fmt.Errorf("validate: %w", err)
+	}
+	fields := make([]apperr.FieldError, 0, len(verrs))
+	for _, fe := range verrs {
+		fields = append(fields, apperr.FieldError{Field: fieldPath(fe.Namespace()), Message: message(fe)})
+	}
+	return apperr.Fields("invalid input", fields...)
+}
+
+// fieldPath drops the top-level struct name validator puts first.
+func fieldPath(ns string) string {
+	if i := strings.IndexByte(ns, '.'); i >= 0 {
+		return ns[i+1:]
+	}
+	return ns
+}
+
+func message(fe validator.FieldError) string {
+	switch fe.Tag() {
+	case "required":
+		return "is required"
+	case "min":
+		if fe.Kind() == reflect.Slice || fe.Kind() == reflect.Map {
+			return "must have at least " + fe.Param() + " items"
+		}
+		if fe.Kind() == reflect.String {
+			return "must be at least " + fe.Param() + " characters"
+		}
+		return "must be at least " + fe.Param()
+	case "max":
+		if fe.Kind() == reflect.Slice || fe.Kind() == reflect.Map {
+			return "must have at most " + fe.Param() + " items"
+		}
+		if fe.Kind() == reflect.String {
+			return "must be at most " + fe.Param() + " characters"
+		}
+		return "must be at most " + fe.Param()
+	case "gte":
+		return "must be ≥ " + fe.Param()
+	case "lte":
+		return "must be ≤ " + fe.Param()
+	case "gt":
+		return "must be > " + fe.Param()
+	case "lt":
+		return "must be < " + fe.Param()
+	case "oneof":
+		return "must be one of: " + fe.Param()
+	case "uuid", "uuid4":
+		return "must be a UUID"
+	case "len":
+		return "must have length " + fe.Param()
+	case "datetime":
+		return "must be an RFC 3339 time such as 2026-03-01T08:30:00+07:00"
+	case "sha256hex":
+		return "must be a lowercase hex SHA-256"
+	case "crop":
+		return "must be one of: " + strings.Join(Crops, " ")
+	case "e164":
+		return "must be a phone number in E.164 form such as +6281234567890"
+	case "base64":
+		return "must be base64"
+	case "eq":
+		return "must be " + fe.Param()
+	case "unique":
+		return "must not repeat values"
+	case "alphanum":
+		return "must contain only letters and digits"
+	case "numeric":
+		return "must contain only digits"
+	case "email":
+		return "must be an email address"
+	case "iso4217":
+		return "must be an ISO 4217 currency code"
+	case "latitude":
+		return "must be a latitude between -90 and 90"
+	case "longitude":
+		return "must be a longitude between -180 and 180"
+	}
+	if fe.Param() != "" {
+		return fmt.Sprintf("fails %s=%s", fe.Tag(), fe.Param())
+	}
+	return "fails " + fe.Tag()
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Prepares this machine to run and test Tani: Go, PostgreSQL with PostGIS,
+# a running cluster that accepts the default URL. Safe to run again: every
+# step checks before it acts. Says what to do when it cannot act itself.
+set -euo pipefail
+
+say()  { printf 'setup: %s\n' "$*"; }
+fail() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+DB_URL="${TANI_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/tani?sslmode=disable}"
+
+command -v go >/dev/null || fail "Go is not installed. Install Go 1.26 (https://go.dev/doc/install) and run again."
+
+# Root or sudo, for apt-get and the cluster.
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi
+as_root() {
+  [ "$SUDO" = none ] && fail "need root to run: $* — run this script as root (or with passwordless sudo), or do it yourself."
+  $SUDO "$@"
+}
+
+apt_updated=""
+apt_install() {
+  command -v apt-get >/dev/null || fail "no apt-get here: install $* with your package manager, then run again."
+  if [ -z "$apt_updated" ]; then
+    say "apt-get update"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  say "installing $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# Only a local database is ours to install and start.
+case "$DB_URL" in
+  *@127.0.0.1*|*@localhost*|*@\[::1\]*) local_db=1 ;;
+  *) local_db="" ;;
+esac
+
+if [ -n "$local_db" ]; then
+  if ! command -v pg_ctlcluster >/dev/null || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+    apt_install postgresql
+  fi
+  ver=$(ls /etc/postgresql | sort -V | tail -n 1)
+  if [ ! -f "/usr/share/postgresql/$ver/extension/postgis.control" ]; then
+    apt_install "postgresql-$ver-postgis-3"
+  fi
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    say "starting PostgreSQL $ver"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+    pg_isready -q -h 127.0.0.1 -p 5432 || fail "PostgreSQL $ver did not start; see /var/log/postgresql/postgresql-$ver-main.log"
+  fi
+  # The development default connects as postgres over TCP without a
+  # password. Debian asks for one, so trust loopback — on a development
+  # machine only; production uses TANI_DATABASE_URL with credentials.
+  if ! psql "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" -Atqc 'select 1' >/dev/null 2>&1; then
+    hba="/etc/postgresql/$ver/main/pg_hba.conf"
+    if ! as_root grep -q '^# tani: trust loopback' "$hba"; then
+      say "allowing password-less loopback connections for development in $hba"
+      as_root sed -i '1i # tani: trust loopback for development\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+      as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main reload
+      sleep 1
+    fi
+  fi
+fi
+
+command -v psql >/dev/null || apt_install postgresql-client
+psql "${DB_URL%%/tani*}/postgres?sslmode=disable" -Atqc 'select 1' >/dev/null 2>&1 \
+  || psql "$DB_URL" -Atqc 'select 1' >/dev/null 2>&1 \
+  || fail "cannot connect to PostgreSQL at ${DB_URL/:*@/:****@}. Check the server, or set TANI_DATABASE_URL."
+
+say "ready: Go $(go env GOVERSION), PostgreSQL with PostGIS"
