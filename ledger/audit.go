@@ -68,6 +68,10 @@ type Report struct {
 	TreeSize    int64
 	Entries     int64 // rows examined
 	Checkpoints int64 // checkpoints examined
+	// SignedSize is the size of the newest checkpoint that matched the
+	// entries; entries after it are checked against their hash rows only,
+	// since no signature covers them yet.
+	SignedSize int64
 	Faults      []Fault
 	// Truncated is set when more faults were found than MaxFaults.
 	Truncated bool
@@ -417,6 +421,7 @@ func (a *auditor) checkpoint(ctx context.Context, cp *Checkpoint, root []byte) {
 		return
 	}
 	a.lastGood = cp.Size
+	a.rep.SignedSize = cp.Size
 	if cp.Anchor != nil {
 		if a.opts.CheckAnchor == nil {
 			bad(FaultAnchor, -1, "checkpoint is anchored but no anchor checker is configured")

@@ -69,6 +69,16 @@ func TestVerifyCommand(t *testing.T) {
 			t.Errorf("got output\n%s\nwant 40 entries, 4 checkpoints, OK", out)
 		}
 	})
+	t.Run("OKUnsignedTail", func(t *testing.T) {
+		j, pool := mustTamperable(t)
+		if _, err := j.Append(context.Background(), rev("late", 1, "{}")); err != nil {
+			t.Fatal(err)
+		}
+		out, err := runVerify(t, j, pool)
+		if err != nil || !strings.Contains(out, "the last 1 entries are not yet covered by a checkpoint") {
+			t.Errorf("got %v\n%s\nwant OK with a note about 1 unsigned entry", err, out)
+		}
+	})
 
 	cases := []struct {
 		name   string

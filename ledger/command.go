@@ -64,6 +64,9 @@ func RunVerifyCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	fmt.Fprintf(stdout, "checked %d entries and %d checkpoints of %s (tree size %d) in %v\n",
 		rep.Entries, rep.Checkpoints, verifier.Name(), rep.TreeSize, rep.Duration.Round(time.Millisecond))
+	if unsigned := rep.TreeSize - rep.SignedSize; unsigned > 0 && rep.OK() {
+		fmt.Fprintf(stdout, "note: the last %d entries are not yet covered by a checkpoint; they were checked against their hash rows only\n", unsigned)
+	}
 	if !rep.OK() {
 		if first := rep.FirstBadIndex(); first >= 0 {
 			fmt.Fprintf(stdout, "FAIL: first bad index %d\n", first)
