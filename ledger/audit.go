@@ -72,7 +72,7 @@ type Report struct {
 	// entries; entries after it are checked against their hash rows only,
 	// since no signature covers them yet.
 	SignedSize int64
-	Faults      []Fault
+	Faults     []Fault
 	// Truncated is set when more faults were found than MaxFaults.
 	Truncated bool
 	Duration  time.Duration
