@@ -125,11 +125,19 @@ func Audit(ctx context.Context, pool *pgxpool.Pool, verifier note.Verifier, opts
 		opts.ChunkSize = 10_000
 	}
 	a := &auditor{
-		pool: pool, verifier: verifier, opts: opts, rep: &Report{},
+		verifier: verifier, opts: opts, rep: &Report{},
 		rng:    (&compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}).NewEmptyRange(0),
 		erased: map[int64]bool{},
 	}
 	start := time.Now()
+	// One snapshot for the whole audit: appends, checkpoints and redactions
+	// committed meanwhile must not look like faults.
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("audit: begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	a.db = tx
 	if err := a.run(ctx); err != nil {
 		return nil, err
 	}
@@ -138,7 +146,7 @@ func Audit(ctx context.Context, pool *pgxpool.Pool, verifier note.Verifier, opts
 }
 
 type auditor struct {
-	pool     *pgxpool.Pool
+	db       pgx.Tx // a read-only snapshot; queries run one at a time on it
 	verifier note.Verifier
 	opts     AuditOptions
 	rep      *Report
@@ -183,7 +191,7 @@ type auditRow struct {
 
 func (a *auditor) run(ctx context.Context) error {
 	var size int64
-	if err := a.pool.QueryRow(ctx, "SELECT size FROM ledger.tree").Scan(&size); err != nil {
+	if err := a.db.QueryRow(ctx, "SELECT size FROM ledger.tree").Scan(&size); err != nil {
 		return fmt.Errorf("audit: read tree size: %w", err)
 	}
 	a.rep.TreeSize = size
@@ -205,7 +213,7 @@ func (a *auditor) run(ctx context.Context) error {
 func (a *auditor) chunk(ctx context.Context, lo, hi int64) error {
 	// Stored hashes of leaves lo..hi-1 are exactly ids [StoredHashIndex(0,lo), StoredHashIndex(0,hi)).
 	hlo, hhi := tlog.StoredHashIndex(0, lo), tlog.StoredHashIndex(0, hi)
-	rows, err := a.pool.Query(ctx, "SELECT id, hash FROM ledger.hashes WHERE id >= $1 AND id < $2", hlo, hhi)
+	rows, err := a.db.Query(ctx, "SELECT id, hash FROM ledger.hashes WHERE id >= $1 AND id < $2", hlo, hhi)
 	if err != nil {
 		return fmt.Errorf("audit: read hashes %d..%d: %w", hlo, hhi, err)
 	}
@@ -228,21 +236,32 @@ func (a *auditor) chunk(ctx context.Context, lo, hi int64) error {
 		return fmt.Errorf("audit: read hashes: %w", err)
 	}
 
-	rows, err = a.pool.Query(ctx, `
+	rows, err = a.db.Query(ctx, `
 		SELECT idx, data, type, record_id, kind, revision, payload_hash, occurred_at, signature_ref, logged_at, target,
 		       CASE WHEN payload IS NULL THEN NULL ELSE sha256(payload) END, redacted_by
 		FROM ledger.entries WHERE idx >= $1 AND idx < $2 ORDER BY idx`, lo, hi)
 	if err != nil {
 		return fmt.Errorf("audit: read entries %d..%d: %w", lo, hi, err)
 	}
-	defer rows.Close()
-	next := lo
-	var r auditRow
+	// Read the whole chunk before checking it: checking may query
+	// checkpoints, and the snapshot runs one query at a time.
+	batch := make([]auditRow, 0, hi-lo)
 	for rows.Next() {
+		var r auditRow
 		if err := rows.Scan(&r.idx, &r.data, &r.typ, &r.recordID, &r.kind, &r.revision, &r.payloadHash, &r.occurredAt,
 			&r.sigRef, &r.loggedAt, &r.target, &r.payloadSum, &r.redactedBy); err != nil {
+			rows.Close()
 			return fmt.Errorf("audit: scan entry: %w", err)
 		}
+		batch = append(batch, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("audit: read entries: %w", err)
+	}
+	next := lo
+	for i := range batch {
+		r := &batch[i]
 		for ; next < r.idx; next++ {
 			a.fault(Fault{Kind: FaultEntryMissing, Index: next, Detail: "no row for this leaf index"})
 			if err := a.addLeaf(ctx, next, nil); err != nil {
@@ -250,14 +269,11 @@ func (a *auditor) chunk(ctx context.Context, lo, hi int64) error {
 			}
 		}
 		a.rep.Entries++
-		a.entry(&r, leafAt)
+		a.entry(r, leafAt)
 		if err := a.addLeaf(ctx, r.idx, r.data); err != nil {
 			return err
 		}
 		next = r.idx + 1
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("audit: read entries: %w", err)
 	}
 	for ; next < hi; next++ {
 		a.fault(Fault{Kind: FaultEntryMissing, Index: next, Detail: "no row for this leaf index"})
@@ -381,7 +397,7 @@ func (a *auditor) checkpointsAt(ctx context.Context, size int64) error {
 // loadCheckpoints fetches the next page of checkpoints in size order.
 func (a *auditor) loadCheckpoints(ctx context.Context) error {
 	after := a.loadedUpTo
-	rows, err := a.pool.Query(ctx, "SELECT "+checkpointColumns+" FROM ledger.checkpoints WHERE size > $1 ORDER BY size LIMIT 1000", after)
+	rows, err := a.db.Query(ctx, "SELECT "+checkpointColumns+" FROM ledger.checkpoints WHERE size > $1 ORDER BY size LIMIT 1000", after)
 	if err != nil {
 		return fmt.Errorf("audit: read checkpoints: %w", err)
 	}
@@ -435,14 +451,14 @@ func (a *auditor) checkpoint(ctx context.Context, cp *Checkpoint, root []byte) {
 // tree size does not account for, and erased payloads never redacted.
 func (a *auditor) finish(ctx context.Context, size int64) error {
 	var extra *int64
-	if err := a.pool.QueryRow(ctx, "SELECT min(idx) FROM ledger.entries WHERE idx >= $1", size).Scan(&extra); err != nil {
+	if err := a.db.QueryRow(ctx, "SELECT min(idx) FROM ledger.entries WHERE idx >= $1", size).Scan(&extra); err != nil {
 		return fmt.Errorf("audit: look for entries beyond the tree: %w", err)
 	}
 	if extra != nil {
 		a.fault(Fault{Kind: FaultEntryExtra, Index: *extra, Detail: fmt.Sprintf("row at index %d but the tree size is %d", *extra, size)})
 	}
 	var extraHash *int64
-	if err := a.pool.QueryRow(ctx, "SELECT min(id) FROM ledger.hashes WHERE id >= $1", tlog.StoredHashIndex(0, size)).Scan(&extraHash); err != nil {
+	if err := a.db.QueryRow(ctx, "SELECT min(id) FROM ledger.hashes WHERE id >= $1", tlog.StoredHashIndex(0, size)).Scan(&extraHash); err != nil {
 		return fmt.Errorf("audit: look for hashes beyond the tree: %w", err)
 	}
 	if extraHash != nil {

@@ -190,3 +190,45 @@ func rewriteConsistently(idx int64) func(t *testing.T, pool *pgxpool.Pool) {
 		}
 	}
 }
+
+// TestAuditWhileAppending audits while another goroutine appends, signs
+// checkpoints and redacts: the audit reads one snapshot, so work committed
+// meanwhile is never reported as a fault.
+func TestAuditWhileAppending(t *testing.T) {
+	j, _ := mustTamperable(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			if ctx.Err() != nil {
+				done <- nil
+				return
+			}
+			id := fmt.Sprintf("busy-%d", i)
+			_, err := j.Append(ctx, rev(id, 1, "{}"))
+			if err == nil {
+				_, err = j.SignCheckpoint(ctx)
+			}
+			if err == nil && i%3 == 0 {
+				_, err = j.Redact(ctx, id, 1, "erasure request")
+			}
+			if err != nil && ctx.Err() == nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	for range 15 {
+		rep, err := j.Audit(context.Background(), ledger.AuditOptions{ChunkSize: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.OK() {
+			t.Errorf("audit of size %d: got faults %v, want none", rep.TreeSize, rep.Faults)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("writer: %v", err)
+	}
+}
