@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/postgres"
 )
 
@@ -31,9 +32,9 @@ func (s *Service) recordStatus(c echo.Context) error {
 		SELECT r.id::text, r.type, coalesce(s.status, 'received'), s.reason, r.received_at, coalesce(s.updated_at, r.received_at)
 		FROM mobile.received r
 		LEFT JOIN ingest.record_status s ON s.id = r.id
-		WHERE r.id = $1`, id).Scan(&st.ID, &st.Type, &st.Status, &st.Reason, &st.ReceivedAt, &st.UpdatedAt)
+		WHERE r.id = $1 AND r.agent_id = $2`, id, auth.ClaimsOf(c).Subject).Scan(&st.ID, &st.Type, &st.Status, &st.Reason, &st.ReceivedAt, &st.UpdatedAt)
 	if err != nil {
-		return postgres.MapError(err, "no record with this id was received", "")
+		return postgres.MapError(err, "you sent no record with this id", "")
 	}
 	return c.JSON(http.StatusOK, st)
 }

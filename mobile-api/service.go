@@ -7,11 +7,15 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tani-platform/tani/internal/auth"
+	"github.com/tani-platform/tani/internal/pii"
 	"github.com/tani-platform/tani/internal/postgres"
+	"github.com/tani-platform/tani/internal/validate"
 )
 
 //go:embed migrations/*.sql
@@ -23,6 +27,9 @@ var Migrations = postgres.Migrations{Name: "mobile", FS: postgres.MustSub(migrat
 // MaxBatch is the most records one /sync may carry.
 const MaxBatch = 500
 
+// RoleAgent is the access-token role of field agents.
+const RoleAgent = "agent"
+
 // Config tunes the API.
 type Config struct {
 	PublishTimeout time.Duration
@@ -33,17 +40,31 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.PublishTimeout, "mobile.publish-timeout", 10*time.Second, "how long /sync waits for JetStream to ack a batch before answering 503")
 }
 
+// Deps are what the service uses.
+type Deps struct {
+	Pool   *pgxpool.Pool
+	JS     jetstream.JetStream
+	Auth   *auth.Keys
+	PII    *pii.Keys
+	SMS    SMSSender
+	Logger *slog.Logger
+}
+
 // Service is the mobile-api module.
 type Service struct {
-	cfg    Config
-	pool   *pgxpool.Pool
-	js     jetstream.JetStream
-	logger *slog.Logger
+	cfg       Config
+	pool      *pgxpool.Pool
+	js        jetstream.JetStream
+	auth      *auth.Keys
+	pii       *pii.Keys
+	sms       SMSSender
+	logger    *slog.Logger
+	validator *validate.Validator
 }
 
 // New wires the service; it does no I/O.
-func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream, logger *slog.Logger) *Service {
-	return &Service{cfg: cfg, pool: pool, js: js, logger: logger}
+func New(cfg Config, d Deps) *Service {
+	return &Service{cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New()}
 }
 
 // Start migrates mobile-api's schema.
@@ -51,8 +72,24 @@ func (s *Service) Start(ctx context.Context) error {
 	return postgres.Migrate(ctx, s.pool, s.logger, Migrations)
 }
 
-// Routes mounts the API on g (the /mobile/v1 group).
-func (s *Service) Routes(g *echo.Group) {
-	g.POST("/sync", s.sync)
-	g.GET("/records/:id", s.recordStatus)
+// Routes mounts the agents' API on mobile (/mobile/v1) and the operators'
+// identity administration on admin (/admin/v1, already guarded).
+func (s *Service) Routes(mobile, admin *echo.Group) {
+	mobile.POST("/auth/login", s.login)
+	mobile.POST("/auth/refresh", s.refresh)
+
+	agent := mobile.Group("", s.auth.RequireRole(RoleAgent))
+	agent.POST("/devices", s.enrollDevice)
+	agent.GET("/devices", s.listDevices)
+	agent.POST("/devices/:id/revoke", s.revokeOwnDevice)
+	agent.POST("/otp", s.createOTP)
+	agent.POST("/sync", s.sync)
+	agent.GET("/records/:id", s.recordStatus)
+
+	admin.POST("/organizations", s.createOrganization)
+	admin.POST("/agents", s.createAgent)
+	admin.POST("/assignments", s.createAssignment)
+	admin.POST("/devices/:id/revoke", s.revokeDevice)
 }
+
+func jwtSubject(id string) jwt.RegisteredClaims { return jwt.RegisteredClaims{Subject: id} }

@@ -3,20 +3,22 @@ package mobileapi
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/record"
-	"github.com/tani-platform/tani/internal/validate"
 )
 
 // SyncRequest is a batch of records captured offline.
@@ -43,17 +45,33 @@ type SyncResponse struct {
 	Results []SyncResult `json:"results"`
 }
 
-// pending is a record that passed validation.
+// pending is a record that passed every check.
 type pending struct {
 	index     int
 	env       record.Envelope
+	payload   any
 	canonical []byte
 	hash      [32]byte
 }
 
-// sync accepts a batch. Each record is accepted, a duplicate, or rejected
-// with field errors; if none is accepted or duplicate, the whole request is
-// a 400 carrying every record's field errors.
+// agentView is what a batch is checked against: the agent's devices and
+// which of the batch's farmers the agent may serve.
+type agentView struct {
+	id      string
+	devices map[string]deviceKey
+	mine    map[string]bool // farmers assigned to this agent
+	taken   map[string]bool // farmers assigned to someone else only
+	otps    map[string]bool // consent codes used by earlier records of the batch
+}
+
+type deviceKey struct {
+	key     ed25519.PublicKey
+	revoked bool
+}
+
+// sync accepts a batch from an authenticated agent. Each record is
+// accepted, a duplicate, or rejected with field errors; if none is accepted
+// or duplicate, the whole request is a 400 carrying every record's errors.
 func (s *Service) sync(c echo.Context) error {
 	var req SyncRequest
 	if err := httpserver.DecodeJSON(c, &req); err != nil {
@@ -64,7 +82,10 @@ func (s *Service) sync(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	results := make([]SyncResult, len(req.Records))
-	valid := s.validate(c, req.Records, results)
+	valid, err := s.check(ctx, auth.ClaimsOf(c).Subject, req.Records, results)
+	if err != nil {
+		return err
+	}
 	if err := s.classify(ctx, valid, results); err != nil {
 		return err
 	}
@@ -77,7 +98,7 @@ func (s *Service) sync(c echo.Context) error {
 	if err := s.publish(ctx, publish); err != nil {
 		return err
 	}
-	if err := s.remember(ctx, publish); err != nil {
+	if err := s.remember(ctx, auth.ClaimsOf(c).Subject, publish); err != nil {
 		return err
 	}
 	if err := allRejected(results); err != nil {
@@ -86,58 +107,143 @@ func (s *Service) sync(c echo.Context) error {
 	return c.JSON(http.StatusOK, SyncResponse{Results: results})
 }
 
-// validate decodes and checks each record, filling rejections in results.
-func (s *Service) validate(c echo.Context, raws []json.RawMessage, results []SyncResult) []pending {
+// check runs every per-record check, filling rejections in results, and
+// returns the records that passed.
+func (s *Service) check(ctx context.Context, agentID string, raws []json.RawMessage, results []SyncResult) ([]pending, error) {
 	now := time.Now()
+	type checked struct {
+		env     record.Envelope
+		payload any
+		errs    []apperr.FieldError
+	}
+	all := make([]checked, len(raws))
+	var farmers []string
+	for i, raw := range raws {
+		env, payload, errs := record.Check(s.validator, raw, now)
+		all[i] = checked{env, payload, errs}
+		if payload != nil {
+			farmers = append(farmers, record.FarmerID(payload))
+		}
+	}
+	view, err := s.loadAgentView(ctx, agentID, farmers)
+	if err != nil {
+		return nil, err
+	}
 	seen := map[string]int{} // id -> index in valid
 	var valid []pending
-	for i, raw := range raws {
-		reject := func(fields ...apperr.FieldError) { results[i] = SyncResult{Status: Rejected, Errors: fields} }
-		var env record.Envelope
-		if err := validate.Unmarshal(bytes.NewReader(raw), &env); err != nil {
-			reject(fieldErrors(err)...)
+	for i, ch := range all {
+		results[i].ID = ch.env.ID
+		errs := ch.errs
+		if errs == nil {
+			errs, err = s.authorize(ctx, view, raws[i], ch.env, ch.payload)
+			if err != nil {
+				return nil, err
+			}
+		}
+		if len(errs) > 0 {
+			results[i] = SyncResult{ID: ch.env.ID, Status: Rejected, Errors: errs}
 			continue
 		}
-		results[i].ID = env.ID
-		if err := c.Validate(&env); err != nil {
-			reject(fieldErrors(err)...)
-			results[i].ID = env.ID
-			continue
-		}
-		var fields []apperr.FieldError
-		if !record.KnownType(env.Type) {
-			fields = append(fields, apperr.FieldError{Field: "type", Message: fmt.Sprintf("unknown record type %q", env.Type)})
-		}
-		if env.Captured().After(now.Add(record.MaxClockSkew)) {
-			fields = append(fields, apperr.FieldError{Field: "captured_at", Message: "is in the future"})
-		}
-		if len(env.Payload) == 0 || env.Payload[0] != '{' {
-			fields = append(fields, apperr.FieldError{Field: "payload", Message: "must be a JSON object"})
-		}
-		if len(fields) > 0 {
-			reject(fields...)
-			results[i].ID = env.ID
-			continue
-		}
-		canonical, err := record.Canonical(raw)
+		canonical, err := record.Canonical(raws[i])
 		if err != nil {
-			reject(apperr.FieldError{Field: "body", Message: err.Error()})
+			results[i] = SyncResult{ID: ch.env.ID, Status: Rejected, Errors: []apperr.FieldError{{Field: "body", Message: err.Error()}}}
 			continue
 		}
-		p := pending{index: i, env: env, canonical: canonical, hash: record.Hash(canonical)}
-		if j, ok := seen[env.ID]; ok {
+		p := pending{index: i, env: ch.env, payload: ch.payload, canonical: canonical, hash: record.Hash(canonical)}
+		if j, ok := seen[ch.env.ID]; ok {
 			if valid[j].hash == p.hash {
-				results[i] = SyncResult{ID: env.ID, Status: Duplicate}
+				results[i] = SyncResult{ID: ch.env.ID, Status: Duplicate}
 			} else {
-				results[i] = SyncResult{ID: env.ID, Status: Rejected, Errors: []apperr.FieldError{{Field: "id", Message: "appears twice in this batch with different content"}}}
+				results[i] = SyncResult{ID: ch.env.ID, Status: Rejected, Errors: []apperr.FieldError{{Field: "id", Message: "appears twice in this batch with different content"}}}
 			}
 			continue
 		}
-		seen[env.ID] = len(valid)
+		if reg, ok := ch.payload.(*record.FarmerRegistered); ok {
+			view.mine[reg.FarmerID] = true // later records of this batch may be about this farmer
+		}
+		seen[ch.env.ID] = len(valid)
 		valid = append(valid, p)
-		results[i] = SyncResult{ID: env.ID, Status: Accepted}
+		results[i].Status = Accepted
 	}
-	return valid
+	return valid, nil
+}
+
+// authorize checks that the agent's enrolled, unrevoked device signed the
+// record, that the agent serves the farmer, and a consent's one-time code.
+func (s *Service) authorize(ctx context.Context, view *agentView, raw []byte, env record.Envelope, payload any) ([]apperr.FieldError, error) {
+	dev, ok := view.devices[env.DeviceID]
+	switch {
+	case !ok:
+		return []apperr.FieldError{{Field: "device_id", Message: "is not a device enrolled to you"}}, nil
+	case dev.revoked:
+		return []apperr.FieldError{{Field: "device_id", Message: "was revoked; records it signs are refused"}}, nil
+	}
+	if err := record.Verify(dev.key, raw, env.Signature); err != nil {
+		return []apperr.FieldError{{Field: "signature", Message: err.Error()}}, nil
+	}
+	farmer := record.FarmerID(payload)
+	switch payload.(type) {
+	case *record.FarmerRegistered:
+		if view.taken[farmer] {
+			return []apperr.FieldError{{Field: "payload.farmer_id", Message: "is registered by another agent"}}, nil
+		}
+	default:
+		if !view.mine[farmer] {
+			return []apperr.FieldError{{Field: "payload.farmer_id", Message: "is not a farmer assigned to you"}}, nil
+		}
+	}
+	if consent, ok := payload.(*record.ConsentGranted); ok {
+		ok, err := s.checkOTP(ctx, env.ID, farmer, consent.OTPChallengeID, consent.OTPCode)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || view.otps[consent.OTPChallengeID] {
+			return []apperr.FieldError{{Field: "payload.otp_code", Message: "does not match an unexpired, unused code sent to this farmer"}}, nil
+		}
+		view.otps[consent.OTPChallengeID] = true
+	}
+	return nil, nil
+}
+
+func (s *Service) loadAgentView(ctx context.Context, agentID string, farmers []string) (*agentView, error) {
+	v := &agentView{id: agentID, devices: map[string]deviceKey{}, mine: map[string]bool{}, taken: map[string]bool{}, otps: map[string]bool{}}
+	rows, err := s.pool.Query(ctx, `SELECT id::text, public_key, revoked_at IS NOT NULL FROM mobile.devices WHERE agent_id = $1`, agentID)
+	if err != nil {
+		return nil, fmt.Errorf("load devices: %w", err)
+	}
+	for rows.Next() {
+		var id string
+		var key []byte
+		var revoked bool
+		if err := rows.Scan(&id, &key, &revoked); err != nil {
+			return nil, err
+		}
+		v.devices[id] = deviceKey{key: key, revoked: revoked}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load devices: %w", err)
+	}
+	rows, err = s.pool.Query(ctx, `SELECT farmer_id::text, bool_or(agent_id = $1) FROM mobile.assignments WHERE farmer_id = ANY($2::uuid[]) GROUP BY farmer_id`, agentID, farmers)
+	if err != nil {
+		return nil, fmt.Errorf("load assignments: %w", err)
+	}
+	for rows.Next() {
+		var farmer string
+		var mine bool
+		if err := rows.Scan(&farmer, &mine); err != nil {
+			return nil, err
+		}
+		v.mine[farmer] = mine
+		v.taken[farmer] = !mine
+	}
+	return v, rows.Err()
+}
+
+// assigned reports whether the agent serves the farmer.
+func (s *Service) assigned(ctx context.Context, agentID, farmerID string) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mobile.assignments WHERE agent_id = $1 AND farmer_id = $2)`, agentID, farmerID).Scan(&ok)
+	return ok, err
 }
 
 // classify marks records already received as duplicates, or as conflicts
@@ -211,26 +317,44 @@ func (s *Service) publish(ctx context.Context, batch []pending) error {
 	return nil
 }
 
-// remember records what was acknowledged, after JetStream has it. If this
-// fails the client gets a 5xx and retries; the republish is de-duplicated.
-func (s *Service) remember(ctx context.Context, batch []pending) error {
+// remember records what was acknowledged, after JetStream has it: the
+// received rows, the farmers the agent just registered, the consent codes
+// used. If it fails the client gets a 5xx and retries; the republish is
+// de-duplicated and every statement here is idempotent.
+func (s *Service) remember(ctx context.Context, agentID string, batch []pending) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	ids := make([]string, len(batch))
-	types := make([]string, len(batch))
-	hashes := make([][]byte, len(batch))
-	for i, p := range batch {
-		ids[i], types[i], hashes[i] = p.env.ID, p.env.Type, p.hash[:]
+	var ids, types, devices, newFarmers, otps, otpRecords []string
+	var hashes [][]byte
+	for _, p := range batch {
+		ids, types, devices = append(ids, p.env.ID), append(types, p.env.Type), append(devices, p.env.DeviceID)
+		hashes = append(hashes, p.hash[:])
+		switch pl := p.payload.(type) {
+		case *record.FarmerRegistered:
+			newFarmers = append(newFarmers, pl.FarmerID)
+		case *record.ConsentGranted:
+			otps, otpRecords = append(otps, pl.OTPChallengeID), append(otpRecords, p.env.ID)
+		}
 	}
-	_, err := s.pool.Exec(ctx, `
-		INSERT INTO mobile.received (id, type, content_hash)
-		SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[])
-		ON CONFLICT (id) DO NOTHING`, ids, types, hashes)
-	if err != nil {
-		return fmt.Errorf("remember received records: %w", err)
-	}
-	return nil
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO mobile.received (id, type, content_hash, device_id, agent_id)
+			SELECT id, type, hash, device, $5 FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::uuid[]) AS r(id, type, hash, device)
+			ON CONFLICT (id) DO NOTHING`, ids, types, hashes, devices, agentID); err != nil {
+			return fmt.Errorf("remember received records: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO mobile.assignments (farmer_id, agent_id) SELECT unnest($1::uuid[]), $2 ON CONFLICT DO NOTHING`, newFarmers, agentID); err != nil {
+			return fmt.Errorf("assign registered farmers: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `
+			UPDATE mobile.otp_challenges o SET used_by = u.record FROM unnest($1::uuid[], $2::uuid[]) AS u(id, record)
+			WHERE o.id = u.id AND o.used_by IS NULL`, otps, otpRecords); err != nil {
+			return fmt.Errorf("consume consent codes: %w", err)
+		}
+		return nil
+	})
 }
 
 // allRejected turns a batch in which nothing was accepted into one 400 that
@@ -246,12 +370,4 @@ func allRejected(results []SyncResult) error {
 		}
 	}
 	return apperr.Fields("no record in the batch was accepted", fields...)
-}
-
-// fieldErrors extracts field errors from a decoding or validation error.
-func fieldErrors(err error) []apperr.FieldError {
-	if e, ok := apperr.As(err); ok && len(e.Fields) > 0 {
-		return e.Fields
-	}
-	return []apperr.FieldError{{Field: "body", Message: err.Error()}}
 }

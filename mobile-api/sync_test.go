@@ -4,42 +4,338 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/app/apptest"
-	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
 	mobileapi "github.com/tani-platform/tani/mobile-api"
+	"github.com/tani-platform/tani/mobile-api/client"
+	"github.com/tani-platform/tani/mobile-api/client/clienttest"
 )
 
-func record(id, typ string) map[string]any {
-	return map[string]any{
-		"id": id, "type": typ, "captured_at": time.Now().Add(-time.Hour).UTC().Format(time.RFC3339),
-		"payload": map[string]any{"plot_id": "p-1", "quantity_kg": 950},
+var loc = client.Location{Lat: -7.25, Lon: 110.4, AccuracyM: 4}
+
+// signed builds a signed record of typ for the farmer and plot.
+func signed(t *testing.T, a *clienttest.Agent, typ, farmer, plot string) (json.RawMessage, string) {
+	t.Helper()
+	raw, id, err := a.Record(typ, time.Now().Add(-time.Hour), loc, clienttest.Payloads(farmer, plot, time.Now())[typ])
+	if err != nil {
+		t.Fatal(err)
 	}
+	return raw, id
 }
 
-func postSync(t *testing.T, url string, body any) (int, []byte) {
+// registered returns a farmer the agent has registered (and so serves).
+func registered(t *testing.T, a *clienttest.Agent) string {
 	t.Helper()
-	var r io.Reader
-	switch b := body.(type) {
-	case string:
-		r = strings.NewReader(b)
-	default:
-		buf, _ := json.Marshal(b)
-		r = bytes.NewReader(buf)
+	farmer := uuid.NewString()
+	raw, _ := signed(t, a, "farmer.registered", farmer, "")
+	mustSync(t, a, raw)
+	return farmer
+}
+
+func mustSync(t *testing.T, a *clienttest.Agent, records ...json.RawMessage) []client.SyncResult {
+	t.Helper()
+	res, err := a.Sync(context.Background(), records)
+	if err != nil {
+		t.Fatalf("sync: %v", err)
 	}
-	resp, err := http.Post(url+"/mobile/v1/sync", "application/json", r)
+	return res
+}
+
+func TestSync(t *testing.T) {
+	s := natstest.MustServer(t)
+	_, js := natstest.MustJetStream(t, s)
+	tani := apptest.MustStart(t, "-nats.url="+s.ClientURL())
+	agent := clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java")
+	ctx := context.Background()
+
+	t.Run("OK_EveryTypeStoredOnceWhenSentThreeTimes", func(t *testing.T) {
+		farmer, plot := uuid.NewString(), uuid.NewString()
+		var batch []json.RawMessage
+		var ids []string
+		for _, typ := range []string{"farmer.registered", "plot.mapped", "crop.planted", "input.applied", "harvest.recorded", "sale.recorded"} {
+			raw, id := signed(t, agent, typ, farmer, plot)
+			batch, ids = append(batch, raw), append(ids, id)
+		}
+		for i, want := range []string{mobileapi.Accepted, mobileapi.Duplicate, mobileapi.Duplicate} {
+			for _, r := range mustSync(t, agent, batch...) {
+				if r.Status != want {
+					t.Errorf("send %d: %s is %q (%v), want %q", i+1, r.ID, r.Status, r.Errors, want)
+				}
+			}
+		}
+		for _, id := range ids {
+			waitStatus(t, agent, id, "ingested")
+			var n int
+			tani.DB.QueryRow(ctx, `SELECT count(*) FROM ingest.submissions WHERE id = $1`, id).Scan(&n)
+			if n != 1 {
+				t.Errorf("record %s stored %d times, want 1", id, n)
+			}
+		}
+		var area float64
+		var phone []byte
+		if err := tani.DB.QueryRow(ctx, `SELECT p.area_ha, f.phone_enc FROM ingest.plots p JOIN ingest.farmers f USING (farmer_id) WHERE p.plot_id = $1`, plot).Scan(&area, &phone); err != nil {
+			t.Fatalf("domain rows: %v", err)
+		}
+		if area < 1.1 || area > 1.3 { // 0.001° square near 7°S ≈ 1.22 ha
+			t.Errorf("PostGIS area = %.3f ha, want about 1.22", area)
+		}
+		if bytes.Contains(phone, []byte("6281234567890")) {
+			t.Error("phone stored in clear")
+		}
+	})
+
+	t.Run("ErrConflict_OriginalKept", func(t *testing.T) {
+		farmer := registered(t, agent)
+		id := uuid.NewString()
+		p := clienttest.Payloads(farmer, uuid.NewString(), time.Now())["harvest.recorded"]
+		first, _, _ := agent.RecordWithID(id, "harvest.recorded", time.Now().Add(-time.Hour), loc, p)
+		mustSync(t, agent, first)
+		p["quality_grade"] = "C"
+		changed, _, _ := agent.RecordWithID(id, "harvest.recorded", time.Now().Add(-time.Hour), loc, p)
+		_, err := agent.Sync(ctx, []json.RawMessage{changed})
+		wantAPIError(t, err, http.StatusBadRequest, "records[0].id")
+		waitStatus(t, agent, id, "ingested")
+		var grade string
+		tani.DB.QueryRow(ctx, `SELECT quality_grade FROM ingest.harvests WHERE record_id = $1`, id).Scan(&grade)
+		if grade != "A" {
+			t.Errorf("stored grade %q, want the original A", grade)
+		}
+	})
+
+	t.Run("ErrRecordLevel_RejectedNothingStored", func(t *testing.T) {
+		farmer := registered(t, agent)
+		other := clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java")
+		stranger := registered(t, other)
+
+		tampered, _ := signed(t, agent, "harvest.recorded", farmer, uuid.NewString())
+		tampered = bytes.Replace(tampered, []byte(`"quality_grade":"A"`), []byte(`"quality_grade":"B"`), 1)
+		unsigned, _ := signed(t, agent, "harvest.recorded", farmer, uuid.NewString())
+		var m map[string]any
+		json.Unmarshal(unsigned, &m)
+		delete(m, "signature")
+		unsigned, _ = json.Marshal(m)
+		foreign, _ := signed(t, agent, "harvest.recorded", stranger, uuid.NewString())
+		otherDevice, _ := signed(t, other, "harvest.recorded", stranger, uuid.NewString()) // signed by a device not enrolled to agent
+		future, _, _ := agent.Record("harvest.recorded", time.Now().Add(48*time.Hour), loc, clienttest.Payloads(farmer, uuid.NewString(), time.Now())["harvest.recorded"])
+		bowtie := clienttest.Payloads(farmer, uuid.NewString(), time.Now())["plot.mapped"]
+		bowtie["boundary"] = map[string]any{"type": "Polygon", "coordinates": [][][2]float64{{{110, -7}, {110.001, -7.001}, {110.001, -7}, {110, -7.001}, {110, -7}}}}
+		selfCrossing, _, _ := agent.Record("plot.mapped", time.Now(), loc, bowtie)
+		openRing := clienttest.Payloads(farmer, uuid.NewString(), time.Now())["plot.mapped"]
+		openRing["boundary"] = map[string]any{"type": "Polygon", "coordinates": [][][2]float64{{{110, -7}, {110.001, -7}, {110.001, -7.001}, {110, -7.001}, {110, -7.0005}}}}
+		open, _, _ := agent.Record("plot.mapped", time.Now(), loc, openRing)
+		farAway, _, _ := agent.Record("harvest.recorded", time.Now(), client.Location{Lat: 95, Lon: 200}, clienttest.Payloads(farmer, uuid.NewString(), time.Now())["harvest.recorded"])
+		unknownType, _, _ := agent.Record("weather.observed", time.Now(), loc, map[string]any{"farmer_id": farmer})
+		missingField := clienttest.Payloads(farmer, uuid.NewString(), time.Now())["harvest.recorded"]
+		delete(missingField, "quantity")
+		missing, _, _ := agent.Record("harvest.recorded", time.Now(), loc, missingField)
+
+		before := submitted(t, js)
+		var received int
+		tani.DB.QueryRow(ctx, `SELECT count(*) FROM mobile.received`).Scan(&received)
+		tests := []struct {
+			name  string
+			rec   json.RawMessage
+			field string
+		}{
+			{"BadSignature", tampered, "signature"},
+			{"MissingSignature", unsigned, "signature"},
+			{"UnassignedFarmer", foreign, "payload.farmer_id"},
+			{"DeviceNotEnrolledToAgent", otherDevice, "device_id"},
+			{"CapturedInFuture", future, "captured_at"},
+			{"SelfIntersectingPolygon", selfCrossing, "payload.boundary.coordinates[0]"},
+			{"OpenPolygon", open, "payload.boundary.coordinates[0]"},
+			{"CoordinatesOutOfRange", farAway, "location.lat"},
+			{"UnknownType", unknownType, "type"},
+			{"MissingField", missing, "payload.quantity"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				_, err := agent.Sync(ctx, []json.RawMessage{tt.rec})
+				wantAPIError(t, err, http.StatusBadRequest, "records[0]."+tt.field)
+			})
+		}
+		if after := submitted(t, js); after != before {
+			t.Errorf("FARM stream grew from %d to %d submitted records on bad input", before, after)
+		}
+		var after int
+		tani.DB.QueryRow(ctx, `SELECT count(*) FROM mobile.received`).Scan(&after)
+		if after != received {
+			t.Errorf("mobile.received grew from %d to %d rows on bad input", received, after)
+		}
+	})
+
+	t.Run("ErrRevokedDevice", func(t *testing.T) {
+		a := clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java")
+		farmer := registered(t, a)
+		if err := client.NewAdmin(tani.URL, tani.OperatorToken).RevokeDevice(ctx, a.DeviceID, "phone stolen"); err != nil {
+			t.Fatal(err)
+		}
+		rec, _ := signed(t, a, "harvest.recorded", farmer, uuid.NewString())
+		_, err := a.Sync(ctx, []json.RawMessage{rec})
+		wantAPIError(t, err, http.StatusBadRequest, "records[0].device_id")
+	})
+
+	t.Run("OK_MixedBatchAnsweredPerRecord", func(t *testing.T) {
+		farmer := registered(t, agent)
+		good, goodID := signed(t, agent, "input.applied", farmer, uuid.NewString())
+		bad, badID := signed(t, agent, "input.applied", uuid.NewString(), uuid.NewString())
+		res := mustSync(t, agent, good, bad)
+		if res[0].ID != goodID || res[0].Status != mobileapi.Accepted {
+			t.Errorf("first = %+v, want %s accepted", res[0], goodID)
+		}
+		if res[1].ID != badID || res[1].Status != mobileapi.Rejected || len(res[1].Errors) == 0 || res[1].Errors[0].Field != "payload.farmer_id" {
+			t.Errorf("second = %+v, want %s rejected on payload.farmer_id", res[1], badID)
+		}
+	})
+
+	t.Run("ErrEnvelope", func(t *testing.T) {
+		tooMany := make([]json.RawMessage, mobileapi.MaxBatch+1)
+		for i := range tooMany {
+			tooMany[i] = json.RawMessage(`{}`)
+		}
+		many, _ := json.Marshal(map[string]any{"records": tooMany})
+		tests := []struct {
+			name   string
+			body   string
+			status int
+			field  string
+		}{
+			{"MalformedJSON", `{"records": [`, 400, "body"},
+			{"NotAnObject", `[1,2]`, 400, "body"},
+			{"UnknownTopLevelField", `{"records": [{}], "device": 1}`, 400, "device"},
+			{"RecordsWrongType", `{"records": "all"}`, 400, "records"},
+			{"EmptyBatch", `{"records": []}`, 400, "records"},
+			{"TooManyRecords", string(many), 400, "records"},
+			{"OversizedBody", `{"records": ["` + strings.Repeat("x", 7<<20) + `"]}`, 413, ""},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				status, body := rawSync(t, tani.URL, agent, tt.body)
+				if status != tt.status {
+					t.Fatalf("status = %d, want %d: %s", status, tt.status, body)
+				}
+				var e httpserver.ErrorBody
+				if err := json.Unmarshal(body, &e); err != nil || e.Error.Code == "" {
+					t.Fatalf("body %s is not the common error shape", body)
+				}
+				if tt.field != "" && !hasField(e, tt.field) {
+					t.Errorf("fields = %+v, want one naming %q", e.Error.Fields, tt.field)
+				}
+			})
+		}
+		t.Run("Unauthenticated", func(t *testing.T) {
+			resp, err := http.Post(tani.URL+"/mobile/v1/sync", "application/json", strings.NewReader(`{"records":[{}]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("status = %d, want 401", resp.StatusCode)
+			}
+		})
+	})
+}
+
+func TestRecordStatus(t *testing.T) {
+	tani := apptest.MustStart(t)
+	agent := clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java")
+	ctx := context.Background()
+	t.Run("OK_Ingested", func(t *testing.T) {
+		farmer := uuid.NewString()
+		raw, id := signed(t, agent, "farmer.registered", farmer, "")
+		mustSync(t, agent, raw)
+		if st := waitStatus(t, agent, id, "ingested"); st.Type != "farmer.registered" {
+			t.Errorf("type = %q, want farmer.registered", st.Type)
+		}
+	})
+	t.Run("ErrNotFound_OtherAgentsRecord", func(t *testing.T) {
+		other := clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java")
+		raw, id := signed(t, other, "farmer.registered", uuid.NewString(), "")
+		mustSync(t, other, raw)
+		_, err := agent.Status(ctx, id)
+		wantAPIError(t, err, http.StatusNotFound, "")
+	})
+	t.Run("ErrInvalidID", func(t *testing.T) {
+		_, err := agent.Status(ctx, "not-a-uuid")
+		wantAPIError(t, err, http.StatusBadRequest, "id")
+	})
+}
+
+// waitStatus polls the status endpoint until the record reaches want.
+func waitStatus(t *testing.T, a *clienttest.Agent, id, want string) client.Status {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var st client.Status
+	for time.Now().Before(deadline) {
+		var err error
+		st, err = a.Status(context.Background(), id)
+		if err == nil && st.Status == want {
+			return st
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("record %s not %s within 30s (last %+v)", id, want, st)
+	return st
+}
+
+func wantAPIError(t *testing.T, err error, status int, field string) {
+	t.Helper()
+	var apiErr *client.Error
+	if !errors.As(err, &apiErr) {
+		t.Fatalf("err = %v, want an API error %d", err, status)
+	}
+	if apiErr.Status != status {
+		t.Errorf("status = %d, want %d (%v)", apiErr.Status, status, apiErr)
+	}
+	if field == "" {
+		return
+	}
+	for _, f := range apiErr.Fields {
+		if strings.HasPrefix(f.Field, field) {
+			return
+		}
+	}
+	t.Errorf("fields = %+v, want one naming %q", apiErr.Fields, field)
+}
+
+func hasField(e httpserver.ErrorBody, field string) bool {
+	for _, f := range e.Error.Fields {
+		if strings.HasPrefix(f.Field, field) {
+			return true
+		}
+	}
+	return false
+}
+
+func rawSync(t *testing.T, base string, a *clienttest.Agent, body string) (int, []byte) {
+	t.Helper()
+	// Log in again to get a bearer token for hand-made requests.
+	var pair struct {
+		AccessToken string `json:"access_token"`
+	}
+	login, _ := json.Marshal(map[string]string{"username": a.Username, "password": a.Password})
+	resp, err := http.Post(base+"/mobile/v1/auth/login", "application/json", bytes.NewReader(login))
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&pair)
+	resp.Body.Close()
+	req, _ := http.NewRequest(http.MethodPost, base+"/mobile/v1/sync", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+pair.AccessToken)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,194 +344,9 @@ func postSync(t *testing.T, url string, body any) (int, []byte) {
 	return resp.StatusCode, out
 }
 
-func TestSync(t *testing.T) {
-	s := natstest.MustServer(t)
-	_, js := natstest.MustJetStream(t, s)
-	tani := apptest.MustStart(t, "-nats.url="+s.ClientURL())
-
-	t.Run("OK_SameBatchThreeTimesStoredOnce", func(t *testing.T) {
-		batch := map[string]any{"records": []any{
-			record(uuid.NewString(), "harvest.recorded"),
-			record(uuid.NewString(), "crop.planted"),
-			record(uuid.NewString(), "sale.recorded"),
-		}}
-		want := []string{mobileapi.Accepted, mobileapi.Duplicate, mobileapi.Duplicate}
-		for i := range 3 {
-			code, body := postSync(t, tani.URL, batch)
-			if code != http.StatusOK {
-				t.Fatalf("send %d: status %d: %s", i+1, code, body)
-			}
-			var resp mobileapi.SyncResponse
-			json.Unmarshal(body, &resp)
-			for _, r := range resp.Results {
-				if r.Status != want[i] {
-					t.Errorf("send %d: %s is %q, want %q", i+1, r.ID, r.Status, want[i])
-				}
-			}
-		}
-		for _, rec := range batch["records"].([]any) {
-			id := rec.(map[string]any)["id"].(string)
-			waitIngested(t, tani, id)
-			var n int
-			tani.DB.QueryRow(context.Background(), `SELECT count(*) FROM ingest.submissions WHERE id = $1`, id).Scan(&n)
-			if n != 1 {
-				t.Errorf("record %s stored %d times, want 1", id, n)
-			}
-		}
-	})
-
-	t.Run("ErrConflict_OriginalKept", func(t *testing.T) {
-		id := uuid.NewString()
-		first := record(id, "harvest.recorded")
-		if code, body := postSync(t, tani.URL, map[string]any{"records": []any{first}}); code != http.StatusOK {
-			t.Fatalf("first send: %d %s", code, body)
-		}
-		changed := record(id, "harvest.recorded")
-		changed["payload"] = map[string]any{"plot_id": "p-1", "quantity_kg": 9500}
-		code, body := postSync(t, tani.URL, map[string]any{"records": []any{changed}})
-		if code != http.StatusBadRequest || !strings.Contains(string(body), "different content") {
-			t.Errorf("replay with different content: %d %s, want 400 naming the conflict", code, body)
-		}
-		waitIngested(t, tani, id)
-		var qty float64
-		tani.DB.QueryRow(context.Background(), `SELECT (payload->>'quantity_kg')::float FROM ingest.submissions WHERE id = $1`, id).Scan(&qty)
-		if qty != 950 {
-			t.Errorf("stored quantity_kg = %v, want the original 950", qty)
-		}
-	})
-
-	t.Run("OK_MixedBatchAnsweredPerRecord", func(t *testing.T) {
-		good := record(uuid.NewString(), "input.applied")
-		bad := record(uuid.NewString(), "input.applied")
-		bad["captured_at"] = time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)
-		code, body := postSync(t, tani.URL, map[string]any{"records": []any{good, bad}})
-		if code != http.StatusOK {
-			t.Fatalf("status %d: %s", code, body)
-		}
-		var resp mobileapi.SyncResponse
-		json.Unmarshal(body, &resp)
-		want := mobileapi.SyncResponse{Results: []mobileapi.SyncResult{
-			{ID: good["id"].(string), Status: mobileapi.Accepted},
-			{ID: bad["id"].(string), Status: mobileapi.Rejected, Errors: []apperr.FieldError{{Field: "captured_at", Message: "is in the future"}}},
-		}}
-		if diff := cmp.Diff(want, resp); diff != "" {
-			t.Errorf("results (-want +got):\n%s", diff)
-		}
-	})
-
-	t.Run("ErrBadInput_NothingPublishedNothingStored", func(t *testing.T) {
-		before := streamMsgs(t, js)
-		var received int
-		tani.DB.QueryRow(context.Background(), `SELECT count(*) FROM mobile.received`).Scan(&received)
-
-		tooMany := make([]any, mobileapi.MaxBatch+1)
-		for i := range tooMany {
-			tooMany[i] = record(uuid.NewString(), "harvest.recorded")
-		}
-		wrongType := record(uuid.NewString(), "harvest.recorded")
-		wrongType["captured_at"] = 12
-		unknownType := record(uuid.NewString(), "weather.observed")
-		notUUID := record("42", "harvest.recorded")
-		extra := record(uuid.NewString(), "harvest.recorded")
-		extra["colour"] = "green"
-		tests := []struct {
-			name   string
-			body   any
-			status int
-			field  string
-		}{
-			{"MalformedJSON", `{"records": [`, http.StatusBadRequest, "body"},
-			{"NotJSONObject", `[1,2]`, http.StatusBadRequest, "body"},
-			{"UnknownTopLevelField", `{"records": [], "device": 1}`, http.StatusBadRequest, "device"},
-			{"RecordsWrongType", `{"records": "all"}`, http.StatusBadRequest, "records"},
-			{"EmptyBatch", `{"records": []}`, http.StatusBadRequest, "records"},
-			{"MissingRecords", `{}`, http.StatusBadRequest, "records"},
-			{"TooManyRecords", map[string]any{"records": tooMany}, http.StatusBadRequest, "records"},
-			{"OversizedBody", `{"records": ["` + strings.Repeat("x", 7<<20) + `"]}`, http.StatusRequestEntityTooLarge, ""},
-			{"WrongFieldType", map[string]any{"records": []any{wrongType}}, http.StatusBadRequest, "records[0].captured_at"},
-			{"UnknownRecordType", map[string]any{"records": []any{unknownType}}, http.StatusBadRequest, "records[0].type"},
-			{"IDNotUUID", map[string]any{"records": []any{notUUID}}, http.StatusBadRequest, "records[0].id"},
-			{"UnknownRecordField", map[string]any{"records": []any{extra}}, http.StatusBadRequest, "records[0].colour"},
-		}
-		for _, tt := range tests {
-			t.Run(tt.name, func(t *testing.T) {
-				code, body := postSync(t, tani.URL, tt.body)
-				if code != tt.status {
-					t.Fatalf("status = %d, want %d: %s", code, tt.status, body)
-				}
-				var e httpserver.ErrorBody
-				if err := json.Unmarshal(body, &e); err != nil || e.Error.Code == "" {
-					t.Fatalf("body %s is not the common error shape", body)
-				}
-				if tt.field == "" {
-					return
-				}
-				var fields []string
-				for _, f := range e.Error.Fields {
-					fields = append(fields, f.Field)
-				}
-				if !strings.Contains(strings.Join(fields, ","), tt.field) {
-					t.Errorf("fields = %v, want one naming %q", fields, tt.field)
-				}
-			})
-		}
-		if after := streamMsgs(t, js); after != before {
-			t.Errorf("FARM stream grew from %d to %d messages on bad input", before, after)
-		}
-		var after int
-		tani.DB.QueryRow(context.Background(), `SELECT count(*) FROM mobile.received`).Scan(&after)
-		if after != received {
-			t.Errorf("mobile.received grew from %d to %d rows on bad input", received, after)
-		}
-	})
-}
-
-func TestRecordStatus(t *testing.T) {
-	tani := apptest.MustStart(t)
-	t.Run("OK_Ingested", func(t *testing.T) {
-		id := uuid.NewString()
-		if code, body := postSync(t, tani.URL, map[string]any{"records": []any{record(id, "plot.mapped")}}); code != http.StatusOK {
-			t.Fatalf("sync: %d %s", code, body)
-		}
-		st := waitIngested(t, tani, id)
-		if st.Type != "plot.mapped" {
-			t.Errorf("type = %q, want plot.mapped", st.Type)
-		}
-	})
-	t.Run("ErrNotFound", func(t *testing.T) {
-		if resp := tani.Get(t, "/mobile/v1/records/"+uuid.NewString()); resp.StatusCode != http.StatusNotFound {
-			t.Errorf("status = %d, want 404", resp.StatusCode)
-		}
-	})
-	t.Run("ErrInvalidID", func(t *testing.T) {
-		if resp := tani.Get(t, "/mobile/v1/records/not-a-uuid"); resp.StatusCode != http.StatusBadRequest {
-			t.Errorf("status = %d, want 400", resp.StatusCode)
-		}
-	})
-}
-
-// waitIngested polls the status endpoint until the record is ingested.
-func waitIngested(t *testing.T, tani *apptest.Running, id string) mobileapi.RecordStatus {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	var st mobileapi.RecordStatus
-	for time.Now().Before(deadline) {
-		resp := tani.Get(t, "/mobile/v1/records/"+id)
-		if resp.StatusCode == http.StatusOK {
-			json.NewDecoder(resp.Body).Decode(&st)
-			if st.Status == "ingested" {
-				return st
-			}
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("record %s not ingested within 30s (last status %q)", id, st.Status)
-	return st
-}
-
-// streamMsgs counts submitted records in the FARM stream (ingest adds
+// submitted counts submitted records in the FARM stream (ingest adds
 // farm.ingested messages concurrently; those are not counted).
-func streamMsgs(t *testing.T, js jetstream.JetStream) uint64 {
+func submitted(t *testing.T, js jetstream.JetStream) uint64 {
 	t.Helper()
 	st, err := js.Stream(context.Background(), natsbus.StreamFarm)
 	if err != nil {

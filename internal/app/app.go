@@ -36,6 +36,8 @@ type App struct {
 	nc         *nats.Conn
 	js         jetstream.JetStream
 
+	keys keys
+
 	ready chan struct{}
 }
 

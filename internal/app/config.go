@@ -4,6 +4,9 @@ import (
 	"flag"
 	"strings"
 
+	"github.com/tani-platform/tani/internal/auth"
+	"github.com/tani-platform/tani/internal/pii"
+
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/postgres"
@@ -19,6 +22,8 @@ type Config struct {
 	Log     LogConfig
 	Demo    DemoConfig
 
+	Auth      auth.Config
+	PII       pii.Config
 	HTTP      httpserver.Config
 	Postgres  postgres.Config
 	NATS      natsbus.Config
@@ -32,6 +37,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", "./var", "directory for local state (embedded NATS store, keys)")
 	c.Log.RegisterFlags(fs)
 	c.Demo.RegisterFlags(fs)
+	c.Auth.RegisterFlags(fs)
+	c.PII.RegisterFlags(fs)
 	c.HTTP.RegisterFlags(fs)
 	c.Postgres.RegisterFlags(fs)
 	c.NATS.RegisterFlags(fs)

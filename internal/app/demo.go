@@ -21,7 +21,11 @@ func (c *DemoConfig) RegisterFlags(fs *flag.FlagSet) {
 }
 
 func (a *App) initDemo() (Service, error) {
-	f := demo.New("http://"+a.server.Addr(), a.cfg.Demo.Interval, a.logger.With("module", Demo))
+	keys, err := a.authKeys()
+	if err != nil {
+		return nil, err
+	}
+	f := demo.New("http://"+a.server.Addr(), keys.OperatorToken(), a.cfg.Demo.Interval, a.logger.With("module", Demo))
 	return funcService{run: func(ctx context.Context) error {
 		select { // the API answers 503 until every module runs
 		case <-a.ready:

@@ -110,18 +110,41 @@ func (a *App) initNATS() (Service, error) {
 }
 
 func (a *App) initIngest() (Service, error) {
-	return ingest.New(a.cfg.Ingest, a.pool, a.js, a.logger.With("module", Ingest), a.consumer), nil
+	piiKeys, err := a.piiKeys()
+	if err != nil {
+		return nil, err
+	}
+	return ingest.New(a.cfg.Ingest, a.pool, a.js, piiKeys, a.logger.With("module", Ingest), a.consumer), nil
 }
 
 func (a *App) initMobileAPI() (Service, error) {
-	svc := mobileapi.New(a.cfg.MobileAPI, a.pool, a.js, a.logger.With("module", MobileAPI))
-	svc.Routes(a.server.Echo.Group("/mobile/v1"))
+	authKeys, err := a.authKeys()
+	if err != nil {
+		return nil, err
+	}
+	piiKeys, err := a.piiKeys()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := a.adminGroup()
+	if err != nil {
+		return nil, err
+	}
+	logger := a.logger.With("module", MobileAPI)
+	svc := mobileapi.New(a.cfg.MobileAPI, mobileapi.Deps{
+		Pool: a.pool, JS: a.js, Auth: authKeys, PII: piiKeys, SMS: mobileapi.LogSMS{Logger: logger}, Logger: logger,
+	})
+	svc.Routes(a.server.Echo.Group("/mobile/v1"), admin)
 	return funcService{start: svc.Start}, nil
 }
 
 func (a *App) initAttest() (Service, error) {
+	admin, err := a.adminGroup()
+	if err != nil {
+		return nil, err
+	}
 	svc := attest.New(a.pool, a.logger.With("module", Attest))
-	svc.Routes(a.server.Echo.Group("/admin/v1"))
+	svc.Routes(admin)
 	return funcService{}, nil
 }
 

@@ -5,54 +5,99 @@
 package demo
 
 import (
-	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/tani-platform/tani/mobile-api/client"
 )
 
-// Feeder posts a small batch of records every interval.
+// Feeder is one demo agent syncing a farm visit every interval.
 type Feeder struct {
-	baseURL  string
-	interval time.Duration
-	logger   *slog.Logger
-	client   *http.Client
-	rng      *rand.Rand
+	baseURL       string
+	operatorToken string
+	interval      time.Duration
+	logger        *slog.Logger
+	rng           *rand.Rand
+	agent         *client.Client
 }
 
 // New returns a feeder for the API at baseURL (e.g. http://127.0.0.1:8080).
-func New(baseURL string, interval time.Duration, logger *slog.Logger) *Feeder {
+func New(baseURL, operatorToken string, interval time.Duration, logger *slog.Logger) *Feeder {
 	return &Feeder{
-		baseURL:  baseURL,
-		interval: interval,
-		logger:   logger,
-		client:   &http.Client{Timeout: 30 * time.Second},
-		rng:      rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 42)),
+		baseURL:       baseURL,
+		operatorToken: operatorToken,
+		interval:      interval,
+		logger:        logger,
+		rng:           rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 42)),
 	}
 }
 
-// Run feeds until ctx is done. Failed batches are logged and retried with
-// the same record ids, as a phone would.
+// setUp creates a field organization and an agent, logs in and enrolls a
+// device, as an operator and a new agent would on day one.
+func (f *Feeder) setUp(ctx context.Context) error {
+	admin := client.NewAdmin(f.baseURL, f.operatorToken)
+	suffix := time.Now().UTC().Format("20060102-150405")
+	org, err := admin.CreateOrganization(ctx, "Demo cooperative "+suffix, "field")
+	if err != nil {
+		return fmt.Errorf("create organization: %w", err)
+	}
+	username, password := "demo"+strings.ReplaceAll(suffix, "-", ""), client.RandomPassword()
+	if _, err := admin.CreateAgent(ctx, org, username, password, "Demo Agent", "Central Java"); err != nil {
+		return fmt.Errorf("create agent: %w", err)
+	}
+	agent := client.New(f.baseURL, nil)
+	if err := agent.Login(ctx, username, password); err != nil {
+		return fmt.Errorf("log in: %w", err)
+	}
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return err
+	}
+	if _, err := agent.EnrollDevice(ctx, "demo phone", key); err != nil {
+		return fmt.Errorf("enroll device: %w", err)
+	}
+	f.agent = agent
+	f.logger.InfoContext(ctx, "demo agent ready", "username", username)
+	return nil
+}
+
+// Run feeds until ctx is done. A failed batch is retried with the same
+// signed records, as a phone would.
 func (f *Feeder) Run(ctx context.Context) error {
+	if err := f.setUp(ctx); err != nil {
+		return fmt.Errorf("demo set-up: %w", err)
+	}
 	t := time.NewTicker(f.interval)
 	defer t.Stop()
-	var batch []map[string]any
+	var batch []json.RawMessage
+	var first string
 	for {
 		if batch == nil {
-			batch = f.batch(time.Now())
+			var err error
+			if batch, first, err = f.visit(time.Now()); err != nil {
+				return err
+			}
 		}
-		accepted, err := f.send(ctx, batch)
+		results, err := f.agent.Sync(ctx, batch)
 		if err != nil {
 			f.logger.WarnContext(ctx, "demo batch not delivered; will retry", "err", err)
 		} else {
+			accepted := 0
+			for _, r := range results {
+				if r.Status == "accepted" {
+					accepted++
+				}
+			}
 			f.logger.InfoContext(ctx, "demo batch delivered", "records", len(batch), "accepted", accepted,
-				"example", f.baseURL+"/mobile/v1/records/"+batch[0]["id"].(string))
+				"status", "GET "+f.baseURL+"/mobile/v1/records/"+first)
 			batch = nil
 		}
 		select {
@@ -63,67 +108,52 @@ func (f *Feeder) Run(ctx context.Context) error {
 	}
 }
 
-func (f *Feeder) send(ctx context.Context, batch []map[string]any) (int, error) {
-	body, err := json.Marshal(map[string]any{"records": batch})
-	if err != nil {
-		return 0, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.baseURL+"/mobile/v1/sync", bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := f.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Results []struct {
-			Status string `json:"status"`
-		} `json:"results"`
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("sync answered %s", resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return 0, fmt.Errorf("decode sync answer: %w", err)
-	}
-	n := 0
-	for _, r := range out.Results {
-		if r.Status == "accepted" {
-			n++
-		}
-	}
-	return n, nil
-}
-
 var (
 	villages = []string{"Sukamaju", "Karanganyar", "Ngadirejo", "Sidomulyo", "Tegalrejo"}
 	names    = []string{"Siti Aminah", "Budi Santoso", "Wayan Sudarsa", "Dewi Lestari", "Agus Salim", "Nyoman Ayu", "Slamet Riyadi"}
 	crops    = []string{"rice", "maize", "coffee", "cocoa", "oil_palm"}
 )
 
-// batch makes one farmer's visit: registration, a mapped plot, a planting.
-func (f *Feeder) batch(now time.Time) []map[string]any {
-	farmer := uuid.NewString()
-	plot := uuid.NewString()
+// visit makes one farmer's visit: registration, a mapped plot, a planting.
+func (f *Feeder) visit(now time.Time) ([]json.RawMessage, string, error) {
+	farmer, plot := uuid.NewString(), uuid.NewString()
 	lat, lon := -7.0-f.rng.Float64()*0.5, 110.0+f.rng.Float64()*0.5 // Central Java
 	d := 0.0005 + f.rng.Float64()*0.001
-	ring := [][]float64{{lon, lat}, {lon + d, lat}, {lon + d, lat - d}, {lon, lat - d}, {lon, lat}}
-	at := now.UTC().Add(-time.Duration(f.rng.IntN(3600)) * time.Second).Format(time.RFC3339)
-	return []map[string]any{
-		{"id": farmer, "type": "farmer.registered", "captured_at": at, "payload": map[string]any{
+	ring := [][2]float64{{lon, lat}, {lon + d, lat}, {lon + d, lat - d}, {lon, lat - d}, {lon, lat}}
+	at := now.Add(-time.Duration(f.rng.IntN(3600)) * time.Second)
+	loc := client.Location{Lat: lat, Lon: lon, AccuracyM: 3 + f.rng.Float64()*5}
+	areaHa := d * 111_320 * d * 110_540 / 10_000 * (0.8 + f.rng.Float64()*0.6) // what the farmer thinks
+	planted := now.AddDate(0, 0, -f.rng.IntN(60))
+	visits := []struct {
+		typ     string
+		payload any
+	}{
+		{"farmer.registered", map[string]any{
 			"farmer_id": farmer, "name": names[f.rng.IntN(len(names))], "village": villages[f.rng.IntN(len(villages))],
-			"birth_year": 1950 + f.rng.IntN(55),
+			"national_id": fmt.Sprintf("3374%012d", f.rng.Int64N(1e12)), "phone": fmt.Sprintf("+628%010d", f.rng.Int64N(1e10)),
+			"gender": []string{"female", "male"}[f.rng.IntN(2)], "birth_year": 1950 + f.rng.IntN(55),
 		}},
-		{"id": plot, "type": "plot.mapped", "captured_at": at, "payload": map[string]any{
-			"farmer_id": farmer, "plot_id": plot,
-			"boundary":         map[string]any{"type": "Polygon", "coordinates": [][][]float64{ring}},
-			"declared_area_ha": d * d * 1.2e4 * (0.8 + f.rng.Float64()*0.6),
+		{"plot.mapped", map[string]any{
+			"farmer_id": farmer, "plot_id": plot, "tenure": "owned", "gps_accuracy_m": loc.AccuracyM, "mock_location": false,
+			"boundary":      map[string]any{"type": "Polygon", "coordinates": [][][2]float64{ring}},
+			"declared_area": map[string]any{"value": areaHa, "unit": "ha"},
 		}},
-		{"id": uuid.NewString(), "type": "crop.planted", "captured_at": at, "payload": map[string]any{
-			"plot_id": plot, "crop": crops[f.rng.IntN(len(crops))], "planted_on": now.AddDate(0, 0, -f.rng.IntN(60)).Format(time.DateOnly),
+		{"crop.planted", map[string]any{
+			"farmer_id": farmer, "plot_id": plot, "crop": crops[f.rng.IntN(len(crops))],
+			"planted_on": planted.Format(time.DateOnly), "expected_harvest_on": planted.AddDate(0, 4, 0).Format(time.DateOnly),
 		}},
 	}
+	var batch []json.RawMessage
+	var first string
+	for _, v := range visits {
+		raw, id, err := f.agent.Record(v.typ, at, loc, v.payload)
+		if err != nil {
+			return nil, "", err
+		}
+		if first == "" {
+			first = id
+		}
+		batch = append(batch, raw)
+	}
+	return batch, first, nil
 }

@@ -23,11 +23,12 @@ import (
 
 // Running is a started process.
 type Running struct {
-	URL  string        // http://127.0.0.1:port
-	DB   *pgxpool.Pool // the process's database, for assertions
-	App  *app.App
-	stop context.CancelFunc
-	done chan error
+	URL           string        // http://127.0.0.1:port
+	DB            *pgxpool.Pool // the process's database, for assertions
+	OperatorToken string        // bearer token for /admin/v1
+	App           *app.App
+	stop          context.CancelFunc
+	done          chan error
 }
 
 // MustStart runs `tani up` with args added to test defaults (random port,
@@ -37,7 +38,9 @@ func MustStart(tb testing.TB, args ...string) *Running {
 	tb.Helper()
 	w := newTestWriter(tb)
 	dbName := pgtest.MustDatabase(tb)
+	operatorToken := "test-operator-" + dbName
 	defaults := []string{
+		"-auth.operator-token=" + operatorToken,
 		"-http.listen=127.0.0.1:0",
 		"-database.url=" + pgtest.URL(tb, dbName),
 		"-data-dir=" + tb.TempDir(),
@@ -58,7 +61,7 @@ func MustStart(tb testing.TB, args ...string) *Running {
 		tb.Fatalf("app.New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Running{App: a, stop: cancel, done: make(chan error, 1)}
+	r := &Running{App: a, OperatorToken: operatorToken, stop: cancel, done: make(chan error, 1)}
 	go func() { r.done <- a.Run(ctx) }()
 	select {
 	case <-a.Ready():
