@@ -1,0 +1,134 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/transparency-dev/formats/log"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/ledger/verify"
+)
+
+// Checkpoint is a signed statement of the tree's size and root: a C2SP
+// tlog-checkpoint note signed with the log's Ed25519 key.
+type Checkpoint struct {
+	Size      int64
+	Root      tlog.Hash
+	Note      []byte // the signed note text, exactly as served
+	CreatedAt time.Time
+	// Anchor is nil until the checkpoint is anchored on Fabric.
+	Anchor *verify.Anchor
+}
+
+// SignCheckpoint signs and stores a checkpoint for the current tree unless
+// the latest checkpoint already covers it, and returns the latest
+// checkpoint. It returns (nil, nil) while the log is empty.
+func (j *Journal) SignCheckpoint(ctx context.Context) (*Checkpoint, error) {
+	if j.signer == nil {
+		return nil, errors.New("ledger: sign checkpoint before Start")
+	}
+	tx, err := j.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		return nil, fmt.Errorf("sign checkpoint: begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	var size int64
+	if err := tx.QueryRow(ctx, "SELECT size FROM ledger.tree").Scan(&size); err != nil {
+		return nil, fmt.Errorf("sign checkpoint: read tree size: %w", err)
+	}
+	if size == 0 {
+		return nil, nil
+	}
+	latest, err := latestCheckpoint(ctx, tx)
+	if err != nil && !apperr.Is(err, apperr.NotFound) {
+		return nil, err
+	}
+	if latest != nil && latest.Size >= size {
+		return latest, tx.Commit(ctx)
+	}
+	root, err := tlog.TreeHash(size, hashReader(ctx, tx))
+	if err != nil {
+		return nil, fmt.Errorf("sign checkpoint: tree hash at size %d: %w", size, err)
+	}
+	text := log.Checkpoint{Origin: j.cfg.Origin, Size: uint64(size), Hash: root[:]}.Marshal()
+	signed, err := note.Sign(&note.Note{Text: string(text)}, j.signer)
+	if err != nil {
+		return nil, fmt.Errorf("sign checkpoint: %w", err)
+	}
+	cp := &Checkpoint{Size: size, Root: root, Note: signed, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	// Another process may have signed the same size: keep the first.
+	if _, err := tx.Exec(ctx, `INSERT INTO ledger.checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (size) DO NOTHING`, cp.Size, cp.Root[:], string(cp.Note), cp.CreatedAt); err != nil {
+		return nil, fmt.Errorf("sign checkpoint: store: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("sign checkpoint: commit: %w", err)
+	}
+	j.logger.DebugContext(ctx, "signed checkpoint", "size", size)
+	return j.CheckpointAt(ctx, size)
+}
+
+const checkpointColumns = "size, root, note, created_at, anchor"
+
+func scanCheckpoint(row pgx.Row) (*Checkpoint, error) {
+	var cp Checkpoint
+	var root []byte
+	var noteText string
+	var anchor []byte
+	if err := row.Scan(&cp.Size, &root, &noteText, &cp.CreatedAt, &anchor); err != nil {
+		return nil, err
+	}
+	if len(root) != tlog.HashSize {
+		return nil, fmt.Errorf("checkpoint %d: root has %d bytes", cp.Size, len(root))
+	}
+	cp.Root = tlog.Hash(root)
+	cp.Note = []byte(noteText)
+	if anchor != nil {
+		cp.Anchor = new(verify.Anchor)
+		if err := json.Unmarshal(anchor, cp.Anchor); err != nil {
+			return nil, fmt.Errorf("checkpoint %d: anchor: %w", cp.Size, err)
+		}
+	}
+	return &cp, nil
+}
+
+// rowQuerier is what both a pool and a transaction offer.
+type rowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func latestCheckpoint(ctx context.Context, q rowQuerier) (*Checkpoint, error) {
+	cp, err := scanCheckpoint(q.QueryRow(ctx, "SELECT "+checkpointColumns+" FROM ledger.checkpoints ORDER BY size DESC LIMIT 1"))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, apperr.Wrap(apperr.NotFound, err, "no checkpoint has been signed yet")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read latest checkpoint: %w", err)
+	}
+	return cp, nil
+}
+
+// LatestCheckpoint returns the newest signed checkpoint, or NotFound while
+// none has been signed.
+func (j *Journal) LatestCheckpoint(ctx context.Context) (*Checkpoint, error) {
+	return latestCheckpoint(ctx, j.pool)
+}
+
+// CheckpointAt returns the checkpoint signed for tree size size, or NotFound.
+func (j *Journal) CheckpointAt(ctx context.Context, size int64) (*Checkpoint, error) {
+	cp, err := scanCheckpoint(j.pool.QueryRow(ctx, "SELECT "+checkpointColumns+" FROM ledger.checkpoints WHERE size = $1", size))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, apperr.Wrap(apperr.NotFound, err, "no checkpoint for tree size %d", size)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoint %d: %w", size, err)
+	}
+	return cp, nil
+}

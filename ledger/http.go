@@ -1,0 +1,169 @@
+package ledger
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/ledger/verify"
+)
+
+// Routes mounts the journal's read API on g (mounted at /ledger/v1).
+// Appends are not exposed: services append in process.
+func (j *Journal) Routes(g *echo.Group) {
+	g.GET("/checkpoint", j.handleLatestCheckpoint)
+	g.GET("/checkpoints/:size", j.handleCheckpoint)
+	g.GET("/records/:id/receipt", j.handleReceipt) // ?revision=N, ?tree_size=M
+	g.GET("/records/:id/history", j.handleHistory) // ?tree_size=N, ?at=RFC3339 time
+	g.GET("/proof/consistency", j.handleConsistency)
+	g.GET("/entries", j.handleEntries)
+}
+
+// noteContentType is how checkpoints are served: the exact signed note.
+const noteContentType = "text/plain; charset=utf-8"
+
+func (j *Journal) handleLatestCheckpoint(c echo.Context) error {
+	cp, err := j.LatestCheckpoint(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, noteContentType, cp.Note)
+}
+
+func (j *Journal) handleCheckpoint(c echo.Context) error {
+	size, err := intParam(c.Param("size"), "size", 1)
+	if err != nil {
+		return err
+	}
+	cp, err := j.CheckpointAt(c.Request().Context(), size)
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, noteContentType, cp.Note)
+}
+
+func (j *Journal) handleReceipt(c echo.Context) error {
+	var rev int64
+	if s := c.QueryParam("revision"); s != "" {
+		var err error
+		if rev, err = intParam(s, "revision", 1); err != nil {
+			return err
+		}
+	}
+	var r *verify.Receipt
+	var err error
+	if s := c.QueryParam("tree_size"); s != "" {
+		size, perr := intParam(s, "tree_size", 1)
+		if perr != nil {
+			return perr
+		}
+		r, err = j.ReceiptIn(c.Request().Context(), c.Param("id"), rev, size)
+	} else {
+		r, err = j.Receipt(c.Request().Context(), c.Param("id"), rev)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, r)
+}
+
+// historyResponse is the body of GET /records/{id}/history.
+type historyResponse struct {
+	RecordID  string           `json:"record_id"`
+	Revisions []RecordRevision `json:"revisions"`
+}
+
+func (j *Journal) handleHistory(c echo.Context) error {
+	var asOf AsOf
+	if s := c.QueryParam("tree_size"); s != "" {
+		n, err := intParam(s, "tree_size", 1)
+		if err != nil {
+			return err
+		}
+		asOf.TreeSize = n
+	}
+	if s := c.QueryParam("at"); s != "" {
+		at, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return apperr.Fields("invalid parameter", apperr.FieldError{Field: "at", Message: "must be an RFC 3339 time"})
+		}
+		asOf.Time = at
+	}
+	revs, err := j.History(c.Request().Context(), c.Param("id"), asOf)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, historyResponse{RecordID: c.Param("id"), Revisions: revs})
+}
+
+// consistencyResponse is the body of GET /proof/consistency.
+type consistencyResponse struct {
+	From  int64          `json:"from"`
+	To    int64          `json:"to"`
+	Proof []verify.Bytes `json:"proof"`
+}
+
+func (j *Journal) handleConsistency(c echo.Context) error {
+	from, err := intParam(c.QueryParam("from"), "from", 1)
+	if err != nil {
+		return err
+	}
+	to, err := intParam(c.QueryParam("to"), "to", 1)
+	if err != nil {
+		return err
+	}
+	p, err := j.ConsistencyProof(c.Request().Context(), from, to)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, consistencyResponse{From: from, To: to, Proof: hashesJSON(p)})
+}
+
+// entriesResponse is the body of GET /entries.
+type entriesResponse struct {
+	Entries []RawEntry `json:"entries"`
+}
+
+func (j *Journal) handleEntries(c echo.Context) error {
+	start, limit := int64(0), int64(100)
+	var err error
+	if s := c.QueryParam("start"); s != "" {
+		if start, err = intParam(s, "start", 0); err != nil {
+			return err
+		}
+	}
+	if s := c.QueryParam("limit"); s != "" {
+		if limit, err = intParam(s, "limit", 1); err != nil {
+			return err
+		}
+	}
+	es, err := j.Entries(c.Request().Context(), start, limit)
+	if err != nil {
+		return err
+	}
+	if es == nil {
+		es = []RawEntry{}
+	}
+	return c.JSON(http.StatusOK, entriesResponse{Entries: es})
+}
+
+func hashesJSON(p []tlog.Hash) []verify.Bytes {
+	out := make([]verify.Bytes, len(p))
+	for i := range p {
+		out[i] = p[i][:]
+	}
+	return out
+}
+
+// intParam parses a decimal parameter that must be at least min.
+func intParam(s, name string, min int64) (int64, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < min {
+		return 0, apperr.Fields("invalid parameter", apperr.FieldError{Field: name, Message: "must be an integer ≥ " + strconv.FormatInt(min, 10)})
+	}
+	return n, nil
+}

@@ -1,0 +1,584 @@
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/ledger/verify"
+)
+
+// Journal is the verifiable journal. It is safe for concurrent use.
+type Journal struct {
+	cfg    Config
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+
+	signer      note.Signer
+	verifier    note.Verifier
+	verifierKey string
+
+	// seq is held (a token in a one-slot channel, so that waiting honours
+	// ctx) by the goroutine running this process's sequencer transaction.
+	// It guards frontier.
+	seq chan struct{}
+	// queue holds appends waiting for the next sequencer transaction: the
+	// goroutine that takes seq commits every queued append in one
+	// transaction (group commit), so concurrent single-revision callers
+	// share one WAL flush.
+	qmu   sync.Mutex
+	queue []*appendReq
+	// frontier holds the stored hashes of the complete subtrees on the right
+	// edge of the tree of size frontierSize: exactly what the next append and
+	// the next tree hash read. Valid only while the database size matches,
+	// since another process may have appended in between.
+	frontierSize int64
+	frontier     map[int64]tlog.Hash
+}
+
+// Revision is one revision of one record, as a service appends it.
+type Revision struct {
+	// RecordID identifies the record across its revisions (a UUID string
+	// for farm records).
+	RecordID string
+	// Kind names what the revision records, e.g. "plot.mapped".
+	Kind string
+	// Revision numbers the record's revisions from 1.
+	Revision int64
+	// Payload is the revision's content (canonical JSON for farm records).
+	// The log commits to its SHA-256 only, so that it can be redacted.
+	Payload []byte
+	// OccurredAt is when the fact happened by the recorder's clock. It is
+	// kept to the microsecond.
+	OccurredAt time.Time
+	// SignatureRef points at the device or agent signature over the payload.
+	SignatureRef string
+}
+
+// Appended says where a revision is in the log.
+type Appended struct {
+	RecordID  string
+	Revision  int64
+	LeafIndex int64
+	LoggedAt  time.Time
+	// Existed is true when the same revision was already in the log and the
+	// append was a no-op.
+	Existed bool
+}
+
+// New returns a journal. It does no I/O; Start does.
+func New(cfg Config, pool *pgxpool.Pool, logger *slog.Logger) (*Journal, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if pool == nil {
+		return nil, errors.New("ledger: nil pool")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Journal{cfg: cfg, pool: pool, logger: logger, seq: make(chan struct{}, 1), frontierSize: -1}, nil
+}
+
+// Start loads the signing key, generating it into DataDir on first run, and
+// makes the journal ready to append and sign.
+func (j *Journal) Start(ctx context.Context) error {
+	s, v, vkey, err := loadKeys(j.cfg)
+	if err != nil {
+		return err
+	}
+	j.signer, j.verifier, j.verifierKey = s, v, vkey
+	j.logger.InfoContext(ctx, "ledger ready", "origin", j.cfg.Origin, "verifier_key", vkey)
+	return nil
+}
+
+// VerifierKey returns the log's public note verifier key, the one receipts
+// and checkpoints are checked against.
+func (j *Journal) VerifierKey() string { return j.verifierKey }
+
+// Verifier returns the log's note verifier.
+func (j *Journal) Verifier() note.Verifier { return j.verifier }
+
+// Run signs a checkpoint every CheckpointInterval while the tree grows,
+// until ctx is done; it then returns nil. A failed checkpoint is logged and
+// retried at the next tick: a database blip must not stop the process.
+func (j *Journal) Run(ctx context.Context) error {
+	t := time.NewTicker(j.cfg.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if _, err := j.SignCheckpoint(ctx); err != nil && ctx.Err() == nil {
+				j.logger.ErrorContext(ctx, "sign checkpoint", "err", err)
+			}
+		}
+	}
+}
+
+// sequencerLock is the advisory lock key that makes one sequencer across
+// processes (the ASCII bytes "TANILEDG").
+const sequencerLock int64 = 0x5441_4e49_4c45_4447 // "TANILEDG"
+
+// leaf is an entry about to be appended.
+type leaf struct {
+	entry   verify.Entry
+	data    []byte
+	payload []byte // nil for redactions
+}
+
+// Append appends revisions to the log and returns where each one is, in
+// order. It is durable when it returns. Appending a revision already in the
+// log is a no-op (Existed is set); the same record id and revision with
+// different content is a Conflict, and then none of revs is appended.
+//
+// Revisions of one call always share one transaction; concurrent calls are
+// grouped into one transaction too. If ctx ends before the append commits,
+// Append returns ctx's error and the revisions may still be appended later:
+// retrying is safe, since appends are idempotent.
+func (j *Journal) Append(ctx context.Context, revs ...Revision) ([]Appended, error) {
+	if len(revs) == 0 {
+		return nil, nil
+	}
+	req := &appendReq{
+		norm:     make([]verify.Entry, len(revs)),
+		payloads: make([][]byte, len(revs)),
+		out:      make([]Appended, len(revs)),
+		relative: make([]bool, len(revs)),
+		done:     make(chan struct{}),
+	}
+	var fields []apperr.FieldError
+	for i, r := range revs {
+		e := verify.Entry{
+			Type: verify.TypeRevision, RecordID: r.RecordID, Kind: r.Kind, Revision: r.Revision,
+			PayloadHash: sha256.Sum256(r.Payload), OccurredAt: r.OccurredAt.UTC().Truncate(time.Microsecond),
+			SignatureRef: r.SignatureRef,
+			LoggedAt:     time.Unix(0, 0).UTC(), // a placeholder for validation; the sequencer stamps it
+		}
+		if _, err := e.Marshal(); err != nil {
+			fields = append(fields, apperr.FieldError{Field: fmt.Sprintf("revisions[%d]", i), Message: err.Error()})
+		}
+		req.norm[i], req.payloads[i] = e, nonNil(r.Payload)
+	}
+	if len(fields) > 0 {
+		return nil, apperr.Fields("invalid revisions", fields...)
+	}
+
+	j.qmu.Lock()
+	j.queue = append(j.queue, req)
+	j.qmu.Unlock()
+	for {
+		select {
+		case <-req.done:
+			return req.out, req.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("ledger append: %w", ctx.Err())
+		case j.seq <- struct{}{}:
+			// This goroutine is the sequencer now: commit everything
+			// queued, which includes req unless an earlier sequencer
+			// already took it.
+			j.qmu.Lock()
+			batch := j.queue
+			j.queue = nil
+			j.qmu.Unlock()
+			if len(batch) > 0 {
+				j.appendBatch(ctx, batch)
+			}
+			<-j.seq
+		}
+	}
+}
+
+// appendReq is one Append call waiting for its transaction.
+type appendReq struct {
+	norm     []verify.Entry
+	payloads [][]byte
+	out      []Appended
+	// relative marks results whose LeafIndex is a position in the batch,
+	// known as a log index only once the batch is placed.
+	relative []bool
+	err      error
+	done     chan struct{}
+}
+
+// appendTimeout bounds one group-commit transaction. The transaction does
+// not end with the context of the caller that happens to run it, since it
+// carries other callers' appends too.
+const appendTimeout = time.Minute
+
+// appendBatch commits the queued appends in one transaction and completes
+// each request. A conflicting request fails alone; a database failure fails
+// them all.
+func (j *Journal) appendBatch(ctx context.Context, batch []*appendReq) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), appendTimeout)
+	defer cancel()
+	err := j.transact(ctx, func(ctx context.Context, tx pgx.Tx, now time.Time) ([]leaf, error) {
+		var all []verify.Entry
+		for _, r := range batch {
+			all = append(all, r.norm...)
+		}
+		existing, err := loadExisting(ctx, tx, all)
+		if err != nil {
+			return nil, err
+		}
+		// accepted holds the revisions this batch appends, by key: the
+		// request and position of their first occurrence.
+		type ref struct {
+			req *appendReq
+			i   int
+		}
+		accepted := map[revKey]ref{}
+		var leaves []leaf
+		for _, r := range batch {
+			mine := map[revKey]ref{}
+			var local []leaf
+			for i, e := range r.norm {
+				k := revKey{e.RecordID, e.Revision}
+				if old, ok := existing[k]; ok {
+					if !sameRevision(old.entry, e) {
+						r.err = conflict(e)
+						break
+					}
+					r.out[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: old.idx, LoggedAt: old.entry.LoggedAt, Existed: true}
+					continue
+				}
+				first, ok := mine[k]
+				if !ok {
+					first, ok = accepted[k]
+				}
+				if ok {
+					if !sameRevision(first.req.norm[first.i], e) {
+						r.err = conflict(e)
+						break
+					}
+					r.out[i], r.relative[i] = first.req.out[first.i], true
+					r.out[i].Existed = true
+					continue
+				}
+				e.LoggedAt = now
+				data, err := e.Marshal()
+				if err != nil {
+					return nil, fmt.Errorf("encode entry: %w", err)
+				}
+				mine[k] = ref{r, i}
+				r.out[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: int64(len(leaves) + len(local)), LoggedAt: now}
+				r.relative[i] = true
+				local = append(local, leaf{entry: e, data: data, payload: r.payloads[i]})
+			}
+			if r.err != nil {
+				continue
+			}
+			for k, v := range mine {
+				accepted[k] = v
+			}
+			leaves = append(leaves, local...)
+		}
+		return leaves, nil
+	}, func(first int64) {
+		for _, r := range batch {
+			if r.err != nil {
+				continue
+			}
+			for i := range r.out {
+				if r.relative[i] {
+					r.out[i].LeafIndex += first
+				}
+			}
+		}
+	})
+	for _, r := range batch {
+		if err != nil && r.err == nil {
+			r.err = err
+		}
+		if r.err != nil {
+			r.out = nil
+		}
+		close(r.done)
+	}
+}
+
+// revKey identifies a revision.
+type revKey struct {
+	id  string
+	rev int64
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func conflict(e verify.Entry) error {
+	return apperr.Errorf(apperr.Conflict, "record %s revision %d is already in the log with different content", e.RecordID, e.Revision)
+}
+
+// sameRevision compares what the caller supplied, ignoring the log time.
+func sameRevision(a, b verify.Entry) bool {
+	return a.Type == b.Type && a.RecordID == b.RecordID && a.Kind == b.Kind && a.Revision == b.Revision &&
+		a.PayloadHash == b.PayloadHash && a.OccurredAt.Equal(b.OccurredAt) && a.SignatureRef == b.SignatureRef
+}
+
+type storedEntry struct {
+	idx   int64
+	entry verify.Entry
+}
+
+// loadExisting returns the revisions of norm already in the log.
+func loadExisting(ctx context.Context, tx pgx.Tx, norm []verify.Entry) (map[revKey]storedEntry, error) {
+	ids := make([]string, len(norm))
+	revs := make([]int64, len(norm))
+	for i, e := range norm {
+		ids[i], revs[i] = e.RecordID, e.Revision
+	}
+	// One index probe per key: the LIMIT keeps the planner from turning the
+	// lateral join into a hash join over every stored revision, which grows
+	// with the log.
+	rows, err := tx.Query(ctx, `
+		SELECT e.idx, e.record_id, e.revision, e.kind, e.payload_hash, e.occurred_at, e.signature_ref, e.logged_at
+		FROM unnest($1::text[], $2::bigint[]) AS k(record_id, revision)
+		CROSS JOIN LATERAL (
+			SELECT * FROM ledger.entries e
+			WHERE e.type = 'revision' AND e.record_id = k.record_id AND e.revision = k.revision
+			LIMIT 1) e`, ids, revs)
+	if err != nil {
+		return nil, fmt.Errorf("look up existing revisions: %w", err)
+	}
+	defer rows.Close()
+	out := map[revKey]storedEntry{}
+	for rows.Next() {
+		var s storedEntry
+		var hash []byte
+		s.entry.Type = verify.TypeRevision
+		if err := rows.Scan(&s.idx, &s.entry.RecordID, &s.entry.Revision, &s.entry.Kind, &hash, &s.entry.OccurredAt, &s.entry.SignatureRef, &s.entry.LoggedAt); err != nil {
+			return nil, fmt.Errorf("scan existing revision: %w", err)
+		}
+		copy(s.entry.PayloadHash[:], hash)
+		out[revKey{s.entry.RecordID, s.entry.Revision}] = s
+	}
+	return out, rows.Err()
+}
+
+// sequence runs one append transaction under the sequencer lock. build
+// returns the leaves to append given the current state; their indexes start
+// at the tree size, which placed receives once the transaction commits. The
+// stored hashes are computed in memory from the tree's frontier and written
+// with the entries.
+func (j *Journal) sequence(ctx context.Context, build func(ctx context.Context, tx pgx.Tx, now time.Time) ([]leaf, error), placed func(first int64), after ...func(ctx context.Context, tx pgx.Tx, first int64) error) error {
+	select {
+	case j.seq <- struct{}{}:
+		defer func() { <-j.seq }()
+	case <-ctx.Done():
+		return fmt.Errorf("ledger append: %w", ctx.Err())
+	}
+	return j.transact(ctx, build, placed, after...)
+}
+
+// transact is sequence for a caller that holds seq.
+func (j *Journal) transact(ctx context.Context, build func(ctx context.Context, tx pgx.Tx, now time.Time) ([]leaf, error), placed func(first int64), after ...func(ctx context.Context, tx pgx.Tx, first int64) error) error {
+	tx, err := j.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("ledger append: begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", sequencerLock); err != nil {
+		return fmt.Errorf("ledger append: take sequencer lock: %w", err)
+	}
+	var size int64
+	if err := tx.QueryRow(ctx, "SELECT size FROM ledger.tree").Scan(&size); err != nil {
+		return fmt.Errorf("ledger append: read tree size: %w", err)
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	leaves, err := build(ctx, tx, now)
+	if err != nil {
+		return err
+	}
+	if len(leaves) > 0 {
+		newFrontier, err := j.write(ctx, tx, size, leaves)
+		if err != nil {
+			return err
+		}
+		for _, f := range after {
+			if err := f(ctx, tx, size); err != nil {
+				return err
+			}
+		}
+		if err := tx.Commit(ctx); err != nil {
+			j.frontierSize = -1
+			return fmt.Errorf("ledger append: commit: %w", err)
+		}
+		j.frontierSize, j.frontier = size+int64(len(leaves)), newFrontier
+	} else if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("ledger append: commit: %w", err)
+	}
+	placed(size)
+	return nil
+}
+
+// write inserts leaves at indexes size, size+1, … with their stored hashes
+// and advances the tree size. It returns the frontier of the new tree.
+func (j *Journal) write(ctx context.Context, tx pgx.Tx, size int64, leaves []leaf) (map[int64]tlog.Hash, error) {
+	batch := make(map[int64]tlog.Hash, 2*len(leaves)+64)
+	if j.frontierSize == size {
+		for k, v := range j.frontier {
+			batch[k] = v
+		}
+	}
+	reader := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		return readHashes(ctx, tx, batch, indexes)
+	})
+	hashRows := make([][]any, 0, 2*len(leaves))
+	entryRows := make([][]any, len(leaves))
+	for i, l := range leaves {
+		n := size + int64(i)
+		hs, err := tlog.StoredHashes(n, l.data, reader)
+		if err != nil {
+			return nil, fmt.Errorf("ledger append: hashes for leaf %d: %w", n, err)
+		}
+		first := tlog.StoredHashIndex(0, n)
+		for k, h := range hs {
+			batch[first+int64(k)] = h
+			hashRows = append(hashRows, []any{first + int64(k), h[:]})
+		}
+		e := l.entry
+		var occurred, target any
+		if e.Type == verify.TypeRevision {
+			occurred = e.OccurredAt
+		} else {
+			target = e.Target
+		}
+		var payload any
+		if l.payload != nil {
+			payload = l.payload
+		}
+		entryRows[i] = []any{n, l.data, string(e.Type), e.RecordID, e.Kind, e.Revision, e.PayloadHash[:], occurred, e.SignatureRef, e.LoggedAt, target, payload}
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger", "entries"},
+		[]string{"idx", "data", "type", "record_id", "kind", "revision", "payload_hash", "occurred_at", "signature_ref", "logged_at", "target", "payload"},
+		pgx.CopyFromRows(entryRows)); err != nil {
+		return nil, fmt.Errorf("ledger append: copy entries: %w", err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger", "hashes"}, []string{"id", "hash"}, pgx.CopyFromRows(hashRows)); err != nil {
+		return nil, fmt.Errorf("ledger append: copy hashes: %w", err)
+	}
+	newSize := size + int64(len(leaves))
+	if _, err := tx.Exec(ctx, "UPDATE ledger.tree SET size = $1", newSize); err != nil {
+		return nil, fmt.Errorf("ledger append: advance tree size: %w", err)
+	}
+	front := make(map[int64]tlog.Hash)
+	for _, id := range frontierIndexes(newSize) {
+		h, ok := batch[id]
+		if !ok {
+			return nil, nil // not cached; the next append reads it from the database
+		}
+		front[id] = h
+	}
+	return front, nil
+}
+
+// frontierIndexes returns the stored-hash indexes of the complete subtrees
+// that make up a tree of size n: what tlog reads to append leaf n or to hash
+// the tree of size n.
+func frontierIndexes(n int64) []int64 {
+	var ids []int64
+	for level := 0; n>>level > 0; level++ {
+		if (n>>level)&1 == 1 {
+			ids = append(ids, tlog.StoredHashIndex(level, (n>>level)-1))
+		}
+	}
+	return ids
+}
+
+// readHashes answers tlog's hash reads from memory first, then from the
+// database, in the order asked.
+func readHashes(ctx context.Context, q pgx.Tx, mem map[int64]tlog.Hash, indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	var missing []int64
+	for i, id := range indexes {
+		if h, ok := mem[id]; ok {
+			out[i] = h
+		} else {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	got, err := queryHashes(ctx, q, missing)
+	if err != nil {
+		return nil, err
+	}
+	for i, id := range indexes {
+		if _, ok := mem[id]; ok {
+			continue
+		}
+		h, ok := got[id]
+		if !ok {
+			return nil, fmt.Errorf("stored hash %d is missing", id)
+		}
+		out[i] = h
+		if mem != nil {
+			mem[id] = h
+		}
+	}
+	return out, nil
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func queryHashes(ctx context.Context, q querier, ids []int64) (map[int64]tlog.Hash, error) {
+	rows, err := q.Query(ctx, "SELECT id, hash FROM ledger.hashes WHERE id = ANY($1)", ids)
+	if err != nil {
+		return nil, fmt.Errorf("read stored hashes: %w", err)
+	}
+	defer rows.Close()
+	got := make(map[int64]tlog.Hash, len(ids))
+	for rows.Next() {
+		var id int64
+		var b []byte
+		if err := rows.Scan(&id, &b); err != nil {
+			return nil, fmt.Errorf("scan stored hash: %w", err)
+		}
+		if len(b) != tlog.HashSize {
+			return nil, fmt.Errorf("stored hash %d has %d bytes", id, len(b))
+		}
+		got[id] = tlog.Hash(b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read stored hashes: %w", err)
+	}
+	return got, nil
+}
+
+// hashReader reads stored hashes from the database.
+func hashReader(ctx context.Context, q querier) tlog.HashReader {
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		got, err := queryHashes(ctx, q, indexes)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]tlog.Hash, len(indexes))
+		for i, id := range indexes {
+			h, ok := got[id]
+			if !ok {
+				return nil, fmt.Errorf("stored hash %d is missing", id)
+			}
+			out[i] = h
+		}
+		return out, nil
+	})
+}

@@ -1,0 +1,66 @@
+package verify_test
+
+import (
+	"crypto/sha256"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tani-platform/tani/ledger/verify"
+)
+
+func TestEntry(t *testing.T) {
+	rev := verify.Entry{
+		Type: verify.TypeRevision, RecordID: "7f1c2a9e-0000-4000-8000-000000000001", Kind: "plot.mapped", Revision: 3,
+		PayloadHash: sha256.Sum256([]byte(`{"area_m2":1200}`)), OccurredAt: time.Date(2026, 3, 1, 8, 0, 0, 5000, time.UTC),
+		SignatureRef: "device:abc/sig:1", LoggedAt: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC),
+	}
+	t.Run("OKRoundTrip", func(t *testing.T) {
+		for _, e := range []verify.Entry{rev, {Type: verify.TypeRedaction, RecordID: "r", Revision: 2, Target: 17, Reason: "consent withdrawn", LoggedAt: rev.LoggedAt}} {
+			data, err := e.Marshal()
+			if err != nil {
+				t.Fatalf("marshal: %v", err)
+			}
+			got, err := verify.ParseEntry(data)
+			if err != nil {
+				t.Fatalf("parse %q: %v", data, err)
+			}
+			if diff := cmp.Diff(e, got); diff != "" {
+				t.Errorf("round trip (-want +got):\n%s", diff)
+			}
+		}
+	})
+	t.Run("ErrNotCanonical", func(t *testing.T) {
+		data, err := rev.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, bad := range map[string]string{
+			"trailing space":   strings.Replace(string(data), "kind plot.mapped", "kind plot.mapped ", 1),
+			"leading zero":     strings.Replace(string(data), "revision 3", "revision 03", 1),
+			"extra field":      string(data) + "extra x\n",
+			"no final newline": strings.TrimSuffix(string(data), "\n"),
+			"other time zone":  strings.Replace(string(data), "09:00:00.000000Z", "09:00:00.000000+00:00", 1),
+		} {
+			if _, err := verify.ParseEntry([]byte(bad)); err == nil {
+				t.Errorf("%s: got nil error, want the entry rejected", name)
+			}
+		}
+	})
+	t.Run("ErrInvalidField", func(t *testing.T) {
+		for name, e := range map[string]verify.Entry{
+			"newline in id": func() verify.Entry { e := rev; e.RecordID = "a\nb"; return e }(),
+			"empty kind":    func() verify.Entry { e := rev; e.Kind = ""; return e }(),
+			"revision 0":    func() verify.Entry { e := rev; e.Revision = 0; return e }(),
+			"no occurred":   func() verify.Entry { e := rev; e.OccurredAt = time.Time{}; return e }(),
+		} {
+			if _, err := e.Marshal(); err == nil {
+				t.Errorf("%s: got nil error, want the entry rejected", name)
+			}
+		}
+	})
+}
+
+var ledgerTime = time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
