@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tani-platform/tani/internal/postgres"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -47,7 +49,8 @@ func runVerify(t *testing.T, j *ledger.Journal, pool *pgxpool.Pool) (string, err
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	err := ledger.RunVerifyCommand(context.Background(), []string{"-database.url", pool.Config().ConnString(), "-key", key}, &stdout, &stderr)
+	cmd := ledger.VerifyCommand{DB: postgres.Config{URL: pool.Config().ConnString()}, KeyFile: key}
+	err := cmd.Run(context.Background(), &stdout, &stderr)
 	return stdout.String(), err
 }
 

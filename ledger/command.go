@@ -18,21 +18,29 @@ import (
 	"github.com/tani-platform/tani/internal/postgres"
 )
 
-// RunVerifyCommand implements `tani verify`: it audits the journal in the
-// configured database (see Audit), prints every fault and a summary naming
-// the first bad index, and returns an error when anything is wrong so the
-// caller exits non-zero. On a terminal it draws a progress bar on stderr.
-func RunVerifyCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var db postgres.Config
-	var cfg Config
-	db.RegisterFlags(fs)
-	cfg.RegisterFlags(fs)
-	keyFile := fs.String("key", "", "file holding the log's public note verifier key; default: derived from -ledger.key-file or the data directory's key pair")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
+// VerifyCommand is `tani verify`: it audits the journal in the configured
+// database (see Audit), prints every fault and a summary naming the first
+// bad index, and returns an error when anything is wrong so the caller
+// exits non-zero. On a terminal it draws a progress bar on stderr.
+type VerifyCommand struct {
+	DB      postgres.Config
+	Ledger  Config
+	KeyFile string // the log's public verifier key; default: from the signer key
+}
+
+// RegisterFlags registers the command's flags: the database, the ledger's
+// key settings, -data-dir (where `tani up` generated the key) and -key.
+func (c *VerifyCommand) RegisterFlags(fs *flag.FlagSet) {
+	c.DB.RegisterFlags(fs)
+	c.Ledger.RegisterFlags(fs)
+	fs.StringVar(&c.Ledger.DataDir, "data-dir", "./var", "the data directory of `tani up` (holds the generated ledger key pair)")
+	fs.StringVar(&c.KeyFile, "key", "", "file holding the log's public note verifier key; default: derived from -ledger.key-file or the data directory's key pair")
+}
+
+// Run audits and reports.
+func (c *VerifyCommand) Run(ctx context.Context, stdout, stderr io.Writer) error {
+	cfg, db := c.Ledger, c.DB
+	keyFile := &c.KeyFile
 	verifier, err := auditVerifier(cfg, *keyFile)
 	if err != nil {
 		return err
@@ -104,7 +112,7 @@ func auditVerifier(cfg Config, keyFile string) (note.Verifier, error) {
 		}
 		b, err := os.ReadFile(filepath.Join(cfg.DataDir, verifierKeyName))
 		if err != nil {
-			return nil, errors.New("no log key: pass -key VERIFIER_KEY_FILE, -ledger.key-file or -ledger.data-dir")
+			return nil, errors.New("no log key: pass -key VERIFIER_KEY_FILE, -ledger.key-file or the -data-dir of `tani up`")
 		}
 		vkey = strings.TrimSpace(string(b))
 	}

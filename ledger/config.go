@@ -42,7 +42,6 @@ const (
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Origin, "ledger.origin", DefaultOrigin, "log origin: first line of every checkpoint and name of the signing key")
 	fs.StringVar(&c.KeyFile, "ledger.key-file", "", "note signer key file; empty: generate into the data directory on first run")
-	fs.StringVar(&c.DataDir, "ledger.data-dir", "data", "directory holding the generated ledger key pair")
 	fs.DurationVar(&c.CheckpointInterval, "ledger.checkpoint-interval", DefaultCheckpointInterval, "how often to sign a checkpoint while the log grows")
 }
 

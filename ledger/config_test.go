@@ -24,7 +24,7 @@ func TestRegisterFlags(t *testing.T) {
 	if err := fs.Parse([]string{"-ledger.origin", "tani.example/ledger", "-ledger.key-file", "/k", "-ledger.checkpoint-interval", "3s"}); err != nil {
 		t.Fatal(err)
 	}
-	want := ledger.Config{Origin: "tani.example/ledger", KeyFile: "/k", DataDir: "data", CheckpointInterval: 3 * time.Second}
+	want := ledger.Config{Origin: "tani.example/ledger", KeyFile: "/k", CheckpointInterval: 3 * time.Second}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}

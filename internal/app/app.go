@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/tani-platform/tani/ledger"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -35,6 +37,7 @@ type App struct {
 	natsServer *server.Server
 	nc         *nats.Conn
 	js         jetstream.JetStream
+	journal    *ledger.Journal
 
 	keys keys
 

@@ -4,6 +4,8 @@ import (
 	"flag"
 	"strings"
 
+	"github.com/tani-platform/tani/ledger"
+
 	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/pii"
 
@@ -27,6 +29,7 @@ type Config struct {
 	HTTP      httpserver.Config
 	Postgres  postgres.Config
 	NATS      natsbus.Config
+	Ledger    ledger.Config
 	Ingest    ingest.Config
 	MobileAPI mobileapi.Config
 }
@@ -42,6 +45,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.HTTP.RegisterFlags(fs)
 	c.Postgres.RegisterFlags(fs)
 	c.NATS.RegisterFlags(fs)
+	c.Ledger.RegisterFlags(fs)
 	c.Ingest.RegisterFlags(fs)
 	c.MobileAPI.RegisterFlags(fs)
 }
@@ -79,5 +83,5 @@ func LoggableValue(name, value string) string {
 
 // Migrations lists every schema in the order `tani migrate` applies them.
 func Migrations() []postgres.Migrations {
-	return []postgres.Migrations{postgres.Platform, ingest.Migrations, mobileapi.Migrations}
+	return []postgres.Migrations{postgres.Platform, ledger.Migrations, mobileapi.Migrations, ingest.Migrations}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tani-platform/tani/ledger"
+
 	"github.com/nats-io/nats.go"
 
 	"github.com/tani-platform/tani/internal/natsbus"
@@ -158,4 +160,25 @@ func (a *App) initMarketplace() (Service, error) {
 	svc := marketplace.New(a.pool, a.logger.With("module", Marketplace))
 	svc.Routes(a.server.Echo.Group("/portal"))
 	return funcService{}, nil
+}
+
+func (a *App) initLedger() (Service, error) {
+	cfg := a.cfg.Ledger
+	cfg.DataDir = a.cfg.DataDir // the key pair is generated next to the other local state
+	logger := a.logger.With("module", Ledger)
+	j, err := ledger.New(cfg, a.pool, logger)
+	if err != nil {
+		return nil, err
+	}
+	j.Routes(a.server.Echo.Group("/ledger/v1"))
+	a.journal = j
+	return funcService{
+		start: func(ctx context.Context) error {
+			if err := postgres.Migrate(ctx, a.pool, logger, ledger.Migrations); err != nil {
+				return err
+			}
+			return j.Start(ctx)
+		},
+		run: j.Run,
+	}, nil
 }

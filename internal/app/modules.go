@@ -13,6 +13,7 @@ const (
 	Postgres    = "postgres"
 	NATSServer  = "nats-server"
 	NATS        = "nats"
+	Ledger      = "ledger"
 	Ingest      = "ingest"
 	Attest      = "attest"
 	Lending     = "lending"
@@ -46,13 +47,14 @@ var modules = map[string]module{
 	Postgres:    {init: (*App).initPostgres},
 	NATSServer:  {init: (*App).initNATSServer},
 	NATS:        {deps: []string{NATSServer}, init: (*App).initNATS},
+	Ledger:      {deps: []string{Postgres, Server}, init: (*App).initLedger},
 	Ingest:      {deps: []string{Postgres, NATS, Server}, init: (*App).initIngest},
 	MobileAPI:   {deps: []string{Postgres, NATS, Server}, init: (*App).initMobileAPI},
 	Attest:      {deps: []string{Postgres, NATS, Server}, init: (*App).initAttest},
 	Lending:     {deps: []string{Postgres, Server}, init: (*App).initLending},
 	Marketplace: {deps: []string{Postgres, Server}, init: (*App).initMarketplace},
 	Demo:        {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
-	All:         {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI}},
+	All:         {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger}},
 }
 
 // ModuleNames lists the modules a target may name.

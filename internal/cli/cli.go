@@ -24,6 +24,8 @@ var commands = map[string]command{
 	"up":      {"run Tani's modules (default target: all)", runUp},
 	"migrate": {"apply every database migration and exit", runMigrate},
 	"version": {"print the version", runVersion},
+	"verify":  {"audit the journal: recompute the tree, check every checkpoint; non-zero exit on any fault", runVerify},
+	"receipt": {"receipt verify FILE --key KEYFILE: check a journal receipt offline", runReceipt},
 }
 
 // errUsage is returned after usage has been printed for a bad invocation.
