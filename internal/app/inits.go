@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tani-platform/tani/internal/deadletter"
+
 	"github.com/tani-platform/tani/ledger"
 
 	"github.com/nats-io/nats.go"
@@ -88,6 +90,11 @@ func (a *App) initNATS() (Service, error) {
 				return err
 			}
 			a.nc, a.js = nc, js
+			admin, err := a.adminGroup()
+			if err != nil {
+				return err
+			}
+			deadletter.New(js, logger).Routes(admin)
 			return nil
 		},
 		stop: func(ctx context.Context) error {
