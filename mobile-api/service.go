@@ -75,6 +75,7 @@ func (s *Service) Start(ctx context.Context) error {
 // Routes mounts the agents' API on mobile (/mobile/v1) and the operators'
 // identity administration on admin (/admin/v1, already guarded).
 func (s *Service) Routes(mobile, admin *echo.Group) {
+	mobile.GET("/openapi.json", s.openapi)
 	mobile.POST("/auth/login", s.login)
 	mobile.POST("/auth/refresh", s.refresh)
 

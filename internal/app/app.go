@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/labstack/echo/v4"
+
 	"github.com/tani-platform/tani/ledger"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -72,6 +74,10 @@ func (a *App) Modules() []string { return a.order }
 
 // Ready is closed once every module runs.
 func (a *App) Ready() <-chan struct{} { return a.ready }
+
+// Routes lists the HTTP routes the modules mounted (for API documents'
+// tests); call it after Ready.
+func (a *App) Routes() []*echo.Route { return a.server.Echo.Routes() }
 
 // Addr is the HTTP address, once the server module has started.
 func (a *App) Addr() string { return a.server.Addr() }

@@ -1,0 +1,21 @@
+package mobileapi
+
+import (
+	_ "embed"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+// openAPI is the hand-written OpenAPI 3 document of the mobile API. A test
+// holds it to the routes actually mounted, both ways.
+//
+//go:embed openapi.json
+var openAPI []byte
+
+// OpenAPI returns the document.
+func OpenAPI() []byte { return openAPI }
+
+func (s *Service) openapi(c echo.Context) error {
+	return c.Blob(http.StatusOK, "application/json", openAPI)
+}
