@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,6 +29,7 @@ type Running struct {
 	DB            *pgxpool.Pool // the process's database, for assertions
 	OperatorToken string        // bearer token for /admin/v1
 	App           *app.App
+	logs          testWriter
 	stop          context.CancelFunc
 	done          chan error
 }
@@ -37,6 +40,7 @@ type Running struct {
 func MustStart(tb testing.TB, args ...string) *Running {
 	tb.Helper()
 	w := newTestWriter(tb)
+	r := &Running{logs: w}
 	dbName := pgtest.MustDatabase(tb)
 	operatorToken := "test-operator-" + dbName
 	defaults := []string{
@@ -51,7 +55,10 @@ func MustStart(tb testing.TB, args ...string) *Running {
 	if err != nil {
 		tb.Fatalf("parse up flags: %v", err)
 	}
-	level := slog.LevelWarn
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		tb.Fatalf("log level: %v", err)
+	}
 	if os.Getenv("TANI_TEST_VERBOSE") != "" {
 		level = slog.LevelDebug
 	}
@@ -61,7 +68,7 @@ func MustStart(tb testing.TB, args ...string) *Running {
 		tb.Fatalf("app.New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Running{App: a, OperatorToken: operatorToken, stop: cancel, done: make(chan error, 1)}
+	r.App, r.OperatorToken, r.stop, r.done = a, operatorToken, cancel, make(chan error, 1)
 	go func() { r.done <- a.Run(ctx) }()
 	select {
 	case <-a.Ready():
@@ -113,20 +120,33 @@ func (r *Running) Get(tb testing.TB, path string) *http.Response {
 	return resp
 }
 
-// testWriter sends log lines to the test log until the test has ended;
-// a late line from a stopping goroutine must not panic the test binary.
+// Logs returns the log lines the process wrote so far (at -log.level).
+func (r *Running) Logs() []string {
+	r.logs.mu.Lock()
+	defer r.logs.mu.Unlock()
+	return slices.Clone(*r.logs.lines)
+}
+
+// testWriter sends log lines to the test log until the test has ended (a
+// late line from a stopping goroutine must not panic the test binary) and
+// keeps them for Logs.
 type testWriter struct {
-	tb   testing.TB
-	done *atomic.Bool
+	tb    testing.TB
+	done  *atomic.Bool
+	mu    *sync.Mutex
+	lines *[]string
 }
 
 func newTestWriter(tb testing.TB) testWriter {
-	w := testWriter{tb: tb, done: new(atomic.Bool)}
+	w := testWriter{tb: tb, done: new(atomic.Bool), mu: new(sync.Mutex), lines: new([]string)}
 	tb.Cleanup(func() { w.done.Store(true) }) // registered first, so it runs last
 	return w
 }
 
 func (w testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	*w.lines = append(*w.lines, string(p))
+	w.mu.Unlock()
 	if !w.done.Load() {
 		w.tb.Logf("%s", p)
 	}
