@@ -28,6 +28,7 @@ type Running struct {
 	URL           string        // http://127.0.0.1:port
 	DB            *pgxpool.Pool // the process's database, for assertions
 	OperatorToken string        // bearer token for /admin/v1
+	DatabaseURL   string        // pass as -database.url to a second process sharing the database
 	App           *app.App
 	logs          testWriter
 	stop          context.CancelFunc
@@ -80,6 +81,7 @@ func MustStart(tb testing.TB, args ...string) *Running {
 		tb.Fatal("tani up not ready within 60s")
 	}
 	r.URL = "http://" + a.Addr()
+	r.DatabaseURL = cfg.Postgres.URL
 	pool, err := pgxpool.New(context.Background(), pgtest.URL(tb, dbName))
 	if err != nil {
 		tb.Fatal(err)

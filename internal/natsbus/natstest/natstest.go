@@ -24,7 +24,14 @@ func MustServer(tb testing.TB) *server.Server {
 // it on the same store.
 func MustServerAt(tb testing.TB, dir string) *server.Server {
 	tb.Helper()
-	s, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
+	return MustServerOn(tb, dir, "127.0.0.1:0")
+}
+
+// MustServerOn starts a server on the given data dir and address, so a test
+// can restart it where its clients will reconnect.
+func MustServerOn(tb testing.TB, dir, addr string) *server.Server {
+	tb.Helper()
+	s, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: dir, Listen: addr}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		tb.Fatalf("start nats: %v", err)
 	}
