@@ -3,6 +3,7 @@ module github.com/tani-platform/tani
 go 1.26
 
 require (
+	github.com/Knetic/govaluate v3.0.0+incompatible // indirect
 	github.com/hyperledger/fabric-chaincode-go/v2 v2.3.0 // indirect
 	github.com/hyperledger/fabric-config v0.3.0 // indirect
 	github.com/hyperledger/fabric-contract-api-go/v2 v2.2.0 // indirect

@@ -69,7 +69,9 @@ func (o *Org) CertPath(role string) string {
 }
 
 // KeyPath is the PEM PKCS#8 private key of role.
-func (o *Org) KeyPath(role string) string { return filepath.Join(o.MSPDir(role), "keystore", "priv_sk") }
+func (o *Org) KeyPath(role string) string {
+	return filepath.Join(o.MSPDir(role), "keystore", "priv_sk")
+}
 
 // TLSCAPath is the organization's TLS CA certificate.
 func (o *Org) TLSCAPath() string { return filepath.Join(o.Dir, "tlsca", "ca.crt") }
