@@ -8,6 +8,7 @@ import (
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
 	"github.com/hyperledger/fabric-protos-go-apiv2/ledger/rwset/kvrwset"
 	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tani-platform/tani/ledger/devnet/internal/policy"
 	"github.com/tani-platform/tani/ledger/devnet/internal/statedb"
@@ -136,7 +137,12 @@ func (n *Node) checkTx(raw []byte) checked {
 		c.code = peer.TxValidationCode_INVALID_CHAINCODE
 		return c
 	}
-	hash, err := proposalHash(tx.payload.Header.ChannelHeader, tx.payload.Header.SignatureHeader, tx.cap.ChaincodeProposalPayload)
+	cpp := &peer.ChaincodeProposalPayload{}
+	if err := proto.Unmarshal(tx.cap.ChaincodeProposalPayload, cpp); err != nil {
+		c.code = peer.TxValidationCode_BAD_PAYLOAD
+		return c
+	}
+	hash, err := proposalHash(tx.payload.Header.ChannelHeader, tx.payload.Header.SignatureHeader, cpp.Input)
 	if err != nil || !bytes.Equal(hash, tx.prp.ProposalHash) {
 		c.code = peer.TxValidationCode_BAD_RESPONSE_PAYLOAD
 		return c
