@@ -19,6 +19,7 @@ import (
 	"github.com/hyperledger/fabric-gateway/pkg/client"
 	"github.com/hyperledger/fabric-gateway/pkg/identity"
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
+	"github.com/hyperledger/fabric-protos-go-apiv2/gateway"
 	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -161,10 +162,12 @@ func TestProposalRejected(t *testing.T) {
 		}
 		raw, _ := prop.Bytes()
 		// Rewrite the TxID inside the signed proposal and sign it properly.
+		var pt gateway.ProposedTransaction
 		var p peer.Proposal
 		var hdr cb.Header
 		var chdr cb.ChannelHeader
-		must(t, proto.Unmarshal(raw, &p))
+		must(t, proto.Unmarshal(raw, &pt))
+		must(t, proto.Unmarshal(pt.Proposal.ProposalBytes, &p))
 		must(t, proto.Unmarshal(p.Header, &hdr))
 		must(t, proto.Unmarshal(hdr.ChannelHeader, &chdr))
 		wrong := sha256.Sum256([]byte("not the txid"))
@@ -172,6 +175,7 @@ func TestProposalRejected(t *testing.T) {
 		hdr.ChannelHeader = marshal(t, &chdr)
 		p.Header = marshal(t, &hdr)
 		proposalBytes := marshal(t, &p)
+		pt.Proposal = &peer.SignedProposal{ProposalBytes: proposalBytes}
 		id, _ := n.Identity("TaniMSP", "client")
 		sign, _ := identity.NewPrivateKeySign(id.PrivateKey())
 		digest := sha256.Sum256(proposalBytes)
@@ -179,7 +183,7 @@ func TestProposalRejected(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		signed, err := gw.NewSignedProposal(proposalBytes, sig)
+		signed, err := gw.NewSignedProposal(marshal(t, &pt), sig)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -402,7 +406,7 @@ func TestChaincodeEventsResumeAcrossRestart(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		gw := devnettest.MustGateway(t, n1, "TaniMSP")
-		events, err := gw.GetNetwork(n1.Channel()).ChaincodeEvents(ctx, devnet.AssetChaincodeName, client.WithCheckpoint(cp))
+		events, err := gw.GetNetwork(n1.Channel()).ChaincodeEvents(ctx, devnet.AssetChaincodeName, client.WithStartBlock(0), client.WithCheckpoint(cp))
 		must(t, err)
 		for i := 0; i < total/2; i++ {
 			ev := <-events
