@@ -1,0 +1,36 @@
+package devnet
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tani-platform/tani/ledger/devnet/assetcc"
+)
+
+// AssetChaincodeName is the name under which DefaultChaincodes hosts the
+// conformance asset contract.
+const AssetChaincodeName = "asset"
+
+// MajorityPolicy returns OutOf(n/2+1, ...) over the peers of orgs, for
+// example 2 of 3.
+func MajorityPolicy(orgs []string) string {
+	var ps []string
+	for _, o := range orgs {
+		ps = append(ps, fmt.Sprintf("'%s.peer'", o))
+	}
+	return fmt.Sprintf("OutOf(%d, %s)", len(orgs)/2+1, strings.Join(ps, ", "))
+}
+
+// DefaultChaincodes hosts the asset contract with a majority endorsement
+// policy over orgs (DefaultOrgs when empty).
+func DefaultChaincodes(orgs []string) []Chaincode {
+	if len(orgs) == 0 {
+		orgs = DefaultOrgs
+	}
+	cc, err := assetcc.New()
+	if err != nil {
+		// The contract is static; failing to build it is a programming error.
+		panic(err)
+	}
+	return []Chaincode{{Name: AssetChaincodeName, Policy: MajorityPolicy(orgs), CC: cc}}
+}
