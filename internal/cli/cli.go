@@ -25,6 +25,7 @@ var commands = map[string]command{
 	"migrate": {"apply every database migration and exit", runMigrate},
 	"version": {"print the version", runVersion},
 	"verify":  {"audit the journal: recompute the tree, check every checkpoint; non-zero exit on any fault", runVerify},
+	"devnet":  {"run the single-process Fabric development network (gateway and deliver gRPC)", runDevnet},
 	"receipt": {"receipt verify FILE --key KEYFILE: check a journal receipt offline", runReceipt},
 }
 

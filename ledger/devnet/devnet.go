@@ -355,7 +355,16 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ch
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	return Serve(ctx, cfg, stdout, stderr, chaincodes...)
+}
+
+// Serve runs a devnet with an already-parsed configuration until ctx is
+// cancelled, after printing how to connect. With no chaincodes it hosts
+// DefaultChaincodes.
+func Serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, chaincodes ...Chaincode) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	}
 	if len(chaincodes) == 0 {
 		chaincodes = DefaultChaincodes(cfg.Orgs)
 	}
