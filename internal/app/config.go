@@ -11,6 +11,7 @@ import (
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/postgres"
 	mobileapi "github.com/tani-platform/tani/mobile-api"
+	"github.com/tani-platform/tani/mobile-api/media"
 	"github.com/tani-platform/tani/services/ingest"
 )
 
@@ -29,6 +30,7 @@ type Config struct {
 	NATS      natsbus.Config
 	Ingest    ingest.Config
 	MobileAPI mobileapi.Config
+	Media     media.Config
 }
 
 // RegisterFlags registers every flag of every component.
@@ -44,6 +46,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.NATS.RegisterFlags(fs)
 	c.Ingest.RegisterFlags(fs)
 	c.MobileAPI.RegisterFlags(fs)
+	c.Media.RegisterFlags(fs)
 }
 
 // Targets returns the requested targets.
