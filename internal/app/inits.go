@@ -144,7 +144,7 @@ func (a *App) initMobileAPI() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.server.ExemptFromBodyLimit(mediaPath + "/")
+	a.server.ExemptFromBodyLimit(mediaPath)
 	med.Routes(a.server.Echo.Group(mediaPath, authKeys.RequireRole(mobileapi.RoleAgent)))
 	return funcService{start: func(ctx context.Context) error {
 		if err := svc.Start(ctx); err != nil {

@@ -155,14 +155,14 @@ func (s *Service) owned(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id := c.Param("id")
 		if !uploadIDPattern.MatchString(id) {
-			return writeTusError(c, handler.ErrNotFound)
+			return s.writeTusError(c, handler.ErrNotFound)
 		}
 		info, err := s.info(c.Request().Context(), id)
 		if err != nil {
-			return writeTusError(c, err)
+			return s.writeTusError(c, err)
 		}
 		if info.MetaData[metaAgent] != auth.ClaimsOf(c).Subject {
-			return writeTusError(c, handler.ErrNotFound)
+			return s.writeTusError(c, handler.ErrNotFound)
 		}
 		c.Set("upload", info)
 		return next(c)
@@ -183,14 +183,14 @@ func (s *Service) completeOr(next echo.HandlerFunc) echo.HandlerFunc {
 		ctx := c.Request().Context()
 		lock, err := s.locker.NewLock(info.ID)
 		if err != nil {
-			return writeTusError(c, fmt.Errorf("lock upload %s: %w", info.ID, err))
+			return s.writeTusError(c, fmt.Errorf("lock upload %s: %w", info.ID, err))
 		}
 		if err := lock.Lock(ctx, func() {}); err != nil {
-			return writeTusError(c, fmt.Errorf("lock upload %s: %w", info.ID, err))
+			return s.writeTusError(c, fmt.Errorf("lock upload %s: %w", info.ID, err))
 		}
 		defer lock.Unlock()
 		if err := s.complete(ctx, info.ID); err != nil {
-			return writeTusError(c, err)
+			return s.writeTusError(c, err)
 		}
 		c.Response().Header().Set("Tus-Resumable", "1.0.0")
 		c.Response().Header().Set("Upload-Offset", offset)
@@ -207,12 +207,12 @@ func (s *Service) info(ctx context.Context, id string) (handler.FileInfo, error)
 }
 
 // writeTusError answers as tusd does: a tus status and a plain-text body.
-// Errors that are not tus errors are logged by the caller's access log as
-// 500s and shown to the client without detail.
-func writeTusError(c echo.Context, err error) error {
+// Errors that are not tus errors are logged and shown to the client
+// without detail.
+func (s *Service) writeTusError(c echo.Context, err error) error {
 	tusErr, ok := err.(handler.Error)
 	if !ok {
-		c.Logger().Error(err)
+		s.logger.ErrorContext(c.Request().Context(), "media request failed", "method", c.Request().Method, "upload", c.Param("id"), "err", err)
 		tusErr = handler.NewError("ERR_INTERNAL_SERVER_ERROR", "internal error", http.StatusInternalServerError)
 	}
 	h := c.Response().Header()
