@@ -262,6 +262,39 @@ func TestUpload(t *testing.T) {
 		}
 	})
 
+	t.Run("OK_FinalPatchRepeatedAfterStoreFailure", func(t *testing.T) {
+		content := jpeg(t, 20_000)
+		hash := sum(content)
+		// Make recording fail as a database outage would.
+		if _, err := s.DB.Exec(ctx, `ALTER TABLE mobile.media ADD CONSTRAINT test_outage CHECK (false) NOT VALID`); err != nil {
+			t.Fatal(err)
+		}
+		url := create(t, s, tok, len(content), metadata("sha256", hash, "content_type", "image/jpeg"))
+		resp, body := patch(t, url, tok, 0, content)
+		if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(body, "ERR_MEDIA_NOT_STORED") {
+			t.Errorf("final PATCH during outage: %d %q, want 500 ERR_MEDIA_NOT_STORED", resp.StatusCode, body)
+		}
+		if rows, _ := stored(t, s, hash); rows != 0 {
+			t.Errorf("%d rows during the outage, want 0", rows)
+		}
+		if _, err := s.DB.Exec(ctx, `ALTER TABLE mobile.media DROP CONSTRAINT test_outage`); err != nil {
+			t.Fatal(err)
+		}
+		resp, _ = tus(t, http.MethodHead, url, tok, nil, nil)
+		if got := resp.Header.Get("Upload-Offset"); resp.StatusCode != http.StatusOK || got != strconv.Itoa(len(content)) {
+			t.Fatalf("HEAD after outage: %d offset %q, want 200 at %d (upload kept)", resp.StatusCode, got, len(content))
+		}
+		if resp, body := patch(t, url, tok, len(content), nil); resp.StatusCode != http.StatusNoContent {
+			t.Errorf("repeated final PATCH: %d %q, want 204", resp.StatusCode, body)
+		}
+		if rows, files := stored(t, s, hash); rows != 1 || files != 1 {
+			t.Errorf("stored in %d rows and %d files, want 1 and 1", rows, files)
+		}
+		if resp, _ := tus(t, http.MethodHead, url, tok, nil, nil); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("HEAD once stored: status = %d, want 404", resp.StatusCode)
+		}
+	})
+
 	t.Run("ErrChecksumMismatch_UploadDeletedNothingStored", func(t *testing.T) {
 		content, announced := jpeg(t, 10_000), jpeg(t, 10_000)
 		url := create(t, s, tok, len(content), metadata("sha256", sum(announced), "content_type", "image/jpeg"))
