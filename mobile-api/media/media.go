@@ -129,6 +129,9 @@ func (s *Service) Routes(g *echo.Group) {
 
 type agentKey struct{}
 
+// uploadKey holds, in the echo context, the upload info owned loaded.
+const uploadKey = "media.upload"
+
 func agentOf(ctx context.Context) string {
 	id, _ := ctx.Value(agentKey{}).(string)
 	return id
@@ -164,7 +167,7 @@ func (s *Service) owned(next echo.HandlerFunc) echo.HandlerFunc {
 		if info.MetaData[metaAgent] != auth.ClaimsOf(c).Subject {
 			return s.writeTusError(c, handler.ErrNotFound)
 		}
-		c.Set("upload", info)
+		c.Set(uploadKey, info)
 		return next(c)
 	}
 }
@@ -175,7 +178,7 @@ func (s *Service) owned(next echo.HandlerFunc) echo.HandlerFunc {
 // answer such a PATCH with success and store nothing.
 func (s *Service) completeOr(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		info := c.Get("upload").(handler.FileInfo)
+		info := c.Get(uploadKey).(handler.FileInfo)
 		offset := c.Request().Header.Get("Upload-Offset")
 		if info.SizeIsDeferred || info.Offset != info.Size || offset != strconv.FormatInt(info.Size, 10) {
 			return next(c)
