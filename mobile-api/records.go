@@ -1,7 +1,9 @@
 package mobileapi
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -12,11 +14,16 @@ import (
 	"github.com/tani-platform/tani/internal/postgres"
 )
 
+// Incomplete is the status of a record whose referenced media have not all
+// been uploaded yet. It is kept, and becomes what ingest says once they
+// arrive.
+const Incomplete = "incomplete"
+
 // RecordStatus is what a device learns about a record it sent.
 type RecordStatus struct {
 	ID         string    `json:"id"`
 	Type       string    `json:"type"`
-	Status     string    `json:"status"` // received, ingested (and later verified, flagged, rejected)
+	Status     string    `json:"status"` // received, incomplete, ingested (and later verified, flagged, rejected)
 	Reason     *string   `json:"reason,omitempty"`
 	ReceivedAt time.Time `json:"received_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
@@ -28,13 +35,23 @@ func (s *Service) recordStatus(c echo.Context) error {
 		return apperr.Fields("invalid record id", apperr.FieldError{Field: "id", Message: "must be a UUID"})
 	}
 	var st RecordStatus
+	var missing []string
 	err := s.pool.QueryRow(c.Request().Context(), `
-		SELECT r.id::text, r.type, coalesce(s.status, 'received'), s.reason, r.received_at, coalesce(s.updated_at, r.received_at)
+		SELECT r.id::text, r.type, coalesce(s.status, 'received'), s.reason, r.received_at, coalesce(s.updated_at, r.received_at),
+			ARRAY(SELECT rm.sha256 FROM mobile.received_media rm
+				WHERE rm.record_id = r.id AND NOT EXISTS (SELECT 1 FROM mobile.media m WHERE m.sha256 = rm.sha256)
+				ORDER BY rm.sha256)
 		FROM mobile.received r
 		LEFT JOIN ingest.record_status s ON s.id = r.id
-		WHERE r.id = $1 AND r.agent_id = $2`, id, auth.ClaimsOf(c).Subject).Scan(&st.ID, &st.Type, &st.Status, &st.Reason, &st.ReceivedAt, &st.UpdatedAt)
+		WHERE r.id = $1 AND r.agent_id = $2`, id, auth.ClaimsOf(c).Subject).Scan(&st.ID, &st.Type, &st.Status, &st.Reason, &st.ReceivedAt, &st.UpdatedAt, &missing)
 	if err != nil {
 		return postgres.MapError(err, "you sent no record with this id", "")
+	}
+	// Missing media outweigh received and ingested, never a later verdict
+	// such as rejected.
+	if len(missing) > 0 && (st.Status == "received" || st.Status == "ingested") {
+		reason := fmt.Sprintf("waiting for media %s: upload it to /mobile/v1/media/", strings.Join(missing, ", "))
+		st.Status, st.Reason = Incomplete, &reason
 	}
 	return c.JSON(http.StatusOK, st)
 }

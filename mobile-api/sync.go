@@ -318,18 +318,22 @@ func (s *Service) publish(ctx context.Context, batch []pending) error {
 }
 
 // remember records what was acknowledged, after JetStream has it: the
-// received rows, the farmers the agent just registered, the consent codes
-// used. If it fails the client gets a 5xx and retries; the republish is
-// de-duplicated and every statement here is idempotent.
+// received rows, the media they reference, the farmers the agent just
+// registered, the consent codes used. If it fails the client gets a 5xx
+// and retries; the republish is de-duplicated and every statement here is
+// idempotent.
 func (s *Service) remember(ctx context.Context, agentID string, batch []pending) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	var ids, types, devices, newFarmers, otps, otpRecords []string
+	var ids, types, devices, newFarmers, otps, otpRecords, mediaRecords, media []string
 	var hashes [][]byte
 	for _, p := range batch {
 		ids, types, devices = append(ids, p.env.ID), append(types, p.env.Type), append(devices, p.env.DeviceID)
 		hashes = append(hashes, p.hash[:])
+		for _, h := range record.MediaHashes(p.payload) {
+			mediaRecords, media = append(mediaRecords, p.env.ID), append(media, h)
+		}
 		switch pl := p.payload.(type) {
 		case *record.FarmerRegistered:
 			newFarmers = append(newFarmers, pl.FarmerID)
@@ -343,6 +347,11 @@ func (s *Service) remember(ctx context.Context, agentID string, batch []pending)
 			SELECT id, type, hash, device, $5 FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::uuid[]) AS r(id, type, hash, device)
 			ON CONFLICT (id) DO NOTHING`, ids, types, hashes, devices, agentID); err != nil {
 			return fmt.Errorf("remember received records: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO mobile.received_media (record_id, sha256) SELECT * FROM unnest($1::uuid[], $2::text[])
+			ON CONFLICT DO NOTHING`, mediaRecords, media); err != nil {
+			return fmt.Errorf("remember referenced media: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO mobile.assignments (farmer_id, agent_id) SELECT unnest($1::uuid[]), $2 ON CONFLICT DO NOTHING`, newFarmers, agentID); err != nil {

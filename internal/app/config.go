@@ -13,6 +13,7 @@ import (
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/postgres"
 	mobileapi "github.com/tani-platform/tani/mobile-api"
+	"github.com/tani-platform/tani/mobile-api/media"
 	"github.com/tani-platform/tani/services/ingest"
 )
 
@@ -32,6 +33,7 @@ type Config struct {
 	Ledger    ledger.Config
 	Ingest    ingest.Config
 	MobileAPI mobileapi.Config
+	Media     media.Config
 }
 
 // RegisterFlags registers every flag of every component.
@@ -48,6 +50,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Ledger.RegisterFlags(fs)
 	c.Ingest.RegisterFlags(fs)
 	c.MobileAPI.RegisterFlags(fs)
+	c.Media.RegisterFlags(fs)
 }
 
 // Targets returns the requested targets.

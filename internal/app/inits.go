@@ -13,6 +13,7 @@ import (
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/postgres"
 	mobileapi "github.com/tani-platform/tani/mobile-api"
+	"github.com/tani-platform/tani/mobile-api/media"
 	"github.com/tani-platform/tani/services/attest"
 	"github.com/tani-platform/tani/services/ingest"
 	"github.com/tani-platform/tani/services/lending"
@@ -144,7 +145,22 @@ func (a *App) initMobileAPI() (Service, error) {
 		Pool: a.pool, JS: a.js, Auth: authKeys, PII: piiKeys, SMS: mobileapi.LogSMS{Logger: logger}, Logger: logger,
 	})
 	svc.Routes(a.server.Echo.Group("/mobile/v1"), admin)
-	return funcService{start: svc.Start}, nil
+
+	// Media are uploaded by agents through tus; their bytes may exceed the
+	// JSON body limit (tusd enforces -media.max-size itself).
+	const mediaPath = "/mobile/v1/media"
+	med, err := media.New(a.cfg.Media.InDataDir(a.cfg.DataDir), mediaPath+"/", a.pool, logger.With("component", "media"))
+	if err != nil {
+		return nil, err
+	}
+	a.server.ExemptFromBodyLimit(mediaPath)
+	med.Routes(a.server.Echo.Group(mediaPath, authKeys.RequireRole(mobileapi.RoleAgent)))
+	return funcService{start: func(ctx context.Context) error {
+		if err := svc.Start(ctx); err != nil {
+			return err
+		}
+		return med.Start(ctx)
+	}}, nil
 }
 
 func (a *App) initAttest() (Service, error) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,8 @@ type Server struct {
 	srv      *http.Server
 	open     atomic.Bool // routes are complete; forward to echo
 	ready    atomic.Bool // every module runs; /readyz answers 200
+
+	unlimited []string // path prefixes whose handlers bound bodies themselves; fixed once open
 }
 
 // New builds the server and its middleware. It does no I/O.
@@ -59,10 +62,12 @@ func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry) *Server {
 		middleware.RequestID(),
 		accessLog(logger),
 		metrics(reg),
-		middleware.BodyLimit(cfg.BodyLimit),
-		middleware.Recover(),
 	)
 	s := &Server{Echo: e, cfg: cfg, logger: logger, probes: http.NewServeMux()}
+	e.Use(
+		middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: cfg.BodyLimit, Skipper: s.exempt}),
+		middleware.Recover(),
+	)
 	s.probes.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
@@ -96,6 +101,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Echo.ServeHTTP(w, r)
+}
+
+// ExemptFromBodyLimit lets requests under prefix through without the
+// -http.body-limit check, for handlers that bound bodies themselves (media
+// uploads). Like routes, it must be called before Open.
+func (s *Server) ExemptFromBodyLimit(prefix string) {
+	s.unlimited = append(s.unlimited, prefix)
+}
+
+func (s *Server) exempt(c echo.Context) bool {
+	for _, p := range s.unlimited {
+		if strings.HasPrefix(c.Request().URL.Path, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Listen binds the address so probes answer while the other modules start.

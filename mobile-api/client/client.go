@@ -41,6 +41,8 @@ type Client struct {
 
 	deviceID string
 	key      ed25519.PrivateKey
+
+	mediaChunk int64
 }
 
 // New returns a client for the API at base (e.g. https://tani.example).

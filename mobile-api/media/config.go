@@ -1,0 +1,35 @@
+package media
+
+import (
+	"flag"
+	"path/filepath"
+)
+
+// DefaultMaxSize is the largest upload accepted unless configured: a phone
+// photo or a scanned document, never a video.
+const DefaultMaxSize = 20 << 20
+
+// Config is where media are kept and how large one may be.
+type Config struct {
+	// MaxSize is the largest upload, in bytes, announced to clients as
+	// Tus-Max-Size and enforced when an upload is created.
+	MaxSize int64
+	// Dir holds uploads in progress and stored media; empty means
+	// <data-dir>/media.
+	Dir string
+}
+
+// RegisterFlags registers the media.* flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.Int64Var(&c.MaxSize, "media.max-size", DefaultMaxSize, "largest media upload in bytes, announced to clients before they upload")
+	fs.StringVar(&c.Dir, "media.dir", "", "directory for uploads in progress and stored media; default <data-dir>/media")
+}
+
+// InDataDir returns the configuration with an empty Dir resolved under
+// dataDir.
+func (c Config) InDataDir(dataDir string) Config {
+	if c.Dir == "" {
+		c.Dir = filepath.Join(dataDir, "media")
+	}
+	return c
+}
