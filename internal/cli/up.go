@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/tani-platform/tani/internal/app"
 	"github.com/tani-platform/tani/internal/postgres"
@@ -49,8 +50,12 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer, env Env
 		select {
 		case <-a.Ready():
 			base := "http://" + a.Addr()
-			fmt.Fprintf(stdout, "Tani is up (modules: %v)\n  ready:   %s/readyz\n  metrics: %s/metrics\n  sync:    POST %s/mobile/v1/sync\n  status:  GET  %s/mobile/v1/records/{id}\n",
-				a.Modules(), base, base, base, base)
+			token := "-auth.operator-token"
+			if cfg.Auth.OperatorToken == "" {
+				token = filepath.Join(cfg.DataDir, "operator-token")
+			}
+			fmt.Fprintf(stdout, "Tani is up (modules: %v)\n  ready:   %s/readyz\n  metrics: %s/metrics\n  mobile:  %s/mobile/v1/openapi.json\n  ledger:  %s/ledger/v1/checkpoint\n  admin:   %s/admin/v1 (operator token in %s)\n",
+				a.Modules(), base, base, base, base, base, token)
 		case <-ctx.Done():
 		}
 	}()
