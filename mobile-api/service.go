@@ -10,6 +10,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/auth"
@@ -26,6 +27,10 @@ var Migrations = postgres.Migrations{Name: "mobile", FS: postgres.MustSub(migrat
 
 // MaxBatch is the most records one /sync may carry.
 const MaxBatch = 500
+
+// MaxBatchBytes is the largest /sync body: 500 records of a few KB, sized
+// for a 2G link where a larger request rarely completes.
+const MaxBatchBytes = "5M"
 
 // RoleAgent is the access-token role of field agents.
 const RoleAgent = "agent"
@@ -84,7 +89,7 @@ func (s *Service) Routes(mobile, admin *echo.Group) {
 	agent.GET("/devices", s.listDevices)
 	agent.POST("/devices/:id/revoke", s.revokeOwnDevice)
 	agent.POST("/otp", s.createOTP)
-	agent.POST("/sync", s.sync)
+	agent.POST("/sync", s.sync, middleware.BodyLimit(MaxBatchBytes))
 	agent.GET("/records/:id", s.recordStatus)
 	agent.GET("/farmers", s.farmers)
 

@@ -219,6 +219,7 @@ func TestSync(t *testing.T) {
 			{"EmptyBatch", `{"records": []}`, 400, "records"},
 			{"TooManyRecords", string(many), 400, "records"},
 			{"OversizedBody", `{"records": ["` + strings.Repeat("x", 7<<20) + `"]}`, 413, ""},
+			{"OverFiveMegabytes", `{"records": ["` + strings.Repeat("x", 5<<20+1024) + `"]}`, 413, ""},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
