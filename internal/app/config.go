@@ -14,6 +14,7 @@ import (
 	"github.com/tani-platform/tani/internal/postgres"
 	mobileapi "github.com/tani-platform/tani/mobile-api"
 	"github.com/tani-platform/tani/mobile-api/media"
+	"github.com/tani-platform/tani/services/attest"
 	"github.com/tani-platform/tani/services/ingest"
 )
 
@@ -32,6 +33,7 @@ type Config struct {
 	NATS      natsbus.Config
 	Ledger    ledger.Config
 	Ingest    ingest.Config
+	Attest    attest.Config
 	MobileAPI mobileapi.Config
 	Media     media.Config
 }
@@ -49,6 +51,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.NATS.RegisterFlags(fs)
 	c.Ledger.RegisterFlags(fs)
 	c.Ingest.RegisterFlags(fs)
+	c.Attest.RegisterFlags(fs)
 	c.MobileAPI.RegisterFlags(fs)
 	c.Media.RegisterFlags(fs)
 }
@@ -86,5 +89,5 @@ func LoggableValue(name, value string) string {
 
 // Migrations lists every schema in the order `tani migrate` applies them.
 func Migrations() []postgres.Migrations {
-	return []postgres.Migrations{postgres.Platform, ledger.Migrations, mobileapi.Migrations, ingest.Migrations}
+	return []postgres.Migrations{postgres.Platform, ledger.Migrations, mobileapi.Migrations, ingest.Migrations, attest.Migrations}
 }

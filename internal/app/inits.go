@@ -168,9 +168,16 @@ func (a *App) initAttest() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc := attest.New(a.pool, a.logger.With("module", Attest))
+	piiKeys, err := a.piiKeys()
+	if err != nil {
+		return nil, err
+	}
+	svc := attest.New(a.cfg.Attest, attest.Deps{
+		Pool: a.pool, JS: a.js, Journal: a.journal, PII: piiKeys, Logger: a.logger.With("module", Attest),
+		Consumer: a.consumer, Registry: a.registry,
+	})
 	svc.Routes(admin)
-	return funcService{}, nil
+	return svc, nil
 }
 
 func (a *App) initLending() (Service, error) {

@@ -50,7 +50,7 @@ var modules = map[string]module{
 	Ledger:      {deps: []string{Postgres, Server}, init: (*App).initLedger},
 	Ingest:      {deps: []string{Postgres, NATS, Server}, init: (*App).initIngest},
 	MobileAPI:   {deps: []string{Postgres, NATS, Server}, init: (*App).initMobileAPI},
-	Attest:      {deps: []string{Postgres, NATS, Server}, init: (*App).initAttest},
+	Attest:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initAttest},
 	Lending:     {deps: []string{Postgres, Server}, init: (*App).initLending},
 	Marketplace: {deps: []string{Postgres, Server}, init: (*App).initMarketplace},
 	Demo:        {deps: []string{MobileAPI, Server}, init: (*App).initDemo},

@@ -1,22 +1,280 @@
 package attest
 
 import (
+	"context"
+	"embed"
+	"encoding/json"
+	"flag"
+	"fmt"
 	"log/slog"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/natsbus"
+	"github.com/tani-platform/tani/internal/pii"
+	"github.com/tani-platform/tani/internal/postgres"
+	"github.com/tani-platform/tani/internal/record"
+	"github.com/tani-platform/tani/internal/validate"
+	"github.com/tani-platform/tani/ledger"
 )
+
+//go:embed migrations/*.sql
+var migrationsFS embed.FS
+
+// Migrations is attest's schema.
+var Migrations = postgres.Migrations{Name: "attest", FS: postgres.MustSub(migrationsFS, "migrations")}
+
+// ConsumerName is attest's durable consumer on the FARM stream.
+const ConsumerName = "attest"
+
+// Headers ingest sets on farm.ingested (see services/ingest).
+const (
+	headerAgentID  = "Tani-Agent-Id"
+	headerDeviceID = "Tani-Device-Id"
+)
+
+// Config tunes the module.
+type Config struct {
+	MaxDeliver    int
+	SweepInterval time.Duration
+}
+
+// RegisterFlags registers the attest.* flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.MaxDeliver, "attest.max-deliver", 10, "deliveries of a record whose rules keep erroring before it is dead-lettered (it stays pending)")
+	fs.DurationVar(&c.SweepInterval, "attest.sweep-interval", 5*time.Second, "how often decisions not yet journaled or announced are retried")
+}
+
+// Deps are what the module uses; all are required.
+type Deps struct {
+	Pool     *pgxpool.Pool
+	JS       jetstream.JetStream
+	Journal  *ledger.Journal
+	PII      *pii.Keys
+	Logger   *slog.Logger
+	Consumer *natsbus.Metrics
+	Registry prometheus.Registerer
+	// Rules overrides Rules(); tests use it.
+	Rules []Rule
+}
 
 // Service is the attest module.
 type Service struct {
-	pool   *pgxpool.Pool
-	logger *slog.Logger
+	cfg       Config
+	pool      *pgxpool.Pool
+	js        jetstream.JetStream
+	journal   *ledger.Journal
+	pii       *pii.Keys
+	logger    *slog.Logger
+	rules     []Rule
+	metrics   *metrics
+	consumer  *natsbus.Consumer
+	validator *validate.Validator
 }
 
 // New wires the service; it does no I/O.
-func New(pool *pgxpool.Pool, logger *slog.Logger) *Service {
-	return &Service{pool: pool, logger: logger}
+func New(cfg Config, d Deps) *Service {
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = 5 * time.Second
+	}
+	rules := d.Rules
+	if rules == nil {
+		rules = Rules()
+	}
+	s := &Service{
+		cfg: cfg, pool: d.Pool, js: d.JS, journal: d.Journal, pii: d.PII, logger: d.Logger,
+		rules: rules, metrics: newMetrics(d.Registry, d.Pool), validator: validate.New(),
+	}
+	if d.JS != nil {
+		s.consumer = natsbus.NewConsumer(natsbus.ConsumerConfig{
+			Stream:         natsbus.StreamFarm,
+			Durable:        ConsumerName,
+			FilterSubjects: []string{natsbus.SubjectIngestedPrefix + ">"},
+			MaxDeliver:     cfg.MaxDeliver,
+		}, d.JS, d.Logger, d.Consumer)
+	}
+	return s
 }
 
-// Routes mounts the module's routes on g.
-func (s *Service) Routes(g *echo.Group) {}
+// Start migrates attest's schema and creates its consumer.
+func (s *Service) Start(ctx context.Context) error {
+	if err := postgres.Migrate(ctx, s.pool, s.logger, Migrations); err != nil {
+		return err
+	}
+	return s.consumer.Start(ctx)
+}
+
+// Run consumes farm.ingested and, beside it, retries journaling and
+// announcing decisions whose first attempt failed, until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	go s.sweepLoop(ctx)
+	return s.consumer.Run(ctx, s.Handle)
+}
+
+// Stop has nothing to release: Run drains the consumer when ctx ends.
+func (s *Service) Stop(context.Context) error { return nil }
+
+// Handle decides one ingested record. It returns nil only once the
+// decision is committed, the verified record journaled and the outcome
+// announced; a record whose rules errored is stored as pending with the
+// error and returned as a transient error, so it is retried.
+func (s *Service) Handle(ctx context.Context, msg jetstream.Msg) error {
+	md, err := msg.Metadata()
+	if err != nil {
+		return fmt.Errorf("message metadata: %w", err)
+	}
+	in, err := s.Decode(msg.Data(), msg.Headers(), md.Timestamp)
+	if err != nil {
+		return err
+	}
+	ds, err := s.Process(ctx, []Input{in})
+	if err != nil {
+		return err
+	}
+	if len(ds) != 1 {
+		return fmt.Errorf("record %s: no decision", in.Env.ID)
+	}
+	d := ds[0]
+	if d.Status == StatusPending {
+		return fmt.Errorf("record %s stays pending: %s", d.RecordID, d.Reason)
+	}
+	return s.announce(ctx, []string{d.RecordID})
+}
+
+// Decode checks an ingested record again (the stream is not trusted) and
+// makes it an Input. Undecodable records are Invalid: dead-lettered.
+func (s *Service) Decode(data []byte, h nats.Header, received time.Time) (Input, error) {
+	env, payload, problems := record.Check(s.validator, data, received)
+	if len(problems) > 0 {
+		return Input{}, apperr.Fields(fmt.Sprintf("invalid ingested record %s", env.ID), problems...)
+	}
+	agent, device := h.Get(headerAgentID), h.Get(headerDeviceID)
+	if agent == "" || device != env.DeviceID {
+		return Input{}, apperr.Errorf(apperr.Invalid, "record %s: headers name agent %q and device %q, record names device %q", env.ID, agent, device, env.DeviceID)
+	}
+	return Input{Env: env, Payload: payload, Canonical: data, AgentID: agent, DeviceID: device, ReceivedAt: received}, nil
+}
+
+// attested is the body of farm.attested.<type>.
+type attested struct {
+	RecordID  string          `json:"record_id"`
+	Type      string          `json:"type"`
+	Status    string          `json:"status"`
+	Reason    string          `json:"reason,omitempty"`
+	Results   json.RawMessage `json:"results"`
+	LeafIndex *int64          `json:"leaf_index,omitempty"`
+	Decision  int             `json:"decision"`
+}
+
+// announce publishes farm.attested.<type> for the given records' latest
+// decisions that were not announced yet, then remembers it. The message
+// id attested:<id>:<decision> makes a repeat a no-op in JetStream.
+func (s *Service) announce(ctx context.Context, ids []string) error {
+	rows, err := s.pool.Query(ctx, `
+		SELECT record_id::text, type, agent_id::text, status, coalesce(reason, ''), results, leaf_index, decision
+		FROM attest.records
+		WHERE record_id = ANY($1::uuid[]) AND published < decision AND status <> 'pending'
+		  AND (status <> 'verified' OR leaf_index IS NOT NULL)`, ids)
+	if err != nil {
+		return fmt.Errorf("load decisions to announce: %w", err)
+	}
+	var msgs []*nats.Msg
+	var done []string
+	var decisions []int32
+	err = forEach(rows, func(r pgx.Rows) error {
+		var a attested
+		var agent string
+		if err := r.Scan(&a.RecordID, &a.Type, &agent, &a.Status, &a.Reason, &a.Results, &a.LeafIndex, &a.Decision); err != nil {
+			return err
+		}
+		body, err := json.Marshal(a)
+		if err != nil {
+			return err
+		}
+		m := nats.NewMsg(natsbus.SubjectAttestedPrefix + a.Type)
+		m.Data = body
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("attested:%s:%d", a.RecordID, a.Decision))
+		m.Header.Set(headerAgentID, agent)
+		msgs = append(msgs, m)
+		done = append(done, a.RecordID)
+		decisions = append(decisions, int32(a.Decision))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load decisions to announce: %w", err)
+	}
+	for _, m := range msgs {
+		if _, err := s.js.PublishMsg(ctx, m); err != nil {
+			return fmt.Errorf("publish %s: %w", m.Header.Get(jetstream.MsgIDHeader), err)
+		}
+	}
+	if len(done) == 0 {
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, `
+		UPDATE attest.records r SET published = greatest(r.published, u.decision)
+		FROM unnest($1::uuid[], $2::int[]) AS u(id, decision) WHERE r.record_id = u.id`, done, decisions); err != nil {
+		return fmt.Errorf("remember announcements: %w", err)
+	}
+	return nil
+}
+
+// sweepLoop retries what a crash or an outage left half done: verified
+// records not journaled, review decisions not journaled, decisions not
+// announced. Every step is idempotent.
+func (s *Service) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+				s.logger.ErrorContext(ctx, "sweep", "err", err)
+			}
+		}
+	}
+}
+
+// Sweep journals and announces whatever is due, in bounded batches.
+func (s *Service) Sweep(ctx context.Context) error {
+	var ids []string
+	rows, err := s.pool.Query(ctx, `
+		SELECT record_id::text FROM attest.records WHERE status = 'verified' AND leaf_index IS NULL
+		UNION SELECT record_id::text FROM attest.records WHERE published < decision AND status <> 'pending'
+		LIMIT 5000`)
+	if err != nil {
+		return fmt.Errorf("find unfinished decisions: %w", err)
+	}
+	if err := forEach(rows, func(r pgx.Rows) error {
+		var id string
+		if err := r.Scan(&id); err != nil {
+			return err
+		}
+		ids = append(ids, id)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("find unfinished decisions: %w", err)
+	}
+	if err := s.journalReviewEvents(ctx); err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	decided, err := s.loadDecided(ctx, ids)
+	if err != nil {
+		return err
+	}
+	if err := s.journalRecords(ctx, decided); err != nil {
+		return err
+	}
+	return s.announce(ctx, ids)
+}

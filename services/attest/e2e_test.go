@@ -1,0 +1,127 @@
+package attest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tani-platform/tani/internal/app/apptest"
+	"github.com/tani-platform/tani/ledger/verify"
+	"github.com/tani-platform/tani/mobile-api/client"
+	"github.com/tani-platform/tani/mobile-api/client/clienttest"
+)
+
+// waitAttested polls the public view until the record is decided.
+func waitAttested(t *testing.T, tani *apptest.Running, id string) (status, reason string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		err := tani.DB.QueryRow(context.Background(), `SELECT status, coalesce(reason, '') FROM attest.record_status WHERE id = $1`, id).Scan(&status, &reason)
+		if err == nil && status != "pending" {
+			return status, reason
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("record %s not decided within 30s (last status %q %q)", id, status, reason)
+	return "", ""
+}
+
+func TestEndToEnd_SyncToVerifiableReceipt(t *testing.T) {
+	dataDir := t.TempDir()
+	tani := apptest.MustStart(t, "-data-dir="+dataDir)
+	agent := clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java")
+	ctx := context.Background()
+	loc := client.Location{Lat: -7.2505, Lon: 110.4005, AccuracyM: 4}
+	farmer, plot := uuid.NewString(), uuid.NewString()
+	p := clienttest.Payloads(farmer, plot, time.Now())
+	p["farmer.registered"]["phone"] = phone()
+	p["plot.mapped"]["declared_area"] = map[string]any{"value": 1.22, "unit": "ha"}
+	var batch []json.RawMessage
+	var ids []string
+	for _, typ := range []string{"farmer.registered", "plot.mapped"} {
+		raw, id, err := agent.Record(typ, time.Now().Add(-time.Hour), loc, p[typ])
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch, ids = append(batch, raw), append(ids, id)
+	}
+	if _, err := agent.Sync(ctx, batch); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	for _, id := range ids {
+		if st, reason := waitAttested(t, tani, id); st != "verified" {
+			t.Fatalf("record %s: got %s (%s), want verified", id, st, reason)
+		}
+	}
+	resp := tani.Get(t, "/ledger/v1/records/"+ids[1]+"/receipt")
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("receipt: got %d %s, want 200", resp.StatusCode, body)
+	}
+	key, err := os.ReadFile(filepath.Join(dataDir, "ledger.pub"))
+	if err != nil {
+		t.Fatalf("log public key: %v", err)
+	}
+	res, err := verify.VerifyReceipt(body, strings.TrimSpace(string(key)))
+	if err != nil {
+		t.Fatalf("receipt does not verify: %v", err)
+	}
+	if res.Entry.RecordID != ids[1] || res.Entry.Kind != "plot.mapped" {
+		t.Errorf("receipt proves %s %s, want %s plot.mapped", res.Entry.RecordID, res.Entry.Kind, ids[1])
+	}
+
+	t.Run("OK_FlaggedApprovedAndJournaled", func(t *testing.T) {
+		far := client.Location{Lat: -6.2, Lon: 106.8, AccuracyM: 4} // Jakarta, not the plot
+		raw, id, err := agent.Record("crop.planted", time.Now().Add(-time.Hour), far, p["crop.planted"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := agent.Sync(ctx, []json.RawMessage{raw}); err != nil {
+			t.Fatal(err)
+		}
+		if st, reason := waitAttested(t, tani, id); st != "flagged" || !strings.Contains(reason, "capture.near_plot") {
+			t.Fatalf("got %s (%s), want flagged by capture.near_plot", st, reason)
+		}
+		var review string
+		if err := tani.DB.QueryRow(ctx, `SELECT id::text FROM attest.reviews WHERE record_id = $1`, id).Scan(&review); err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodPost, tani.URL+"/admin/v1/reviews/"+review+"/approve",
+			bytes.NewReader([]byte(`{"reviewer":"Bu Rina","reason":"farmer synced from the cooperative office"}`)))
+		req.Header.Set("Authorization", "Bearer "+tani.OperatorToken)
+		req.Header.Set("Content-Type", "application/json")
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		if r.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(r.Body)
+			t.Fatalf("approve: got %d %s, want 200", r.StatusCode, b)
+		}
+		if st, _ := waitAttested(t, tani, id); st != "verified" {
+			t.Errorf("after approval: got %s, want verified", st)
+		}
+		for _, rec := range []string{id, review} {
+			if resp := tani.Get(t, "/ledger/v1/records/"+rec+"/receipt"); resp.StatusCode != http.StatusOK {
+				t.Errorf("receipt of %s: got %d, want 200", rec, resp.StatusCode)
+			}
+		}
+		var method, verifier string
+		if err := tani.DB.QueryRow(ctx, `SELECT method, verifier FROM attest.provenance WHERE record_id = $1 AND attribute = 'location'`, id).Scan(&method, &verifier); err != nil {
+			t.Fatal(err)
+		}
+		if method != "supervisor_review" || verifier != "supervisor:Bu Rina" {
+			t.Errorf("got location provenance %s by %s, want supervisor_review by supervisor:Bu Rina", method, verifier)
+		}
+	})
+}

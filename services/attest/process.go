@@ -1,0 +1,399 @@
+package attest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tani-platform/tani/internal/record"
+	"github.com/tani-platform/tani/ledger"
+)
+
+// Input is one ingested record as attest receives it.
+type Input struct {
+	Env        record.Envelope
+	Payload    any    // a checked payload from record.Check
+	Canonical  []byte // the exact bytes ingest published (RFC 8785)
+	AgentID    string
+	DeviceID   string
+	ReceivedAt time.Time
+}
+
+// Decision is attest's answer for one record.
+type Decision struct {
+	RecordID         string   `json:"record_id"`
+	Type             string   `json:"type"`
+	AgentID          string   `json:"agent_id"`
+	Status           string   `json:"status"`
+	Reason           string   `json:"reason,omitempty"`
+	Results          []Result `json:"results"`
+	ThresholdVersion int      `json:"thresholds_version"`
+	LeafIndex        *int64   `json:"leaf_index,omitempty"`
+	// Decision counts the record's decisions: 1 for the rules', +1 for each
+	// review that changed its status. It names farm.attested messages.
+	Decision int `json:"decision"`
+}
+
+// signatureRef names who signed a record, for the journal entry.
+func signatureRef(deviceID, agentID, signature string) string {
+	return fmt.Sprintf("ed25519 device=%s agent=%s sig=%s", deviceID, agentID, signature)
+}
+
+// Process decides a batch of records: it evaluates every rule on the
+// records not decided yet, stores the decisions in one transaction, then
+// appends every verified record to the journal in one Append. It is
+// idempotent on record id: a decided record is not evaluated again, only
+// journaled if that had not happened. A record whose rules errored comes
+// back pending; the caller retries it.
+func (s *Service) Process(ctx context.Context, ins []Input) ([]Decision, error) {
+	if len(ins) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(ins))
+	for i, in := range ins {
+		ids[i] = in.Env.ID
+	}
+	decided, err := s.loadDecided(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	var fresh []Input
+	seen := map[string]bool{}
+	for _, in := range ins {
+		if _, ok := decided[in.Env.ID]; ok || seen[in.Env.ID] {
+			continue
+		}
+		seen[in.Env.ID] = true
+		fresh = append(fresh, in)
+	}
+	var byVisit []string // flagged records a second-agent visit approved
+	if len(fresh) > 0 {
+		var newly map[string]*Decision
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var err error
+			newly, byVisit, err = s.decide(ctx, tx, fresh)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("decide %d records: %w", len(fresh), err)
+		}
+		for id, d := range newly {
+			decided[id] = d
+		}
+		s.metrics.observe(newly)
+	}
+	if err := s.journalRecords(ctx, decided); err != nil {
+		return nil, err
+	}
+	if len(byVisit) > 0 {
+		if err := s.journalReviewEvents(ctx); err != nil {
+			return nil, err
+		}
+		approved, err := s.loadDecided(ctx, byVisit)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.journalRecords(ctx, approved); err != nil {
+			return nil, err
+		}
+		if err := s.announce(ctx, byVisit); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]Decision, 0, len(ins))
+	for _, id := range ids {
+		if d, ok := decided[id]; ok {
+			out = append(out, *d)
+		}
+	}
+	return out, nil
+}
+
+// loadDecided returns the stored decisions among ids that are final
+// (not pending).
+func (s *Service) loadDecided(ctx context.Context, ids []string) (map[string]*Decision, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT record_id::text, type, agent_id::text, status, coalesce(reason, ''), results, coalesce(threshold_version, 0), leaf_index, decision
+		FROM attest.records WHERE record_id = ANY($1::uuid[]) AND status <> 'pending'`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("load decisions: %w", err)
+	}
+	out := map[string]*Decision{}
+	for rows.Next() {
+		d := &Decision{}
+		if err := rows.Scan(&d.RecordID, &d.Type, &d.AgentID, &d.Status, &d.Reason, &d.Results, &d.ThresholdVersion, &d.LeafIndex, &d.Decision); err != nil {
+			return nil, fmt.Errorf("scan decision: %w", err)
+		}
+		out[d.RecordID] = d
+	}
+	return out, rows.Err()
+}
+
+// decide evaluates fresh records in tx and stores the decisions.
+func (s *Service) decide(ctx context.Context, tx pgx.Tx, fresh []Input) (map[string]*Decision, []string, error) {
+	th, err := loadThresholds(ctx, tx)
+	if err != nil {
+		return nil, nil, err
+	}
+	devices, err := loadDevices(ctx, tx, fresh)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.project(ctx, tx, fresh, devices); err != nil {
+		return nil, nil, err
+	}
+	ev, err := loadEvidence(ctx, tx, fresh)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now().UTC()
+	out := make(map[string]*Decision, len(fresh))
+	w := newWriter(len(fresh))
+	for i, in := range fresh {
+		region := ""
+		if d := devices[in.DeviceID]; d != nil {
+			region = d.Region
+		}
+		ev[i].Device = devices[in.DeviceID]
+		c := &Case{Env: in.Env, Payload: in.Payload, Canonical: in.Canonical, AgentID: in.AgentID, DeviceID: in.DeviceID, ReceivedAt: in.ReceivedAt, Ev: ev[i]}
+		c.T, err = th.For(cropOf(in.Payload), region)
+		var results []Result
+		if err != nil {
+			results = []Result{{Rule: "thresholds", Version: 1, Verdict: Error, Explanation: err.Error()}}
+		} else {
+			results = Evaluate(s.rules, c)
+		}
+		status, reason := Outcome(results)
+		d := &Decision{RecordID: in.Env.ID, Type: in.Env.Type, AgentID: in.AgentID, Status: status, Reason: reason, Results: results, ThresholdVersion: th.Version, Decision: 1}
+		out[d.RecordID] = d
+		w.add(c, d, region, now)
+	}
+	if err := w.flush(ctx, tx); err != nil {
+		return nil, nil, err
+	}
+	byVisit, err := s.corroborate(ctx, tx, fresh, out)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, byVisit, nil
+}
+
+// provenanceFor says how each attribute of a record the rules verified
+// was established. Only GPS-measured plot attributes expire: land is
+// re-measured every AreaValidSeasons seasons (six months each).
+func provenanceFor(c *Case, at time.Time) []provenance {
+	agent := "agent:" + c.AgentID
+	p := func(attr, method string, expires *time.Time) provenance {
+		return provenance{attribute: attr, method: method, verifier: agent, at: at, expires: expires}
+	}
+	out := []provenance{p("origin", "device_signature", nil)}
+	switch c.Env.Type {
+	case "farmer.registered":
+		out = append(out, p("identity", "self_reported", nil), p("phone", "self_reported", nil))
+	case "plot.mapped":
+		exp := c.Env.Captured().AddDate(0, 6*c.T.AreaValidSeasons, 0)
+		out = append(out, p("boundary", "gps_walk", &exp), p("area_ha", "gps_walk", &exp),
+			p("declared_area_ha", "self_reported", nil), p("tenure", "self_reported", nil))
+	case "crop.planted":
+		out = append(out, p("crop", "self_reported", nil), p("planted_on", "self_reported", nil))
+	case "input.applied":
+		out = append(out, p("quantity", "self_reported", nil))
+	case "harvest.recorded", "sale.recorded":
+		out = append(out, p("quantity", "self_reported", nil))
+	case "consent.granted", "consent.revoked":
+		out = append(out, p("consent", "self_reported", nil))
+	}
+	return out
+}
+
+type provenance struct {
+	attribute, method, verifier string
+	at                          time.Time
+	expires                     *time.Time
+}
+
+// writer collects a batch's rows and writes each table with one statement.
+type writer struct {
+	rec struct {
+		id, typ, farmer, plot, agent, device, sigref, status, reason, results, lastErr []string
+		captured                                                                       []time.Time
+		canonical                                                                      [][]byte
+		tv                                                                             []int32
+	}
+	prov struct {
+		record, attr, method, verifier []string
+		at                             []time.Time
+		expires                        []*time.Time
+	}
+	rev struct {
+		id, record, rules, region, reason []string
+	}
+	rejected []string
+}
+
+func newWriter(n int) *writer { return &writer{} }
+
+func (w *writer) add(c *Case, d *Decision, region string, now time.Time) {
+	r := &w.rec
+	results, _ := json.Marshal(d.Results)
+	lastErr := ""
+	if d.Status == StatusPending {
+		lastErr = d.Reason
+	}
+	r.id = append(r.id, d.RecordID)
+	r.typ = append(r.typ, d.Type)
+	r.farmer = append(r.farmer, record.FarmerID(c.Payload))
+	r.plot = append(r.plot, plotID(c.Payload))
+	r.agent = append(r.agent, c.AgentID)
+	r.device = append(r.device, c.DeviceID)
+	r.sigref = append(r.sigref, signatureRef(c.DeviceID, c.AgentID, c.Env.Signature))
+	r.status = append(r.status, d.Status)
+	r.reason = append(r.reason, d.Reason)
+	r.results = append(r.results, string(results))
+	r.lastErr = append(r.lastErr, lastErr)
+	r.captured = append(r.captured, c.Env.Captured())
+	r.canonical = append(r.canonical, c.Canonical)
+	r.tv = append(r.tv, int32(d.ThresholdVersion))
+	switch d.Status {
+	case StatusVerified:
+		for _, p := range provenanceFor(c, now) {
+			w.prov.record = append(w.prov.record, d.RecordID)
+			w.prov.attr = append(w.prov.attr, p.attribute)
+			w.prov.method = append(w.prov.method, p.method)
+			w.prov.verifier = append(w.prov.verifier, p.verifier)
+			w.prov.at = append(w.prov.at, p.at)
+			w.prov.expires = append(w.prov.expires, p.expires)
+		}
+	case StatusFlagged:
+		var rules []string
+		for _, res := range d.Results {
+			if res.Verdict == Flag {
+				rules = append(rules, res.Rule)
+			}
+		}
+		w.rev.id = append(w.rev.id, uuid.NewString())
+		w.rev.record = append(w.rev.record, d.RecordID)
+		w.rev.rules = append(w.rev.rules, strings.Join(rules, ","))
+		w.rev.region = append(w.rev.region, region)
+		w.rev.reason = append(w.rev.reason, d.Reason)
+	case StatusRejected:
+		w.rejected = append(w.rejected, d.RecordID)
+	}
+}
+
+func (w *writer) flush(ctx context.Context, tx pgx.Tx) error {
+	r := &w.rec
+	_, err := tx.Exec(ctx, `
+		INSERT INTO attest.records AS a (record_id, type, farmer_id, plot_id, agent_id, device_id, captured_at, canonical, signature_ref,
+		                                 status, reason, results, threshold_version, last_error, decided_at)
+		SELECT u.id, u.typ, nullif(u.farmer, '')::uuid, nullif(u.plot, '')::uuid, u.agent, u.device, u.captured, u.canonical, u.sigref,
+		       u.status, nullif(u.reason, ''), u.results::jsonb, u.tv, nullif(u.err, ''),
+		       CASE WHEN u.status = 'pending' THEN NULL ELSE now() END
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::uuid[], $7::timestamptz[], $8::bytea[], $9::text[],
+		            $10::text[], $11::text[], $12::text[], $13::int[], $14::text[])
+		     AS u(id, typ, farmer, plot, agent, device, captured, canonical, sigref, status, reason, results, tv, err)
+		ON CONFLICT (record_id) DO UPDATE SET
+		    status = excluded.status, reason = excluded.reason, results = excluded.results,
+		    threshold_version = excluded.threshold_version, last_error = excluded.last_error,
+		    decided_at = excluded.decided_at, attempts = a.attempts + 1, updated_at = now()
+		WHERE a.status = 'pending'`,
+		r.id, r.typ, r.farmer, r.plot, r.agent, r.device, r.captured, r.canonical, r.sigref, r.status, r.reason, r.results, r.tv, r.lastErr)
+	if err != nil {
+		return fmt.Errorf("store decisions: %w", err)
+	}
+	if len(w.prov.record) > 0 {
+		p := &w.prov
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO attest.provenance (record_id, attribute, method, verifier, verified_at, expires_at)
+			SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])
+			ON CONFLICT DO NOTHING`, p.record, p.attr, p.method, p.verifier, p.at, p.expires); err != nil {
+			return fmt.Errorf("store provenance: %w", err)
+		}
+	}
+	if len(w.rev.id) > 0 {
+		v := &w.rev
+		if _, err := tx.Exec(ctx, `
+			WITH created AS (
+			    INSERT INTO attest.reviews (id, record_id, state, rules, region)
+			    SELECT u.id, u.record, 'has_issues', string_to_array(u.rules, ','), u.region
+			    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) AS u(id, record, rules, region)
+			    ON CONFLICT (record_id) DO NOTHING
+			    RETURNING id, record_id)
+			INSERT INTO attest.review_events (review_id, from_state, to_state, action, actor, reason)
+			SELECT c.id, NULL, 'has_issues', 'flagged', 'attest', u.reason
+			FROM created c JOIN unnest($2::uuid[], $5::text[]) AS u(record, reason) ON u.record = c.record_id`,
+			v.id, v.record, v.rules, v.region, v.reason); err != nil {
+			return fmt.Errorf("open reviews: %w", err)
+		}
+	}
+	if len(w.rejected) > 0 {
+		// A rejected record must not become evidence for other records.
+		for _, table := range []string{"farmers", "plots", "crop_cycles", "harvests", "sales"} {
+			if _, err := tx.Exec(ctx, `DELETE FROM attest.`+table+` WHERE record_id = ANY($1::uuid[])`, w.rejected); err != nil {
+				return fmt.Errorf("drop rejected records from %s: %w", table, err)
+			}
+		}
+	}
+	return nil
+}
+
+// journalRecords appends every verified decision not yet journaled, in one
+// Append, and stores where each landed. Append is idempotent, so a crash
+// between Append and the update only repeats a no-op append.
+func (s *Service) journalRecords(ctx context.Context, decided map[string]*Decision) error {
+	var ids []string
+	for id, d := range decided {
+		if d.Status == StatusVerified && d.LeafIndex == nil {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	revs, err := s.recordRevisions(ctx, ids)
+	if err != nil {
+		return err
+	}
+	app, err := s.journal.Append(ctx, revs...)
+	if err != nil {
+		return fmt.Errorf("journal %d verified records: %w", len(revs), err)
+	}
+	idx := make([]int64, len(app))
+	recs := make([]string, len(app))
+	for i, a := range app {
+		idx[i], recs[i] = a.LeafIndex, a.RecordID
+		decided[a.RecordID].LeafIndex = &idx[i]
+	}
+	if _, err := s.pool.Exec(ctx, `
+		UPDATE attest.records r SET leaf_index = u.idx, updated_at = now()
+		FROM unnest($1::uuid[], $2::bigint[]) AS u(id, idx) WHERE r.record_id = u.id AND r.leaf_index IS NULL`, recs, idx); err != nil {
+		return fmt.Errorf("store leaf indexes: %w", err)
+	}
+	return nil
+}
+
+// recordRevisions builds the journal revisions of verified records from
+// what is stored, so every retry appends identical bytes.
+func (s *Service) recordRevisions(ctx context.Context, ids []string) ([]ledger.Revision, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT record_id::text, type, canonical, captured_at, signature_ref FROM attest.records
+		WHERE record_id = ANY($1::uuid[]) AND status = 'verified'`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("load verified records: %w", err)
+	}
+	defer rows.Close()
+	var revs []ledger.Revision
+	for rows.Next() {
+		r := ledger.Revision{Revision: 1}
+		if err := rows.Scan(&r.RecordID, &r.Kind, &r.Payload, &r.OccurredAt, &r.SignatureRef); err != nil {
+			return nil, fmt.Errorf("scan verified record: %w", err)
+		}
+		revs = append(revs, r)
+	}
+	return revs, rows.Err()
+}
