@@ -24,6 +24,7 @@ var commands = map[string]command{
 	"up":      {"run Tani's modules (default target: all)", runUp},
 	"migrate": {"apply every database migration and exit", runMigrate},
 	"version": {"print the version", runVersion},
+	"load":    {"send signed records to a running Tani and report throughput and latency", runLoad},
 }
 
 // errUsage is returned after usage has been printed for a bad invocation.
