@@ -447,7 +447,9 @@ func (s *Service) refuse(ctx context.Context, items []*item) {
 		if code != apperr.Invalid && code != apperr.Conflict {
 			continue
 		}
-		id := it.msg.Headers().Get(jetstream.MsgIDHeader)
+		// The record's own id when it decoded that far; the message ID
+		// (the same for honest publishers) otherwise.
+		id := cmp.Or(it.env.ID, it.msg.Headers().Get(jetstream.MsgIDHeader))
 		if _, err := uuid.Parse(id); err != nil {
 			continue
 		}
