@@ -203,3 +203,47 @@ func streamMsgs(t testing.TB, js jetstream.JetStream, name string) uint64 {
 	}
 	return info.State.Msgs
 }
+
+// BenchmarkIngest measures ingest alone: signed records already on the
+// stream, through verification, one transaction per batch and the
+// farm.ingested announcement, until Postgres has them all. MaxBatch=1 is
+// the one-transaction-per-record baseline.
+func BenchmarkIngest(b *testing.B) {
+	const perOp = 2000
+	for _, maxBatch := range []int{1, 256} {
+		b.Run(fmt.Sprintf("MaxBatch=%d", maxBatch), func(b *testing.B) {
+			s := natstest.MustServer(b)
+			_, js := natstest.MustJetStream(b, s)
+			tani := apptest.MustStart(b, "-nats.url="+s.ClientURL(), fmt.Sprintf("-ingest.max-batch=%d", maxBatch))
+			agent := clienttest.MustAgent(b, tani.URL, tani.OperatorToken, "Central Java")
+			farmer, plot := uuid.NewString(), uuid.NewString()
+			hour := time.Now().Add(-time.Hour)
+			if _, err := agent.Sync(context.Background(), []json.RawMessage{sign(b, agent.Client, uuid.NewString(), "farmer.registered", farmer, "", hour)}); err != nil {
+				b.Fatal(err)
+			}
+			types := []string{"crop.planted", "input.applied", "harvest.recorded", "sale.recorded", "plot.mapped"}
+			var total time.Duration
+			for range b.N {
+				b.StopTimer()
+				ids := make([]string, perOp)
+				records := make([]json.RawMessage, perOp)
+				for i := range records {
+					ids[i] = uuid.NewString()
+					records[i] = sign(b, agent.Client, ids[i], types[i%len(types)], farmer, plot, hour)
+				}
+				b.StartTimer()
+				start := time.Now()
+				publish(b, js, ids, records)
+				waitFor(b, "records stored", func() bool {
+					var n int
+					if err := tani.DB.QueryRow(context.Background(), `SELECT count(*) FROM ingest.submissions WHERE id = ANY($1::uuid[])`, ids).Scan(&n); err != nil {
+						b.Fatal(err)
+					}
+					return n == perOp
+				})
+				total += time.Since(start)
+			}
+			b.ReportMetric(float64(perOp*b.N)/total.Seconds(), "records/s")
+		})
+	}
+}
