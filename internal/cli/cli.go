@@ -27,6 +27,7 @@ var commands = map[string]command{
 	"verify":  {"audit the journal: recompute the tree, check every checkpoint; non-zero exit on any fault", runVerify},
 	"devnet":  {"run the single-process Fabric development network (gateway and deliver gRPC)", runDevnet},
 	"receipt": {"receipt verify FILE --key KEYFILE: check a journal receipt offline", runReceipt},
+	"load":    {"send signed records to a running Tani and report throughput and latency", runLoad},
 }
 
 // errUsage is returned after usage has been printed for a bad invocation.

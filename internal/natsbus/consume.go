@@ -29,6 +29,7 @@ type ConsumerConfig struct {
 	AckWait        time.Duration // default 30s
 	HandleTimeout  time.Duration // per message; default 20s
 	Buffer         int           // messages prefetched; default 256
+	MaxBatch       int           // most messages per BatchHandler call (RunBatch); default 256
 }
 
 func (c *ConsumerConfig) defaults() {
@@ -44,12 +45,16 @@ func (c *ConsumerConfig) defaults() {
 	if c.Buffer == 0 {
 		c.Buffer = 256
 	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 256
+	}
 }
 
 // Metrics counts what consumers did with messages.
 type Metrics struct {
 	messages *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	batch    *prometheus.HistogramVec
 }
 
 // NewMetrics registers the consumer metrics once per process.
@@ -61,11 +66,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"consumer", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tani_consumer_handle_seconds",
-			Help:    "Time a consumer's handler took per message.",
+			Help:    "Time a consumer's handler took per call: one message, or one batch under RunBatch.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
 		}, []string{"consumer"}),
+		batch: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tani_consumer_batch_messages",
+			Help:    "Messages handed to a consumer's handler per call.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}, []string{"consumer"}),
 	}
-	reg.MustRegister(m.messages, m.duration)
+	reg.MustRegister(m.messages, m.duration, m.batch)
 	return m
 }
 
@@ -104,17 +114,73 @@ func (c *Consumer) Start(ctx context.Context) error {
 	return nil
 }
 
-// Run handles messages until ctx is done, then drains what it had already
-// pulled and returns nil.
+// BatchHandler processes messages together, typically in one
+// transaction, and returns one error per message, in order, with the same
+// meaning as a Handler's: nil once that message's effect is committed, an
+// apperr Invalid or Conflict error for a poison message, anything else to
+// have it redelivered. Batching amortizes a commit (an fsync) and the round
+// trips over many messages; a poison message must still fail alone.
+type BatchHandler func(ctx context.Context, msgs []jetstream.Msg) []error
+
+// Run handles messages one by one until ctx is done, then drains what it
+// had already pulled and returns nil.
 func (c *Consumer) Run(ctx context.Context, handle Handler) error {
+	return c.run(ctx, 1, func(ctx context.Context, msgs []jetstream.Msg) []error {
+		return []error{handle(ctx, msgs[0])}
+	})
+}
+
+// RunBatch is Run for a BatchHandler: it hands over whatever has arrived,
+// up to MaxBatch messages, as soon as the previous batch is settled. It
+// never waits to fill a batch, so a lone message is not delayed; under
+// load, messages pile up while a batch is handled and batches grow.
+func (c *Consumer) RunBatch(ctx context.Context, handle BatchHandler) error {
+	return c.run(ctx, c.cfg.MaxBatch, handle)
+}
+
+func (c *Consumer) run(ctx context.Context, maxBatch int, handle BatchHandler) error {
 	it, err := c.cons.Messages(jetstream.PullMaxMessages(c.cfg.Buffer))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", c.cfg.Durable, err)
 	}
 	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
+	// The iterator only blocks; a pump turns it into a channel so that
+	// what has already arrived can be taken without waiting.
+	arrived := make(chan jetstream.Msg, c.cfg.Buffer)
+	var pumpErr error
+	go func() {
+		defer close(arrived)
+		pumpErr = c.pump(ctx, it, arrived)
+	}()
 	// In-flight work finishes after shutdown starts: acks after commit.
 	work := context.WithoutCancel(ctx)
+	batch := make([]jetstream.Msg, 0, maxBatch)
+	for {
+		msg, ok := <-arrived
+		if !ok {
+			return pumpErr // read after close: the pump has returned
+		}
+		batch = append(batch[:0], msg)
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case msg, ok := <-arrived:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, msg)
+			default:
+				break fill
+			}
+		}
+		c.handle(work, batch, handle)
+	}
+}
+
+// pump moves pulled messages to out until the iterator is drained or the
+// connection is closed for good.
+func (c *Consumer) pump(ctx context.Context, it jetstream.MessagesContext, out chan<- jetstream.Msg) error {
 	for {
 		msg, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
@@ -129,16 +195,34 @@ func (c *Consumer) Run(ctx context.Context, handle Handler) error {
 			}
 			continue
 		}
-		c.handle(work, msg, handle)
+		out <- msg
 	}
 }
 
-func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg, handle Handler) {
+// handle runs one batch and settles every message by its own outcome.
+func (c *Consumer) handle(ctx context.Context, msgs []jetstream.Msg, handle BatchHandler) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.HandleTimeout)
 	defer cancel()
 	start := time.Now()
-	err := handle(ctx, msg)
+	errs := handle(ctx, msgs)
 	c.metrics.duration.WithLabelValues(c.cfg.Durable).Observe(time.Since(start).Seconds())
+	c.metrics.batch.WithLabelValues(c.cfg.Durable).Observe(float64(len(msgs)))
+	if len(errs) != len(msgs) {
+		// A handler bug; no message may be acked on a guess.
+		err := fmt.Errorf("batch handler returned %d results for %d messages", len(errs), len(msgs))
+		c.logger.ErrorContext(ctx, "batch handler", "err", err)
+		errs = make([]error, len(msgs))
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	for i, msg := range msgs {
+		c.settleOutcome(ctx, msg, errs[i])
+	}
+}
+
+// settleOutcome acks, retries or dead-letters msg by its handler's error.
+func (c *Consumer) settleOutcome(ctx context.Context, msg jetstream.Msg, err error) {
 	if err == nil {
 		c.settle(ctx, msg, "ack", msg.Ack())
 		return

@@ -3,6 +3,7 @@ package natsbus_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -173,4 +174,152 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// runBatch starts a batch consumer with handle until the test ends.
+func runBatch(t *testing.T, js jetstream.JetStream, cfg natsbus.ConsumerConfig, handle natsbus.BatchHandler) {
+	t.Helper()
+	c := natsbus.NewConsumer(cfg, js, slog.New(slog.DiscardHandler), natsbus.NewMetrics(prometheus.NewRegistry()))
+	if err := c.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.RunBatch(ctx, handle) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("RunBatch: %v", err)
+		}
+	})
+}
+
+// calls counts handler calls per message payload.
+type calls struct {
+	mu      sync.Mutex
+	n       map[string]int
+	biggest int
+}
+
+func (c *calls) add(msgs []jetstream.Msg) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.biggest = max(c.biggest, len(msgs))
+	for _, m := range msgs {
+		c.n[string(m.Data())]++
+	}
+}
+
+func (c *calls) get(data string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[data]
+}
+
+func ackPending(t *testing.T, js jetstream.JetStream, durable string) int {
+	t.Helper()
+	cons, err := js.Consumer(t.Context(), natsbus.StreamFarm, durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.NumAckPending + int(info.NumPending)
+}
+
+func TestConsumerBatch(t *testing.T) {
+	s := natstest.MustServer(t)
+	_, js := natstest.MustJetStream(t, s)
+
+	t.Run("OK_EveryMessageOnceInBoundedBatches", func(t *testing.T) {
+		const n = 60
+		for i := range n {
+			publish(t, js, "farm.submitted.batchok", fmt.Sprint("ok", i), fmt.Sprint("m", i))
+		}
+		got := &calls{n: map[string]int{}}
+		runBatch(t, js, natsbus.ConsumerConfig{Stream: natsbus.StreamFarm, Durable: "batchok", FilterSubjects: []string{"farm.submitted.batchok"}, MaxBatch: 8},
+			func(ctx context.Context, msgs []jetstream.Msg) []error {
+				got.add(msgs)
+				return make([]error, len(msgs))
+			})
+		waitFor(t, func() bool { return ackPending(t, js, "batchok") == 0 })
+		for i := range n {
+			if c := got.get(fmt.Sprint("m", i)); c != 1 {
+				t.Errorf("message m%d handled %d times, want 1", i, c)
+			}
+		}
+		if got.biggest > 8 {
+			t.Errorf("biggest batch = %d, want at most MaxBatch 8", got.biggest)
+		}
+	})
+
+	t.Run("ErrPoisonInBatch_OnlyItDeadLettered", func(t *testing.T) {
+		before := streamMsgs(t, js, natsbus.StreamDead)
+		got := &calls{n: map[string]int{}}
+		for _, d := range []string{"good1", "bad", "good2"} {
+			publish(t, js, "farm.submitted.batchpoison", d, d)
+		}
+		runBatch(t, js, natsbus.ConsumerConfig{Stream: natsbus.StreamFarm, Durable: "batchpoison", FilterSubjects: []string{"farm.submitted.batchpoison"}},
+			func(ctx context.Context, msgs []jetstream.Msg) []error {
+				got.add(msgs)
+				errs := make([]error, len(msgs))
+				for i, m := range msgs {
+					if string(m.Data()) == "bad" {
+						errs[i] = apperr.Errorf(apperr.Invalid, "bad is not a record")
+					}
+				}
+				return errs
+			})
+		waitFor(t, func() bool { return ackPending(t, js, "batchpoison") == 0 })
+		waitFor(t, func() bool { return streamMsgs(t, js, natsbus.StreamDead) >= before+1 })
+		if n := streamMsgs(t, js, natsbus.StreamDead); n != before+1 {
+			t.Errorf("dead letters = %d, want %d: only the poison message", n-before, 1)
+		}
+		for _, d := range []string{"good1", "bad", "good2"} {
+			if c := got.get(d); c != 1 {
+				t.Errorf("%s handled %d times, want 1", d, c)
+			}
+		}
+	})
+
+	t.Run("OK_TransientRetriesOnlyThatMessage", func(t *testing.T) {
+		got := &calls{n: map[string]int{}}
+		for _, d := range []string{"steady", "flaky"} {
+			publish(t, js, "farm.submitted.batchflaky", d, d)
+		}
+		runBatch(t, js, natsbus.ConsumerConfig{Stream: natsbus.StreamFarm, Durable: "batchflaky", FilterSubjects: []string{"farm.submitted.batchflaky"}},
+			func(ctx context.Context, msgs []jetstream.Msg) []error {
+				errs := make([]error, len(msgs))
+				for i, m := range msgs {
+					if string(m.Data()) == "flaky" && got.get("flaky") == 0 {
+						errs[i] = errors.New("database is restarting")
+					}
+				}
+				got.add(msgs)
+				return errs
+			})
+		waitFor(t, func() bool { return got.get("flaky") == 2 })
+		waitFor(t, func() bool { return ackPending(t, js, "batchflaky") == 0 })
+		if c := got.get("steady"); c != 1 {
+			t.Errorf("steady handled %d times, want 1", c)
+		}
+	})
+
+	t.Run("ErrWrongResultCount_NothingAcked", func(t *testing.T) {
+		got := &calls{n: map[string]int{}}
+		publish(t, js, "farm.submitted.batchbug", "bug1", "bug1")
+		runBatch(t, js, natsbus.ConsumerConfig{Stream: natsbus.StreamFarm, Durable: "batchbug", FilterSubjects: []string{"farm.submitted.batchbug"}},
+			func(ctx context.Context, msgs []jetstream.Msg) []error {
+				first := got.get("bug1") == 0
+				got.add(msgs)
+				if first {
+					return nil // a buggy handler: no results
+				}
+				return make([]error, len(msgs))
+			})
+		waitFor(t, func() bool { return got.get("bug1") == 2 })
+		waitFor(t, func() bool { return ackPending(t, js, "batchbug") == 0 })
+	})
 }

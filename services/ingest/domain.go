@@ -6,24 +6,79 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/record"
 )
 
-// apply writes a checked record's normalized effect in tx. Every statement
-// is idempotent on the record id, so a redelivered message changes nothing.
-// Farmers and plots follow the newest capture: an older edit synced late
-// from an offline phone never overwrites a newer one.
-func (s *Service) apply(ctx context.Context, tx pgx.Tx, env record.Envelope, payload any, agentID string) error {
-	captured := env.Captured()
-	switch p := payload.(type) {
+// apply writes the normalized effect of freshly stored records in tx, in
+// one round trip, and returns the records that turned out to conflict
+// (their effects must then be rolled back with their submissions). Every
+// statement is idempotent on the record id, so a redelivered message
+// changes nothing. Farmers and plots follow the newest capture: an older
+// edit synced late from an offline phone never overwrites a newer one.
+//
+// Events (plantings, inputs, harvests, sales) only ever insert, so each
+// kind is one multi-row insert; farmer, plot and consent statements depend
+// on rows earlier records of the same batch may have written, so they run
+// one per record, in stream order.
+func (s *Service) apply(ctx context.Context, tx pgx.Tx, fresh []*item) ([]*item, error) {
+	b := &pgx.Batch{}
+	var ev events
+	var kept []*item // plot upserts that changed nothing: older capture, or another farmer's plot
+	for _, it := range fresh {
+		if err := s.queue(b, &ev, it, &kept); err != nil {
+			return nil, err
+		}
+	}
+	ev.queue(b)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("apply %d records: %w", len(fresh), err)
+	}
+	if len(kept) == 0 {
+		return nil, nil
+	}
+	plots := make([]string, len(kept))
+	for i, it := range kept {
+		plots[i] = it.payload.(*record.PlotMapped).PlotID
+	}
+	rows, err := tx.Query(ctx, `SELECT plot_id::text, farmer_id::text FROM ingest.plots WHERE plot_id = ANY($1::uuid[])`, plots)
+	if err != nil {
+		return nil, fmt.Errorf("load plots: %w", err)
+	}
+	owners, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
+		var p [2]string
+		return p, r.Scan(&p[0], &p[1])
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load plots: %w", err)
+	}
+	owner := map[string]string{}
+	for _, p := range owners {
+		owner[p[0]] = p[1]
+	}
+	var conflicts []*item
+	for _, it := range kept {
+		p := it.payload.(*record.PlotMapped)
+		if owner[p.PlotID] != p.FarmerID {
+			it.err = apperr.Errorf(apperr.Conflict, "plot %s belongs to another farmer", p.PlotID)
+			conflicts = append(conflicts, it)
+		}
+	}
+	return conflicts, nil
+}
+
+// queue adds the statements of one record to b, or its row to ev.
+func (s *Service) queue(b *pgx.Batch, ev *events, it *item, kept *[]*item) error {
+	env, captured := it.env, it.env.Captured()
+	switch p := it.payload.(type) {
 	case *record.FarmerRegistered:
 		var photo *string
 		if p.PhotoHash != "" {
 			photo = &p.PhotoHash
 		}
-		_, err := tx.Exec(ctx, `
+		b.Queue(`
 			INSERT INTO ingest.farmers AS f (farmer_id, name, national_id_hmac, phone_enc, phone_hmac, village, gender, birth_year,
 			                                 photo_hash, agent_id, record_id, captured_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -35,12 +90,10 @@ func (s *Service) apply(ctx context.Context, tx pgx.Tx, env record.Envelope, pay
 			    change_seq = nextval('ingest.change_seq'), updated_at = now()
 			WHERE f.captured_at < excluded.captured_at`,
 			p.FarmerID, p.Name, s.pii.NationalIDHash(p.NationalID), s.pii.Encrypt(p.Phone), s.pii.PhoneHash(p.Phone),
-			p.Village, p.Gender, p.BirthYear, photo, agentID, env.ID, captured)
-		return err
+			p.Village, p.Gender, p.BirthYear, photo, it.agentID, env.ID, captured)
 	case *record.PlotMapped:
 		declared, _ := p.DeclaredArea.Ha()
-		var owner string
-		err := tx.QueryRow(ctx, `
+		b.Queue(`
 			INSERT INTO ingest.plots AS pl (plot_id, farmer_id, boundary, area_ha, declared_area_ha, tenure, gps_accuracy_m,
 			                                mock_location, agent_id, record_id, captured_at)
 			SELECT $1, $2, g, ST_Area(g) / 10000, $4, $5, $6, $7, $8, $9, $10
@@ -50,53 +103,33 @@ func (s *Service) apply(ctx context.Context, tx pgx.Tx, env record.Envelope, pay
 			    tenure = excluded.tenure, gps_accuracy_m = excluded.gps_accuracy_m, mock_location = excluded.mock_location,
 			    agent_id = excluded.agent_id, record_id = excluded.record_id, captured_at = excluded.captured_at,
 			    revisions = pl.revisions + 1, change_seq = nextval('ingest.change_seq'), updated_at = now()
-			WHERE pl.captured_at < excluded.captured_at AND pl.farmer_id = excluded.farmer_id
-			RETURNING farmer_id::text`,
-			p.PlotID, p.FarmerID, p.Boundary.WKT(), declared, p.Tenure, p.GPSAccuracyM, p.MockLocation, agentID, env.ID, captured).Scan(&owner)
-		if err == pgx.ErrNoRows {
-			// Not updated: either a newer capture is already stored (fine)
-			// or the plot belongs to another farmer (refused).
-			if err := tx.QueryRow(ctx, `SELECT farmer_id::text FROM ingest.plots WHERE plot_id = $1`, p.PlotID).Scan(&owner); err != nil {
-				return fmt.Errorf("load plot %s: %w", p.PlotID, err)
-			}
-			if owner != p.FarmerID {
-				return apperr.Errorf(apperr.Conflict, "plot %s belongs to another farmer", p.PlotID)
+			WHERE pl.captured_at < excluded.captured_at AND pl.farmer_id = excluded.farmer_id`,
+			p.PlotID, p.FarmerID, p.Boundary.WKT(), declared, p.Tenure, p.GPSAccuracyM, p.MockLocation, it.agentID, env.ID, captured,
+		).Exec(func(tag pgconn.CommandTag) error {
+			if tag.RowsAffected() == 0 {
+				// Either a newer capture is already stored (fine) or
+				// the plot belongs to another farmer (refused): apply
+				// tells them apart once the batch has run.
+				*kept = append(*kept, it)
 			}
 			return nil
-		}
-		return err
+		})
 	case *record.CropPlanted:
-		_, err := tx.Exec(ctx, `
-			INSERT INTO ingest.crop_cycles (record_id, farmer_id, plot_id, crop, variety, planted_on, expected_harvest_on)
-			VALUES ($1, $2, $3, $4, nullif($5, ''), $6, $7) ON CONFLICT DO NOTHING`,
-			env.ID, p.FarmerID, p.PlotID, p.Crop, p.Variety, p.PlantedOn, p.ExpectedHarvestOn)
-		return err
+		ev.crops.add(env.ID, p.FarmerID, p.PlotID, p.Crop, p.Variety, p.PlantedOn, p.ExpectedHarvestOn)
 	case *record.InputApplied:
 		qty, unit := p.Quantity.Normalized()
-		_, err := tx.Exec(ctx, `
-			INSERT INTO ingest.input_applications (record_id, farmer_id, plot_id, product, category, quantity, unit, applied_on)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
-			env.ID, p.FarmerID, p.PlotID, p.Product, p.Category, qty, unit, p.AppliedOn)
-		return err
+		ev.inputs.add(env.ID, p.FarmerID, p.PlotID, p.Product, p.Category, qty, unit, p.AppliedOn)
 	case *record.HarvestRecorded:
 		kg, _ := p.Quantity.Kg()
-		_, err := tx.Exec(ctx, `
-			INSERT INTO ingest.harvests (record_id, farmer_id, plot_id, crop, quantity_kg, quality_grade, harvested_on)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
-			env.ID, p.FarmerID, p.PlotID, p.Crop, kg, p.QualityGrade, p.HarvestedOn)
-		return err
+		ev.harvests.add(env.ID, p.FarmerID, p.PlotID, p.Crop, kg, p.QualityGrade, p.HarvestedOn)
 	case *record.SaleRecorded:
 		kg, _ := p.Quantity.Kg()
-		_, err := tx.Exec(ctx, `
-			INSERT INTO ingest.sales (record_id, farmer_id, buyer, crop, quantity_kg, price_minor, currency, sold_on)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
-			env.ID, p.FarmerID, p.Buyer, p.Crop, kg, p.Price.Amount, p.Price.Currency, p.SoldOn)
-		return err
+		ev.sales.add(env.ID, p.FarmerID, p.Buyer, p.Crop, kg, p.Price.Amount, p.Price.Currency, p.SoldOn)
 	case *record.ConsentGranted:
 		expires, _ := time.Parse(time.RFC3339, p.ExpiresAt)
 		// A revocation synced before its grant (offline phones) is already
 		// in submissions: the grant starts out revoked.
-		_, err := tx.Exec(ctx, `
+		b.Queue(`
 			INSERT INTO ingest.consents (consent_id, farmer_id, grantee_org_id, scopes, expires_at, granted_record_id, granted_at,
 			                             revoked_at, revoked_record_id, revoke_reason)
 			SELECT $1, $2, $3, $4, $5, $6, $7, r.captured_at, r.id, nullif(r.payload->>'reason', '')
@@ -107,15 +140,98 @@ func (s *Service) apply(ctx context.Context, tx pgx.Tx, env record.Envelope, pay
 			    ORDER BY captured_at LIMIT 1) AS r ON true
 			ON CONFLICT DO NOTHING`,
 			p.ConsentID, p.FarmerID, p.GranteeOrgID, p.Scopes, expires, env.ID, captured)
-		return err
 	case *record.ConsentRevoked:
 		// Keep the earliest revocation of an existing grant; a grant that
 		// arrives later picks this one up from submissions.
-		_, err := tx.Exec(ctx, `
+		b.Queue(`
 			UPDATE ingest.consents SET revoked_at = $3, revoked_record_id = $4, revoke_reason = nullif($5, '')
 			WHERE consent_id = $1 AND farmer_id = $2 AND (revoked_at IS NULL OR revoked_at > $3)`,
 			p.ConsentID, p.FarmerID, captured, env.ID, p.Reason)
-		return err
+	default:
+		return fmt.Errorf("no domain table for %T", it.payload)
 	}
-	return fmt.Errorf("no domain table for %T", payload)
+	return nil
+}
+
+// events collects the insert-only records of a batch, column by column,
+// so that each kind is stored by one statement however big the batch.
+type events struct {
+	crops    cropRows
+	inputs   inputRows
+	harvests harvestRows
+	sales    saleRows
+}
+
+type cropRows struct{ ids, farmers, plots, crops, varieties, planted, expected []string }
+
+func (r *cropRows) add(id, farmer, plot, crop, variety, planted, expected string) {
+	r.ids, r.farmers, r.plots = append(r.ids, id), append(r.farmers, farmer), append(r.plots, plot)
+	r.crops, r.varieties = append(r.crops, crop), append(r.varieties, variety)
+	r.planted, r.expected = append(r.planted, planted), append(r.expected, expected)
+}
+
+type inputRows struct {
+	ids, farmers, plots, products, categories, units, applied []string
+	quantities                                                []float64
+}
+
+func (r *inputRows) add(id, farmer, plot, product, category string, qty float64, unit, applied string) {
+	r.ids, r.farmers, r.plots = append(r.ids, id), append(r.farmers, farmer), append(r.plots, plot)
+	r.products, r.categories = append(r.products, product), append(r.categories, category)
+	r.quantities, r.units, r.applied = append(r.quantities, qty), append(r.units, unit), append(r.applied, applied)
+}
+
+type harvestRows struct {
+	ids, farmers, plots, crops, grades, harvested []string
+	kg                                            []float64
+}
+
+func (r *harvestRows) add(id, farmer, plot, crop string, kg float64, grade, harvested string) {
+	r.ids, r.farmers, r.plots = append(r.ids, id), append(r.farmers, farmer), append(r.plots, plot)
+	r.crops, r.kg, r.grades, r.harvested = append(r.crops, crop), append(r.kg, kg), append(r.grades, grade), append(r.harvested, harvested)
+}
+
+type saleRows struct {
+	ids, farmers, buyers, crops, currencies, sold []string
+	kg                                            []float64
+	prices                                        []int64
+}
+
+func (r *saleRows) add(id, farmer, buyer, crop string, kg float64, price int64, currency, sold string) {
+	r.ids, r.farmers, r.buyers, r.crops = append(r.ids, id), append(r.farmers, farmer), append(r.buyers, buyer), append(r.crops, crop)
+	r.kg, r.prices, r.currencies, r.sold = append(r.kg, kg), append(r.prices, price), append(r.currencies, currency), append(r.sold, sold)
+}
+
+// queue adds one insert per kind that has rows.
+func (ev *events) queue(b *pgx.Batch) {
+	if c := ev.crops; len(c.ids) > 0 {
+		b.Queue(`
+			INSERT INTO ingest.crop_cycles (record_id, farmer_id, plot_id, crop, variety, planted_on, expected_harvest_on)
+			SELECT id, farmer, plot, crop, nullif(variety, ''), planted, expected
+			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::date[], $7::date[])
+			    AS r(id, farmer, plot, crop, variety, planted, expected)
+			ON CONFLICT DO NOTHING`,
+			c.ids, c.farmers, c.plots, c.crops, c.varieties, c.planted, c.expected)
+	}
+	if in := ev.inputs; len(in.ids) > 0 {
+		b.Queue(`
+			INSERT INTO ingest.input_applications (record_id, farmer_id, plot_id, product, category, quantity, unit, applied_on)
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::date[])
+			ON CONFLICT DO NOTHING`,
+			in.ids, in.farmers, in.plots, in.products, in.categories, in.quantities, in.units, in.applied)
+	}
+	if h := ev.harvests; len(h.ids) > 0 {
+		b.Queue(`
+			INSERT INTO ingest.harvests (record_id, farmer_id, plot_id, crop, quantity_kg, quality_grade, harvested_on)
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::float8[], $6::text[], $7::date[])
+			ON CONFLICT DO NOTHING`,
+			h.ids, h.farmers, h.plots, h.crops, h.kg, h.grades, h.harvested)
+	}
+	if sl := ev.sales; len(sl.ids) > 0 {
+		b.Queue(`
+			INSERT INTO ingest.sales (record_id, farmer_id, buyer, crop, quantity_kg, price_minor, currency, sold_on)
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::float8[], $6::bigint[], $7::text[], $8::date[])
+			ON CONFLICT DO NOTHING`,
+			sl.ids, sl.farmers, sl.buyers, sl.crops, sl.kg, sl.prices, sl.currencies, sl.sold)
+	}
 }

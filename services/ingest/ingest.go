@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"embed"
@@ -9,6 +10,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,11 +48,13 @@ const (
 // Config tunes the consumer.
 type Config struct {
 	MaxDeliver int
+	MaxBatch   int
 }
 
 // RegisterFlags registers the ingest.* flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxDeliver, "ingest.max-deliver", 10, "deliveries of a failing record before it is dead-lettered")
+	fs.IntVar(&c.MaxBatch, "ingest.max-batch", 256, "most records stored in one transaction (one commit, one fsync)")
 }
 
 // Service is the ingest module.
@@ -76,6 +82,7 @@ func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream, keys *pii.Keys,
 			Durable:        ConsumerName,
 			FilterSubjects: []string{natsbus.SubjectSubmittedPrefix + ">"},
 			MaxDeliver:     cfg.MaxDeliver,
+			MaxBatch:       cfg.MaxBatch,
 		}, js, logger, metrics),
 	}
 }
@@ -88,139 +95,382 @@ func (s *Service) Start(ctx context.Context) error {
 	return s.consumer.Start(ctx)
 }
 
-// Run consumes until ctx is done.
-func (s *Service) Run(ctx context.Context) error { return s.consumer.Run(ctx, s.Handle) }
+// Run consumes in batches until ctx is done.
+func (s *Service) Run(ctx context.Context) error { return s.consumer.RunBatch(ctx, s.HandleBatch) }
 
 // Stop has nothing to release: Run drains the consumer when ctx ends.
 func (s *Service) Stop(context.Context) error { return nil }
 
-// Handle verifies one submitted record and stores it exactly once, with its
-// normalized effect, then announces it. The stream is not trusted: the
-// envelope, the payload, the signature and the device's binding to its
-// agent are all checked again here. A refused record is remembered with its
-// reason (for the agent's status view) before it is dead-lettered.
+// Handle is HandleBatch for one message.
 func (s *Service) Handle(ctx context.Context, msg jetstream.Msg) error {
-	err := s.ingest(ctx, msg)
-	if code := apperr.CodeOf(err); code == apperr.Invalid || code == apperr.Conflict {
-		if rerr := s.refuse(ctx, msg.Headers().Get(jetstream.MsgIDHeader), err); rerr != nil {
-			return rerr // transient: the refusal must be visible before the message leaves
-		}
-	}
-	return err
+	return s.HandleBatch(ctx, []jetstream.Msg{msg})[0]
 }
 
-// refuse records why a record was refused. Undecodable messages without a
-// usable id are only dead-lettered.
-func (s *Service) refuse(ctx context.Context, recordID string, cause error) error {
-	if _, err := uuid.Parse(recordID); err != nil {
-		return nil
-	}
-	reason := cause.Error()
-	if e, ok := apperr.As(cause); ok {
-		reason = e.Message
-		for _, f := range e.Fields {
-			reason += "; " + f.Field + ": " + f.Message
-		}
-	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO ingest.refusals (record_id, reason) VALUES ($1, $2) ON CONFLICT DO NOTHING`, recordID, reason)
-	if err != nil {
-		return fmt.Errorf("record refusal of %s: %w", recordID, err)
-	}
-	return nil
+// item is one message on its way through a batch; err is its outcome.
+type item struct {
+	msg       jetstream.Msg
+	env       record.Envelope
+	payload   any
+	canonical []byte
+	hash      [32]byte
+	seq       uint64
+	received  time.Time
+	agentID   string
+	twinOf    *item // an earlier message of the batch with the same record id
+	err       error
 }
 
-func (s *Service) ingest(ctx context.Context, msg jetstream.Msg) error {
+// HandleBatch verifies submitted records and stores each exactly once, with
+// its normalized effect, then announces them; it returns one outcome per
+// message. The stream is not trusted: the envelope, the payload, the
+// signature and the device's binding to its agent are all checked again
+// here. The batch is stored in one transaction, so one commit covers many
+// records; a record that must be refused is taken out and the rest stored
+// again, and if the transaction fails for a reason no record names, each
+// record is retried in its own transaction so that one bad record cannot
+// hold the others back. A refused record is remembered with its reason
+// (for the agent's status view) before it is dead-lettered.
+func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error {
+	items := make([]*item, len(msgs))
+	parallel(len(msgs), func(i int) { items[i] = s.prepare(msgs[i]) })
+	s.verify(ctx, items)
+	s.storeAll(ctx, items)
+	s.announce(ctx, items)
+	s.refuse(ctx, items)
+	errs := make([]error, len(items))
+	for i, it := range items {
+		errs[i] = it.err
+	}
+	return errs
+}
+
+// prepare checks what can be checked without the database.
+func (s *Service) prepare(msg jetstream.Msg) *item {
+	it := &item{msg: msg}
 	md, err := msg.Metadata()
 	if err != nil {
-		return fmt.Errorf("message metadata: %w", err)
+		it.err = fmt.Errorf("message metadata: %w", err)
+		return it
 	}
+	it.seq, it.received = md.Sequence.Stream, md.Timestamp
 	env, payload, problems := record.Check(s.validator, msg.Data(), md.Timestamp)
+	it.env, it.payload = env, payload
 	if len(problems) > 0 {
-		return apperr.Fields(fmt.Sprintf("invalid record %s on %s", env.ID, msg.Subject()), problems...)
+		it.err = apperr.Fields(fmt.Sprintf("invalid record %s on %s", env.ID, msg.Subject()), problems...)
+		return it
 	}
 	if msg.Subject() != natsbus.SubjectSubmittedPrefix+env.Type {
-		return apperr.Errorf(apperr.Invalid, "record %s of type %q arrived on %s", env.ID, env.Type, msg.Subject())
+		it.err = apperr.Errorf(apperr.Invalid, "record %s of type %q arrived on %s", env.ID, env.Type, msg.Subject())
+		return it
 	}
-	agentID, err := s.verifyDevice(ctx, env, msg.Data(), md.Timestamp)
-	if err != nil {
-		return err
+	if it.canonical, err = record.Canonical(msg.Data()); err != nil {
+		it.err = apperr.Wrap(apperr.Invalid, err, "record %s is not canonicalizable", env.ID)
+		return it
 	}
-	canonical, err := record.Canonical(msg.Data())
-	if err != nil {
-		return apperr.Wrap(apperr.Invalid, err, "record %s is not canonicalizable", env.ID)
-	}
-	hash := record.Hash(canonical)
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		fresh, err := s.store(ctx, tx, env, agentID, canonical, hash[:], md.Sequence.Stream)
-		if err != nil || !fresh {
-			return err
+	it.hash = record.Hash(it.canonical)
+	return it
+}
+
+// pending returns the items still without an outcome.
+func pending(items []*item) []*item {
+	var out []*item
+	for _, it := range items {
+		if it.err == nil && it.twinOf == nil {
+			out = append(out, it)
 		}
-		return s.apply(ctx, tx, env, payload, agentID)
+	}
+	return out
+}
+
+// verify checks each signature with its device's enrolled key, loading
+// every device of the batch at once, and sets the agent the device is
+// bound to. A device revoked before the record reached the platform cannot
+// vouch for it.
+func (s *Service) verify(ctx context.Context, items []*item) {
+	todo := pending(items)
+	if len(todo) == 0 {
+		return
+	}
+	ids := make([]string, 0, len(todo))
+	for _, it := range todo {
+		ids = append(ids, it.env.DeviceID)
+	}
+	type device struct {
+		agentID   string
+		key       []byte
+		revokedAt *time.Time
+	}
+	devices := map[string]device{}
+	rows, err := s.pool.Query(ctx, `SELECT device_id::text, agent_id::text, public_key, revoked_at FROM mobile.device_keys WHERE device_id = ANY($1::uuid[])`, ids)
+	if err == nil {
+		for rows.Next() {
+			var id string
+			var d device
+			if err = rows.Scan(&id, &d.agentID, &d.key, &d.revokedAt); err != nil {
+				break
+			}
+			devices[id] = d
+		}
+		rows.Close()
+		err = cmp.Or(err, rows.Err())
+	}
+	if err != nil {
+		for _, it := range todo {
+			it.err = fmt.Errorf("load device %s: %w", it.env.DeviceID, err)
+		}
+		return
+	}
+	parallel(len(todo), func(i int) {
+		it := todo[i]
+		env := it.env
+		d, ok := devices[env.DeviceID]
+		switch {
+		case !ok:
+			it.err = apperr.Errorf(apperr.Invalid, "record %s: device %s is not enrolled", env.ID, env.DeviceID)
+		case d.revokedAt != nil && d.revokedAt.Before(it.received):
+			it.err = apperr.Errorf(apperr.Invalid, "record %s: device %s was revoked at %s", env.ID, env.DeviceID, d.revokedAt.Format(time.RFC3339))
+		default:
+			if err := record.VerifyCanonical(ed25519.PublicKey(d.key), it.canonical, env.Signature); err != nil {
+				it.err = apperr.Wrap(apperr.Invalid, err, "record %s: %v", env.ID, err)
+			}
+			it.agentID = d.agentID
+		}
 	})
-	if err != nil {
-		if apperr.CodeOf(err) == apperr.Internal {
-			return fmt.Errorf("ingest record %s: %w", env.ID, err)
+}
+
+// parallel calls f(0)…f(n-1) on every core. Decoding, canonicalizing and
+// checking signatures is most of ingest's CPU; the transaction that
+// follows is one serial round trip per batch.
+func parallel(n int, f func(i int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := range n {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// storeAll stores the verified items: together, or one by one when the
+// batch's transaction fails for a reason no single record was named for.
+func (s *Service) storeAll(ctx context.Context, items []*item) {
+	first := map[string]*item{}
+	for _, it := range pending(items) {
+		if f, ok := first[it.env.ID]; ok {
+			it.twinOf = f
+			continue
+		}
+		first[it.env.ID] = it
+	}
+	todo := pending(items)
+	if err := s.store(ctx, todo); err != nil {
+		if len(todo) == 1 {
+			todo[0].err = fmt.Errorf("ingest record %s: %w", todo[0].env.ID, err)
+		} else {
+			s.logger.WarnContext(ctx, "batch not stored; storing its records one by one", "records", len(todo), "err", err)
+			for _, it := range todo {
+				if err := s.store(ctx, []*item{it}); err != nil {
+					it.err = fmt.Errorf("ingest record %s: %w", it.env.ID, err)
+				}
+			}
+		}
+	}
+	// A record sent twice in one batch shares the first one's fate, unless
+	// its content differs: then it is a conflict like any other.
+	for _, it := range items {
+		if f := it.twinOf; f != nil {
+			it.twinOf = nil
+			if f.hash != it.hash {
+				it.err = apperr.Errorf(apperr.Conflict, "record %s was already ingested with different content; the original is kept", it.env.ID)
+			} else {
+				it.err, it.agentID = f.err, f.agentID
+			}
+		}
+	}
+}
+
+// store inserts the raw records that are not already there and applies
+// the new ones, in one transaction. The same id with different content is
+// a conflict: the original is kept. Records refused on the way get their
+// err set and the rest are stored again without them; the returned error
+// is for the transaction as a whole.
+func (s *Service) store(ctx context.Context, items []*item) error {
+	for {
+		todo := pending(items)
+		if len(todo) == 0 {
+			return nil
+		}
+		var refused bool
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			fresh, err := s.insert(ctx, tx, todo)
+			if err != nil {
+				return err
+			}
+			conflicts, err := s.apply(ctx, tx, fresh)
+			if err != nil {
+				return err
+			}
+			if len(conflicts) > 0 {
+				refused = true
+				return errRefused
+			}
+			return nil
+		})
+		if refused {
+			continue // their submissions were rolled back with the rest
 		}
 		return err
 	}
-	// Announce after the commit. A crash between commit and publish
-	// redelivers the message; store is then a no-op and we publish again.
-	out := nats.NewMsg(natsbus.SubjectIngestedPrefix + env.Type)
-	out.Data = canonical
-	out.Header.Set(jetstream.MsgIDHeader, "ingested:"+env.ID)
-	out.Header.Set(HeaderAgentID, agentID)
-	out.Header.Set(HeaderDeviceID, env.DeviceID)
-	if _, err := s.js.PublishMsg(ctx, out); err != nil {
-		return fmt.Errorf("publish ingested %s: %w", env.ID, err)
-	}
-	return nil
 }
 
-// verifyDevice checks the signature with the device's enrolled key and
-// returns the agent the device is bound to. A device revoked before the
-// record reached the platform cannot vouch for it.
-func (s *Service) verifyDevice(ctx context.Context, env record.Envelope, raw []byte, received time.Time) (string, error) {
-	var agentID string
-	var key []byte
-	var revokedAt *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT agent_id::text, public_key, revoked_at FROM mobile.device_keys WHERE device_id = $1`, env.DeviceID).
-		Scan(&agentID, &key, &revokedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", apperr.Errorf(apperr.Invalid, "record %s: device %s is not enrolled", env.ID, env.DeviceID)
-	}
-	if err != nil {
-		return "", fmt.Errorf("load device %s: %w", env.DeviceID, err)
-	}
-	if revokedAt != nil && revokedAt.Before(received) {
-		return "", apperr.Errorf(apperr.Invalid, "record %s: device %s was revoked at %s", env.ID, env.DeviceID, revokedAt.Format(time.RFC3339))
-	}
-	if err := record.Verify(ed25519.PublicKey(key), raw, env.Signature); err != nil {
-		return "", apperr.Wrap(apperr.Invalid, err, "record %s: %v", env.ID, err)
-	}
-	return agentID, nil
-}
+// errRefused rolls a batch back after some of its records were refused.
+var errRefused = errors.New("records refused; storing the others again")
 
-// store inserts the raw record unless it is already there and reports
-// whether it is new. The same id with different content is a conflict: the
-// original is kept.
-func (s *Service) store(ctx context.Context, tx pgx.Tx, env record.Envelope, agentID string, canonical, hash []byte, seq uint64) (bool, error) {
-	tag, err := tx.Exec(ctx, `
+// insert adds the raw records and returns those that were new. The others
+// are redeliveries or retried uploads (nothing to do) or conflicts (err
+// set).
+func (s *Service) insert(ctx context.Context, tx pgx.Tx, items []*item) ([]*item, error) {
+	n := len(items)
+	ids, types, payloads, devices, agents := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	captured, canonical, hashes, seqs := make([]time.Time, n), make([][]byte, n), make([][]byte, n), make([]int64, n)
+	for i, it := range items {
+		ids[i], types[i], payloads[i], devices[i], agents[i] = it.env.ID, it.env.Type, string(it.env.Payload), it.env.DeviceID, it.agentID
+		captured[i], canonical[i], hashes[i], seqs[i] = it.env.Captured(), it.canonical, it.hash[:], int64(it.seq)
+	}
+	rows, err := tx.Query(ctx, `
 		INSERT INTO ingest.submissions (id, type, captured_at, payload, canonical, content_hash, stream_seq, device_id, agent_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-		ON CONFLICT (id) DO NOTHING`,
-		env.ID, env.Type, env.Captured(), env.Payload, canonical, hash, int64(seq), env.DeviceID, agentID)
+		SELECT id, type, captured, payload::jsonb, canonical, hash, seq, device, agent
+		FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::bytea[], $6::bytea[], $7::bigint[], $8::uuid[], $9::uuid[])
+		    AS r(id, type, captured, payload, canonical, hash, seq, device, agent)
+		ON CONFLICT (id) DO NOTHING
+		RETURNING id::text`,
+		ids, types, captured, payloads, canonical, hashes, seqs, devices, agents)
 	if err != nil {
-		return false, fmt.Errorf("store record %s: %w", env.ID, err)
+		return nil, fmt.Errorf("store %d records: %w", n, err)
 	}
-	if tag.RowsAffected() == 1 {
-		return true, nil
+	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("store %d records: %w", n, err)
 	}
-	var existing []byte
-	if err := tx.QueryRow(ctx, `SELECT content_hash FROM ingest.submissions WHERE id = $1`, env.ID).Scan(&existing); err != nil {
-		return false, fmt.Errorf("load record %s: %w", env.ID, err)
+	isNew := make(map[string]bool, len(inserted))
+	for _, id := range inserted {
+		isNew[id] = true
 	}
-	if !bytes.Equal(existing, hash) {
-		return false, apperr.Errorf(apperr.Conflict, "record %s was already ingested with different content; the original is kept", env.ID)
+	var fresh, old []*item
+	for _, it := range items {
+		if isNew[it.env.ID] {
+			fresh = append(fresh, it)
+		} else {
+			old = append(old, it)
+		}
 	}
-	return false, nil // a redelivery or a retried upload: already stored
+	if len(old) == 0 {
+		return fresh, nil
+	}
+	oldIDs := make([]string, len(old))
+	for i, it := range old {
+		oldIDs[i] = it.env.ID
+	}
+	rows, err = tx.Query(ctx, `SELECT id::text, content_hash FROM ingest.submissions WHERE id = ANY($1::uuid[])`, oldIDs)
+	if err != nil {
+		return nil, fmt.Errorf("load %d stored records: %w", len(old), err)
+	}
+	stored := map[string][]byte{}
+	var id string
+	var hash []byte
+	if _, err := pgx.ForEachRow(rows, []any{&id, &hash}, func() error { stored[id] = hash; return nil }); err != nil {
+		return nil, fmt.Errorf("load %d stored records: %w", len(old), err)
+	}
+	for _, it := range old {
+		if !bytes.Equal(stored[it.env.ID], it.hash[:]) {
+			it.err = apperr.Errorf(apperr.Conflict, "record %s was already ingested with different content; the original is kept", it.env.ID)
+		}
+	}
+	return fresh, nil
+}
+
+// announce publishes farm.ingested for every stored record, after the
+// commit. A crash between commit and publish redelivers the message; store
+// is then a no-op and it is announced again (de-duplicated by message ID).
+func (s *Service) announce(ctx context.Context, items []*item) {
+	type sent struct {
+		it  *item
+		ack jetstream.PubAckFuture
+	}
+	var out []sent
+	for _, it := range items {
+		if it.err != nil {
+			continue
+		}
+		msg := nats.NewMsg(natsbus.SubjectIngestedPrefix + it.env.Type)
+		msg.Data = it.canonical
+		msg.Header.Set(jetstream.MsgIDHeader, "ingested:"+it.env.ID)
+		msg.Header.Set(HeaderAgentID, it.agentID)
+		msg.Header.Set(HeaderDeviceID, it.env.DeviceID)
+		ack, err := s.js.PublishMsgAsync(msg)
+		if err != nil {
+			it.err = fmt.Errorf("publish ingested %s: %w", it.env.ID, err)
+			continue
+		}
+		out = append(out, sent{it, ack})
+	}
+	for _, o := range out {
+		select {
+		case <-o.ack.Ok():
+		case err := <-o.ack.Err():
+			o.it.err = fmt.Errorf("publish ingested %s: %w", o.it.env.ID, err)
+		case <-ctx.Done():
+			o.it.err = fmt.Errorf("publish ingested %s: %w", o.it.env.ID, ctx.Err())
+		}
+	}
+}
+
+// refuse records why records were refused, so that the agent's status view
+// shows it. Undecodable messages without a usable id are only
+// dead-lettered. If the refusals cannot be written, the records are
+// retried: the refusal must be visible before the message leaves.
+func (s *Service) refuse(ctx context.Context, items []*item) {
+	var ids, reasons []string
+	var refused []*item
+	for _, it := range items {
+		code := apperr.CodeOf(it.err)
+		if code != apperr.Invalid && code != apperr.Conflict {
+			continue
+		}
+		// The record's own id when it decoded that far; the message ID
+		// (the same for honest publishers) otherwise.
+		id := cmp.Or(it.env.ID, it.msg.Headers().Get(jetstream.MsgIDHeader))
+		if _, err := uuid.Parse(id); err != nil {
+			continue
+		}
+		reason := it.err.Error()
+		if e, ok := apperr.As(it.err); ok {
+			reason = e.Message
+			for _, f := range e.Fields {
+				reason += "; " + f.Field + ": " + f.Message
+			}
+		}
+		ids, reasons, refused = append(ids, id), append(reasons, reason), append(refused, it)
+	}
+	if len(refused) == 0 {
+		return
+	}
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO ingest.refusals (record_id, reason) SELECT * FROM unnest($1::uuid[], $2::text[])
+		ON CONFLICT DO NOTHING`, ids, reasons)
+	if err != nil {
+		for i, it := range refused {
+			it.err = fmt.Errorf("record refusal of %s: %w", ids[i], err)
+		}
+	}
 }

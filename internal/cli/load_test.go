@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseLoad(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	t.Run("OK_TokenFromFile", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "operator-token")
+		if err := os.WriteFile(file, []byte("s3cret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := parseLoad([]string{"-operator-token-file=" + file, "-records=1000"}, io.Discard, noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.OperatorToken != "s3cret" || cfg.Records != 1000 || cfg.Agents != 8 || cfg.Batch != 100 {
+			t.Errorf("got token %q, records %d, agents %d, batch %d; want the file's token, 1000 and the defaults 8, 100",
+				cfg.OperatorToken, cfg.Records, cfg.Agents, cfg.Batch)
+		}
+	})
+	t.Run("OK_FlagTokenBeatsFile", func(t *testing.T) {
+		cfg, err := parseLoad([]string{"-operator-token=flag", "-operator-token-file=/nonexistent/token"}, io.Discard, noEnv)
+		if err != nil || cfg.OperatorToken != "flag" {
+			t.Errorf("token %q, err %v; want the flag's token", cfg.OperatorToken, err)
+		}
+	})
+	t.Run("ErrNoToken", func(t *testing.T) {
+		_, err := parseLoad([]string{"-operator-token-file=" + filepath.Join(t.TempDir(), "missing")}, io.Discard, noEnv)
+		if err == nil || !strings.Contains(err.Error(), "operator token") {
+			t.Errorf("err = %v, want one about the operator token", err)
+		}
+	})
+}
+
+func TestMain_LoadBadFlags(t *testing.T) {
+	var stderr bytes.Buffer
+	code := Main(context.Background(), []string{"load", "-operator-token=x", "-batch=0", "-agents=-1"}, io.Discard, &stderr, func(string) string { return "" })
+	if code == 0 {
+		t.Errorf("exit status 0, want non-zero")
+	}
+	for _, want := range []string{"tani load:", "-batch 0", "-agents -1"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr %q lacks %q", stderr.String(), want)
+		}
+	}
+}
