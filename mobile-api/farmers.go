@@ -89,6 +89,24 @@ func parseCursor(s string) (downCursor, error) {
 	return c, nil
 }
 
+// windowStart is where the next sync-down window starts: the oldest
+// transaction still in progress in this read's snapshot, or the snapshot's
+// xmax when none is. A writer that commits after this read has an id at or
+// above it, so nothing is ever skipped. Transaction ids are cluster-wide, so
+// transactions positively seen running in another database are ignored:
+// they cannot write these tables, and a long one (a dump, another tenant)
+// would otherwise make every phone download everything again. An id that
+// cannot be placed is kept, erring towards sending a farmer twice.
+const windowStart = `
+	WITH snap AS (SELECT pg_current_snapshot() AS s),
+	     ours AS (
+	         SELECT x FROM snap, pg_snapshot_xip(snap.s) AS x
+	         WHERE NOT EXISTS (
+	             SELECT 1 FROM pg_stat_activity a
+	             WHERE a.datname IS DISTINCT FROM current_database() AND a.backend_xid IS NOT NULL
+	               AND a.backend_xid::text::bigint = x::text::bigint % 4294967296))
+	SELECT coalesce((SELECT min(x) FROM ours), (SELECT pg_snapshot_xmax(s) FROM snap))::text::bigint`
+
 // farmers answers sync-down: the agent's farmers (with all their plots)
 // whose data or assignment changed since the cursor. A farmer may be sent
 // again; the phone upserts by id.
@@ -108,7 +126,7 @@ func (s *Service) farmers(c echo.Context) error {
 	page := FarmersPage{Farmers: []FarmerProfile{}}
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if cur.Until == 0 {
-			if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&cur.Until); err != nil {
+			if err := tx.QueryRow(ctx, windowStart).Scan(&cur.Until); err != nil {
 				return fmt.Errorf("snapshot: %w", err)
 			}
 		}

@@ -276,12 +276,15 @@ func TestRecordStatus(t *testing.T) {
 
 // waitStatus polls the status endpoint until the record reaches want. As
 // attest decides right after ingest, "ingested" means "at least ingested":
-// a verdict counts too.
+// a verdict counts too; "decided" means any verdict.
 func waitStatus(t *testing.T, a *clienttest.Agent, id, want string) client.Status {
 	t.Helper()
 	reached := map[string]bool{want: true}
-	if want == "ingested" {
+	switch want {
+	case "ingested":
 		reached = map[string]bool{"ingested": true, "verified": true, "flagged": true, "rejected": true}
+	case "decided": // attest's verdict
+		reached = map[string]bool{"verified": true, "flagged": true, "rejected": true}
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	var st client.Status
