@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 
 	"github.com/tani-platform/tani/internal/deadletter"
@@ -60,9 +61,16 @@ func (a *App) initNATSServer() (Service, error) {
 		return nil, nil // an external cluster: nothing to run here
 	}
 	logger := a.logger.With("module", NATSServer)
+	piiKeys, err := a.piiKeys()
+	if err != nil {
+		return nil, err
+	}
 	return funcService{
 		start: func(context.Context) error {
-			s, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{DataDir: a.cfg.DataDir, Listen: a.cfg.NATS.EmbeddedListen}, logger)
+			s, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{
+				DataDir: a.cfg.DataDir, Listen: a.cfg.NATS.EmbeddedListen,
+				StoreKey: hex.EncodeToString(piiKeys.Derive("jetstream-store")),
+			}, logger)
 			if err != nil {
 				return err
 			}

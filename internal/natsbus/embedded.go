@@ -15,6 +15,10 @@ import (
 type EmbeddedConfig struct {
 	DataDir string // JetStream files live in DataDir/nats
 	Listen  string // host:port for external clients; "" serves this process only
+	// StoreKey encrypts the JetStream store at rest (ChaCha20-Poly1305):
+	// streams carry signed records with national IDs and phones. Empty
+	// leaves the store in clear (tests).
+	StoreKey string
 }
 
 // StartEmbedded starts a JetStream server inside the process and waits until
@@ -28,6 +32,10 @@ func StartEmbedded(cfg EmbeddedConfig, logger *slog.Logger) (*server.Server, err
 		NoSigs:                 true,
 		DisableJetStreamBanner: true,
 		MaxPayload:             8 << 20,
+	}
+	if cfg.StoreKey != "" {
+		opts.JetStreamKey = cfg.StoreKey
+		opts.JetStreamCipher = server.ChaCha
 	}
 	if cfg.Listen != "" {
 		host, port, err := net.SplitHostPort(cfg.Listen)

@@ -123,3 +123,11 @@ func (k *Keys) Decrypt(sealed []byte) (string, error) {
 	}
 	return string(clear), nil
 }
+
+// Derive returns a key for another purpose (e.g. encrypting the embedded
+// JetStream store), so one secret protects all personal data at rest.
+func (k *Keys) Derive(purpose string) []byte {
+	m := hmac.New(sha256.New, k.mac)
+	m.Write([]byte("derive:" + purpose))
+	return m.Sum(nil)
+}

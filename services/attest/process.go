@@ -153,7 +153,7 @@ func (s *Service) decide(ctx context.Context, tx pgx.Tx, fresh []Input) (map[str
 	}
 	now := time.Now().UTC()
 	out := make(map[string]*Decision, len(fresh))
-	w := newWriter(len(fresh))
+	w := newWriter(s.seal)
 	for i, in := range fresh {
 		region := ""
 		if d := devices[in.DeviceID]; d != nil {
@@ -222,7 +222,7 @@ type writer struct {
 	rec struct {
 		id, typ, farmer, plot, agent, device, sigref, status, reason, results, lastErr []string
 		captured                                                                       []time.Time
-		canonical                                                                      [][]byte
+		sealed                                                                         [][]byte
 		tv                                                                             []int32
 	}
 	prov struct {
@@ -234,9 +234,10 @@ type writer struct {
 		id, record, rules, region, reason []string
 	}
 	rejected []string
+	seal     func(canonical []byte) []byte // records rest sealed: they hold national IDs and phones
 }
 
-func newWriter(n int) *writer { return &writer{} }
+func newWriter(seal func([]byte) []byte) *writer { return &writer{seal: seal} }
 
 func (w *writer) add(c *Case, d *Decision, region string, now time.Time) {
 	r := &w.rec
@@ -257,7 +258,7 @@ func (w *writer) add(c *Case, d *Decision, region string, now time.Time) {
 	r.results = append(r.results, string(results))
 	r.lastErr = append(r.lastErr, lastErr)
 	r.captured = append(r.captured, c.Env.Captured())
-	r.canonical = append(r.canonical, c.Canonical)
+	r.sealed = append(r.sealed, w.seal(c.Canonical))
 	r.tv = append(r.tv, int32(d.ThresholdVersion))
 	switch d.Status {
 	case StatusVerified:
@@ -289,20 +290,20 @@ func (w *writer) add(c *Case, d *Decision, region string, now time.Time) {
 func (w *writer) flush(ctx context.Context, tx pgx.Tx) error {
 	r := &w.rec
 	_, err := tx.Exec(ctx, `
-		INSERT INTO attest.records AS a (record_id, type, farmer_id, plot_id, agent_id, device_id, captured_at, canonical, signature_ref,
+		INSERT INTO attest.records AS a (record_id, type, farmer_id, plot_id, agent_id, device_id, captured_at, sealed_record, signature_ref,
 		                                 status, reason, results, threshold_version, last_error, decided_at)
-		SELECT u.id, u.typ, nullif(u.farmer, '')::uuid, nullif(u.plot, '')::uuid, u.agent, u.device, u.captured, u.canonical, u.sigref,
+		SELECT u.id, u.typ, nullif(u.farmer, '')::uuid, nullif(u.plot, '')::uuid, u.agent, u.device, u.captured, u.sealed, u.sigref,
 		       u.status, nullif(u.reason, ''), u.results::jsonb, u.tv, nullif(u.err, ''),
 		       CASE WHEN u.status = 'pending' THEN NULL ELSE now() END
 		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::uuid[], $7::timestamptz[], $8::bytea[], $9::text[],
 		            $10::text[], $11::text[], $12::text[], $13::int[], $14::text[])
-		     AS u(id, typ, farmer, plot, agent, device, captured, canonical, sigref, status, reason, results, tv, err)
+		     AS u(id, typ, farmer, plot, agent, device, captured, sealed, sigref, status, reason, results, tv, err)
 		ON CONFLICT (record_id) DO UPDATE SET
 		    status = excluded.status, reason = excluded.reason, results = excluded.results,
 		    threshold_version = excluded.threshold_version, last_error = excluded.last_error,
 		    decided_at = excluded.decided_at, attempts = a.attempts + 1, updated_at = now()
 		WHERE a.status = 'pending'`,
-		r.id, r.typ, r.farmer, r.plot, r.agent, r.device, r.captured, r.canonical, r.sigref, r.status, r.reason, r.results, r.tv, r.lastErr)
+		r.id, r.typ, r.farmer, r.plot, r.agent, r.device, r.captured, r.sealed, r.sigref, r.status, r.reason, r.results, r.tv, r.lastErr)
 	if err != nil {
 		return fmt.Errorf("store decisions: %w", err)
 	}
@@ -378,10 +379,12 @@ func (s *Service) journalRecords(ctx context.Context, decided map[string]*Decisi
 }
 
 // recordRevisions builds the journal revisions of verified records from
-// what is stored, so every retry appends identical bytes.
+// what is stored, so every retry appends identical bytes. The journal gets
+// the protected record (record.Protected): a leaf is forever and public to
+// auditors, so it must not carry a farmer's national ID or phone.
 func (s *Service) recordRevisions(ctx context.Context, ids []string) ([]ledger.Revision, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT record_id::text, type, canonical, captured_at, signature_ref FROM attest.records
+		SELECT record_id::text, type, sealed_record, captured_at, signature_ref FROM attest.records
 		WHERE record_id = ANY($1::uuid[]) AND status = 'verified'`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("load verified records: %w", err)
@@ -390,10 +393,30 @@ func (s *Service) recordRevisions(ctx context.Context, ids []string) ([]ledger.R
 	var revs []ledger.Revision
 	for rows.Next() {
 		r := ledger.Revision{Revision: 1}
-		if err := rows.Scan(&r.RecordID, &r.Kind, &r.Payload, &r.OccurredAt, &r.SignatureRef); err != nil {
+		var sealed []byte
+		if err := rows.Scan(&r.RecordID, &r.Kind, &sealed, &r.OccurredAt, &r.SignatureRef); err != nil {
 			return nil, fmt.Errorf("scan verified record: %w", err)
+		}
+		canonical, err := s.unseal(sealed)
+		if err != nil {
+			return nil, fmt.Errorf("verified record %s: %w", r.RecordID, err)
+		}
+		if r.Payload, err = record.Protected(canonical, s.pii); err != nil {
+			return nil, fmt.Errorf("verified record %s: %w", r.RecordID, err)
 		}
 		revs = append(revs, r)
 	}
 	return revs, rows.Err()
+}
+
+// seal closes a record for storage (see unseal).
+func (s *Service) seal(canonical []byte) []byte { return s.pii.Encrypt(string(canonical)) }
+
+// unseal opens a record stored with pii.Keys.Encrypt.
+func (s *Service) unseal(sealed []byte) ([]byte, error) {
+	clear, err := s.pii.Decrypt(sealed)
+	if err != nil {
+		return nil, fmt.Errorf("unseal record: %w", err)
+	}
+	return []byte(clear), nil
 }

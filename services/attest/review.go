@@ -339,10 +339,14 @@ func (s *Service) transition(ctx context.Context, tx pgx.Tx, reviewID, action, a
 // established: the rules' own provenance, with the attributes the flags
 // concerned now vouched for by the reviewer (or the visiting agent).
 func (s *Service) approvedProvenance(ctx context.Context, tx pgx.Tx, recordID string, flagged []string, method, verifier string, at time.Time) error {
-	var canonical []byte
+	var sealed []byte
 	var agentID, deviceID string
-	if err := tx.QueryRow(ctx, `SELECT canonical, agent_id::text, device_id::text FROM attest.records WHERE record_id = $1`, recordID).Scan(&canonical, &agentID, &deviceID); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT sealed_record, agent_id::text, device_id::text FROM attest.records WHERE record_id = $1`, recordID).Scan(&sealed, &agentID, &deviceID); err != nil {
 		return fmt.Errorf("load record %s: %w", recordID, err)
+	}
+	canonical, err := s.unseal(sealed)
+	if err != nil {
+		return fmt.Errorf("record %s: %w", recordID, err)
 	}
 	env, payload, problems := record.Check(s.validator, canonical, at.Add(time.Hour*24*365*10))
 	if len(problems) > 0 {
@@ -458,13 +462,17 @@ func (s *Service) requestVisit(c echo.Context) error {
 	var visitID string
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var state, recordID, typ, region, agentID string
-		var canonical []byte
+		var sealed []byte
 		err := tx.QueryRow(ctx, `
-			SELECT v.state, v.record_id::text, r.type, v.region, r.agent_id::text, r.canonical
+			SELECT v.state, v.record_id::text, r.type, v.region, r.agent_id::text, r.sealed_record
 			FROM attest.reviews v JOIN attest.records r USING (record_id) WHERE v.id = $1 FOR UPDATE OF v`, id).
-			Scan(&state, &recordID, &typ, &region, &agentID, &canonical)
+			Scan(&state, &recordID, &typ, &region, &agentID, &sealed)
 		if err != nil {
 			return postgres.MapError(err, "no review with this id", "")
+		}
+		canonical, err := s.unseal(sealed)
+		if err != nil {
+			return err
 		}
 		if state == ReviewApproved || state == ReviewRejected {
 			return apperr.Errorf(apperr.Conflict, "review %s is already %s", id, state)

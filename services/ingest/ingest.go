@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"embed"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -112,6 +113,8 @@ type item struct {
 	env       record.Envelope
 	payload   any
 	canonical []byte
+	stored    json.RawMessage // the payload as stored: record.Protected's
+	sealed    []byte          // the signed record, sealed with the PII key
 	hash      [32]byte
 	seq       uint64
 	received  time.Time
@@ -168,6 +171,17 @@ func (s *Service) prepare(msg jetstream.Msg) *item {
 		return it
 	}
 	it.hash = record.Hash(it.canonical)
+	// National IDs and phones never rest in clear: the queryable payload is
+	// the protected form, the signed original is kept sealed.
+	protected, err := record.Protected(it.canonical, s.pii)
+	if err == nil {
+		it.stored, err = record.PayloadOf(protected)
+	}
+	if err != nil {
+		it.err = apperr.Wrap(apperr.Invalid, err, "record %s cannot be protected", env.ID)
+		return it
+	}
+	it.sealed = s.pii.Encrypt(string(it.canonical))
 	return it
 }
 
@@ -342,19 +356,19 @@ var errRefused = errors.New("records refused; storing the others again")
 func (s *Service) insert(ctx context.Context, tx pgx.Tx, items []*item) ([]*item, error) {
 	n := len(items)
 	ids, types, payloads, devices, agents := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	captured, canonical, hashes, seqs := make([]time.Time, n), make([][]byte, n), make([][]byte, n), make([]int64, n)
+	captured, sealed, hashes, seqs := make([]time.Time, n), make([][]byte, n), make([][]byte, n), make([]int64, n)
 	for i, it := range items {
-		ids[i], types[i], payloads[i], devices[i], agents[i] = it.env.ID, it.env.Type, string(it.env.Payload), it.env.DeviceID, it.agentID
-		captured[i], canonical[i], hashes[i], seqs[i] = it.env.Captured(), it.canonical, it.hash[:], int64(it.seq)
+		ids[i], types[i], payloads[i], devices[i], agents[i] = it.env.ID, it.env.Type, string(it.stored), it.env.DeviceID, it.agentID
+		captured[i], sealed[i], hashes[i], seqs[i] = it.env.Captured(), it.sealed, it.hash[:], int64(it.seq)
 	}
 	rows, err := tx.Query(ctx, `
-		INSERT INTO ingest.submissions (id, type, captured_at, payload, canonical, content_hash, stream_seq, device_id, agent_id)
-		SELECT id, type, captured, payload::jsonb, canonical, hash, seq, device, agent
+		INSERT INTO ingest.submissions (id, type, captured_at, payload, sealed_record, content_hash, stream_seq, device_id, agent_id)
+		SELECT id, type, captured, payload::jsonb, sealed, hash, seq, device, agent
 		FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::bytea[], $6::bytea[], $7::bigint[], $8::uuid[], $9::uuid[])
-		    AS r(id, type, captured, payload, canonical, hash, seq, device, agent)
+		    AS r(id, type, captured, payload, sealed, hash, seq, device, agent)
 		ON CONFLICT (id) DO NOTHING
 		RETURNING id::text`,
-		ids, types, captured, payloads, canonical, hashes, seqs, devices, agents)
+		ids, types, captured, payloads, sealed, hashes, seqs, devices, agents)
 	if err != nil {
 		return nil, fmt.Errorf("store %d records: %w", n, err)
 	}

@@ -29,6 +29,7 @@ type Running struct {
 	DB            *pgxpool.Pool // the process's database, for assertions
 	OperatorToken string        // bearer token for /admin/v1
 	DatabaseURL   string        // pass as -database.url to a second process sharing the database
+	DataDir       string        // the process's -data-dir
 	App           *app.App
 	logs          testWriter
 	stop          context.CancelFunc
@@ -81,7 +82,7 @@ func MustStart(tb testing.TB, args ...string) *Running {
 		tb.Fatal("tani up not ready within 60s")
 	}
 	r.URL = "http://" + a.Addr()
-	r.DatabaseURL = cfg.Postgres.URL
+	r.DatabaseURL, r.DataDir = cfg.Postgres.URL, cfg.DataDir
 	pool, err := pgxpool.New(context.Background(), pgtest.URL(tb, dbName))
 	if err != nil {
 		tb.Fatal(err)
