@@ -92,6 +92,7 @@ func (s *Service) Routes(mobile, admin *echo.Group) {
 	agent.POST("/sync", s.sync, middleware.BodyLimit(MaxBatchBytes))
 	agent.GET("/records/:id", s.recordStatus)
 	agent.GET("/farmers", s.farmers)
+	agent.GET("/tasks", s.tasks)
 
 	admin.POST("/organizations", s.createOrganization)
 	admin.POST("/agents", s.createAgent)

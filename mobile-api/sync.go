@@ -222,7 +222,15 @@ func (s *Service) loadAgentView(ctx context.Context, agentID string, farmers []s
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load devices: %w", err)
 	}
-	rows, err = s.pool.Query(ctx, `SELECT farmer_id::text, bool_or(agent_id = $1) FROM mobile.assignments WHERE farmer_id = ANY($2::uuid[]) GROUP BY farmer_id`, agentID, farmers)
+	// A farmer is this agent's if assigned, or if a supervisor sent the
+	// agent on a second visit (attest's open visit tasks): the visiting
+	// agent's own record is what corroborates the first one.
+	rows, err = s.pool.Query(ctx, `
+		SELECT farmer_id::text, bool_or(mine) FROM (
+		    SELECT farmer_id, agent_id = $1 AS mine FROM mobile.assignments WHERE farmer_id = ANY($2::uuid[])
+		    UNION ALL
+		    SELECT farmer_id, true FROM attest.visit_tasks WHERE agent_id = $1 AND farmer_id = ANY($2::uuid[])
+		) f GROUP BY farmer_id`, agentID, farmers)
 	if err != nil {
 		return nil, fmt.Errorf("load assignments: %w", err)
 	}

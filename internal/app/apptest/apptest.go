@@ -43,7 +43,9 @@ func MustStart(tb testing.TB, args ...string) *Running {
 	tb.Helper()
 	w := newTestWriter(tb)
 	r := &Running{logs: w}
-	dbName := pgtest.MustDatabase(tb)
+	// Every schema, as `tani migrate` leaves a database before split
+	// targets start (and from a cached template: fast).
+	dbName := pgtest.MustDatabase(tb, app.Migrations()[1:]...)
 	operatorToken := "test-operator-" + dbName
 	defaults := []string{
 		"-auth.operator-token=" + operatorToken,
