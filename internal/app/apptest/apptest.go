@@ -29,6 +29,7 @@ type Running struct {
 	DB            *pgxpool.Pool // the process's database, for assertions
 	OperatorToken string        // bearer token for /admin/v1
 	DatabaseURL   string        // pass as -database.url to a second process sharing the database
+	DataDir       string        // the process's -data-dir
 	App           *app.App
 	logs          testWriter
 	stop          context.CancelFunc
@@ -49,6 +50,7 @@ func MustStart(tb testing.TB, args ...string) *Running {
 		"-http.listen=127.0.0.1:0",
 		"-database.url=" + pgtest.URL(tb, dbName),
 		"-data-dir=" + tb.TempDir(),
+		"-fabric.devnet-listen=127.0.0.1:0",
 		"-log.format=text",
 		"-log.level=warn",
 	}
@@ -82,6 +84,7 @@ func MustStart(tb testing.TB, args ...string) *Running {
 	}
 	r.URL = "http://" + a.Addr()
 	r.DatabaseURL = cfg.Postgres.URL
+	r.DataDir = cfg.DataDir
 	pool, err := pgxpool.New(context.Background(), pgtest.URL(tb, dbName))
 	if err != nil {
 		tb.Fatal(err)

@@ -1,0 +1,59 @@
+package app_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tani-platform/tani/internal/app"
+	"github.com/tani-platform/tani/internal/app/apptest"
+	"github.com/tani-platform/tani/ledger"
+	"github.com/tani-platform/tani/ledger/anchor"
+	"github.com/tani-platform/tani/ledger/fabric"
+)
+
+// TestUpAnchorsOnTheDevnetByDefault runs `tani up` with no Fabric
+// configuration: checkpoints must be anchored on the in-process devnet and
+// the anchors must check out against that chain from a separate client.
+func TestUpAnchorsOnTheDevnetByDefault(t *testing.T) {
+	r := apptest.MustStart(t, "-target=anchor", "-anchor.interval=100ms")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	j := r.App.Journal()
+	if _, err := j.Append(ctx, ledger.Revision{RecordID: "plot-1", Kind: "plot.mapped", Revision: 1, Payload: []byte(`{}`),
+		OccurredAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), SignatureRef: "device:1"}); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := j.SignCheckpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the anchoring loop (it runs every 100ms) to record the anchor.
+	for cp.Anchor == nil {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("checkpoint %d was not anchored: %v", cp.Size, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if cp, err = j.CheckpointAt(ctx, cp.Size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cp.Anchor.Channel != "tani" || cp.Anchor.Chaincode != "anchor" {
+		t.Errorf("got anchor %+v, want channel tani, chaincode anchor", cp.Anchor)
+	}
+	// `tani verify` reaches the devnet the same way: configuration only.
+	cfg := app.DevnetClientConfig(r.DataDir, r.App.FabricDevnetAddr())
+	fc, err := fabric.Dial(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	rep, err := j.Audit(ctx, ledger.AuditOptions{CheckAnchor: anchor.Check(fc, j.Verifier().Name())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Anchors != 1 {
+		t.Errorf("got faults %v, %d anchors checked, want none and 1", rep.Faults, rep.Anchors)
+	}
+}
