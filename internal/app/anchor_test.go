@@ -49,7 +49,7 @@ func TestUpAnchorsOnTheDevnetByDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fc.Close()
-	rep, err := j.Audit(ctx, ledger.AuditOptions{CheckAnchor: anchor.Check(fc, j.Verifier().Name())})
+	rep, err := j.Audit(ctx, ledger.AuditOptions{CheckAnchor: anchor.Check(fc)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/hyperledger/fabric-gateway/pkg/client"
@@ -291,10 +292,12 @@ func (m *memCheckpointer) CheckpointTransaction(block uint64, txID string) error
 	return nil
 }
 
-// Check returns an audit hook (ledger.AuditOptions.CheckAnchor) that checks
-// each stored anchor against the chain.
-func Check(fc *fabric.Client, origin string) func(ctx context.Context, cp *ledger.Checkpoint) error {
+// Check is an audit hook (ledger.AuditOptions.CheckAnchor) that checks
+// each stored anchor against the chain. The audit calls it only after the
+// checkpoint's note verified, so the note's first line is the log's origin.
+func Check(fc *fabric.Client) func(ctx context.Context, cp *ledger.Checkpoint) error {
 	return func(ctx context.Context, cp *ledger.Checkpoint) error {
+		origin, _, _ := strings.Cut(string(cp.Note), "\n")
 		return checkAnchor(ctx, fc, origin, uint64(cp.Size), cp.Root[:], cp.Anchor)
 	}
 }

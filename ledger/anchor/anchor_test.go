@@ -182,7 +182,7 @@ func TestAnchorEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("AuditChecksEveryAnchor", func(t *testing.T) {
-		rep, err := f.j.Audit(ctx, ledger.AuditOptions{CheckAnchor: anchor.Check(f.fc, f.j.Verifier().Name())})
+		rep, err := f.j.Audit(ctx, ledger.AuditOptions{CheckAnchor: anchor.Check(f.fc)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,7 +194,7 @@ func TestAnchorEndToEnd(t *testing.T) {
 		if _, err := f.pool.Exec(ctx, `UPDATE ledger.checkpoints SET anchor = jsonb_set(anchor, '{block_number}', '999') WHERE size = $1`, s1); err != nil {
 			t.Fatal(err)
 		}
-		rep, err := f.j.Audit(ctx, ledger.AuditOptions{CheckAnchor: anchor.Check(f.fc, f.j.Verifier().Name())})
+		rep, err := f.j.Audit(ctx, ledger.AuditOptions{CheckAnchor: anchor.Check(f.fc)})
 		if err != nil {
 			t.Fatal(err)
 		}

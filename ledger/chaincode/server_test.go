@@ -1,0 +1,32 @@
+package chaincode_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tani-platform/tani/ledger/chaincode"
+)
+
+func TestServerConfigFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+	}{
+		{"OK", map[string]string{"CHAINCODE_SERVER_ADDRESS": "0.0.0.0:9999", "CHAINCODE_ID": "anchor:abc", "CHAINCODE_TLS_CERT": "c", "CHAINCODE_TLS_KEY": "k"}, ""},
+		{"OKPlaintext", map[string]string{"CHAINCODE_SERVER_ADDRESS": "0.0.0.0:9999", "CHAINCODE_ID": "anchor:abc", "CHAINCODE_TLS_DISABLED": "true"}, ""},
+		{"ErrNoAddress", map[string]string{"CHAINCODE_ID": "anchor:abc"}, "CHAINCODE_SERVER_ADDRESS and CHAINCODE_ID are required"},
+		{"ErrNoTLSPair", map[string]string{"CHAINCODE_SERVER_ADDRESS": "0.0.0.0:9999", "CHAINCODE_ID": "anchor:abc"}, "CHAINCODE_TLS_CERT and CHAINCODE_TLS_KEY are required"},
+		{"ErrBadBool", map[string]string{"CHAINCODE_SERVER_ADDRESS": "0.0.0.0:9999", "CHAINCODE_ID": "anchor:abc", "CHAINCODE_TLS_DISABLED": "maybe"}, "CHAINCODE_TLS_DISABLED"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := chaincode.ServerConfigFromEnv(func(k string) string { return tc.env[k] })
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("got %v, want no error", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("got %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
