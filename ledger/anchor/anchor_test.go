@@ -102,6 +102,11 @@ func (f *fixture) checkpoint(t *testing.T, size int64) *ledger.Checkpoint {
 // block.
 func (f *fixture) wantChain(t *testing.T, sizes ...int64) {
 	t.Helper()
+	f.wantChainOn(t, "tani", sizes...)
+}
+
+func (f *fixture) wantChainOn(t *testing.T, channel string, sizes ...int64) {
+	t.Helper()
 	ctx := context.Background()
 	origin := f.j.Verifier().Name()
 	prev, prevBlock := uint64(0), uint64(0)
@@ -111,8 +116,8 @@ func (f *fixture) wantChain(t *testing.T, sizes ...int64) {
 			t.Fatalf("chain anchor at %d: got %+v, %v", size, on, err)
 		}
 		cp := f.checkpoint(t, size)
-		if cp.Anchor == nil || cp.Anchor.TxID != on.TxID || cp.Anchor.Channel != "tani" || cp.Anchor.Chaincode != "anchor" {
-			t.Fatalf("checkpoint %d: got recorded anchor %+v, want tx %s on tani/anchor", size, cp.Anchor, on.TxID)
+		if cp.Anchor == nil || cp.Anchor.TxID != on.TxID || cp.Anchor.Channel != channel || cp.Anchor.Chaincode != f.fc.Chaincode() {
+			t.Fatalf("checkpoint %d: got recorded anchor %+v, want tx %s on %s/%s", size, cp.Anchor, on.TxID, channel, f.fc.Chaincode())
 		}
 		if on.PreviousSize != prev {
 			t.Errorf("size %d: got anchored after size %d, want after %d", size, on.PreviousSize, prev)
