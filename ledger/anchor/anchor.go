@@ -235,7 +235,7 @@ func (a *Anchorer) listen(ctx context.Context) {
 	}
 	defer closeCP()
 	for ctx.Err() == nil {
-		err := a.fc.ListenAnchored(ctx, cp, a.handleEvent)
+		err := a.fc.ListenAnchored(ctx, cp, a.RecordEvent)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
@@ -247,7 +247,11 @@ func (a *Anchorer) listen(ctx context.Context) {
 	}
 }
 
-func (a *Anchorer) handleEvent(ctx context.Context, ev fabric.AnchoredEvent) error {
+// RecordEvent records the anchor an Anchored event reports, if it is this
+// journal's and matches its checkpoint. A mismatch is logged, not returned:
+// it is evidence for the operators, and no reason to stop following the
+// chain. It is the handler Run's listener uses.
+func (a *Anchorer) RecordEvent(ctx context.Context, ev fabric.AnchoredEvent) error {
 	if ev.Origin != a.origin {
 		return nil
 	}

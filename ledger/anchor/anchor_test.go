@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hyperledger/fabric-gateway/pkg/client"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tani-platform/tani/ledger"
@@ -17,6 +18,7 @@ import (
 	"github.com/tani-platform/tani/ledger/devnet/devnettest"
 	"github.com/tani-platform/tani/ledger/fabric"
 	"github.com/tani-platform/tani/ledger/ledgertest"
+	"github.com/tani-platform/tani/ledger/verify"
 )
 
 // twoOfThree is the endorsement policy of the tests: any two of the three
@@ -266,4 +268,61 @@ func TestAnchorCatchesUpAfterOutage(t *testing.T) {
 		t.Fatalf("after the outage: got %d, %v, want the backlog of 2 anchored", got, err)
 	}
 	f.wantChain(t, s1, s2, s3)
+}
+
+func TestRecordEvent(t *testing.T) {
+	// Anchors made elsewhere (another process, or this one before a crash)
+	// reach the journal through the Anchored events.
+	ctx := context.Background()
+	n := devnettest.MustStart(t, anchorChaincode(t))
+	f := newFixture(t, n, nil)
+	s1, s2 := f.grow(t, 2), f.grow(t, 3)
+	if _, err := f.a.AnchorPending(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64]verify.Anchor{s1: *f.checkpoint(t, s1).Anchor, s2: *f.checkpoint(t, s2).Anchor}
+	if _, err := f.pool.Exec(ctx, "UPDATE ledger.checkpoints SET anchor = NULL"); err != nil {
+		t.Fatal(err)
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cp := new(memCheckpointer)
+	err := f.fc.ListenAnchored(lctx, cp, func(ctx context.Context, ev fabric.AnchoredEvent) error {
+		if err := f.a.RecordEvent(ctx, ev); err != nil {
+			return err
+		}
+		if ev.Origin == f.j.Verifier().Name() && int64(ev.Size) == s2 {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	for size, w := range want {
+		if got := f.checkpoint(t, size).Anchor; got == nil || *got != w {
+			t.Errorf("checkpoint %d: got anchor %+v from the events, want %+v", size, got, w)
+		}
+	}
+	t.Run("ForeignRootIsNotRecorded", func(t *testing.T) {
+		if _, err := f.pool.Exec(ctx, "UPDATE ledger.checkpoints SET anchor = NULL WHERE size = $1", s1); err != nil {
+			t.Fatal(err)
+		}
+		ev := fabric.AnchoredEvent{BlockNumber: 99}
+		ev.Origin, ev.Size, ev.Root, ev.TxID = f.j.Verifier().Name(), uint64(s1), "AAAA", "forged-tx"
+		if err := f.a.RecordEvent(ctx, ev); err != nil {
+			t.Fatalf("got %v, want the mismatch logged, not returned", err)
+		}
+		if got := f.checkpoint(t, s1).Anchor; got != nil {
+			t.Errorf("got anchor %+v recorded from an event with another root, want none", got)
+		}
+	})
+}
+
+// memCheckpointer keeps a listener position in memory.
+type memCheckpointer struct{ client.InMemoryCheckpointer }
+
+func (m *memCheckpointer) CheckpointTransaction(block uint64, txID string) error {
+	m.InMemoryCheckpointer.CheckpointTransaction(block, txID)
+	return nil
 }
