@@ -2,11 +2,13 @@ package app_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tani-platform/tani/internal/app"
 	"github.com/tani-platform/tani/internal/app/apptest"
+	"github.com/tani-platform/tani/internal/cli"
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/anchor"
 	"github.com/tani-platform/tani/ledger/fabric"
@@ -56,4 +58,24 @@ func TestUpAnchorsOnTheDevnetByDefault(t *testing.T) {
 	if !rep.OK() || rep.Anchors != 1 {
 		t.Errorf("got faults %v, %d anchors checked, want none and 1", rep.Faults, rep.Anchors)
 	}
+
+	verifyCmd := func() (string, int) {
+		var out strings.Builder
+		code := cli.Main(ctx, []string{"verify", "-data-dir", r.DataDir, "-database.url", r.DatabaseURL,
+			"-fabric.devnet-listen", r.App.FabricDevnetAddr()}, &out, &out, func(string) string { return "" })
+		return out.String(), code
+	}
+	t.Run("TaniVerifyChecksTheAnchor", func(t *testing.T) {
+		if out, code := verifyCmd(); code != 0 || !strings.Contains(out, "(1 Fabric anchors)") {
+			t.Errorf("got exit %d, %q, want 0 with one anchor checked", code, out)
+		}
+	})
+	t.Run("TaniVerifyReportsARewrittenAnchor", func(t *testing.T) {
+		if _, err := r.DB.Exec(ctx, `UPDATE ledger.checkpoints SET anchor = jsonb_set(anchor, '{tx_id}', '"0000"')`); err != nil {
+			t.Fatal(err)
+		}
+		if out, code := verifyCmd(); code != 1 || !strings.Contains(out, "FAULT") || !strings.Contains(out, "the anchor names tx 0000") {
+			t.Errorf("got exit %d, %q, want 1 with the anchor fault", code, out)
+		}
+	})
 }

@@ -68,7 +68,7 @@ func (a *App) initFabricDevnet() (Service, error) {
 	}
 	n, err := devnet.New(devnet.Config{
 		Dir: FabricDevnetDir(a.cfg.DataDir), Listen: a.cfg.FabricDevnet.Listen,
-		Channel: a.cfg.Fabric.Channel, Logger: a.logger.With("module", FabricDevnet),
+		Channel: a.cfg.Fabric.Channel, Logger: a.logger, // the devnet tags its logs module=devnet
 	}, cc)
 	if err != nil {
 		return nil, err
