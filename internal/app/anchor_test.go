@@ -2,6 +2,9 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +71,31 @@ func TestUpAnchorsOnTheDevnetByDefault(t *testing.T) {
 	t.Run("TaniVerifyChecksTheAnchor", func(t *testing.T) {
 		if out, code := verifyCmd(); code != 0 || !strings.Contains(out, "(1 Fabric anchors)") {
 			t.Errorf("got exit %d, %q, want 0 with one anchor checked", code, out)
+		}
+	})
+	t.Run("TaniReceiptAnchorChecksTheChain", func(t *testing.T) {
+		rec, err := j.Receipt(ctx, "plot-1", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		receiptFile, keyFile := filepath.Join(dir, "receipt.json"), filepath.Join(dir, "ledger.pub")
+		if err := os.WriteFile(receiptFile, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(keyFile, []byte(j.VerifierKey()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		code := cli.Main(ctx, []string{"receipt", "anchor", "-key", keyFile, "-fabric.endpoint", cfg.Endpoint, "-fabric.server-name", cfg.ServerName,
+			"-fabric.tls-ca-cert", cfg.TLSCACert, "-fabric.msp-id", cfg.MSPID, "-fabric.cert", cfg.Cert, "-fabric.key-file", cfg.Key, receiptFile},
+			&out, &out, func(string) string { return "" })
+		if want := "in tx " + cp.Anchor.TxID; code != 0 || !strings.Contains(out.String(), want) {
+			t.Errorf("got exit %d, %q, want 0 and %q", code, out.String(), want)
 		}
 	})
 	t.Run("TaniVerifyReportsARewrittenAnchor", func(t *testing.T) {

@@ -27,7 +27,7 @@ var commands = map[string]command{
 	"verify":  {"audit the journal: recompute the tree, check every checkpoint; non-zero exit on any fault", runVerify},
 	"devnet":  {"run the single-process Fabric development network (gateway and deliver gRPC)", runDevnet},
 	"network": {"network init|add-org|members: create and manage the Fabric consortium (organizations, channel, policy)", runNetwork},
-	"receipt": {"receipt verify FILE --key KEYFILE: check a journal receipt offline", runReceipt},
+	"receipt": {"receipt verify FILE --key KEYFILE: check a receipt offline; receipt anchor: and its Fabric anchor on the chain", runReceipt},
 }
 
 // errUsage is returned after usage has been printed for a bad invocation.
