@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/tani-platform/tani/ledger/anchor"
 	"github.com/tani-platform/tani/ledger/chaincode"
@@ -88,7 +89,13 @@ func (a *App) initFabricDevnet() (Service, error) {
 func (a *App) initAnchor() (Service, error) {
 	logger := a.logger.With("module", Anchor)
 	cfg := a.cfg.Anchor
-	cfg.EventCheckpointFile = filepath.Join(FabricDevnetDir(a.cfg.DataDir), "anchor-events.json")
+	// One listener position per chain: block numbers of the devnet mean
+	// nothing on a real network, and vice versa.
+	chain := "devnet"
+	if e := a.cfg.Fabric.Endpoint; e != "" {
+		chain = strings.NewReplacer(":", "_", "/", "_").Replace(e)
+	}
+	cfg.EventCheckpointFile = filepath.Join(FabricDevnetDir(a.cfg.DataDir), "anchor-events-"+chain+"-"+a.cfg.Fabric.Channel+".json")
 	var fc *fabric.Client
 	var anchorer *anchor.Anchorer
 	return funcService{

@@ -91,8 +91,10 @@ func (c *Client) Close() error {
 	return errors.Join(c.gw.Close(), c.conn.Close())
 }
 
-// Channel and Chaincode name where anchors go.
-func (c *Client) Channel() string   { return c.cfg.Channel }
+// Channel is the channel anchors go to.
+func (c *Client) Channel() string { return c.cfg.Channel }
+
+// Chaincode is the anchor chaincode's name on that channel.
 func (c *Client) Chaincode() string { return c.cfg.Chaincode }
 
 // Anchored is a checkpoint the chain accepted: the chaincode's record and

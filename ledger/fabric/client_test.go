@@ -50,9 +50,8 @@ func mustClient(t *testing.T, n *devnet.Network, role string, edit func(*fabric.
 	return c
 }
 
-// signedSizes returns a registered origin and a function signing a
-// checkpoint of a tree of equal-leaf sizes: every size-n tree here has the
-// root of n identical leaves, which is enough for consistency from 0.
+// mustRegisteredLog registers a fresh origin and returns it with a function
+// that signs a checkpoint of any (size, root) with its key.
 func mustRegisteredLog(t *testing.T, c *fabric.Client) (origin string, sign func(size uint64, root []byte) []byte) {
 	t.Helper()
 	origin = "client-test.example/" + t.Name()
