@@ -41,7 +41,7 @@ func integrationClient(t *testing.T) *fabric.Client {
 		Endpoint: os.Getenv("FABRIC_GATEWAY_ENDPOINT"), ServerName: os.Getenv("FABRIC_SERVER_NAME"),
 		TLSCACert: os.Getenv("FABRIC_TLS_CA_CERT"), MSPID: os.Getenv("FABRIC_MSP_ID"),
 		Cert: os.Getenv("FABRIC_CERT_PATH"), Key: os.Getenv("FABRIC_KEY_PATH"),
-		Channel: os.Getenv("FABRIC_CHANNEL"), Chaincode: os.Getenv("FABRIC_CHAINCODE"),
+		Channel: os.Getenv("FABRIC_CHANNEL"), Chaincode: os.Getenv("FABRIC_CHAINCODE"), Retries: fabric.DefaultRetries,
 	}
 	if cfg.Endpoint == "" || cfg.MSPID == "" || cfg.Cert == "" || cfg.Key == "" {
 		t.Skip("set FABRIC_GATEWAY_ENDPOINT, FABRIC_MSP_ID, FABRIC_CERT_PATH and FABRIC_KEY_PATH to run against a real peer")

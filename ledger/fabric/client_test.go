@@ -8,9 +8,13 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/hyperledger/fabric-gateway/pkg/client"
+	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
@@ -222,4 +226,91 @@ func TestListenAnchoredResumesFromCheckpoint(t *testing.T) {
 			t.Errorf("got events %v, want only %v", got, want2)
 		}
 	})
+}
+
+func TestSubmitRetriesMVCCConflictWithANewTransaction(t *testing.T) {
+	// Blocks are cut only when two transactions are pending, so two
+	// concurrent submissions always land in one block, both endorsed
+	// against the same state: the second is invalidated by MVCC.
+	cc, err := chaincode.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := devnettest.MustStartConfig(t, devnet.Config{Dir: t.TempDir(), BatchMaxCount: 2, BatchTimeout: time.Hour},
+		devnet.Chaincode{Name: "anchor", Policy: devnet.MajorityPolicy(devnet.DefaultOrgs), CC: cc})
+	retry := func(c *fabric.Config) { c.Retries = 2 }
+	c1, c2 := mustClient(t, n, "admin", retry), mustClient(t, n, "admin", retry)
+	ctx := context.Background()
+
+	type outcome struct {
+		txIDs []string
+		res   *fabric.Anchored
+		err   error
+	}
+	both := func(f1, f2 func(record func(string) error) (*fabric.Anchored, error)) [2]outcome {
+		var out [2]outcome
+		var wg sync.WaitGroup
+		for i, f := range []func(func(string) error) (*fabric.Anchored, error){f1, f2} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out[i].res, out[i].err = f(func(id string) error { out[i].txIDs = append(out[i].txIDs, id); return nil })
+			}()
+		}
+		wg.Wait()
+		return out
+	}
+	// Two registrations fill the first block.
+	origin := "mvcc.example/log"
+	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otherKey, err := note.GenerateKey(rand.Reader, "other.example/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := both(
+		func(func(string) error) (*fabric.Anchored, error) { return nil, c1.RegisterLog(ctx, origin, vkey) },
+		func(func(string) error) (*fabric.Anchored, error) {
+			return nil, c2.RegisterLog(ctx, "other.example/log", otherKey)
+		},
+	)
+	if reg[0].err != nil || reg[1].err != nil {
+		t.Fatalf("register: %v, %v", reg[0].err, reg[1].err)
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := note.Sign(&note.Note{Text: string(log.Checkpoint{Origin: origin, Size: 1, Hash: root(1)}.Marshal())}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := both(
+		func(rec func(string) error) (*fabric.Anchored, error) { return c1.Anchor(ctx, cp, nil, rec) },
+		func(rec func(string) error) (*fabric.Anchored, error) { return c2.Anchor(ctx, cp, nil, rec) },
+	)
+	won, lost := got[0], got[1]
+	if won.err != nil {
+		won, lost = lost, won
+	}
+	if won.err != nil || len(won.txIDs) != 1 {
+		t.Fatalf("got winner %v with transactions %v, want one committed transaction", won.err, won.txIDs)
+	}
+	// The loser's first transaction was invalidated; its retry is a new
+	// transaction, which the chaincode now refuses as already anchored.
+	if len(lost.txIDs) != 2 || lost.txIDs[0] == lost.txIDs[1] {
+		t.Errorf("got loser transactions %v, want two distinct: the invalidated one and its retry", lost.txIDs)
+	}
+	if lost.err == nil || !strings.Contains(lost.err.Error(), "already anchored") {
+		t.Errorf("got loser error %v, want the retry refused as already anchored", lost.err)
+	}
+	st, err := c1.TransactionStatus(ctx, lost.txIDs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Code != peer.TxValidationCode_MVCC_READ_CONFLICT {
+		t.Errorf("got first loser transaction %s, want MVCC_READ_CONFLICT", st.Code)
+	}
 }

@@ -54,7 +54,9 @@ type Config struct {
 	EndorseTimeout      time.Duration
 	SubmitTimeout       time.Duration
 	CommitStatusTimeout time.Duration
-	// Retries bounds how often a transient failure is retried per step.
+	// Retries bounds how often a transient failure (or an MVCC conflict)
+	// is retried per step; zero retries nothing (the flag defaults to
+	// DefaultRetries).
 	Retries int
 }
 

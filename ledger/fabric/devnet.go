@@ -9,6 +9,6 @@ func DevnetConfig(ci devnet.ConnectionInfo, id *devnet.Identity, chaincodeName s
 	return Config{
 		Endpoint: ci.Endpoint, ServerName: ci.ServerName, TLSCACert: ci.TLSCACertPath, Insecure: ci.Insecure,
 		MSPID: id.MSPID, Cert: id.CertPath, Key: id.KeyPath,
-		Channel: ci.Channel, Chaincode: chaincodeName,
+		Channel: ci.Channel, Chaincode: chaincodeName, Retries: DefaultRetries,
 	}
 }
