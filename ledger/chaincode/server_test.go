@@ -30,3 +30,21 @@ func TestServerConfigFromEnv(t *testing.T) {
 		})
 	}
 }
+
+func TestNewServer(t *testing.T) {
+	t.Run("OKPlaintext", func(t *testing.T) {
+		srv, err := chaincode.NewServer(chaincode.ServerConfig{Address: "127.0.0.1:0", CCID: "anchor:abc", TLSDisabled: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if srv.CCID != "anchor:abc" || srv.CC == nil || !srv.TLSProps.Disabled {
+			t.Errorf("got server %+v, want CCID anchor:abc hosting the contract in plaintext", srv)
+		}
+	})
+	t.Run("ErrMissingTLSFiles", func(t *testing.T) {
+		_, err := chaincode.NewServer(chaincode.ServerConfig{Address: "127.0.0.1:0", CCID: "anchor:abc", Cert: "/nonexistent/tls.crt", Key: "/nonexistent/tls.key"})
+		if err == nil || !strings.Contains(err.Error(), "chaincode TLS certificate") {
+			t.Errorf("got %v, want the missing certificate named", err)
+		}
+	})
+}
