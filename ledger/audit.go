@@ -68,6 +68,7 @@ type Report struct {
 	TreeSize    int64
 	Entries     int64 // rows examined
 	Checkpoints int64 // checkpoints examined
+	Anchors     int64 // Fabric anchors checked against the chain and found good
 	// SignedSize is the size of the newest checkpoint that matched the
 	// entries; entries after it are checked against their hash rows only,
 	// since no signature covers them yet.
@@ -96,10 +97,10 @@ func (r *Report) OK() bool { return len(r.Faults) == 0 }
 type AuditOptions struct {
 	// Progress, when set, is called after each chunk with the leaves done.
 	Progress func(done, total int64)
-	// CheckAnchor, when set, checks a checkpoint's Fabric anchor (called only
-	// for anchored checkpoints, after the checkpoint itself verified). It is
-	// the extension point for Fabric anchoring; until that exists, anchors
-	// are reported as unchecked faults if present and this is nil.
+	// CheckAnchor, when set, checks a checkpoint's Fabric anchor against the
+	// chain (called only for anchored checkpoints, after the checkpoint
+	// itself verified; ledger/anchor provides it). Anchors present while it
+	// is nil are reported as unchecked faults.
 	CheckAnchor func(ctx context.Context, cp *Checkpoint) error
 	// MaxFaults bounds the report (default 100).
 	MaxFaults int
@@ -443,6 +444,8 @@ func (a *auditor) checkpoint(ctx context.Context, cp *Checkpoint, root []byte) {
 			bad(FaultAnchor, -1, "checkpoint is anchored but no anchor checker is configured")
 		} else if err := a.opts.CheckAnchor(ctx, cp); err != nil {
 			bad(FaultAnchor, -1, "%v", err)
+		} else {
+			a.rep.Anchors++
 		}
 	}
 }

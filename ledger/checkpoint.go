@@ -132,3 +132,40 @@ func (j *Journal) CheckpointAt(ctx context.Context, size int64) (*Checkpoint, er
 	}
 	return cp, nil
 }
+
+// UnanchoredCheckpoints returns up to limit checkpoints larger than after
+// that are not yet anchored on Fabric, oldest first: anchoring must follow
+// the log's order, since each anchor is proven to extend the previous one.
+func (j *Journal) UnanchoredCheckpoints(ctx context.Context, after int64, limit int) ([]*Checkpoint, error) {
+	rows, err := j.pool.Query(ctx, "SELECT "+checkpointColumns+" FROM ledger.checkpoints WHERE anchor IS NULL AND size > $1 ORDER BY size LIMIT $2", after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read unanchored checkpoints: %w", err)
+	}
+	cps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Checkpoint, error) { return scanCheckpoint(row) })
+	if err != nil {
+		return nil, fmt.Errorf("read unanchored checkpoints: %w", err)
+	}
+	return cps, nil
+}
+
+// SetAnchor records where the checkpoint of tree size size was anchored. It
+// is idempotent; a checkpoint already anchored elsewhere is a Conflict, and
+// a size with no checkpoint is NotFound.
+func (j *Journal) SetAnchor(ctx context.Context, size int64, a verify.Anchor) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("set anchor of checkpoint %d: %w", size, err)
+	}
+	tag, err := j.pool.Exec(ctx, "UPDATE ledger.checkpoints SET anchor = $2 WHERE size = $1 AND (anchor IS NULL OR anchor = $2::jsonb)", size, b)
+	if err != nil {
+		return fmt.Errorf("set anchor of checkpoint %d: %w", size, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	cp, err := j.CheckpointAt(ctx, size)
+	if err != nil {
+		return err
+	}
+	return apperr.Errorf(apperr.Conflict, "checkpoint %d is already anchored in tx %s, not %s", size, cp.Anchor.TxID, a.TxID)
+}

@@ -26,6 +26,10 @@ type VerifyCommand struct {
 	DB      postgres.Config
 	Ledger  Config
 	KeyFile string // the log's public verifier key; default: from the signer key
+	// CheckAnchor, when set, checks each Fabric anchor against the chain
+	// (see AuditOptions.CheckAnchor); the caller that knows the network
+	// sets it.
+	CheckAnchor func(ctx context.Context, cp *Checkpoint) error
 }
 
 // RegisterFlags registers the command's flags: the database, the ledger's
@@ -52,7 +56,7 @@ func (c *VerifyCommand) Run(ctx context.Context, stdout, stderr io.Writer) error
 	}
 	defer pool.Close()
 
-	var opts AuditOptions
+	opts := AuditOptions{CheckAnchor: c.CheckAnchor}
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		bar := &progressBar{w: stderr, start: time.Now()}
 		opts.Progress = bar.update
@@ -70,8 +74,8 @@ func (c *VerifyCommand) Run(ctx context.Context, stdout, stderr io.Writer) error
 	if rep.Truncated {
 		fmt.Fprintln(stdout, "(more faults not shown)")
 	}
-	fmt.Fprintf(stdout, "checked %d entries and %d checkpoints of %s (tree size %d) in %v\n",
-		rep.Entries, rep.Checkpoints, verifier.Name(), rep.TreeSize, rep.Duration.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "checked %d entries and %d checkpoints (%d Fabric anchors) of %s (tree size %d) in %v\n",
+		rep.Entries, rep.Checkpoints, rep.Anchors, verifier.Name(), rep.TreeSize, rep.Duration.Round(time.Millisecond))
 	if unsigned := rep.TreeSize - rep.SignedSize; unsigned > 0 && rep.OK() {
 		fmt.Fprintf(stdout, "note: the last %d entries are not yet covered by a checkpoint; they were checked against their hash rows only\n", unsigned)
 	}

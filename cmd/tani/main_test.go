@@ -33,6 +33,7 @@ func TestBinary_SIGTERMDrainsAndExitsZero(t *testing.T) {
 		"TANI_DATA_DIR="+t.TempDir(),
 		"TANI_LOG_FORMAT=text",
 		"TANI_LEDGER_CHECKPOINT_INTERVAL=100ms",
+		"TANI_FABRIC_DEVNET_LISTEN=127.0.0.1:0", // never collide with a devnet on the default port
 	)
 	cmd := exec.Command(bin, "up")
 	cmd.Env = env

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tani-platform/tani/ledger"
+	"github.com/tani-platform/tani/ledger/devnet"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
@@ -40,6 +41,7 @@ type App struct {
 	nc         *nats.Conn
 	js         jetstream.JetStream
 	journal    *ledger.Journal
+	devnet     *devnet.Network // nil when anchoring on an external network
 
 	keys keys
 
@@ -81,6 +83,19 @@ func (a *App) Routes() []*echo.Route { return a.server.Echo.Routes() }
 
 // Addr is the HTTP address, once the server module has started.
 func (a *App) Addr() string { return a.server.Addr() }
+
+// FabricDevnetAddr is the in-process devnet's gRPC address, or "" when
+// anchoring on an external network.
+func (a *App) FabricDevnetAddr() string {
+	if a.devnet == nil {
+		return ""
+	}
+	return a.devnet.Addr()
+}
+
+// Journal is the ledger module's journal (nil without it), for end-to-end
+// tests that append exactly as a service in this process would.
+func (a *App) Journal() *ledger.Journal { return a.journal }
 
 // started is a module whose Run is in progress.
 type started struct {

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/tani-platform/tani/ledger"
+	"github.com/tani-platform/tani/ledger/anchor"
+	"github.com/tani-platform/tani/ledger/fabric"
 
 	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/pii"
@@ -26,16 +28,20 @@ type Config struct {
 	Log     LogConfig
 	Demo    DemoConfig
 
-	Auth      auth.Config
-	PII       pii.Config
-	HTTP      httpserver.Config
-	Postgres  postgres.Config
-	NATS      natsbus.Config
-	Ledger    ledger.Config
-	Ingest    ingest.Config
-	Attest    attest.Config
-	MobileAPI mobileapi.Config
-	Media     media.Config
+	Auth     auth.Config
+	PII      pii.Config
+	HTTP     httpserver.Config
+	Postgres postgres.Config
+	NATS     natsbus.Config
+	Ledger   ledger.Config
+	Fabric   fabric.Config
+	// FabricDevnet is the in-process devnet used when Fabric.Endpoint is empty.
+	FabricDevnet FabricDevnetConfig
+	Anchor       anchor.Config
+	Ingest       ingest.Config
+	Attest       attest.Config
+	MobileAPI    mobileapi.Config
+	Media        media.Config
 }
 
 // RegisterFlags registers every flag of every component.
@@ -50,6 +56,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Postgres.RegisterFlags(fs)
 	c.NATS.RegisterFlags(fs)
 	c.Ledger.RegisterFlags(fs)
+	c.Fabric.RegisterFlags(fs, "fabric.")
+	c.FabricDevnet.RegisterFlags(fs)
+	c.Anchor.RegisterFlags(fs, "anchor.")
 	c.Ingest.RegisterFlags(fs)
 	c.Attest.RegisterFlags(fs)
 	c.MobileAPI.RegisterFlags(fs)

@@ -9,18 +9,22 @@ import (
 
 // Module names. All is an aggregate: it has no service of its own.
 const (
-	Server      = "server"
-	Postgres    = "postgres"
-	NATSServer  = "nats-server"
-	NATS        = "nats"
-	Ledger      = "ledger"
-	Ingest      = "ingest"
-	Attest      = "attest"
-	Lending     = "lending"
-	Marketplace = "marketplace"
-	MobileAPI   = "mobile-api"
-	Demo        = "demo"
-	All         = "all"
+	Server     = "server"
+	Postgres   = "postgres"
+	NATSServer = "nats-server"
+	NATS       = "nats"
+	Ledger     = "ledger"
+	// FabricDevnet runs an in-process Fabric devnet when no external
+	// network is configured; Anchor anchors checkpoints on Fabric.
+	FabricDevnet = "fabric-devnet"
+	Anchor       = "anchor"
+	Ingest       = "ingest"
+	Attest       = "attest"
+	Lending      = "lending"
+	Marketplace  = "marketplace"
+	MobileAPI    = "mobile-api"
+	Demo         = "demo"
+	All          = "all"
 )
 
 // Service is a started module. Start returns once the module is ready to
@@ -43,18 +47,20 @@ type module struct {
 // modules is the dependency map. Services never import each other: they
 // share only Postgres, NATS subjects and HTTP.
 var modules = map[string]module{
-	Server:      {init: (*App).initServer},
-	Postgres:    {init: (*App).initPostgres},
-	NATSServer:  {init: (*App).initNATSServer},
-	NATS:        {deps: []string{NATSServer}, init: (*App).initNATS},
-	Ledger:      {deps: []string{Postgres, Server}, init: (*App).initLedger},
-	Ingest:      {deps: []string{Postgres, NATS, Server}, init: (*App).initIngest},
-	MobileAPI:   {deps: []string{Postgres, NATS, Server}, init: (*App).initMobileAPI},
-	Attest:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initAttest},
-	Lending:     {deps: []string{Postgres, Server}, init: (*App).initLending},
-	Marketplace: {deps: []string{Postgres, Server}, init: (*App).initMarketplace},
-	Demo:        {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
-	All:         {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger}},
+	Server:       {init: (*App).initServer},
+	Postgres:     {init: (*App).initPostgres},
+	NATSServer:   {init: (*App).initNATSServer},
+	NATS:         {deps: []string{NATSServer}, init: (*App).initNATS},
+	Ledger:       {deps: []string{Postgres, Server}, init: (*App).initLedger},
+	FabricDevnet: {init: (*App).initFabricDevnet},
+	Anchor:       {deps: []string{Ledger, FabricDevnet}, init: (*App).initAnchor},
+	Ingest:       {deps: []string{Postgres, NATS, Server}, init: (*App).initIngest},
+	MobileAPI:    {deps: []string{Postgres, NATS, Server}, init: (*App).initMobileAPI},
+	Attest:       {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initAttest},
+	Lending:      {deps: []string{Postgres, Server}, init: (*App).initLending},
+	Marketplace:  {deps: []string{Postgres, Server}, init: (*App).initMarketplace},
+	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
+	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor}},
 }
 
 // ModuleNames lists the modules a target may name.

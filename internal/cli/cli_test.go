@@ -53,3 +53,30 @@ func TestMain_Usage(t *testing.T) {
 		t.Errorf("unknown command exited %d, want 2", code)
 	}
 }
+
+func TestNetworkCommand(t *testing.T) {
+	dir := t.TempDir() + "/net"
+	run := func(args ...string) (string, int) {
+		var out, errOut strings.Builder
+		code := Main(context.Background(), append([]string{"network"}, args...), &out, &errOut, func(string) string { return "" })
+		return out.String() + errOut.String(), code
+	}
+	if out, code := run("init", "-dir", dir); code != 0 {
+		t.Fatalf("init: exit %d: %s", code, out)
+	}
+	t.Run("ErrAddOrgMinority", func(t *testing.T) {
+		out, code := run("add-org", "-dir", dir, "-org", "CoopMSP", "-signers", "BankMSP")
+		if code != 1 || !strings.Contains(out, "needs signatures from 2 of the 3") {
+			t.Errorf("got exit %d, %q, want 1 and a majority error", code, out)
+		}
+	})
+	t.Run("AddOrgThenMembers", func(t *testing.T) {
+		if out, code := run("add-org", "-dir", dir, "-org", "CoopMSP", "-signers", "BankMSP,TaniMSP"); code != 0 {
+			t.Fatalf("add-org: exit %d: %s", code, out)
+		}
+		out, code := run("members", "-dir", dir)
+		if code != 0 || !strings.Contains(out, "4 organizations") || !strings.Contains(out, "CoopMSP") {
+			t.Errorf("got exit %d, %q, want four members including CoopMSP", code, out)
+		}
+	})
+}

@@ -52,6 +52,7 @@ func MustStart(tb testing.TB, args ...string) *Running {
 		"-http.listen=127.0.0.1:0",
 		"-database.url=" + pgtest.URL(tb, dbName),
 		"-data-dir=" + tb.TempDir(),
+		"-fabric.devnet-listen=127.0.0.1:0",
 		"-log.format=text",
 		"-log.level=warn",
 	}

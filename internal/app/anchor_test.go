@@ -1,0 +1,109 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tani-platform/tani/internal/app"
+	"github.com/tani-platform/tani/internal/app/apptest"
+	"github.com/tani-platform/tani/internal/cli"
+	"github.com/tani-platform/tani/ledger"
+	"github.com/tani-platform/tani/ledger/anchor"
+	"github.com/tani-platform/tani/ledger/fabric"
+)
+
+// TestUpAnchorsOnTheDevnetByDefault runs `tani up` with no Fabric
+// configuration: checkpoints must be anchored on the in-process devnet and
+// the anchors must check out against that chain from a separate client.
+func TestUpAnchorsOnTheDevnetByDefault(t *testing.T) {
+	r := apptest.MustStart(t, "-target=anchor", "-anchor.interval=100ms")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	j := r.App.Journal()
+	if _, err := j.Append(ctx, ledger.Revision{RecordID: "plot-1", Kind: "plot.mapped", Revision: 1, Payload: []byte(`{}`),
+		OccurredAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), SignatureRef: "device:1"}); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := j.SignCheckpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the anchoring loop (it runs every 100ms) to record the anchor.
+	for cp.Anchor == nil {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("checkpoint %d was not anchored: %v", cp.Size, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if cp, err = j.CheckpointAt(ctx, cp.Size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cp.Anchor.Channel != "tani" || cp.Anchor.Chaincode != "anchor" {
+		t.Errorf("got anchor %+v, want channel tani, chaincode anchor", cp.Anchor)
+	}
+	// `tani verify` reaches the devnet the same way: configuration only.
+	cfg := app.DevnetClientConfig(r.DataDir, r.App.FabricDevnetAddr())
+	fc, err := fabric.Dial(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	rep, err := j.Audit(ctx, ledger.AuditOptions{CheckAnchor: anchor.Check(fc)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Anchors != 1 {
+		t.Errorf("got faults %v, %d anchors checked, want none and 1", rep.Faults, rep.Anchors)
+	}
+
+	verifyCmd := func() (string, int) {
+		var out strings.Builder
+		code := cli.Main(ctx, []string{"verify", "-data-dir", r.DataDir, "-database.url", r.DatabaseURL,
+			"-fabric.devnet-listen", r.App.FabricDevnetAddr()}, &out, &out, func(string) string { return "" })
+		return out.String(), code
+	}
+	t.Run("TaniVerifyChecksTheAnchor", func(t *testing.T) {
+		if out, code := verifyCmd(); code != 0 || !strings.Contains(out, "(1 Fabric anchors)") {
+			t.Errorf("got exit %d, %q, want 0 with one anchor checked", code, out)
+		}
+	})
+	t.Run("TaniReceiptAnchorChecksTheChain", func(t *testing.T) {
+		rec, err := j.Receipt(ctx, "plot-1", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		receiptFile, keyFile := filepath.Join(dir, "receipt.json"), filepath.Join(dir, "ledger.pub")
+		if err := os.WriteFile(receiptFile, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(keyFile, []byte(j.VerifierKey()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		code := cli.Main(ctx, []string{"receipt", "anchor", "-key", keyFile, "-fabric.endpoint", cfg.Endpoint, "-fabric.server-name", cfg.ServerName,
+			"-fabric.tls-ca-cert", cfg.TLSCACert, "-fabric.msp-id", cfg.MSPID, "-fabric.cert", cfg.Cert, "-fabric.key-file", cfg.Key, receiptFile},
+			&out, &out, func(string) string { return "" })
+		if want := "in tx " + cp.Anchor.TxID; code != 0 || !strings.Contains(out.String(), want) {
+			t.Errorf("got exit %d, %q, want 0 and %q", code, out.String(), want)
+		}
+	})
+	t.Run("TaniVerifyReportsARewrittenAnchor", func(t *testing.T) {
+		if _, err := r.DB.Exec(ctx, `UPDATE ledger.checkpoints SET anchor = jsonb_set(anchor, '{tx_id}', '"0000"')`); err != nil {
+			t.Fatal(err)
+		}
+		if out, code := verifyCmd(); code != 1 || !strings.Contains(out, "FAULT") || !strings.Contains(out, "the anchor names tx 0000") {
+			t.Errorf("got exit %d, %q, want 1 with the anchor fault", code, out)
+		}
+	})
+}

@@ -1,0 +1,67 @@
+package consortium
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// writeProfiles writes, for each organization, a Fabric common connection
+// profile (connection-<MSPID>.json) and the Tani client settings as
+// environment variables (tani-<MSPID>.env) that `tani up` reads.
+func (c *Consortium) writeProfiles() error {
+	for _, o := range c.Orgs {
+		tlsca, err := os.ReadFile(c.TLSCAPath(o.MSPID))
+		if err != nil {
+			return fmt.Errorf("consortium: %w", err)
+		}
+		host := strings.Split(o.PeerEndpoint, ":")[0]
+		profile := map[string]any{
+			"name":    c.Channel + "-" + o.MSPID,
+			"version": "1.0.0",
+			"client": map[string]any{
+				"organization": o.MSPID,
+				"connection":   map[string]any{"timeout": map[string]any{"peer": map[string]any{"endorser": "300"}}},
+			},
+			"channels":      map[string]any{c.Channel: map[string]any{"peers": map[string]any{host: map[string]any{}}}},
+			"organizations": map[string]any{o.MSPID: map[string]any{"mspid": o.MSPID, "peers": []string{host}}},
+			"peers": map[string]any{host: map[string]any{
+				"url":         "grpcs://" + o.PeerEndpoint,
+				"tlsCACerts":  map[string]any{"pem": string(tlsca)},
+				"grpcOptions": map[string]any{"ssl-target-name-override": host, "hostnameOverride": host},
+			}},
+		}
+		b, err := json.MarshalIndent(profile, "", "  ")
+		if err != nil {
+			return fmt.Errorf("consortium: encode profile: %w", err)
+		}
+		if err := writeFile(filepath.Join(c.Dir, "connection-"+o.MSPID+".json"), append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+		// The anchoring identity is the admin: registering the journal's
+		// key needs one. Switch to User1 once the log is registered.
+		cert, key := c.AdminPaths(o.MSPID)
+		abs := func(p string) string {
+			if a, err := filepath.Abs(p); err == nil {
+				return a
+			}
+			return p
+		}
+		env := fmt.Sprintf(`# Tani client settings for %[1]s on channel %[2]s (source before tani up).
+TANI_FABRIC_ENDPOINT=%[3]s
+TANI_FABRIC_SERVER_NAME=%[4]s
+TANI_FABRIC_TLS_CA_CERT=%[5]s
+TANI_FABRIC_MSP_ID=%[1]s
+TANI_FABRIC_CERT=%[6]s
+TANI_FABRIC_KEY_FILE=%[7]s
+TANI_FABRIC_CHANNEL=%[2]s
+TANI_FABRIC_CHAINCODE=%[8]s
+`, o.MSPID, c.Channel, o.PeerEndpoint, host, abs(c.TLSCAPath(o.MSPID)), abs(cert), abs(key), c.Chaincode)
+		if err := writeFile(filepath.Join(c.Dir, "tani-"+o.MSPID+".env"), []byte(env), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
