@@ -273,7 +273,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.journalRecords(ctx, decided); err != nil {
+	if err := s.journalRecords(ctx, decided, nil); err != nil {
 		return err
 	}
 	return s.announce(ctx, ids)

@@ -262,7 +262,7 @@ func (s *Service) finish(ctx context.Context, reviewID string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.journalRecords(ctx, decided); err != nil {
+	if err := s.journalRecords(ctx, decided, nil); err != nil {
 		return err
 	}
 	return s.announce(ctx, []string{recordID})
