@@ -330,15 +330,23 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input) ([]Evidence, erro
 			return nil, fmt.Errorf("find duplicate identities: %w", err)
 		}
 		// Harvests and sales of the farmers (for sales) and plots (for
-		// yields), leaving out rejected records.
+		// yields), leaving out rejected records. The batch's ids are joined
+		// as rows rather than tested with = ANY: an OR of two = ANY tests
+		// was planned as a sequential scan comparing every stored harvest
+		// with every id of the batch, which grows with the table; a join
+		// probes harvests_farmer, harvests_plot and sales_farmer per id.
 		rows, _ = tx.Query(ctx, `
 			SELECT 'h', h.record_id::text, h.farmer_id::text, h.plot_id::text, h.crop, h.quantity_kg, h.harvested_on
-			FROM attest.harvests h LEFT JOIN attest.records r USING (record_id)
-			WHERE (h.farmer_id = ANY($1::uuid[]) OR h.plot_id = ANY($2::uuid[])) AND r.status IS DISTINCT FROM 'rejected'
+			FROM (SELECT h.* FROM unnest($1::uuid[]) AS u(farmer) JOIN attest.harvests h ON h.farmer_id = u.farmer
+			      UNION
+			      SELECT h.* FROM unnest($2::uuid[]) AS u(plot) JOIN attest.harvests h ON h.plot_id = u.plot) AS h
+			LEFT JOIN attest.records r USING (record_id)
+			WHERE r.status IS DISTINCT FROM 'rejected'
 			UNION ALL
 			SELECT 's', s.record_id::text, s.farmer_id::text, '', s.crop, s.quantity_kg, s.sold_on
-			FROM attest.sales s LEFT JOIN attest.records r USING (record_id)
-			WHERE s.farmer_id = ANY($1::uuid[]) AND r.status IS DISTINCT FROM 'rejected'`, farmers, plots)
+			FROM unnest($1::uuid[]) AS u(farmer) JOIN attest.sales s ON s.farmer_id = u.farmer
+			LEFT JOIN attest.records r USING (record_id)
+			WHERE r.status IS DISTINCT FROM 'rejected'`, farmers, plots)
 		err = forEach(rows, func(r pgx.Rows) error {
 			var kind, farmer string
 			var fl Flow
@@ -370,7 +378,9 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input) ([]Evidence, erro
 		}
 	}
 	if len(plots) > 0 {
-		rows, _ := tx.Query(ctx, `SELECT plot_id::text, crop, planted_on, expected_harvest_on FROM attest.crop_cycles WHERE plot_id = ANY($1::uuid[])`, plots)
+		rows, _ := tx.Query(ctx, `
+			SELECT c.plot_id::text, c.crop, c.planted_on, c.expected_harvest_on
+			FROM unnest($1::uuid[]) AS u(plot) JOIN attest.crop_cycles c ON c.plot_id = u.plot`, plots)
 		err := forEach(rows, func(r pgx.Rows) error {
 			var plot string
 			var c Cycle
