@@ -185,6 +185,13 @@ func (s *Service) project(ctx context.Context, tx pgx.Tx, ins []Input, devices m
 
 // loadEvidence gathers, for every record of the batch, what its rules
 // compare it with: a fixed number of queries per batch, whatever its size.
+//
+// Lookups by the batch's ids are written as LATERAL subqueries fenced with
+// OFFSET 0, so that each id probes its index and the cost follows the
+// batch, not the table. Left to the planner, the same joins became hash
+// joins over sequential scans whenever statistics lagged behind the table
+// (a fresh database, a burst of syncs before autovacuum analyzes), and a
+// batch then read every stored plot, harvest and planting.
 func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input) ([]Evidence, error) {
 	ev := make([]Evidence, len(ins))
 	var own struct { // plot.mapped: the record's own boundary
@@ -276,7 +283,7 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input) ([]Evidence, erro
 			SELECT u.i, p.farmer_id::text, p.area_ha, p.declared_area_ha, p.valid,
 			       ST_Distance(p.boundary, ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326)::geography)
 			FROM unnest($1::int[], $2::uuid[], $3::float8[], $4::float8[]) AS u(i, plot, lon, lat)
-			JOIN attest.plots p ON p.plot_id = u.plot`, ref.i, ref.plot, ref.lon, ref.lat)
+			CROSS JOIN LATERAL (SELECT * FROM attest.plots p WHERE p.plot_id = u.plot OFFSET 0) AS p`, ref.i, ref.plot, ref.lon, ref.lat)
 		err := forEach(rows, func(r pgx.Rows) error {
 			var i int32
 			pf := &PlotFacts{}
@@ -330,21 +337,20 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input) ([]Evidence, erro
 			return nil, fmt.Errorf("find duplicate identities: %w", err)
 		}
 		// Harvests and sales of the farmers (for sales) and plots (for
-		// yields), leaving out rejected records. The batch's ids are joined
-		// as rows rather than tested with = ANY: an OR of two = ANY tests
-		// was planned as a sequential scan comparing every stored harvest
-		// with every id of the batch, which grows with the table; a join
-		// probes harvests_farmer, harvests_plot and sales_farmer per id.
+		// yields), leaving out rejected records.
 		rows, _ = tx.Query(ctx, `
 			SELECT 'h', h.record_id::text, h.farmer_id::text, h.plot_id::text, h.crop, h.quantity_kg, h.harvested_on
-			FROM (SELECT h.* FROM unnest($1::uuid[]) AS u(farmer) JOIN attest.harvests h ON h.farmer_id = u.farmer
+			FROM (SELECT h.* FROM unnest($1::uuid[]) AS u(farmer)
+			      CROSS JOIN LATERAL (SELECT * FROM attest.harvests h WHERE h.farmer_id = u.farmer OFFSET 0) AS h
 			      UNION
-			      SELECT h.* FROM unnest($2::uuid[]) AS u(plot) JOIN attest.harvests h ON h.plot_id = u.plot) AS h
+			      SELECT h.* FROM unnest($2::uuid[]) AS u(plot)
+			      CROSS JOIN LATERAL (SELECT * FROM attest.harvests h WHERE h.plot_id = u.plot OFFSET 0) AS h) AS h
 			LEFT JOIN attest.records r USING (record_id)
 			WHERE r.status IS DISTINCT FROM 'rejected'
 			UNION ALL
 			SELECT 's', s.record_id::text, s.farmer_id::text, '', s.crop, s.quantity_kg, s.sold_on
-			FROM unnest($1::uuid[]) AS u(farmer) JOIN attest.sales s ON s.farmer_id = u.farmer
+			FROM unnest($1::uuid[]) AS u(farmer)
+			CROSS JOIN LATERAL (SELECT * FROM attest.sales s WHERE s.farmer_id = u.farmer OFFSET 0) AS s
 			LEFT JOIN attest.records r USING (record_id)
 			WHERE r.status IS DISTINCT FROM 'rejected'`, farmers, plots)
 		err = forEach(rows, func(r pgx.Rows) error {
@@ -380,7 +386,8 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input) ([]Evidence, erro
 	if len(plots) > 0 {
 		rows, _ := tx.Query(ctx, `
 			SELECT c.plot_id::text, c.crop, c.planted_on, c.expected_harvest_on
-			FROM unnest($1::uuid[]) AS u(plot) JOIN attest.crop_cycles c ON c.plot_id = u.plot`, plots)
+			FROM unnest($1::uuid[]) AS u(plot)
+			CROSS JOIN LATERAL (SELECT * FROM attest.crop_cycles c WHERE c.plot_id = u.plot OFFSET 0) AS c`, plots)
 		err := forEach(rows, func(r pgx.Rows) error {
 			var plot string
 			var c Cycle
