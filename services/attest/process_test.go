@@ -125,9 +125,12 @@ func nationalID() string {
 	seq++
 	return fmt.Sprintf("3374%012d", time.Now().UnixNano()%1e9*1000+int64(seq))
 }
+// phone is unique within the process (up to 10^7 calls): a clock-based
+// number wrapped around within a long benchmark and made two farmers share
+// a phone, which the rules rightly flag.
 func phone() string {
 	seq++
-	return fmt.Sprintf("+62812%07d", (time.Now().UnixNano()/1000+int64(seq))%1e7)
+	return fmt.Sprintf("+62812%07d", seq%1e7)
 }
 
 func mustProcess(tb testing.TB, e *env, ins ...attest.Input) []attest.Decision {
