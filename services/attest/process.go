@@ -157,10 +157,11 @@ func (s *Service) decide(ctx context.Context, tx pgx.Tx, fresh []Input) (map[str
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if err := s.project(ctx, tx, fresh, devices); err != nil {
+	measured, err := s.project(ctx, tx, fresh, devices)
+	if err != nil {
 		return nil, nil, nil, err
 	}
-	ev, err := loadEvidence(ctx, tx, fresh)
+	ev, err := loadEvidence(ctx, tx, fresh, measured)
 	if err != nil {
 		return nil, nil, nil, err
 	}
