@@ -186,3 +186,39 @@ func TestHandleBatch(t *testing.T) {
 		}
 	})
 }
+
+// TestHandleBatch_FailingRecordDoesNotHoldBackOthers makes Postgres refuse
+// one record of a batch, which fails the batch's transaction, and checks
+// that the others are still decided.
+func TestHandleBatch_FailingRecordDoesNotHoldBackOthers(t *testing.T) {
+	_, js := natstest.MustJetStream(t, natstest.MustServer(t))
+	e := mustEnvJS(t, nil, js)
+	a := e.mustAgent(t, "Central Java")
+	ins := farm(t, a, 110.40, -7.25, 0.001, nationalID(), phone())
+	refused := ins[2]
+	mustExec(t, e.pool, `CREATE FUNCTION public.refuse_record() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full writing this record'; END $$`)
+	mustExec(t, e.pool, `CREATE TRIGGER refuse_record BEFORE INSERT ON attest.records FOR EACH ROW WHEN (NEW.record_id = '`+refused.Env.ID+`') EXECUTE FUNCTION public.refuse_record()`)
+	var msgs []*nats.Msg
+	for _, in := range ins {
+		msgs = append(msgs, ingested(in, a.id, a.device))
+	}
+
+	errs := e.svc.HandleBatch(context.Background(), mustFetch(t, js, msgs))
+	for i, err := range errs {
+		switch {
+		case ins[i].Env.ID == refused.Env.ID:
+			if err == nil || apperr.Is(err, apperr.Invalid) || apperr.Is(err, apperr.Conflict) {
+				t.Errorf("refused %s: got %v, want a transient error (redelivered, never dead-lettered at once)", ins[i].Env.Type, err)
+			}
+		case err != nil:
+			t.Errorf("%s: got %v, want decided despite the refused record", ins[i].Env.Type, err)
+		}
+	}
+	var stored int
+	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM attest.records WHERE record_id = ANY($1::uuid[])`, idsOf(ins)).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored != len(ins)-1 {
+		t.Errorf("got %d records stored, want %d: all but the refused one", stored, len(ins)-1)
+	}
+}
