@@ -110,29 +110,99 @@ func (s *Service) Start(ctx context.Context) error {
 	return s.consumer.Start(ctx)
 }
 
-// Run consumes farm.ingested and, beside it, retries journaling and
-// announcing decisions whose first attempt failed, until ctx is done.
+// Run consumes farm.ingested in batches and, beside it, retries
+// journaling and announcing decisions whose first attempt failed, until
+// ctx is done.
 func (s *Service) Run(ctx context.Context) error {
 	go s.sweepLoop(ctx)
-	return s.consumer.Run(ctx, s.Handle)
+	return s.consumer.RunBatch(ctx, s.HandleBatch)
 }
 
 // Stop has nothing to release: Run drains the consumer when ctx ends.
 func (s *Service) Stop(context.Context) error { return nil }
 
-// Handle decides one ingested record. It returns nil only once the
-// decision is committed, the verified record journaled and the outcome
-// announced; a record whose rules errored is stored as pending with the
-// error and returned as a transient error, so it is retried.
+// Handle is HandleBatch for one message.
 func (s *Service) Handle(ctx context.Context, msg jetstream.Msg) error {
-	md, err := msg.Metadata()
-	if err != nil {
-		return fmt.Errorf("message metadata: %w", err)
+	return s.HandleBatch(ctx, []jetstream.Msg{msg})[0]
+}
+
+// HandleBatch decides the records of many farm.ingested messages with one
+// Process call (one transaction, one journal append) and returns one
+// outcome per message, in order: nil once the record's decision is
+// committed, a verified record journaled and the outcome announced; an
+// Invalid error for a message that can never be decided (dead-lettered);
+// any other error to have it redelivered. A record whose rules errored is
+// stored pending with the error and gets a transient error, so it is
+// retried and never let through.
+//
+// If the batch fails as a whole, each record is tried again alone, so
+// that one record that breaks the transaction cannot hold back the others.
+func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error {
+	errs := make([]error, len(msgs))
+	decoded := make([]*Input, len(msgs))
+	parallel(len(msgs), func(i int) {
+		md, err := msgs[i].Metadata()
+		if err != nil {
+			errs[i] = fmt.Errorf("message metadata: %w", err)
+			return
+		}
+		in, err := s.Decode(msgs[i].Data(), msgs[i].Headers(), md.Timestamp)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		decoded[i] = &in
+	})
+	var ins []Input
+	var at []int // the message of each input
+	for i, in := range decoded {
+		if in != nil {
+			ins, at = append(ins, *in), append(at, i)
+		}
 	}
-	in, err := s.Decode(msg.Data(), msg.Headers(), md.Timestamp)
-	if err != nil {
-		return err
+	if len(ins) == 0 {
+		return errs
 	}
+	ds, err := s.Process(ctx, ins)
+	if err != nil {
+		if len(ins) > 1 {
+			s.logger.WarnContext(ctx, "batch failed; deciding its records one by one", "records", len(ins), "err", err)
+			for k, in := range ins {
+				errs[at[k]] = s.handleOne(ctx, in)
+			}
+			return errs
+		}
+		errs[at[0]] = err
+		return errs
+	}
+	byID := make(map[string]Decision, len(ds))
+	for _, d := range ds {
+		byID[d.RecordID] = d
+	}
+	var final []string
+	for k, in := range ins {
+		d, ok := byID[in.Env.ID]
+		switch {
+		case !ok:
+			errs[at[k]] = fmt.Errorf("record %s: no decision", in.Env.ID)
+		case d.Status == StatusPending:
+			errs[at[k]] = fmt.Errorf("record %s stays pending: %s", d.RecordID, d.Reason)
+		default:
+			final = append(final, d.RecordID)
+		}
+	}
+	if err := s.announce(ctx, final); err != nil {
+		for k := range ins {
+			if errs[at[k]] == nil {
+				errs[at[k]] = err
+			}
+		}
+	}
+	return errs
+}
+
+// handleOne decides one record on its own: HandleBatch's fallback.
+func (s *Service) handleOne(ctx context.Context, in Input) error {
 	ds, err := s.Process(ctx, []Input{in})
 	if err != nil {
 		return err
@@ -140,11 +210,10 @@ func (s *Service) Handle(ctx context.Context, msg jetstream.Msg) error {
 	if len(ds) != 1 {
 		return fmt.Errorf("record %s: no decision", in.Env.ID)
 	}
-	d := ds[0]
-	if d.Status == StatusPending {
-		return fmt.Errorf("record %s stays pending: %s", d.RecordID, d.Reason)
+	if ds[0].Status == StatusPending {
+		return fmt.Errorf("record %s stays pending: %s", in.Env.ID, ds[0].Reason)
 	}
-	return s.announce(ctx, []string{d.RecordID})
+	return s.announce(ctx, []string{in.Env.ID})
 }
 
 // Decode checks an ingested record again (the stream is not trusted) and
@@ -176,6 +245,9 @@ type attested struct {
 // decisions that were not announced yet, then remembers it. The message
 // id attested:<id>:<decision> makes a repeat a no-op in JetStream.
 func (s *Service) announce(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT record_id::text, type, agent_id::text, status, coalesce(reason, ''), results, leaf_index, decision
 		FROM attest.records
@@ -209,13 +281,27 @@ func (s *Service) announce(ctx context.Context, ids []string) error {
 	if err != nil {
 		return fmt.Errorf("load decisions to announce: %w", err)
 	}
-	for _, m := range msgs {
-		if _, err := s.js.PublishMsg(ctx, m); err != nil {
+	if len(done) == 0 {
+		return nil
+	}
+	// Publish all, then wait for every ack: one round trip per batch
+	// rather than per record. Only a fully acknowledged batch is
+	// remembered; a partial one is published again, and JetStream drops
+	// the repeats by message id.
+	acks := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		if acks[i], err = s.js.PublishMsgAsync(m); err != nil {
 			return fmt.Errorf("publish %s: %w", m.Header.Get(jetstream.MsgIDHeader), err)
 		}
 	}
-	if len(done) == 0 {
-		return nil
+	for i, ack := range acks {
+		select {
+		case <-ack.Ok():
+		case err := <-ack.Err():
+			return fmt.Errorf("publish %s: %w", msgs[i].Header.Get(jetstream.MsgIDHeader), err)
+		case <-ctx.Done():
+			return fmt.Errorf("publish %s: %w", msgs[i].Header.Get(jetstream.MsgIDHeader), ctx.Err())
+		}
 	}
 	if _, err := s.pool.Exec(ctx, `
 		UPDATE attest.records r SET published = greatest(r.published, u.decision)
@@ -273,7 +359,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.journalRecords(ctx, decided); err != nil {
+	if err := s.journalRecords(ctx, decided, nil); err != nil {
 		return err
 	}
 	return s.announce(ctx, ids)

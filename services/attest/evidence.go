@@ -40,16 +40,23 @@ func loadDevices(ctx context.Context, tx pgx.Tx, ins []Input) (map[string]*Devic
 // too (two plots of one sync overlapping are both flagged). Plots and
 // farmers follow the newest capture; a farmer's home region is the region
 // of the agent who registered them first.
-func (s *Service) project(ctx context.Context, tx pgx.Tx, ins []Input, devices map[string]*DeviceKey) error {
+//
+// PostGIS measures every mapped boundary once, for the projection and for
+// the rules: it returns, by index in ins, the facts of each plot.mapped
+// record's own boundary, including those the projection keeps an older or
+// another farmer's mapping for.
+func (s *Service) project(ctx context.Context, tx pgx.Tx, ins []Input, devices map[string]*DeviceKey) (map[int]*PlotFacts, error) {
 	var f struct {
 		farmer, record, agent, region []string
 		nid, phone                    [][]byte
 		captured                      []time.Time
 	}
 	var p struct {
+		i                                []int32
 		plot, farmer, record, agent, wkt []string
-		declared                         []float64
+		declared, lon, lat               []float64
 		captured                         []time.Time
+		newest                           []bool
 	}
 	var cy struct {
 		record, farmer, plot, crop []string
@@ -98,10 +105,10 @@ func (s *Service) project(ctx context.Context, tx pgx.Tx, ins []Input, devices m
 			f.phone = append(f.phone, s.pii.PhoneHash(pl.Phone))
 			f.captured = append(f.captured, in.Env.Captured())
 		case *record.PlotMapped:
-			if newestPlot[pl.PlotID] != i {
-				continue
-			}
 			declared, _ := pl.DeclaredArea.Ha()
+			p.i = append(p.i, int32(i))
+			p.newest = append(p.newest, newestPlot[pl.PlotID] == i)
+			p.lon, p.lat = append(p.lon, *in.Env.Location.Lon), append(p.lat, *in.Env.Location.Lat)
 			p.plot = append(p.plot, pl.PlotID)
 			p.farmer = append(p.farmer, pl.FarmerID)
 			p.record = append(p.record, in.Env.ID)
@@ -140,57 +147,83 @@ func (s *Service) project(ctx context.Context, tx pgx.Tx, ins []Input, devices m
 			ON CONFLICT (farmer_id) DO UPDATE SET record_id = excluded.record_id, national_id_hmac = excluded.national_id_hmac,
 			    phone_hmac = excluded.phone_hmac, captured_at = excluded.captured_at
 			WHERE f.captured_at < excluded.captured_at`, f.farmer, f.record, f.agent, f.region, f.nid, f.phone, f.captured); err != nil {
-			return fmt.Errorf("project farmers: %w", err)
+			return nil, fmt.Errorf("project farmers: %w", err)
 		}
 	}
+	measured := map[int]*PlotFacts{}
 	if len(p.plot) > 0 {
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO attest.plots AS p (plot_id, farmer_id, record_id, agent_id, boundary, area_ha, declared_area_ha, valid, invalid_reason, captured_at)
-			SELECT u.plot, u.farmer, u.record, u.agent, g, ST_Area(g) / 10000, u.declared,
-			       ST_IsValid(g::geometry), nullif(ST_IsValidReason(g::geometry), 'Valid Geometry'), u.captured
-			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::float8[], $7::timestamptz[])
-			     AS u(plot, farmer, record, agent, wkt, declared, captured)
-			CROSS JOIN LATERAL ST_GeogFromText('SRID=4326;' || u.wkt) AS g
-			ON CONFLICT (plot_id) DO UPDATE SET farmer_id = excluded.farmer_id, record_id = excluded.record_id, agent_id = excluded.agent_id,
-			    boundary = excluded.boundary, area_ha = excluded.area_ha, declared_area_ha = excluded.declared_area_ha,
-			    valid = excluded.valid, invalid_reason = excluded.invalid_reason, captured_at = excluded.captured_at
-			WHERE p.captured_at < excluded.captured_at AND p.farmer_id = excluded.farmer_id`,
-			p.plot, p.farmer, p.record, p.agent, p.wkt, p.declared, p.captured); err != nil {
-			return fmt.Errorf("project plots: %w", err)
+		rows, _ := tx.Query(ctx, `
+			WITH m AS MATERIALIZED (
+			    SELECT u.*, g, ST_Area(g) / 10000 AS area, ST_IsValid(g::geometry) AS valid, ST_IsValidReason(g::geometry) AS reason,
+			           ST_Distance(g, ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326)::geography) AS distance
+			    FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::float8[], $8::timestamptz[],
+			                $9::float8[], $10::float8[], $11::bool[])
+			         AS u(i, plot, farmer, record, agent, wkt, declared, captured, lon, lat, newest)
+			    CROSS JOIN LATERAL ST_GeogFromText('SRID=4326;' || u.wkt) AS g),
+			stored AS (
+			    INSERT INTO attest.plots AS p (plot_id, farmer_id, record_id, agent_id, boundary, area_ha, declared_area_ha, valid, invalid_reason, captured_at)
+			    SELECT m.plot, m.farmer, m.record, m.agent, m.g, m.area, m.declared, m.valid, nullif(m.reason, 'Valid Geometry'), m.captured
+			    FROM m WHERE m.newest
+			    ON CONFLICT (plot_id) DO UPDATE SET farmer_id = excluded.farmer_id, record_id = excluded.record_id, agent_id = excluded.agent_id,
+			        boundary = excluded.boundary, area_ha = excluded.area_ha, declared_area_ha = excluded.declared_area_ha,
+			        valid = excluded.valid, invalid_reason = excluded.invalid_reason, captured_at = excluded.captured_at
+			    WHERE p.captured_at < excluded.captured_at AND p.farmer_id = excluded.farmer_id)
+			SELECT i, area, valid, coalesce(reason, ''), distance FROM m`,
+			p.i, p.plot, p.farmer, p.record, p.agent, p.wkt, p.declared, p.captured, p.lon, p.lat, p.newest)
+		err := forEach(rows, func(r pgx.Rows) error {
+			var i int32
+			pf := &PlotFacts{}
+			if err := r.Scan(&i, &pf.AreaHa, &pf.Valid, &pf.InvalidReason, &pf.DistanceM); err != nil {
+				return err
+			}
+			pl := ins[i].Payload.(*record.PlotMapped)
+			pf.FarmerID = pl.FarmerID
+			pf.DeclaredHa, _ = pl.DeclaredArea.Ha()
+			measured[int(i)] = pf
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("measure and project plots: %w", err)
 		}
 	}
 	if len(cy.record) > 0 {
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO attest.crop_cycles SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::date[], $6::date[])
 			ON CONFLICT DO NOTHING`, cy.record, cy.farmer, cy.plot, cy.crop, cy.planted, cy.expected); err != nil {
-			return fmt.Errorf("project crop cycles: %w", err)
+			return nil, fmt.Errorf("project crop cycles: %w", err)
 		}
 	}
 	if len(h.record) > 0 {
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO attest.harvests SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::float8[], $6::date[])
 			ON CONFLICT DO NOTHING`, h.record, h.farmer, h.plot, h.crop, h.kg, h.on); err != nil {
-			return fmt.Errorf("project harvests: %w", err)
+			return nil, fmt.Errorf("project harvests: %w", err)
 		}
 	}
 	if len(sa.record) > 0 {
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO attest.sales SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::float8[], $5::date[])
 			ON CONFLICT DO NOTHING`, sa.record, sa.farmer, sa.crop, sa.kg, sa.on); err != nil {
-			return fmt.Errorf("project sales: %w", err)
+			return nil, fmt.Errorf("project sales: %w", err)
 		}
 	}
-	return nil
+	return measured, nil
 }
 
 // loadEvidence gathers, for every record of the batch, what its rules
 // compare it with: a fixed number of queries per batch, whatever its size.
-func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input) ([]Evidence, error) {
+//
+// Lookups by the batch's ids are written as LATERAL subqueries fenced with
+// OFFSET 0, so that each id probes its index and the cost follows the
+// batch, not the table. Left to the planner, the same joins became hash
+// joins over sequential scans whenever statistics lagged behind the table
+// (a fresh database, a burst of syncs before autovacuum analyzes), and a
+// batch then read every stored plot, harvest and planting.
+func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input, measured map[int]*PlotFacts) ([]Evidence, error) {
 	ev := make([]Evidence, len(ins))
 	var own struct { // plot.mapped: the record's own boundary
 		i           []int32
 		wkt, farmer []string
-		lon, lat    []float64
 	}
 	var ref struct { // other records: the plot they name
 		i        []int32
@@ -214,7 +247,6 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input) ([]Evidence, erro
 			own.i = append(own.i, int32(i))
 			own.wkt = append(own.wkt, pl.Boundary.WKT())
 			own.farmer = append(own.farmer, pl.FarmerID)
-			own.lon, own.lat = append(own.lon, lon), append(own.lat, lat)
 		}
 		if pid := plotID(in.Payload); pid != "" {
 			if len(plotIdx[pid]) == 0 {
@@ -229,36 +261,19 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input) ([]Evidence, erro
 		}
 	}
 
+	for i, pf := range measured {
+		ev[i].Plot = pf
+	}
 	if len(own.i) > 0 {
-		rows, _ := tx.Query(ctx, `
-			SELECT u.i, ST_Area(g) / 10000, ST_IsValid(g::geometry), coalesce(ST_IsValidReason(g::geometry), ''),
-			       ST_Distance(g, ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326)::geography)
-			FROM unnest($1::int[], $2::text[], $3::float8[], $4::float8[]) AS u(i, wkt, lon, lat)
-			CROSS JOIN LATERAL ST_GeogFromText('SRID=4326;' || u.wkt) AS g`, own.i, own.wkt, own.lon, own.lat)
-		err := forEach(rows, func(r pgx.Rows) error {
-			var i int32
-			pf := &PlotFacts{}
-			if err := r.Scan(&i, &pf.AreaHa, &pf.Valid, &pf.InvalidReason, &pf.DistanceM); err != nil {
-				return err
-			}
-			pl := ins[i].Payload.(*record.PlotMapped)
-			pf.FarmerID = pl.FarmerID
-			pf.DeclaredHa, _ = pl.DeclaredArea.Ha()
-			ev[i].Plot = pf
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("measure plots: %w", err)
-		}
 		// Overlaps with other farmers' plots, through the GiST index. Only
 		// valid polygons are intersected (GEOS refuses invalid ones).
-		rows, _ = tx.Query(ctx, `
+		rows, _ := tx.Query(ctx, `
 			SELECT u.i, o.plot_id::text, o.farmer_id::text, ST_Area(ST_Intersection(g, o.boundary)) / 10000, least(ST_Area(g) / 10000, o.area_ha)
 			FROM unnest($1::int[], $2::text[], $3::uuid[]) AS u(i, wkt, farmer)
 			CROSS JOIN LATERAL ST_GeogFromText('SRID=4326;' || u.wkt) AS g
 			JOIN attest.plots o ON ST_Intersects(g, o.boundary) AND o.farmer_id <> u.farmer AND o.valid
 			WHERE ST_IsValid(g::geometry)`, own.i, own.wkt, own.farmer)
-		err = forEach(rows, func(r pgx.Rows) error {
+		err := forEach(rows, func(r pgx.Rows) error {
 			var i int32
 			var o Overlap
 			if err := r.Scan(&i, &o.PlotID, &o.FarmerID, &o.Ha, &o.SmallerHa); err != nil {
@@ -276,7 +291,7 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input) ([]Evidence, erro
 			SELECT u.i, p.farmer_id::text, p.area_ha, p.declared_area_ha, p.valid,
 			       ST_Distance(p.boundary, ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326)::geography)
 			FROM unnest($1::int[], $2::uuid[], $3::float8[], $4::float8[]) AS u(i, plot, lon, lat)
-			JOIN attest.plots p ON p.plot_id = u.plot`, ref.i, ref.plot, ref.lon, ref.lat)
+			CROSS JOIN LATERAL (SELECT * FROM attest.plots p WHERE p.plot_id = u.plot OFFSET 0) AS p`, ref.i, ref.plot, ref.lon, ref.lat)
 		err := forEach(rows, func(r pgx.Rows) error {
 			var i int32
 			pf := &PlotFacts{}
@@ -333,12 +348,19 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input) ([]Evidence, erro
 		// yields), leaving out rejected records.
 		rows, _ = tx.Query(ctx, `
 			SELECT 'h', h.record_id::text, h.farmer_id::text, h.plot_id::text, h.crop, h.quantity_kg, h.harvested_on
-			FROM attest.harvests h LEFT JOIN attest.records r USING (record_id)
-			WHERE (h.farmer_id = ANY($1::uuid[]) OR h.plot_id = ANY($2::uuid[])) AND r.status IS DISTINCT FROM 'rejected'
+			FROM (SELECT h.* FROM unnest($1::uuid[]) AS u(farmer)
+			      CROSS JOIN LATERAL (SELECT * FROM attest.harvests h WHERE h.farmer_id = u.farmer OFFSET 0) AS h
+			      UNION
+			      SELECT h.* FROM unnest($2::uuid[]) AS u(plot)
+			      CROSS JOIN LATERAL (SELECT * FROM attest.harvests h WHERE h.plot_id = u.plot OFFSET 0) AS h) AS h
+			LEFT JOIN attest.records r USING (record_id)
+			WHERE r.status IS DISTINCT FROM 'rejected'
 			UNION ALL
 			SELECT 's', s.record_id::text, s.farmer_id::text, '', s.crop, s.quantity_kg, s.sold_on
-			FROM attest.sales s LEFT JOIN attest.records r USING (record_id)
-			WHERE s.farmer_id = ANY($1::uuid[]) AND r.status IS DISTINCT FROM 'rejected'`, farmers, plots)
+			FROM unnest($1::uuid[]) AS u(farmer)
+			CROSS JOIN LATERAL (SELECT * FROM attest.sales s WHERE s.farmer_id = u.farmer OFFSET 0) AS s
+			LEFT JOIN attest.records r USING (record_id)
+			WHERE r.status IS DISTINCT FROM 'rejected'`, farmers, plots)
 		err = forEach(rows, func(r pgx.Rows) error {
 			var kind, farmer string
 			var fl Flow
@@ -370,7 +392,10 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input) ([]Evidence, erro
 		}
 	}
 	if len(plots) > 0 {
-		rows, _ := tx.Query(ctx, `SELECT plot_id::text, crop, planted_on, expected_harvest_on FROM attest.crop_cycles WHERE plot_id = ANY($1::uuid[])`, plots)
+		rows, _ := tx.Query(ctx, `
+			SELECT c.plot_id::text, c.crop, c.planted_on, c.expected_harvest_on
+			FROM unnest($1::uuid[]) AS u(plot)
+			CROSS JOIN LATERAL (SELECT * FROM attest.crop_cycles c WHERE c.plot_id = u.plot OFFSET 0) AS c`, plots)
 		err := forEach(rows, func(r pgx.Rows) error {
 			var plot string
 			var c Cycle

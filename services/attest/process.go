@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,7 +21,7 @@ import (
 type Input struct {
 	Env        record.Envelope
 	Payload    any    // a checked payload from record.Check
-	Canonical  []byte // the exact bytes ingest published (RFC 8785)
+	Canonical  []byte // the exact bytes ingest published, in RFC 8785 form (the signature is checked on them as such)
 	AgentID    string
 	DeviceID   string
 	ReceivedAt time.Time
@@ -72,11 +75,14 @@ func (s *Service) Process(ctx context.Context, ins []Input) ([]Decision, error) 
 		fresh = append(fresh, in)
 	}
 	var byVisit []string // flagged records a second-agent visit approved
+	// Journal revisions of the records decided now, built from what is in
+	// memory; records decided earlier are rebuilt from what is stored.
+	var revs map[string]ledger.Revision
 	if len(fresh) > 0 {
 		var newly map[string]*Decision
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			var err error
-			newly, byVisit, err = s.decide(ctx, tx, fresh)
+			newly, revs, byVisit, err = s.decide(ctx, tx, fresh)
 			return err
 		})
 		if err != nil {
@@ -87,7 +93,7 @@ func (s *Service) Process(ctx context.Context, ins []Input) ([]Decision, error) 
 		}
 		s.metrics.observe(newly)
 	}
-	if err := s.journalRecords(ctx, decided); err != nil {
+	if err := s.journalRecords(ctx, decided, revs); err != nil {
 		return nil, err
 	}
 	if len(byVisit) > 0 {
@@ -98,7 +104,7 @@ func (s *Service) Process(ctx context.Context, ins []Input) ([]Decision, error) 
 		if err != nil {
 			return nil, err
 		}
-		if err := s.journalRecords(ctx, approved); err != nil {
+		if err := s.journalRecords(ctx, approved, nil); err != nil {
 			return nil, err
 		}
 		if err := s.announce(ctx, byVisit); err != nil {
@@ -134,53 +140,119 @@ func (s *Service) loadDecided(ctx context.Context, ids []string) (map[string]*De
 	return out, rows.Err()
 }
 
-// decide evaluates fresh records in tx and stores the decisions.
-func (s *Service) decide(ctx context.Context, tx pgx.Tx, fresh []Input) (map[string]*Decision, []string, error) {
+// decide evaluates fresh records in tx and stores the decisions. It
+// returns the decisions, the journal revisions of the verified records and
+// the flagged records a second-agent visit in the batch approved.
+//
+// The rules and everything derived from a record alone (its sealed form,
+// its protected journal payload) run on every core: signature checks and
+// JSON work are the CPU cost of a batch, and records do not depend on each
+// other once their evidence is loaded.
+func (s *Service) decide(ctx context.Context, tx pgx.Tx, fresh []Input) (map[string]*Decision, map[string]ledger.Revision, []string, error) {
 	th, err := loadThresholds(ctx, tx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	devices, err := loadDevices(ctx, tx, fresh)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	if err := s.project(ctx, tx, fresh, devices); err != nil {
-		return nil, nil, err
-	}
-	ev, err := loadEvidence(ctx, tx, fresh)
+	measured, err := s.project(ctx, tx, fresh, devices)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
+	ev, err := loadEvidence(ctx, tx, fresh, measured)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	js := make([]judged, len(fresh))
+	parallel(len(fresh), func(i int) { js[i] = s.judge(fresh[i], ev[i], devices[fresh[i].DeviceID], th) })
 	now := time.Now().UTC()
 	out := make(map[string]*Decision, len(fresh))
-	w := newWriter(s.seal)
-	for i, in := range fresh {
-		region := ""
-		if d := devices[in.DeviceID]; d != nil {
-			region = d.Region
+	revs := map[string]ledger.Revision{}
+	w := &writer{}
+	for i := range js {
+		j := &js[i]
+		out[j.d.RecordID] = j.d
+		if j.rev != nil {
+			revs[j.d.RecordID] = *j.rev
 		}
-		ev[i].Device = devices[in.DeviceID]
-		c := &Case{Env: in.Env, Payload: in.Payload, Canonical: in.Canonical, AgentID: in.AgentID, DeviceID: in.DeviceID, ReceivedAt: in.ReceivedAt, Ev: ev[i]}
-		c.T, err = th.For(cropOf(in.Payload), region)
-		var results []Result
-		if err != nil {
-			results = []Result{{Rule: "thresholds", Version: 1, Verdict: Error, Explanation: err.Error()}}
-		} else {
-			results = Evaluate(s.rules, c)
-		}
-		status, reason := Outcome(results)
-		d := &Decision{RecordID: in.Env.ID, Type: in.Env.Type, AgentID: in.AgentID, Status: status, Reason: reason, Results: results, ThresholdVersion: th.Version, Decision: 1}
-		out[d.RecordID] = d
-		w.add(c, d, region, now)
+		w.add(j, now)
 	}
 	if err := w.flush(ctx, tx); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	byVisit, err := s.corroborate(ctx, tx, fresh, out)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return out, byVisit, nil
+	return out, revs, byVisit, nil
+}
+
+// judged is one record with its decision and what is stored and journaled
+// of it.
+type judged struct {
+	c       *Case
+	d       *Decision
+	region  string
+	results []byte           // d.Results as JSON
+	sealed  []byte           // the signed record, sealed: it holds national IDs and phones
+	rev     *ledger.Revision // verified records only
+}
+
+// judge evaluates the rules on one record and derives what is stored of
+// it. It touches no shared state, so records are judged in parallel.
+func (s *Service) judge(in Input, ev Evidence, device *DeviceKey, th Thresholds) judged {
+	region := ""
+	if device != nil {
+		region = device.Region
+	}
+	ev.Device = device
+	c := &Case{Env: in.Env, Payload: in.Payload, Canonical: in.Canonical, AgentID: in.AgentID, DeviceID: in.DeviceID, ReceivedAt: in.ReceivedAt, Ev: ev}
+	var results []Result
+	var err error
+	if c.T, err = th.For(cropOf(in.Payload), region); err != nil {
+		results = []Result{{Rule: "thresholds", Version: 1, Verdict: Error, Explanation: err.Error()}}
+	} else {
+		results = Evaluate(s.rules, c)
+	}
+	status, reason := Outcome(results)
+	d := &Decision{RecordID: in.Env.ID, Type: in.Env.Type, AgentID: in.AgentID, Status: status, Reason: reason, Results: results, ThresholdVersion: th.Version, Decision: 1}
+	j := judged{c: c, d: d, region: region, sealed: s.seal(in.Canonical)}
+	if status == StatusVerified {
+		// The journal gets the protected record (see recordRevisions). A
+		// record that cannot be protected cannot be journaled, so it must
+		// not be verified: it stays pending with the reason.
+		rev, err := s.revision(in.Env.ID, in.Env.Type, in.Canonical, in.Env.Captured(), signatureRef(in.DeviceID, in.AgentID, in.Env.Signature))
+		if err != nil {
+			d.Status, d.Reason = StatusPending, err.Error()
+		} else {
+			j.rev = &rev
+		}
+	}
+	j.results, _ = json.Marshal(d.Results) // Results are strings and ints: Marshal cannot fail
+	return j
+}
+
+// parallel calls f(0) … f(n-1) on up to GOMAXPROCS goroutines.
+func parallel(n int, f func(i int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := range n {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // provenanceFor says how each attribute of a record the rules verified
@@ -234,14 +306,11 @@ type writer struct {
 		id, record, rules, region, reason []string
 	}
 	rejected []string
-	seal     func(canonical []byte) []byte // records rest sealed: they hold national IDs and phones
 }
 
-func newWriter(seal func([]byte) []byte) *writer { return &writer{seal: seal} }
-
-func (w *writer) add(c *Case, d *Decision, region string, now time.Time) {
+func (w *writer) add(j *judged, now time.Time) {
+	c, d := j.c, j.d
 	r := &w.rec
-	results, _ := json.Marshal(d.Results)
 	lastErr := ""
 	if d.Status == StatusPending {
 		lastErr = d.Reason
@@ -255,10 +324,10 @@ func (w *writer) add(c *Case, d *Decision, region string, now time.Time) {
 	r.sigref = append(r.sigref, signatureRef(c.DeviceID, c.AgentID, c.Env.Signature))
 	r.status = append(r.status, d.Status)
 	r.reason = append(r.reason, d.Reason)
-	r.results = append(r.results, string(results))
+	r.results = append(r.results, string(j.results))
 	r.lastErr = append(r.lastErr, lastErr)
 	r.captured = append(r.captured, c.Env.Captured())
-	r.sealed = append(r.sealed, w.seal(c.Canonical))
+	r.sealed = append(r.sealed, j.sealed)
 	r.tv = append(r.tv, int32(d.ThresholdVersion))
 	switch d.Status {
 	case StatusVerified:
@@ -280,7 +349,7 @@ func (w *writer) add(c *Case, d *Decision, region string, now time.Time) {
 		w.rev.id = append(w.rev.id, uuid.NewString())
 		w.rev.record = append(w.rev.record, d.RecordID)
 		w.rev.rules = append(w.rev.rules, strings.Join(rules, ","))
-		w.rev.region = append(w.rev.region, region)
+		w.rev.region = append(w.rev.region, j.region)
 		w.rev.reason = append(w.rev.reason, d.Reason)
 	case StatusRejected:
 		w.rejected = append(w.rejected, d.RecordID)
@@ -344,21 +413,32 @@ func (w *writer) flush(ctx context.Context, tx pgx.Tx) error {
 }
 
 // journalRecords appends every verified decision not yet journaled, in one
-// Append, and stores where each landed. Append is idempotent, so a crash
-// between Append and the update only repeats a no-op append.
-func (s *Service) journalRecords(ctx context.Context, decided map[string]*Decision) error {
-	var ids []string
+// Append, and stores where each landed. known holds revisions already
+// built from records in memory; the others are rebuilt from what is
+// stored. Append is idempotent, so a crash between Append and the update
+// only repeats a no-op append.
+func (s *Service) journalRecords(ctx context.Context, decided map[string]*Decision, known map[string]ledger.Revision) error {
+	var revs []ledger.Revision
+	var stored []string
 	for id, d := range decided {
-		if d.Status == StatusVerified && d.LeafIndex == nil {
-			ids = append(ids, id)
+		if d.Status != StatusVerified || d.LeafIndex != nil {
+			continue
+		}
+		if rev, ok := known[id]; ok {
+			revs = append(revs, rev)
+		} else {
+			stored = append(stored, id)
 		}
 	}
-	if len(ids) == 0 {
-		return nil
+	if len(stored) > 0 {
+		more, err := s.recordRevisions(ctx, stored)
+		if err != nil {
+			return err
+		}
+		revs = append(revs, more...)
 	}
-	revs, err := s.recordRevisions(ctx, ids)
-	if err != nil {
-		return err
+	if len(revs) == 0 {
+		return nil
 	}
 	app, err := s.journal.Append(ctx, revs...)
 	if err != nil {
@@ -379,9 +459,9 @@ func (s *Service) journalRecords(ctx context.Context, decided map[string]*Decisi
 }
 
 // recordRevisions builds the journal revisions of verified records from
-// what is stored, so every retry appends identical bytes. The journal gets
-// the protected record (record.Protected): a leaf is forever and public to
-// auditors, so it must not carry a farmer's national ID or phone.
+// what is stored, for records decided by an earlier call (a retry, a
+// review). Every build of a record's revision is byte for byte the same
+// (see revision), so a retry appends identical bytes.
 func (s *Service) recordRevisions(ctx context.Context, ids []string) ([]ledger.Revision, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT record_id::text, type, sealed_record, captured_at, signature_ref FROM attest.records
@@ -392,21 +472,37 @@ func (s *Service) recordRevisions(ctx context.Context, ids []string) ([]ledger.R
 	defer rows.Close()
 	var revs []ledger.Revision
 	for rows.Next() {
-		r := ledger.Revision{Revision: 1}
+		var id, kind, sigref string
 		var sealed []byte
-		if err := rows.Scan(&r.RecordID, &r.Kind, &sealed, &r.OccurredAt, &r.SignatureRef); err != nil {
+		var occurred time.Time
+		if err := rows.Scan(&id, &kind, &sealed, &occurred, &sigref); err != nil {
 			return nil, fmt.Errorf("scan verified record: %w", err)
 		}
 		canonical, err := s.unseal(sealed)
 		if err != nil {
-			return nil, fmt.Errorf("verified record %s: %w", r.RecordID, err)
+			return nil, fmt.Errorf("verified record %s: %w", id, err)
 		}
-		if r.Payload, err = record.Protected(canonical, s.pii); err != nil {
-			return nil, fmt.Errorf("verified record %s: %w", r.RecordID, err)
+		rev, err := s.revision(id, kind, canonical, occurred, sigref)
+		if err != nil {
+			return nil, err
 		}
-		revs = append(revs, r)
+		revs = append(revs, rev)
 	}
 	return revs, rows.Err()
+}
+
+// revision is the journal revision of a verified record. The journal gets
+// the protected record (record.Protected, deterministic): a leaf is forever
+// and public to auditors, so it must not carry a farmer's national ID or
+// phone. The ledger keeps OccurredAt to the microsecond, as Postgres keeps
+// captured_at, so a revision built from memory and one rebuilt from the
+// stored row are identical.
+func (s *Service) revision(id, kind string, canonical []byte, occurred time.Time, sigref string) (ledger.Revision, error) {
+	payload, err := record.Protected(canonical, s.pii)
+	if err != nil {
+		return ledger.Revision{}, fmt.Errorf("verified record %s: %w", id, err)
+	}
+	return ledger.Revision{RecordID: id, Kind: kind, Revision: 1, Payload: payload, OccurredAt: occurred, SignatureRef: sigref}, nil
 }
 
 // seal closes a record for storage (see unseal).

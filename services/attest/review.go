@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -114,11 +115,21 @@ func (s *Service) listReviews(c echo.Context) error {
 	if v := q.Get("region"); v != "" {
 		add("v.region = $%d", v)
 	}
+	// A filter value that can never match is a typo, not an empty queue:
+	// say so rather than answer "nothing to review".
 	if v := q.Get("rule"); v != "" {
-		add("$%d = ANY(v.rules)", v)
+		if !slices.ContainsFunc(s.rules, func(r Rule) bool { return r.Name == v }) {
+			fields = append(fields, apperr.FieldError{Field: "rule", Message: "is not a rule attest evaluates"})
+		} else {
+			add("$%d = ANY(v.rules)", v)
+		}
 	}
 	if v := q.Get("type"); v != "" {
-		add("r.type = $%d", v)
+		if !record.KnownType(v) {
+			fields = append(fields, apperr.FieldError{Field: "type", Message: "must be one of: " + strings.Join(record.Types, " ")})
+		} else {
+			add("r.type = $%d", v)
+		}
 	}
 	if v := q.Get("agent_id"); v != "" {
 		if _, err := uuid.Parse(v); err != nil {
@@ -262,7 +273,7 @@ func (s *Service) finish(ctx context.Context, reviewID string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.journalRecords(ctx, decided); err != nil {
+	if err := s.journalRecords(ctx, decided, nil); err != nil {
 		return err
 	}
 	return s.announce(ctx, []string{recordID})

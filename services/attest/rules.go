@@ -47,7 +47,9 @@ type Rule struct {
 	// UsesThresholds marks rules whose result depends on the thresholds
 	// table; their results record its version.
 	UsesThresholds bool
-	Check          func(c *Case) (Verdict, string, error)
+	// Check must be safe for concurrent use and must not change c:
+	// Process evaluates the records of a batch on every core.
+	Check func(c *Case) (Verdict, string, error)
 }
 
 // Case is one record under evaluation: the verified envelope, its typed
@@ -55,7 +57,7 @@ type Rule struct {
 type Case struct {
 	Env        record.Envelope
 	Payload    any
-	Canonical  []byte
+	Canonical  []byte // RFC 8785, as signed (see Input.Canonical)
 	AgentID    string // from ingest's Tani-Agent-Id header
 	DeviceID   string
 	ReceivedAt time.Time // when the platform received it (stream time)
@@ -243,7 +245,11 @@ func checkDevice(c *Case) (Verdict, string, error) {
 	case d.RevokedAt != nil && d.RevokedAt.Before(c.ReceivedAt):
 		return Reject, fmt.Sprintf("device %s was revoked at %s, before the record arrived", c.DeviceID, d.RevokedAt.UTC().Format(time.RFC3339)), nil
 	}
-	if err := record.Verify(ed25519.PublicKey(d.PublicKey), c.Canonical, c.Env.Signature); err != nil {
+	// Canonical is the RFC 8785 form ingest published, so the signing input
+	// is derived from it without canonicalizing again. Bytes that are not
+	// canonical derive a signing input the device never signed and fail
+	// here: the shortcut can only reject, never admit.
+	if err := record.VerifyCanonical(ed25519.PublicKey(d.PublicKey), c.Canonical, c.Env.Signature); err != nil {
 		return Reject, fmt.Sprintf("signature: %v", err), nil
 	}
 	return Pass, fmt.Sprintf("signed by device %s of agent %s", c.DeviceID, c.AgentID), nil
