@@ -25,6 +25,13 @@ const (
 	SubjectDeadPrefix = "dead."
 )
 
+// Headers ingest sets on farm.ingested, so consumers need not look the
+// device up again.
+const (
+	HeaderAgentID  = "Tani-Agent-Id"
+	HeaderDeviceID = "Tani-Device-Id"
+)
+
 // Headers set on dead letters.
 const (
 	HeaderDeadReason   = "Tani-Dead-Reason"

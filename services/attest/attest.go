@@ -33,12 +33,6 @@ var Migrations = postgres.Migrations{Name: "attest", FS: postgres.MustSub(migrat
 // ConsumerName is attest's durable consumer on the FARM stream.
 const ConsumerName = "attest"
 
-// Headers ingest sets on farm.ingested (see services/ingest).
-const (
-	headerAgentID  = "Tani-Agent-Id"
-	headerDeviceID = "Tani-Device-Id"
-)
-
 // Config tunes the module.
 type Config struct {
 	MaxDeliver    int
@@ -223,7 +217,7 @@ func (s *Service) Decode(data []byte, h nats.Header, received time.Time) (Input,
 	if len(problems) > 0 {
 		return Input{}, apperr.Fields(fmt.Sprintf("invalid ingested record %s", env.ID), problems...)
 	}
-	agent, device := h.Get(headerAgentID), h.Get(headerDeviceID)
+	agent, device := h.Get(natsbus.HeaderAgentID), h.Get(natsbus.HeaderDeviceID)
 	if agent == "" || device != env.DeviceID {
 		return Input{}, apperr.Errorf(apperr.Invalid, "record %s: headers name agent %q and device %q, record names device %q", env.ID, agent, device, env.DeviceID)
 	}
@@ -272,7 +266,7 @@ func (s *Service) announce(ctx context.Context, ids []string) error {
 		m := nats.NewMsg(natsbus.SubjectAttestedPrefix + a.Type)
 		m.Data = body
 		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("attested:%s:%d", a.RecordID, a.Decision))
-		m.Header.Set(headerAgentID, agent)
+		m.Header.Set(natsbus.HeaderAgentID, agent)
 		msgs = append(msgs, m)
 		done = append(done, a.RecordID)
 		decisions = append(decisions, int32(a.Decision))

@@ -39,13 +39,6 @@ var Migrations = postgres.Migrations{Name: "ingest", FS: postgres.MustSub(migrat
 // ConsumerName is ingest's durable consumer on the FARM stream.
 const ConsumerName = "ingest"
 
-// Headers ingest adds to farm.ingested messages, so consumers need not look
-// the device up again.
-const (
-	HeaderAgentID  = "Tani-Agent-Id"
-	HeaderDeviceID = "Tani-Device-Id"
-)
-
 // Config tunes the consumer.
 type Config struct {
 	MaxDeliver int
@@ -429,8 +422,8 @@ func (s *Service) announce(ctx context.Context, items []*item) {
 		msg := nats.NewMsg(natsbus.SubjectIngestedPrefix + it.env.Type)
 		msg.Data = it.canonical
 		msg.Header.Set(jetstream.MsgIDHeader, "ingested:"+it.env.ID)
-		msg.Header.Set(HeaderAgentID, it.agentID)
-		msg.Header.Set(HeaderDeviceID, it.env.DeviceID)
+		msg.Header.Set(natsbus.HeaderAgentID, it.agentID)
+		msg.Header.Set(natsbus.HeaderDeviceID, it.env.DeviceID)
 		ack, err := s.js.PublishMsgAsync(msg)
 		if err != nil {
 			it.err = fmt.Errorf("publish ingested %s: %w", it.env.ID, err)
