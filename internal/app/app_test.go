@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tani-platform/tani/internal/postgres/pgtest"
+
 	"github.com/tani-platform/tani/internal/app"
 	"github.com/tani-platform/tani/internal/app/apptest"
 	"github.com/tani-platform/tani/internal/cli"
@@ -70,6 +72,41 @@ func TestRun(t *testing.T) {
 		case <-a.Ready():
 			t.Error("app reported ready although a module failed")
 		default:
+		}
+	})
+
+	t.Run("OK_SplitTargetMigratesEverySchema", func(t *testing.T) {
+		// mobile-api alone on a database nobody migrated: it reads attest's
+		// and ingest's public views, so they must exist all the same.
+		db := pgtest.MustDatabase(t)
+		cfg, err := cli.ParseUp([]string{"-target=mobile-api", "-http.listen=127.0.0.1:0", "-data-dir=" + t.TempDir(),
+			"-database.url=" + pgtest.URL(t, db)}, io.Discard, func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := app.New(cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		select {
+		case <-a.Ready():
+		case err := <-done:
+			t.Fatalf("Run: %v", err)
+		}
+		pool := pgtest.MustPool(t, db)
+		for _, view := range []string{"attest.visit_tasks", "attest.record_status", "ingest.record_status", "ledger.entries"} {
+			var exists bool
+			pool.QueryRow(context.Background(), "SELECT to_regclass($1) IS NOT NULL", view).Scan(&exists)
+			if !exists {
+				t.Errorf("%s missing in a mobile-api-only process's database", view)
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("shutdown: %v", err)
 		}
 	})
 

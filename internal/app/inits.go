@@ -42,7 +42,10 @@ func (a *App) initPostgres() (Service, error) {
 			if err != nil {
 				return err
 			}
-			if err := postgres.Migrate(ctx, pool, logger, postgres.Platform); err != nil {
+			// Every schema, whatever the targets: services read each other's
+			// public views, so a split process must not depend on another
+			// having migrated first. Idempotent and serialized by goose's lock.
+			if err := postgres.Migrate(ctx, pool, logger, Migrations()...); err != nil {
 				pool.Close()
 				return err
 			}

@@ -61,8 +61,14 @@ func URL(tb testing.TB, database string) string {
 // and then the given sets applied. The database is dropped when the test ends.
 func MustDB(tb testing.TB, sets ...postgres.Migrations) *pgxpool.Pool {
 	tb.Helper()
-	name := MustDatabase(tb, sets...)
-	pool, err := pgxpool.New(context.Background(), URL(tb, name))
+	return MustPool(tb, MustDatabase(tb, sets...))
+}
+
+// MustPool opens a pool on an existing test database, closed when the test
+// ends.
+func MustPool(tb testing.TB, database string) *pgxpool.Pool {
+	tb.Helper()
+	pool, err := pgxpool.New(context.Background(), URL(tb, database))
 	if err != nil {
 		tb.Fatalf("open test database: %v", err)
 	}
