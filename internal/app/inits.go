@@ -166,12 +166,15 @@ func (a *App) initMobileAPI() (Service, error) {
 	}
 	a.server.ExemptFromBodyLimit(mediaPath)
 	med.Routes(a.server.Echo.Group(mediaPath, authKeys.RequireRole(mobileapi.RoleAgent)))
-	return funcService{start: func(ctx context.Context) error {
-		if err := svc.Start(ctx); err != nil {
-			return err
-		}
-		return med.Start(ctx)
-	}}, nil
+	return funcService{
+		start: func(ctx context.Context) error {
+			if err := svc.Start(ctx); err != nil {
+				return err
+			}
+			return med.Start(ctx)
+		},
+		run: med.Run, // sweeps abandoned uploads
+	}, nil
 }
 
 func (a *App) initAttest() (Service, error) {

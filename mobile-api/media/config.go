@@ -3,6 +3,7 @@ package media
 import (
 	"flag"
 	"path/filepath"
+	"time"
 )
 
 // DefaultMaxSize is the largest upload accepted unless configured: a phone
@@ -17,12 +18,20 @@ type Config struct {
 	// Dir holds uploads in progress and stored media; empty means
 	// <data-dir>/media.
 	Dir string
+	// UploadTTL is how long an unfinished upload may sit untouched before
+	// it is removed as abandoned.
+	UploadTTL time.Duration
 }
+
+// DefaultUploadTTL keeps an unfinished upload for two weeks: an agent may
+// be out of coverage that long and still resume.
+const DefaultUploadTTL = 14 * 24 * time.Hour
 
 // RegisterFlags registers the media.* flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxSize, "media.max-size", DefaultMaxSize, "largest media upload in bytes, announced to clients before they upload")
 	fs.StringVar(&c.Dir, "media.dir", "", "directory for uploads in progress and stored media; default <data-dir>/media")
+	fs.DurationVar(&c.UploadTTL, "media.upload-ttl", DefaultUploadTTL, "unfinished uploads untouched this long are removed as abandoned")
 }
 
 // InDataDir returns the configuration with an empty Dir resolved under
@@ -30,6 +39,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 func (c Config) InDataDir(dataDir string) Config {
 	if c.Dir == "" {
 		c.Dir = filepath.Join(dataDir, "media")
+	}
+	if c.UploadTTL == 0 {
+		c.UploadTTL = DefaultUploadTTL
 	}
 	return c
 }
