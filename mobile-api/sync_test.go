@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/app/apptest"
 	"github.com/tani-platform/tani/internal/httpserver"
@@ -141,7 +140,7 @@ func TestSync(t *testing.T) {
 		delete(missingField, "quantity")
 		missing, _, _ := agent.Record("harvest.recorded", time.Now(), loc, missingField)
 
-		before := submitted(t, js)
+		before := natstest.Count(t, js, natsbus.StreamFarm, natsbus.SubjectSubmittedPrefix+">")
 		var received int
 		tani.DB.QueryRow(ctx, `SELECT count(*) FROM mobile.received`).Scan(&received)
 		tests := []struct {
@@ -166,7 +165,7 @@ func TestSync(t *testing.T) {
 				wantAPIError(t, err, http.StatusBadRequest, "records[0]."+tt.field)
 			})
 		}
-		if after := submitted(t, js); after != before {
+		if after := natstest.Count(t, js, natsbus.StreamFarm, natsbus.SubjectSubmittedPrefix+">"); after != before {
 			t.Errorf("FARM stream grew from %d to %d submitted records on bad input", before, after)
 		}
 		var after int
@@ -341,25 +340,6 @@ func rawSync(t *testing.T, tani *apptest.Running, a *clienttest.Agent, body stri
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, out
-}
-
-// submitted counts submitted records in the FARM stream (ingest adds
-// farm.ingested messages concurrently; those are not counted).
-func submitted(t *testing.T, js jetstream.JetStream) uint64 {
-	t.Helper()
-	st, err := js.Stream(context.Background(), natsbus.StreamFarm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(natsbus.SubjectSubmittedPrefix+">"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n uint64
-	for _, c := range info.State.Subjects {
-		n += c
-	}
-	return n
 }
 
 func jsonBody(v any) io.Reader {

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -109,7 +110,7 @@ func TestDeadLetters(t *testing.T) {
 		if _, err := tani.DB.Exec(ctx, `INSERT INTO mobile.devices (id, agent_id, public_key, name) VALUES ($1, $2, $3, 'late phone')`, device, agent.ID, []byte(pub)); err != nil {
 			t.Fatal(err)
 		}
-		if code := adminPost(t, tani, "/admin/v1/deadletters/"+itoa(l.Seq)+"/replay", tani.OperatorToken); code != http.StatusOK {
+		if code := adminPost(t, tani, "/admin/v1/deadletters/"+strconv.FormatUint(l.Seq, 10)+"/replay", tani.OperatorToken); code != http.StatusOK {
 			t.Fatalf("replay = %d, want 200", code)
 		}
 		waitFor(t, func() bool {
@@ -121,13 +122,11 @@ func TestDeadLetters(t *testing.T) {
 		if len(page.Letters) != 0 {
 			t.Errorf("dead letters after a successful replay: %+v", page.Letters)
 		}
-		if code := adminPost(t, tani, "/admin/v1/deadletters/"+itoa(l.Seq)+"/replay", tani.OperatorToken); code != http.StatusNotFound {
+		if code := adminPost(t, tani, "/admin/v1/deadletters/"+strconv.FormatUint(l.Seq, 10)+"/replay", tani.OperatorToken); code != http.StatusNotFound {
 			t.Errorf("second replay = %d, want 404", code)
 		}
 	})
 }
-
-func itoa(n uint64) string { b, _ := json.Marshal(n); return string(b) }
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()

@@ -145,24 +145,12 @@ func TestConsumer(t *testing.T) {
 
 	t.Run("ErrGivesUp_DeadLetteredAfterMaxDeliver", func(t *testing.T) {
 		// A fresh stream view: count dead letters already there.
-		before := streamMsgs(t, js, natsbus.StreamDead)
+		before := natstest.Count(t, js, natsbus.StreamDead, "")
 		run(t, js, natsbus.ConsumerConfig{Stream: natsbus.StreamFarm, Durable: "down", FilterSubjects: []string{"farm.submitted.down"}, MaxDeliver: 2},
 			func(ctx context.Context, msg jetstream.Msg) error { return errors.New("still down") })
 		publish(t, js, "farm.submitted.down", "d1", "y")
-		waitFor(t, func() bool { return streamMsgs(t, js, natsbus.StreamDead) == before+1 })
+		waitFor(t, func() bool { return natstest.Count(t, js, natsbus.StreamDead, "") == before+1 })
 	})
-}
-
-func streamMsgs(t *testing.T, js jetstream.JetStream, name string) uint64 {
-	st, err := js.Stream(t.Context(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
 }
 
 func waitFor(t *testing.T, cond func() bool) {
@@ -256,7 +244,7 @@ func TestConsumerBatch(t *testing.T) {
 	})
 
 	t.Run("ErrPoisonInBatch_OnlyItDeadLettered", func(t *testing.T) {
-		before := streamMsgs(t, js, natsbus.StreamDead)
+		before := natstest.Count(t, js, natsbus.StreamDead, "")
 		got := &calls{n: map[string]int{}}
 		for _, d := range []string{"good1", "bad", "good2"} {
 			publish(t, js, "farm.submitted.batchpoison", d, d)
@@ -273,8 +261,8 @@ func TestConsumerBatch(t *testing.T) {
 				return errs
 			})
 		waitFor(t, func() bool { return ackPending(t, js, "batchpoison") == 0 })
-		waitFor(t, func() bool { return streamMsgs(t, js, natsbus.StreamDead) >= before+1 })
-		if n := streamMsgs(t, js, natsbus.StreamDead); n != before+1 {
+		waitFor(t, func() bool { return natstest.Count(t, js, natsbus.StreamDead, "") >= before+1 })
+		if n := natstest.Count(t, js, natsbus.StreamDead, ""); n != before+1 {
 			t.Errorf("dead letters = %d, want %d: only the poison message", n-before, 1)
 		}
 		for _, d := range []string{"good1", "bad", "good2"} {

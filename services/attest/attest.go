@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/tani-platform/tani/internal/parallel"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -134,7 +136,7 @@ func (s *Service) Handle(ctx context.Context, msg jetstream.Msg) error {
 func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error {
 	errs := make([]error, len(msgs))
 	decoded := make([]*Input, len(msgs))
-	parallel(len(msgs), func(i int) {
+	parallel.For(len(msgs), func(i int) {
 		md, err := msgs[i].Metadata()
 		if err != nil {
 			errs[i] = fmt.Errorf("message metadata: %w", err)

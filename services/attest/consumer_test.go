@@ -56,24 +56,6 @@ func mustFetch(t *testing.T, js jetstream.JetStream, msgs []*nats.Msg) []jetstre
 	return out
 }
 
-// attestedOn counts the farm.attested messages on the stream.
-func attestedOn(t *testing.T, js jetstream.JetStream) uint64 {
-	t.Helper()
-	st, err := js.Stream(context.Background(), natsbus.StreamFarm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(natsbus.SubjectAttestedPrefix+">"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n uint64
-	for _, c := range info.State.Subjects {
-		n += c
-	}
-	return n
-}
-
 // TestHandleBatch hands one batch of messages of every kind to the
 // consumer's handler and checks each message's own outcome.
 func TestHandleBatch(t *testing.T) {
@@ -158,7 +140,7 @@ func TestHandleBatch(t *testing.T) {
 		if announced != len(ids) || journaled != len(good) {
 			t.Errorf("got %d announced and %d journaled, want %d announced and the %d verified journaled", announced, journaled, len(ids), len(good))
 		}
-		if got := attestedOn(t, js); got != uint64(len(ids)) {
+		if got := natstest.Count(t, js, natsbus.StreamFarm, natsbus.SubjectAttestedPrefix+">"); got != uint64(len(ids)) {
 			t.Errorf("got %d farm.attested messages, want %d (one per decided record)", got, len(ids))
 		}
 	})
@@ -175,13 +157,13 @@ func TestHandleBatch(t *testing.T) {
 	t.Run("OK_RedeliveredBatchIsANoOp", func(t *testing.T) {
 		var before, after int64
 		e.pool.QueryRow(ctx, `SELECT size FROM ledger.tree`).Scan(&before)
-		announced := attestedOn(t, js)
+		announced := natstest.Count(t, js, natsbus.StreamFarm, natsbus.SubjectAttestedPrefix+">")
 		check(t, e.svc.HandleBatch(ctx, fetched))
 		e.pool.QueryRow(ctx, `SELECT size FROM ledger.tree`).Scan(&after)
 		if after != before {
 			t.Errorf("journal grew from %d to %d leaves on redelivery, want unchanged", before, after)
 		}
-		if got := attestedOn(t, js); got != announced {
+		if got := natstest.Count(t, js, natsbus.StreamFarm, natsbus.SubjectAttestedPrefix+">"); got != announced {
 			t.Errorf("got %d farm.attested messages after redelivery, want still %d", got, announced)
 		}
 	})

@@ -4,11 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/tani-platform/tani/internal/parallel"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -166,7 +165,7 @@ func (s *Service) decide(ctx context.Context, tx pgx.Tx, fresh []Input) (map[str
 		return nil, nil, nil, err
 	}
 	js := make([]judged, len(fresh))
-	parallel(len(fresh), func(i int) { js[i] = s.judge(fresh[i], ev[i], devices[fresh[i].DeviceID], th) })
+	parallel.For(len(fresh), func(i int) { js[i] = s.judge(fresh[i], ev[i], devices[fresh[i].DeviceID], th) })
 	now := time.Now().UTC()
 	out := make(map[string]*Decision, len(fresh))
 	revs := map[string]ledger.Revision{}
@@ -232,27 +231,6 @@ func (s *Service) judge(in Input, ev Evidence, device *DeviceKey, th Thresholds)
 	}
 	j.results, _ = json.Marshal(d.Results) // Results are strings and ints: Marshal cannot fail
 	return j
-}
-
-// parallel calls f(0) … f(n-1) on up to GOMAXPROCS goroutines.
-func parallel(n int, f func(i int)) {
-	workers := min(n, runtime.GOMAXPROCS(0))
-	if workers <= 1 {
-		for i := range n {
-			f(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				f(i)
-			}
-		})
-	}
-	wg.Wait()
 }
 
 // provenanceFor says how each attribute of a record the rules verified

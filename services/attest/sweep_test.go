@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/tani-platform/tani/internal/natsbus"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
@@ -133,7 +135,7 @@ func TestSweep_RetriesAfterFailures(t *testing.T) {
 		if journaled, announced := progress(t, e, idsOf(ins)); journaled != len(ins) || announced != 0 {
 			t.Fatalf("got %d journaled and %d announced with NATS unreachable, want %d and 0", journaled, announced, len(ins))
 		}
-		before := attestedOn(t, js)
+		before := natstest.Count(t, js, natsbus.StreamFarm, natsbus.SubjectAttestedPrefix+">")
 
 		if err := e.svc.Sweep(ctx); err != nil {
 			t.Fatalf("sweep: %v", err)
@@ -141,7 +143,7 @@ func TestSweep_RetriesAfterFailures(t *testing.T) {
 		if _, announced := progress(t, e, idsOf(ins)); announced != len(ins) {
 			t.Errorf("after the sweep: got %d announced, want all %d", announced, len(ins))
 		}
-		if got := attestedOn(t, js) - before; got != uint64(len(ins)) {
+		if got := natstest.Count(t, js, natsbus.StreamFarm, natsbus.SubjectAttestedPrefix+">") - before; got != uint64(len(ins)) {
 			t.Errorf("got %d farm.attested messages from the sweep, want %d", got, len(ins))
 		}
 	})

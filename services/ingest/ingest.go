@@ -11,10 +11,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"runtime"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/tani-platform/tani/internal/parallel"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -128,7 +127,7 @@ type item struct {
 // (for the agent's status view) before it is dead-lettered.
 func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error {
 	items := make([]*item, len(msgs))
-	parallel(len(msgs), func(i int) { items[i] = s.prepare(msgs[i]) })
+	parallel.For(len(msgs), func(i int) { items[i] = s.prepare(msgs[i]) })
 	s.verify(ctx, items)
 	s.storeAll(ctx, items)
 	s.announce(ctx, items)
@@ -227,7 +226,7 @@ func (s *Service) verify(ctx context.Context, items []*item) {
 		}
 		return
 	}
-	parallel(len(todo), func(i int) {
+	parallel.For(len(todo), func(i int) {
 		it := todo[i]
 		env := it.env
 		d, ok := devices[env.DeviceID]
@@ -243,29 +242,6 @@ func (s *Service) verify(ctx context.Context, items []*item) {
 			it.agentID = d.agentID
 		}
 	})
-}
-
-// parallel calls f(0)…f(n-1) on every core. Decoding, canonicalizing and
-// checking signatures is most of ingest's CPU; the transaction that
-// follows is one serial round trip per batch.
-func parallel(n int, f func(i int)) {
-	workers := min(n, runtime.GOMAXPROCS(0))
-	if workers <= 1 {
-		for i := range n {
-			f(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				f(i)
-			}
-		})
-	}
-	wg.Wait()
 }
 
 // storeAll stores the verified items: together, or one by one when the

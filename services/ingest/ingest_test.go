@@ -130,11 +130,11 @@ func TestHandleBatch(t *testing.T) {
 	add(twin+"-again", changed)
 	good = append(good, twin)
 
-	deadBefore := streamMsgs(t, js, natsbus.StreamDead)
+	deadBefore := natstest.Count(t, js, natsbus.StreamDead, "")
 	publish(t, js, msgIDs, records)
 
 	waitFor(t, "good records stored", func() bool { return stored(good...) == len(good) })
-	waitFor(t, "bad records dead-lettered", func() bool { return streamMsgs(t, js, natsbus.StreamDead) >= deadBefore+3 })
+	waitFor(t, "bad records dead-lettered", func() bool { return natstest.Count(t, js, natsbus.StreamDead, "") >= deadBefore+3 })
 
 	t.Run("OK_GoodRecordsStoredOnce", func(t *testing.T) {
 		var rows, events int
@@ -169,7 +169,7 @@ func TestHandleBatch(t *testing.T) {
 		if n := stored(forged, stolen); n != 0 {
 			t.Errorf("%d refused records stored, want 0", n)
 		}
-		if n := streamMsgs(t, js, natsbus.StreamDead) - deadBefore; n != 3 {
+		if n := natstest.Count(t, js, natsbus.StreamDead, "") - deadBefore; n != 3 {
 			t.Errorf("%d dead letters, want 3", n)
 		}
 	})
@@ -189,19 +189,6 @@ func TestHandleBatch(t *testing.T) {
 			t.Errorf("stored twin captured at %s, want the first content's %s", captured, want)
 		}
 	})
-}
-
-func streamMsgs(t testing.TB, js jetstream.JetStream, name string) uint64 {
-	t.Helper()
-	st, err := js.Stream(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
 }
 
 // BenchmarkIngest measures ingest alone: signed records already on the

@@ -3,6 +3,7 @@
 package natstest
 
 import (
+	"context"
 	"log/slog"
 	"testing"
 
@@ -54,4 +55,31 @@ func MustJetStream(tb testing.TB, s *server.Server) (*nats.Conn, jetstream.JetSt
 		tb.Fatalf("streams: %v", err)
 	}
 	return nc, js
+}
+
+// Count returns how many messages stream holds on subjects matching filter
+// ("" for all of them): what a test asserts after publishing, refusing or
+// dead-lettering.
+func Count(tb testing.TB, js jetstream.JetStream, stream, filter string) uint64 {
+	tb.Helper()
+	st, err := js.Stream(context.Background(), stream)
+	if err != nil {
+		tb.Fatalf("stream %s: %v", stream, err)
+	}
+	if filter == "" {
+		info, err := st.Info(context.Background())
+		if err != nil {
+			tb.Fatalf("stream %s info: %v", stream, err)
+		}
+		return info.State.Msgs
+	}
+	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		tb.Fatalf("stream %s info: %v", stream, err)
+	}
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n
 }
