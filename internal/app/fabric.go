@@ -126,7 +126,15 @@ func (a *App) initAnchor() (Service, error) {
 			// first anchoring pass. A fork halts the journal (the process
 			// runs and /readyz says why); an unreachable chain is retried
 			// by every pass of the loop.
-			if _, err := anchorer.CheckJournal(ctx); err != nil && a.journal.Halted() == nil {
+			// One query's time at most: a chain that is down must not hold
+			// the whole process back through every retry.
+			wait := fcfg.EvaluateTimeout
+			if wait <= 0 {
+				wait = fabric.DefaultEvaluateTimeout
+			}
+			cctx, cancel := context.WithTimeout(ctx, wait)
+			defer cancel()
+			if _, err := anchorer.CheckJournal(cctx); err != nil && a.journal.Halted() == nil {
 				logger.WarnContext(ctx, "could not check the journal against the chain at start; the anchoring loop retries", "err", err)
 			}
 			return nil
