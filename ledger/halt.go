@@ -94,9 +94,10 @@ func (j *Journal) pin(ctx context.Context, kind int, p pin) error {
 	return nil
 }
 
-// holdTo makes p the pin of its kind unless a larger one is held: a tree
-// that extends the larger one extends the smaller (both were checked
-// against one stored tree).
+// holdTo makes p the pin of its kind unless a larger one is held. Pins of
+// one kind grow along one history (the chaincode proves each anchor
+// extends the one before; a journal signs only trees that extend its
+// pins), so a tree that extends the larger pin extends the smaller.
 func (j *Journal) holdTo(kind int, p pin) {
 	j.haltMu.Lock()
 	defer j.haltMu.Unlock()
