@@ -26,7 +26,13 @@ func (j *Journal) Routes(g *echo.Group) {
 // noteContentType is how checkpoints are served: the exact signed note.
 const noteContentType = "text/plain; charset=utf-8"
 
+// handleLatestCheckpoint answers the newest checkpoint, which says what the
+// journal stands behind now: a halted journal stands behind nothing and
+// answers 503 with why. Checkpoints by size stay readable, as evidence.
 func (j *Journal) handleLatestCheckpoint(c echo.Context) error {
+	if err := j.Halted(); err != nil {
+		return err
+	}
 	cp, err := j.LatestCheckpoint(c.Request().Context())
 	if err != nil {
 		return err
@@ -54,16 +60,32 @@ func (j *Journal) handleReceipt(c echo.Context) error {
 			return err
 		}
 	}
-	var r *verify.Receipt
-	var err error
+	var size int64
 	if s := c.QueryParam("tree_size"); s != "" {
-		size, perr := intParam(s, "tree_size", 1)
-		if perr != nil {
-			return perr
+		var err error
+		if size, err = intParam(s, "tree_size", 1); err != nil {
+			return err
 		}
-		r, err = j.ReceiptIn(c.Request().Context(), c.Param("id"), rev, size)
-	} else {
-		r, err = j.Receipt(c.Request().Context(), c.Param("id"), rev)
+	}
+	ctx, id := c.Request().Context(), c.Param("id")
+	receipt := func() (*verify.Receipt, error) {
+		if size > 0 {
+			return j.ReceiptIn(ctx, id, rev, size)
+		}
+		return j.Receipt(ctx, id, rev)
+	}
+	r, err := receipt()
+	if apperr.Is(err, apperr.NotFound) && j.explain != nil && rev <= 1 {
+		why, xerr := j.explain(ctx, id)
+		if xerr != nil {
+			return xerr
+		}
+		if why != "" {
+			return apperr.Wrap(apperr.Conflict, err, "record %s has no journal entry: %s", id, why)
+		}
+		// Journaled between the two reads (the deciding module records
+		// the leaf only after the entry committed): look again.
+		r, err = receipt()
 	}
 	if err != nil {
 		return err

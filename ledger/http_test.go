@@ -165,3 +165,36 @@ func TestHTTP(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTP_ReceiptOfUnjournaledRecord: a record the deciding module knows
+// but the journal does not hold is explained, never a bare 404.
+func TestHTTP_ReceiptOfUnjournaledRecord(t *testing.T) {
+	ctx := context.Background()
+	j := ledgertest.MustJournal(t)
+	j.ExplainUnjournaled(func(_ context.Context, id string) (string, error) {
+		if id == "being-journaled" {
+			return "not yet journaled: attest verified it and its journal entry is being written; retry in a few seconds", nil
+		}
+		return "", nil
+	})
+	srv := mustServer(t, j)
+	if _, err := j.Append(ctx, rev("journaled", 1, `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("ErrNotYetJournaled", func(t *testing.T) {
+		code, _, body := get(t, srv, "/ledger/v1/records/being-journaled/receipt")
+		if want := "record being-journaled has no journal entry: not yet journaled"; code != http.StatusConflict || !strings.Contains(string(body), want) {
+			t.Errorf("got %d %s, want 409 saying %q", code, body, want)
+		}
+	})
+	t.Run("ErrNotFound", func(t *testing.T) {
+		if code, _, body := get(t, srv, "/ledger/v1/records/nobody-knows/receipt"); code != http.StatusNotFound {
+			t.Errorf("got %d %s, want 404", code, body)
+		}
+	})
+	t.Run("OK", func(t *testing.T) {
+		if code, _, body := get(t, srv, "/ledger/v1/records/journaled/receipt"); code != http.StatusOK {
+			t.Errorf("got %d %s, want 200", code, body)
+		}
+	})
+}

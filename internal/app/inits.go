@@ -3,7 +3,10 @@ package app
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
+
+	"github.com/tani-platform/tani/internal/apperr"
 
 	"github.com/tani-platform/tani/internal/deadletter"
 
@@ -215,6 +218,22 @@ func (a *App) initLedger() (Service, error) {
 		return nil, err
 	}
 	j.Routes(a.server.Echo.Group("/ledger/v1"))
+	// attest decides what is journaled, so it explains a record the
+	// journal has no entry for (its schema is in every database).
+	j.ExplainUnjournaled(func(ctx context.Context, recordID string) (string, error) {
+		return attest.NotJournaledReason(ctx, a.pool, recordID)
+	})
+	if err := j.RegisterMetrics(a.registry); err != nil {
+		return nil, err
+	}
+	// A journal that found a fork keeps running (so that it can say why)
+	// but must get no traffic.
+	a.server.AddReadinessCheck(Ledger, func() error {
+		if e, ok := apperr.As(j.Halted()); ok {
+			return errors.New(e.Message)
+		}
+		return nil
+	})
 	a.journal = j
 	return funcService{
 		start: func(ctx context.Context) error {
