@@ -207,14 +207,20 @@ func (a *App) initMarketplace() (Service, error) {
 }
 
 func (a *App) initLedger() (Service, error) {
-	cfg := a.cfg.Ledger
-	cfg.DataDir = a.cfg.DataDir // the key pair is generated next to the other local state
+	cfg, err := a.ledgerConfig()
+	if err != nil {
+		return nil, err
+	}
 	logger := a.logger.With("module", Ledger)
 	j, err := ledger.New(cfg, a.pool, logger)
 	if err != nil {
 		return nil, err
 	}
-	j.Routes(a.server.Echo.Group("/ledger/v1"))
+	readPayload, err := a.ledgerPayloadReaders()
+	if err != nil {
+		return nil, err
+	}
+	j.Routes(a.server.Echo.Group("/ledger/v1"), readPayload)
 	a.journal = j
 	return funcService{
 		start: func(ctx context.Context) error {

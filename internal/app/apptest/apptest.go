@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -56,9 +57,17 @@ func MustStart(tb testing.TB, args ...string) *Running {
 		"-log.format=text",
 		"-log.level=warn",
 	}
-	cfg, err := cli.ParseUp(append(defaults, args...), io.Discard, func(string) string { return "" })
+	noEnv := func(string) string { return "" }
+	cfg, err := cli.ParseUp(append(defaults, args...), io.Discard, noEnv)
 	if err != nil {
 		tb.Fatalf("parse up flags: %v", err)
+	}
+	if !slices.Contains(cfg.Targets(), app.All) && cfg.PII.KeyFile == "" && cfg.Auth.SigningKeyFile == "" && cfg.Ledger.KeyFile == "" {
+		// A split process generates no keys: give it the test's deployment keys.
+		defaults = append(defaults, mustDeploymentKeys(tb, cfg.Ledger.Origin)...)
+		if cfg, err = cli.ParseUp(append(defaults, args...), io.Discard, noEnv); err != nil {
+			tb.Fatalf("parse up flags: %v", err)
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
@@ -98,6 +107,34 @@ func MustStart(tb testing.TB, args ...string) *Running {
 		}
 	})
 	return r
+}
+
+// deploymentKeys holds each test's key set (testing.TB → []string flags):
+// the processes one test starts are one deployment and share their keys,
+// as `tani keys init` has them share in production.
+var deploymentKeys sync.Map
+
+// mustDeploymentKeys returns the flags naming the test's shared keys,
+// creating them on first use. The operator token stays the one MustStart
+// passes with -auth.operator-token.
+func mustDeploymentKeys(tb testing.TB, origin string) []string {
+	tb.Helper()
+	if flags, ok := deploymentKeys.Load(tb); ok {
+		return flags.([]string)
+	}
+	set, err := app.InitKeys(tb.TempDir(), origin, false)
+	if err != nil {
+		tb.Fatalf("create deployment keys: %v", err)
+	}
+	var flags []string
+	for _, f := range set.Flags() {
+		if !strings.HasPrefix(f, "-auth.operator-token-file=") {
+			flags = append(flags, f)
+		}
+	}
+	deploymentKeys.Store(tb, flags)
+	tb.Cleanup(func() { deploymentKeys.Delete(tb) })
+	return flags
 }
 
 // Stop shuts the process down as SIGTERM would and returns Run's result.
