@@ -141,8 +141,8 @@ func (a *App) missingSecret(k keyfile.Kind) error {
 	if k.Flag == auth.OperatorTokenKind.Flag {
 		flag = "-auth.operator-token-file (or -auth.operator-token)"
 	}
-	return fmt.Errorf("%s: %s is not set; only target all generates keys, and this process runs %q, whose key would differ from the other processes': "+
-		"create the deployment's keys once with `tani keys init DIR` and give every process %s=DIR/%s",
+	return fmt.Errorf("%s: %s is not set, and only target all generates keys: this process runs %q, and a key of its own would differ from the other processes'. "+
+		"Create the deployment's keys once with `tani keys init DIR` and start every process with the flags it prints (here %s=DIR/%s)",
 		k.Name, flag, a.cfg.Target, "-"+k.Flag, k.File)
 }
 
