@@ -70,7 +70,12 @@ func (a *App) operatorToken() (string, error) {
 		case cfg.OperatorToken != "" && cfg.OperatorTokenFile != "":
 			a.keys.operatorErr = errors.New("operator token: set -auth.operator-token or -auth.operator-token-file, not both")
 		case cfg.OperatorToken != "":
-			a.keys.operator = cfg.OperatorToken
+			token, err := auth.ParseOperatorToken([]byte(cfg.OperatorToken))
+			if err != nil {
+				a.keys.operatorErr = fmt.Errorf("operator token (-auth.operator-token): %w", err)
+				return
+			}
+			a.keys.operator = token
 		default:
 			data, err := a.sharedSecret(auth.OperatorTokenKind, cfg.OperatorTokenFile)
 			if err != nil {

@@ -30,14 +30,22 @@ func TestKeys_SplitTargetRefusesWithoutKeys(t *testing.T) {
 	}
 	for name, c := range map[string]struct {
 		args []string
-		flag string // the flag the refusal must name
+		want []string // what the refusal must name
 	}{
-		"ingest":            {[]string{"-target=ingest"}, "-pii.key-file"},
-		"mobile-api,server": {[]string{"-target=mobile-api,server"}, "-pii.key-file"},
-		"ledger":            {[]string{"-target=ledger"}, "-ledger.key-file"},
-		"nats with PII key": {[]string{"-target=nats", "-pii.key-file=" + filepath.Join(set.Dir, "pii.key")}, "-auth.operator-token-file"},
+		"ingest":            {[]string{"-target=ingest"}, []string{"-pii.key-file", "tani keys init"}},
+		"mobile-api,server": {[]string{"-target=mobile-api,server"}, []string{"-pii.key-file", "tani keys init"}},
+		"ledger":            {[]string{"-target=ledger"}, []string{"-ledger.key-file", "tani keys init"}},
+		"nats with PII key": {[]string{"-target=nats", "-pii.key-file=" + filepath.Join(set.Dir, "pii.key")},
+			[]string{"-auth.operator-token-file", "tani keys init"}},
 		"mobile-api without token key": {[]string{"-target=mobile-api", "-pii.key-file=" + filepath.Join(set.Dir, "pii.key"),
-			"-auth.operator-token-file=" + filepath.Join(set.Dir, "operator-token")}, "-auth.signing-key-file"},
+			"-auth.operator-token-file=" + filepath.Join(set.Dir, "operator-token")}, []string{"-auth.signing-key-file", "tani keys init"}},
+		"short operator token": {[]string{"-target=nats", "-pii.key-file=" + filepath.Join(set.Dir, "pii.key"), "-auth.operator-token=secret"},
+			[]string{"-auth.operator-token", "at least 32 characters"}},
+		"two operator tokens": {[]string{"-target=nats", "-pii.key-file=" + filepath.Join(set.Dir, "pii.key"),
+			"-auth.operator-token=" + strings.Repeat("t", 40), "-auth.operator-token-file=" + filepath.Join(set.Dir, "operator-token")},
+			[]string{"not both"}},
+		"malformed PII key file": {[]string{"-target=ingest", "-pii.key-file=" + filepath.Join(set.Dir, "ledger.pub")},
+			[]string{"PII key " + filepath.Join(set.Dir, "ledger.pub") + " is malformed"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dataDir := t.TempDir()
@@ -56,7 +64,7 @@ func TestKeys_SplitTargetRefusesWithoutKeys(t *testing.T) {
 			if err == nil {
 				t.Fatal("a split process started without the deployment's keys")
 			}
-			for _, want := range []string{c.flag, "tani keys init"} {
+			for _, want := range c.want {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q does not mention %s", err, want)
 				}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/tani-platform/tani/internal/app"
 	"github.com/tani-platform/tani/internal/cli"
 	"github.com/tani-platform/tani/internal/postgres/pgtest"
+	"github.com/tani-platform/tani/ledger"
 )
 
 // Running is a started process.
@@ -31,6 +33,7 @@ type Running struct {
 	OperatorToken string        // bearer token for /admin/v1
 	DatabaseURL   string        // pass as -database.url to a second process sharing the database
 	DataDir       string        // the process's -data-dir
+	LedgerKeyFile string        // the journal's signer key file (for `tani verify -ledger.key-file`)
 	App           *app.App
 	logs          testWriter
 	stop          context.CancelFunc
@@ -94,7 +97,10 @@ func MustStart(tb testing.TB, args ...string) *Running {
 		tb.Fatal("tani up not ready within 60s")
 	}
 	r.URL = "http://" + a.Addr()
-	r.DatabaseURL, r.DataDir = cfg.Postgres.URL, cfg.DataDir
+	r.DatabaseURL, r.DataDir, r.LedgerKeyFile = cfg.Postgres.URL, cfg.DataDir, cfg.Ledger.KeyFile
+	if r.LedgerKeyFile == "" { // target all generated it
+		r.LedgerKeyFile = filepath.Join(cfg.DataDir, ledger.SignerKeyKind(cfg.Ledger.Origin).File)
+	}
 	pool, err := pgxpool.New(context.Background(), pgtest.URL(tb, dbName))
 	if err != nil {
 		tb.Fatal(err)
