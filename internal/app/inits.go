@@ -50,6 +50,12 @@ func (a *App) initPostgres() (Service, error) {
 				return err
 			}
 			a.pool = pool
+			// Keys loaded by modules that started before the database.
+			if err := a.checkKeys(ctx); err != nil {
+				a.pool = nil
+				pool.Close()
+				return err
+			}
 			return nil
 		},
 		stop: func(context.Context) error {
@@ -227,7 +233,10 @@ func (a *App) initLedger() (Service, error) {
 			if err := postgres.Migrate(ctx, a.pool, logger, ledger.Migrations); err != nil {
 				return err
 			}
-			return j.Start(ctx)
+			if err := j.Start(ctx); err != nil {
+				return err
+			}
+			return a.checkKey(ctx, keyID{ledger.SignerKeyKind(cfg.Origin).Name, j.VerifierKey()})
 		},
 		run: j.Run,
 	}, nil

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"context"
+	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,12 +11,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/keyfile"
 	"github.com/tani-platform/tani/internal/pii"
+	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/ledger"
 )
 
@@ -35,6 +41,70 @@ type keys struct {
 
 	adminOnce sync.Once
 	admin     *echo.Group
+
+	// used are the fingerprints of the shared keys this process loaded,
+	// held against the deployment's once the database is open.
+	used []keyID
+}
+
+// keyID is a shared key's name and fingerprint.
+type keyID struct{ name, id string }
+
+//go:embed migrations/*.sql
+var deploymentFS embed.FS
+
+// deploymentMigrations create deployment.keys: the fingerprints of the
+// shared keys, as the first process that used the database had them.
+var deploymentMigrations = postgres.Migrations{Name: "deployment", FS: postgres.MustSub(deploymentFS, "migrations")}
+
+// useKey records that this process uses a shared key and, once the
+// database is open, refuses it if it is not the deployment's.
+func (a *App) useKey(name, id string) error {
+	a.keys.used = append(a.keys.used, keyID{name, id})
+	if a.pool == nil {
+		return nil // checkKeys runs when the postgres module starts
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return a.checkKey(ctx, keyID{name, id})
+}
+
+// checkKeys holds every key loaded so far against the deployment's.
+func (a *App) checkKeys(ctx context.Context) error {
+	for _, k := range a.keys.used {
+		if err := a.checkKey(ctx, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkKey records k's fingerprint if the deployment has none for its name
+// yet, and otherwise requires it to be the recorded one: a process with
+// another key would hash national IDs, seal phones or sign tokens and
+// checkpoints that the other processes cannot match, decrypt or verify.
+func (a *App) checkKey(ctx context.Context, k keyID) error {
+	for range 3 { // a racing first insert may be invisible to this statement's snapshot: ask again
+		var recorded string
+		err := a.pool.QueryRow(ctx, `
+			WITH ins AS (
+				INSERT INTO deployment.keys (name, key_id) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING key_id
+			)
+			SELECT key_id FROM ins UNION ALL SELECT key_id FROM deployment.keys WHERE name = $1`, k.name, k.id).Scan(&recorded)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("check the %s against the deployment's: %w", k.name, err)
+		}
+		if recorded != k.id {
+			return fmt.Errorf("%s: this process has key %s, but this deployment's database was first used with key %s: "+
+				"every process must be given the same key file (`tani keys init`); "+
+				"after a deliberate rotation, delete its row from deployment.keys", k.name, k.id, recorded)
+		}
+		return nil
+	}
+	return fmt.Errorf("check the %s against the deployment's: no recorded key id after 3 attempts", k.name)
 }
 
 func (a *App) authKeys() (*auth.Keys, error) {
@@ -44,7 +114,11 @@ func (a *App) authKeys() (*auth.Keys, error) {
 			a.keys.authErr = err
 			return
 		}
-		a.keys.auth, a.keys.authErr = auth.New(a.cfg.Auth, data)
+		k, err := auth.New(a.cfg.Auth, data)
+		if err == nil {
+			err = a.useKey(auth.SigningKeyKind.Name, k.ID())
+		}
+		a.keys.auth, a.keys.authErr = k, err
 	})
 	return a.keys.auth, a.keys.authErr
 }
@@ -56,7 +130,11 @@ func (a *App) piiKeys() (*pii.Keys, error) {
 			a.keys.piiErr = err
 			return
 		}
-		a.keys.pii, a.keys.piiErr = pii.Parse(data)
+		k, err := pii.Parse(data)
+		if err == nil {
+			err = a.useKey(pii.KeyKind.Name, k.ID())
+		}
+		a.keys.pii, a.keys.piiErr = k, err
 	})
 	return a.keys.pii, a.keys.piiErr
 }

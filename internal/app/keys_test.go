@@ -143,6 +143,77 @@ func TestKeys_SplitTargetWithDeploymentKeys(t *testing.T) {
 	})
 }
 
+func TestKeys_AnotherKeyThanTheDeploymentsRefused(t *testing.T) {
+	db := pgtest.MustDatabase(t, app.Migrations()[1:]...)
+	deployment, err := app.InitKeys(t.TempDir(), ledger.DefaultOrigin, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray, err := app.InitKeys(t.TempDir(), ledger.DefaultOrigin, false) // `tani keys init` run twice
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(t *testing.T, flags []string, target string) (*app.App, error) {
+		t.Helper()
+		cfg, err := cli.ParseUp(append(flags, "-target="+target, "-http.listen=127.0.0.1:0", "-data-dir="+t.TempDir(),
+			"-database.url="+pgtest.URL(t, db)), io.Discard, func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := app.New(cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		select {
+		case <-a.Ready():
+			t.Cleanup(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("shutdown: %v", err)
+				}
+			})
+			return a, nil
+		case err := <-done:
+			cancel()
+			return nil, err
+		}
+	}
+	// The first process records the deployment's keys.
+	if _, err := run(t, deployment.Flags(), "mobile-api,ledger"); err != nil {
+		t.Fatalf("first process: %v", err)
+	}
+	t.Run("OK_SameKeys", func(t *testing.T) {
+		if _, err := run(t, deployment.Flags(), "ingest"); err != nil {
+			t.Errorf("a process with the deployment's keys was refused: %v", err)
+		}
+	})
+	for name, c := range map[string]struct {
+		swap   string // the flag whose file comes from the stray set
+		target string
+		key    string
+	}{
+		"ErrPIIKey":     {"-pii.key-file", "ingest", "PII key"},
+		"ErrSigningKey": {"-auth.signing-key-file", "mobile-api", "access-token signing key"},
+		"ErrLedgerKey":  {"-ledger.key-file", "ledger", "ledger signing key"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			flags := deployment.Flags()
+			for i, f := range flags {
+				if strings.HasPrefix(f, c.swap+"=") {
+					flags[i] = strings.Replace(f, deployment.Dir, stray.Dir, 1)
+				}
+			}
+			_, err := run(t, flags, c.target)
+			if err == nil || !strings.Contains(err.Error(), c.key+": this process has key") || !strings.Contains(err.Error(), "tani keys init") {
+				t.Errorf("err = %v, want a refusal naming the %s", err, c.key)
+			}
+		})
+	}
+}
+
 func TestKeys_AllGeneratesIntoDataDir(t *testing.T) {
 	tani := apptest.MustStart(t)
 	for _, name := range []string{"pii.key", "auth-signing.pem", "ledger.key"} {

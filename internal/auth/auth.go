@@ -8,6 +8,7 @@ import (
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -63,6 +64,13 @@ func New(cfg Config, signingKeyFile []byte) (*Keys, error) {
 		return nil, fmt.Errorf("access-token signing key: %w", err)
 	}
 	return &Keys{cfg: cfg, signing: signing}, nil
+}
+
+// ID is a fingerprint of the signing key (of its public half), safe to
+// store and show: processes with the same key have the same ID.
+func (k *Keys) ID() string {
+	sum := sha256.Sum256(k.signing.Public().(ed25519.PublicKey))
+	return hex.EncodeToString(sum[:16])
 }
 
 // SigningKeyKind is the access-token signing key file: an Ed25519 private

@@ -34,6 +34,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 type Keys struct {
 	mac  []byte
 	aead cipher.AEAD
+	id   string
 }
 
 // KeyKind is the PII key file: 64 random bytes in hex on one line.
@@ -92,8 +93,13 @@ func New(key []byte) (*Keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Keys{mac: key[:32], aead: aead}, nil
+	id := sha256.Sum256(append([]byte("tani.pii/key-id\x00"), key...))
+	return &Keys{mac: key[:32], aead: aead, id: hex.EncodeToString(id[:16])}, nil
 }
+
+// ID is a fingerprint of the key, safe to store and show: processes with
+// the same key have the same ID, and it reveals nothing of the key.
+func (k *Keys) ID() string { return k.id }
 
 // NationalIDHash is the keyed hash under which a national ID is stored.
 // Spaces and case are ignored so the same ID typed twice matches.
