@@ -386,3 +386,15 @@ func statusOf(err error) int {
 	}
 	return http.StatusInternalServerError
 }
+
+func TestID(t *testing.T) {
+	file := mustKeyFile(t)
+	a, _ := auth.New(auth.Config{}, file)
+	b, _ := auth.New(auth.Config{AccessTokenTTL: time.Hour}, file)
+	if a.ID() == "" || a.ID() != b.ID() {
+		t.Errorf("one key file, IDs %q and %q; want one non-empty ID", a.ID(), b.ID())
+	}
+	if MustKeys(t).ID() == a.ID() {
+		t.Error("two keys share an ID")
+	}
+}

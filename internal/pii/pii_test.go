@@ -200,3 +200,21 @@ func TestNew_ErrWrongLength(t *testing.T) {
 		t.Errorf("New refused %d bytes: %v", pii.KeySize, err)
 	}
 }
+
+func TestID(t *testing.T) {
+	data, _ := pii.KeyKind.New()
+	a, _ := pii.Parse(data)
+	b, _ := pii.Parse(data)
+	if a.ID() == "" || a.ID() != b.ID() {
+		t.Errorf("one key file, IDs %q and %q; want one non-empty ID", a.ID(), b.ID())
+	}
+	if MustKeys(t).ID() == a.ID() {
+		t.Error("two keys share an ID")
+	}
+	text := strings.TrimSpace(string(data))
+	for i := 0; i+16 <= len(text); i += 16 {
+		if strings.Contains(a.ID(), text[i:i+16]) {
+			t.Fatal("the ID shows part of the key")
+		}
+	}
+}
