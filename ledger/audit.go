@@ -513,7 +513,7 @@ func (a *auditor) leaf(ctx context.Context, r *auditRow, leafAt map[tlog.Hash]in
 			"the row's bytes hash to %x, but the leaf hash row and the tree above it commit to %x", h[:], stored)})
 	default:
 		a.fault(Fault{Kind: FaultEntryRewritten, Index: r.idx, Detail: fmt.Sprintf(
-			"the row's bytes hash to %x, but its leaf hash row holds %x, and the parent row %d agrees with neither: the row and its hash rows were changed",
+			"the row's bytes hash to %x, but its leaf hash row holds %x, and the parent row %d agrees with neither: more than one row or hash row around this leaf was changed",
 			h[:], stored, tlog.StoredHashIndex(1, r.idx/2))})
 	}
 	return stored, false, nil
