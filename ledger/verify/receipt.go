@@ -30,7 +30,7 @@ type Receipt struct {
 
 // Anchor names the Fabric transaction that recorded a checkpoint, so that a
 // verifier can check it against the ledger of the verifying organizations.
-// No anchoring exists yet; the type fixes where it will go.
+// This package only carries it: checking it needs the chain (ledger/anchor).
 type Anchor struct {
 	Channel     string `json:"channel"`
 	Chaincode   string `json:"chaincode"`
