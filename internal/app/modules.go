@@ -23,6 +23,9 @@ const (
 	Lending      = "lending"
 	Marketplace  = "marketplace"
 	MobileAPI    = "mobile-api"
+	// Erasure takes operators' requests to forget a farmer; every owner of
+	// farmer data (mobile-api, ingest, attest) erases its own.
+	Erasure = "erasure"
 	Demo         = "demo"
 	All          = "all"
 )
@@ -60,7 +63,8 @@ var modules = map[string]module{
 	Lending:      {deps: []string{Postgres, Server}, init: (*App).initLending},
 	Marketplace:  {deps: []string{Postgres, Server}, init: (*App).initMarketplace},
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
-	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor}},
+	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure},
+	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor, Erasure}},
 }
 
 // ModuleNames lists the modules a target may name.

@@ -29,6 +29,7 @@ var commands = map[string]command{
 	"network": {"network init|add-org|members: create and manage the Fabric consortium (organizations, channel, policy)", runNetwork},
 	"receipt": {"receipt verify FILE --key KEYFILE: check a receipt offline; receipt anchor: and its Fabric anchor on the chain", runReceipt},
 	"load":    {"send signed records to a running Tani and report throughput and latency", runLoad},
+	"farmer":  {"farmer erase ID -reason … -requested-by …: forget a farmer everywhere; farmer erasure ID: its progress", runFarmer},
 }
 
 // errUsage is returned after usage has been printed for a bad invocation.

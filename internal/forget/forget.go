@@ -31,6 +31,15 @@ type Request struct {
 	RequestedAt time.Time `json:"requested_at"`
 }
 
+// Journal kinds of an erasure's two entries, both under the erasure's id:
+// revision 1 is the request (journaled by the erasure module when the
+// operator asks), revision 2 its execution in the journal (ledger.Erasure,
+// run by attest, which journaled the farmer's records).
+const (
+	KindRequested = "farmer.erasure.requested"
+	KindExecuted  = "farmer.erasure.executed"
+)
+
 // MsgID is the JetStream message id of a request: a republished request
 // is stored once.
 func (r Request) MsgID() string { return "erasure:" + r.ErasureID }
@@ -269,4 +278,23 @@ func Consumer(durable string, js jetstream.JetStream, logger *slog.Logger, metri
 		Buffer:         1,
 		MaxBatch:       1,
 	}, js, logger, metrics)
+}
+
+// RunWith runs an owner's erasure consumer beside the owner's own work
+// (run) until ctx is done. If either fails, the other is stopped and the
+// failure returned: a module must not go on without its erasures.
+func RunWith(ctx context.Context, c *natsbus.Consumer, h natsbus.Handler, run func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		err := c.Run(ctx, h)
+		if err != nil {
+			cancel()
+		}
+		errc <- err
+	}()
+	err := run(ctx)
+	cancel()
+	return errors.Join(err, <-errc)
 }

@@ -105,15 +105,28 @@ func Delete(ctx context.Context, js jetstream.JetStream, stream string, seq uint
 // It is deliberately lenient: it finds a farmer's records among messages
 // that were refused as invalid too.
 func FarmerOf(data []byte) string {
+	_, farmer := identify(data)
+	return farmer
+}
+
+// RecordIDOf returns a farm record's id, or "" for anything that does not
+// decode as one.
+func RecordIDOf(data []byte) string {
+	id, _ := identify(data)
+	return id
+}
+
+func identify(data []byte) (id, farmer string) {
 	var rec struct {
+		ID      string `json:"id"`
 		Payload struct {
 			FarmerID string `json:"farmer_id"`
 		} `json:"payload"`
 	}
 	if json.Unmarshal(data, &rec) != nil {
-		return ""
+		return "", ""
 	}
-	return strings.ToLower(rec.Payload.FarmerID)
+	return rec.ID, strings.ToLower(rec.Payload.FarmerID)
 }
 
 // IsFarmers reports whether a message carries a record about farmer.

@@ -79,13 +79,22 @@ func (s *Service) Process(ctx context.Context, ins []Input) ([]Decision, error) 
 	var revs map[string]ledger.Revision
 	if len(fresh) > 0 {
 		var newly map[string]*Decision
+		var gone []Input // about farmers attest erased
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			var err error
-			newly, revs, byVisit, err = s.decide(ctx, tx, fresh)
+			live, erased, err := s.fenceErased(ctx, tx, fresh)
+			if err != nil || len(live) == 0 {
+				gone = erased
+				return err
+			}
+			gone = erased
+			newly, revs, byVisit, err = s.decide(ctx, tx, live)
 			return err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("decide %d records: %w", len(fresh), err)
+		}
+		for _, in := range gone {
+			decided[in.Env.ID] = erasedDecision(in)
 		}
 		for id, d := range newly {
 			decided[id] = d
