@@ -26,8 +26,8 @@ const (
 	// Erasure takes operators' requests to forget a farmer; every owner of
 	// farmer data (mobile-api, ingest, attest) erases its own.
 	Erasure = "erasure"
-	Demo         = "demo"
-	All          = "all"
+	Demo    = "demo"
+	All     = "all"
 )
 
 // Service is a started module. Start returns once the module is ready to
