@@ -23,12 +23,13 @@ const (
 	Lending      = "lending"
 	Marketplace  = "marketplace"
 	MobileAPI    = "mobile-api"
-	// Erasure takes operators' requests to forget a farmer; every owner of
-	// farmer data (mobile-api, ingest, attest) erases its own.
-	Erasure = "erasure"
-	Demo    = "demo"
-	All     = "all"
+	Demo         = "demo"
+	All          = "all"
 )
+
+// Erasure takes operators' requests to forget a farmer; every owner of
+// farmer data (mobile-api, ingest, attest) erases its own.
+const Erasure = "erasure"
 
 // Service is a started module. Start returns once the module is ready to
 // serve; Run does its work until ctx is done (returning nil) or it fails;
