@@ -3,6 +3,7 @@ package mobileapi
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 
@@ -133,7 +134,7 @@ func (s *Service) fenceErased(ctx context.Context, tx pgx.Tx, batch []pending) (
 func erasedSince(ctx context.Context, tx pgx.Tx, agentID string, since uint64) ([]string, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT farmer_id::text FROM mobile.erasures
-		WHERE agent_ids @> ARRAY[$1::uuid] AND erase_xid >= $2::text::xid8 ORDER BY farmer_id`, agentID, since)
+		WHERE agent_ids @> ARRAY[$1::uuid] AND erase_xid >= $2::xid8 ORDER BY farmer_id`, agentID, strconv.FormatUint(since, 10))
 	if err != nil {
 		return nil, fmt.Errorf("list erased farmers: %w", err)
 	}
