@@ -104,7 +104,7 @@ func (s *Service) erase(ctx context.Context, r forget.Request) (any, error) {
 
 // erasedFarmers returns which of the farmers mobile-api has erased:
 // records about them are refused at /sync.
-func (s *Service) erasedFarmers(ctx context.Context, farmers []string) (map[string]bool, error) {
+func (s *Service) erasedFarmers(ctx context.Context, farmers []string) (forget.Farmers, error) {
 	return eraser.Erased(ctx, s.pool, farmers)
 }
 
@@ -122,7 +122,7 @@ func (s *Service) fenceErased(ctx context.Context, tx pgx.Tx, batch []pending) (
 	}
 	var live []pending
 	for i, p := range batch {
-		if !erased[farmers[i]] {
+		if !erased.Has(farmers[i]) {
 			live = append(live, p)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/auth"
+	"github.com/tani-platform/tani/internal/forget"
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/record"
@@ -62,7 +63,7 @@ type agentView struct {
 	mine    map[string]bool // farmers assigned to this agent
 	taken   map[string]bool // farmers assigned to someone else only
 	otps    map[string]bool // consent codes used by earlier records of the batch
-	erased  map[string]bool // farmers who asked to be forgotten
+	erased  forget.Farmers  // farmers who asked to be forgotten
 }
 
 type deviceKey struct {
@@ -185,7 +186,7 @@ func (s *Service) authorize(ctx context.Context, view *agentView, canonical []by
 		return []apperr.FieldError{{Field: "signature", Message: err.Error()}}, nil
 	}
 	farmer := record.FarmerID(payload)
-	if view.erased[farmer] {
+	if view.erased.Has(farmer) {
 		return []apperr.FieldError{{Field: "payload.farmer_id", Message: ErasedMessage}}, nil
 	}
 	switch payload.(type) {

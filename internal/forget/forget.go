@@ -138,14 +138,23 @@ func (o Owner) Begin(ctx context.Context, tx pgx.Tx, r Request) (done bool, err 
 	return done, nil
 }
 
+// Farmers is a set of erased farmers.
+type Farmers map[string]bool
+
+// Has reports whether the farmer is in the set, however its id is spelled.
+func (f Farmers) Has(id string) bool {
+	u, err := uuid.Parse(id)
+	return err == nil && f[u.String()]
+}
+
 // Fence is what a writer of farmer data runs first in its transaction: it
 // takes the farmers' locks shared (waiting for any erasure of them in
 // progress to commit) and returns those that were erased, whose records it
 // must refuse. Ids that are not UUIDs are left out.
-func (o Owner) Fence(ctx context.Context, tx pgx.Tx, farmers []string) (map[string]bool, error) {
+func (o Owner) Fence(ctx context.Context, tx pgx.Tx, farmers []string) (Farmers, error) {
 	ids := uuids(farmers)
 	if len(ids) == 0 {
-		return map[string]bool{}, nil
+		return Farmers{}, nil
 	}
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1, hashtext(f)) FROM unnest($2::text[]) AS f`, lockClass, ids); err != nil {
 		return nil, fmt.Errorf("lock %d farmers: %w", len(ids), err)
@@ -160,12 +169,12 @@ type Querier interface {
 
 // Erased returns which of farmers were erased, without waiting for an
 // erasure in progress: for decisions that write nothing about them.
-func (o Owner) Erased(ctx context.Context, q Querier, farmers []string) (map[string]bool, error) {
+func (o Owner) Erased(ctx context.Context, q Querier, farmers []string) (Farmers, error) {
 	return o.erasedAmong(ctx, q, uuids(farmers))
 }
 
-func (o Owner) erasedAmong(ctx context.Context, q Querier, ids []string) (map[string]bool, error) {
-	out := map[string]bool{}
+func (o Owner) erasedAmong(ctx context.Context, q Querier, ids []string) (Farmers, error) {
+	out := Farmers{}
 	if len(ids) == 0 {
 		return out, nil
 	}

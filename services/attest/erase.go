@@ -170,7 +170,7 @@ func (s *Service) fenceErased(ctx context.Context, tx pgx.Tx, ins []Input) (live
 		return ins, nil, err
 	}
 	for i, in := range ins {
-		if erased[farmers[i]] {
+		if erased.Has(farmers[i]) {
 			gone = append(gone, in)
 		} else {
 			live = append(live, in)
@@ -213,7 +213,7 @@ func (s *Service) forgetRefused(ctx context.Context, msgs []jetstream.Msg, errs 
 		return
 	}
 	for i, err := range errs {
-		if (apperr.Is(err, apperr.Invalid) || apperr.Is(err, apperr.Conflict)) && erased[forget.FarmerOf(msgs[i].Data())] {
+		if (apperr.Is(err, apperr.Invalid) || apperr.Is(err, apperr.Conflict)) && erased.Has(forget.FarmerOf(msgs[i].Data())) {
 			errs[i] = s.forgetMessage(ctx, msgs[i])
 		}
 	}
@@ -233,4 +233,37 @@ func (s *Service) forgetAnnounced(ctx context.Context, published map[string]uint
 		}
 	}
 	return nil
+}
+
+// withoutErased leaves out the revisions of records about farmers attest
+// erased (an erasure that ran between a decision and its journaling).
+func (s *Service) withoutErased(ctx context.Context, revs []ledger.Revision) ([]ledger.Revision, error) {
+	ids := make([]string, len(revs))
+	for i, r := range revs {
+		ids[i] = r.RecordID
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT r.record_id::text FROM attest.records r JOIN attest.erasures e USING (farmer_id)
+		WHERE r.record_id = ANY($1::uuid[])`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("find erased records: %w", err)
+	}
+	erased, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("find erased records: %w", err)
+	}
+	if len(erased) == 0 {
+		return revs, nil
+	}
+	gone := map[string]bool{}
+	for _, id := range erased {
+		gone[id] = true
+	}
+	var kept []ledger.Revision
+	for _, r := range revs {
+		if !gone[r.RecordID] {
+			kept = append(kept, r)
+		}
+	}
+	return kept, nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/parallel"
 
 	"github.com/google/uuid"
@@ -428,6 +429,14 @@ func (s *Service) journalRecords(ctx context.Context, decided map[string]*Decisi
 		return nil
 	}
 	app, err := s.journal.Append(ctx, revs...)
+	if apperr.Is(err, apperr.Conflict) {
+		// A farmer erased since these were decided: the journal refuses
+		// their records; journal the others.
+		if kept, ferr := s.withoutErased(ctx, revs); ferr == nil && len(kept) < len(revs) {
+			revs = kept
+			app, err = s.journal.Append(ctx, revs...)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("journal %d verified records: %w", len(revs), err)
 	}

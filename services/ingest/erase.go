@@ -126,7 +126,7 @@ func (s *Service) fenceErased(ctx context.Context, tx pgx.Tx, items []*item) ([]
 	}
 	var live []*item
 	for i, it := range items {
-		if erased[farmers[i]] {
+		if erased.Has(farmers[i]) {
 			it.err = errErased
 			continue
 		}
@@ -159,10 +159,10 @@ func (s *Service) forgetErased(ctx context.Context, items []*item) {
 	erased, err := eraser.Erased(ctx, s.pool, farmers)
 	if err != nil {
 		s.logger.WarnContext(ctx, "look up erased farmers", "err", err)
-		erased = map[string]bool{}
+		erased = forget.Farmers{}
 	}
 	for _, it := range suspects {
-		if !errors.Is(it.err, errErased) && !erased[forget.FarmerOf(it.msg.Data())] {
+		if !errors.Is(it.err, errErased) && !erased.Has(forget.FarmerOf(it.msg.Data())) {
 			continue
 		}
 		id := forget.RecordIDOf(it.msg.Data())
