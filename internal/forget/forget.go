@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -117,6 +118,18 @@ func (o Owner) valid() error {
 // lockClass is the first key of the per-farmer advisory locks ("ERAS").
 const lockClass int32 = 0x45524153
 
+// lockBuckets is how many locks farmers share (by a hash of their id). A
+// writer takes one shared lock per bucket its batch touches, so a batch of
+// hundreds of farmers takes at most this many locks (PostgreSQL's lock
+// table is small: max_locks_per_transaction per connection); an erasure
+// holds one bucket, pausing the writers of 1/lockBuckets of the farmers
+// for its first, short transaction.
+const lockBuckets = 64
+
+// bucket is the SQL expression of a farmer's lock bucket (a power of
+// two, so a mask); %s is the farmer id as text.
+var bucket = "(hashtext(%s) & " + strconv.Itoa(lockBuckets-1) + ")"
+
 // Begin starts (or resumes) an erasure in tx: it takes the farmer's lock
 // exclusively, so that every transaction of this owner that wrote about
 // the farmer has committed and no new one can until tx ends, and writes
@@ -125,7 +138,7 @@ func (o Owner) Begin(ctx context.Context, tx pgx.Tx, r Request) (done bool, err 
 	if err := o.valid(); err != nil {
 		return false, err
 	}
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, lockClass, r.FarmerID); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, `+fmt.Sprintf(bucket, "$2::text")+`)`, lockClass, r.FarmerID); err != nil {
 		return false, fmt.Errorf("lock farmer %s: %w", r.FarmerID, err)
 	}
 	err = tx.QueryRow(ctx, `
@@ -156,7 +169,9 @@ func (o Owner) Fence(ctx context.Context, tx pgx.Tx, farmers []string) (Farmers,
 	if len(ids) == 0 {
 		return Farmers{}, nil
 	}
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1, hashtext(f)) FROM unnest($2::text[]) AS f`, lockClass, ids); err != nil {
+	if _, err := tx.Exec(ctx, `
+		SELECT pg_advisory_xact_lock_shared($1, b)
+		FROM (SELECT DISTINCT `+fmt.Sprintf(bucket, "f")+` AS b FROM unnest($2::text[]) AS f ORDER BY 1) AS buckets`, lockClass, ids); err != nil {
 		return nil, fmt.Errorf("lock %d farmers: %w", len(ids), err)
 	}
 	return o.erasedAmong(ctx, tx, ids)
