@@ -169,12 +169,35 @@ func (o Owner) Fence(ctx context.Context, tx pgx.Tx, farmers []string) (Farmers,
 	if len(ids) == 0 {
 		return Farmers{}, nil
 	}
-	if _, err := tx.Exec(ctx, `
+	if err := o.valid(); err != nil {
+		return nil, err
+	}
+	// One round trip: the two statements run one after the other, and the
+	// second reads with a snapshot taken once the locks are held, so it
+	// sees any erasure that committed while this waited.
+	b := &pgx.Batch{}
+	b.Queue(`
 		SELECT pg_advisory_xact_lock_shared($1, b)
-		FROM (SELECT DISTINCT `+fmt.Sprintf(bucket, "f")+` AS b FROM unnest($2::text[]) AS f ORDER BY 1) AS buckets`, lockClass, ids); err != nil {
+		FROM (SELECT DISTINCT `+fmt.Sprintf(bucket, "f")+` AS b FROM unnest($2::text[]) AS f ORDER BY 1) AS buckets`, lockClass, ids)
+	b.Queue(`SELECT farmer_id::text FROM `+o.Table+` WHERE farmer_id = ANY($1::uuid[])`, ids)
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
 		return nil, fmt.Errorf("lock %d farmers: %w", len(ids), err)
 	}
-	return o.erasedAmong(ctx, tx, ids)
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("look up erased farmers: %w", err)
+	}
+	erased, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("look up erased farmers: %w", err)
+	}
+	out := Farmers{}
+	for _, id := range erased {
+		out[id] = true
+	}
+	return out, br.Close()
 }
 
 // Querier is a pool or a transaction.
