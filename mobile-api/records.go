@@ -23,7 +23,7 @@ const Incomplete = "incomplete"
 type RecordStatus struct {
 	ID         string    `json:"id"`
 	Type       string    `json:"type"`
-	Status     string    `json:"status"` // received, incomplete, ingested, then attest's verified, flagged or rejected (or ingest's rejected)
+	Status     string    `json:"status"` // received, incomplete, ingested, then attest's journaling (verified, receipt not yet available), verified (journaled), flagged or rejected (or ingest's rejected)
 	Reason     *string   `json:"reason,omitempty"`
 	ReceivedAt time.Time `json:"received_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
