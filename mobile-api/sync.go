@@ -16,6 +16,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/auth"
+	"github.com/tani-platform/tani/internal/forget"
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/record"
@@ -62,6 +63,7 @@ type agentView struct {
 	mine    map[string]bool // farmers assigned to this agent
 	taken   map[string]bool // farmers assigned to someone else only
 	otps    map[string]bool // consent codes used by earlier records of the batch
+	erased  forget.Farmers  // farmers who asked to be forgotten
 }
 
 type deviceKey struct {
@@ -129,6 +131,9 @@ func (s *Service) check(ctx context.Context, agentID string, raws []json.RawMess
 	if err != nil {
 		return nil, err
 	}
+	if view.erased, err = s.erasedFarmers(ctx, farmers); err != nil {
+		return nil, err
+	}
 	seen := map[string]int{} // id -> index in valid
 	var valid []pending
 	for i, ch := range all {
@@ -181,6 +186,9 @@ func (s *Service) authorize(ctx context.Context, view *agentView, canonical []by
 		return []apperr.FieldError{{Field: "signature", Message: err.Error()}}, nil
 	}
 	farmer := record.FarmerID(payload)
+	if view.erased.Has(farmer) {
+		return []apperr.FieldError{{Field: "payload.farmer_id", Message: ErasedMessage}}, nil
+	}
 	switch payload.(type) {
 	case *record.FarmerRegistered:
 		if view.taken[farmer] {
@@ -328,15 +336,28 @@ func (s *Service) publish(ctx context.Context, batch []pending) error {
 // received rows, the media they reference, the farmers the agent just
 // registered, the consent codes used. If it fails the client gets a 5xx
 // and retries; the republish is de-duplicated and every statement here is
-// idempotent.
+// idempotent. Records about a farmer erased since they were checked are
+// not remembered (see fenceErased).
 func (s *Service) remember(ctx context.Context, agentID string, batch []pending) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	var ids, types, devices, newFarmers, otps, otpRecords, mediaRecords, media []string
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		batch, err := s.fenceErased(ctx, tx, batch)
+		if err != nil || len(batch) == 0 {
+			return err
+		}
+		return rememberIn(ctx, tx, agentID, batch)
+	})
+}
+
+// rememberIn writes what remember records, in tx.
+func rememberIn(ctx context.Context, tx pgx.Tx, agentID string, batch []pending) error {
+	var ids, types, devices, farmers, newFarmers, otps, otpRecords, mediaRecords, media []string
 	var hashes [][]byte
 	for _, p := range batch {
 		ids, types, devices = append(ids, p.env.ID), append(types, p.env.Type), append(devices, p.env.DeviceID)
+		farmers = append(farmers, record.FarmerID(p.payload))
 		hashes = append(hashes, p.hash[:])
 		for _, h := range record.MediaHashes(p.payload) {
 			mediaRecords, media = append(mediaRecords, p.env.ID), append(media, h)
@@ -348,29 +369,27 @@ func (s *Service) remember(ctx context.Context, agentID string, batch []pending)
 			otps, otpRecords = append(otps, pl.OTPChallengeID), append(otpRecords, p.env.ID)
 		}
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO mobile.received (id, type, content_hash, device_id, agent_id)
-			SELECT id, type, hash, device, $5 FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::uuid[]) AS r(id, type, hash, device)
-			ON CONFLICT (id) DO NOTHING`, ids, types, hashes, devices, agentID); err != nil {
-			return fmt.Errorf("remember received records: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO mobile.received_media (record_id, sha256) SELECT * FROM unnest($1::uuid[], $2::text[])
-			ON CONFLICT DO NOTHING`, mediaRecords, media); err != nil {
-			return fmt.Errorf("remember referenced media: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO mobile.assignments (farmer_id, agent_id) SELECT unnest($1::uuid[]), $2 ON CONFLICT DO NOTHING`, newFarmers, agentID); err != nil {
-			return fmt.Errorf("assign registered farmers: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `
-			UPDATE mobile.otp_challenges o SET used_by = u.record FROM unnest($1::uuid[], $2::uuid[]) AS u(id, record)
-			WHERE o.id = u.id AND o.used_by IS NULL`, otps, otpRecords); err != nil {
-			return fmt.Errorf("consume consent codes: %w", err)
-		}
-		return nil
-	})
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO mobile.received (id, type, content_hash, device_id, agent_id, farmer_id)
+		SELECT id, type, hash, device, $5, farmer FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::uuid[], $6::uuid[]) AS r(id, type, hash, device, farmer)
+		ON CONFLICT (id) DO NOTHING`, ids, types, hashes, devices, agentID, farmers); err != nil {
+		return fmt.Errorf("remember received records: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO mobile.received_media (record_id, sha256) SELECT * FROM unnest($1::uuid[], $2::text[])
+		ON CONFLICT DO NOTHING`, mediaRecords, media); err != nil {
+		return fmt.Errorf("remember referenced media: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO mobile.assignments (farmer_id, agent_id) SELECT unnest($1::uuid[]), $2 ON CONFLICT DO NOTHING`, newFarmers, agentID); err != nil {
+		return fmt.Errorf("assign registered farmers: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE mobile.otp_challenges o SET used_by = u.record FROM unnest($1::uuid[], $2::uuid[]) AS u(id, record)
+		WHERE o.id = u.id AND o.used_by IS NULL`, otps, otpRecords); err != nil {
+		return fmt.Errorf("consume consent codes: %w", err)
+	}
+	return nil
 }
 
 // allRejected turns a batch in which nothing was accepted into one 400 that

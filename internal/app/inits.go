@@ -19,6 +19,7 @@ import (
 	mobileapi "github.com/tani-platform/tani/mobile-api"
 	"github.com/tani-platform/tani/mobile-api/media"
 	"github.com/tani-platform/tani/services/attest"
+	"github.com/tani-platform/tani/services/erasure"
 	"github.com/tani-platform/tani/services/ingest"
 	"github.com/tani-platform/tani/services/lending"
 	"github.com/tani-platform/tani/services/marketplace"
@@ -161,11 +162,6 @@ func (a *App) initMobileAPI() (Service, error) {
 		return nil, err
 	}
 	logger := a.logger.With("module", MobileAPI)
-	svc := mobileapi.New(a.cfg.MobileAPI, mobileapi.Deps{
-		Pool: a.pool, JS: a.js, Auth: authKeys, PII: piiKeys, SMS: mobileapi.LogSMS{Logger: logger}, Logger: logger,
-	})
-	svc.Routes(a.server.Echo.Group("/mobile/v1"), admin)
-
 	// Media are uploaded by agents through tus; their bytes may exceed the
 	// JSON body limit (tusd enforces -media.max-size itself).
 	const mediaPath = "/mobile/v1/media"
@@ -173,6 +169,11 @@ func (a *App) initMobileAPI() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	svc := mobileapi.New(a.cfg.MobileAPI, mobileapi.Deps{
+		Pool: a.pool, JS: a.js, Auth: authKeys, PII: piiKeys, SMS: mobileapi.LogSMS{Logger: logger}, Logger: logger,
+		Media: med, Consumer: a.consumer,
+	})
+	svc.Routes(a.server.Echo.Group("/mobile/v1"), admin)
 	a.server.ExemptFromBodyLimit(mediaPath)
 	med.Routes(a.server.Echo.Group(mediaPath, authKeys.RequireRole(mobileapi.RoleAgent)))
 	return funcService{
@@ -182,7 +183,7 @@ func (a *App) initMobileAPI() (Service, error) {
 			}
 			return med.Start(ctx)
 		},
-		run: med.Run, // sweeps abandoned uploads
+		run: svc.Run, // erasures; sweeps abandoned uploads
 	}, nil
 }
 
@@ -199,6 +200,19 @@ func (a *App) initAttest() (Service, error) {
 		Pool: a.pool, JS: a.js, Journal: a.journal, PII: piiKeys, Logger: a.logger.With("module", Attest),
 		Consumer: a.consumer, Registry: a.registry,
 	})
+	svc.Routes(admin)
+	return svc, nil
+}
+
+func (a *App) initErasure() (Service, error) {
+	admin, err := a.adminGroup()
+	if err != nil {
+		return nil, err
+	}
+	svc, err := erasure.New(a.cfg.Erasure, erasure.Deps{Pool: a.pool, JS: a.js, Journal: a.journal, Logger: a.logger.With("module", Erasure)})
+	if err != nil {
+		return nil, err
+	}
 	svc.Routes(admin)
 	return svc, nil
 }

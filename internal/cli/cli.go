@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"receipt": {"receipt verify FILE --key KEYFILE [-fabric.…]: check a receipt offline and, given Fabric settings, on the chain", runReceipt},
 	"keys":    {"keys init DIR: create the keys every process of a split deployment shares (PII, token signing, operator token, ledger)", runKeys},
 	"load":    {"send signed records to a running Tani and report throughput and latency", runLoad},
+	"farmer":  {"farmer erase ID -reason … -requested-by …: forget a farmer everywhere; farmer erasure ID: its progress", runFarmer},
 }
 
 // errUsage is returned after usage has been printed for a bad invocation.
