@@ -46,7 +46,7 @@ func mustChain(t *testing.T) (*devnet.Network, *fabric.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc, err := fabric.Dial(fabric.DevnetConfig(n.ConnectionInfo(), id, "anchor"), slog.New(slog.DiscardHandler))
+	fc, err := fabric.Dial(n.ConnectionInfo().ClientConfig(id, "anchor"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -701,7 +701,7 @@ func TestVerifyCommand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := fabric.DevnetConfig(n.ConnectionInfo(), id, "anchor")
+		cfg := n.ConnectionInfo().ClientConfig(id, "anchor")
 		cfg.Endpoint, cfg.Retries = closedAddr(t), 0
 		down, err := fabric.Dial(cfg, nil)
 		if err != nil {

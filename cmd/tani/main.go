@@ -1,5 +1,5 @@
 // Command tani runs the Tani data platform. All wiring lives in
-// internal/cli and internal/app so tests run exactly what this runs.
+// internal/app/cli and internal/app so tests run exactly what this runs.
 package main
 
 import (
@@ -8,7 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/tani-platform/tani/internal/cli"
+	"github.com/tani-platform/tani/internal/app/cli"
 )
 
 func main() {

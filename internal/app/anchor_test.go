@@ -12,7 +12,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/app"
 	"github.com/tani-platform/tani/internal/app/apptest"
-	"github.com/tani-platform/tani/internal/cli"
+	"github.com/tani-platform/tani/internal/app/cli"
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/anchor"
 	"github.com/tani-platform/tani/ledger/fabric"

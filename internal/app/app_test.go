@@ -14,7 +14,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/app"
 	"github.com/tani-platform/tani/internal/app/apptest"
-	"github.com/tani-platform/tani/internal/cli"
+	"github.com/tani-platform/tani/internal/app/cli"
 	"github.com/tani-platform/tani/ledger"
 )
 

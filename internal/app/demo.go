@@ -5,7 +5,7 @@ import (
 	"flag"
 	"time"
 
-	"github.com/tani-platform/tani/internal/demo"
+	"github.com/tani-platform/tani/internal/app/demo"
 )
 
 // DemoConfig turns on the demo feeder.

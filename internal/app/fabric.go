@@ -106,7 +106,7 @@ func (a *App) initAnchor() (Service, error) {
 				if err != nil {
 					return err
 				}
-				dc := fabric.DevnetConfig(a.devnet.ConnectionInfo(), id, fcfg.Chaincode)
+				dc := a.devnet.ConnectionInfo().ClientConfig(id, fcfg.Chaincode)
 				dc.EvaluateTimeout, dc.EndorseTimeout, dc.SubmitTimeout = fcfg.EvaluateTimeout, fcfg.EndorseTimeout, fcfg.SubmitTimeout
 				dc.CommitStatusTimeout, dc.Retries = fcfg.CommitStatusTimeout, fcfg.Retries
 				fcfg = dc

@@ -43,7 +43,7 @@ func mustClient(t *testing.T, n *devnet.Network, edit func(*fabric.Config)) *fab
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := fabric.DevnetConfig(n.ConnectionInfo(), id, "anchor")
+	cfg := n.ConnectionInfo().ClientConfig(id, "anchor")
 	if edit != nil {
 		edit(&cfg)
 	}

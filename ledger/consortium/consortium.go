@@ -20,7 +20,8 @@ import (
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/tani-platform/tani/ledger/devnet"
+	"github.com/tani-platform/tani/ledger/fabric"
+	"github.com/tani-platform/tani/ledger/fabric/msp"
 )
 
 // File names inside a consortium directory.
@@ -73,7 +74,7 @@ func Init(cfg InitConfig) (*Consortium, error) {
 	if _, err := os.Stat(filepath.Join(cfg.Dir, ManifestFile)); err == nil {
 		return nil, fmt.Errorf("consortium: %s already holds a consortium", cfg.Dir)
 	}
-	seen := map[string]bool{devnet.OrdererOrg: true}
+	seen := map[string]bool{msp.OrdererMSPID: true}
 	for _, o := range cfg.Orgs {
 		if o == "" || seen[o] {
 			return nil, fmt.Errorf("consortium: organization %q is empty, repeated or reserved", o)
@@ -81,18 +82,18 @@ func Init(cfg InitConfig) (*Consortium, error) {
 		seen[o] = true
 	}
 	if cfg.Channel == "" {
-		cfg.Channel = devnet.DefaultChannel
+		cfg.Channel = fabric.DefaultChannel
 	}
 	if cfg.Chaincode == "" {
 		cfg.Chaincode = "anchor"
 	}
 	if cfg.Policy == "" {
-		cfg.Policy = devnet.MajorityPolicy(cfg.Orgs)
+		cfg.Policy = fabric.MajorityPolicy(cfg.Orgs)
 	}
-	if err := devnet.GenerateMaterial(cfg.Dir, cfg.Orgs, cfg.Hosts); err != nil {
+	if err := msp.GenerateMaterial(cfg.Dir, cfg.Orgs, cfg.Hosts); err != nil {
 		return nil, fmt.Errorf("consortium: %w", err)
 	}
-	c := &Consortium{Dir: cfg.Dir, Channel: cfg.Channel, Chaincode: cfg.Chaincode, EndorsementPolicy: cfg.Policy, Orderer: newOrg(devnet.OrdererOrg, 7050)}
+	c := &Consortium{Dir: cfg.Dir, Channel: cfg.Channel, Chaincode: cfg.Chaincode, EndorsementPolicy: cfg.Policy, Orderer: newOrg(msp.OrdererMSPID, 7050)}
 	for _, id := range cfg.Orgs {
 		c.Orgs = append(c.Orgs, newOrg(id, 7051))
 	}
@@ -140,7 +141,7 @@ func Load(dir string) (*Consortium, error) {
 func newOrg(mspID string, port int) Org {
 	d := strings.ToLower(strings.TrimSuffix(mspID, "MSP")) + ".tani.local"
 	node := "peer0."
-	if mspID == devnet.OrdererOrg {
+	if mspID == msp.OrdererMSPID {
 		node = "orderer0."
 	}
 	return Org{MSPID: mspID, Domain: d, PeerEndpoint: net.JoinHostPort(node+d, strconv.Itoa(port))}

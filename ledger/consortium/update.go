@@ -16,7 +16,7 @@ import (
 	"github.com/hyperledger/fabric-protos-go-apiv2/msp"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/tani-platform/tani/ledger/devnet"
+	fabricmsp "github.com/tani-platform/tani/ledger/fabric/msp"
 )
 
 // AddOrgConfig names the organization to add and the existing
@@ -46,7 +46,7 @@ func Majority(n int) int { return n/2 + 1 }
 // envelope. The consortium's current configuration then includes the
 // organization.
 func (c *Consortium) AddOrg(cfg AddOrgConfig) (*Update, error) {
-	if cfg.MSPID == "" || cfg.MSPID == devnet.OrdererOrg {
+	if cfg.MSPID == "" || cfg.MSPID == fabricmsp.OrdererMSPID {
 		return nil, fmt.Errorf("consortium: organization %q is empty or reserved", cfg.MSPID)
 	}
 	existing := make([]string, len(c.Orgs))
@@ -69,7 +69,7 @@ func (c *Consortium) AddOrg(cfg AddOrgConfig) (*Update, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := devnet.GenerateMaterial(c.Dir, []string{cfg.MSPID}, cfg.Hosts); err != nil {
+	if err := fabricmsp.GenerateMaterial(c.Dir, []string{cfg.MSPID}, cfg.Hosts); err != nil {
 		return nil, fmt.Errorf("consortium: %w", err)
 	}
 	org := newOrg(cfg.MSPID, 7051)

@@ -1,25 +1,16 @@
 package devnet
 
 import (
-	"fmt"
-	"strings"
-
 	"github.com/tani-platform/tani/ledger/devnet/assetcc"
+	"github.com/tani-platform/tani/ledger/fabric"
 )
 
 // AssetChaincodeName is the name under which DefaultChaincodes hosts the
 // conformance asset contract.
 const AssetChaincodeName = "asset"
 
-// MajorityPolicy returns OutOf(n/2+1, ...) over the peers of orgs, for
-// example 2 of 3.
-func MajorityPolicy(orgs []string) string {
-	var ps []string
-	for _, o := range orgs {
-		ps = append(ps, fmt.Sprintf("'%s.peer'", o))
-	}
-	return fmt.Sprintf("OutOf(%d, %s)", len(orgs)/2+1, strings.Join(ps, ", "))
-}
+// MajorityPolicy returns OutOf(n/2+1, ...) over the peers of orgs.
+func MajorityPolicy(orgs []string) string { return fabric.MajorityPolicy(orgs) }
 
 // DefaultChaincodes hosts the asset contract with a majority endorsement
 // policy over orgs (DefaultOrgs when empty).

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/tani-platform/tani/ledger/fabric"
 	"io"
 	"log/slog"
 	"net"
@@ -20,19 +21,18 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/tani-platform/tani/ledger/devnet/internal/blockstore"
-	"github.com/tani-platform/tani/ledger/devnet/internal/msp"
 	"github.com/tani-platform/tani/ledger/devnet/internal/node"
 	"github.com/tani-platform/tani/ledger/devnet/internal/policy"
+	"github.com/tani-platform/tani/ledger/fabric/msp"
 )
 
 // Defaults applied by New to zero Config fields.
 const (
 	DefaultListen              = "127.0.0.1:7051"
-	DefaultChannel             = "tani"
+	DefaultChannel             = fabric.DefaultChannel
 	DefaultBatchTimeout        = 100 * time.Millisecond
 	DefaultBatchMaxCount       = 500
 	DefaultBatchPreferredBytes = 2 << 20
-	ordererMSPID               = "OrdererMSP"
 )
 
 // DefaultOrgs are the organizations of a devnet unless Config.Orgs says otherwise.
@@ -122,7 +122,7 @@ func New(cfg Config, chaincodes ...Chaincode) (*Network, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	seen := map[string]bool{ordererMSPID: true}
+	seen := map[string]bool{msp.OrdererMSPID: true}
 	for _, o := range cfg.Orgs {
 		if o == "" || seen[o] {
 			return nil, fmt.Errorf("devnet: organization %q is empty or repeated", o)
@@ -141,7 +141,7 @@ func New(cfg Config, chaincodes ...Chaincode) (*Network, error) {
 			return nil, fmt.Errorf("devnet: chaincode %s: %w", c.Name, err)
 		}
 		for _, m := range p.MSPIDs() {
-			if !seen[m] || m == ordererMSPID {
+			if !seen[m] || m == msp.OrdererMSPID {
 				return nil, fmt.Errorf("devnet: chaincode %s policy names unknown organization %s", c.Name, m)
 			}
 		}
@@ -173,7 +173,7 @@ func (n *Network) Start(ctx context.Context) error {
 		n.orgs[id] = o
 		orgs = append(orgs, o)
 	}
-	if n.orderer, err = msp.LoadOrCreateOrg(cryptoDir, ordererMSPID, msp.RoleOrderer, []string{host}); err != nil {
+	if n.orderer, err = msp.LoadOrCreateOrg(cryptoDir, msp.OrdererMSPID, msp.RoleOrderer, []string{host}); err != nil {
 		return err
 	}
 	store, err := blockstore.Open(filepath.Join(n.cfg.Dir, "blocks", n.cfg.Channel+".blocks"), n.log)
@@ -393,4 +393,16 @@ func Serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, chaincodes
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return n.Stop(stopCtx)
+}
+
+// ClientConfig is the Fabric client configuration for this started devnet,
+// acting as id (one of the devnet's identities). Only the values differ from
+// a real network's configuration, never the code path: the devnet depends on
+// the client's configuration, never the reverse.
+func (ci ConnectionInfo) ClientConfig(id *Identity, chaincodeName string) fabric.Config {
+	return fabric.Config{
+		Endpoint: ci.Endpoint, ServerName: ci.ServerName, TLSCACert: ci.TLSCACertPath, Insecure: ci.Insecure,
+		MSPID: id.MSPID, Cert: id.CertPath, Key: id.KeyPath,
+		Channel: ci.Channel, Chaincode: chaincodeName, Retries: fabric.DefaultRetries,
+	}
 }

@@ -42,7 +42,7 @@ func mustClient(t *testing.T, n *devnet.Network, role string, edit func(*fabric.
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := fabric.DevnetConfig(n.ConnectionInfo(), id, "anchor")
+	cfg := n.ConnectionInfo().ClientConfig(id, "anchor")
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -17,7 +17,7 @@ import (
 // TestReceiptCommandOffline checks what `tani receipt verify` says without
 // Fabric settings: the offline checks pass or fail, and the output says
 // that the chain was not consulted and whether the receipt names an anchor.
-// The checks on the chain are tested with the devnet in internal/cli.
+// The checks on the chain are tested with the devnet in internal/app/cli.
 func TestReceiptCommandOffline(t *testing.T) {
 	ctx := context.Background()
 	j := ledgertest.MustJournal(t)

@@ -23,7 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/app/apptest"
-	"github.com/tani-platform/tani/internal/cli"
+	"github.com/tani-platform/tani/internal/app/cli"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
 	"github.com/tani-platform/tani/internal/pii"

@@ -21,7 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tani-platform/tani/internal/app"
-	"github.com/tani-platform/tani/internal/cli"
+	"github.com/tani-platform/tani/internal/app/cli"
 	"github.com/tani-platform/tani/internal/postgres/pgtest"
 	"github.com/tani-platform/tani/ledger"
 )

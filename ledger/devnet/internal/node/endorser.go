@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tani-platform/tani/ledger/devnet/internal/ccrun"
-	"github.com/tani-platform/tani/ledger/devnet/internal/msp"
+	"github.com/tani-platform/tani/ledger/fabric/msp"
 )
 
 // endorser is one organization's peer.

@@ -12,7 +12,7 @@ import (
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
 	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
 
-	"github.com/tani-platform/tani/ledger/devnet/internal/msp"
+	"github.com/tani-platform/tani/ledger/fabric/msp"
 )
 
 // genesisBlock builds block 0, the channel configuration, with

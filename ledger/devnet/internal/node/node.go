@@ -17,9 +17,9 @@ import (
 
 	"github.com/tani-platform/tani/ledger/devnet/internal/blockstore"
 	"github.com/tani-platform/tani/ledger/devnet/internal/ccrun"
-	"github.com/tani-platform/tani/ledger/devnet/internal/msp"
 	"github.com/tani-platform/tani/ledger/devnet/internal/policy"
 	"github.com/tani-platform/tani/ledger/devnet/internal/statedb"
+	"github.com/tani-platform/tani/ledger/fabric/msp"
 )
 
 // Chaincode is a contract hosted on every peer of the channel.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tani-platform/tani/internal/cli"
+	"github.com/tani-platform/tani/internal/app/cli"
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/anchor"
 	"github.com/tani-platform/tani/ledger/chaincode"
@@ -46,7 +46,7 @@ func mustAnchored(t *testing.T) *anchored {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc, err := fabric.Dial(fabric.DevnetConfig(n.ConnectionInfo(), admin, "anchor"), slog.New(slog.DiscardHandler))
+	fc, err := fabric.Dial(n.ConnectionInfo().ClientConfig(admin, "anchor"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func mustAnchored(t *testing.T) *anchored {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := fabric.DevnetConfig(n.ConnectionInfo(), bank, "anchor")
+	cfg := n.ConnectionInfo().ClientConfig(bank, "anchor")
 	f.env = map[string]string{
 		"TANI_FABRIC_ENDPOINT": cfg.Endpoint, "TANI_FABRIC_SERVER_NAME": cfg.ServerName, "TANI_FABRIC_TLS_CA_CERT": cfg.TLSCACert,
 		"TANI_FABRIC_MSP_ID": cfg.MSPID, "TANI_FABRIC_CERT": cfg.Cert, "TANI_FABRIC_KEY_FILE": cfg.Key,

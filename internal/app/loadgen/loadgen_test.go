@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/tani-platform/tani/internal/app/apptest"
-	"github.com/tani-platform/tani/internal/loadgen"
+	"github.com/tani-platform/tani/internal/app/loadgen"
 )
 
 func validConfig() loadgen.Config {

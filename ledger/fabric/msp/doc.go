@@ -1,5 +1,6 @@
-// Package msp is the devnet's membership service: it creates and loads the
-// X.509 crypto material of each organization (laid out like Fabric's cryptogen
+// Package msp is the membership service of the Fabric networks Tani runs or
+// lays out (the devnet, `tani network init`): it creates and loads the X.509
+// crypto material of each organization (laid out like Fabric's cryptogen
 // output) and checks serialized identities and their signatures the way a
 // Fabric peer's MSP does: the certificate must chain to the organization's CA,
 // be inside its validity window, belong to a known MSP ID, and sign with

@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tani-platform/tani/internal/loadgen"
+	"github.com/tani-platform/tani/internal/app/loadgen"
 	"github.com/tani-platform/tani/internal/postgres"
 )
 
