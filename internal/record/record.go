@@ -33,10 +33,10 @@ const MaxClockSkew = 5 * time.Minute
 // client-made UUID that makes every retry idempotent end to end; Signature
 // is the device's Ed25519 signature over SigningInput.
 type Envelope struct {
-	ID         string          `json:"id" validate:"required,uuid"`
+	ID         string          `json:"id" validate:"required,uuidlower"`
 	Type       string          `json:"type" validate:"required"`
 	CapturedAt string          `json:"captured_at" validate:"required,datetime=2006-01-02T15:04:05Z07:00"`
-	DeviceID   string          `json:"device_id" validate:"required,uuid"`
+	DeviceID   string          `json:"device_id" validate:"required,uuidlower"`
 	Location   *Location       `json:"location" validate:"required"`
 	Payload    json.RawMessage `json:"payload" validate:"required"`
 	Signature  string          `json:"signature,omitempty" validate:"required,base64"`
