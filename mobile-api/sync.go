@@ -16,7 +16,6 @@ import (
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/auth"
-	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/record"
 )
@@ -72,8 +71,8 @@ type deviceKey struct {
 // accepted, a duplicate, or rejected with field errors; if none is accepted
 // or duplicate, the whole request is a 400 carrying every record's errors.
 func (s *Service) sync(c echo.Context) error {
-	var req SyncRequest
-	if err := httpserver.DecodeJSON(c, &req); err != nil {
+	req, err := readBatch(c)
+	if err != nil {
 		return err
 	}
 	if err := c.Validate(&req); err != nil {
