@@ -70,9 +70,9 @@ func BenchmarkHostileRecord(b *testing.B) {
 			}
 		}
 	}
-	b.Run("3.9MB_BadSignature", func(b *testing.B) { refuse(b, huge) })               // refused by size before parsing
-	b.Run("1MB_BadSignature", func(b *testing.B) { refuse(b, large) })                // parsed, canonicalized, signature refused
-	b.Run("3.9MB_ParseAndCanonicalOnly", func(b *testing.B) { // what the size cap spares
+	b.Run("3.9MB_BadSignature", func(b *testing.B) { refuse(b, huge) }) // refused by size before parsing
+	b.Run("1MB_BadSignature", func(b *testing.B) { refuse(b, large) })  // parsed, canonicalized, signature refused
+	b.Run("3.9MB_ParseAndCanonicalOnly", func(b *testing.B) {           // what the size cap spares
 		defer reportCPU(b)()
 		for b.Loop() {
 			root, perr := parseObject(huge)

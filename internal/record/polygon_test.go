@@ -36,14 +36,14 @@ func TestCheckPolygon(t *testing.T) {
 	hole2 := ring([2]float64{6, 6}, [2]float64{6, 8}, [2]float64{8, 8}, [2]float64{8, 6})
 	bigHole := ring([2]float64{1, 1}, [2]float64{1, 9}, [2]float64{9, 9}, [2]float64{9, 1})
 	valid := map[string]Polygon{
-		"Square":         poly(square),
-		"SquareWithHole": poly(square, hole),
-		"TwoHoles":       poly(square, hole, hole2),
-		"LShape":         poly(ring([2]float64{0, 0}, [2]float64{10, 0}, [2]float64{10, 5}, [2]float64{5, 5}, [2]float64{5, 10}, [2]float64{0, 10})),
-		"StandingStill":  poly(ring([2]float64{0, 0}, [2]float64{10, 0}, [2]float64{10, 0}, [2]float64{10, 10}, [2]float64{0, 10}, [2]float64{0, 10})),
+		"Square":          poly(square),
+		"SquareWithHole":  poly(square, hole),
+		"TwoHoles":        poly(square, hole, hole2),
+		"LShape":          poly(ring([2]float64{0, 0}, [2]float64{10, 0}, [2]float64{10, 5}, [2]float64{5, 5}, [2]float64{5, 10}, [2]float64{0, 10})),
+		"StandingStill":   poly(ring([2]float64{0, 0}, [2]float64{10, 0}, [2]float64{10, 0}, [2]float64{10, 10}, [2]float64{0, 10}, [2]float64{0, 10})),
 		"CollinearCorner": poly(ring([2]float64{0, 0}, [2]float64{5, 0}, [2]float64{10, 0}, [2]float64{10, 10}, [2]float64{0, 10})),
-		"Triangle":       poly(ring([2]float64{0, 0}, [2]float64{10, 0}, [2]float64{0, 10})),
-		"VerticalEdges":  poly(ring([2]float64{0, 0}, [2]float64{0, 10}, [2]float64{3, 10}, [2]float64{3, 2}, [2]float64{6, 2}, [2]float64{6, 10}, [2]float64{9, 10}, [2]float64{9, 0})),
+		"Triangle":        poly(ring([2]float64{0, 0}, [2]float64{10, 0}, [2]float64{0, 10})),
+		"VerticalEdges":   poly(ring([2]float64{0, 0}, [2]float64{0, 10}, [2]float64{3, 10}, [2]float64{3, 2}, [2]float64{6, 2}, [2]float64{6, 10}, [2]float64{9, 10}, [2]float64{9, 0})),
 	}
 	for name, p := range valid {
 		t.Run("OK_"+name, func(t *testing.T) {
