@@ -59,7 +59,10 @@ func (e Envelope) Captured() time.Time {
 }
 
 // Canonical returns the RFC 8785 canonical JSON of raw, so the same record
-// hashes the same however a device serialized it.
+// hashes the same however a device serialized it. It takes any JSON that
+// RFC 8785 can canonicalize (devices sign with it); a record arriving at
+// Tani is read with Decode, whose canonical bytes are the same for every
+// record it accepts (FuzzCanonical) but which refuses far more.
 func Canonical(raw []byte) ([]byte, error) {
 	c, err := jcs.Transform(raw)
 	if err != nil {
