@@ -236,7 +236,8 @@ func (s *Service) handleOne(ctx context.Context, in Input, msg jetstream.Msg) er
 // Decode checks an ingested record again (the stream is not trusted) and
 // makes it an Input. Undecodable records are Invalid: dead-lettered.
 func (s *Service) Decode(data []byte, h nats.Header, received time.Time) (Input, error) {
-	env, payload, problems := record.Check(s.validator, data, received)
+	rec, problems := record.Check(s.validator, data, received)
+	env := rec.Env
 	if len(problems) > 0 {
 		return Input{}, apperr.Fields(fmt.Sprintf("invalid ingested record %s", env.ID), problems...)
 	}
@@ -244,7 +245,7 @@ func (s *Service) Decode(data []byte, h nats.Header, received time.Time) (Input,
 	if agent == "" || device != env.DeviceID {
 		return Input{}, apperr.Errorf(apperr.Invalid, "record %s: headers name agent %q and device %q, record names device %q", env.ID, agent, device, env.DeviceID)
 	}
-	return Input{Env: env, Payload: payload, Canonical: data, AgentID: agent, DeviceID: device, ReceivedAt: received}, nil
+	return Input{Env: env, Payload: rec.Payload, Canonical: rec.Canonical, AgentID: agent, DeviceID: device, ReceivedAt: received}, nil
 }
 
 // attested is the body of farm.attested.<type>.

@@ -160,18 +160,17 @@ func (s *Service) prepare(msg jetstream.Msg) *item {
 		return it
 	}
 	it.seq, it.received = md.Sequence.Stream, md.Timestamp
-	env, payload, problems := record.Check(s.validator, msg.Data(), md.Timestamp)
-	it.env, it.payload = env, payload
+	// The same strict read as mobile-api's: the record's canonical bytes
+	// and the typed view of them, which is what is stored and announced.
+	rec, problems := record.Check(s.validator, msg.Data(), md.Timestamp)
+	env := rec.Env
+	it.env, it.payload, it.canonical = env, rec.Payload, rec.Canonical
 	if len(problems) > 0 {
 		it.err = apperr.Fields(fmt.Sprintf("invalid record %s on %s", env.ID, msg.Subject()), problems...)
 		return it
 	}
 	if msg.Subject() != natsbus.SubjectSubmittedPrefix+env.Type {
 		it.err = apperr.Errorf(apperr.Invalid, "record %s of type %q arrived on %s", env.ID, env.Type, msg.Subject())
-		return it
-	}
-	if it.canonical, err = record.Canonical(msg.Data()); err != nil {
-		it.err = apperr.Wrap(apperr.Invalid, err, "record %s is not canonicalizable", env.ID)
 		return it
 	}
 	it.hash = record.Hash(it.canonical)
