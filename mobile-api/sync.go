@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -330,25 +331,18 @@ func (s *Service) publish(ctx context.Context, batch []pending) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
-	acks := make([]jetstream.PubAckFuture, len(batch))
+	msgs := make([]*nats.Msg, len(batch))
 	for i, p := range batch {
 		msg := nats.NewMsg(natsbus.SubjectSubmittedPrefix + p.env.Type)
 		msg.Data = p.canonical
 		msg.Header.Set(jetstream.MsgIDHeader, p.env.ID)
-		f, err := s.js.PublishMsgAsync(msg)
-		if err != nil {
-			return apperr.Wrap(apperr.Unavailable, err, "the record queue is unavailable; retry later")
-		}
-		acks[i] = f
+		msgs[i] = msg
 	}
-	for _, f := range acks {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return apperr.Wrap(apperr.Unavailable, err, "the record queue did not confirm the batch; retry later")
-		case <-ctx.Done():
-			return apperr.Wrap(apperr.Unavailable, ctx.Err(), "the record queue did not confirm the batch in time; retry later")
+	if _, err := natsbus.PublishAll(ctx, s.js, msgs); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return apperr.Wrap(apperr.Unavailable, err, "the record queue did not confirm the batch in time; retry later")
 		}
+		return apperr.Wrap(apperr.Unavailable, err, "the record queue did not confirm the batch; retry later")
 	}
 	return nil
 }

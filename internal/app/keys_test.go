@@ -13,8 +13,8 @@ import (
 
 	"github.com/tani-platform/tani/internal/app"
 	"github.com/tani-platform/tani/internal/app/apptest"
-	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/app/cli"
+	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/postgres/pgtest"
 	"github.com/tani-platform/tani/ledger"
 )

@@ -306,22 +306,13 @@ func (s *Service) announce(ctx context.Context, ids []string) error {
 	// rather than per record. Only a fully acknowledged batch is
 	// remembered; a partial one is published again, and JetStream drops
 	// the repeats by message id.
-	acks := make([]jetstream.PubAckFuture, len(msgs))
-	published := make(map[string]uint64, len(msgs))
-	for i, m := range msgs {
-		if acks[i], err = s.js.PublishMsgAsync(m); err != nil {
-			return fmt.Errorf("publish %s: %w", m.Header.Get(jetstream.MsgIDHeader), err)
-		}
+	seqs, err := natsbus.PublishAll(ctx, s.js, msgs)
+	if err != nil {
+		return err
 	}
-	for i, ack := range acks {
-		select {
-		case pa := <-ack.Ok():
-			published[done[i]] = pa.Sequence
-		case err := <-ack.Err():
-			return fmt.Errorf("publish %s: %w", msgs[i].Header.Get(jetstream.MsgIDHeader), err)
-		case <-ctx.Done():
-			return fmt.Errorf("publish %s: %w", msgs[i].Header.Get(jetstream.MsgIDHeader), ctx.Err())
-		}
+	published := make(map[string]uint64, len(msgs))
+	for i, id := range done {
+		published[id] = seqs[i]
 	}
 	rows, err = s.pool.Query(ctx, `
 		UPDATE attest.records r SET published = greatest(r.published, u.decision)

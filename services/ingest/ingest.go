@@ -401,11 +401,8 @@ func (s *Service) insert(ctx context.Context, tx pgx.Tx, items []*item) ([]*item
 // commit. A crash between commit and publish redelivers the message; store
 // is then a no-op and it is announced again (de-duplicated by message ID).
 func (s *Service) announce(ctx context.Context, items []*item) {
-	type sent struct {
-		it  *item
-		ack jetstream.PubAckFuture
-	}
-	var out []sent
+	var sent []*item
+	var msgs []*nats.Msg
 	for _, it := range items {
 		if it.err != nil {
 			continue
@@ -415,20 +412,13 @@ func (s *Service) announce(ctx context.Context, items []*item) {
 		msg.Header.Set(jetstream.MsgIDHeader, "ingested:"+it.env.ID)
 		msg.Header.Set(natsbus.HeaderAgentID, it.agentID)
 		msg.Header.Set(natsbus.HeaderDeviceID, it.env.DeviceID)
-		ack, err := s.js.PublishMsgAsync(msg)
-		if err != nil {
-			it.err = fmt.Errorf("publish ingested %s: %w", it.env.ID, err)
-			continue
-		}
-		out = append(out, sent{it, ack})
+		sent, msgs = append(sent, it), append(msgs, msg)
 	}
-	for _, o := range out {
-		select {
-		case <-o.ack.Ok():
-		case err := <-o.ack.Err():
-			o.it.err = fmt.Errorf("publish ingested %s: %w", o.it.env.ID, err)
-		case <-ctx.Done():
-			o.it.err = fmt.Errorf("publish ingested %s: %w", o.it.env.ID, ctx.Err())
+	if _, err := natsbus.PublishAll(ctx, s.js, msgs); err != nil {
+		for i, it := range sent {
+			if err := natsbus.FailedAt(err, i); err != nil {
+				it.err = fmt.Errorf("announce ingested: %w", err)
+			}
 		}
 	}
 }
