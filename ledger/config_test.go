@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/internal/postgres/pgtest"
 	"github.com/tani-platform/tani/ledger"
 )
@@ -186,17 +188,13 @@ func TestRun(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			deadline := time.Now().Add(5 * time.Second)
-			for {
+			polltest.Eventually(t, 5*time.Second, func() error {
 				cp, err := j.LatestCheckpoint(ctx)
-				if err == nil && cp.Size == want {
-					break
+				if err != nil || cp.Size != want {
+					return fmt.Errorf("no checkpoint of size %d (latest %v, %v)", want, cp, err)
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("no checkpoint of size %d after 5s (latest %v, %v)", want, cp, err)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+				return nil
+			})
 		}
 		cancel()
 		if err := <-done; err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tani-platform/tani/internal/app/apptest"
+	"github.com/tani-platform/tani/internal/polltest"
 	mobileapi "github.com/tani-platform/tani/mobile-api"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
 )
@@ -41,15 +43,16 @@ func TestRecordWithMedia(t *testing.T) {
 		}
 		// Even once ingest has the record, it stays incomplete: wait for
 		// ingest, then look again.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		polltest.Eventually(t, 30*time.Second, func() error {
 			var ingested bool
-			tani.DB.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ingest.record_status WHERE id = $1 AND status = 'ingested')`, id).Scan(&ingested)
-			if ingested || time.Now().After(deadline) {
-				break
+			if err := tani.DB.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ingest.record_status WHERE id = $1 AND status = 'ingested')`, id).Scan(&ingested); err != nil {
+				return err
 			}
-			time.Sleep(25 * time.Millisecond)
-		}
+			if !ingested {
+				return fmt.Errorf("record %s not ingested", id)
+			}
+			return nil
+		})
 		st, err := agent.Status(ctx, id)
 		if err != nil {
 			t.Fatal(err)

@@ -3,6 +3,7 @@ package mobileapi_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tani-platform/tani/internal/app/apptest"
+	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
 )
 
@@ -33,15 +35,16 @@ func TestPII_NeverAtRestInClear(t *testing.T) {
 	if st := waitStatus(t, agent, id, "decided"); st.Status != "verified" {
 		t.Fatalf("registration %s (%v); the test needs it verified to reach the journal", st.Status, st.Reason)
 	}
-	var journaled int
-	deadline := time.Now().Add(30 * time.Second)
-	for journaled == 0 && time.Now().Before(deadline) {
-		tani.DB.QueryRow(ctx, `SELECT count(*) FROM ledger.entries WHERE convert_from(data, 'UTF8') LIKE '%' || $1 || '%'`, id).Scan(&journaled)
-		time.Sleep(50 * time.Millisecond)
-	}
-	if journaled == 0 {
-		t.Fatal("the registration never reached the journal")
-	}
+	polltest.Eventually(t, 30*time.Second, func() error {
+		var journaled int
+		if err := tani.DB.QueryRow(ctx, `SELECT count(*) FROM ledger.entries WHERE convert_from(data, 'UTF8') LIKE '%' || $1 || '%'`, id).Scan(&journaled); err != nil {
+			return err
+		}
+		if journaled == 0 {
+			return errors.New("the registration never reached the journal")
+		}
+		return nil
+	})
 
 	// Every text and bytea column of every Tani schema.
 	rows, err := tani.DB.Query(ctx, `

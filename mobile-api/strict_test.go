@@ -16,6 +16,7 @@ import (
 	"github.com/tani-platform/tani/internal/app/apptest"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
+	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/mobile-api/client"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
 )
@@ -190,16 +191,15 @@ func TestSyncNeverStoredClasses(t *testing.T) {
 // waitJournaled polls the ledger until the record has a revision.
 func waitJournaled(t *testing.T, tani *apptest.Running, id string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	polltest.Eventually(t, 30*time.Second, func() error {
 		resp, err := http.Get(tani.URL + "/ledger/v1/records/" + id + "/history")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return fmt.Errorf("record %s verified but not journaled: %w", id, err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("record %s verified but not journaled within 30s", id)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("record %s verified but not journaled: history answers %d", id, resp.StatusCode)
+		}
+		return nil
+	})
 }

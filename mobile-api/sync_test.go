@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
+	"github.com/tani-platform/tani/internal/polltest"
 	mobileapi "github.com/tani-platform/tani/mobile-api"
 	"github.com/tani-platform/tani/mobile-api/client"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
@@ -292,17 +294,17 @@ func waitStatus(t *testing.T, a *clienttest.Agent, id, want string) client.Statu
 	case "decided": // attest's verdict
 		reached = map[string]bool{"verified": true, "flagged": true, "rejected": true}
 	}
-	deadline := time.Now().Add(30 * time.Second)
 	var st client.Status
-	for time.Now().Before(deadline) {
+	polltest.Eventually(t, 30*time.Second, func() error {
 		var err error
-		st, err = a.Status(context.Background(), id)
-		if err == nil && reached[st.Status] {
-			return st
+		if st, err = a.Status(context.Background(), id); err != nil {
+			return fmt.Errorf("record %s not %s: %w", id, want, err)
 		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("record %s not %s within 30s (last %+v)", id, want, st)
+		if !reached[st.Status] {
+			return fmt.Errorf("record %s not %s (last %+v)", id, want, st)
+		}
+		return nil
+	})
 	return st
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/internal/postgres/pgtest"
 )
 
@@ -43,20 +44,17 @@ func TestBinary_SIGTERMDrainsAndExitsZero(t *testing.T) {
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() { cmd.Process.Kill() })
 
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	polltest.Eventually(t, 30*time.Second, func() error {
 		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+		if err != nil {
+			return fmt.Errorf("not ready: %w\nstderr:\n%s", err, stderr.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready within 30s\nstderr:\n%s", stderr.String())
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("not ready: /readyz answers %d\nstderr:\n%s", resp.StatusCode, stderr.String())
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/tani-platform/tani/internal/app"
 	"github.com/tani-platform/tani/internal/app/apptest"
 	"github.com/tani-platform/tani/internal/app/cli"
+	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/anchor"
 	"github.com/tani-platform/tani/ledger/fabric"
@@ -35,16 +36,15 @@ func TestUpAnchorsOnTheDevnetByDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait for the anchoring loop (it runs every 100ms) to record the anchor.
-	for cp.Anchor == nil {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("checkpoint %d was not anchored: %v", cp.Size, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+	polltest.Eventually(t, 30*time.Second, func() error {
 		if cp, err = j.CheckpointAt(ctx, cp.Size); err != nil {
 			t.Fatal(err)
 		}
-	}
+		if cp.Anchor == nil {
+			return fmt.Errorf("checkpoint %d was not anchored", cp.Size)
+		}
+		return nil
+	})
 	if cp.Anchor.Channel != "tani" || cp.Anchor.Chaincode != "anchor" {
 		t.Errorf("got anchor %+v, want channel tani, chaincode anchor", cp.Anchor)
 	}

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/tani-platform/tani/internal/app/apptest"
+	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/ledger/ledgertest"
 	"github.com/tani-platform/tani/ledger/verify"
 	"github.com/tani-platform/tani/mobile-api/client"
@@ -194,17 +195,12 @@ func syncFarm(t *testing.T, agent *clienttest.Agent, lon, lat float64) []string 
 // cond's last word.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ok, last := cond()
-		if ok {
-			return
+	polltest.Eventually(t, 30*time.Second, func() error {
+		if ok, last := cond(); !ok {
+			return fmt.Errorf("%s (last: %s)", what, last)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30s (last: %s)", what, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func getBody(t *testing.T, r *apptest.Running, path string) (int, string) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/app/apptest"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
+	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/mobile-api/client"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
 )
@@ -102,15 +103,16 @@ func TestReliability_NothingAcknowledgedIsLost(t *testing.T) {
 	if want < 600 {
 		t.Fatalf("only %d records acknowledged; the test did not exercise the path", want)
 	}
-	deadline := time.Now().Add(60 * time.Second)
 	var stored, rows int
-	for time.Now().Before(deadline) {
-		api.DB.QueryRow(ctx, `SELECT count(DISTINCT id), count(*) FROM ingest.submissions WHERE id = ANY($1::uuid[])`, ids).Scan(&stored, &rows)
-		if stored == want {
-			break
+	polltest.Wait(60*time.Second, func() error { // then say what was stored, either way
+		if err := api.DB.QueryRow(ctx, `SELECT count(DISTINCT id), count(*) FROM ingest.submissions WHERE id = ANY($1::uuid[])`, ids).Scan(&stored, &rows); err != nil {
+			return err
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		if stored != want {
+			return fmt.Errorf("%d of %d stored", stored, want)
+		}
+		return nil
+	})
 	if stored != want || rows != want {
 		t.Errorf("%d records acknowledged; %d stored in %d rows, want each exactly once", want, stored, rows)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/tani-platform/tani/internal/deadletter"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
+	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
 )
@@ -130,11 +131,5 @@ func TestDeadLetters(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 30s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	polltest.Eventually(t, 30*time.Second, polltest.Until(cond))
 }

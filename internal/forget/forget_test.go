@@ -19,6 +19,7 @@ import (
 	"github.com/tani-platform/tani/internal/forget"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
+	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/internal/postgres/pgtest"
 )
 
@@ -194,25 +195,21 @@ func TestOwner_FenceWaitsForTheErasure(t *testing.T) {
 	}
 	same := fence(r.FarmerID)
 	// It must be waiting on the farmer's lock while the erasure runs.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	polltest.Eventually(t, 30*time.Second, func() error {
 		var waiting int
 		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 		if waiting == 1 {
-			break
+			return nil
 		}
 		select {
 		case res := <-same:
 			t.Fatalf("the writer went ahead of the erasure: %v %v", res.erased, res.err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the writer never waited for the farmer's lock")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return errors.New("the writer never waited for the farmer's lock")
+	})
 	if err := eraseTx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}

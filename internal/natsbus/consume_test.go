@@ -16,6 +16,7 @@ import (
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
+	"github.com/tani-platform/tani/internal/polltest"
 )
 
 // run starts a consumer with handle and returns a func that stops it.
@@ -155,13 +156,7 @@ func TestConsumer(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	polltest.Eventually(t, 20*time.Second, polltest.Until(cond))
 }
 
 // runBatch starts a batch consumer with handle until the test ends.

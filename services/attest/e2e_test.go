@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tani-platform/tani/internal/app/apptest"
+	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/ledger/verify"
 	"github.com/tani-platform/tani/mobile-api/client"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
@@ -25,23 +27,22 @@ import (
 // can be had), flagged or rejected.
 func waitAttested(t *testing.T, agent *clienttest.Agent, id string) (status, reason string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	polltest.Eventually(t, 30*time.Second, func() error {
 		st, err := agent.Status(context.Background(), id)
-		if err == nil {
-			status, reason = st.Status, ""
-			if st.Reason != nil {
-				reason = *st.Reason
-			}
-			switch status {
-			case "verified", "flagged", "rejected":
-				return status, reason
-			}
+		if err != nil {
+			return fmt.Errorf("record %s not decided: %w", id, err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("record %s not decided within 30s (last status %q %q)", id, status, reason)
-	return "", ""
+		status, reason = st.Status, ""
+		if st.Reason != nil {
+			reason = *st.Reason
+		}
+		switch status {
+		case "verified", "flagged", "rejected":
+			return nil
+		}
+		return fmt.Errorf("record %s not decided (last status %q %q)", id, status, reason)
+	})
+	return status, reason
 }
 
 func TestEndToEnd_SyncToVerifiableReceipt(t *testing.T) {
@@ -108,13 +109,16 @@ func TestEndToEnd_SyncToVerifiableReceipt(t *testing.T) {
 		if _, err := agent.Sync(ctx, []json.RawMessage{raw}); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(30 * time.Second)
-		for st, _ := agent.Status(ctx, id); st.Status != "journaling"; st, _ = agent.Status(ctx, id) {
-			if st.Status == "verified" || time.Now().After(deadline) {
+		polltest.Eventually(t, 30*time.Second, func() error {
+			st, err := agent.Status(ctx, id)
+			if st.Status == "verified" {
 				t.Fatalf("got status %+v, want journaling while the journal is down", st)
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			if err != nil || st.Status != "journaling" {
+				return fmt.Errorf("got status %+v (%v), want journaling while the journal is down", st, err)
+			}
+			return nil
+		})
 		resp := tani.Get(t, "/ledger/v1/records/"+id+"/receipt")
 		body, _ := io.ReadAll(resp.Body)
 		if want := "has no journal entry: not yet journaled"; resp.StatusCode != http.StatusConflict || !strings.Contains(string(body), want) {

@@ -27,6 +27,7 @@ import (
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
 	"github.com/tani-platform/tani/internal/pii"
+	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/ledger/verify"
 	"github.com/tani-platform/tani/mobile-api/client"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
@@ -36,17 +37,12 @@ import (
 // with what cond last said.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, last := cond()
-		if ok {
-			return
+	polltest.Eventually(t, timeout, func() error {
+		if ok, last := cond(); !ok {
+			return fmt.Errorf("%s (last: %s)", what, last)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s (last: %s)", what, timeout, last)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // digits returns n random decimal digits.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/tani-platform/tani/internal/app/apptest"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
+	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/mobile-api/client"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
 )
@@ -59,13 +61,12 @@ func publish(t testing.TB, js jetstream.JetStream, msgIDs []string, records []js
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30s", what)
+	polltest.Eventually(t, 30*time.Second, func() error {
+		if !cond() {
+			return errors.New(what)
 		}
-		time.Sleep(25 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestHandleBatch sends good records mixed with every kind of record
