@@ -3,18 +3,19 @@ package mobileapi
 import (
 	"context"
 	"embed"
+	"errors"
 	"flag"
 	"log/slog"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/forget"
+	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/pii"
 	"github.com/tani-platform/tani/internal/postgres"
@@ -43,9 +44,9 @@ type Config struct {
 	PublishTimeout time.Duration
 }
 
-// RegisterFlags registers the mobile.* flags.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.DurationVar(&c.PublishTimeout, "mobile.publish-timeout", 10*time.Second, "how long /sync waits for JetStream to ack a batch before answering 503")
+// RegisterFlags registers the flags under prefix ("mobile.").
+func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	fs.DurationVar(&c.PublishTimeout, prefix+"publish-timeout", 10*time.Second, "how long /sync waits for JetStream to ack a batch before answering 503")
 }
 
 // Deps are what the service uses.
@@ -77,25 +78,34 @@ type Service struct {
 	erasures  *natsbus.Consumer
 }
 
-// New wires the service; it does no I/O.
-func New(cfg Config, d Deps) *Service {
+// New wires the service; it validates and does no I/O.
+func New(cfg Config, d Deps) (*Service, error) {
+	if d.Pool == nil || d.JS == nil || d.Auth == nil || d.PII == nil || d.SMS == nil || d.Logger == nil {
+		return nil, errors.New("mobile-api: Pool, JS, Auth, PII, SMS and Logger are required")
+	}
 	s := &Service{cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New(), media: d.Media}
 	if d.JS != nil && d.Consumer != nil {
 		s.erasures = forget.Consumer(ErasureConsumerName, d.JS, d.Logger, d.Consumer)
 	}
-	return s
+	return s, nil
 }
 
-// Start migrates mobile-api's schema and creates its erasure consumer.
+// Start creates the erasure consumer and readies the media store (the
+// schema is migrated by the postgres module and `tani migrate`).
 func (s *Service) Start(ctx context.Context) error {
-	if err := postgres.Migrate(ctx, s.pool, s.logger, Migrations); err != nil {
-		return err
+	if s.media != nil {
+		if err := s.media.Start(ctx); err != nil {
+			return err
+		}
 	}
 	if s.erasures == nil {
 		return nil
 	}
 	return s.erasures.Start(ctx)
 }
+
+// Stop has nothing to release: Run drains the consumer when ctx ends.
+func (s *Service) Stop(context.Context) error { return nil }
 
 // Run erases farmers who asked to be forgotten and sweeps abandoned media
 // uploads, until ctx is done.
@@ -113,9 +123,11 @@ func (s *Service) Run(ctx context.Context) error {
 	return forget.RunWith(ctx, s.erasures, eraser.Handler(s.pool, s.erase, s.logger), background)
 }
 
-// Routes mounts the agents' API on mobile (/mobile/v1) and the operators'
-// identity administration on admin (/admin/v1, already guarded).
-func (s *Service) Routes(mobile, admin *echo.Group) {
+// Routes mounts the agents' API on r.Public (/mobile/v1) and the
+// operators' identity administration on r.Admin (/admin/v1, already
+// guarded). Media uploads are the media service's own routes.
+func (s *Service) Routes(r httpserver.Router) {
+	mobile, admin := r.Public, r.Admin
 	mobile.GET("/openapi.json", s.openapi)
 	mobile.POST("/auth/login", s.login)
 	mobile.POST("/auth/refresh", s.refresh)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/natsbus"
+	"github.com/tani-platform/tani/internal/postgres"
 )
 
 // stopTimeout bounds how long one module may take to stop.
@@ -44,6 +45,9 @@ type App struct {
 	devnet     *devnet.Network // nil when anchoring on an external network
 
 	keys keys
+	// migrations are every module's schemas (Migrations), applied by the
+	// postgres module.
+	migrations []postgres.Migrations
 
 	ready chan struct{}
 }
@@ -61,13 +65,14 @@ func New(cfg Config, logger *slog.Logger) (*App, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return &App{
-		cfg:      cfg,
-		logger:   logger,
-		registry: reg,
-		server:   httpserver.New(cfg.HTTP, logger.With("module", Server), reg),
-		consumer: natsbus.NewMetrics(reg),
-		order:    ord,
-		ready:    make(chan struct{}),
+		cfg:        cfg,
+		logger:     logger,
+		registry:   reg,
+		server:     httpserver.New(cfg.HTTP, logger.With("module", Server), reg),
+		consumer:   natsbus.NewMetrics(reg),
+		order:      ord,
+		migrations: Migrations(),
+		ready:      make(chan struct{}),
 	}, nil
 }
 

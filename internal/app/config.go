@@ -19,6 +19,8 @@ import (
 	"github.com/tani-platform/tani/services/attest"
 	"github.com/tani-platform/tani/services/erasure"
 	"github.com/tani-platform/tani/services/ingest"
+	"github.com/tani-platform/tani/services/lending"
+	"github.com/tani-platform/tani/services/marketplace"
 )
 
 // Config is the whole configuration of a Tani process. Every component
@@ -44,6 +46,8 @@ type Config struct {
 	MobileAPI    mobileapi.Config
 	Media        media.Config
 	Erasure      erasure.Config
+	Lending      lending.Config
+	Marketplace  marketplace.Config
 }
 
 // RegisterFlags registers every flag of every component.
@@ -61,11 +65,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Fabric.RegisterFlags(fs, "fabric.")
 	c.FabricDevnet.RegisterFlags(fs)
 	c.Anchor.RegisterFlags(fs, "anchor.")
-	c.Ingest.RegisterFlags(fs)
-	c.Attest.RegisterFlags(fs)
-	c.MobileAPI.RegisterFlags(fs)
-	c.Media.RegisterFlags(fs)
-	c.Erasure.RegisterFlags(fs)
+	c.Ingest.RegisterFlags(fs, "ingest.")
+	c.Attest.RegisterFlags(fs, "attest.")
+	c.MobileAPI.RegisterFlags(fs, "mobile.")
+	c.Media.RegisterFlags(fs, "media.")
+	c.Erasure.RegisterFlags(fs, "erasure.")
 }
 
 // Targets returns the requested targets.
@@ -99,7 +103,13 @@ func LoggableValue(name, value string) string {
 	return value
 }
 
-// Migrations lists every schema in the order `tani migrate` applies them.
+// Migrations lists every schema in the order the postgres module and
+// `tani migrate` apply them: the platform's first, then each module's as
+// the module table declares it, in migrationOrder.
 func Migrations() []postgres.Migrations {
-	return []postgres.Migrations{postgres.Platform, ledger.Migrations, mobileapi.Migrations, ingest.Migrations, attest.Migrations, erasure.Migrations, deploymentMigrations}
+	out := []postgres.Migrations{postgres.Platform}
+	for _, name := range migrationOrder {
+		out = append(out, modules[name].migrations...)
+	}
+	return out
 }

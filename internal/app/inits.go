@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/postgres"
 	mobileapi "github.com/tani-platform/tani/mobile-api"
@@ -49,7 +50,7 @@ func (a *App) initPostgres() (Service, error) {
 			// Every schema, whatever the targets: services read each other's
 			// public views, so a split process must not depend on another
 			// having migrated first. Idempotent and serialized by goose's lock.
-			if err := postgres.Migrate(ctx, pool, logger, Migrations()...); err != nil {
+			if err := postgres.Migrate(ctx, pool, logger, a.migrations...); err != nil {
 				pool.Close()
 				return err
 			}
@@ -145,8 +146,13 @@ func (a *App) initIngest() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ingest.New(a.cfg.Ingest, a.pool, a.js, piiKeys, a.logger.With("module", Ingest), a.consumer), nil
+	return ingest.New(a.cfg.Ingest, ingest.Deps{
+		Pool: a.pool, JS: a.js, PII: piiKeys, Logger: a.logger.With("module", Ingest), Consumer: a.consumer,
+	})
 }
+
+// mediaPath is where agents upload media through tus.
+const mediaPath = "/mobile/v1/media"
 
 func (a *App) initMobileAPI() (Service, error) {
 	authKeys, err := a.authKeys()
@@ -162,29 +168,25 @@ func (a *App) initMobileAPI() (Service, error) {
 		return nil, err
 	}
 	logger := a.logger.With("module", MobileAPI)
-	// Media are uploaded by agents through tus; their bytes may exceed the
-	// JSON body limit (tusd enforces -media.max-size itself).
-	const mediaPath = "/mobile/v1/media"
-	med, err := media.New(a.cfg.Media.InDataDir(a.cfg.DataDir), mediaPath+"/", a.pool, logger.With("component", "media"))
+	med, err := media.New(a.cfg.Media.InDataDir(a.cfg.DataDir), media.Deps{
+		Pool: a.pool, Logger: logger.With("component", "media"), BasePath: mediaPath + "/",
+	})
 	if err != nil {
 		return nil, err
 	}
-	svc := mobileapi.New(a.cfg.MobileAPI, mobileapi.Deps{
+	svc, err := mobileapi.New(a.cfg.MobileAPI, mobileapi.Deps{
 		Pool: a.pool, JS: a.js, Auth: authKeys, PII: piiKeys, SMS: mobileapi.LogSMS{Logger: logger}, Logger: logger,
 		Media: med, Consumer: a.consumer,
 	})
-	svc.Routes(a.server.Echo.Group("/mobile/v1"), admin)
+	if err != nil {
+		return nil, err
+	}
+	svc.Routes(httpserver.Router{Public: a.server.Echo.Group("/mobile/v1"), Admin: admin})
+	// Media bytes may exceed the JSON body limit (tusd enforces
+	// -media.max-size itself).
 	a.server.ExemptFromBodyLimit(mediaPath)
-	med.Routes(a.server.Echo.Group(mediaPath, authKeys.RequireRole(mobileapi.RoleAgent)))
-	return funcService{
-		start: func(ctx context.Context) error {
-			if err := svc.Start(ctx); err != nil {
-				return err
-			}
-			return med.Start(ctx)
-		},
-		run: svc.Run, // erasures; sweeps abandoned uploads
-	}, nil
+	med.Routes(httpserver.Router{Public: a.server.Echo.Group(mediaPath, authKeys.RequireRole(mobileapi.RoleAgent))})
+	return svc, nil // its Start and Run include the media store's
 }
 
 func (a *App) initAttest() (Service, error) {
@@ -196,11 +198,14 @@ func (a *App) initAttest() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc := attest.New(a.cfg.Attest, attest.Deps{
+	svc, err := attest.New(a.cfg.Attest, attest.Deps{
 		Pool: a.pool, JS: a.js, Journal: a.journal, PII: piiKeys, Logger: a.logger.With("module", Attest),
 		Consumer: a.consumer, Registry: a.registry,
 	})
-	svc.Routes(admin)
+	if err != nil {
+		return nil, err
+	}
+	svc.Routes(httpserver.Router{Admin: admin})
 	return svc, nil
 }
 
@@ -213,20 +218,26 @@ func (a *App) initErasure() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc.Routes(admin)
+	svc.Routes(httpserver.Router{Admin: admin})
 	return svc, nil
 }
 
 func (a *App) initLending() (Service, error) {
-	svc := lending.New(a.pool, a.logger.With("module", Lending))
-	svc.Routes(a.server.Echo.Group("/bank/v1"))
-	return funcService{}, nil
+	svc, err := lending.New(a.cfg.Lending, lending.Deps{Pool: a.pool, Logger: a.logger.With("module", Lending)})
+	if err != nil {
+		return nil, err
+	}
+	svc.Routes(httpserver.Router{Bank: a.server.Echo.Group("/bank/v1")})
+	return svc, nil
 }
 
 func (a *App) initMarketplace() (Service, error) {
-	svc := marketplace.New(a.pool, a.logger.With("module", Marketplace))
-	svc.Routes(a.server.Echo.Group("/portal"))
-	return funcService{}, nil
+	svc, err := marketplace.New(a.cfg.Marketplace, marketplace.Deps{Pool: a.pool, Logger: a.logger.With("module", Marketplace)})
+	if err != nil {
+		return nil, err
+	}
+	svc.Routes(httpserver.Router{Distributor: a.server.Echo.Group("/portal")})
+	return svc, nil
 }
 
 func (a *App) initLedger() (Service, error) {
@@ -263,9 +274,6 @@ func (a *App) initLedger() (Service, error) {
 	a.journal = j
 	return funcService{
 		start: func(ctx context.Context) error {
-			if err := postgres.Migrate(ctx, a.pool, logger, ledger.Migrations); err != nil {
-				return err
-			}
 			if err := j.Start(ctx); err != nil {
 				return err
 			}

@@ -3,6 +3,12 @@ package app
 import (
 	"context"
 	"fmt"
+	"github.com/tani-platform/tani/internal/postgres"
+	"github.com/tani-platform/tani/ledger"
+	mobileapi "github.com/tani-platform/tani/mobile-api"
+	"github.com/tani-platform/tani/services/attest"
+	"github.com/tani-platform/tani/services/erasure"
+	"github.com/tani-platform/tani/services/ingest"
 	"slices"
 	"sort"
 )
@@ -46,27 +52,36 @@ type Service interface {
 type module struct {
 	deps []string
 	init func(a *App) (Service, error)
+	// migrations are the module's schemas. Only the postgres module and
+	// `tani migrate` apply them, every module's whatever the targets:
+	// services read each other's public views.
+	migrations []postgres.Migrations
 }
 
 // modules is the dependency map. Services never import each other: they
 // share only Postgres, NATS subjects and HTTP.
 var modules = map[string]module{
 	Server:       {init: (*App).initServer},
-	Postgres:     {init: (*App).initPostgres},
+	Postgres:     {init: (*App).initPostgres, migrations: []postgres.Migrations{deploymentMigrations}},
 	NATSServer:   {init: (*App).initNATSServer},
 	NATS:         {deps: []string{NATSServer}, init: (*App).initNATS},
-	Ledger:       {deps: []string{Postgres, Server}, init: (*App).initLedger},
+	Ledger:       {deps: []string{Postgres, Server}, init: (*App).initLedger, migrations: []postgres.Migrations{ledger.Migrations}},
 	FabricDevnet: {init: (*App).initFabricDevnet},
 	Anchor:       {deps: []string{Ledger, FabricDevnet}, init: (*App).initAnchor},
-	Ingest:       {deps: []string{Postgres, NATS, Server}, init: (*App).initIngest},
-	MobileAPI:    {deps: []string{Postgres, NATS, Server}, init: (*App).initMobileAPI},
-	Attest:       {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initAttest},
+	Ingest:       {deps: []string{Postgres, NATS, Server}, init: (*App).initIngest, migrations: []postgres.Migrations{ingest.Migrations}},
+	MobileAPI:    {deps: []string{Postgres, NATS, Server}, init: (*App).initMobileAPI, migrations: []postgres.Migrations{mobileapi.Migrations}},
+	Attest:       {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initAttest, migrations: []postgres.Migrations{attest.Migrations}},
 	Lending:      {deps: []string{Postgres, Server}, init: (*App).initLending},
 	Marketplace:  {deps: []string{Postgres, Server}, init: (*App).initMarketplace},
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
-	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure},
+	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure, migrations: []postgres.Migrations{erasure.Migrations}},
 	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor, Erasure}},
 }
+
+// migrationOrder is the order in which modules' schemas are applied (a
+// schema may refer to one before it). TestMigrationOrder checks that it
+// names every module that declares migrations.
+var migrationOrder = []string{Ledger, MobileAPI, Ingest, Attest, Erasure, Postgres}
 
 // ModuleNames lists the modules a target may name.
 func ModuleNames() []string {

@@ -47,3 +47,24 @@ func TestOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestMigrationOrder: every module that declares migrations is applied,
+// exactly once, by the postgres module and `tani migrate`.
+func TestMigrationOrder(t *testing.T) {
+	seen := map[string]int{}
+	for _, name := range migrationOrder {
+		seen[name]++
+	}
+	for name, m := range modules {
+		if len(m.migrations) > 0 && seen[name] != 1 {
+			t.Errorf("module %s declares migrations but appears %d times in migrationOrder, want once", name, seen[name])
+		}
+	}
+	names := map[string]bool{}
+	for _, m := range Migrations() {
+		if names[m.Name] {
+			t.Errorf("schema %s applied twice", m.Name)
+		}
+		names[m.Name] = true
+	}
+}

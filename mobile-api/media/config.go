@@ -27,11 +27,11 @@ type Config struct {
 // be out of coverage that long and still resume.
 const DefaultUploadTTL = 14 * 24 * time.Hour
 
-// RegisterFlags registers the media.* flags.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.Int64Var(&c.MaxSize, "media.max-size", DefaultMaxSize, "largest media upload in bytes, announced to clients before they upload")
-	fs.StringVar(&c.Dir, "media.dir", "", "directory for uploads in progress and stored media; default <data-dir>/media")
-	fs.DurationVar(&c.UploadTTL, "media.upload-ttl", DefaultUploadTTL, "unfinished uploads untouched this long are removed as abandoned")
+// RegisterFlags registers the flags under prefix ("media.").
+func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	fs.Int64Var(&c.MaxSize, prefix+"max-size", DefaultMaxSize, "largest media upload in bytes, announced to clients before they upload")
+	fs.StringVar(&c.Dir, prefix+"dir", "", "directory for uploads in progress and stored media; default <data-dir>/media")
+	fs.DurationVar(&c.UploadTTL, prefix+"upload-ttl", DefaultUploadTTL, "unfinished uploads untouched this long are removed as abandoned")
 }
 
 // InDataDir returns the configuration with an empty Dir resolved under

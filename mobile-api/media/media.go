@@ -19,6 +19,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/handler"
 
 	"github.com/tani-platform/tani/internal/auth"
+	"github.com/tani-platform/tani/internal/httpserver"
 )
 
 // Upload-Metadata keys a client must send when it creates an upload.
@@ -51,10 +52,22 @@ type Service struct {
 	tus    *handler.UnroutedHandler
 }
 
-// New wires the service for uploads under basePath (the path the routes
-// are mounted at, used in the Location of new uploads). It does no I/O;
-// Start creates the directories.
-func New(cfg Config, basePath string, pool *pgxpool.Pool, logger *slog.Logger) (*Service, error) {
+// Deps are what the composition root hands in.
+type Deps struct {
+	Pool   *pgxpool.Pool
+	Logger *slog.Logger
+	// BasePath is the path the routes are mounted at, used in the Location
+	// of new uploads.
+	BasePath string
+}
+
+// New wires the service. It validates and does no I/O; Start creates the
+// directories.
+func New(cfg Config, d Deps) (*Service, error) {
+	pool, logger, basePath := d.Pool, d.Logger, d.BasePath
+	if pool == nil || logger == nil || basePath == "" {
+		return nil, fmt.Errorf("media: Pool, Logger and BasePath are required")
+	}
 	if cfg.Dir == "" {
 		return nil, fmt.Errorf("media: no directory configured")
 	}
@@ -107,8 +120,12 @@ func (s *Service) Start(context.Context) error {
 	return nil
 }
 
-// Routes mounts the tus endpoints and the lookup by hash on g, which must
-// already require an agent's access token:
+// Stop has nothing to release.
+func (s *Service) Stop(context.Context) error { return nil }
+
+// Routes mounts the tus endpoints and the lookup by hash on r.Public, the
+// group at Deps.BasePath, which must already require an agent's access
+// token:
 //
 //	OPTIONS /           tus discovery: Tus-Version, Tus-Max-Size
 //	POST    /           create an upload (Upload-Length, Upload-Metadata)
@@ -116,7 +133,8 @@ func (s *Service) Start(context.Context) error {
 //	PATCH   /:id        append bytes at Upload-Offset
 //	DELETE  /:id        abandon an upload
 //	GET     /by-hash/:sha256  whether media are stored
-func (s *Service) Routes(g *echo.Group) {
+func (s *Service) Routes(r httpserver.Router) {
+	g := r.Public
 	for _, root := range []string{"", "/"} {
 		g.OPTIONS(root, s.serve(s.tus.PostFile)) // the tus middleware answers OPTIONS itself
 		g.POST(root, s.serve(s.tus.PostFile))

@@ -8,13 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tani-platform/tani/internal/postgres/pgtest"
 	"github.com/tus/tusd/v2/pkg/handler"
 )
 
 func TestSweep(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := New(Config{Dir: dir, MaxSize: 1 << 20, UploadTTL: 24 * time.Hour}, "/mobile/v1/media/", nil, slog.New(slog.DiscardHandler))
+	s, err := New(Config{Dir: dir, MaxSize: 1 << 20, UploadTTL: 24 * time.Hour}, Deps{Pool: pgtest.MustDB(t), Logger: slog.New(slog.DiscardHandler), BasePath: "/mobile/v1/media/"})
 	if err != nil {
 		t.Fatal(err)
 	}

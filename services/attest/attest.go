@@ -4,6 +4,7 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -42,13 +43,15 @@ type Config struct {
 	SweepInterval time.Duration
 }
 
-// RegisterFlags registers the attest.* flags.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.MaxDeliver, "attest.max-deliver", 10, "deliveries of a record whose rules keep erroring before it is dead-lettered (it stays pending)")
-	fs.DurationVar(&c.SweepInterval, "attest.sweep-interval", 5*time.Second, "how often decisions not yet journaled or announced are retried")
+// RegisterFlags registers the flags under prefix ("attest.").
+func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	fs.IntVar(&c.MaxDeliver, prefix+"max-deliver", 10, "deliveries of a record whose rules keep erroring before it is dead-lettered (it stays pending)")
+	fs.DurationVar(&c.SweepInterval, prefix+"sweep-interval", 5*time.Second, "how often decisions not yet journaled or announced are retried")
 }
 
-// Deps are what the module uses; all are required.
+// Deps are what the module uses. Pool, Journal, PII and Logger are
+// required; JS and Consumer may be nil only where a test drives HandleBatch
+// itself (Start then refuses).
 type Deps struct {
 	Pool     *pgxpool.Pool
 	JS       jetstream.JetStream
@@ -76,8 +79,11 @@ type Service struct {
 	validator *validate.Validator
 }
 
-// New wires the service; it does no I/O.
-func New(cfg Config, d Deps) *Service {
+// New wires the service; it validates and does no I/O.
+func New(cfg Config, d Deps) (*Service, error) {
+	if d.Pool == nil || d.Journal == nil || d.PII == nil || d.Logger == nil {
+		return nil, errors.New("attest: Pool, Journal, PII and Logger are required")
+	}
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = 5 * time.Second
 	}
@@ -98,13 +104,14 @@ func New(cfg Config, d Deps) *Service {
 		}, d.JS, d.Logger, d.Consumer)
 		s.erasures = forget.Consumer(ErasureConsumerName, d.JS, d.Logger, d.Consumer)
 	}
-	return s
+	return s, nil
 }
 
-// Start migrates attest's schema and creates its consumer.
+// Start creates the consumers (the schema is migrated by the postgres
+// module and `tani migrate`).
 func (s *Service) Start(ctx context.Context) error {
-	if err := postgres.Migrate(ctx, s.pool, s.logger, Migrations); err != nil {
-		return err
+	if s.consumer == nil {
+		return errors.New("attest: started without JetStream")
 	}
 	if err := s.consumer.Start(ctx); err != nil {
 		return err

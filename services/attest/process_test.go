@@ -51,7 +51,7 @@ func mustEnvJS(tb testing.TB, rules []attest.Rule, js jetstream.JetStream) *env 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	svc := attest.New(attest.Config{}, attest.Deps{Pool: pool, JS: js, Journal: j, PII: keys, Logger: slog.New(slog.DiscardHandler), Rules: rules})
+	svc := mustAttest(tb, attest.Config{}, attest.Deps{Pool: pool, JS: js, Journal: j, PII: keys, Logger: slog.New(slog.DiscardHandler), Rules: rules})
 	return &env{svc: svc, pool: pool, journal: j}
 }
 
@@ -327,7 +327,7 @@ func TestProcess_ErroringRuleKeepsRecordPending(t *testing.T) {
 		t.Errorf("got status %s reason %q attempts %d, want pending with the error after 2 attempts", status, reason, attempts)
 	}
 	// Once the rule works again, the retried record is decided.
-	fixed := attest.New(attest.Config{}, attest.Deps{Pool: e.pool, Journal: e.journal, PII: mustPII(t), Logger: slog.New(slog.DiscardHandler)})
+	fixed := mustAttest(t, attest.Config{}, attest.Deps{Pool: e.pool, Journal: e.journal, PII: mustPII(t), Logger: slog.New(slog.DiscardHandler)})
 	d, err := fixed.Process(ctx, []attest.Input{in})
 	if err != nil {
 		t.Fatal(err)
@@ -343,4 +343,14 @@ func mustPII(tb testing.TB) *pii.Keys {
 		tb.Fatal(err)
 	}
 	return k
+}
+
+// mustAttest is attest.New, failing the test on error.
+func mustAttest(tb testing.TB, cfg attest.Config, d attest.Deps) *attest.Service {
+	tb.Helper()
+	svc, err := attest.New(cfg, d)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return svc
 }

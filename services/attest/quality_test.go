@@ -39,7 +39,7 @@ func TestAgentQuality(t *testing.T) {
 	broken := append(attest.Rules(), attest.Rule{Name: "test.unreachable", Version: 1, Check: func(*attest.Case) (attest.Verdict, string, error) {
 		return "", "", fmt.Errorf("evidence store unreachable")
 	}})
-	erroring := attest.New(attest.Config{}, attest.Deps{Pool: a.pool, Journal: a.journal, PII: mustPII(t), Logger: slog.New(slog.DiscardHandler), Rules: broken})
+	erroring := mustAttest(t, attest.Config{}, attest.Deps{Pool: a.pool, Journal: a.journal, PII: mustPII(t), Logger: slog.New(slog.DiscardHandler), Rules: broken})
 	held := farm(t, sloppy, 110.70, -7.25, 0.001, nationalID(), phone())[0]
 	if d, err := erroring.Process(ctx, []attest.Input{held}); err != nil || d[0].Status != attest.StatusPending {
 		t.Fatalf("fixture: got %+v, %v, want the record pending", d, err)

@@ -35,8 +35,9 @@ const (
 // record id is the review id.
 const KindReviewDecision = "review.decision"
 
-// Routes mounts the admin API on g (/admin/v1, operator token).
-func (s *Service) Routes(g *echo.Group) {
+// Routes mounts the operators' API on r.Admin (/admin/v1, operator token).
+func (s *Service) Routes(r httpserver.Router) {
+	g := r.Admin
 	g.GET("/reviews", s.listReviews)
 	g.GET("/reviews/:id", s.getReview)
 	g.POST("/reviews/:id/approve", s.approve)

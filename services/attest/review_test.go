@@ -34,7 +34,7 @@ func mustAdmin(t *testing.T) *admin {
 	_, js := natstest.MustJetStream(t, natstest.MustServer(t))
 	e := mustEnvJS(t, nil, js)
 	s := httpserver.New(httpserver.Config{BodyLimit: "1M"}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	e.svc.Routes(s.Echo.Group("/admin/v1"))
+	e.svc.Routes(httpserver.Router{Admin: s.Echo.Group("/admin/v1")})
 	srv := httptest.NewServer(s.Echo)
 	t.Cleanup(srv.Close)
 	return &admin{env: e, js: js, srv: srv}

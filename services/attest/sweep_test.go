@@ -137,7 +137,7 @@ func TestSweep_RetriesAfterFailures(t *testing.T) {
 		}
 	})
 	t.Run("OK_AnnouncingRetried", func(t *testing.T) {
-		flaky := attest.New(attest.Config{}, attest.Deps{Pool: e.pool, JS: brokenJS, Journal: e.journal, PII: mustPII(t), Logger: slog.New(slog.DiscardHandler)})
+		flaky := mustAttest(t, attest.Config{}, attest.Deps{Pool: e.pool, JS: brokenJS, Journal: e.journal, PII: mustPII(t), Logger: slog.New(slog.DiscardHandler)})
 		brokenConn.Close()
 		ins := farm(t, ag, 110.50, -7.25, 0.001, nationalID(), phone())
 		if _, err := flaky.Process(ctx, ins); err != nil {

@@ -31,9 +31,9 @@ type Config struct {
 	SweepInterval time.Duration
 }
 
-// RegisterFlags registers the erasure.* flags.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.DurationVar(&c.SweepInterval, "erasure.sweep-interval", 5*time.Second, "how often erasure requests not yet journaled or published are retried")
+// RegisterFlags registers the flags under prefix ("erasure.").
+func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	fs.DurationVar(&c.SweepInterval, prefix+"sweep-interval", 5*time.Second, "how often erasure requests not yet journaled or published are retried")
 }
 
 // Deps are what the module uses; all are required.

@@ -17,8 +17,9 @@ import (
 	"github.com/tani-platform/tani/internal/httpserver"
 )
 
-// Routes mounts the operators' API on admin (/admin/v1, operator token).
-func (s *Service) Routes(admin *echo.Group) {
+// Routes mounts the operators' API on r.Admin (/admin/v1, operator token).
+func (s *Service) Routes(r httpserver.Router) {
+	admin := r.Admin
 	admin.POST("/farmers/:id/erasure", s.request)
 	admin.GET("/farmers/:id/erasure", s.status)
 }

@@ -45,10 +45,10 @@ type Config struct {
 	MaxBatch   int
 }
 
-// RegisterFlags registers the ingest.* flags.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.MaxDeliver, "ingest.max-deliver", 10, "deliveries of a failing record before it is dead-lettered")
-	fs.IntVar(&c.MaxBatch, "ingest.max-batch", 256, "most records stored in one transaction (one commit, one fsync)")
+// RegisterFlags registers the flags under prefix ("ingest.").
+func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	fs.IntVar(&c.MaxDeliver, prefix+"max-deliver", 10, "deliveries of a failing record before it is dead-lettered")
+	fs.IntVar(&c.MaxBatch, prefix+"max-batch", 256, "most records stored in one transaction (one commit, one fsync)")
 }
 
 // Service is the ingest module.
@@ -63,14 +63,28 @@ type Service struct {
 	validator *validate.Validator
 }
 
-// New wires the service; it does no I/O.
-func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream, keys *pii.Keys, logger *slog.Logger, metrics *natsbus.Metrics) *Service {
+// Deps are what the composition root hands in.
+type Deps struct {
+	Pool *pgxpool.Pool
+	JS   jetstream.JetStream
+	// PII hashes national IDs and seals phones and originals.
+	PII    *pii.Keys
+	Logger *slog.Logger
+	// Consumer counts what the consumers do.
+	Consumer *natsbus.Metrics
+}
+
+// New wires the service; it validates and does no I/O.
+func New(cfg Config, d Deps) (*Service, error) {
+	if d.Pool == nil || d.JS == nil || d.PII == nil || d.Logger == nil || d.Consumer == nil {
+		return nil, errors.New("ingest: Pool, JS, PII, Logger and Consumer are required")
+	}
 	return &Service{
 		cfg:       cfg,
-		pool:      pool,
-		js:        js,
-		pii:       keys,
-		logger:    logger,
+		pool:      d.Pool,
+		js:        d.JS,
+		pii:       d.PII,
+		logger:    d.Logger,
 		validator: validate.New(),
 		consumer: natsbus.NewConsumer(natsbus.ConsumerConfig{
 			Stream:         natsbus.StreamFarm,
@@ -78,16 +92,14 @@ func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream, keys *pii.Keys,
 			FilterSubjects: []string{natsbus.SubjectSubmittedPrefix + ">"},
 			MaxDeliver:     cfg.MaxDeliver,
 			MaxBatch:       cfg.MaxBatch,
-		}, js, logger, metrics),
-		erasures: forget.Consumer(ErasureConsumerName, js, logger, metrics),
-	}
+		}, d.JS, d.Logger, d.Consumer),
+		erasures: forget.Consumer(ErasureConsumerName, d.JS, d.Logger, d.Consumer),
+	}, nil
 }
 
-// Start migrates ingest's schema and creates its consumer.
+// Start creates the consumers (the schema is migrated by the postgres
+// module and `tani migrate`).
 func (s *Service) Start(ctx context.Context) error {
-	if err := postgres.Migrate(ctx, s.pool, s.logger, Migrations); err != nil {
-		return err
-	}
 	if err := s.consumer.Start(ctx); err != nil {
 		return err
 	}

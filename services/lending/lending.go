@@ -1,22 +1,51 @@
 package lending
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/labstack/echo/v4"
+
+	"github.com/tani-platform/tani/internal/httpserver"
 )
+
+// Config tunes the module. It has no settings yet: its API arrives with
+// its issue. It is here so that the module has the face of every service.
+type Config struct{}
+
+// Deps are what the module uses; all are required.
+type Deps struct {
+	Pool   *pgxpool.Pool
+	Logger *slog.Logger
+}
 
 // Service is the lending module.
 type Service struct {
+	cfg    Config
 	pool   *pgxpool.Pool
 	logger *slog.Logger
 }
 
-// New wires the service; it does no I/O.
-func New(pool *pgxpool.Pool, logger *slog.Logger) *Service {
-	return &Service{pool: pool, logger: logger}
+// New wires the service; it validates and does no I/O.
+func New(cfg Config, d Deps) (*Service, error) {
+	if d.Pool == nil || d.Logger == nil {
+		return nil, errors.New("lending: Pool and Logger are required")
+	}
+	return &Service{cfg: cfg, pool: d.Pool, logger: d.Logger}, nil
 }
 
-// Routes mounts the module's routes on g.
-func (s *Service) Routes(g *echo.Group) {}
+// Start has nothing to prepare.
+func (s *Service) Start(context.Context) error { return nil }
+
+// Run has no background work: it waits for ctx.
+func (s *Service) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
+
+// Stop has nothing to release.
+func (s *Service) Stop(context.Context) error { return nil }
+
+// Routes mounts the banks' API on r.Bank (/bank/v1). It has no routes yet.
+func (s *Service) Routes(r httpserver.Router) {}
