@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tani-platform/tani/internal/forget"
-	"github.com/tani-platform/tani/internal/record"
 )
 
 // ErasureConsumerName is mobile-api's durable consumer of erasure requests.
@@ -114,7 +113,7 @@ func (s *Service) erasedFarmers(ctx context.Context, farmers []string) (forget.F
 func (s *Service) fenceErased(ctx context.Context, tx pgx.Tx, batch []pending) ([]pending, error) {
 	farmers := make([]string, len(batch))
 	for i, p := range batch {
-		farmers[i] = record.FarmerID(p.payload)
+		farmers[i] = p.payload.Farmer()
 	}
 	erased, err := eraser.Fence(ctx, tx, farmers)
 	if err != nil || len(erased) == 0 {

@@ -17,6 +17,7 @@ import (
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
 	"github.com/tani-platform/tani/internal/polltest"
+	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/mobile-api/client"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
 )
@@ -47,7 +48,7 @@ func TestSyncCrossOrganizationWrite(t *testing.T) {
 	}
 	for typ, payload := range payloads {
 		t.Run("ErrCaseVariantKey_"+typ, func(t *testing.T) {
-			raw, id, err := attacker.Record(typ, time.Now().Add(-time.Hour), loc, json.RawMessage(payload))
+			raw, id, err := attacker.Record(record.Type(typ), time.Now().Add(-time.Hour), loc, json.RawMessage(payload))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -152,7 +153,7 @@ func TestSyncNeverStoredClasses(t *testing.T) {
 			if tt.captured != nil {
 				captured = *tt.captured
 			}
-			raw, _, err := agent.RecordWithID(id, tt.typ, captured, loc, tt.payload)
+			raw, _, err := agent.RecordWithID(id, record.Type(tt.typ), captured, loc, tt.payload)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -50,7 +50,7 @@ type SyncResponse struct {
 type pending struct {
 	index     int
 	env       record.Envelope
-	payload   any
+	payload   record.Payload
 	canonical []byte
 	hash      [32]byte
 }
@@ -136,7 +136,7 @@ func (s *Service) check(ctx context.Context, agentID string, raws []json.RawMess
 			errs = rec.CheckPayload(s.validator, now)
 		}
 		if errs == nil {
-			farmers = append(farmers, record.FarmerID(rec.Payload))
+			farmers = append(farmers, rec.Payload.Farmer())
 		}
 		all[i] = checked{rec, errs}
 	}
@@ -199,20 +199,17 @@ func verifyDevice(devices map[string]deviceKey, rec *record.Record) []apperr.Fie
 
 // authorize checks that the agent serves the farmer, and a consent's
 // one-time code.
-func (s *Service) authorize(ctx context.Context, view *agentView, env record.Envelope, payload any) ([]apperr.FieldError, error) {
-	farmer := record.FarmerID(payload)
+func (s *Service) authorize(ctx context.Context, view *agentView, env record.Envelope, payload record.Payload) ([]apperr.FieldError, error) {
+	farmer := payload.Farmer()
 	if view.erased.Has(farmer) {
 		return []apperr.FieldError{{Field: "payload.farmer_id", Message: ErasedMessage}}, nil
 	}
-	switch payload.(type) {
-	case *record.FarmerRegistered:
+	if env.Type == record.TypeFarmerRegistered {
 		if view.taken[farmer] {
 			return []apperr.FieldError{{Field: "payload.farmer_id", Message: "is registered by another agent"}}, nil
 		}
-	default:
-		if !view.mine[farmer] {
-			return []apperr.FieldError{{Field: "payload.farmer_id", Message: "is not a farmer assigned to you"}}, nil
-		}
+	} else if !view.mine[farmer] {
+		return []apperr.FieldError{{Field: "payload.farmer_id", Message: "is not a farmer assigned to you"}}, nil
 	}
 	if consent, ok := payload.(*record.ConsentGranted); ok {
 		ok, err := s.checkOTP(ctx, env.ID, farmer, consent.OTPChallengeID, consent.OTPCode)
@@ -333,7 +330,7 @@ func (s *Service) publish(ctx context.Context, batch []pending) error {
 	defer cancel()
 	msgs := make([]*nats.Msg, len(batch))
 	for i, p := range batch {
-		msg := nats.NewMsg(natsbus.SubjectSubmittedPrefix + p.env.Type)
+		msg := nats.NewMsg(natsbus.SubjectSubmittedPrefix + string(p.env.Type))
 		msg.Data = p.canonical
 		msg.Header.Set(jetstream.MsgIDHeader, p.env.ID)
 		msgs[i] = msg
@@ -371,8 +368,8 @@ func rememberIn(ctx context.Context, tx pgx.Tx, agentID string, batch []pending)
 	var ids, types, devices, farmers, newFarmers, otps, otpRecords, mediaRecords, media []string
 	var hashes [][]byte
 	for _, p := range batch {
-		ids, types, devices = append(ids, p.env.ID), append(types, p.env.Type), append(devices, p.env.DeviceID)
-		farmers = append(farmers, record.FarmerID(p.payload))
+		ids, types, devices = append(ids, p.env.ID), append(types, string(p.env.Type)), append(devices, p.env.DeviceID)
+		farmers = append(farmers, p.payload.Farmer())
 		hashes = append(hashes, p.hash[:])
 		for _, h := range record.MediaHashes(p.payload) {
 			mediaRecords, media = append(mediaRecords, p.env.ID), append(media, h)

@@ -19,6 +19,7 @@ import (
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
 	"github.com/tani-platform/tani/internal/polltest"
+	"github.com/tani-platform/tani/internal/record"
 	mobileapi "github.com/tani-platform/tani/mobile-api"
 	"github.com/tani-platform/tani/mobile-api/client"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
@@ -29,7 +30,7 @@ var loc = client.Location{Lat: -7.25, Lon: 110.4, AccuracyM: 4}
 // signed builds a signed record of typ for the farmer and plot.
 func signed(t *testing.T, a *clienttest.Agent, typ, farmer, plot string) (json.RawMessage, string) {
 	t.Helper()
-	raw, id, err := a.Record(typ, time.Now().Add(-time.Hour), loc, clienttest.Payloads(farmer, plot, time.Now())[typ])
+	raw, id, err := a.Record(record.Type(typ), time.Now().Add(-time.Hour), loc, clienttest.Payloads(farmer, plot, time.Now())[typ])
 	if err != nil {
 		t.Fatal(err)
 	}

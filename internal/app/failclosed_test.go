@@ -20,6 +20,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/app/apptest"
 	"github.com/tani-platform/tani/internal/polltest"
+	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/ledger/ledgertest"
 	"github.com/tani-platform/tani/ledger/verify"
 	"github.com/tani-platform/tani/mobile-api/client"
@@ -170,7 +171,7 @@ func syncFarm(t *testing.T, agent *clienttest.Agent, lon, lat float64) []string 
 	var batch []json.RawMessage
 	var ids []string
 	for _, typ := range []string{"farmer.registered", "plot.mapped"} {
-		raw, id, err := agent.Record(typ, time.Now().Add(-time.Hour), loc, p[typ])
+		raw, id, err := agent.Record(record.Type(typ), time.Now().Add(-time.Hour), loc, p[typ])
 		if err != nil {
 			t.Fatal(err)
 		}

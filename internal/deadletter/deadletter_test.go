@@ -72,7 +72,7 @@ func TestDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	canonical, _ := record.Canonical(raw)
-	if _, err := js.Publish(ctx, natsbus.SubjectSubmittedPrefix+env.Type, canonical, jetstream.WithMsgID(env.ID)); err != nil {
+	if _, err := js.Publish(ctx, natsbus.SubjectSubmittedPrefix+string(env.Type), canonical, jetstream.WithMsgID(env.ID)); err != nil {
 		t.Fatal(err)
 	}
 

@@ -14,23 +14,23 @@ import (
 )
 
 // newPayload returns an empty payload of type t, or nil if t is unknown.
-func newPayload(t string) any {
+func newPayload(t Type) Payload {
 	switch t {
-	case "farmer.registered":
+	case TypeFarmerRegistered:
 		return &FarmerRegistered{}
-	case "plot.mapped":
+	case TypePlotMapped:
 		return &PlotMapped{}
-	case "crop.planted":
+	case TypeCropPlanted:
 		return &CropPlanted{}
-	case "input.applied":
+	case TypeInputApplied:
 		return &InputApplied{}
-	case "harvest.recorded":
+	case TypeHarvestRecorded:
 		return &HarvestRecorded{}
-	case "sale.recorded":
+	case TypeSaleRecorded:
 		return &SaleRecorded{}
-	case "consent.granted":
+	case TypeConsentGranted:
 		return &ConsentGranted{}
-	case "consent.revoked":
+	case TypeConsentRevoked:
 		return &ConsentRevoked{}
 	}
 	return nil
@@ -46,7 +46,7 @@ type Record struct {
 	Env Envelope
 	// Payload is the typed payload (a pointer to one of the payload
 	// structs), set by CheckPayload.
-	Payload any
+	Payload Payload
 	// Canonical is the record in RFC 8785 form. Env.Payload is its
 	// payload member, byte for byte.
 	Canonical []byte
@@ -114,7 +114,7 @@ func Decode(v *validate.Validator, raw []byte, now time.Time) (Record, []apperr.
 	}
 	var problems []apperr.FieldError
 	if !KnownType(r.Env.Type) {
-		problems = append(problems, apperr.FieldError{Field: "type", Message: "must be one of: " + strings.Join(Types, " ")})
+		problems = append(problems, apperr.FieldError{Field: "type", Message: "must be one of: " + strings.Join(TypeNames(), " ")})
 	}
 	switch captured := r.Env.Captured(); {
 	case captured.After(now.Add(MaxClockSkew)):
@@ -155,7 +155,7 @@ func (r *Record) SigningInput() []byte {
 func (r *Record) CheckPayload(v *validate.Validator, now time.Time) []apperr.FieldError {
 	payload := newPayload(r.Env.Type)
 	if payload == nil {
-		return []apperr.FieldError{{Field: "type", Message: "must be one of: " + strings.Join(Types, " ")}}
+		return []apperr.FieldError{{Field: "type", Message: "must be one of: " + strings.Join(TypeNames(), " ")}}
 	}
 	root, perr := parseObject(r.Env.Payload)
 	if perr != nil {
@@ -210,7 +210,7 @@ var (
 const MaxYearsAhead = 10
 
 // domainProblems are the rules of each type that tags cannot express.
-func domainProblems(payload any, env Envelope, now time.Time) []apperr.FieldError {
+func domainProblems(payload Payload, env Envelope, now time.Time) []apperr.FieldError {
 	var out []apperr.FieldError
 	add := func(field, format string, args ...any) {
 		out = append(out, apperr.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
@@ -272,29 +272,6 @@ func domainProblems(payload any, env Envelope, now time.Time) []apperr.FieldErro
 		}
 	}
 	return out
-}
-
-// FarmerID returns whom a checked payload is about.
-func FarmerID(payload any) string {
-	switch p := payload.(type) {
-	case *FarmerRegistered:
-		return p.FarmerID
-	case *PlotMapped:
-		return p.FarmerID
-	case *CropPlanted:
-		return p.FarmerID
-	case *InputApplied:
-		return p.FarmerID
-	case *HarvestRecorded:
-		return p.FarmerID
-	case *SaleRecorded:
-		return p.FarmerID
-	case *ConsentGranted:
-		return p.FarmerID
-	case *ConsentRevoked:
-		return p.FarmerID
-	}
-	return ""
 }
 
 func fieldsOf(err error, prefix string) []apperr.FieldError {

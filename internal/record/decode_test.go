@@ -21,7 +21,7 @@ import (
 func signedRaw(t testing.TB, key ed25519.PrivateKey, id, typ string, captured time.Time, payload string) []byte {
 	t.Helper()
 	lat, lon := -7.25, 110.4
-	_, raw, err := record.Sign(key, record.Envelope{ID: id, Type: typ, CapturedAt: captured.UTC().Format(time.RFC3339), DeviceID: deviceID,
+	_, raw, err := record.Sign(key, record.Envelope{ID: id, Type: record.Type(typ), CapturedAt: captured.UTC().Format(time.RFC3339), DeviceID: deviceID,
 		Location: &record.Location{Lat: &lat, Lon: &lon, AccuracyM: 4}, Payload: json.RawMessage(payload)})
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func TestDecode(t *testing.T) {
 		if problems != nil || string(again.Canonical) != string(rec.Canonical) {
 			t.Errorf("canonical form does not read back to itself: %v", problems)
 		}
-		if got := record.FarmerID(rec.Payload); got != own {
+		if got := rec.Payload.Farmer(); got != own {
 			t.Errorf("farmer = %s, want %s", got, own)
 		}
 		if err := rec.Verify(key.Public().(ed25519.PublicKey)); err != nil {

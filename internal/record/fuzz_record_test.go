@@ -43,8 +43,8 @@ func FuzzRecord(f *testing.F) {
 		if err := json.Unmarshal(rec.Canonical, &plain); err != nil {
 			t.Fatal(err)
 		}
-		if got := plain.Payload["farmer_id"]; got != record.FarmerID(rec.Payload) {
-			t.Fatalf("mobile-api checked farmer %s; the stored bytes name %v", record.FarmerID(rec.Payload), got)
+		if got := plain.Payload["farmer_id"]; got != rec.Payload.Farmer() {
+			t.Fatalf("mobile-api checked farmer %s; the stored bytes name %v", rec.Payload.Farmer(), got)
 		}
 		want, err := jcs.Transform(data)
 		if err != nil || string(want) != string(rec.Canonical) {

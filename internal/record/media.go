@@ -4,7 +4,7 @@ package record
 // references (a farmer's photo today). Media travel separately from
 // records, often later: a record whose media have not arrived is
 // incomplete, not invalid.
-func MediaHashes(payload any) []string {
+func MediaHashes(payload Payload) []string {
 	switch p := payload.(type) {
 	case *FarmerRegistered:
 		if p.PhotoHash != "" {

@@ -40,7 +40,7 @@ type PlotMapped struct {
 type CropPlanted struct {
 	FarmerID          string `json:"farmer_id" validate:"required,uuidlower"`
 	PlotID            string `json:"plot_id" validate:"required,uuidlower"`
-	Crop              string `json:"crop" validate:"required,crop"`
+	CropCode          string `json:"crop" validate:"required,crop"`
 	Variety           string `json:"variety,omitempty" validate:"max=100"`
 	PlantedOn         string `json:"planted_on" validate:"required,datetime=2006-01-02"`
 	ExpectedHarvestOn string `json:"expected_harvest_on" validate:"required,datetime=2006-01-02"`
@@ -60,7 +60,7 @@ type InputApplied struct {
 type HarvestRecorded struct {
 	FarmerID     string   `json:"farmer_id" validate:"required,uuidlower"`
 	PlotID       string   `json:"plot_id" validate:"required,uuidlower"`
-	Crop         string   `json:"crop" validate:"required,crop"`
+	CropCode     string   `json:"crop" validate:"required,crop"`
 	Quantity     Quantity `json:"quantity" validate:"required"`
 	QualityGrade string   `json:"quality_grade" validate:"required,oneof=A B C ungraded"`
 	HarvestedOn  string   `json:"harvested_on" validate:"required,datetime=2006-01-02"`
@@ -70,7 +70,7 @@ type HarvestRecorded struct {
 type SaleRecorded struct {
 	FarmerID string   `json:"farmer_id" validate:"required,uuidlower"`
 	Buyer    string   `json:"buyer" validate:"required,min=1,max=200"`
-	Crop     string   `json:"crop" validate:"required,crop"`
+	CropCode string   `json:"crop" validate:"required,crop"`
 	Quantity Quantity `json:"quantity" validate:"required"`
 	Price    Money    `json:"price" validate:"required"`
 	SoldOn   string   `json:"sold_on" validate:"required,datetime=2006-01-02"`
@@ -165,3 +165,45 @@ func date(s string) time.Time {
 	t, _ := time.Parse(time.DateOnly, s)
 	return t
 }
+
+// Payload is a checked payload: one of the payload structs, as a pointer.
+// Every payload names the farmer it is about (authorization and erasure
+// are per farmer); Plot and Crop are empty for payloads about no plot or
+// crop.
+type Payload interface {
+	Farmer() string
+	Plot() string
+	Crop() string
+}
+
+func (p *FarmerRegistered) Farmer() string { return p.FarmerID }
+func (p *FarmerRegistered) Plot() string   { return "" }
+func (p *FarmerRegistered) Crop() string   { return "" }
+
+func (p *PlotMapped) Farmer() string { return p.FarmerID }
+func (p *PlotMapped) Plot() string   { return p.PlotID }
+func (p *PlotMapped) Crop() string   { return "" }
+
+func (p *CropPlanted) Farmer() string { return p.FarmerID }
+func (p *CropPlanted) Plot() string   { return p.PlotID }
+func (p *CropPlanted) Crop() string   { return p.CropCode }
+
+func (p *InputApplied) Farmer() string { return p.FarmerID }
+func (p *InputApplied) Plot() string   { return p.PlotID }
+func (p *InputApplied) Crop() string   { return "" }
+
+func (p *HarvestRecorded) Farmer() string { return p.FarmerID }
+func (p *HarvestRecorded) Plot() string   { return p.PlotID }
+func (p *HarvestRecorded) Crop() string   { return p.CropCode }
+
+func (p *SaleRecorded) Farmer() string { return p.FarmerID }
+func (p *SaleRecorded) Plot() string   { return "" }
+func (p *SaleRecorded) Crop() string   { return p.CropCode }
+
+func (p *ConsentGranted) Farmer() string { return p.FarmerID }
+func (p *ConsentGranted) Plot() string   { return "" }
+func (p *ConsentGranted) Crop() string   { return "" }
+
+func (p *ConsentRevoked) Farmer() string { return p.FarmerID }
+func (p *ConsentRevoked) Plot() string   { return "" }
+func (p *ConsentRevoked) Crop() string   { return "" }

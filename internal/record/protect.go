@@ -20,11 +20,11 @@ func Protected(canonical []byte, keys *pii.Keys) ([]byte, error) {
 	if err := json.Unmarshal(canonical, &rec); err != nil {
 		return nil, fmt.Errorf("protect record: %w", err)
 	}
-	var typ string
+	var typ Type
 	if err := json.Unmarshal(rec["type"], &typ); err != nil {
 		return nil, fmt.Errorf("protect record: type: %w", err)
 	}
-	if typ != "farmer.registered" {
+	if typ != TypeFarmerRegistered {
 		return canonical, nil
 	}
 	var payload map[string]json.RawMessage

@@ -10,20 +10,37 @@ import (
 	"github.com/gowebpki/jcs"
 )
 
+// Type is a record type: what a record says happened. It is the last
+// element of the record's subjects (farm.submitted.<type>) and the kind of
+// its journal entries.
+type Type string
+
+// The record types a device may submit.
+const (
+	TypeFarmerRegistered Type = "farmer.registered"
+	TypePlotMapped       Type = "plot.mapped"
+	TypeCropPlanted      Type = "crop.planted"
+	TypeInputApplied     Type = "input.applied"
+	TypeHarvestRecorded  Type = "harvest.recorded"
+	TypeSaleRecorded     Type = "sale.recorded"
+	TypeConsentGranted   Type = "consent.granted"
+	TypeConsentRevoked   Type = "consent.revoked"
+)
+
 // Types are the record types a device may submit.
-var Types = []string{
-	"farmer.registered",
-	"plot.mapped",
-	"crop.planted",
-	"input.applied",
-	"harvest.recorded",
-	"sale.recorded",
-	"consent.granted",
-	"consent.revoked",
+var Types = []Type{
+	TypeFarmerRegistered,
+	TypePlotMapped,
+	TypeCropPlanted,
+	TypeInputApplied,
+	TypeHarvestRecorded,
+	TypeSaleRecorded,
+	TypeConsentGranted,
+	TypeConsentRevoked,
 }
 
 // KnownType reports whether t is one of Types.
-func KnownType(t string) bool { return slices.Contains(Types, t) }
+func KnownType[T ~string](t T) bool { return slices.Contains(Types, Type(t)) }
 
 // MaxClockSkew is how far in the future a device clock may run before its
 // captured_at is refused.
@@ -34,7 +51,7 @@ const MaxClockSkew = 5 * time.Minute
 // is the device's Ed25519 signature over SigningInput.
 type Envelope struct {
 	ID         string          `json:"id" validate:"required,uuidlower"`
-	Type       string          `json:"type" validate:"required"`
+	Type       Type            `json:"type" validate:"required"`
 	CapturedAt string          `json:"captured_at" validate:"required,datetime=2006-01-02T15:04:05Z07:00"`
 	DeviceID   string          `json:"device_id" validate:"required,uuidlower"`
 	Location   *Location       `json:"location" validate:"required"`
@@ -73,3 +90,12 @@ func Canonical(raw []byte) ([]byte, error) {
 
 // Hash is the SHA-256 of canonical bytes: the record's content identity.
 func Hash(canonical []byte) [32]byte { return sha256.Sum256(canonical) }
+
+// TypeNames lists Types as strings, for messages.
+func TypeNames() []string {
+	out := make([]string, len(Types))
+	for i, t := range Types {
+		out[i] = string(t)
+	}
+	return out
+}

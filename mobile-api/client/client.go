@@ -147,13 +147,13 @@ type Location struct {
 
 // Record builds and signs a record with a new id. payload is one of the
 // record type's payload shapes (see docs/api.md), as a struct or a map.
-func (c *Client) Record(typ string, capturedAt time.Time, loc Location, payload any) (json.RawMessage, string, error) {
+func (c *Client) Record(typ record.Type, capturedAt time.Time, loc Location, payload any) (json.RawMessage, string, error) {
 	return c.RecordWithID(uuid.NewString(), typ, capturedAt, loc, payload)
 }
 
 // RecordWithID is Record with the caller's id (the app makes ids at
 // capture and keeps them across retries).
-func (c *Client) RecordWithID(id, typ string, capturedAt time.Time, loc Location, payload any) (json.RawMessage, string, error) {
+func (c *Client) RecordWithID(id string, typ record.Type, capturedAt time.Time, loc Location, payload any) (json.RawMessage, string, error) {
 	c.mu.Lock()
 	deviceID, key := c.deviceID, c.key
 	c.mu.Unlock()

@@ -12,13 +12,12 @@ import (
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
-	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/services/attest"
 )
 
 // ingested is a farm.ingested message as ingest publishes it.
 func ingested(in attest.Input, agentID, deviceID string) *nats.Msg {
-	m := nats.NewMsg(natsbus.SubjectIngestedPrefix + in.Env.Type)
+	m := nats.NewMsg(natsbus.SubjectIngestedPrefix + string(in.Env.Type))
 	m.Data = in.Canonical
 	m.Header.Set(jetstream.MsgIDHeader, "ingested:"+in.Env.ID)
 	m.Header.Set("Tani-Agent-Id", agentID)
@@ -74,7 +73,7 @@ func TestHandleBatch(t *testing.T) {
 	good := farm(t, a, 110.40, -7.25, 0.001, nationalID(), phone())
 	pending := farm(t, a, 110.50, -7.25, 0.001, nationalID(), phone())[0]
 	flaky = pending.Env.ID
-	unmapped := a.input(t, "crop.planted", 110.6, -7.25, map[string]any{"farmer_id": record.FarmerID(good[0].Payload), "plot_id": uuid.NewString(),
+	unmapped := a.input(t, "crop.planted", 110.6, -7.25, map[string]any{"farmer_id": good[0].Payload.Farmer(), "plot_id": uuid.NewString(),
 		"crop": "rice", "planted_on": day(-110), "expected_harvest_on": day(-5)})
 	foreign := farm(t, a, 110.70, -7.25, 0.001, nationalID(), phone())[0]
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/app/apptest"
 	"github.com/tani-platform/tani/internal/polltest"
+	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/ledger/verify"
 	"github.com/tani-platform/tani/mobile-api/client"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
@@ -58,7 +59,7 @@ func TestEndToEnd_SyncToVerifiableReceipt(t *testing.T) {
 	var batch []json.RawMessage
 	var ids []string
 	for _, typ := range []string{"farmer.registered", "plot.mapped"} {
-		raw, id, err := agent.Record(typ, time.Now().Add(-time.Hour), loc, p[typ])
+		raw, id, err := agent.Record(record.Type(typ), time.Now().Add(-time.Hour), loc, p[typ])
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,7 +13,6 @@ import (
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/forget"
 	"github.com/tani-platform/tani/internal/natsbus"
-	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/ledger"
 )
 
@@ -163,7 +162,7 @@ func (s *Service) erase(ctx context.Context, r forget.Request) (any, error) {
 func (s *Service) fenceErased(ctx context.Context, tx pgx.Tx, ins []Input) (live, gone []Input, err error) {
 	farmers := make([]string, len(ins))
 	for i, in := range ins {
-		farmers[i] = record.FarmerID(in.Payload)
+		farmers[i] = in.Payload.Farmer()
 	}
 	erased, err := eraser.Fence(ctx, tx, farmers)
 	if err != nil || len(erased) == 0 {

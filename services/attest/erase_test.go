@@ -9,7 +9,6 @@ import (
 
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
 
-	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/services/attest"
 )
@@ -30,7 +29,7 @@ func TestProcess_ErasedFarmer(t *testing.T) {
 		a := e.mustAgent(t, "Central Java")
 		gone := farm(t, a, 110.40, -7.25, 0.001, nationalID(), phone())
 		kept := farm(t, a, 110.50, -7.25, 0.001, nationalID(), phone())
-		e.tombstone(t, record.FarmerID(gone[0].Payload))
+		e.tombstone(t, gone[0].Payload.Farmer())
 		ds := mustProcess(t, e, append(gone, kept...)...)
 		for i, d := range ds {
 			want := attest.StatusVerified
@@ -42,8 +41,8 @@ func TestProcess_ErasedFarmer(t *testing.T) {
 			}
 		}
 		var records, farmers, entries int
-		e.pool.QueryRow(ctx, `SELECT count(*) FROM attest.records WHERE farmer_id = $1`, record.FarmerID(gone[0].Payload)).Scan(&records)
-		e.pool.QueryRow(ctx, `SELECT count(*) FROM attest.farmers WHERE farmer_id = $1`, record.FarmerID(gone[0].Payload)).Scan(&farmers)
+		e.pool.QueryRow(ctx, `SELECT count(*) FROM attest.records WHERE farmer_id = $1`, gone[0].Payload.Farmer()).Scan(&records)
+		e.pool.QueryRow(ctx, `SELECT count(*) FROM attest.farmers WHERE farmer_id = $1`, gone[0].Payload.Farmer()).Scan(&farmers)
 		e.pool.QueryRow(ctx, `SELECT count(*) FROM ledger.entries WHERE record_id = $1`, gone[0].Env.ID).Scan(&entries)
 		if records+farmers+entries != 0 {
 			t.Errorf("stored %d decisions, %d projections, %d journal entries about an erased farmer; want none", records, farmers, entries)
@@ -65,7 +64,7 @@ func TestProcess_ErasedFarmer(t *testing.T) {
 			t.Fatal("process: got no error while the journal is down, want one")
 		}
 		mustExec(t, e.pool, `DROP TRIGGER journal_down ON ledger.entries`)
-		farmer := record.FarmerID(gone[0].Payload)
+		farmer := gone[0].Payload.Farmer()
 		e.tombstone(t, farmer)
 		var ids []string
 		for _, in := range gone {

@@ -120,7 +120,7 @@ func (s *Service) project(ctx context.Context, tx pgx.Tx, ins []Input, devices m
 			cy.record = append(cy.record, in.Env.ID)
 			cy.farmer = append(cy.farmer, pl.FarmerID)
 			cy.plot = append(cy.plot, pl.PlotID)
-			cy.crop = append(cy.crop, pl.Crop)
+			cy.crop = append(cy.crop, pl.CropCode)
 			cy.planted = append(cy.planted, day(pl.PlantedOn))
 			cy.expected = append(cy.expected, day(pl.ExpectedHarvestOn))
 		case *record.HarvestRecorded:
@@ -128,14 +128,14 @@ func (s *Service) project(ctx context.Context, tx pgx.Tx, ins []Input, devices m
 			h.record = append(h.record, in.Env.ID)
 			h.farmer = append(h.farmer, pl.FarmerID)
 			h.plot = append(h.plot, pl.PlotID)
-			h.crop = append(h.crop, pl.Crop)
+			h.crop = append(h.crop, pl.CropCode)
 			h.kg = append(h.kg, kg)
 			h.on = append(h.on, day(pl.HarvestedOn))
 		case *record.SaleRecorded:
 			kg, _ := pl.Quantity.Kg()
 			sa.record = append(sa.record, in.Env.ID)
 			sa.farmer = append(sa.farmer, pl.FarmerID)
-			sa.crop = append(sa.crop, pl.Crop)
+			sa.crop = append(sa.crop, pl.CropCode)
 			sa.kg = append(sa.kg, kg)
 			sa.on = append(sa.on, day(pl.SoldOn))
 		}
@@ -234,7 +234,7 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input, measured map[int]
 	plotIdx := map[string][]int{}
 	var farmers, plots []string
 	for i, in := range ins {
-		farmer := record.FarmerID(in.Payload)
+		farmer := in.Payload.Farmer()
 		if farmer != "" {
 			if len(farmerIdx[farmer]) == 0 {
 				farmers = append(farmers, farmer)
@@ -248,12 +248,12 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input, measured map[int]
 			own.wkt = append(own.wkt, pl.Boundary.WKT())
 			own.farmer = append(own.farmer, pl.FarmerID)
 		}
-		if pid := plotID(in.Payload); pid != "" {
+		if pid := in.Payload.Plot(); pid != "" {
 			if len(plotIdx[pid]) == 0 {
 				plots = append(plots, pid)
 			}
 			plotIdx[pid] = append(plotIdx[pid], i)
-			if in.Env.Type != "plot.mapped" {
+			if in.Env.Type != record.TypePlotMapped {
 				ref.i = append(ref.i, int32(i))
 				ref.plot = append(ref.plot, pid)
 				ref.lon, ref.lat = append(ref.lon, lon), append(ref.lat, lat)
@@ -335,7 +335,7 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input, measured map[int]
 				return err
 			}
 			for _, i := range farmerIdx[me] {
-				if ins[i].Env.Type == "farmer.registered" {
+				if ins[i].Env.Type == record.TypeFarmerRegistered {
 					ev[i].Duplicates = append(ev[i].Duplicates, d)
 				}
 			}
@@ -369,19 +369,19 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input, measured map[int]
 			}
 			if kind == "s" {
 				for _, i := range farmerIdx[farmer] {
-					if ins[i].Env.Type == "sale.recorded" {
+					if ins[i].Env.Type == record.TypeSaleRecorded {
 						ev[i].Sales = append(ev[i].Sales, fl)
 					}
 				}
 				return nil
 			}
 			for _, i := range farmerIdx[farmer] {
-				if ins[i].Env.Type == "sale.recorded" {
+				if ins[i].Env.Type == record.TypeSaleRecorded {
 					ev[i].Harvests = append(ev[i].Harvests, fl)
 				}
 			}
 			for _, i := range plotIdx[fl.PlotID] {
-				if ins[i].Env.Type == "harvest.recorded" {
+				if ins[i].Env.Type == record.TypeHarvestRecorded {
 					ev[i].Harvests = append(ev[i].Harvests, fl)
 				}
 			}

@@ -20,8 +20,8 @@ import (
 // Input is one ingested record as attest receives it.
 type Input struct {
 	Env        record.Envelope
-	Payload    any    // a checked payload from record.Check
-	Canonical  []byte // the exact bytes ingest published, in RFC 8785 form (the signature is checked on them as such)
+	Payload    record.Payload // a checked payload from record.Check
+	Canonical  []byte         // the exact bytes ingest published, in RFC 8785 form (the signature is checked on them as such)
 	AgentID    string
 	DeviceID   string
 	ReceivedAt time.Time
@@ -29,14 +29,14 @@ type Input struct {
 
 // Decision is attest's answer for one record.
 type Decision struct {
-	RecordID         string   `json:"record_id"`
-	Type             string   `json:"type"`
-	AgentID          string   `json:"agent_id"`
-	Status           string   `json:"status"`
-	Reason           string   `json:"reason,omitempty"`
-	Results          []Result `json:"results"`
-	ThresholdVersion int      `json:"thresholds_version"`
-	LeafIndex        *int64   `json:"leaf_index,omitempty"`
+	RecordID         string      `json:"record_id"`
+	Type             record.Type `json:"type"`
+	AgentID          string      `json:"agent_id"`
+	Status           string      `json:"status"`
+	Reason           string      `json:"reason,omitempty"`
+	Results          []Result    `json:"results"`
+	ThresholdVersion int         `json:"thresholds_version"`
+	LeafIndex        *int64      `json:"leaf_index,omitempty"`
 	// Decision counts the record's decisions: 1 for the rules', +1 for each
 	// review that changed its status. It names farm.attested messages.
 	Decision int `json:"decision"`
@@ -220,7 +220,7 @@ func (s *Service) judge(in Input, ev Evidence, device *DeviceKey, th Thresholds)
 	c := &Case{Env: in.Env, Payload: in.Payload, Canonical: in.Canonical, AgentID: in.AgentID, DeviceID: in.DeviceID, ReceivedAt: in.ReceivedAt, Ev: ev}
 	var results []Result
 	var err error
-	if c.T, err = th.For(cropOf(in.Payload), region); err != nil {
+	if c.T, err = th.For(in.Payload.Crop(), region); err != nil {
 		results = []Result{{Rule: "thresholds", Version: 1, Verdict: Error, Explanation: err.Error()}}
 	} else {
 		results = Evaluate(s.rules, c)
@@ -232,7 +232,7 @@ func (s *Service) judge(in Input, ev Evidence, device *DeviceKey, th Thresholds)
 		// The journal gets the protected record (see recordRevisions). A
 		// record that cannot be protected cannot be journaled, so it must
 		// not be verified: it stays pending with the reason.
-		rev, err := s.revision(in.Env.ID, in.Env.Type, in.Canonical, in.Env.Captured(), signatureRef(in.DeviceID, in.AgentID, in.Env.Signature))
+		rev, err := s.revision(in.Env.ID, string(in.Env.Type), in.Canonical, in.Env.Captured(), signatureRef(in.DeviceID, in.AgentID, in.Env.Signature))
 		if err != nil {
 			d.Status, d.Reason = StatusPending, err.Error()
 		} else {
@@ -253,19 +253,19 @@ func provenanceFor(c *Case, at time.Time) []provenance {
 	}
 	out := []provenance{p("origin", "device_signature", nil)}
 	switch c.Env.Type {
-	case "farmer.registered":
+	case record.TypeFarmerRegistered:
 		out = append(out, p("identity", "self_reported", nil), p("phone", "self_reported", nil))
-	case "plot.mapped":
+	case record.TypePlotMapped:
 		exp := c.Env.Captured().AddDate(0, 6*c.T.AreaValidSeasons, 0)
 		out = append(out, p("boundary", "gps_walk", &exp), p("area_ha", "gps_walk", &exp),
 			p("declared_area_ha", "self_reported", nil), p("tenure", "self_reported", nil))
-	case "crop.planted":
+	case record.TypeCropPlanted:
 		out = append(out, p("crop", "self_reported", nil), p("planted_on", "self_reported", nil))
-	case "input.applied":
+	case record.TypeInputApplied:
 		out = append(out, p("quantity", "self_reported", nil))
-	case "harvest.recorded", "sale.recorded":
+	case record.TypeHarvestRecorded, record.TypeSaleRecorded:
 		out = append(out, p("quantity", "self_reported", nil))
-	case "consent.granted", "consent.revoked":
+	case record.TypeConsentGranted, record.TypeConsentRevoked:
 		out = append(out, p("consent", "self_reported", nil))
 	}
 	return out
@@ -304,9 +304,9 @@ func (w *writer) add(j *judged, now time.Time) {
 		lastErr = d.Reason
 	}
 	r.id = append(r.id, d.RecordID)
-	r.typ = append(r.typ, d.Type)
-	r.farmer = append(r.farmer, record.FarmerID(c.Payload))
-	r.plot = append(r.plot, plotID(c.Payload))
+	r.typ = append(r.typ, string(d.Type))
+	r.farmer = append(r.farmer, c.Payload.Farmer())
+	r.plot = append(r.plot, c.Payload.Plot())
 	r.agent = append(r.agent, c.AgentID)
 	r.device = append(r.device, c.DeviceID)
 	r.sigref = append(r.sigref, signatureRef(c.DeviceID, c.AgentID, c.Env.Signature))

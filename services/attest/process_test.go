@@ -87,7 +87,7 @@ func (e *env) mustAgent(tb testing.TB, region string) agent {
 func (a agent) input(tb testing.TB, typ string, lon, lat float64, payload map[string]any) attest.Input {
 	tb.Helper()
 	raw, _ := json.Marshal(payload)
-	env := record.Envelope{ID: uuid.NewString(), Type: typ, CapturedAt: time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), DeviceID: a.device,
+	env := record.Envelope{ID: uuid.NewString(), Type: record.Type(typ), CapturedAt: time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), DeviceID: a.device,
 		Location: &record.Location{Lat: &lat, Lon: &lon, AccuracyM: 4}, Payload: raw}
 	_, signed, err := record.Sign(a.key, env)
 	if err != nil {

@@ -56,7 +56,7 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *metrics {
 
 func (m *metrics) observe(ds map[string]*Decision) {
 	for _, d := range ds {
-		m.decisions.WithLabelValues(d.Type, d.Status).Inc()
+		m.decisions.WithLabelValues(string(d.Type), d.Status).Inc()
 		m.agent.WithLabelValues(d.AgentID, d.Status).Inc()
 		for _, r := range d.Results {
 			m.results.WithLabelValues(r.Rule, string(r.Verdict)).Inc()

@@ -127,7 +127,7 @@ func (s *Service) listReviews(c echo.Context) error {
 	}
 	if v := q.Get("type"); v != "" {
 		if !record.KnownType(v) {
-			fields = append(fields, apperr.FieldError{Field: "type", Message: "must be one of: " + strings.Join(record.Types, " ")})
+			fields = append(fields, apperr.FieldError{Field: "type", Message: "must be one of: " + strings.Join(record.TypeNames(), " ")})
 		} else {
 			add("r.type = $%d", v)
 		}
@@ -369,7 +369,7 @@ func (s *Service) approvedProvenance(ctx context.Context, tx pgx.Tx, recordID st
 	if err != nil {
 		return err
 	}
-	t, err := th.For(cropOf(payload), "*")
+	t, err := th.For(payload.Crop(), "*")
 	if err != nil {
 		return err
 	}
@@ -490,7 +490,7 @@ func (s *Service) requestVisit(c echo.Context) error {
 		if state == ReviewApproved || state == ReviewRejected {
 			return apperr.Errorf(apperr.Conflict, "review %s is already %s", id, state)
 		}
-		if typ != "plot.mapped" {
+		if record.Type(typ) != record.TypePlotMapped {
 			return apperr.Fields("second-agent visits corroborate plot mappings only",
 				apperr.FieldError{Field: "id", Message: "the record is a " + typ + ", not a plot.mapped"})
 		}

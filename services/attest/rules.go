@@ -41,7 +41,7 @@ type Rule struct {
 	Name    string
 	Version int
 	// Types the rule applies to; nil means every record type.
-	Types []string
+	Types []record.Type
 	// Attribute is what the rule vouches for (see provenance).
 	Attribute string
 	// UsesThresholds marks rules whose result depends on the thresholds
@@ -56,7 +56,7 @@ type Rule struct {
 // payload, who sent it and the evidence loaded from Postgres.
 type Case struct {
 	Env        record.Envelope
-	Payload    any
+	Payload    record.Payload
 	Canonical  []byte // RFC 8785, as signed (see Input.Canonical)
 	AgentID    string // from ingest's Tani-Agent-Id header
 	DeviceID   string
@@ -142,22 +142,22 @@ type Flow struct {
 // Rules returns the rules in evaluation order. Callers may pass another set
 // (tests do, to prove an erroring rule holds a record back).
 func Rules() []Rule {
-	plotTypes := []string{"plot.mapped", "crop.planted", "input.applied", "harvest.recorded"}
+	plotTypes := []record.Type{record.TypePlotMapped, record.TypeCropPlanted, record.TypeInputApplied, record.TypeHarvestRecorded}
 	return []Rule{
 		{Name: "device.signature", Version: 1, Attribute: "origin", Check: checkDevice},
 		{Name: "agent.region", Version: 1, Attribute: "agent", Check: checkRegion},
 		{Name: "gps.capture", Version: 1, Attribute: "location", UsesThresholds: true, Check: checkCaptureGPS},
-		{Name: "plot.gps_walk", Version: 1, Types: []string{"plot.mapped"}, Attribute: "boundary", UsesThresholds: true, Check: checkGPSWalk},
-		{Name: "plot.geometry", Version: 1, Types: []string{"plot.mapped"}, Attribute: "boundary", UsesThresholds: true, Check: checkGeometry},
-		{Name: "plot.area_tolerance", Version: 1, Types: []string{"plot.mapped"}, Attribute: "area_ha", UsesThresholds: true, Check: checkAreaTolerance},
-		{Name: "plot.overlap", Version: 1, Types: []string{"plot.mapped"}, Attribute: "boundary", UsesThresholds: true, Check: checkOverlap},
+		{Name: "plot.gps_walk", Version: 1, Types: []record.Type{record.TypePlotMapped}, Attribute: "boundary", UsesThresholds: true, Check: checkGPSWalk},
+		{Name: "plot.geometry", Version: 1, Types: []record.Type{record.TypePlotMapped}, Attribute: "boundary", UsesThresholds: true, Check: checkGeometry},
+		{Name: "plot.area_tolerance", Version: 1, Types: []record.Type{record.TypePlotMapped}, Attribute: "area_ha", UsesThresholds: true, Check: checkAreaTolerance},
+		{Name: "plot.overlap", Version: 1, Types: []record.Type{record.TypePlotMapped}, Attribute: "boundary", UsesThresholds: true, Check: checkOverlap},
 		{Name: "plot.reference", Version: 1, Types: plotTypes[1:], Attribute: "plot_id", Check: checkPlotReference},
 		{Name: "capture.near_plot", Version: 1, Types: plotTypes, Attribute: "location", UsesThresholds: true, Check: checkNearPlot},
-		{Name: "farmer.duplicate", Version: 1, Types: []string{"farmer.registered"}, Attribute: "identity", Check: checkDuplicate},
-		{Name: "crop.calendar", Version: 1, Types: []string{"crop.planted"}, Attribute: "planted_on", UsesThresholds: true, Check: checkCalendar},
-		{Name: "harvest.after_planting", Version: 1, Types: []string{"harvest.recorded"}, Attribute: "harvested_on", Check: checkAfterPlanting},
-		{Name: "harvest.yield", Version: 1, Types: []string{"harvest.recorded"}, Attribute: "quantity", UsesThresholds: true, Check: checkYield},
-		{Name: "sale.within_harvest", Version: 1, Types: []string{"sale.recorded"}, Attribute: "quantity", Check: checkSaleWithinHarvest},
+		{Name: "farmer.duplicate", Version: 1, Types: []record.Type{record.TypeFarmerRegistered}, Attribute: "identity", Check: checkDuplicate},
+		{Name: "crop.calendar", Version: 1, Types: []record.Type{record.TypeCropPlanted}, Attribute: "planted_on", UsesThresholds: true, Check: checkCalendar},
+		{Name: "harvest.after_planting", Version: 1, Types: []record.Type{record.TypeHarvestRecorded}, Attribute: "harvested_on", Check: checkAfterPlanting},
+		{Name: "harvest.yield", Version: 1, Types: []record.Type{record.TypeHarvestRecorded}, Attribute: "quantity", UsesThresholds: true, Check: checkYield},
+		{Name: "sale.within_harvest", Version: 1, Types: []record.Type{record.TypeSaleRecorded}, Attribute: "quantity", Check: checkSaleWithinHarvest},
 	}
 }
 
@@ -267,12 +267,12 @@ func checkRegion(c *Case) (Verdict, string, error) {
 		return Flag, "the capturing agent's region is unknown", nil
 	}
 	region := c.Ev.Device.Region
-	if c.Env.Type == "farmer.registered" && (c.Ev.Farmer == nil || c.Ev.Farmer.AgentID == c.AgentID) {
+	if c.Env.Type == record.TypeFarmerRegistered && (c.Ev.Farmer == nil || c.Ev.Farmer.AgentID == c.AgentID) {
 		return Pass, fmt.Sprintf("registered in region %q by its agent", region), nil
 	}
 	f := c.Ev.Farmer
 	if f == nil {
-		return Flag, fmt.Sprintf("farmer %s has no registration attest has seen, so their region is unknown", record.FarmerID(c.Payload)), nil
+		return Flag, fmt.Sprintf("farmer %s has no registration attest has seen, so their region is unknown", c.Payload.Farmer()), nil
 	}
 	if f.Region != region {
 		return Flag, fmt.Sprintf("agent of region %q captured for a farmer of region %q", region, f.Region), nil
@@ -357,7 +357,7 @@ func checkOverlap(c *Case) (Verdict, string, error) {
 }
 
 func checkPlotReference(c *Case) (Verdict, string, error) {
-	farmer, plot := record.FarmerID(c.Payload), plotID(c.Payload)
+	farmer, plot := c.Payload.Farmer(), c.Payload.Plot()
 	pf := c.Ev.Plot
 	switch {
 	case pf == nil:
@@ -371,7 +371,7 @@ func checkPlotReference(c *Case) (Verdict, string, error) {
 func checkNearPlot(c *Case) (Verdict, string, error) {
 	pf := c.Ev.Plot
 	if pf == nil {
-		return Flag, fmt.Sprintf("plot %s is unknown, so the capture position cannot be compared", plotID(c.Payload)), nil
+		return Flag, fmt.Sprintf("plot %s is unknown, so the capture position cannot be compared", c.Payload.Plot()), nil
 	}
 	if pf.DistanceM > c.T.CaptureDistanceMaxM {
 		return Flag, fmt.Sprintf("captured %.0f m from the plot (limit %.0f m)", pf.DistanceM, c.T.CaptureDistanceMaxM), nil
@@ -394,20 +394,20 @@ func checkCalendar(c *Case) (Verdict, string, error) {
 	p := c.Payload.(*record.CropPlanted)
 	planted, expected := day(p.PlantedOn), day(p.ExpectedHarvestOn)
 	if c.T.SeasonMinDays == nil || c.T.SeasonMaxDays == nil {
-		return Flag, fmt.Sprintf("no crop calendar for %s in thresholds v%d: needs review", p.Crop, c.T.Version), nil
+		return Flag, fmt.Sprintf("no crop calendar for %s in thresholds v%d: needs review", p.CropCode, c.T.Version), nil
 	}
 	days := int(expected.Sub(planted).Hours() / 24)
 	var problems []string
 	if days < *c.T.SeasonMinDays || days > *c.T.SeasonMaxDays {
-		problems = append(problems, fmt.Sprintf("%d days to harvest is outside %d–%d for %s", days, *c.T.SeasonMinDays, *c.T.SeasonMaxDays, p.Crop))
+		problems = append(problems, fmt.Sprintf("%d days to harvest is outside %d–%d for %s", days, *c.T.SeasonMinDays, *c.T.SeasonMaxDays, p.CropCode))
 	}
 	if !slices.Contains(c.T.PlantingMonths, int(planted.Month())) {
-		problems = append(problems, fmt.Sprintf("%s is not planted in %s in this region", p.Crop, planted.Month()))
+		problems = append(problems, fmt.Sprintf("%s is not planted in %s in this region", p.CropCode, planted.Month()))
 	}
 	if len(problems) > 0 {
 		return Flag, strings.Join(problems, "; "), nil
 	}
-	return Pass, fmt.Sprintf("%d days to harvest, planted in %s: plausible for %s", days, planted.Month(), p.Crop), nil
+	return Pass, fmt.Sprintf("%d days to harvest, planted in %s: plausible for %s", days, planted.Month(), p.CropCode), nil
 }
 
 // plantingBefore is the latest cycle of crop on the plot planted before d.
@@ -424,15 +424,15 @@ func plantingBefore(cycles []Cycle, crop string, d time.Time) *Cycle {
 func checkAfterPlanting(c *Case) (Verdict, string, error) {
 	p := c.Payload.(*record.HarvestRecorded)
 	harvested := day(p.HarvestedOn)
-	if cy := plantingBefore(c.Ev.Cycles, p.Crop, harvested); cy != nil {
-		return Pass, fmt.Sprintf("harvested %d days after %s was planted on %s", int(harvested.Sub(cy.PlantedOn).Hours()/24), p.Crop, cy.PlantedOn.Format(time.DateOnly)), nil
+	if cy := plantingBefore(c.Ev.Cycles, p.CropCode, harvested); cy != nil {
+		return Pass, fmt.Sprintf("harvested %d days after %s was planted on %s", int(harvested.Sub(cy.PlantedOn).Hours()/24), p.CropCode, cy.PlantedOn.Format(time.DateOnly)), nil
 	}
 	for _, cy := range c.Ev.Cycles {
-		if cy.Crop == p.Crop {
-			return Flag, fmt.Sprintf("harvested on %s, before %s was planted on %s", p.HarvestedOn, p.Crop, cy.PlantedOn.Format(time.DateOnly)), nil
+		if cy.Crop == p.CropCode {
+			return Flag, fmt.Sprintf("harvested on %s, before %s was planted on %s", p.HarvestedOn, p.CropCode, cy.PlantedOn.Format(time.DateOnly)), nil
 		}
 	}
-	return Flag, fmt.Sprintf("no planting of %s on plot %s", p.Crop, p.PlotID), nil
+	return Flag, fmt.Sprintf("no planting of %s on plot %s", p.CropCode, p.PlotID), nil
 }
 
 func checkYield(c *Case) (Verdict, string, error) {
@@ -445,7 +445,7 @@ func checkYield(c *Case) (Verdict, string, error) {
 		return Flag, fmt.Sprintf("plot %s has no measured area to compute a yield", p.PlotID), nil
 	}
 	if c.T.YieldMaxTHa == nil {
-		return Flag, fmt.Sprintf("no yield bounds for %s in thresholds v%d: needs review", p.Crop, c.T.Version), nil
+		return Flag, fmt.Sprintf("no yield bounds for %s in thresholds v%d: needs review", p.CropCode, c.T.Version), nil
 	}
 	area := c.Ev.Plot.AreaHa
 	if c.T.YieldBasis == "year" {
@@ -455,15 +455,15 @@ func checkYield(c *Case) (Verdict, string, error) {
 		harvested := day(p.HarvestedOn)
 		total := kg
 		for _, h := range c.Ev.Harvests {
-			if h.RecordID != c.Env.ID && h.Crop == p.Crop && !h.On.After(harvested) && h.On.After(harvested.AddDate(-1, 0, 0)) {
+			if h.RecordID != c.Env.ID && h.Crop == p.CropCode && !h.On.After(harvested) && h.On.After(harvested.AddDate(-1, 0, 0)) {
 				total += h.Kg
 			}
 		}
 		y := total / 1000 / area
 		if y > *c.T.YieldMaxTHa {
-			return Flag, fmt.Sprintf("%.2f t/ha of %s over 365 days exceeds %.2f t/ha/yr", y, p.Crop, *c.T.YieldMaxTHa), nil
+			return Flag, fmt.Sprintf("%.2f t/ha of %s over 365 days exceeds %.2f t/ha/yr", y, p.CropCode, *c.T.YieldMaxTHa), nil
 		}
-		return Pass, fmt.Sprintf("%.2f t/ha of %s over 365 days (limit %.2f t/ha/yr)", y, p.Crop, *c.T.YieldMaxTHa), nil
+		return Pass, fmt.Sprintf("%.2f t/ha of %s over 365 days (limit %.2f t/ha/yr)", y, p.CropCode, *c.T.YieldMaxTHa), nil
 	}
 	y := kg / 1000 / area
 	lo := 0.0
@@ -471,9 +471,9 @@ func checkYield(c *Case) (Verdict, string, error) {
 		lo = *c.T.YieldMinTHa
 	}
 	if y < lo || y > *c.T.YieldMaxTHa {
-		return Flag, fmt.Sprintf("%.2f t/ha of %s is outside %.1f–%.1f t/ha", y, p.Crop, lo, *c.T.YieldMaxTHa), nil
+		return Flag, fmt.Sprintf("%.2f t/ha of %s is outside %.1f–%.1f t/ha", y, p.CropCode, lo, *c.T.YieldMaxTHa), nil
 	}
-	return Pass, fmt.Sprintf("%.2f t/ha of %s is within %.1f–%.1f t/ha", y, p.Crop, lo, *c.T.YieldMaxTHa), nil
+	return Pass, fmt.Sprintf("%.2f t/ha of %s is within %.1f–%.1f t/ha", y, p.CropCode, lo, *c.T.YieldMaxTHa), nil
 }
 
 // checkSaleWithinHarvest: over the 365 days up to a sale, a farmer cannot
@@ -486,7 +486,7 @@ func checkSaleWithinHarvest(c *Case) (Verdict, string, error) {
 	}
 	sold := day(p.SoldOn)
 	inWindow := func(f Flow) bool {
-		return f.Crop == p.Crop && !f.On.After(sold) && f.On.After(sold.AddDate(-1, 0, 0))
+		return f.Crop == p.CropCode && !f.On.After(sold) && f.On.After(sold.AddDate(-1, 0, 0))
 	}
 	var harvested, soldTotal float64
 	for _, h := range c.Ev.Harvests {
@@ -501,35 +501,9 @@ func checkSaleWithinHarvest(c *Case) (Verdict, string, error) {
 		}
 	}
 	if soldTotal > harvested {
-		return Flag, fmt.Sprintf("%.0f kg of %s sold in the 365 days to %s, but only %.0f kg harvested", soldTotal, p.Crop, p.SoldOn, harvested), nil
+		return Flag, fmt.Sprintf("%.0f kg of %s sold in the 365 days to %s, but only %.0f kg harvested", soldTotal, p.CropCode, p.SoldOn, harvested), nil
 	}
-	return Pass, fmt.Sprintf("%.0f kg of %s sold of %.0f kg harvested in the 365 days to %s", soldTotal, p.Crop, harvested, p.SoldOn), nil
-}
-
-func plotID(payload any) string {
-	switch p := payload.(type) {
-	case *record.PlotMapped:
-		return p.PlotID
-	case *record.CropPlanted:
-		return p.PlotID
-	case *record.InputApplied:
-		return p.PlotID
-	case *record.HarvestRecorded:
-		return p.PlotID
-	}
-	return ""
-}
-
-func cropOf(payload any) string {
-	switch p := payload.(type) {
-	case *record.CropPlanted:
-		return p.Crop
-	case *record.HarvestRecorded:
-		return p.Crop
-	case *record.SaleRecorded:
-		return p.Crop
-	}
-	return ""
+	return Pass, fmt.Sprintf("%.0f kg of %s sold of %.0f kg harvested in the 365 days to %s", soldTotal, p.CropCode, harvested, p.SoldOn), nil
 }
 
 // day parses a validated YYYY-MM-DD.

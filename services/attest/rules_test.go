@@ -38,7 +38,7 @@ func signedCase(t *testing.T, typ string, payload map[string]any) *Case {
 	pub, key, _ := ed25519.GenerateKey(nil)
 	raw, _ := json.Marshal(payload)
 	lat, lon := -7.2505, 110.4005
-	env := record.Envelope{ID: uuid.NewString(), Type: typ, CapturedAt: time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), DeviceID: deviceID,
+	env := record.Envelope{ID: uuid.NewString(), Type: record.Type(typ), CapturedAt: time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), DeviceID: deviceID,
 		Location: &record.Location{Lat: &lat, Lon: &lon, AccuracyM: 5}, Payload: raw}
 	_, signed, err := record.Sign(key, env)
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
 	"github.com/tani-platform/tani/internal/pii"
 	"github.com/tani-platform/tani/internal/polltest"
+	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/ledger/verify"
 	"github.com/tani-platform/tani/mobile-api/client"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
@@ -114,7 +115,7 @@ func (f *farmerData) register(t *testing.T, tani *apptest.Running, agent *client
 	p["plot.mapped"]["declared_area"] = map[string]any{"value": 1.22, "unit": "ha"}
 	var batch []json.RawMessage
 	for _, typ := range []string{"farmer.registered", "plot.mapped", "crop.planted"} {
-		raw, id, err := agent.Record(typ, time.Now().Add(-time.Hour), loc, p[typ])
+		raw, id, err := agent.Record(record.Type(typ), time.Now().Add(-time.Hour), loc, p[typ])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -452,7 +453,7 @@ func TestErasure_ForgetsTheFarmerEverywhere(t *testing.T) {
 		p["farmer.registered"]["phone"] = "+62819" + digits(7)
 		var batch []json.RawMessage
 		for _, typ := range []string{"farmer.registered", "plot.mapped"} {
-			raw, _, err := agent.Record(typ, time.Now().Add(-time.Minute), gone.location(t), p[typ])
+			raw, _, err := agent.Record(record.Type(typ), time.Now().Add(-time.Minute), gone.location(t), p[typ])
 			if err != nil {
 				t.Fatal(err)
 			}

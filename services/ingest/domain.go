@@ -115,16 +115,16 @@ func (s *Service) queue(b *pgx.Batch, ev *events, it *item, kept *[]*item) error
 			return nil
 		})
 	case *record.CropPlanted:
-		ev.crops.add(env.ID, p.FarmerID, p.PlotID, p.Crop, p.Variety, p.PlantedOn, p.ExpectedHarvestOn)
+		ev.crops.add(env.ID, p.FarmerID, p.PlotID, p.CropCode, p.Variety, p.PlantedOn, p.ExpectedHarvestOn)
 	case *record.InputApplied:
 		qty, unit := p.Quantity.Normalized()
 		ev.inputs.add(env.ID, p.FarmerID, p.PlotID, p.Product, p.Category, qty, unit, p.AppliedOn)
 	case *record.HarvestRecorded:
 		kg, _ := p.Quantity.Kg()
-		ev.harvests.add(env.ID, p.FarmerID, p.PlotID, p.Crop, kg, p.QualityGrade, p.HarvestedOn)
+		ev.harvests.add(env.ID, p.FarmerID, p.PlotID, p.CropCode, kg, p.QualityGrade, p.HarvestedOn)
 	case *record.SaleRecorded:
 		kg, _ := p.Quantity.Kg()
-		ev.sales.add(env.ID, p.FarmerID, p.Buyer, p.Crop, kg, p.Price.Amount, p.Price.Currency, p.SoldOn)
+		ev.sales.add(env.ID, p.FarmerID, p.Buyer, p.CropCode, kg, p.Price.Amount, p.Price.Currency, p.SoldOn)
 	case *record.ConsentGranted:
 		expires, _ := time.Parse(time.RFC3339, p.ExpiresAt)
 		// A revocation synced before its grant (offline phones) is already

@@ -12,7 +12,6 @@ import (
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/forget"
 	"github.com/tani-platform/tani/internal/natsbus"
-	"github.com/tani-platform/tani/internal/record"
 )
 
 // ErasureConsumerName is ingest's durable consumer of erasure requests.
@@ -118,7 +117,7 @@ func (s *Service) erase(ctx context.Context, r forget.Request) (any, error) {
 func (s *Service) fenceErased(ctx context.Context, tx pgx.Tx, items []*item) ([]*item, error) {
 	farmers := make([]string, len(items))
 	for i, it := range items {
-		farmers[i] = record.FarmerID(it.payload)
+		farmers[i] = it.payload.Farmer()
 	}
 	erased, err := eraser.Fence(ctx, tx, farmers)
 	if err != nil || len(erased) == 0 {

@@ -126,7 +126,7 @@ func (s *Service) Handle(ctx context.Context, msg jetstream.Msg) error {
 type item struct {
 	msg       jetstream.Msg
 	env       record.Envelope
-	payload   any
+	payload   record.Payload
 	canonical []byte
 	stored    json.RawMessage // the payload as stored: record.Protected's
 	sealed    []byte          // the signed record, sealed with the PII key
@@ -181,7 +181,7 @@ func (s *Service) prepare(msg jetstream.Msg) *item {
 		it.err = apperr.Fields(fmt.Sprintf("invalid record %s on %s", env.ID, msg.Subject()), problems...)
 		return it
 	}
-	if msg.Subject() != natsbus.SubjectSubmittedPrefix+env.Type {
+	if msg.Subject() != natsbus.SubjectSubmittedPrefix+string(env.Type) {
 		it.err = apperr.Errorf(apperr.Invalid, "record %s of type %q arrived on %s", env.ID, env.Type, msg.Subject())
 		return it
 	}
@@ -354,7 +354,7 @@ func (s *Service) insert(ctx context.Context, tx pgx.Tx, items []*item) ([]*item
 	ids, types, payloads, devices, agents := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	captured, sealed, hashes, seqs := make([]time.Time, n), make([][]byte, n), make([][]byte, n), make([]int64, n)
 	for i, it := range items {
-		ids[i], types[i], payloads[i], devices[i], agents[i] = it.env.ID, it.env.Type, string(it.stored), it.env.DeviceID, it.agentID
+		ids[i], types[i], payloads[i], devices[i], agents[i] = it.env.ID, string(it.env.Type), string(it.stored), it.env.DeviceID, it.agentID
 		captured[i], sealed[i], hashes[i], seqs[i] = it.env.Captured(), it.sealed, it.hash[:], int64(it.seq)
 	}
 	rows, err := tx.Query(ctx, `
@@ -419,7 +419,7 @@ func (s *Service) announce(ctx context.Context, items []*item) {
 		if it.err != nil {
 			continue
 		}
-		msg := nats.NewMsg(natsbus.SubjectIngestedPrefix + it.env.Type)
+		msg := nats.NewMsg(natsbus.SubjectIngestedPrefix + string(it.env.Type))
 		msg.Data = it.canonical
 		msg.Header.Set(jetstream.MsgIDHeader, "ingested:"+it.env.ID)
 		msg.Header.Set(natsbus.HeaderAgentID, it.agentID)

@@ -18,6 +18,7 @@ import (
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
 	"github.com/tani-platform/tani/internal/polltest"
+	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/mobile-api/client"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
 )
@@ -27,7 +28,7 @@ var loc = client.Location{Lat: -7.25, Lon: 110.4, AccuracyM: 4}
 // sign makes a signed record of typ about farmer and plot, captured at.
 func sign(t testing.TB, c *client.Client, id, typ, farmer, plot string, at time.Time) json.RawMessage {
 	t.Helper()
-	raw, _, err := c.RecordWithID(id, typ, at, loc, clienttest.Payloads(farmer, plot, time.Now())[typ])
+	raw, _, err := c.RecordWithID(id, record.Type(typ), at, loc, clienttest.Payloads(farmer, plot, time.Now())[typ])
 	if err != nil {
 		t.Fatal(err)
 	}

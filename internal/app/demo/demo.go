@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/mobile-api/client"
 )
 
@@ -125,20 +126,20 @@ func (f *Feeder) visit(now time.Time) ([]json.RawMessage, string, error) {
 	areaHa := d * 111_320 * d * 110_540 / 10_000 * (0.8 + f.rng.Float64()*0.6) // what the farmer thinks
 	planted := now.AddDate(0, 0, -f.rng.IntN(60))
 	visits := []struct {
-		typ     string
+		typ     record.Type
 		payload any
 	}{
-		{"farmer.registered", map[string]any{
+		{record.TypeFarmerRegistered, map[string]any{
 			"farmer_id": farmer, "name": names[f.rng.IntN(len(names))], "village": villages[f.rng.IntN(len(villages))],
 			"national_id": fmt.Sprintf("3374%012d", f.rng.Int64N(1e12)), "phone": fmt.Sprintf("+628%010d", f.rng.Int64N(1e10)),
 			"gender": []string{"female", "male"}[f.rng.IntN(2)], "birth_year": 1950 + f.rng.IntN(55),
 		}},
-		{"plot.mapped", map[string]any{
+		{record.TypePlotMapped, map[string]any{
 			"farmer_id": farmer, "plot_id": plot, "tenure": "owned", "gps_accuracy_m": loc.AccuracyM, "mock_location": false,
 			"boundary":      map[string]any{"type": "Polygon", "coordinates": [][][2]float64{ring}},
 			"declared_area": map[string]any{"value": areaHa, "unit": "ha"},
 		}},
-		{"crop.planted", map[string]any{
+		{record.TypeCropPlanted, map[string]any{
 			"farmer_id": farmer, "plot_id": plot, "crop": crops[f.rng.IntN(len(crops))],
 			"planted_on": planted.Format(time.DateOnly), "expected_harvest_on": planted.AddDate(0, 4, 0).Format(time.DateOnly),
 		}},

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/mobile-api/client"
 )
 
@@ -75,20 +76,20 @@ func (g *generator) registration(f farm) map[string]any {
 // eventWeights is the mix of the steady-state load, in percent: what a
 // season of visits to registered farmers produces.
 var eventWeights = []struct {
-	typ    string
+	typ    record.Type
 	weight int
 }{
-	{"plot.mapped", 15},
-	{"crop.planted", 20},
-	{"input.applied", 25},
-	{"harvest.recorded", 15},
-	{"sale.recorded", 20},
-	{"consent.revoked", 5},
+	{record.TypePlotMapped, 15},
+	{record.TypeCropPlanted, 20},
+	{record.TypeInputApplied, 25},
+	{record.TypeHarvestRecorded, 15},
+	{record.TypeSaleRecorded, 20},
+	{record.TypeConsentRevoked, 5},
 }
 
 // event returns a record type drawn from eventWeights and its payload
 // about f.
-func (g *generator) event(f farm) (string, map[string]any) {
+func (g *generator) event(f farm) (record.Type, map[string]any) {
 	n := g.rng.IntN(100)
 	typ := eventWeights[len(eventWeights)-1].typ
 	for _, w := range eventWeights {
@@ -100,7 +101,7 @@ func (g *generator) event(f farm) (string, map[string]any) {
 	}
 	crop := crops[g.rng.IntN(len(crops))]
 	switch typ {
-	case "plot.mapped":
+	case record.TypePlotMapped:
 		d := f.side
 		ring := [][2]float64{{f.lon, f.lat}, {f.lon + d, f.lat}, {f.lon + d, f.lat - d}, {f.lon, f.lat - d}, {f.lon, f.lat}}
 		areaHa := d * 111_320 * d * 110_540 / 10_000 * (0.8 + g.rng.Float64()*0.4) // what the farmer thinks
@@ -109,25 +110,25 @@ func (g *generator) event(f farm) (string, map[string]any) {
 			"boundary":      map[string]any{"type": "Polygon", "coordinates": [][][2]float64{ring}},
 			"declared_area": map[string]any{"value": areaHa, "unit": "ha"},
 		}
-	case "crop.planted":
+	case record.TypeCropPlanted:
 		planted := 10 + g.rng.IntN(100)
 		return typ, map[string]any{
 			"farmer_id": f.farmerID, "plot_id": f.plotID, "crop": crop, "variety": "local",
 			"planted_on": g.day(planted), "expected_harvest_on": g.day(planted - 120),
 		}
-	case "input.applied":
+	case record.TypeInputApplied:
 		p := products[g.rng.IntN(len(products))]
 		return typ, map[string]any{
 			"farmer_id": f.farmerID, "plot_id": f.plotID, "product": p.name, "category": p.category,
 			"quantity": map[string]any{"value": 1 + g.rng.Float64()*100, "unit": p.unit}, "applied_on": g.day(g.rng.IntN(90)),
 		}
-	case "harvest.recorded":
+	case record.TypeHarvestRecorded:
 		return typ, map[string]any{
 			"farmer_id": f.farmerID, "plot_id": f.plotID, "crop": crop,
 			"quantity":      map[string]any{"value": 0.5 + g.rng.Float64()*6, "unit": "t"},
 			"quality_grade": []string{"A", "B", "C", "ungraded"}[g.rng.IntN(4)], "harvested_on": g.day(g.rng.IntN(30)),
 		}
-	case "sale.recorded":
+	case record.TypeSaleRecorded:
 		return typ, map[string]any{
 			"farmer_id": f.farmerID, "buyer": buyers[g.rng.IntN(len(buyers))], "crop": crop,
 			"quantity": map[string]any{"value": 1 + g.rng.Float64()*40, "unit": "quintal"},

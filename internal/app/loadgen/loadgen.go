@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/mobile-api/client"
 )
 
@@ -181,7 +182,7 @@ func register(ctx context.Context, cfg Config, agents []*agent, now time.Time) (
 			return nil
 		}
 		for _, f := range a.farms {
-			raw, _, err := a.c.Record("farmer.registered", g.capturedAt(), g.location(f), g.registration(f))
+			raw, _, err := a.c.Record(record.TypeFarmerRegistered, g.capturedAt(), g.location(f), g.registration(f))
 			if err != nil {
 				return nil, fmt.Errorf("sign registration: %w", err)
 			}
