@@ -12,8 +12,10 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tani-platform/tani/internal/auth"
+	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/pii"
 	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/internal/validate"
@@ -47,12 +49,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // Deps are what the service uses.
 type Deps struct {
-	Pool   *pgxpool.Pool
-	JS     jetstream.JetStream
-	Auth   *auth.Keys
-	PII    *pii.Keys
-	SMS    SMSSender
-	Logger *slog.Logger
+	Pool     *pgxpool.Pool
+	JS       jetstream.JetStream
+	Auth     *auth.Keys
+	PII      *pii.Keys
+	SMS      SMSSender
+	Logger   *slog.Logger
+	Consumer *natsbus.Metrics      // for the consumer of DEAD
+	Registry prometheus.Registerer // for tani_records_refused_after_ack_total
 }
 
 // Service is the mobile-api module.
@@ -65,17 +69,37 @@ type Service struct {
 	sms       SMSSender
 	logger    *slog.Logger
 	validator *validate.Validator
+	dead      *natsbus.Consumer      // DEAD → mobile.refusals
+	refused   *prometheus.CounterVec // tani_records_refused_after_ack_total
 }
 
 // New wires the service; it does no I/O.
 func New(cfg Config, d Deps) *Service {
-	return &Service{cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New()}
+	return &Service{
+		cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New(),
+		dead: natsbus.NewConsumer(natsbus.ConsumerConfig{
+			Stream:         natsbus.StreamDead,
+			Durable:        RefusalsConsumer,
+			FilterSubjects: []string{natsbus.SubjectDeadPrefix + "farm.>"},
+			// A dead letter is never refused here; while Postgres is
+			// away it waits, in DEAD, however long that takes.
+			MaxDeliver: -1,
+		}, d.JS, d.Logger, d.Consumer),
+		refused: refusalMetrics(d.Registry),
+	}
 }
 
-// Start migrates mobile-api's schema.
+// Start migrates mobile-api's schema and creates its consumer of DEAD.
 func (s *Service) Start(ctx context.Context) error {
-	return postgres.Migrate(ctx, s.pool, s.logger, Migrations)
+	if err := postgres.Migrate(ctx, s.pool, s.logger, Migrations); err != nil {
+		return err
+	}
+	return s.dead.Start(ctx)
 }
+
+// Run records dead letters of farm records as refusals the phone and
+// operators see, until ctx is done.
+func (s *Service) Run(ctx context.Context) error { return s.dead.Run(ctx, s.handleDead) }
 
 // Routes mounts the agents' API on mobile (/mobile/v1) and the operators'
 // identity administration on admin (/admin/v1, already guarded).
@@ -98,6 +122,7 @@ func (s *Service) Routes(mobile, admin *echo.Group) {
 	admin.POST("/agents", s.createAgent)
 	admin.POST("/assignments", s.createAssignment)
 	admin.POST("/devices/:id/revoke", s.revokeDevice)
+	admin.GET("/refusals", s.listRefusals)
 }
 
 func jwtSubject(id string) jwt.RegisteredClaims { return jwt.RegisteredClaims{Subject: id} }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"github.com/tani-platform/tani/internal/deadletter"
@@ -154,6 +155,7 @@ func (a *App) initMobileAPI() (Service, error) {
 	logger := a.logger.With("module", MobileAPI)
 	svc := mobileapi.New(a.cfg.MobileAPI, mobileapi.Deps{
 		Pool: a.pool, JS: a.js, Auth: authKeys, PII: piiKeys, SMS: mobileapi.LogSMS{Logger: logger}, Logger: logger,
+		Consumer: a.consumer, Registry: a.registry,
 	})
 	svc.Routes(a.server.Echo.Group("/mobile/v1"), admin)
 
@@ -173,7 +175,18 @@ func (a *App) initMobileAPI() (Service, error) {
 			}
 			return med.Start(ctx)
 		},
-		run: med.Run, // sweeps abandoned uploads
+		run: func(ctx context.Context) error {
+			// The refusals consumer and the sweep of abandoned uploads;
+			// when one fails, the other stops too.
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			errs := make(chan error, 2)
+			go func() { errs <- svc.Run(ctx) }()
+			go func() { errs <- med.Run(ctx) }()
+			err := <-errs
+			cancel()
+			return errors.Join(err, <-errs)
+		},
 	}, nil
 }
 

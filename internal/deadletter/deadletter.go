@@ -124,7 +124,8 @@ func (s *Service) Replay(ctx context.Context, seq uint64) (string, error) {
 	out.Data = msg.Data
 	for k, v := range msg.Header {
 		switch k {
-		case natsbus.HeaderDeadReason, natsbus.HeaderDeadConsumer, natsbus.HeaderDeadSubject, natsbus.HeaderDeadAt, jetstream.MsgIDHeader:
+		case natsbus.HeaderDeadReason, natsbus.HeaderDeadConsumer, natsbus.HeaderDeadSubject, natsbus.HeaderDeadAt,
+			natsbus.HeaderDeadClass, natsbus.HeaderDeadNotice, jetstream.MsgIDHeader:
 		default:
 			out.Header[k] = v
 		}
