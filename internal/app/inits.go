@@ -91,6 +91,10 @@ func (a *App) initNATSServer() (Service, error) {
 
 func (a *App) initNATS() (Service, error) {
 	logger := a.logger.With("module", NATS)
+	piiKeys, err := a.piiKeys()
+	if err != nil {
+		return nil, err
+	}
 	return funcService{
 		start: func(ctx context.Context) error {
 			nc, js, err := natsbus.Connect(a.cfg.NATS, a.natsServer, "tani "+a.cfg.Target, logger)
@@ -106,7 +110,7 @@ func (a *App) initNATS() (Service, error) {
 			if err != nil {
 				return err
 			}
-			deadletter.New(js, logger).Routes(admin)
+			deadletter.New(js, piiKeys, logger).Routes(admin)
 			return nil
 		},
 		stop: func(ctx context.Context) error {
