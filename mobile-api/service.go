@@ -108,7 +108,7 @@ func (s *Service) Routes(mobile, admin *echo.Group) {
 	mobile.POST("/auth/login", s.login)
 	mobile.POST("/auth/refresh", s.refresh)
 
-	agent := mobile.Group("", s.auth.RequireRole(RoleAgent))
+	agent := mobile.Group("", s.RequireAgent())
 	agent.POST("/devices", s.enrollDevice)
 	agent.GET("/devices", s.listDevices)
 	agent.POST("/devices/:id/revoke", s.revokeOwnDevice)

@@ -171,7 +171,7 @@ func (a *App) initMobileAPI() (Service, error) {
 		return nil, err
 	}
 	a.server.ExemptFromBodyLimit(mediaPath)
-	med.Routes(a.server.Echo.Group(mediaPath, authKeys.RequireRole(mobileapi.RoleAgent)))
+	med.Routes(a.server.Echo.Group(mediaPath, svc.RequireAgent()))
 	return funcService{
 		start: func(ctx context.Context) error {
 			if err := svc.Start(ctx); err != nil {
