@@ -65,6 +65,7 @@ func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry) *Server {
 	)
 	s := &Server{Echo: e, cfg: cfg, logger: logger, probes: http.NewServeMux()}
 	e.Use(
+		cleanURL,
 		middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: cfg.BodyLimit, Skipper: s.exempt}),
 		middleware.Recover(),
 	)
