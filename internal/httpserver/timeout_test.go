@@ -235,5 +235,3 @@ func BenchmarkStalledBodies(b *testing.B) {
 	b.ReportMetric(n, "conns/op")
 	b.ReportMetric(worst.Seconds(), "s-until-all-closed")
 }
-
-
