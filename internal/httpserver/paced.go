@@ -67,7 +67,10 @@ func (b *pacedBody) Read(p []byte) (int, error) {
 	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		// The connection cannot carry another request after a body
-		// cut short.
+		// cut short: close it after the answer rather than wait for the
+		// next request's header timeout. (Set from the goroutine reading
+		// the body, which is the handler's: handlers read bodies and
+		// write answers from one goroutine.)
 		b.w.Header().Set("Connection", "close")
 		return n, &BodyTimeoutError{Received: b.n, Elapsed: time.Since(b.start), cause: err}
 	}

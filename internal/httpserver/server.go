@@ -121,7 +121,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.cfg.BodyReadTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
-		r.Body = newPacedBody(w, r.Body, s.cfg.BodyReadTimeout, s.cfg.BodyMinRate)
+		// On a copy: net/http looks at its own request's body after the
+		// handler to decide whether the connection can be reused.
+		paced := new(http.Request)
+		*paced = *r
+		paced.Body = newPacedBody(w, r.Body, s.cfg.BodyReadTimeout, s.cfg.BodyMinRate)
+		r = paced
 	}
 	s.Echo.ServeHTTP(w, r)
 }
