@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
@@ -66,6 +67,7 @@ func TestRefusedAfterAck(t *testing.T) {
 	}
 
 	apptest.MustStart(t, "-target=ingest", "-nats.url="+s.ClientURL(), "-database.url="+api.DatabaseURL, "-ingest.max-deliver=2")
+	var bCursor string // B's sync-down position after its first sync
 
 	t.Run("ErrDeviceRevokedBeforeIngest_RefusedWithReason", func(t *testing.T) {
 		for _, id := range []string{regAID, harvestAID} {
@@ -100,13 +102,20 @@ func TestRefusedAfterAck(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("sync-down refused = %v, want %v", got, want)
 		}
-		// The next sync starts where this one ended: nothing new.
-		if _, next := syncDown(t, api, a, page.Cursor, 0); len(next.Refused) != 0 {
-			t.Errorf("next sync-down lists %d refusals again, want none", len(next.Refused))
-		}
-		if _, other := syncDown(t, api, b, "", 0); len(other.Refused) != 1 || other.Refused[0].ID != saleID {
+		// Later syncs start where the last one ended: once the window
+		// has moved past them (a transaction still running when a cursor
+		// is taken may send them once more), they stop coming.
+		cursor := page.Cursor
+		waitForCond(t, "refusals no longer synced down", func() bool {
+			_, next := syncDown(t, api, a, cursor, 0)
+			cursor = next.Cursor
+			return len(next.Refused) == 0
+		})
+		_, other := syncDown(t, api, b, "", 0)
+		if len(other.Refused) != 1 || other.Refused[0].ID != saleID {
 			t.Errorf("B's sync-down refused = %+v, want only its sale", other.Refused)
 		}
+		bCursor = other.Cursor
 	})
 	t.Run("OK_AttestGivingUpAfterStorage_Refused", func(t *testing.T) {
 		// What attest's consumer publishes when it gives up on a stored
@@ -125,6 +134,11 @@ func TestRefusedAfterAck(t *testing.T) {
 		st := waitStatus(t, b, regBID, mobileapi.Refused)
 		if st.Reason == nil || !strings.Contains(*st.Reason, "10 times") {
 			t.Errorf("reason %v, want attest's notice", reason(st))
+		}
+		// A refusal recorded after B's last sync comes down in the next.
+		_, page := syncDown(t, api, b, bCursor, 0)
+		if !slices.ContainsFunc(page.Refused, func(r mobileapi.RecordStatus) bool { return r.ID == regBID }) {
+			t.Errorf("B's next sync-down refused = %+v, want its registration", page.Refused)
 		}
 	})
 	t.Run("OK_OperatorsListAndCount", func(t *testing.T) {
@@ -241,4 +255,16 @@ func adminPost(t *testing.T, tani *apptest.Running, path string) {
 func adminStatus(t *testing.T, tani *apptest.Running, path string) int {
 	t.Helper()
 	return adminRequest(t, tani, http.MethodGet, path).StatusCode
+}
+
+// waitForCond polls cond until it holds; it fails the test after 30 s.
+func waitForCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
