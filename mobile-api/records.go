@@ -23,7 +23,7 @@ const Incomplete = "incomplete"
 type RecordStatus struct {
 	ID         string    `json:"id"`
 	Type       string    `json:"type"`
-	Status     string    `json:"status"` // received, incomplete, ingested, refused, then attest's verified, flagged or rejected
+	Status     string    `json:"status"` // received, incomplete, ingested, refused, then attest's journaling (verified, receipt not yet available), verified (journaled), flagged or rejected
 	Reason     *string   `json:"reason,omitempty"`
 	ReceivedAt time.Time `json:"received_at"`
 	UpdatedAt  time.Time `json:"updated_at"`

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Prepares this machine to run and test Tani: Go, PostgreSQL with PostGIS,
-# a running cluster that accepts the default URL. Safe to run again: every
+# a running cluster that accepts the default URL, Node.js and npm (for the
+# test that runs the official Node Fabric Gateway client against the
+# devnet). Safe to run again: every
 # step checks before it acts. Says what to do when it cannot act itself.
 set -euo pipefail
 
@@ -69,4 +71,19 @@ psql "${DB_URL%%/tani*}/postgres?sslmode=disable" -Atqc 'select 1' >/dev/null 2>
   || psql "$DB_URL" -Atqc 'select 1' >/dev/null 2>&1 \
   || fail "cannot connect to PostgreSQL at ${DB_URL/:*@/:****@}. Check the server, or set TANI_DATABASE_URL."
 
-say "ready: Go $(go env GOVERSION), PostgreSQL with PostGIS"
+# Node.js and npm run the official Node Fabric Gateway client in
+# ledger/devnet/nodeclient's test (it installs its npm packages itself).
+# That test skips without them, except under CI, so a machine we cannot
+# install on gets a note, not a failure.
+node_note=""
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$SUDO" != none ]; then
+    command -v node >/dev/null || apt_install nodejs
+    command -v npm >/dev/null || apt_install npm
+  else
+    say "Node.js or npm is missing and cannot be installed here: install Node.js 18.12+ and npm, or the Node gateway client test is skipped (and fails under CI)."
+  fi
+fi
+command -v node >/dev/null && node_note=", Node.js $(node --version)"
+
+say "ready: Go $(go env GOVERSION), PostgreSQL with PostGIS$node_note"

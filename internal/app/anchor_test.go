@@ -64,7 +64,7 @@ func TestUpAnchorsOnTheDevnetByDefault(t *testing.T) {
 
 	verifyCmd := func() (string, int) {
 		var out strings.Builder
-		code := cli.Main(ctx, []string{"verify", "-data-dir", r.DataDir, "-database.url", r.DatabaseURL,
+		code := cli.Main(ctx, []string{"verify", "-data-dir", r.DataDir, "-ledger.key-file", r.LedgerKeyFile, "-database.url", r.DatabaseURL,
 			"-fabric.devnet-listen", r.App.FabricDevnetAddr()}, &out, &out, func(string) string { return "" })
 		return out.String(), code
 	}

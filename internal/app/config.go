@@ -98,5 +98,5 @@ func LoggableValue(name, value string) string {
 
 // Migrations lists every schema in the order `tani migrate` applies them.
 func Migrations() []postgres.Migrations {
-	return []postgres.Migrations{postgres.Platform, ledger.Migrations, mobileapi.Migrations, ingest.Migrations, attest.Migrations}
+	return []postgres.Migrations{postgres.Platform, ledger.Migrations, mobileapi.Migrations, ingest.Migrations, attest.Migrations, deploymentMigrations}
 }

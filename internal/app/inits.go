@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/tani-platform/tani/internal/apperr"
+
 	"github.com/tani-platform/tani/internal/deadletter"
 
 	"github.com/tani-platform/tani/ledger"
@@ -51,6 +53,12 @@ func (a *App) initPostgres() (Service, error) {
 				return err
 			}
 			a.pool = pool
+			// Keys loaded by modules that started before the database.
+			if err := a.checkKeys(ctx); err != nil {
+				a.pool = nil
+				pool.Close()
+				return err
+			}
 			return nil
 		},
 		stop: func(context.Context) error {
@@ -224,21 +232,46 @@ func (a *App) initMarketplace() (Service, error) {
 }
 
 func (a *App) initLedger() (Service, error) {
-	cfg := a.cfg.Ledger
-	cfg.DataDir = a.cfg.DataDir // the key pair is generated next to the other local state
+	cfg, err := a.ledgerConfig()
+	if err != nil {
+		return nil, err
+	}
 	logger := a.logger.With("module", Ledger)
 	j, err := ledger.New(cfg, a.pool, logger)
 	if err != nil {
 		return nil, err
 	}
-	j.Routes(a.server.Echo.Group("/ledger/v1"))
+	readPayload, err := a.ledgerPayloadReaders()
+	if err != nil {
+		return nil, err
+	}
+	j.Routes(a.server.Echo.Group("/ledger/v1"), readPayload)
+	// attest decides what is journaled, so it explains a record the
+	// journal has no entry for (its schema is in every database).
+	j.ExplainUnjournaled(func(ctx context.Context, recordID string) (string, error) {
+		return attest.NotJournaledReason(ctx, a.pool, recordID)
+	})
+	if err := j.RegisterMetrics(a.registry); err != nil {
+		return nil, err
+	}
+	// A journal that found a fork keeps running (so that it can say why)
+	// but must get no traffic.
+	a.server.AddReadinessCheck(Ledger, func() error {
+		if e, ok := apperr.As(j.Halted()); ok {
+			return errors.New(e.Message)
+		}
+		return nil
+	})
 	a.journal = j
 	return funcService{
 		start: func(ctx context.Context) error {
 			if err := postgres.Migrate(ctx, a.pool, logger, ledger.Migrations); err != nil {
 				return err
 			}
-			return j.Start(ctx)
+			if err := j.Start(ctx); err != nil {
+				return err
+			}
+			return a.checkKey(ctx, keyID{ledger.SignerKeyKind(cfg.Origin).Name, j.VerifierKey()})
 		},
 		run: j.Run,
 	}, nil

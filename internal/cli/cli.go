@@ -28,6 +28,7 @@ var commands = map[string]command{
 	"devnet":  {"run the single-process Fabric development network (gateway and deliver gRPC)", runDevnet},
 	"network": {"network init|add-org|members: create and manage the Fabric consortium (organizations, channel, policy)", runNetwork},
 	"receipt": {"receipt verify FILE --key KEYFILE: check a receipt offline; receipt anchor: and its Fabric anchor on the chain", runReceipt},
+	"keys":    {"keys init DIR: create the keys every process of a split deployment shares (PII, token signing, operator token, ledger)", runKeys},
 	"load":    {"send signed records to a running Tani and report throughput and latency", runLoad},
 }
 

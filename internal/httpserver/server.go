@@ -65,8 +65,9 @@ type Server struct {
 	probes   *http.ServeMux
 	listener net.Listener
 	srv      *http.Server
-	open     atomic.Bool // routes are complete; forward to echo
-	ready    atomic.Bool // every module runs; /readyz answers 200
+	open     atomic.Bool      // routes are complete; forward to echo
+	ready    atomic.Bool      // every module runs; /readyz answers 200 unless a check fails
+	checks   []readinessCheck // fixed once open
 
 	unlimited []string // path prefixes whose handlers bound bodies themselves; fixed once open
 }
@@ -99,6 +100,17 @@ func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry) *Server {
 			fmt.Fprintln(w, "not ready")
 			return
 		}
+		var failed []string
+		for _, c := range s.checks {
+			if err := c.check(); err != nil {
+				failed = append(failed, c.name+": "+err.Error())
+			}
+		}
+		if len(failed) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready: "+strings.Join(failed, "; "))
+			return
+		}
 		fmt.Fprintln(w, "ready")
 	})
 	s.probes.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -129,6 +141,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = paced
 	}
 	s.Echo.ServeHTTP(w, r)
+}
+
+// readinessCheck is a module's own say in /readyz.
+type readinessCheck struct {
+	name  string
+	check func() error
+}
+
+// AddReadinessCheck makes /readyz answer 503 with "name: reason" whenever
+// check returns an error, for a module that runs but must not be sent
+// traffic (the journal after it detected a fork). check is called on every
+// probe, so it must be cheap and safe for concurrent use. Like routes, it
+// must be added before Open.
+func (s *Server) AddReadinessCheck(name string, check func() error) {
+	s.checks = append(s.checks, readinessCheck{name: name, check: check})
 }
 
 // ExemptFromBodyLimit lets requests under prefix through without the

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -99,11 +100,20 @@ func TestErrorShape(t *testing.T) {
 func TestReadiness(t *testing.T) {
 	s := newServer(t)
 	s.Echo.GET("/mobile/v1/x", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
-	check := func(path string, want int) {
+	var ledgerErr atomic.Pointer[error]
+	s.AddReadinessCheck("ledger", func() error {
+		if p := ledgerErr.Load(); p != nil {
+			return *p
+		}
+		return nil
+	})
+	check := func(path string, want int) string {
 		t.Helper()
-		if got, _, raw := do(t, s, "GET", path, ""); got != want {
+		got, _, raw := do(t, s, "GET", path, "")
+		if got != want {
 			t.Errorf("GET %s = %d, want %d (%s)", path, got, want, raw)
 		}
+		return raw
 	}
 	t.Run("Starting", func(t *testing.T) {
 		check("/healthz", 200)
@@ -115,6 +125,17 @@ func TestReadiness(t *testing.T) {
 		s.SetReady(true)
 		check("/readyz", 200)
 		check("/mobile/v1/x", 204)
+	})
+	t.Run("ErrModuleUnhealthy", func(t *testing.T) {
+		err := errors.New("the journal stopped signing")
+		ledgerErr.Store(&err)
+		if got, want := check("/readyz", 503), "not ready: ledger: the journal stopped signing\n"; got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+		check("/mobile/v1/x", 204) // the module answers for itself
+		check("/healthz", 200)     // the process lives: restarting it would not help
+		ledgerErr.Store(nil)
+		check("/readyz", 200)
 	})
 	t.Run("ShuttingDown", func(t *testing.T) {
 		s.SetReady(false)

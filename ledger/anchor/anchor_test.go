@@ -2,6 +2,7 @@ package anchor_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/hyperledger/fabric-gateway/pkg/client"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/anchor"
 	"github.com/tani-platform/tani/ledger/chaincode"
@@ -325,4 +327,72 @@ type memCheckpointer struct{ client.InMemoryCheckpointer }
 func (m *memCheckpointer) CheckpointTransaction(block uint64, txID string) error {
 	m.InMemoryCheckpointer.CheckpointTransaction(block, txID)
 	return nil
+}
+
+// TestAnchorHaltsTheJournalOnAFork rewrites the journal's history in the
+// database, as someone with write access but without the key would, and
+// checks that the anchoring pass halts the journal instead of retrying.
+func TestAnchorHaltsTheJournalOnAFork(t *testing.T) {
+	ctx := context.Background()
+	forge := func(t *testing.T, f *fixture, idx int64) {
+		t.Helper()
+		var data []byte
+		if err := f.pool.QueryRow(ctx, "SELECT data FROM ledger.entries WHERE idx = $1", idx).Scan(&data); err != nil {
+			t.Fatal(err)
+		}
+		ledgertest.MustRewriteLeaf(t, f.pool, idx, []byte(strings.Replace(string(data), "kind plot.mapped", "kind plot.forged", 1)))
+	}
+	wantHalted := func(t *testing.T, f *fixture, err error, source string) {
+		t.Helper()
+		var ne *ledger.NotExtensionError
+		if !errors.As(err, &ne) || !strings.Contains(ne.Source, source) {
+			t.Fatalf("AnchorPending: got %v, want a NotExtensionError from %s", err, source)
+		}
+		if !errors.As(f.j.Halted(), &ne) {
+			t.Fatalf("Halted() = %v, want the fork", f.j.Halted())
+		}
+		f.appendOne(t)
+		if _, err := f.j.SignCheckpoint(ctx); !apperr.Is(err, apperr.Unavailable) {
+			t.Errorf("sign checkpoint after the fork: got %v, want unavailable", err)
+		}
+	}
+
+	t.Run("ErrRewrittenBelowTheAnchor", func(t *testing.T) {
+		f := newFixture(t, devnettest.MustStart(t, anchorChaincode(t)), nil)
+		f.grow(t, 3)
+		s2 := f.grow(t, 4)
+		if _, err := f.a.AnchorPending(ctx); err != nil {
+			t.Fatal(err)
+		}
+		forge(t, f, 1)
+		_, err := f.a.AnchorPending(ctx)
+		wantHalted(t, f, err, "the chain's latest anchor, tx "+f.checkpoint(t, s2).Anchor.TxID)
+	})
+	t.Run("ErrRewrittenAfterSigningBeforeAnchoring", func(t *testing.T) {
+		f := newFixture(t, devnettest.MustStart(t, anchorChaincode(t)), nil)
+		s1 := f.grow(t, 3)
+		if _, err := f.a.AnchorPending(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s2 := f.grow(t, 4)
+		forge(t, f, s1+1) // above the anchor, inside the signed checkpoint s2
+		_, err := f.a.AnchorPending(ctx)
+		wantHalted(t, f, err, fmt.Sprintf("checkpoint %d, signed with the journal's key", s2))
+		latest, err := f.fc.LatestAnchor(ctx, f.j.Verifier().Name())
+		if err != nil || latest == nil || latest.Size != uint64(s1) {
+			t.Errorf("chain's latest anchor: got %+v, %v, want still size %d", latest, err, s1)
+		}
+	})
+}
+
+// appendOne appends one revision without signing, so that there is a tree to
+// sign.
+func (f *fixture) appendOne(t *testing.T) {
+	t.Helper()
+	f.recs++
+	id := fmt.Sprintf("rec-%d", f.recs)
+	if _, err := f.j.Append(context.Background(), ledger.Revision{RecordID: id, Kind: "plot.mapped", Revision: 1, Payload: []byte(`{"n":1}`),
+		OccurredAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), SignatureRef: "device:" + id}); err != nil {
+		t.Fatal(err)
+	}
 }

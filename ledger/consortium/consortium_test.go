@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"os"
 	"path/filepath"
@@ -241,4 +242,96 @@ func mustKey(t *testing.T, path string) any {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestCertificates checks the material `tani network init` and `add-org`
+// write as a bank's SDK and Fabric's own nodes would: each peer's TLS
+// certificate verifies for serverAuth, against the TLS CA in the
+// organization's connection profile, under the host name of its endpoint
+// and the extra hosts; users' TLS certificates for clientAuth; signing
+// certificates as Fabric's MSP verifies them (Go's default, serverAuth).
+func TestCertificates(t *testing.T) {
+	hosts := []string{"peers.tani.example", "192.0.2.10"}
+	c, err := consortium.Init(consortium.InitConfig{Dir: t.TempDir(), Orgs: threeOrgs, Hosts: hosts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range c.Orgs {
+		t.Run(o.MSPID, func(t *testing.T) {
+			checkOrgCertificates(t, c, o, filepath.Join("peers", "peer0"), hosts, true)
+		})
+	}
+	t.Run(c.Orderer.MSPID, func(t *testing.T) {
+		checkOrgCertificates(t, c, c.Orderer, filepath.Join("orderers", "orderer0"), hosts, false)
+	})
+	t.Run("AddedOrg", func(t *testing.T) {
+		u, err := c.AddOrg(consortium.AddOrgConfig{MSPID: "CoopMSP", Signers: []string{"TaniMSP", "BankMSP"}, Hosts: []string{"coop.example"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkOrgCertificates(t, c, u.Org, filepath.Join("peers", "peer0"), []string{"coop.example"}, true)
+	})
+}
+
+func checkOrgCertificates(t *testing.T, c *consortium.Consortium, o consortium.Org, node string, hosts []string, profile bool) {
+	t.Helper()
+	dir := filepath.Join(c.Dir, "crypto", o.MSPID)
+	tlsCA := x509.NewCertPool()
+	if profile {
+		// What an SDK user has: the connection profile's TLS CA.
+		b, err := os.ReadFile(filepath.Join(c.Dir, "connection-"+o.MSPID+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct {
+			Peers map[string]struct {
+				URL        string `json:"url"`
+				TLSCACerts struct {
+					PEM string `json:"pem"`
+				} `json:"tlsCACerts"`
+			} `json:"peers"`
+		}
+		if err := json.Unmarshal(b, &p); err != nil {
+			t.Fatal(err)
+		}
+		host, _, _ := strings.Cut(o.PeerEndpoint, ":")
+		if !tlsCA.AppendCertsFromPEM([]byte(p.Peers[host].TLSCACerts.PEM)) || p.Peers[host].URL != "grpcs://"+o.PeerEndpoint {
+			t.Fatalf("connection profile has no TLS CA or URL for %s: %+v", host, p.Peers)
+		}
+	} else {
+		tlsCA.AddCert(mustCert(t, filepath.Join(dir, "tlsca", "ca.crt")))
+	}
+	signCA := x509.NewCertPool()
+	signCA.AddCert(mustCert(t, filepath.Join(dir, "ca", "ca.crt")))
+	for _, ca := range []string{"ca", "tlsca"} {
+		cert := mustCert(t, filepath.Join(dir, ca, "ca.crt"))
+		if slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageAny) || !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageServerAuth) || !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth) || !cert.IsCA {
+			t.Errorf("%s: got extended key usage %v, CA %v, want serverAuth and clientAuth, CA:TRUE", ca, cert.ExtKeyUsage, cert.IsCA)
+		}
+	}
+
+	server := mustCert(t, filepath.Join(dir, node, "tls", "server.crt"))
+	host, _, _ := strings.Cut(o.PeerEndpoint, ":")
+	for _, name := range append([]string{host, "localhost", "127.0.0.1"}, hosts...) {
+		if _, err := server.Verify(x509.VerifyOptions{DNSName: name, Roots: tlsCA, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("server TLS certificate for %s: %v", name, err)
+		}
+	}
+	// Nodes use their TLS certificate as a client too (gossip, Raft).
+	if _, err := server.Verify(x509.VerifyOptions{Roots: tlsCA, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("node TLS certificate as a client: %v", err)
+	}
+	for _, user := range []string{"Admin", "User1"} {
+		client := mustCert(t, filepath.Join(dir, "users", user, "tls", "client.crt"))
+		if _, err := client.Verify(x509.VerifyOptions{Roots: tlsCA, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			t.Errorf("%s TLS client certificate: %v", user, err)
+		}
+		sign := mustCert(t, filepath.Join(dir, "users", user, "msp", "signcerts", "cert.pem"))
+		if sign.KeyUsage != x509.KeyUsageDigitalSignature || len(sign.ExtKeyUsage) != 0 {
+			t.Errorf("%s signing certificate: got key usage %b, extended %v, want digital signature only", user, sign.KeyUsage, sign.ExtKeyUsage)
+		}
+		if _, err := sign.Verify(x509.VerifyOptions{Roots: signCA, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("%s signing certificate as Fabric's MSP verifies it: %v", user, err)
+		}
+	}
 }

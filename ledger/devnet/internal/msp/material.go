@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -82,6 +83,13 @@ func (o *Org) ServerTLSPaths() (cert, key string) {
 	return filepath.Join(d, "server.crt"), filepath.Join(d, "server.key")
 }
 
+// ClientTLSPaths are a user's (admin's or client's) TLS client certificate
+// and key, for peers that require mutual TLS.
+func (o *Org) ClientTLSPaths(role string) (cert, key string) {
+	d := o.TLSDir(role)
+	return filepath.Join(d, "client.crt"), filepath.Join(d, "client.key")
+}
+
 // Signing returns the signing identity for role.
 func (o *Org) Signing(role string) (*SigningIdentity, error) {
 	switch role {
@@ -105,6 +113,9 @@ func LoadOrCreateOrg(root, mspID, nodeRole string, hosts []string) (*Org, error)
 	if _, err := os.Stat(o.CertPath(RoleClient)); err == nil {
 		if err := o.load(); err != nil {
 			return nil, fmt.Errorf("load crypto material of %s: %w", mspID, err)
+		}
+		if err := o.upgrade(); err != nil {
+			return nil, fmt.Errorf("upgrade crypto material of %s: %w", mspID, err)
 		}
 		return o, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -141,6 +152,79 @@ func (o *Org) load() error {
 	return nil
 }
 
+// upgrade brings material written by earlier versions to what create
+// writes now, keeping every key, so a devnet's chain and identities carry
+// on: a CA certificate without cryptogen's usages (earlier versions gave
+// CAs anyExtendedKeyUsage only, which OpenSSL-based SDKs refuse) is
+// re-signed by its own key with the same subject, key identifier and
+// validity, which every certificate it issued still chains to; users
+// without a TLS client certificate get one.
+func (o *Org) upgrade() error {
+	changed := false
+	for _, ca := range []struct {
+		cert **x509.Certificate
+		key  *ecdsa.PrivateKey
+		path string
+	}{
+		{&o.CACert, o.CAKey, filepath.Join(o.Dir, "ca", "ca.crt")},
+		{&o.TLSCACert, o.TLSCAKey, o.TLSCAPath()},
+	} {
+		old := *ca.cert
+		if hasCAUsages(old) {
+			continue
+		}
+		tmpl := caTemplate(old.Subject, old.NotBefore, old.NotAfter, old.SubjectKeyId)
+		tmpl.RawSubject = old.RawSubject
+		cert, err := issue(tmpl, &ca.key.PublicKey, tmpl, ca.key)
+		if err != nil {
+			return err
+		}
+		if err := writePEM(ca.path, "CERTIFICATE", cert.Raw, 0o644); err != nil {
+			return err
+		}
+		*ca.cert, changed = cert, true
+	}
+	roles := []string{RoleAdmin, RoleClient, o.NodeRole}
+	if changed {
+		// Every msp and tls directory holds copies of the CA certificates.
+		if err := o.writeMSPDir(filepath.Join(o.Dir, "msp"), nil, nil); err != nil {
+			return err
+		}
+		for _, role := range roles {
+			if err := o.writeMSPDir(o.MSPDir(role), nil, nil); err != nil {
+				return err
+			}
+			if err := writePEM(filepath.Join(o.TLSDir(role), "ca.crt"), "CERTIFICATE", o.TLSCACert.Raw, 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	for _, role := range roles[:2] {
+		cert, _ := o.ClientTLSPaths(role)
+		if _, err := os.Stat(cert); err == nil {
+			continue
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("stat %s: %w", cert, err)
+		}
+		s, err := o.Signing(role)
+		if err != nil {
+			return err
+		}
+		if err := o.writeClientTLS(role, s.Cert.Subject.CommonName); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hasCAUsages reports whether cert carries the CA usages newCA gives.
+func hasCAUsages(cert *x509.Certificate) bool {
+	const ku = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+	return cert.IsCA && cert.KeyUsage&ku == ku &&
+		slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageServerAuth) &&
+		slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+}
+
 func (o *Org) create(hosts []string) error {
 	org := o.Domain()
 	var err error
@@ -172,6 +256,9 @@ func (o *Org) create(hosts []string) error {
 		if err != nil {
 			return fmt.Errorf("generate key: %w", err)
 		}
+		// Signing (enrollment) certificates as cryptogen and Fabric CA
+		// issue them: digital signature only, no extended key usage, the
+		// role as NodeOU.
 		tmpl := leafTemplate(r.cn, org, r.role)
 		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 		cert, err := issue(tmpl, &key.PublicKey, o.CACert, o.CAKey)
@@ -193,14 +280,16 @@ func (o *Org) create(hosts []string) error {
 	return nil
 }
 
-// writeTLSDir writes tls/ca.crt and, for the node, a server key pair.
+// writeTLSDir writes tls/ca.crt and the identity's TLS key pair: a server
+// certificate (server.crt, server.key) for the node, a client certificate
+// (client.crt, client.key) for users, as cryptogen lays them out.
 func (o *Org) writeTLSDir(role, cn string, hosts []string) error {
 	dir := o.TLSDir(role)
 	if err := writePEM(filepath.Join(dir, "ca.crt"), "CERTIFICATE", o.TLSCACert.Raw, 0o644); err != nil {
 		return err
 	}
 	if role != o.NodeRole {
-		return nil
+		return o.writeClientTLS(role, cn)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -208,21 +297,52 @@ func (o *Org) writeTLSDir(role, cn string, hosts []string) error {
 	}
 	tmpl := leafTemplate(cn, o.Domain(), "")
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+	// Both usages, as cryptogen and Fabric CA's "tls" profile issue them: a
+	// peer's or orderer's TLS certificate is also its client certificate
+	// toward other nodes (gossip, cluster, osnadmin).
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	tmpl.DNSNames = []string{cn, "localhost"}
-	tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else if h != "" {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
+	tmpl.DNSNames, tmpl.IPAddresses = serverNames(cn, o.NodeName(), hosts)
 	cert, err := issue(tmpl, &key.PublicKey, o.TLSCACert, o.TLSCAKey)
 	if err != nil {
 		return err
 	}
 	return writePair(dir, "server.crt", "server.key", cert, key)
+}
+
+// serverNames are the subject alternative names of a node's TLS
+// certificate: its full and short names as cryptogen puts them, the
+// loopback names and addresses clients dial on one machine, and hosts.
+func serverNames(cn, short string, hosts []string) ([]string, []net.IP) {
+	dns := []string{cn, short, "localhost"}
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			if !slices.ContainsFunc(ips, ip.Equal) {
+				ips = append(ips, ip)
+			}
+		} else if h != "" && !slices.Contains(dns, h) {
+			dns = append(dns, h)
+		}
+	}
+	return dns, ips
+}
+
+// writeClientTLS issues a user's TLS client certificate. Unlike cryptogen,
+// which gives users server usage too, it carries clientAuth only: a user
+// never serves TLS.
+func (o *Org) writeClientTLS(role, cn string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate tls key: %w", err)
+	}
+	tmpl := leafTemplate(cn, o.Domain(), "")
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	cert, err := issue(tmpl, &key.PublicKey, o.TLSCACert, o.TLSCAKey)
+	if err != nil {
+		return err
+	}
+	return writePair(o.TLSDir(role), "client.crt", "client.key", cert, key)
 }
 
 // writeMSPDir lays out an msp directory. Leaf identities get signcerts and
@@ -266,25 +386,37 @@ func serial() *big.Int {
 	return n
 }
 
+// newCA creates a self-signed CA with the extensions cryptogen gives its
+// CAs: basic constraints CA:TRUE; key usage certificate and CRL signing plus
+// digital signature and key encipherment; extended key usage clientAuth and
+// serverAuth. The extended usages matter: OpenSSL-based clients (the Node,
+// Java and Python SDKs) check that every CA in the chain allows the purpose
+// ("unsuitable certificate purpose" otherwise), and anyExtendedKeyUsage
+// alone does not count for them.
 func newCA(cn, org string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate ca key: %w", err)
 	}
 	now := time.Now().Add(-5 * time.Minute)
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: cn, Organization: []string{org}},
-		NotBefore:             now,
-		NotAfter:              now.Add(certValidity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		SubjectKeyId:          ski(&key.PublicKey),
-	}
+	tmpl := caTemplate(pkix.Name{CommonName: cn, Organization: []string{org}}, now, now.Add(certValidity), ski(&key.PublicKey))
 	cert, err := issue(tmpl, &key.PublicKey, tmpl, key)
 	return cert, key, err
+}
+
+func caTemplate(subject pkix.Name, notBefore, notAfter time.Time, subjectKeyID []byte) *x509.Certificate {
+	return &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      subject,
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign |
+			x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		SubjectKeyId:          subjectKeyID,
+	}
 }
 
 func leafTemplate(cn, org, ou string) *x509.Certificate {
@@ -293,7 +425,11 @@ func leafTemplate(cn, org, ou string) *x509.Certificate {
 	if ou != "" {
 		subj.OrganizationalUnit = []string{ou}
 	}
-	return &x509.Certificate{SerialNumber: serial(), Subject: subj, NotBefore: now, NotAfter: now.Add(certValidity)}
+	// Basic constraints CA:FALSE, as Fabric's CAs mark every end entity.
+	return &x509.Certificate{
+		SerialNumber: serial(), Subject: subj, NotBefore: now, NotAfter: now.Add(certValidity),
+		BasicConstraintsValid: true,
+	}
 }
 
 // IssueCertificate signs a leaf certificate for pub with the organization CA.
@@ -305,12 +441,14 @@ func (o *Org) IssueCertificate(cn, role string, pub *ecdsa.PublicKey, notBefore,
 	return issue(tmpl, pub, o.CACert, o.CAKey)
 }
 
+// ski is the subject key identifier Fabric computes for a key: SHA-256 of
+// the uncompressed public point (RFC 7093, section 2, method 4).
 func ski(pub *ecdsa.PublicKey) []byte {
-	b, err := x509.MarshalPKIXPublicKey(pub)
+	k, err := pub.ECDH()
 	if err != nil {
-		panic(fmt.Sprintf("marshal public key: %v", err))
+		panic(fmt.Sprintf("convert public key: %v", err))
 	}
-	s := sha256.Sum256(b)
+	s := sha256.Sum256(k.Bytes())
 	return s[:]
 }
 

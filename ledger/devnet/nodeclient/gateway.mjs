@@ -1,0 +1,127 @@
+// Drives the devnet with the official Node Fabric Gateway client, as a bank's
+// or distributor's integration would: TLS verification on (the devnet's TLS
+// CA is the only trusted root, no server-name override), an identity read
+// from the devnet's MSP files, the anchor chaincode's transactions.
+//
+// Usage: node gateway.mjs input.json
+//
+// The input names the endpoint, channel, chaincode, TLS CA file, MSP ID,
+// certificate and key files, and the mode:
+//   "probe":  evaluate LatestAnchor once and report the answer or the error.
+//   "anchor": evaluate LatestAnchor, submit RegisterLog(origin, publicKey),
+//             submit Anchor(checkpoint, []), read both commit statuses,
+//             receive the Anchored event, evaluate LatestAnchor again, and
+//             check that a second Anchor of the same checkpoint is refused.
+// It prints one JSON object on stdout; it exits non-zero only when it could
+// not produce one.
+
+import * as crypto from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+
+import * as grpc from '@grpc/grpc-js';
+import { connect, hash, signers } from '@hyperledger/fabric-gateway';
+
+const utf8 = new TextDecoder();
+
+function describeError(err) {
+    const out = { name: err?.constructor?.name ?? typeof err, message: String(err?.message ?? err) };
+    if (err?.code !== undefined) out.code = err.code;
+    if (Array.isArray(err?.details)) {
+        out.details = err.details.map((d) => ({ mspId: d.mspId, address: d.address, message: d.message }));
+    }
+    if (err?.transactionId) out.transactionId = err.transactionId;
+    return out;
+}
+
+function commitOf(status) {
+    return {
+        transactionId: status.transactionId,
+        code: status.code,
+        successful: status.successful,
+        blockNumber: status.blockNumber.toString(),
+    };
+}
+
+async function main() {
+    const input = JSON.parse(await readFile(process.argv[2], 'utf8'));
+    const tlsRoot = await readFile(input.tlsCACert);
+    const client = new grpc.Client(input.endpoint, grpc.credentials.createSsl(tlsRoot));
+    const gateway = connect({
+        client,
+        identity: { mspId: input.mspId, credentials: await readFile(input.cert) },
+        signer: signers.newPrivateKeySigner(crypto.createPrivateKey(await readFile(input.key))),
+        hash: hash.sha256,
+        evaluateOptions: () => ({ deadline: Date.now() + 10_000 }),
+        endorseOptions: () => ({ deadline: Date.now() + 15_000 }),
+        submitOptions: () => ({ deadline: Date.now() + 10_000 }),
+        commitStatusOptions: () => ({ deadline: Date.now() + 60_000 }),
+    });
+    const out = { node: process.version, openssl: process.versions.openssl };
+    try {
+        const network = gateway.getNetwork(input.channel);
+        const contract = network.getContract(input.chaincode);
+        const latest = async () => utf8.decode(await contract.evaluateTransaction('LatestAnchor', input.origin));
+
+        if (input.mode === 'probe') {
+            try {
+                out.latestBefore = await latest();
+            } catch (err) {
+                out.error = describeError(err);
+            }
+            return out;
+        }
+
+        out.latestBefore = await latest();
+
+        const register = await contract.submitAsync('RegisterLog', { arguments: [input.origin, input.publicKey] });
+        out.register = commitOf(await register.getStatus());
+
+        // Listen from the block that registered the log: the Anchored event
+        // is in a later block, so none is missed and no race is possible.
+        const events = await network.getChaincodeEvents(input.chaincode, {
+            startBlock: BigInt(out.register.blockNumber),
+        });
+        try {
+            const anchor = await contract.submitAsync('Anchor', {
+                arguments: [input.checkpoint, JSON.stringify([])],
+            });
+            out.anchorResult = JSON.parse(utf8.decode(anchor.getResult()));
+            out.anchor = commitOf(await anchor.getStatus());
+            for await (const event of events) {
+                if (event.transactionId !== out.anchor.transactionId) continue;
+                out.event = {
+                    chaincodeName: event.chaincodeName,
+                    eventName: event.eventName,
+                    transactionId: event.transactionId,
+                    blockNumber: event.blockNumber.toString(),
+                    payload: JSON.parse(utf8.decode(event.payload)),
+                };
+                break;
+            }
+        } finally {
+            events.close();
+        }
+
+        out.latestAfter = JSON.parse(await latest());
+
+        try {
+            await contract.submitTransaction('Anchor', input.checkpoint, JSON.stringify([]));
+            out.again = { accepted: true };
+        } catch (err) {
+            out.again = { accepted: false, error: describeError(err) };
+        }
+        return out;
+    } finally {
+        gateway.close();
+        client.close();
+    }
+}
+
+main().then(
+    (out) => process.stdout.write(JSON.stringify(out) + '\n'),
+    (err) => {
+        process.stderr.write(`gateway.mjs: ${err?.stack ?? err}\n`);
+        if (err?.details) process.stderr.write(`details: ${JSON.stringify(err.details)}\n`);
+        process.exitCode = 1;
+    },
+);
