@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -51,6 +50,9 @@ func get(t *testing.T, url, token string) int {
 
 func TestIdentity(t *testing.T) {
 	tani := apptest.MustStart(t, "-target=mobile-api")
+	// A second mobile-api process of the same deployment (database and
+	// keys), as in a split deployment behind a load balancer.
+	peer := apptest.MustStart(t, "-target=mobile-api", "-database.url="+tani.DatabaseURL)
 	agent := clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java")
 
 	t.Run("ErrLogin_WrongPasswordOrUnknownUser", func(t *testing.T) {
@@ -66,10 +68,6 @@ func TestIdentity(t *testing.T) {
 
 	t.Run("OK_RefreshRotates_ErrReuseRevokesAll", func(t *testing.T) {
 		victim := clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java")
-		// A second mobile-api process on the same database and signing
-		// key, as in a split deployment behind a load balancer.
-		peer := apptest.MustStart(t, "-target=mobile-api", "-database.url="+tani.DatabaseURL,
-			"-auth.signing-key-file="+filepath.Join(tani.DataDir, "auth-signing.pem"))
 		var first, second, other struct {
 			AccessToken  string `json:"access_token"`
 			RefreshToken string `json:"refresh_token"`
