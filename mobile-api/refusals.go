@@ -77,6 +77,13 @@ func (s *Service) handleDead(ctx context.Context, msg jetstream.Msg) error {
 	}
 	letterID := cmp.Or(h.Get(jetstream.MsgIDHeader), fmt.Sprintf("DEAD#%d", md.Sequence.Stream))
 	recordID, recordType := recordOf(msg.Data())
+	// A dead letter may hold anything; Postgres stores no NUL or invalid
+	// UTF-8, and an insert that can never succeed would be retried forever.
+	letterID, subject, stage, notice, reason = storable(letterID), storable(subject), storable(stage), storable(notice), storable(reason)
+	if recordType != nil {
+		t := storable(*recordType)
+		recordType = &t
+	}
 	tag, err := s.pool.Exec(ctx, `
 		INSERT INTO mobile.refusals (letter_id, record_id, record_type, subject, stage, class, notice, reason, dead_seq, refused_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -86,10 +93,26 @@ func (s *Service) handleDead(ctx context.Context, msg jetstream.Msg) error {
 		return fmt.Errorf("record refusal %s: %w", letterID, err)
 	}
 	if tag.RowsAffected() == 1 {
-		s.refused.WithLabelValues(stage, class).Inc()
+		s.refused.WithLabelValues(stageLabel(stage), class).Inc()
 		s.logger.WarnContext(ctx, "record refused after acknowledgement", "record_id", recordID, "stage", stage, "class", class, "reason", reason)
 	}
 	return nil
+}
+
+// storable is s as Postgres text can hold it: valid UTF-8 without NUL.
+func storable(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// stageLabel bounds the metric's stage label to consumer-like names, so
+// that a malformed dead letter cannot mint label values.
+func stageLabel(stage string) string {
+	if len(stage) > 40 || strings.IndexFunc(stage, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}) >= 0 {
+		return "other"
+	}
+	return stage
 }
 
 // recordOf reads the id and type of the farm record a dead letter carries,
@@ -115,6 +138,7 @@ func recordOf(data []byte) (id, typ *string) {
 // Refusal is a refused record as an operator sees it.
 type Refusal struct {
 	ID         int64     `json:"id"`
+	LetterID   string    `json:"letter_id"` // the dead letter's message ID, or DEAD#<sequence>
 	RecordID   *string   `json:"record_id"`
 	RecordType *string   `json:"record_type"`
 	AgentID    *string   `json:"agent_id"`
@@ -151,7 +175,7 @@ func (s *Service) listRefusals(c echo.Context) error {
 	}
 	stage := c.QueryParam("stage")
 	rows, err := s.pool.Query(c.Request().Context(), `
-		SELECT f.id, f.record_id::text, f.record_type, r.agent_id::text, r.device_id::text, f.subject, f.stage, f.class,
+		SELECT f.id, f.letter_id, f.record_id::text, f.record_type, r.agent_id::text, r.device_id::text, f.subject, f.stage, f.class,
 		       f.notice, f.reason, f.dead_seq, f.refused_at, f.recorded_at
 		FROM mobile.refusals f LEFT JOIN mobile.received r ON r.id = f.record_id
 		WHERE f.id > $1 AND ($2 = '' OR f.stage = $2)
@@ -161,7 +185,7 @@ func (s *Service) listRefusals(c echo.Context) error {
 	}
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Refusal, error) {
 		var f Refusal
-		return f, r.Scan(&f.ID, &f.RecordID, &f.RecordType, &f.AgentID, &f.DeviceID, &f.Subject, &f.Stage, &f.Class,
+		return f, r.Scan(&f.ID, &f.LetterID, &f.RecordID, &f.RecordType, &f.AgentID, &f.DeviceID, &f.Subject, &f.Stage, &f.Class,
 			&f.Notice, &f.Reason, &f.DeadSeq, &f.RefusedAt, &f.RecordedAt)
 	})
 	if err != nil {

@@ -141,6 +141,24 @@ func TestRefusedAfterAck(t *testing.T) {
 			t.Errorf("B's next sync-down refused = %+v, want its registration", page.Refused)
 		}
 	})
+	t.Run("OK_MalformedDeadLetterRecordedForOperators", func(t *testing.T) {
+		// Anything may land in DEAD: no message ID, no record id, a NUL
+		// in its type, an odd consumer name. It is recorded (never
+		// retried forever) and listed, and it is nobody's record.
+		msg := nats.NewMsg(natsbus.SubjectDeadPrefix + natsbus.SubjectSubmittedPrefix + "x")
+		msg.Data = []byte(`{"id":"not-a-uuid","type":"a\u0000b"}`)
+		msg.Header.Set(natsbus.HeaderDeadConsumer, "Odd Consumer!")
+		if _, err := js.PublishMsg(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+		waitForCond(t, "malformed dead letter listed", func() bool {
+			var page mobileapi.RefusalsPage
+			adminGet(t, api, "/admin/v1/refusals?limit=500", &page)
+			return slices.ContainsFunc(page.Refusals, func(f mobileapi.Refusal) bool {
+				return f.Stage == "Odd Consumer!" && f.RecordID == nil && f.RecordType != nil && strings.HasPrefix(f.LetterID, "DEAD#")
+			})
+		})
+	})
 	t.Run("OK_OperatorsListAndCount", func(t *testing.T) {
 		var page mobileapi.RefusalsPage
 		adminGet(t, api, "/admin/v1/refusals?limit=500", &page)
@@ -175,6 +193,7 @@ func TestRefusedAfterAck(t *testing.T) {
 			`tani_records_refused_after_ack_total{reason_class="invalid",stage="ingest"} 2`,
 			`tani_records_refused_after_ack_total{reason_class="gave_up",stage="ingest"} 1`,
 			`tani_records_refused_after_ack_total{reason_class="gave_up",stage="attest"} 1`,
+			`tani_records_refused_after_ack_total{reason_class="invalid",stage="other"} 1`,
 		} {
 			if !strings.Contains(string(body), want) {
 				t.Errorf("/metrics lacks %s", want)

@@ -43,7 +43,8 @@ func newPacedBody(w http.ResponseWriter, body io.ReadCloser, timeout time.Durati
 func (b *pacedBody) setDeadline(now time.Time) {
 	d := now.Add(b.timeout)
 	if b.minRate > 0 {
-		if paced := b.start.Add(b.timeout + time.Duration(b.n*int64(time.Second)/b.minRate)); paced.Before(d) {
+		earned := time.Duration(float64(b.n) / float64(b.minRate) * float64(time.Second))
+		if paced := b.start.Add(b.timeout + earned); paced.Before(d) {
 			d = paced
 		}
 	}
