@@ -100,6 +100,10 @@ func (a *App) initNATSServer() (Service, error) {
 
 func (a *App) initNATS() (Service, error) {
 	logger := a.logger.With("module", NATS)
+	piiKeys, err := a.piiKeys()
+	if err != nil {
+		return nil, err
+	}
 	return funcService{
 		start: func(ctx context.Context) error {
 			nc, js, err := natsbus.Connect(a.cfg.NATS, a.natsServer, "tani "+a.cfg.Target, logger)
@@ -115,7 +119,7 @@ func (a *App) initNATS() (Service, error) {
 			if err != nil {
 				return err
 			}
-			deadletter.New(js, logger).Routes(admin)
+			deadletter.New(js, piiKeys, logger).Routes(admin)
 			return nil
 		},
 		stop: func(ctx context.Context) error {
@@ -171,11 +175,11 @@ func (a *App) initMobileAPI() (Service, error) {
 	}
 	svc := mobileapi.New(a.cfg.MobileAPI, mobileapi.Deps{
 		Pool: a.pool, JS: a.js, Auth: authKeys, PII: piiKeys, SMS: mobileapi.LogSMS{Logger: logger}, Logger: logger,
-		Media: med, Consumer: a.consumer,
+		Media: med, Consumer: a.consumer, Registry: a.registry,
 	})
 	svc.Routes(a.server.Echo.Group("/mobile/v1"), admin)
 	a.server.ExemptFromBodyLimit(mediaPath)
-	med.Routes(a.server.Echo.Group(mediaPath, authKeys.RequireRole(mobileapi.RoleAgent)))
+	med.Routes(a.server.Echo.Group(mediaPath, svc.RequireAgent()))
 	return funcService{
 		start: func(ctx context.Context) error {
 			if err := svc.Start(ctx); err != nil {
@@ -183,7 +187,7 @@ func (a *App) initMobileAPI() (Service, error) {
 			}
 			return med.Start(ctx)
 		},
-		run: svc.Run, // erasures; sweeps abandoned uploads
+		run: svc.Run, // erasures, refusals, the sweep of abandoned uploads
 	}, nil
 }
 
