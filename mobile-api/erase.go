@@ -23,6 +23,7 @@ var eraser = forget.Owner{Name: "mobile-api", Table: "mobile.erasures", Clear: [
 // Erased is what mobile-api's erasure of a farmer removed (counts only).
 type Erased struct {
 	Received      int64 `json:"received"`
+	Refusals      int64 `json:"refusals"`
 	ReceivedMedia int64 `json:"received_media"`
 	Assignments   int64 `json:"assignments"`
 	OTPChallenges int64 `json:"otp_challenges"`
@@ -73,6 +74,7 @@ func (s *Service) erase(ctx context.Context, r forget.Request) (any, error) {
 			arg any
 		}{
 			{&out.ReceivedMedia, `DELETE FROM mobile.received_media WHERE record_id IN (SELECT id FROM mobile.received WHERE farmer_id = $1)`, r.FarmerID},
+			{&out.Refusals, `DELETE FROM mobile.refusals WHERE record_id IN (SELECT id FROM mobile.received WHERE farmer_id = $1)`, r.FarmerID},
 			{&out.Received, `DELETE FROM mobile.received WHERE farmer_id = $1`, r.FarmerID},
 			{&out.Assignments, `DELETE FROM mobile.assignments WHERE farmer_id = $1`, r.FarmerID},
 			{&out.OTPChallenges, `DELETE FROM mobile.otp_challenges WHERE farmer_id = $1`, r.FarmerID},

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/forget"
@@ -60,8 +61,10 @@ type Deps struct {
 	// Media are the stored photos and documents; an erasure deletes the
 	// farmer's, and Run sweeps abandoned uploads. Optional.
 	Media *media.Service
-	// Consumer counts what the erasure consumer does.
+	// Consumer counts what the erasure consumer and the consumer of DEAD do.
 	Consumer *natsbus.Metrics
+	// Registry takes tani_records_refused_after_ack_total.
+	Registry prometheus.Registerer
 }
 
 // Service is the mobile-api module.
@@ -76,6 +79,8 @@ type Service struct {
 	validator *validate.Validator
 	media     *media.Service
 	erasures  *natsbus.Consumer
+	dead      *natsbus.Consumer      // DEAD → mobile.refusals
+	refused   *prometheus.CounterVec // tani_records_refused_after_ack_total
 }
 
 // New wires the service; it validates and does no I/O.
@@ -83,20 +88,35 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if d.Pool == nil || d.JS == nil || d.Auth == nil || d.PII == nil || d.SMS == nil || d.Logger == nil {
 		return nil, errors.New("mobile-api: Pool, JS, Auth, PII, SMS and Logger are required")
 	}
-	s := &Service{cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New(), media: d.Media}
+	s := &Service{
+		cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New(), media: d.Media,
+		dead: natsbus.NewConsumer(natsbus.ConsumerConfig{
+			Stream:         natsbus.StreamDead,
+			Durable:        RefusalsConsumer,
+			FilterSubjects: []string{natsbus.SubjectDeadPrefix + "farm.>"},
+			// A dead letter is never refused here; while Postgres is
+			// away it waits, in DEAD, however long that takes.
+			MaxDeliver: -1,
+		}, d.JS, d.Logger, d.Consumer),
+		refused: refusalMetrics(d.Registry),
+	}
 	if d.JS != nil && d.Consumer != nil {
 		s.erasures = forget.Consumer(ErasureConsumerName, d.JS, d.Logger, d.Consumer)
 	}
 	return s, nil
 }
 
-// Start creates the erasure consumer and readies the media store (the
-// schema is migrated by the postgres module and `tani migrate`).
+// Start readies the media store and creates the consumers: of DEAD
+// (refusals) and of erasures (the schema is migrated by the postgres
+// module and `tani migrate`).
 func (s *Service) Start(ctx context.Context) error {
 	if s.media != nil {
 		if err := s.media.Start(ctx); err != nil {
 			return err
 		}
+	}
+	if err := s.dead.Start(ctx); err != nil {
+		return err
 	}
 	if s.erasures == nil {
 		return nil
@@ -104,18 +124,30 @@ func (s *Service) Start(ctx context.Context) error {
 	return s.erasures.Start(ctx)
 }
 
-// Stop has nothing to release: Run drains the consumer when ctx ends.
+// Stop has nothing to release: Run drains the consumers when ctx ends.
 func (s *Service) Stop(context.Context) error { return nil }
 
-// Run erases farmers who asked to be forgotten and sweeps abandoned media
-// uploads, until ctx is done.
+// Run erases farmers who asked to be forgotten, records dead letters of
+// farm records as refusals the phone and operators see, and sweeps
+// abandoned media uploads, until ctx is done. When one fails, the others
+// stop too.
 func (s *Service) Run(ctx context.Context) error {
 	background := func(ctx context.Context) error {
-		if s.media == nil {
-			<-ctx.Done()
-			return nil
-		}
-		return s.media.Run(ctx)
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		errs := make(chan error, 2)
+		go func() { errs <- s.dead.Run(ctx, s.handleDead) }()
+		go func() {
+			if s.media == nil {
+				<-ctx.Done()
+				errs <- nil
+				return
+			}
+			errs <- s.media.Run(ctx)
+		}()
+		err := <-errs
+		cancel()
+		return errors.Join(err, <-errs)
 	}
 	if s.erasures == nil {
 		return background(ctx)
@@ -132,7 +164,7 @@ func (s *Service) Routes(r httpserver.Router) {
 	mobile.POST("/auth/login", s.login)
 	mobile.POST("/auth/refresh", s.refresh)
 
-	agent := mobile.Group("", s.auth.RequireRole(RoleAgent))
+	agent := mobile.Group("", s.RequireAgent())
 	agent.POST("/devices", s.enrollDevice)
 	agent.GET("/devices", s.listDevices)
 	agent.POST("/devices/:id/revoke", s.revokeOwnDevice)
@@ -146,6 +178,7 @@ func (s *Service) Routes(r httpserver.Router) {
 	admin.POST("/agents", s.createAgent)
 	admin.POST("/assignments", s.createAssignment)
 	admin.POST("/devices/:id/revoke", s.revokeDevice)
+	admin.GET("/refusals", s.listRefusals)
 }
 
 func jwtSubject(id string) jwt.RegisteredClaims { return jwt.RegisteredClaims{Subject: id} }

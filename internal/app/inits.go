@@ -101,6 +101,10 @@ func (a *App) initNATSServer() (Service, error) {
 
 func (a *App) initNATS() (Service, error) {
 	logger := a.logger.With("module", NATS)
+	piiKeys, err := a.piiKeys()
+	if err != nil {
+		return nil, err
+	}
 	return funcService{
 		start: func(ctx context.Context) error {
 			nc, js, err := natsbus.Connect(a.cfg.NATS, a.natsServer, "tani "+a.cfg.Target, logger)
@@ -116,7 +120,7 @@ func (a *App) initNATS() (Service, error) {
 			if err != nil {
 				return err
 			}
-			deadletter.New(js, logger).Routes(admin)
+			deadletter.New(js, piiKeys, logger).Routes(admin)
 			return nil
 		},
 		stop: func(ctx context.Context) error {
@@ -176,7 +180,7 @@ func (a *App) initMobileAPI() (Service, error) {
 	}
 	svc, err := mobileapi.New(a.cfg.MobileAPI, mobileapi.Deps{
 		Pool: a.pool, JS: a.js, Auth: authKeys, PII: piiKeys, SMS: mobileapi.LogSMS{Logger: logger}, Logger: logger,
-		Media: med, Consumer: a.consumer,
+		Media: med, Consumer: a.consumer, Registry: a.registry,
 	})
 	if err != nil {
 		return nil, err
@@ -185,7 +189,7 @@ func (a *App) initMobileAPI() (Service, error) {
 	// Media bytes may exceed the JSON body limit (tusd enforces
 	// -media.max-size itself).
 	a.server.ExemptFromBodyLimit(mediaPath)
-	med.Routes(httpserver.Router{Public: a.server.Echo.Group(mediaPath, authKeys.RequireRole(mobileapi.RoleAgent))})
+	med.Routes(httpserver.Router{Public: a.server.Echo.Group(mediaPath, svc.RequireAgent())})
 	return svc, nil // its Start and Run include the media store's
 }
 

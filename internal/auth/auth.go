@@ -182,6 +182,10 @@ type Claims struct {
 	Org    string `json:"org"`
 	Region string `json:"region,omitempty"`
 	Role   string `json:"role"` // agent
+	// Epoch is the subject's token epoch when the token was issued; the
+	// service that issued it refuses it once the epoch has moved on
+	// (mobile-api: all of an agent's tokens revoked at once).
+	Epoch int64 `json:"epoch,omitempty"`
 }
 
 // Issue signs an access token for subject with the given claims.

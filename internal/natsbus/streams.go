@@ -44,6 +44,11 @@ const (
 	HeaderDeadConsumer = "Tani-Dead-Consumer"
 	HeaderDeadSubject  = "Tani-Dead-Subject"
 	HeaderDeadAt       = "Tani-Dead-At"
+	// HeaderDeadClass is invalid, conflict or gave_up (the Class constants).
+	HeaderDeadClass = "Tani-Dead-Class"
+	// HeaderDeadNotice is the reason as the message's sender may be told
+	// it: the handler's client-safe message, never internal detail.
+	HeaderDeadNotice = "Tani-Dead-Notice"
 )
 
 // DuplicateWindow is how long JetStream remembers message IDs. Longer-lived

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/forget"
@@ -39,14 +37,12 @@ type Erased struct {
 	Harvests    int64 `json:"harvests"`
 	Sales       int64 `json:"sales"`
 	Consents    int64 `json:"consents"`
-	Refusals    int64 `json:"refusals"`
 	Messages    int   `json:"messages"`     // farm.submitted copies of the farmer's records
 	DeadLetters int   `json:"dead_letters"` // the farmer's records ingest refused
 }
 
 // erase deletes everything ingest holds about a farmer: the raw
-// submissions (sealed originals with them), every projection, the refusals
-// of their records, and every copy of their records on farm.submitted and
+// submissions (sealed originals with them), every projection, and every copy of their records on farm.submitted and
 // among ingest's dead letters. Deletion, not encryption: the projections
 // feed PostGIS and sync-down and must be plain; what is gone needs no key.
 func (s *Service) erase(ctx context.Context, r forget.Request) (any, error) {
@@ -87,26 +83,11 @@ func (s *Service) erase(ctx context.Context, r forget.Request) (any, error) {
 	if out.Messages, err = forget.Purge(ctx, s.js, natsbus.StreamFarm, []string{natsbus.SubjectSubmittedPrefix + ">"}, forget.IsFarmers(r.FarmerID)); err != nil {
 		return nil, err
 	}
-	isFarmers := forget.IsFarmers(r.FarmerID)
-	var refused []string
-	out.DeadLetters, err = forget.Purge(ctx, s.js, natsbus.StreamDead, []string{natsbus.SubjectDeadPrefix + natsbus.SubjectSubmittedPrefix + ">"},
-		func(msg jetstream.Msg) bool {
-			if !isFarmers(msg) {
-				return false
-			}
-			if id, err := uuid.Parse(forget.RecordIDOf(msg.Data())); err == nil {
-				refused = append(refused, id.String())
-			}
-			return true
-		})
-	if err != nil {
+	// The farmer's dead letters; the refusals mobile-api projected from them
+	// are mobile-api's to erase.
+	if out.DeadLetters, err = forget.Purge(ctx, s.js, natsbus.StreamDead, []string{natsbus.SubjectDeadPrefix + natsbus.SubjectSubmittedPrefix + ">"}, forget.IsFarmers(r.FarmerID)); err != nil {
 		return nil, err
 	}
-	tag, err := s.pool.Exec(ctx, `DELETE FROM ingest.refusals WHERE record_id = ANY($1::uuid[])`, append(ids, refused...))
-	if err != nil {
-		return nil, fmt.Errorf("delete refusals: %w", err)
-	}
-	out.Refusals = tag.RowsAffected()
 	return out, nil
 }
 
@@ -165,12 +146,6 @@ func (s *Service) forgetErased(ctx context.Context, items []*item) {
 			continue
 		}
 		id := forget.RecordIDOf(it.msg.Data())
-		if _, err := uuid.Parse(id); err == nil {
-			if _, err := s.pool.Exec(ctx, `INSERT INTO ingest.refusals (record_id, reason) VALUES ($1, $2) ON CONFLICT DO NOTHING`, id, ErasedReason); err != nil {
-				it.err = fmt.Errorf("record refusal of %s: %w", id, err)
-				continue
-			}
-		}
 		if err := forget.Delete(ctx, s.js, natsbus.StreamFarm, it.seq); err != nil {
 			it.err = fmt.Errorf("delete message of erased farmer's record %s: %w", id, err)
 			continue

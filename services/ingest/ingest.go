@@ -15,7 +15,6 @@ import (
 
 	"github.com/tani-platform/tani/internal/parallel"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -146,8 +145,10 @@ type item struct {
 // records; a record that must be refused is taken out and the rest stored
 // again, and if the transaction fails for a reason no record names, each
 // record is retried in its own transaction so that one bad record cannot
-// hold the others back. A refused record is remembered with its reason
-// (for the agent's status view) before it is dead-lettered.
+// hold the others back. A refused record is dead-lettered by the consumer
+// runner with its reason; the phone and operators hear of it from the DEAD
+// stream (mobile.refusals), whatever the reason and whichever consumer
+// refused it.
 func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error {
 	items := make([]*item, len(msgs))
 	parallel.For(len(msgs), func(i int) { items[i] = s.prepare(msgs[i]) })
@@ -155,7 +156,6 @@ func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error
 	s.storeAll(ctx, items)
 	s.forgetErased(ctx, items)
 	s.announce(ctx, items)
-	s.refuse(ctx, items)
 	errs := make([]error, len(items))
 	for i, it := range items {
 		errs[i] = it.err
@@ -431,46 +431,6 @@ func (s *Service) announce(ctx context.Context, items []*item) {
 			if err := natsbus.FailedAt(err, i); err != nil {
 				it.err = fmt.Errorf("announce ingested: %w", err)
 			}
-		}
-	}
-}
-
-// refuse records why records were refused, so that the agent's status view
-// shows it. Undecodable messages without a usable id are only
-// dead-lettered. If the refusals cannot be written, the records are
-// retried: the refusal must be visible before the message leaves.
-func (s *Service) refuse(ctx context.Context, items []*item) {
-	var ids, reasons []string
-	var refused []*item
-	for _, it := range items {
-		code := apperr.CodeOf(it.err)
-		if code != apperr.Invalid && code != apperr.Conflict {
-			continue
-		}
-		// The record's own id when it decoded that far; the message ID
-		// (the same for honest publishers) otherwise.
-		id := cmp.Or(it.env.ID, it.msg.Headers().Get(jetstream.MsgIDHeader))
-		if _, err := uuid.Parse(id); err != nil {
-			continue
-		}
-		reason := it.err.Error()
-		if e, ok := apperr.As(it.err); ok {
-			reason = e.Message
-			for _, f := range e.Fields {
-				reason += "; " + f.Field + ": " + f.Message
-			}
-		}
-		ids, reasons, refused = append(ids, id), append(reasons, reason), append(refused, it)
-	}
-	if len(refused) == 0 {
-		return
-	}
-	_, err := s.pool.Exec(ctx, `
-		INSERT INTO ingest.refusals (record_id, reason) SELECT * FROM unnest($1::uuid[], $2::text[])
-		ON CONFLICT DO NOTHING`, ids, reasons)
-	if err != nil {
-		for i, it := range refused {
-			it.err = fmt.Errorf("record refusal of %s: %w", ids[i], err)
 		}
 	}
 }
