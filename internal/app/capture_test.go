@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tani-platform/tani/internal/app/apptest"
+	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/ledger/verify"
 	"github.com/tani-platform/tani/mobile-api/client"
@@ -212,11 +214,10 @@ func reasonOf(st client.Status) string {
 // waitFor polls cond until it holds; it fails the test after 30 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30s", what)
+	polltest.Eventually(t, 30*time.Second, func() error {
+		if !cond() {
+			return errors.New(what)
 		}
-		time.Sleep(25 * time.Millisecond)
-	}
+		return nil
+	})
 }
