@@ -26,7 +26,7 @@ var commands = map[string]command{
 	"version": {"print the version", runVersion},
 	"verify":  {"audit the journal: recompute the tree, check every checkpoint; non-zero exit on any fault", runVerify},
 	"devnet":  {"run the single-process Fabric development network (gateway and deliver gRPC)", runDevnet},
-	"network": {"network init|add-org|members: create and manage the Fabric consortium (organizations, channel, policy)", runNetwork},
+	"network": {"network init|up|down|status|members|propose|vote|apply|proposals: create, run and govern the Fabric consortium", runNetwork},
 	"receipt": {"receipt verify FILE --key KEYFILE: check a receipt offline; receipt anchor: and its Fabric anchor on the chain", runReceipt},
 	"load":    {"send signed records to a running Tani and report throughput and latency", runLoad},
 }
