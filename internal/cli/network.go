@@ -274,7 +274,7 @@ func runPropose(ctx context.Context, fs *flag.FlagSet, dir *string, args []strin
 				return fmt.Errorf("%s's identities come from its own Fabric CA, which needs the Fabric binaries: %w", member.MSPID, err)
 			}
 			if err := n.EnrollMember(ctx, member); err != nil {
-				return err
+				return fmt.Errorf("%s's identities come from its own Fabric CA: %w", member.MSPID, err)
 			}
 			fmt.Fprintf(stdout, "%s's CA runs at %s and issued its admin, client, peer and chaincode server certificates\n", member.MSPID, member.CAEndpoint)
 		}

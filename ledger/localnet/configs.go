@@ -27,7 +27,7 @@ func sampleConfig(bin, name string) (string, error) {
 			return filepath.Clean(p), nil
 		}
 	}
-	return "", fmt.Errorf("localnet: no %s beside the Fabric binaries in %s (the release archive has it in config/)", name, bin)
+	return "", fmt.Errorf("no %s beside the Fabric binaries in %s (the release archive has it in config/)", name, bin)
 }
 
 // writeNodeConfig reads a sample configuration, sets the given keys
@@ -105,7 +105,7 @@ func splitListen(endpoint string) (string, int) {
 func (n *Network) peerConfig(o consortium.Org) (string, error) {
 	sample, err := sampleConfig(n.cfg.Bin, "core.yaml")
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("localnet: %w", err)
 	}
 	dir := n.procDir(peerProc(o.MSPID))
 	node := n.C.NodeDir(o.MSPID, "peer0")
@@ -150,7 +150,7 @@ func (n *Network) peerConfig(o consortium.Org) (string, error) {
 func (n *Network) ordererConfig(node consortium.OrdererNode) (string, error) {
 	sample, err := sampleConfig(n.cfg.Bin, "orderer.yaml")
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("localnet: %w", err)
 	}
 	id := n.C.Orderer.MSPID
 	dir := n.procDir(node.Name)

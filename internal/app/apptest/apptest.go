@@ -41,6 +41,14 @@ type Running struct {
 // process is stopped when the test ends, and a failed shutdown fails it.
 func MustStart(tb testing.TB, args ...string) *Running {
 	tb.Helper()
+	return MustStartWithEnv(tb, nil, args...)
+}
+
+// MustStartWithEnv is MustStart with TANI_* variables from env (a settings
+// file such as `tani network init`'s tani-<MSP>.env), read as the binary
+// reads its environment: flags win.
+func MustStartWithEnv(tb testing.TB, env map[string]string, args ...string) *Running {
+	tb.Helper()
 	w := newTestWriter(tb)
 	r := &Running{logs: w}
 	// Every schema, as `tani migrate` leaves a database before split
@@ -56,7 +64,7 @@ func MustStart(tb testing.TB, args ...string) *Running {
 		"-log.format=text",
 		"-log.level=warn",
 	}
-	cfg, err := cli.ParseUp(append(defaults, args...), io.Discard, func(string) string { return "" })
+	cfg, err := cli.ParseUp(append(defaults, args...), io.Discard, func(k string) string { return env[k] })
 	if err != nil {
 		tb.Fatalf("parse up flags: %v", err)
 	}
