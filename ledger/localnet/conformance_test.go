@@ -101,11 +101,15 @@ func TestConformance(t *testing.T) {
 		{"RegisterLogAsClientRefused", func(t *testing.T, c chain) outcome {
 			return submit(t, c, c.client, nil, "RegisterLog", tl.origin, tl.vkey)
 		}},
-		{"RegisterLog", func(t *testing.T, c chain) outcome { return submit(t, c, c.admin, nil, "RegisterLog", tl.origin, tl.vkey) }},
+		{"RegisterLog", func(t *testing.T, c chain) outcome {
+			return submit(t, c, c.admin, nil, "RegisterLog", tl.origin, tl.vkey)
+		}},
 		{"RegisterLogAgainRefused", func(t *testing.T, c chain) outcome {
 			return submit(t, c, c.admin, nil, "RegisterLog", tl.origin, tl.vkey)
 		}},
-		{"AnchorFirst", func(t *testing.T, c chain) outcome { return submit(t, c, c.client, nil, "Anchor", tl.checkpoint(3), "[]") }},
+		{"AnchorFirst", func(t *testing.T, c chain) outcome {
+			return submit(t, c, c.client, nil, "Anchor", tl.checkpoint(3), "[]")
+		}},
 		{"AnchorSameAgainRefused", func(t *testing.T, c chain) outcome {
 			return submit(t, c, c.client, nil, "Anchor", tl.checkpoint(3), "[]")
 		}},
