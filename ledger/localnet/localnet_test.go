@@ -273,6 +273,41 @@ func TestMembership(t *testing.T) {
 			t.Errorf("anchor endorsed by two of four: got status %+v, want ENDORSEMENT_POLICY_FAILURE", st)
 		}
 	})
+
+	t.Run("ThreeVotesOfFourRemoveAMember", func(t *testing.T) {
+		r, err := c.Propose(consortium.ProposeConfig{Action: consortium.RemoveMember, Member: consortium.Org{MSPID: "DistributorMSP"}, By: "Bank2MSP"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []string{"Bank2MSP", "TaniMSP", "BankMSP"} {
+			if r, err = c.Vote(r.ID, v, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if r, err = c.Apply(ctx, r.ID); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		if memberOnChain(t, ctx, c, "DistributorMSP") {
+			t.Fatal("the channel configuration still holds DistributorMSP")
+		}
+		if err := n.StopMember("DistributorMSP", 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Up(ctx); err != nil {
+			t.Fatalf("commit the policy without DistributorMSP: %v", err)
+		}
+		if want := "OutOf(2, 'TaniMSP.peer', 'BankMSP.peer', 'Bank2MSP.peer')"; c.EndorsementPolicy != want || c.ChaincodeSequence != 3 {
+			t.Errorf("got policy %s at sequence %d, want %s at 3", c.EndorsementPolicy, c.ChaincodeSequence, want)
+		}
+		contract := mustGateway(t, n, "Bank2MSP").GetNetwork(c.Channel).GetContract(c.Chaincode)
+		tl := newTestLog(t, randomOrigin(t, "after-removal"), 1)
+		if _, err := contract.SubmitTransaction("RegisterLog", tl.origin, tl.vkey); err != nil {
+			t.Fatal(err)
+		}
+		if _, st := submitWith(t, contract, []string{"Bank2MSP", "TaniMSP"}, "Anchor", tl.checkpoint(1), ""); st == nil || !st.Successful {
+			t.Errorf("anchor endorsed by two of the three remaining members: got %+v, want valid", st)
+		}
+	})
 }
 
 func memberOnChain(t *testing.T, ctx context.Context, c *consortium.Consortium, mspID string) bool {
