@@ -646,3 +646,19 @@ func splitEndpoint(t *testing.T, ep string) (string, int) {
 	}
 	return h, n
 }
+
+// TestDeployNetworkExample keeps deploy/fabric/network.example.json a
+// network file `tani network init -config` accepts.
+func TestDeployNetworkExample(t *testing.T) {
+	l, err := consortium.ReadLayout(filepath.Join("..", "..", "deploy", "fabric", "network.example.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := consortium.Init(consortium.InitConfig{Dir: t.TempDir(), Layout: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Orderer.Nodes) != 3 || len(c.Orgs) != 3 {
+		t.Errorf("got %d orderers and %d organizations, want 3 and 3", len(c.Orderer.Nodes), len(c.Orgs))
+	}
+}
