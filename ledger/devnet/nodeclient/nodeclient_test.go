@@ -125,17 +125,17 @@ func TestNodeGatewayClient(t *testing.T) {
 }
 
 // TestNodeGatewayClientRealPeer runs the same scenarios against a real
-// Fabric peer of the suite's network (TaniMSP's), through the connection
-// details `tani network init` wrote, with the Go cross-check through
-// BankMSP's peer.
+// Fabric peer of the suite's network (TaniMSP's), reached as TaniMSP's
+// connection profile from `tani network init` says (URL and TLS CA), with
+// the Go cross-check through BankMSP's peer.
 func TestNodeGatewayClientRealPeer(t *testing.T) {
 	net := localnettest.Shared(t)
 	script := mustInstall(t)
-	o, _ := net.C.Org("TaniMSP")
+	endpoint, tlsCA := fromProfile(t, filepath.Join(net.C.Dir, "connection-TaniMSP.json"))
 	cert, key := net.C.AdminPaths("TaniMSP")
 	tl := newTestLog(t, fmt.Sprintf("nodeclient-%d.example/log", time.Now().UnixNano()), 3)
 	in := map[string]any{
-		"endpoint": o.PeerEndpoint, "channel": net.C.Channel, "chaincode": net.C.Chaincode, "tlsCACert": net.C.TLSCAPath("TaniMSP"),
+		"endpoint": endpoint, "channel": net.C.Channel, "chaincode": net.C.Chaincode, "tlsCACert": tlsCA,
 		"mspId": "TaniMSP", "cert": cert, "key": key,
 		"origin": tl.origin, "publicKey": tl.vkey, "checkpoint": tl.checkpoint,
 	}
@@ -155,6 +155,47 @@ func TestNodeGatewayClientRealPeer(t *testing.T) {
 		}
 		return b
 	})
+}
+
+// fromProfile reads the organization's peer from a common connection
+// profile: its host:port and its TLS CA, written to a file.
+func fromProfile(t *testing.T, path string) (endpoint, tlsCAFile string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		Organizations map[string]struct {
+			Peers []string `json:"peers"`
+		} `json:"organizations"`
+		Client struct {
+			Organization string `json:"organization"`
+		} `json:"client"`
+		Peers map[string]struct {
+			URL        string `json:"url"`
+			TLSCACerts struct {
+				PEM string `json:"pem"`
+			} `json:"tlsCACerts"`
+		} `json:"peers"`
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	peers := p.Organizations[p.Client.Organization].Peers
+	if len(peers) == 0 {
+		t.Fatalf("%s names no peer of %s", path, p.Client.Organization)
+	}
+	peer := p.Peers[peers[0]]
+	endpoint, ok := strings.CutPrefix(peer.URL, "grpcs://")
+	if !ok || peer.TLSCACerts.PEM == "" {
+		t.Fatalf("%s: peer %s has URL %q and TLS CA %q, want grpcs:// and a PEM", path, peers[0], peer.URL, peer.TLSCACerts.PEM)
+	}
+	tlsCAFile = filepath.Join(t.TempDir(), "tlsca.pem")
+	if err := os.WriteFile(tlsCAFile, []byte(peer.TLSCACerts.PEM), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return endpoint, tlsCAFile
 }
 
 // runNodeScenarios probes, checks that a foreign TLS CA is refused, and
