@@ -35,6 +35,9 @@ type chain struct {
 	name          string
 	network       *client.Network
 	admin, client *client.Contract
+	// sync waits until every peer has what the gateway's peer committed
+	// (nil for the devnet, whose peers share one state).
+	sync func(t *testing.T)
 }
 
 // outcome is what a client can observe of one call, with what differs
@@ -74,6 +77,13 @@ func TestConformance(t *testing.T) {
 		client: mustGatewayAs(t, real, "TaniMSP", "client").GetNetwork(real.C.Channel).GetContract(real.C.Chaincode),
 	}}
 	chains[1].admin = chains[1].network.GetContract(real.C.Chaincode)
+	chains[1].sync = func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := real.WaitSynced(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// One log, the same on both chains, so results and events compare
 	// byte for byte.
@@ -241,6 +251,9 @@ func commit(t *testing.T, c chain, tx *client.Transaction) outcome {
 	st, err := cm.Status()
 	if err != nil {
 		return failure("commit-status", err)
+	}
+	if c.sync != nil {
+		c.sync(t)
 	}
 	o := outcome{Status: st.Code.String(), Result: normalize(string(tx.Result()), st.TransactionID)}
 	if st.Successful {

@@ -153,6 +153,15 @@ func (n *Network) joinPeer(ctx context.Context, o consortium.Org) error {
 	return nil
 }
 
+// WaitSynced waits until every peer holds every block the ordering
+// service has cut. A transaction committed on one peer (what the gateway
+// reports) reaches the others a moment later; a test whose next
+// transaction other organizations endorse waits for this first, or their
+// chaincode may read the state before it.
+func (n *Network) WaitSynced(ctx context.Context) error {
+	return n.forEachOrg(ctx, n.C.Orgs, n.waitCaughtUp)
+}
+
 // waitCaughtUp waits until o's peer holds every block the ordering
 // service has: a peer that joined late must have processed the
 // configuration that admitted its organization before it acts in it.

@@ -92,6 +92,7 @@ func TestSharedNetwork(t *testing.T) {
 				if err := fc.RegisterLog(ctx, tl.origin, tl.vkey); err != nil {
 					t.Fatalf("register through %s: %v", o.MSPID, err)
 				}
+				mustSync(t, ctx, n)
 				a, err := fc.Anchor(ctx, []byte(tl.checkpoint(4)), nil, nil)
 				if err != nil {
 					t.Fatalf("anchor through %s (a majority of organizations must endorse): %v", o.MSPID, err)
@@ -258,6 +259,7 @@ func TestMembership(t *testing.T) {
 		if _, err := contract.SubmitTransaction("RegisterLog", tl.origin, tl.vkey); err != nil {
 			t.Fatalf("register through Bank2MSP's gateway: %v", err)
 		}
+		mustSync(t, ctx, n)
 		// Three of four, the new member among them: valid.
 		res, st := submitWith(t, contract, []string{"Bank2MSP", "TaniMSP", "DistributorMSP"}, "Anchor", tl.checkpoint(2), "")
 		if st == nil || !st.Successful {
@@ -268,6 +270,7 @@ func TestMembership(t *testing.T) {
 		if _, err := contract.SubmitTransaction("RegisterLog", tl2.origin, tl2.vkey); err != nil {
 			t.Fatal(err)
 		}
+		mustSync(t, ctx, n)
 		_, st = submitWith(t, contract, []string{"Bank2MSP", "TaniMSP"}, "Anchor", tl2.checkpoint(1), "")
 		if st == nil || st.Successful || st.Code.String() != "ENDORSEMENT_POLICY_FAILURE" {
 			t.Errorf("anchor endorsed by two of four: got status %+v, want ENDORSEMENT_POLICY_FAILURE", st)
@@ -304,10 +307,20 @@ func TestMembership(t *testing.T) {
 		if _, err := contract.SubmitTransaction("RegisterLog", tl.origin, tl.vkey); err != nil {
 			t.Fatal(err)
 		}
+		mustSync(t, ctx, n)
 		if _, st := submitWith(t, contract, []string{"Bank2MSP", "TaniMSP"}, "Anchor", tl.checkpoint(1), ""); st == nil || !st.Successful {
 			t.Errorf("anchor endorsed by two of the three remaining members: got %+v, want valid", st)
 		}
 	})
+}
+
+// mustSync waits until every peer has every block: the next transaction
+// is endorsed by other organizations' peers.
+func mustSync(t *testing.T, ctx context.Context, n *localnet.Network) {
+	t.Helper()
+	if err := n.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func memberOnChain(t *testing.T, ctx context.Context, c *consortium.Consortium, mspID string) bool {

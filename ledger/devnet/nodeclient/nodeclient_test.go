@@ -115,7 +115,7 @@ func TestNodeGatewayClient(t *testing.T) {
 		"origin": tl.origin, "publicKey": tl.vkey, "checkpoint": tl.checkpoint,
 	}
 	gw := devnettest.MustGateway(t, n, "BankMSP")
-	runNodeScenarios(t, script, in, tl, func(t *testing.T) []byte {
+	runNodeScenarios(t, script, in, tl, func(*testing.T) {}, func(t *testing.T) []byte {
 		b, err := gw.GetNetwork(n.Channel()).GetContract("anchor").EvaluateTransaction("LatestAnchor", tl.origin)
 		if err != nil {
 			t.Fatalf("Go client LatestAnchor: %v", err)
@@ -144,7 +144,14 @@ func TestNodeGatewayClientRealPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fc.Close()
-	runNodeScenarios(t, script, in, tl, func(t *testing.T) []byte {
+	sync := func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := net.WaitSynced(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runNodeScenarios(t, script, in, tl, sync, func(t *testing.T) []byte {
 		a, err := fc.LatestAnchor(context.Background(), tl.origin)
 		if err != nil {
 			t.Fatalf("Go client LatestAnchor through BankMSP's peer: %v", err)
@@ -199,9 +206,10 @@ func fromProfile(t *testing.T, path string) (endpoint, tlsCAFile string) {
 }
 
 // runNodeScenarios probes, checks that a foreign TLS CA is refused, and
-// anchors with the Node client; latestFromGo reads the latest anchor of
-// the log through the Go client.
-func runNodeScenarios(t *testing.T, script string, in map[string]any, tl testLog, latestFromGo func(t *testing.T) []byte) {
+// registers and anchors with the Node client, calling sync after each
+// committed step (a real network's peers then all have it); latestFromGo
+// reads the latest anchor of the log through the Go client.
+func runNodeScenarios(t *testing.T, script string, in map[string]any, tl testLog, sync func(*testing.T), latestFromGo func(t *testing.T) []byte) {
 	t.Run("OKProbe", func(t *testing.T) {
 		var got probeOutput
 		runNode(t, script, with(in, "mode", "probe"), &got)
@@ -226,7 +234,14 @@ func runNodeScenarios(t *testing.T, script string, in map[string]any, tl testLog
 
 	t.Run("OKAnchor", func(t *testing.T) {
 		var got anchorOutput
+		runNode(t, script, with(in, "mode", "register"), &got)
+		if got.LatestBefore != "" || got.Register.Code != 0 {
+			t.Fatalf("register: got latest %q before, status %+v, want none and VALID", got.LatestBefore, got.Register)
+		}
+		sync(t)
 		runNode(t, script, with(in, "mode", "anchor"), &got)
+		sync(t)
+		runNode(t, script, with(in, "mode", "again"), &got)
 		want := chaincode.Anchor{
 			Origin: tl.origin, Size: 3, Root: tl.root, Checkpoint: tl.checkpoint, TxID: got.Anchor.TransactionID,
 		}
