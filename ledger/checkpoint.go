@@ -30,6 +30,11 @@ type Checkpoint struct {
 // SignCheckpoint signs and stores a checkpoint for the current tree unless
 // the latest checkpoint already covers it, and returns the latest
 // checkpoint. It returns (nil, nil) while the log is empty.
+//
+// It signs only a tree that is a consistent extension of every tree the
+// journal is pinned to (the chain's latest anchor, the last checkpoint it
+// signed); otherwise it halts the journal. A halted journal signs nothing:
+// SignCheckpoint then returns an apperr.Unavailable error naming the fork.
 func (j *Journal) SignCheckpoint(ctx context.Context) (*Checkpoint, error) {
 	if j.signer == nil {
 		return nil, errors.New("ledger: sign checkpoint before Start")
@@ -53,9 +58,27 @@ func (j *Journal) SignCheckpoint(ctx context.Context) (*Checkpoint, error) {
 	if latest != nil && latest.Size >= size {
 		return latest, tx.Commit(ctx)
 	}
+	if err := j.refuse(); err != nil {
+		return nil, err
+	}
 	root, err := tlog.TreeHash(size, hashReader(ctx, tx))
 	if err != nil {
-		return nil, fmt.Errorf("sign checkpoint: tree hash at size %d: %w", size, err)
+		err = fmt.Errorf("sign checkpoint: tree hash at size %d: %w", size, err)
+		var m *missingHashError
+		if errors.As(err, &m) {
+			return nil, j.halt(ctx, err)
+		}
+		return nil, err
+	}
+	for _, p := range j.pinned() {
+		if err := checkExtends(ctx, tx, p.size, p.root, size, root); err != nil {
+			var ne *NotExtensionError
+			if errors.As(err, &ne) {
+				ne.Source = p.source
+				return nil, j.halt(ctx, ne)
+			}
+			return nil, fmt.Errorf("sign checkpoint: %w", err)
+		}
 	}
 	text := log.Checkpoint{Origin: j.cfg.Origin, Size: uint64(size), Hash: root[:]}.Marshal()
 	signed, err := note.Sign(&note.Note{Text: string(text)}, j.signer)
@@ -72,7 +95,18 @@ func (j *Journal) SignCheckpoint(ctx context.Context) (*Checkpoint, error) {
 		return nil, fmt.Errorf("sign checkpoint: commit: %w", err)
 	}
 	j.logger.DebugContext(ctx, "signed checkpoint", "size", size)
-	return j.CheckpointAt(ctx, size)
+	stored, err := j.CheckpointAt(ctx, size)
+	if err != nil {
+		return nil, err
+	}
+	if stored.Root != root {
+		// Another signer stored a different tree at this size first: the
+		// key has signed two trees of one size.
+		return nil, j.halt(ctx, fmt.Errorf("checkpoint %d is stored with root %s, but the stored tree this process signed has root %s: the key signed two different trees of size %d",
+			size, stored.Root, root, size))
+	}
+	j.holdTo(pinSigned, pin{size: size, root: root, source: fmt.Sprintf("checkpoint %d, signed with the journal's key", size)})
+	return stored, nil
 }
 
 const checkpointColumns = "size, root, note, created_at, anchor"

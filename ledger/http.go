@@ -14,19 +14,57 @@ import (
 
 // Routes mounts the journal's read API on g (mounted at /ledger/v1).
 // Appends are not exposed: services append in process.
-func (j *Journal) Routes(g *echo.Group) {
+//
+// What proves the log is public, so that anyone can audit it: checkpoints,
+// consistency proofs, receipts and the leaves (/entries), none of which
+// carries a payload — a leaf commits to its payload's SHA-256 only. What a
+// farmer said (name, village, plot boundary) is served only by /history,
+// and only to callers readPayload allows; with a nil readPayload, to
+// nobody.
+func (j *Journal) Routes(g *echo.Group, readPayload PayloadAuthorizer) {
 	g.GET("/checkpoint", j.handleLatestCheckpoint)
 	g.GET("/checkpoints/:size", j.handleCheckpoint)
-	g.GET("/records/:id/receipt", j.handleReceipt) // ?revision=N, ?tree_size=M
-	g.GET("/records/:id/history", j.handleHistory) // ?tree_size=N, ?at=RFC3339 time
+	g.GET("/records/:id/receipt", j.handleReceipt)                           // ?revision=N, ?tree_size=M
+	g.GET("/records/:id/history", j.handleHistory, payloadGate(readPayload)) // ?tree_size=N, ?at=RFC3339 time
 	g.GET("/proof/consistency", j.handleConsistency)
 	g.GET("/entries", j.handleEntries)
+}
+
+// PayloadAuthorizer decides whether the caller of a request may read the
+// payloads of record recordID. It returns nil to allow, an apperr
+// Unauthorized error when the caller did not authenticate, and Forbidden
+// when it did but may not read this record. The composition root provides
+// it: today the operator; with the consent gate, also organizations the
+// farmer consented to.
+type PayloadAuthorizer func(c echo.Context, recordID string) error
+
+// payloadGate admits a request to a payload route only if readPayload
+// allows the record it names, before anything is looked up: an anonymous
+// caller learns nothing, not even whether the record has a history.
+func payloadGate(readPayload PayloadAuthorizer) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if readPayload == nil {
+				return apperr.Errorf(apperr.Forbidden, "this process serves no payloads")
+			}
+			if err := readPayload(c, c.Param("id")); err != nil {
+				return err
+			}
+			return next(c)
+		}
+	}
 }
 
 // noteContentType is how checkpoints are served: the exact signed note.
 const noteContentType = "text/plain; charset=utf-8"
 
+// handleLatestCheckpoint answers the newest checkpoint, which says what the
+// journal stands behind now: a halted journal stands behind nothing and
+// answers 503 with why. Checkpoints by size stay readable, as evidence.
 func (j *Journal) handleLatestCheckpoint(c echo.Context) error {
+	if err := j.Halted(); err != nil {
+		return err
+	}
 	cp, err := j.LatestCheckpoint(c.Request().Context())
 	if err != nil {
 		return err
@@ -54,16 +92,32 @@ func (j *Journal) handleReceipt(c echo.Context) error {
 			return err
 		}
 	}
-	var r *verify.Receipt
-	var err error
+	var size int64
 	if s := c.QueryParam("tree_size"); s != "" {
-		size, perr := intParam(s, "tree_size", 1)
-		if perr != nil {
-			return perr
+		var err error
+		if size, err = intParam(s, "tree_size", 1); err != nil {
+			return err
 		}
-		r, err = j.ReceiptIn(c.Request().Context(), c.Param("id"), rev, size)
-	} else {
-		r, err = j.Receipt(c.Request().Context(), c.Param("id"), rev)
+	}
+	ctx, id := c.Request().Context(), c.Param("id")
+	receipt := func() (*verify.Receipt, error) {
+		if size > 0 {
+			return j.ReceiptIn(ctx, id, rev, size)
+		}
+		return j.Receipt(ctx, id, rev)
+	}
+	r, err := receipt()
+	if apperr.Is(err, apperr.NotFound) && j.explain != nil && rev <= 1 {
+		why, xerr := j.explain(ctx, id)
+		if xerr != nil {
+			return xerr
+		}
+		if why != "" {
+			return apperr.Wrap(apperr.Conflict, err, "record %s has no journal entry: %s", id, why)
+		}
+		// Journaled between the two reads (the deciding module records
+		// the leaf only after the entry committed): look again.
+		r, err = receipt()
 	}
 	if err != nil {
 		return err

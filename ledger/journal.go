@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -44,6 +45,17 @@ type Journal struct {
 	// since another process may have appended in between.
 	frontierSize int64
 	frontier     map[int64]tlog.Hash
+
+	// haltMu guards halted and pins (see halt.go): halted is nil while the
+	// journal signs, and pins are the trees it must extend.
+	haltMu  sync.Mutex
+	halted  error
+	pins    [pinKinds]pin
+	refused prometheus.Counter
+
+	// explain, when set, says why the journal holds no entry for a record
+	// another module knows (see ExplainUnjournaled).
+	explain func(ctx context.Context, recordID string) (string, error)
 }
 
 // Revision is one revision of one record, as a service appends it.
@@ -87,19 +99,37 @@ func New(cfg Config, pool *pgxpool.Pool, logger *slog.Logger) (*Journal, error) 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Journal{cfg: cfg, pool: pool, logger: logger, seq: make(chan struct{}, 1), frontierSize: -1}, nil
+	refused := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tani_ledger_signatures_refused_total",
+		Help: "Checkpoint signatures and receipts the journal refused because it halted on a fork.",
+	})
+	return &Journal{cfg: cfg, pool: pool, logger: logger, seq: make(chan struct{}, 1), frontierSize: -1, refused: refused}, nil
 }
 
-// Start loads the signing key, generating it into DataDir on first run, and
-// makes the journal ready to append and sign.
+// Start loads the signing key, generating it into DataDir on first run,
+// checks that the stored journal extends the newest checkpoint signed with
+// that key (halting if not: see Halted), and makes the journal ready to
+// append and sign. The anchorer checks it against the chain (PinAnchor).
 func (j *Journal) Start(ctx context.Context) error {
 	s, v, vkey, err := loadKeys(j.cfg)
 	if err != nil {
 		return err
 	}
 	j.signer, j.verifier, j.verifierKey = s, v, vkey
+	if err := j.pinLatestSigned(ctx); err != nil {
+		return fmt.Errorf("ledger start: %w", err)
+	}
 	j.logger.InfoContext(ctx, "ledger ready", "origin", j.cfg.Origin, "verifier_key", vkey)
 	return nil
+}
+
+// ExplainUnjournaled installs how the receipt routes explain a record the
+// journal has no entry for: fn returns why (for instance "not yet
+// journaled: …") for a record another module knows, or "" for one it does
+// not. The module that decides what is journaled (attest) knows this; the
+// journal does not. Call it before the routes serve.
+func (j *Journal) ExplainUnjournaled(fn func(ctx context.Context, recordID string) (string, error)) {
+	j.explain = fn
 }
 
 // VerifierKey returns the log's public note verifier key, the one receipts
@@ -111,7 +141,9 @@ func (j *Journal) Verifier() note.Verifier { return j.verifier }
 
 // Run signs a checkpoint every CheckpointInterval while the tree grows,
 // until ctx is done; it then returns nil. A failed checkpoint is logged and
-// retried at the next tick: a database blip must not stop the process.
+// retried at the next tick: a database blip must not stop the process. Once
+// the journal has halted on a fork it signs nothing more, and the process
+// keeps running so that /readyz and the metrics can say why.
 func (j *Journal) Run(ctx context.Context) error {
 	t := time.NewTicker(j.cfg.CheckpointInterval)
 	defer t.Stop()
@@ -120,7 +152,9 @@ func (j *Journal) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if _, err := j.SignCheckpoint(ctx); err != nil && ctx.Err() == nil {
+			// Once halted, SignCheckpoint refuses: that was logged once and
+			// /readyz and the metrics show it, so it is not logged per tick.
+			if _, err := j.SignCheckpoint(ctx); err != nil && ctx.Err() == nil && j.Halted() == nil {
 				j.logger.ErrorContext(ctx, "sign checkpoint", "err", err)
 			}
 		}
@@ -232,6 +266,10 @@ func (j *Journal) appendBatch(ctx context.Context, batch []*appendReq) {
 		if err != nil {
 			return nil, err
 		}
+		erased, err := loadErased(ctx, tx, all)
+		if err != nil {
+			return nil, err
+		}
 		// accepted holds the revisions this batch appends, by key: the
 		// request and position of their first occurrence.
 		type ref struct {
@@ -244,6 +282,10 @@ func (j *Journal) appendBatch(ctx context.Context, batch []*appendReq) {
 			mine := map[revKey]ref{}
 			var local []leaf
 			for i, e := range r.norm {
+				if erasure, ok := erased[e.RecordID]; ok {
+					r.err = erasedConflict(e, erasure)
+					break
+				}
 				k := revKey{e.RecordID, e.Revision}
 				if old, ok := existing[k]; ok {
 					if !sameRevision(old.entry, e) {
@@ -526,7 +568,7 @@ func readHashes(ctx context.Context, q pgx.Tx, mem map[int64]tlog.Hash, indexes 
 		}
 		h, ok := got[id]
 		if !ok {
-			return nil, fmt.Errorf("stored hash %d is missing", id)
+			return nil, &missingHashError{id}
 		}
 		out[i] = h
 		if mem != nil {
@@ -575,7 +617,7 @@ func hashReader(ctx context.Context, q querier) tlog.HashReader {
 		for i, id := range indexes {
 			h, ok := got[id]
 			if !ok {
-				return nil, fmt.Errorf("stored hash %d is missing", id)
+				return nil, &missingHashError{id}
 			}
 			out[i] = h
 		}

@@ -30,8 +30,12 @@ func (j *Journal) InclusionProof(ctx context.Context, index, treeSize int64) ([]
 
 // ConsistencyProof returns the RFC 6962 proof that the tree of size from is
 // a prefix of the tree of size to. Both must be between 1 and the latest
-// checkpoint's size, from ≤ to.
+// checkpoint's size, from ≤ to. A halted journal refuses (see Halted): its
+// stored hashes are what it no longer vouches for.
 func (j *Journal) ConsistencyProof(ctx context.Context, from, to int64) ([]tlog.Hash, error) {
+	if err := j.Halted(); err != nil {
+		return nil, err
+	}
 	if from < 1 || from > to {
 		return nil, apperr.Fields("invalid tree sizes",
 			apperr.FieldError{Field: "from", Message: fmt.Sprintf("must be between 1 and to (%d), got %d", to, from)})
@@ -65,7 +69,16 @@ func (j *Journal) checkSize(ctx context.Context, size int64) error {
 // Receipt returns an offline receipt for a revision of a record (revision 0:
 // the latest) in the latest checkpoint. If no checkpoint covers the revision
 // yet, one is signed now, so a receipt never waits for the next tick.
+//
+// Every receipt is checked before it is returned: the entry's leaf hash
+// must prove into the checkpoint's signed root. A receipt that does not
+// means the stored entry or its hashes were rewritten; the journal then
+// halts. A halted journal serves no receipt: the receipt methods return an
+// apperr.Unavailable error naming the fork.
 func (j *Journal) Receipt(ctx context.Context, recordID string, revision int64) (*verify.Receipt, error) {
+	if err := j.refuse(); err != nil {
+		return nil, err
+	}
 	idx, data, err := j.locate(ctx, recordID, revision)
 	if err != nil {
 		return nil, err
@@ -86,6 +99,9 @@ func (j *Journal) Receipt(ctx context.Context, recordID string, revision int64) 
 // latest) in the checkpoint of size treeSize, for callers that hold an older
 // checkpoint. The revision must be inside that tree.
 func (j *Journal) ReceiptIn(ctx context.Context, recordID string, revision, treeSize int64) (*verify.Receipt, error) {
+	if err := j.refuse(); err != nil {
+		return nil, err
+	}
 	idx, data, err := j.locate(ctx, recordID, revision)
 	if err != nil {
 		return nil, err
@@ -126,6 +142,9 @@ func (j *Journal) locate(ctx context.Context, recordID string, revision int64) (
 // ReceiptAt returns the receipt of any leaf, by index, in the checkpoint of
 // size treeSize: redaction entries too, which no record route reaches.
 func (j *Journal) ReceiptAt(ctx context.Context, index, treeSize int64) (*verify.Receipt, error) {
+	if err := j.refuse(); err != nil {
+		return nil, err
+	}
 	cp, err := j.CheckpointAt(ctx, treeSize)
 	if err != nil {
 		return nil, err
@@ -143,7 +162,26 @@ func (j *Journal) ReceiptAt(ctx context.Context, index, treeSize int64) (*verify
 func (j *Journal) receiptIn(ctx context.Context, idx int64, data []byte, cp *Checkpoint) (*verify.Receipt, error) {
 	p, err := tlog.ProveRecord(cp.Size, idx, hashReader(ctx, j.pool))
 	if err != nil {
-		return nil, fmt.Errorf("prove leaf %d in tree %d: %w", idx, cp.Size, err)
+		err = fmt.Errorf("prove leaf %d in tree %d: %w", idx, cp.Size, err)
+		var m *missingHashError
+		if errors.As(err, &m) {
+			return nil, j.halt(ctx, err)
+		}
+		return nil, err
+	}
+	// The checkpoint's note is what the key signed; the entry, the proof
+	// and the checkpoint row come from rows anyone with database access can
+	// rewrite. Never hand out a receipt that would not verify, and say why.
+	signed, err := verify.VerifyCheckpoint(cp.Note, j.verifier)
+	if err != nil {
+		return nil, j.halt(ctx, fmt.Errorf("stored checkpoint %d does not verify with the journal's key: %w", cp.Size, err))
+	}
+	if signed.Size != uint64(cp.Size) || len(signed.Hash) != tlog.HashSize {
+		return nil, j.halt(ctx, fmt.Errorf("stored checkpoint %d holds a note of size %d", cp.Size, signed.Size))
+	}
+	if err := tlog.CheckRecord(p, cp.Size, tlog.Hash(signed.Hash), idx, tlog.RecordHash(data)); err != nil {
+		return nil, j.halt(ctx, fmt.Errorf("leaf %d does not prove into checkpoint %d (root %s): the stored entry or its hashes were rewritten after they were signed: %v",
+			idx, cp.Size, tlog.Hash(signed.Hash), err))
 	}
 	incl := make([]verify.Bytes, len(p))
 	for i := range p {

@@ -43,10 +43,20 @@ type PlotProfile struct {
 // FarmersPage is one page of sync-down.
 type FarmersPage struct {
 	Farmers []FarmerProfile `json:"farmers"`
+	// Refused lists the agent's records refused after they were
+	// acknowledged (status refused, with the reason) since the cursor.
+	// It is filled on the first page of a sync only (a cursor from a
+	// finished sync, or none), and a record may be listed again; the
+	// phone upserts by id.
+	Refused []RecordStatus `json:"refused"`
 	// Cursor is passed back as ?cursor= to get the next page, or, when
 	// More is false, the changes after this sync.
 	Cursor string `json:"cursor"`
 	More   bool   `json:"more"`
+	// Erased lists farmers the agent served who were erased since the
+	// cursor: the phone must delete everything it holds about them. Sent
+	// on the first page of a sync after a previous one.
+	Erased []string `json:"erased,omitempty"`
 }
 
 // downCursor is the opaque sync-down position: changes at or after Since,
@@ -123,12 +133,40 @@ func (s *Service) farmers(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	agent := auth.ClaimsOf(c).Subject
-	page := FarmersPage{Farmers: []FarmerProfile{}}
+	page := FarmersPage{Farmers: []FarmerProfile{}, Refused: []RecordStatus{}}
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if cur.Until == 0 {
 			if err := tx.QueryRow(ctx, windowStart).Scan(&cur.Until); err != nil {
 				return fmt.Errorf("snapshot: %w", err)
 			}
+		}
+		if cur.After == "" && cur.Since > 0 {
+			var err error
+			if page.Erased, err = erasedSince(ctx, tx, agent, cur.Since); err != nil {
+				return err
+			}
+		}
+		if cur.After == "" {
+			// Refusals recorded since the window opened, read in the
+			// same snapshot as the cursor, so none is ever skipped.
+			rows, err := tx.Query(ctx, `
+				SELECT st.id, st.type, st.status, st.reason, st.received_at, st.updated_at
+				FROM (`+phoneStatus+`
+					WHERE r.agent_id = $1 AND r.id IN (
+						SELECT f.record_id FROM mobile.refusals f WHERE $2 = 0 OR f.change_xid >= $2::text::xid8)) AS st
+				WHERE st.status = 'refused'
+				ORDER BY st.updated_at, st.id`, agent, cur.Since)
+			if err != nil {
+				return fmt.Errorf("list refusals: %w", err)
+			}
+			refused, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (RecordStatus, error) {
+				var st RecordStatus
+				return st, r.Scan(&st.ID, &st.Type, &st.Status, &st.Reason, &st.ReceivedAt, &st.UpdatedAt)
+			})
+			if err != nil {
+				return fmt.Errorf("list refusals: %w", err)
+			}
+			page.Refused = append(page.Refused, refused...)
 		}
 		rows, err := tx.Query(ctx, `
 			SELECT f.farmer_id::text, f.name, f.village, f.gender, f.birth_year, f.photo_hash, f.updated_at

@@ -3,6 +3,8 @@ package mobileapi
 import (
 	"crypto/ed25519"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -50,6 +52,8 @@ type Agent struct {
 	Region         string    `json:"region"`
 	Active         bool      `json:"active"`
 	CreatedAt      time.Time `json:"created_at"`
+
+	epoch int64 // token epoch (mobile.agents.token_epoch)
 }
 
 func (s *Service) createAgent(c echo.Context) error {
@@ -89,6 +93,11 @@ func (s *Service) createAssignment(c echo.Context) error {
 	if err := bind(c, &in); err != nil {
 		return err
 	}
+	if erased, err := s.erasedFarmers(c.Request().Context(), []string{in.FarmerID}); err != nil {
+		return err
+	} else if erased.Has(in.FarmerID) {
+		return apperr.Fields("farmer was erased", apperr.FieldError{Field: "farmer_id", Message: ErasedMessage})
+	}
 	_, err := s.pool.Exec(c.Request().Context(), `
 		INSERT INTO mobile.assignments (farmer_id, agent_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, in.FarmerID, in.AgentID)
 	if postgres.Code(err) == postgres.CodeForeignKeyViolation {
@@ -119,8 +128,8 @@ func (s *Service) login(c echo.Context) error {
 	ctx := c.Request().Context()
 	var a Agent
 	var hash string
-	err := s.pool.QueryRow(ctx, `SELECT id, organization_id, region, password_hash, active FROM mobile.agents WHERE username = $1`, in.Username).
-		Scan(&a.ID, &a.OrganizationID, &a.Region, &hash, &a.Active)
+	err := s.pool.QueryRow(ctx, `SELECT id, organization_id, region, password_hash, active, token_epoch FROM mobile.agents WHERE username = $1`, in.Username).
+		Scan(&a.ID, &a.OrganizationID, &a.Region, &hash, &a.Active, &a.epoch)
 	if err != nil && err != pgx.ErrNoRows {
 		return err
 	}
@@ -136,7 +145,8 @@ func (s *Service) login(c echo.Context) error {
 
 // refresh trades a refresh token for a new pair. Tokens are single-use:
 // presenting a used one means it was copied, so every token of the agent is
-// revoked and the phone must log in again.
+// revoked — its refresh tokens, and its access tokens at once by moving
+// its token epoch on (see RequireAgent) — and the phone must log in again.
 func (s *Service) refresh(c echo.Context) error {
 	var in struct {
 		RefreshToken string `json:"refresh_token" validate:"required,max=100"`
@@ -149,9 +159,9 @@ func (s *Service) refresh(c echo.Context) error {
 	var usedAt *time.Time
 	var expires time.Time
 	err := s.pool.QueryRow(ctx, `
-		SELECT a.id, a.organization_id, a.region, a.active, t.used_at, t.expires_at
+		SELECT a.id, a.organization_id, a.region, a.active, a.token_epoch, t.used_at, t.expires_at
 		FROM mobile.refresh_tokens t JOIN mobile.agents a ON a.id = t.agent_id
-		WHERE t.token_hash = $1`, auth.HashToken(in.RefreshToken)).Scan(&a.ID, &a.OrganizationID, &a.Region, &a.Active, &usedAt, &expires)
+		WHERE t.token_hash = $1`, auth.HashToken(in.RefreshToken)).Scan(&a.ID, &a.OrganizationID, &a.Region, &a.Active, &a.epoch, &usedAt, &expires)
 	if err == pgx.ErrNoRows {
 		return apperr.Errorf(apperr.Unauthorized, "unknown refresh token")
 	}
@@ -159,8 +169,18 @@ func (s *Service) refresh(c echo.Context) error {
 		return err
 	}
 	if usedAt != nil {
-		_, err := s.pool.Exec(ctx, `UPDATE mobile.refresh_tokens SET used_at = now() WHERE agent_id = $1 AND used_at IS NULL`, a.ID)
-		s.logger.WarnContext(ctx, "refresh token reused; all of the agent's tokens revoked", "agent_id", a.ID, "err", err)
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `UPDATE mobile.refresh_tokens SET used_at = now() WHERE agent_id = $1 AND used_at IS NULL`, a.ID); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `UPDATE mobile.agents SET token_epoch = token_epoch + 1 WHERE id = $1`, a.ID)
+			return err
+		})
+		if err != nil {
+			s.logger.ErrorContext(ctx, "refresh token reused; revoking the agent's tokens failed", "agent_id", a.ID, "err", err)
+			return fmt.Errorf("revoke tokens of agent %s: %w", a.ID, err)
+		}
+		s.logger.WarnContext(ctx, "refresh token reused; all of the agent's tokens revoked", "agent_id", a.ID)
 		return apperr.Errorf(apperr.Unauthorized, "refresh token already used; log in again")
 	}
 	if time.Now().After(expires) || !a.Active {
@@ -182,7 +202,7 @@ func (s *Service) refresh(c echo.Context) error {
 
 func (s *Service) issue(c echo.Context, a Agent) (TokenPair, error) {
 	now := time.Now()
-	access, exp, err := s.auth.Issue(auth.Claims{Org: a.OrganizationID, Region: a.Region, Role: RoleAgent, RegisteredClaims: jwtSubject(a.ID)}, now)
+	access, exp, err := s.auth.Issue(auth.Claims{Org: a.OrganizationID, Region: a.Region, Role: RoleAgent, Epoch: a.epoch, RegisteredClaims: jwtSubject(a.ID)}, now)
 	if err != nil {
 		return TokenPair{}, err
 	}
@@ -193,6 +213,31 @@ func (s *Service) issue(c echo.Context, a Agent) (TokenPair, error) {
 		return TokenPair{}, err
 	}
 	return TokenPair{AccessToken: access, ExpiresAt: exp, RefreshToken: refresh, AgentID: a.ID}, nil
+}
+
+// RequireAgent accepts only live agent access tokens: validly signed,
+// unexpired, of the agent role (auth.RequireRole), and issued in the
+// agent's current token epoch while the agent is active. The epoch is read
+// from Postgres on every request — one primary-key lookup (see
+// BenchmarkRequireAgent) — rather than cached, so that a revocation holds
+// at once in every mobile-api process of a split deployment.
+func (s *Service) RequireAgent() echo.MiddlewareFunc {
+	role := s.auth.RequireRole(RoleAgent)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return role(func(c echo.Context) error {
+			claims := auth.ClaimsOf(c)
+			var epoch int64
+			var active bool
+			err := s.pool.QueryRow(c.Request().Context(), `SELECT token_epoch, active FROM mobile.agents WHERE id = $1`, claims.Subject).Scan(&epoch, &active)
+			if errors.Is(err, pgx.ErrNoRows) || (err == nil && (!active || epoch != claims.Epoch)) {
+				return apperr.Errorf(apperr.Unauthorized, "access token revoked; log in again")
+			}
+			if err != nil {
+				return fmt.Errorf("check token of agent %s: %w", claims.Subject, err)
+			}
+			return next(c)
+		})
+	}
 }
 
 // Device is an enrolled phone.

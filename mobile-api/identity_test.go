@@ -36,10 +36,24 @@ func post(t *testing.T, url, token string, body any) (int, []byte) {
 	return resp.StatusCode, out
 }
 
+func get(t *testing.T, url, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 func TestIdentity(t *testing.T) {
 	tani := apptest.MustStart(t, "-target=mobile-api")
+	// A second mobile-api process of the same deployment (database and
+	// keys), as in a split deployment behind a load balancer.
+	peer := apptest.MustStart(t, "-target=mobile-api", "-database.url="+tani.DatabaseURL)
 	agent := clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java")
-	ctx := context.Background()
 
 	t.Run("ErrLogin_WrongPasswordOrUnknownUser", func(t *testing.T) {
 		for _, creds := range []map[string]string{
@@ -53,29 +67,61 @@ func TestIdentity(t *testing.T) {
 	})
 
 	t.Run("OK_RefreshRotates_ErrReuseRevokesAll", func(t *testing.T) {
-		c := client.New(tani.URL, nil)
-		if err := c.Login(ctx, agent.Username, agent.Password); err != nil {
-			t.Fatal(err)
-		}
-		var first struct {
+		victim := clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java")
+		var first, second, other struct {
+			AccessToken  string `json:"access_token"`
 			RefreshToken string `json:"refresh_token"`
 		}
-		_, body := post(t, tani.URL+"/mobile/v1/auth/login", "", map[string]string{"username": agent.Username, "password": agent.Password})
+		_, body := post(t, tani.URL+"/mobile/v1/auth/login", "", map[string]string{"username": victim.Username, "password": victim.Password})
 		json.Unmarshal(body, &first)
+		_, body = post(t, peer.URL+"/mobile/v1/auth/login", "", map[string]string{"username": victim.Username, "password": victim.Password})
+		json.Unmarshal(body, &other) // the phone's other session
 		code, body := post(t, tani.URL+"/mobile/v1/auth/refresh", "", map[string]string{"refresh_token": first.RefreshToken})
 		if code != http.StatusOK {
 			t.Fatalf("refresh = %d %s", code, body)
 		}
-		var second struct {
-			RefreshToken string `json:"refresh_token"`
-		}
 		json.Unmarshal(body, &second)
+		access := []string{first.AccessToken, second.AccessToken, other.AccessToken}
+		for _, server := range []*apptest.Running{tani, peer} {
+			for i, token := range access {
+				if code := get(t, server.URL+"/mobile/v1/devices", token); code != http.StatusOK {
+					t.Fatalf("access token %d on %s before reuse = %d, want 200", i, server.URL, code)
+				}
+				if code := get(t, server.URL+"/mobile/v1/media/", token); code == http.StatusUnauthorized {
+					t.Fatalf("access token %d on %s/mobile/v1/media/ before reuse = %d, want it accepted", i, server.URL, code)
+				}
+			}
+		}
 		// The first token, presented again, was stolen: everything is revoked.
 		if code, _ := post(t, tani.URL+"/mobile/v1/auth/refresh", "", map[string]string{"refresh_token": first.RefreshToken}); code != http.StatusUnauthorized {
 			t.Errorf("reused refresh token = %d, want 401", code)
 		}
-		if code, _ := post(t, tani.URL+"/mobile/v1/auth/refresh", "", map[string]string{"refresh_token": second.RefreshToken}); code != http.StatusUnauthorized {
-			t.Errorf("sibling refresh token after reuse = %d, want 401 (revoked)", code)
+		for _, refresh := range []string{second.RefreshToken, other.RefreshToken} {
+			if code, _ := post(t, peer.URL+"/mobile/v1/auth/refresh", "", map[string]string{"refresh_token": refresh}); code != http.StatusUnauthorized {
+				t.Errorf("sibling refresh token after reuse = %d, want 401 (revoked)", code)
+			}
+		}
+		// Every access token issued before, by either process, is refused
+		// at once by both, on the agent API and on media uploads.
+		for _, server := range []*apptest.Running{tani, peer} {
+			for i, token := range access {
+				for _, path := range []string{"/mobile/v1/devices", "/mobile/v1/media/"} {
+					if code := get(t, server.URL+path, token); code != http.StatusUnauthorized {
+						t.Errorf("access token %d on %s%s after reuse = %d, want 401", i, server.URL, path, code)
+					}
+				}
+			}
+		}
+		// A new login works again.
+		_, body = post(t, peer.URL+"/mobile/v1/auth/login", "", map[string]string{"username": victim.Username, "password": victim.Password})
+		var fresh struct {
+			AccessToken string `json:"access_token"`
+		}
+		json.Unmarshal(body, &fresh)
+		for _, server := range []*apptest.Running{tani, peer} {
+			if code := get(t, server.URL+"/mobile/v1/devices", fresh.AccessToken); code != http.StatusOK {
+				t.Errorf("new login's access token on %s = %d, want 200", server.URL, code)
+			}
 		}
 	})
 
@@ -196,4 +242,47 @@ func smsCode(t *testing.T, tani *apptest.Running, challenge string) string {
 
 func agentPublicKey(a *clienttest.Agent) string {
 	return base64.StdEncoding.EncodeToString(a.Key.Public().(ed25519.PublicKey))
+}
+
+// BenchmarkRequireAgent measures what the token-epoch check adds to every
+// agent request: the primary-key lookup alone, and a whole authenticated
+// request (GET /mobile/v1/devices: the check plus one query) for scale.
+func BenchmarkRequireAgent(b *testing.B) {
+	tani := apptest.MustStart(b, "-target=mobile-api")
+	agent := clienttest.MustAgent(b, tani.URL, tani.OperatorToken, "Central Java")
+	ctx := context.Background()
+	b.Run("EpochLookup", func(b *testing.B) {
+		var epoch int64
+		var active bool
+		for b.Loop() {
+			if err := tani.DB.QueryRow(ctx, `SELECT token_epoch, active FROM mobile.agents WHERE id = $1`, agent.ID).Scan(&epoch, &active); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("GET_devices", func(b *testing.B) {
+		resp, err := http.Post(tani.URL+"/mobile/v1/auth/login", "application/json",
+			jsonBody(map[string]string{"username": agent.Username, "password": agent.Password}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var pair struct {
+			AccessToken string `json:"access_token"`
+		}
+		json.NewDecoder(resp.Body).Decode(&pair)
+		resp.Body.Close()
+		for b.Loop() {
+			req, _ := http.NewRequest(http.MethodGet, tani.URL+"/mobile/v1/devices", nil)
+			req.Header.Set("Authorization", "Bearer "+pair.AccessToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
 }

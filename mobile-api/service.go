@@ -3,6 +3,7 @@ package mobileapi
 import (
 	"context"
 	"embed"
+	"errors"
 	"flag"
 	"log/slog"
 	"time"
@@ -12,11 +13,15 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tani-platform/tani/internal/auth"
+	"github.com/tani-platform/tani/internal/forget"
+	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/pii"
 	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/internal/validate"
+	"github.com/tani-platform/tani/mobile-api/media"
 )
 
 //go:embed migrations/*.sql
@@ -53,6 +58,13 @@ type Deps struct {
 	PII    *pii.Keys
 	SMS    SMSSender
 	Logger *slog.Logger
+	// Media are the stored photos and documents; an erasure deletes the
+	// farmer's, and Run sweeps abandoned uploads. Optional.
+	Media *media.Service
+	// Consumer counts what the erasure consumer and the consumer of DEAD do.
+	Consumer *natsbus.Metrics
+	// Registry takes tani_records_refused_after_ack_total.
+	Registry prometheus.Registerer
 }
 
 // Service is the mobile-api module.
@@ -65,16 +77,73 @@ type Service struct {
 	sms       SMSSender
 	logger    *slog.Logger
 	validator *validate.Validator
+	media     *media.Service
+	erasures  *natsbus.Consumer
+	dead      *natsbus.Consumer      // DEAD → mobile.refusals
+	refused   *prometheus.CounterVec // tani_records_refused_after_ack_total
 }
 
 // New wires the service; it does no I/O.
 func New(cfg Config, d Deps) *Service {
-	return &Service{cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New()}
+	s := &Service{
+		cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New(), media: d.Media,
+		dead: natsbus.NewConsumer(natsbus.ConsumerConfig{
+			Stream:         natsbus.StreamDead,
+			Durable:        RefusalsConsumer,
+			FilterSubjects: []string{natsbus.SubjectDeadPrefix + "farm.>"},
+			// A dead letter is never refused here; while Postgres is
+			// away it waits, in DEAD, however long that takes.
+			MaxDeliver: -1,
+		}, d.JS, d.Logger, d.Consumer),
+		refused: refusalMetrics(d.Registry),
+	}
+	if d.JS != nil && d.Consumer != nil {
+		s.erasures = forget.Consumer(ErasureConsumerName, d.JS, d.Logger, d.Consumer)
+	}
+	return s
 }
 
-// Start migrates mobile-api's schema.
+// Start migrates mobile-api's schema and creates its consumers: of DEAD
+// (refusals) and of erasures.
 func (s *Service) Start(ctx context.Context) error {
-	return postgres.Migrate(ctx, s.pool, s.logger, Migrations)
+	if err := postgres.Migrate(ctx, s.pool, s.logger, Migrations); err != nil {
+		return err
+	}
+	if err := s.dead.Start(ctx); err != nil {
+		return err
+	}
+	if s.erasures == nil {
+		return nil
+	}
+	return s.erasures.Start(ctx)
+}
+
+// Run erases farmers who asked to be forgotten, records dead letters of
+// farm records as refusals the phone and operators see, and sweeps
+// abandoned media uploads, until ctx is done. When one fails, the others
+// stop too.
+func (s *Service) Run(ctx context.Context) error {
+	background := func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		errs := make(chan error, 2)
+		go func() { errs <- s.dead.Run(ctx, s.handleDead) }()
+		go func() {
+			if s.media == nil {
+				<-ctx.Done()
+				errs <- nil
+				return
+			}
+			errs <- s.media.Run(ctx)
+		}()
+		err := <-errs
+		cancel()
+		return errors.Join(err, <-errs)
+	}
+	if s.erasures == nil {
+		return background(ctx)
+	}
+	return forget.RunWith(ctx, s.erasures, eraser.Handler(s.pool, s.erase, s.logger), background)
 }
 
 // Routes mounts the agents' API on mobile (/mobile/v1) and the operators'
@@ -84,7 +153,7 @@ func (s *Service) Routes(mobile, admin *echo.Group) {
 	mobile.POST("/auth/login", s.login)
 	mobile.POST("/auth/refresh", s.refresh)
 
-	agent := mobile.Group("", s.auth.RequireRole(RoleAgent))
+	agent := mobile.Group("", s.RequireAgent())
 	agent.POST("/devices", s.enrollDevice)
 	agent.GET("/devices", s.listDevices)
 	agent.POST("/devices/:id/revoke", s.revokeOwnDevice)
@@ -98,6 +167,7 @@ func (s *Service) Routes(mobile, admin *echo.Group) {
 	admin.POST("/agents", s.createAgent)
 	admin.POST("/assignments", s.createAssignment)
 	admin.POST("/devices/:id/revoke", s.revokeDevice)
+	admin.GET("/refusals", s.listRefusals)
 }
 
 func jwtSubject(id string) jwt.RegisteredClaims { return jwt.RegisteredClaims{Subject: id} }

@@ -57,22 +57,26 @@ func TestUpAnchorsOnTheDevnetByDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fc.Close()
-	rep, err := j.Audit(ctx, ledger.AuditOptions{CheckAnchor: anchor.Check(fc)})
+	chain, err := anchor.ReadChain(ctx, fc, j.Verifier().Name())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.OK() || rep.Anchors != 1 {
-		t.Errorf("got faults %v, %d anchors checked, want none and 1", rep.Faults, rep.Anchors)
+	rep, err := j.Audit(ctx, ledger.AuditOptions{Chain: chain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Anchors != 1 || rep.ChainAnchors != 1 {
+		t.Errorf("got faults %v, %d of %d chain anchors matched, want none and 1 of 1", rep.Faults, rep.Anchors, rep.ChainAnchors)
 	}
 
 	verifyCmd := func() (string, int) {
 		var out strings.Builder
-		code := cli.Main(ctx, []string{"verify", "-data-dir", r.DataDir, "-database.url", r.DatabaseURL,
+		code := cli.Main(ctx, []string{"verify", "-data-dir", r.DataDir, "-ledger.key-file", r.LedgerKeyFile, "-database.url", r.DatabaseURL,
 			"-fabric.devnet-listen", r.App.FabricDevnetAddr()}, &out, &out, func(string) string { return "" })
 		return out.String(), code
 	}
 	t.Run("TaniVerifyChecksTheAnchor", func(t *testing.T) {
-		if out, code := verifyCmd(); code != 0 || !strings.Contains(out, "(1 Fabric anchors)") {
+		if out, code := verifyCmd(); code != 0 || !strings.Contains(out, "1 chain anchors; 1 of 1 anchor references match the chain") {
 			t.Errorf("got exit %d, %q, want 0 with one anchor checked", code, out)
 		}
 	})
@@ -105,8 +109,10 @@ func TestUpAnchorsOnTheDevnetByDefault(t *testing.T) {
 		if _, err := r.DB.Exec(ctx, `UPDATE ledger.checkpoints SET anchor = jsonb_set(anchor, '{tx_id}', '"0000"')`); err != nil {
 			t.Fatal(err)
 		}
-		if out, code := verifyCmd(); code != 1 || !strings.Contains(out, "FAULT") || !strings.Contains(out, "the anchor names tx 0000") {
-			t.Errorf("got exit %d, %q, want 1 with the anchor fault", code, out)
+		want := fmt.Sprintf("size %d: anchor reference rewritten: ledger.checkpoints names tx 0000 in block %d on tani/anchor, but the chain anchored size %d in tx %s",
+			cp.Size, cp.Anchor.BlockNumber, cp.Size, cp.Anchor.TxID)
+		if out, code := verifyCmd(); code != 1 || !strings.Contains(out, want) {
+			t.Errorf("got exit %d, %q, want 1 with %q", code, out, want)
 		}
 	})
 }
@@ -150,23 +156,25 @@ func TestUpAnchorsOnARealNetwork(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Run("TaniVerifyThroughAnotherOrgsPeer", func(t *testing.T) {
+	verifyCmd := func() (string, int) {
 		var out strings.Builder
-		code := cli.Main(ctx, []string{"verify", "-data-dir", r.DataDir, "-database.url", r.DatabaseURL, "-ledger.origin", origin},
+		code := cli.Main(ctx, []string{"verify", "-data-dir", r.DataDir, "-ledger.key-file", r.LedgerKeyFile, "-database.url", r.DatabaseURL, "-ledger.origin", origin},
 			&out, &out, func(k string) string { return bank[k] })
-		if code != 0 || !strings.Contains(out.String(), "Fabric anchors)") || strings.Contains(out.String(), "(0 Fabric anchors)") {
-			t.Errorf("got exit %d, %q, want 0 with the anchors checked through BankMSP's peer", code, out.String())
+		return out.String(), code
+	}
+	t.Run("TaniVerifyThroughAnotherOrgsPeer", func(t *testing.T) {
+		want := fmt.Sprintf("%d chain anchors; %d of %d anchor references match the chain", cp.Size, cp.Size, cp.Size)
+		if out, code := verifyCmd(); code != 0 || !strings.Contains(out, want) {
+			t.Errorf("got exit %d, %q, want 0 and %q, checked through BankMSP's peer", code, out, want)
 		}
 	})
 	t.Run("TaniVerifyReportsARewrittenAnchor", func(t *testing.T) {
 		if _, err := r.DB.Exec(ctx, `UPDATE ledger.checkpoints SET anchor = jsonb_set(anchor, '{tx_id}', '"0000"') WHERE size = $1`, cp.Size); err != nil {
 			t.Fatal(err)
 		}
-		var out strings.Builder
-		code := cli.Main(ctx, []string{"verify", "-data-dir", r.DataDir, "-database.url", r.DatabaseURL, "-ledger.origin", origin},
-			&out, &out, func(k string) string { return bank[k] })
-		if code != 1 || !strings.Contains(out.String(), "the anchor names tx 0000") {
-			t.Errorf("got exit %d, %q, want 1 with the anchor fault", code, out.String())
+		want := fmt.Sprintf("size %d: anchor reference rewritten: ledger.checkpoints names tx 0000", cp.Size)
+		if out, code := verifyCmd(); code != 1 || !strings.Contains(out, want) {
+			t.Errorf("got exit %d, %q, want 1 with %q", code, out, want)
 		}
 	})
 }

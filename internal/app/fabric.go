@@ -121,6 +121,22 @@ func (a *App) initAnchor() (Service, error) {
 			}
 			anchorer = anchor.New(cfg, a.journal, fc, logger)
 			logger.InfoContext(ctx, "anchoring checkpoints", "endpoint", fcfg.Endpoint, "channel", fcfg.Channel, "chaincode", fcfg.Chaincode, "msp_id", fcfg.MSPID)
+			// Hold the journal to the chain before the process is ready: a
+			// history rewritten while Tani was down halts it now, not at the
+			// first anchoring pass. A fork halts the journal (the process
+			// runs and /readyz says why); an unreachable chain is retried
+			// by every pass of the loop.
+			// One query's time at most: a chain that is down must not hold
+			// the whole process back through every retry.
+			wait := fcfg.EvaluateTimeout
+			if wait <= 0 {
+				wait = fabric.DefaultEvaluateTimeout
+			}
+			cctx, cancel := context.WithTimeout(ctx, wait)
+			defer cancel()
+			if _, err := anchorer.CheckJournal(cctx); err != nil && a.journal.Halted() == nil {
+				logger.WarnContext(ctx, "could not check the journal against the chain at start; the anchoring loop retries", "err", err)
+			}
 			return nil
 		},
 		run: func(ctx context.Context) error { return anchorer.Run(ctx) },

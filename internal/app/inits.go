@@ -3,7 +3,10 @@ package app
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
+
+	"github.com/tani-platform/tani/internal/apperr"
 
 	"github.com/tani-platform/tani/internal/deadletter"
 
@@ -16,6 +19,7 @@ import (
 	mobileapi "github.com/tani-platform/tani/mobile-api"
 	"github.com/tani-platform/tani/mobile-api/media"
 	"github.com/tani-platform/tani/services/attest"
+	"github.com/tani-platform/tani/services/erasure"
 	"github.com/tani-platform/tani/services/ingest"
 	"github.com/tani-platform/tani/services/lending"
 	"github.com/tani-platform/tani/services/marketplace"
@@ -50,6 +54,12 @@ func (a *App) initPostgres() (Service, error) {
 				return err
 			}
 			a.pool = pool
+			// Keys loaded by modules that started before the database.
+			if err := a.checkKeys(ctx); err != nil {
+				a.pool = nil
+				pool.Close()
+				return err
+			}
 			return nil
 		},
 		stop: func(context.Context) error {
@@ -90,6 +100,10 @@ func (a *App) initNATSServer() (Service, error) {
 
 func (a *App) initNATS() (Service, error) {
 	logger := a.logger.With("module", NATS)
+	piiKeys, err := a.piiKeys()
+	if err != nil {
+		return nil, err
+	}
 	return funcService{
 		start: func(ctx context.Context) error {
 			nc, js, err := natsbus.Connect(a.cfg.NATS, a.natsServer, "tani "+a.cfg.Target, logger)
@@ -105,7 +119,7 @@ func (a *App) initNATS() (Service, error) {
 			if err != nil {
 				return err
 			}
-			deadletter.New(js, logger).Routes(admin)
+			deadletter.New(js, piiKeys, logger).Routes(admin)
 			return nil
 		},
 		stop: func(ctx context.Context) error {
@@ -152,11 +166,6 @@ func (a *App) initMobileAPI() (Service, error) {
 		return nil, err
 	}
 	logger := a.logger.With("module", MobileAPI)
-	svc := mobileapi.New(a.cfg.MobileAPI, mobileapi.Deps{
-		Pool: a.pool, JS: a.js, Auth: authKeys, PII: piiKeys, SMS: mobileapi.LogSMS{Logger: logger}, Logger: logger,
-	})
-	svc.Routes(a.server.Echo.Group("/mobile/v1"), admin)
-
 	// Media are uploaded by agents through tus; their bytes may exceed the
 	// JSON body limit (tusd enforces -media.max-size itself).
 	const mediaPath = "/mobile/v1/media"
@@ -164,8 +173,13 @@ func (a *App) initMobileAPI() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	svc := mobileapi.New(a.cfg.MobileAPI, mobileapi.Deps{
+		Pool: a.pool, JS: a.js, Auth: authKeys, PII: piiKeys, SMS: mobileapi.LogSMS{Logger: logger}, Logger: logger,
+		Media: med, Consumer: a.consumer, Registry: a.registry,
+	})
+	svc.Routes(a.server.Echo.Group("/mobile/v1"), admin)
 	a.server.ExemptFromBodyLimit(mediaPath)
-	med.Routes(a.server.Echo.Group(mediaPath, authKeys.RequireRole(mobileapi.RoleAgent)))
+	med.Routes(a.server.Echo.Group(mediaPath, svc.RequireAgent()))
 	return funcService{
 		start: func(ctx context.Context) error {
 			if err := svc.Start(ctx); err != nil {
@@ -173,7 +187,7 @@ func (a *App) initMobileAPI() (Service, error) {
 			}
 			return med.Start(ctx)
 		},
-		run: med.Run, // sweeps abandoned uploads
+		run: svc.Run, // erasures, refusals, the sweep of abandoned uploads
 	}, nil
 }
 
@@ -194,6 +208,19 @@ func (a *App) initAttest() (Service, error) {
 	return svc, nil
 }
 
+func (a *App) initErasure() (Service, error) {
+	admin, err := a.adminGroup()
+	if err != nil {
+		return nil, err
+	}
+	svc, err := erasure.New(a.cfg.Erasure, erasure.Deps{Pool: a.pool, JS: a.js, Journal: a.journal, Logger: a.logger.With("module", Erasure)})
+	if err != nil {
+		return nil, err
+	}
+	svc.Routes(admin)
+	return svc, nil
+}
+
 func (a *App) initLending() (Service, error) {
 	svc := lending.New(a.pool, a.logger.With("module", Lending))
 	svc.Routes(a.server.Echo.Group("/bank/v1"))
@@ -207,21 +234,46 @@ func (a *App) initMarketplace() (Service, error) {
 }
 
 func (a *App) initLedger() (Service, error) {
-	cfg := a.cfg.Ledger
-	cfg.DataDir = a.cfg.DataDir // the key pair is generated next to the other local state
+	cfg, err := a.ledgerConfig()
+	if err != nil {
+		return nil, err
+	}
 	logger := a.logger.With("module", Ledger)
 	j, err := ledger.New(cfg, a.pool, logger)
 	if err != nil {
 		return nil, err
 	}
-	j.Routes(a.server.Echo.Group("/ledger/v1"))
+	readPayload, err := a.ledgerPayloadReaders()
+	if err != nil {
+		return nil, err
+	}
+	j.Routes(a.server.Echo.Group("/ledger/v1"), readPayload)
+	// attest decides what is journaled, so it explains a record the
+	// journal has no entry for (its schema is in every database).
+	j.ExplainUnjournaled(func(ctx context.Context, recordID string) (string, error) {
+		return attest.NotJournaledReason(ctx, a.pool, recordID)
+	})
+	if err := j.RegisterMetrics(a.registry); err != nil {
+		return nil, err
+	}
+	// A journal that found a fork keeps running (so that it can say why)
+	// but must get no traffic.
+	a.server.AddReadinessCheck(Ledger, func() error {
+		if e, ok := apperr.As(j.Halted()); ok {
+			return errors.New(e.Message)
+		}
+		return nil
+	})
 	a.journal = j
 	return funcService{
 		start: func(ctx context.Context) error {
 			if err := postgres.Migrate(ctx, a.pool, logger, ledger.Migrations); err != nil {
 				return err
 			}
-			return j.Start(ctx)
+			if err := j.Start(ctx); err != nil {
+				return err
+			}
+			return a.checkKey(ctx, keyID{ledger.SignerKeyKind(cfg.Origin).Name, j.VerifierKey()})
 		},
 		run: j.Run,
 	}, nil

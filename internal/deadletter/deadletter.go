@@ -6,13 +6,18 @@
 package deadletter
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -22,18 +27,26 @@ import (
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/natsbus"
+	"github.com/tani-platform/tani/internal/pii"
+	"github.com/tani-platform/tani/internal/record"
 )
 
-// Letter is one dead message as an operator sees it.
+// Letter is one dead message as an operator sees it. Its content is
+// shown only in protected form: a farm record as record.Protected stores
+// it (national ID and phone replaced by their keyed hashes), with any
+// other member named like them redacted too; content that is not JSON is
+// shown only by size and hash, as it may be a record cut short.
 type Letter struct {
 	Seq      uint64          `json:"seq"`
 	Subject  string          `json:"subject"` // where it was going
 	Consumer string          `json:"consumer"`
+	Class    string          `json:"class,omitempty"` // invalid, conflict, gave_up
 	Reason   string          `json:"reason"`
 	DeadAt   time.Time       `json:"dead_at"`
 	MsgID    string          `json:"msg_id,omitempty"`
-	Data     json.RawMessage `json:"data,omitempty"`        // when the payload is JSON
-	DataB64  []byte          `json:"data_base64,omitempty"` // otherwise
+	Data     json.RawMessage `json:"data,omitempty"` // the protected content, when it is JSON
+	Bytes    int             `json:"data_bytes"`     // the content's size
+	SHA256   string          `json:"data_sha256"`    // the content's hash (hex), to match it elsewhere
 }
 
 // Page is a page of dead letters.
@@ -46,12 +59,14 @@ type Page struct {
 // Service lists and replays dead letters.
 type Service struct {
 	js     jetstream.JetStream
+	pii    *pii.Keys
 	logger *slog.Logger
 }
 
-// New returns the service; it does no I/O.
-func New(js jetstream.JetStream, logger *slog.Logger) *Service {
-	return &Service{js: js, logger: logger}
+// New returns the service; it does no I/O. keys protect the farmers' PII
+// in listings.
+func New(js jetstream.JetStream, keys *pii.Keys, logger *slog.Logger) *Service {
+	return &Service{js: js, pii: keys, logger: logger}
 }
 
 // Routes mounts the operators' endpoints on the /admin/v1 group.
@@ -77,28 +92,77 @@ func (s *Service) List(ctx context.Context, after uint64, limit int) (Page, erro
 		if err != nil {
 			return Page{}, fmt.Errorf("read dead letter %d: %w", seq, err)
 		}
-		page.Letters = append(page.Letters, letterOf(msg))
+		page.Letters = append(page.Letters, s.letterOf(msg))
 		page.After = msg.Sequence
 		seq = msg.Sequence + 1
 	}
 	return page, nil
 }
 
-func letterOf(msg *jetstream.RawStreamMsg) Letter {
-	l := Letter{
+func (s *Service) letterOf(msg *jetstream.RawStreamMsg) Letter {
+	sum := sha256.Sum256(msg.Data)
+	return Letter{
 		Seq:      msg.Sequence,
 		Subject:  msg.Header.Get(natsbus.HeaderDeadSubject),
 		Consumer: msg.Header.Get(natsbus.HeaderDeadConsumer),
+		Class:    msg.Header.Get(natsbus.HeaderDeadClass),
 		Reason:   msg.Header.Get(natsbus.HeaderDeadReason),
 		DeadAt:   msg.Time,
 		MsgID:    msg.Header.Get(jetstream.MsgIDHeader),
+		Data:     s.protect(msg.Data),
+		Bytes:    len(msg.Data),
+		SHA256:   hex.EncodeToString(sum[:]),
 	}
-	if utf8.Valid(msg.Data) && json.Valid(msg.Data) {
-		l.Data = msg.Data
-	} else {
-		l.DataB64 = msg.Data
+}
+
+// protect returns data as it may be shown to operators, or nil. A record
+// that record.Protected understands is shown as it is stored; then, as a
+// dead letter may be anything (a record with a national ID in another
+// case, or in an unknown member), every member whose name is one of the
+// PII members in any case is redacted wherever it is.
+func (s *Service) protect(data []byte) json.RawMessage {
+	if !utf8.Valid(data) || !json.Valid(data) {
+		return nil
 	}
-	return l
+	if canonical, err := record.Canonical(data); err == nil {
+		if protected, err := record.Protected(canonical, s.pii); err == nil {
+			data = protected
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil
+	}
+	out, err := json.Marshal(redact(v))
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+// piiMembers are the members that hold a farmer's PII in clear.
+var piiMembers = []string{"national_id", "phone"}
+
+// redact replaces the value of every PII member, at any depth, with
+// "[redacted]".
+func redact(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, m := range v {
+			if slices.ContainsFunc(piiMembers, func(p string) bool { return strings.EqualFold(k, p) }) {
+				v[k] = "[redacted]"
+			} else {
+				v[k] = redact(m)
+			}
+		}
+	case []any:
+		for i, m := range v {
+			v[i] = redact(m)
+		}
+	}
+	return v
 }
 
 // Replay republishes a dead letter to its original subject, waits for the
@@ -124,7 +188,8 @@ func (s *Service) Replay(ctx context.Context, seq uint64) (string, error) {
 	out.Data = msg.Data
 	for k, v := range msg.Header {
 		switch k {
-		case natsbus.HeaderDeadReason, natsbus.HeaderDeadConsumer, natsbus.HeaderDeadSubject, natsbus.HeaderDeadAt, jetstream.MsgIDHeader:
+		case natsbus.HeaderDeadReason, natsbus.HeaderDeadConsumer, natsbus.HeaderDeadSubject, natsbus.HeaderDeadAt,
+			natsbus.HeaderDeadClass, natsbus.HeaderDeadNotice, jetstream.MsgIDHeader:
 		default:
 			out.Header[k] = v
 		}

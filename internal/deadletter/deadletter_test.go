@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -84,6 +85,59 @@ func TestDeadLetters(t *testing.T) {
 	if l.Subject != "farm.submitted.farmer.registered" || l.Consumer != "ingest" || !strings.Contains(l.Reason, "not enrolled") {
 		t.Errorf("dead letter = %+v, want ingest's refusal of farm.submitted.farmer.registered naming the unenrolled device", l)
 	}
+
+	t.Run("OK_NoPIIInClear", func(t *testing.T) {
+		p := clienttest.Payloads(farmer, "", time.Now())["farmer.registered"]
+		nationalID, phone := p["national_id"].(string), p["phone"].(string)
+		// Beside ingest's refusal, letters no parser would call a
+		// record: PII under a case variant of its member, and a farmer
+		// record cut short (not JSON at all).
+		for i, data := range []string{
+			`{"type":"farmer.registered","payload":{"National_ID":"` + nationalID + `","extra":{"PHONE":"` + phone + `"}}}`,
+			string(raw[:len(raw)/2]),
+		} {
+			if _, err := js.Publish(ctx, natsbus.SubjectDeadPrefix+"farm.submitted.farmer.registered", []byte(data),
+				jetstream.WithMsgID("pii-"+strconv.Itoa(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		req, _ := http.NewRequest(http.MethodGet, tani.URL+"/admin/v1/deadletters", nil)
+		req.Header.Set("Authorization", "Bearer "+tani.OperatorToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var all deadletter.Page
+		if err := json.Unmarshal(body, &all); err != nil || len(all.Letters) != 3 {
+			t.Fatalf("listing = %s (%v), want 3 letters", body, err)
+		}
+		for _, clear := range []string{nationalID, phone, strings.TrimPrefix(phone, "+")} {
+			if strings.Contains(string(body), clear) {
+				t.Errorf("listing shows %q in clear: %s", clear, body)
+			}
+		}
+		var refused struct {
+			Payload map[string]any `json:"payload"`
+		}
+		if err := json.Unmarshal(all.Letters[0].Data, &refused); err != nil || refused.Payload["national_id_hmac"] == nil || refused.Payload["name"] != p["name"] {
+			t.Errorf("ingest's refused record shown as %s, want its protected form (national_id_hmac, the rest as sent)", all.Letters[0].Data)
+		}
+		if cut := all.Letters[2]; cut.Data != nil || cut.Bytes != len(raw)/2 || len(cut.SHA256) != 64 {
+			t.Errorf("a record cut short is shown as %+v, want only its size and hash", cut)
+		}
+		// Leave only ingest's refusal for the replay below.
+		st, err := js.Stream(ctx, natsbus.StreamDead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range all.Letters[1:] {
+			if err := st.DeleteMsg(ctx, l.Seq); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 
 	t.Run("ErrUnauthorized", func(t *testing.T) {
 		if code := adminPost(t, tani, "/admin/v1/deadletters/1/replay", ""); code != http.StatusUnauthorized {

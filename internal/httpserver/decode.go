@@ -10,8 +10,11 @@ import (
 	"github.com/tani-platform/tani/internal/validate"
 )
 
-// DecodeJSON reads the request body strictly into v (see validate.Unmarshal);
-// it does not check validate tags: call c.Validate for that.
+// DecodeJSON reads the request body strictly into v (see validate.Unmarshal)
+// and refuses any string in it that is not clean text (a NUL or another
+// control character, e.g. an ANSI escape; tab, line feed and carriage
+// return are allowed), naming each such field. It does not check validate
+// tags: call c.Validate for that.
 func DecodeJSON(c echo.Context, v any) error {
 	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" && !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
 		return apperr.Fields("body must be JSON", apperr.FieldError{Field: "Content-Type", Message: "must be application/json"})
@@ -21,5 +24,11 @@ func DecodeJSON(c echo.Context, v any) error {
 	if errors.As(err, &tooLarge) { // echo's body limit: already a 413
 		return tooLarge
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	if fields := dirtyText(v); len(fields) > 0 {
+		return apperr.Fields("text must not hold control characters", fields...)
+	}
+	return nil
 }

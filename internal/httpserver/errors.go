@@ -90,6 +90,10 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 
 func render(err error) (int, ErrorBody) {
 	var he *echo.HTTPError
+	var slow *BodyTimeoutError
+	if errors.As(err, &slow) {
+		return http.StatusRequestTimeout, ErrorBody{Error: ErrorDetail{Code: apperr.Invalid, Message: "request body arrived too slowly; send it again"}}
+	}
 	if e, ok := apperr.As(err); ok {
 		d := ErrorDetail{Code: e.Code, Message: e.Message, Fields: e.Fields}
 		if e.Code == apperr.Internal {

@@ -22,10 +22,25 @@ import (
 )
 
 // Config is the listener and the limits every request is held to.
+//
+// Timeouts. A connection may not hold the server by sending slowly: the
+// headers must arrive within ReadHeaderTimeout; then the body is read
+// under a deadline that moves as bytes arrive (see pacedBody): each read
+// may wait at most BodyReadTimeout for data, and after a first
+// BodyReadTimeout the body must have averaged at least BodyMinRate bytes
+// a second. A flat cap on the whole request would cut a legitimate 5 MB
+// sync or a media chunk crawling over 2G; a per-read timeout alone would
+// let a client keep the connection forever with a byte now and then. A
+// keep-alive connection waits at most IdleTimeout for its next request.
+// Zero disables a limit.
 type Config struct {
-	Listen          string
-	BodyLimit       string
-	ShutdownTimeout time.Duration
+	Listen            string
+	BodyLimit         string
+	ShutdownTimeout   time.Duration
+	ReadHeaderTimeout time.Duration
+	BodyReadTimeout   time.Duration
+	BodyMinRate       int // bytes per second
+	IdleTimeout       time.Duration
 }
 
 // RegisterFlags registers the http.* flags.
@@ -33,6 +48,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "http.listen", "127.0.0.1:8080", "address the HTTP server listens on")
 	fs.StringVar(&c.BodyLimit, "http.body-limit", "6M", "largest request body accepted (the mobile sync batch limit is 5 MB)")
 	fs.DurationVar(&c.ShutdownTimeout, "http.shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish at shutdown")
+	fs.DurationVar(&c.ReadHeaderTimeout, "http.read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers; 0: no limit")
+	fs.DurationVar(&c.BodyReadTimeout, "http.body-read-timeout", 30*time.Second, "longest wait for the next bytes of a request body, and the grace before -http.body-min-rate applies; 0: no limit")
+	fs.IntVar(&c.BodyMinRate, "http.body-min-rate", 256, "slowest average a request body may arrive at, in bytes per second, once -http.body-read-timeout has passed; 0: no minimum")
+	fs.DurationVar(&c.IdleTimeout, "http.idle-timeout", 2*time.Minute, "how long a kept-alive connection may wait for its next request; 0: no limit")
 }
 
 // Server is the process's one HTTP server. Modules mount their routes on
@@ -46,8 +65,9 @@ type Server struct {
 	probes   *http.ServeMux
 	listener net.Listener
 	srv      *http.Server
-	open     atomic.Bool // routes are complete; forward to echo
-	ready    atomic.Bool // every module runs; /readyz answers 200
+	open     atomic.Bool      // routes are complete; forward to echo
+	ready    atomic.Bool      // every module runs; /readyz answers 200 unless a check fails
+	checks   []readinessCheck // fixed once open
 
 	unlimited []string // path prefixes whose handlers bound bodies themselves; fixed once open
 }
@@ -65,6 +85,7 @@ func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry) *Server {
 	)
 	s := &Server{Echo: e, cfg: cfg, logger: logger, probes: http.NewServeMux()}
 	e.Use(
+		cleanURL,
 		middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: cfg.BodyLimit, Skipper: s.exempt}),
 		middleware.Recover(),
 	)
@@ -77,6 +98,17 @@ func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry) *Server {
 		if !s.ready.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not ready")
+			return
+		}
+		var failed []string
+		for _, c := range s.checks {
+			if err := c.check(); err != nil {
+				failed = append(failed, c.name+": "+err.Error())
+			}
+		}
+		if len(failed) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready: "+strings.Join(failed, "; "))
 			return
 		}
 		fmt.Fprintln(w, "ready")
@@ -100,7 +132,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, `{"error":{"code":"unavailable","message":"starting up"}}`)
 		return
 	}
+	if s.cfg.BodyReadTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
+		// On a copy: net/http looks at its own request's body after the
+		// handler to decide whether the connection can be reused.
+		paced := new(http.Request)
+		*paced = *r
+		paced.Body = newPacedBody(w, r.Body, s.cfg.BodyReadTimeout, s.cfg.BodyMinRate)
+		r = paced
+	}
 	s.Echo.ServeHTTP(w, r)
+}
+
+// readinessCheck is a module's own say in /readyz.
+type readinessCheck struct {
+	name  string
+	check func() error
+}
+
+// AddReadinessCheck makes /readyz answer 503 with "name: reason" whenever
+// check returns an error, for a module that runs but must not be sent
+// traffic (the journal after it detected a fork). check is called on every
+// probe, so it must be cheap and safe for concurrent use. Like routes, it
+// must be added before Open.
+func (s *Server) AddReadinessCheck(name string, check func() error) {
+	s.checks = append(s.checks, readinessCheck{name: name, check: check})
 }
 
 // ExemptFromBodyLimit lets requests under prefix through without the
@@ -129,9 +184,14 @@ func (s *Server) Listen(ctx context.Context) error {
 	s.listener = l
 	s.srv = &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	if s.cfg.ReadHeaderTimeout == 0 {
+		// net/http would fall back on ReadTimeout, which bounds the
+		// whole request; bodies have their own deadline (pacedBody).
+		s.srv.ReadHeaderTimeout = -1
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -99,11 +100,20 @@ func TestErrorShape(t *testing.T) {
 func TestReadiness(t *testing.T) {
 	s := newServer(t)
 	s.Echo.GET("/mobile/v1/x", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
-	check := func(path string, want int) {
+	var ledgerErr atomic.Pointer[error]
+	s.AddReadinessCheck("ledger", func() error {
+		if p := ledgerErr.Load(); p != nil {
+			return *p
+		}
+		return nil
+	})
+	check := func(path string, want int) string {
 		t.Helper()
-		if got, _, raw := do(t, s, "GET", path, ""); got != want {
+		got, _, raw := do(t, s, "GET", path, "")
+		if got != want {
 			t.Errorf("GET %s = %d, want %d (%s)", path, got, want, raw)
 		}
+		return raw
 	}
 	t.Run("Starting", func(t *testing.T) {
 		check("/healthz", 200)
@@ -116,9 +126,84 @@ func TestReadiness(t *testing.T) {
 		check("/readyz", 200)
 		check("/mobile/v1/x", 204)
 	})
+	t.Run("ErrModuleUnhealthy", func(t *testing.T) {
+		err := errors.New("the journal stopped signing")
+		ledgerErr.Store(&err)
+		if got, want := check("/readyz", 503), "not ready: ledger: the journal stopped signing\n"; got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+		check("/mobile/v1/x", 204) // the module answers for itself
+		check("/healthz", 200)     // the process lives: restarting it would not help
+		ledgerErr.Store(nil)
+		check("/readyz", 200)
+	})
 	t.Run("ShuttingDown", func(t *testing.T) {
 		s.SetReady(false)
 		check("/readyz", 503)
 		check("/healthz", 200)
 	})
+}
+
+func TestCleanText(t *testing.T) {
+	s := newServer(t)
+	type note struct {
+		Text string `json:"text"`
+	}
+	type input struct {
+		Name  string            `json:"name"`
+		Tags  []string          `json:"tags"`
+		Notes []note            `json:"notes"`
+		Meta  map[string]string `json:"meta"`
+		Raw   json.RawMessage   `json:"raw"`
+	}
+	s.Echo.POST("/in", func(c echo.Context) error {
+		var in input
+		if err := httpserver.DecodeJSON(c, &in); err != nil {
+			return err
+		}
+		return c.NoContent(http.StatusNoContent)
+	})
+	s.Echo.GET("/records/:id", func(c echo.Context) error { return c.String(http.StatusOK, c.Param("id")) })
+	s.Open()
+
+	tests := []struct {
+		name         string
+		method, path string
+		body         string
+		status       int
+		field        string
+	}{
+		{"OK_PrintableTabsAndLineBreaks", "POST", "/in", `{"name":"Siti Aminah é 田","tags":["a\tb"],"notes":[{"text":"line\r\nline"}],"raw":"\u0000"}`, 204, ""},
+		{"OK_PathAndQuery", "GET", "/records/abc-%C3%A9?cursor=x%20y", "", 200, ""},
+		{"ErrNUL_InField", "POST", "/in", `{"name":"admin\u0000"}`, 400, "name"},
+		{"ErrANSIEscape_InField", "POST", "/in", `{"name":"\u001b[31mred"}`, 400, "name"},
+		{"ErrC1_InField", "POST", "/in", `{"name":"a\u009bb"}`, 400, "name"},
+		{"ErrDEL_InSlice", "POST", "/in", `{"tags":["ok","\u007f"]}`, 400, "tags[1]"},
+		{"ErrBell_InNestedObject", "POST", "/in", `{"notes":[{"text":"ok"},{"text":"\u0007"}]}`, 400, "notes[1].text"},
+		{"ErrNUL_InMapValue", "POST", "/in", `{"meta":{"k":"\u0000"}}`, 400, "meta.k"},
+		{"ErrNUL_InMapKey", "POST", "/in", `{"meta":{"\u0000":"v"}}`, 400, "meta"},
+		{"ErrNUL_InPath", "GET", "/records/%00/receipt", "", 400, "path"},
+		{"ErrNUL_InPathParam", "GET", "/records/%00", "", 400, "path"},
+		{"ErrEscape_InPath", "GET", "/records/%1B%5B2J", "", 400, "path"},
+		{"ErrLineBreak_InPath", "GET", "/records/a%0Ab", "", 400, "path"},
+		{"ErrInvalidUTF8_InPath", "GET", "/records/%FF", "", 400, "path"},
+		{"ErrNUL_InQuery", "GET", "/records/a?cursor=%00", "", 400, "cursor"},
+		{"ErrNUL_InQueryName", "GET", "/records/a?%00=1", "", 400, "query"},
+		{"ErrMalformedQuery", "GET", "/records/a?cursor=%zz", "", 400, "query"},
+		{"ErrNUL_OnUnknownRoute", "GET", "/nowhere/%00", "", 400, "path"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body, raw := do(t, s, tt.method, tt.path, tt.body)
+			if status != tt.status {
+				t.Fatalf("status = %d, want %d (%s)", status, tt.status, raw)
+			}
+			if tt.field == "" {
+				return
+			}
+			if body.Error.Code != apperr.Invalid || len(body.Error.Fields) != 1 || body.Error.Fields[0].Field != tt.field {
+				t.Errorf("error = %+v, want invalid naming %q", body.Error, tt.field)
+			}
+		})
+	}
 }

@@ -352,7 +352,8 @@ func (w *waiter) poll(ctx context.Context) error {
 	rows, err := w.db.Query(ctx, `
 		SELECT id::text, true FROM ingest.submissions WHERE id = ANY($1::uuid[])
 		UNION ALL
-		SELECT record_id::text, false FROM ingest.refusals WHERE record_id = ANY($1::uuid[])`, w.remaining)
+		SELECT record_id::text, false FROM mobile.refusals
+		WHERE record_id = ANY($1::uuid[]) AND subject LIKE 'farm.submitted.%'`, w.remaining)
 	if err != nil {
 		return fmt.Errorf("count stored records: %w", err)
 	}

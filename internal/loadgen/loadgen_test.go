@@ -73,7 +73,7 @@ func TestRun(t *testing.T) {
 	}
 	var rows, ids, refused int
 	err = tani.DB.QueryRow(context.Background(), `
-		SELECT count(*), count(DISTINCT id), (SELECT count(*) FROM ingest.refusals)
+		SELECT count(*), count(DISTINCT id), (SELECT count(*) FROM mobile.refusals)
 		FROM ingest.submissions WHERE agent_id = ANY($1::uuid[])`, report.Agents).Scan(&rows, &ids, &refused)
 	if err != nil {
 		t.Fatal(err)

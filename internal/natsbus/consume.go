@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,7 +26,7 @@ type ConsumerConfig struct {
 	Stream         string
 	Durable        string
 	FilterSubjects []string
-	MaxDeliver     int           // deliveries before a transiently failing message is dead-lettered; default 10
+	MaxDeliver     int           // deliveries before a transiently failing message is dead-lettered; default 10; negative: retry forever
 	AckWait        time.Duration // default 30s
 	HandleTimeout  time.Duration // per message; default 20s
 	Buffer         int           // messages prefetched; default 256
@@ -96,16 +97,20 @@ func NewConsumer(cfg ConsumerConfig, js jetstream.JetStream, logger *slog.Logger
 
 // Start creates or updates the durable consumer (idempotent).
 func (c *Consumer) Start(ctx context.Context) error {
+	// The runner dead-letters at MaxDeliver itself; the server's limit is
+	// a backstop one higher so a message is never silently abandoned.
+	maxDeliver := c.cfg.MaxDeliver + 1
+	if c.cfg.MaxDeliver < 0 {
+		maxDeliver = -1
+	}
 	cons, err := c.js.CreateOrUpdateConsumer(ctx, c.cfg.Stream, jetstream.ConsumerConfig{
 		Durable:        c.cfg.Durable,
 		FilterSubjects: c.cfg.FilterSubjects,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        c.cfg.AckWait,
-		// The runner dead-letters at MaxDeliver itself; the server's limit is
-		// a backstop one higher so a message is never silently abandoned.
-		MaxDeliver:    c.cfg.MaxDeliver + 1,
-		MaxAckPending: 4 * c.cfg.Buffer,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxDeliver:     maxDeliver,
+		MaxAckPending:  4 * c.cfg.Buffer,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return fmt.Errorf("ensure consumer %s on %s: %w", c.cfg.Durable, c.cfg.Stream, err)
@@ -232,12 +237,12 @@ func (c *Consumer) settleOutcome(ctx context.Context, msg jetstream.Msg, err err
 		delivered = md.NumDelivered
 	}
 	poison := apperr.Is(err, apperr.Invalid) || apperr.Is(err, apperr.Conflict)
-	if poison || delivered >= uint64(c.cfg.MaxDeliver) {
+	if poison || (c.cfg.MaxDeliver > 0 && delivered >= uint64(c.cfg.MaxDeliver)) {
 		reason := err.Error()
 		if !poison {
 			reason = fmt.Sprintf("gave up after %d deliveries: %v", delivered, err)
 		}
-		if dlErr := c.deadLetter(ctx, msg, reason); dlErr != nil {
+		if dlErr := c.deadLetter(ctx, msg, reason, refusalOf(err, poison, delivered)); dlErr != nil {
 			// Never drop: leave it for redelivery and try again later.
 			c.logger.ErrorContext(ctx, "dead-letter publish failed; will retry", "subject", msg.Subject(), "err", dlErr)
 			c.settle(ctx, msg, "retry", msg.NakWithDelay(backoff(delivered)))
@@ -259,10 +264,61 @@ func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, outcome string
 	}
 }
 
+// Refusal classes (HeaderDeadClass): why a message was dead-lettered.
+const (
+	ClassInvalid  = "invalid"  // the handler found it invalid (apperr.Invalid)
+	ClassConflict = "conflict" // it contradicts what is stored (apperr.Conflict)
+	ClassGaveUp   = "gave_up"  // it kept failing for MaxDeliver deliveries
+)
+
+// refusal is what a dead letter says to the sender of the message, as
+// opposed to the operators' full reason: a class and a notice without
+// internal detail.
+type refusal struct{ class, notice string }
+
+// refusalOf classifies a handler's final error. An apperr error's message
+// (and field errors) are client-safe by contract; a transient error's are
+// not, so a message given up on gets a fixed notice.
+func refusalOf(err error, poison bool, delivered uint64) refusal {
+	if !poison {
+		return refusal{ClassGaveUp, fmt.Sprintf("the platform failed to process this record %d times; operators have been alerted and may process it again", delivered)}
+	}
+	r := refusal{class: ClassInvalid}
+	if apperr.Is(err, apperr.Conflict) {
+		r.class = ClassConflict
+	}
+	if e, ok := apperr.As(err); ok {
+		r.notice = e.Message
+		for _, f := range e.Fields {
+			r.notice += "; " + f.Field + ": " + f.Message
+		}
+	}
+	return r
+}
+
+// headerValue makes s safe as a NATS header value (no line breaks or other
+// control characters, which would corrupt the protocol) and bounds it.
+func headerValue(s string) string {
+	const limit = 2000
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	if len(s) > limit {
+		s = strings.ToValidUTF8(s[:limit], "") + "…"
+	}
+	return s
+}
+
 // deadLetter republishes msg on dead.<subject> with the reason in headers.
 // Its message ID is derived from the original's so a retried dead-letter is
-// stored once.
-func (c *Consumer) deadLetter(ctx context.Context, msg jetstream.Msg, reason string) error {
+// stored once. The publish is acknowledged by JetStream before the
+// original is terminated, so the refusal is durable before the message
+// leaves its stream: whoever must hear of it (the sender's status view,
+// operators) reads it from DEAD.
+func (c *Consumer) deadLetter(ctx context.Context, msg jetstream.Msg, reason string, r refusal) error {
 	dl := nats.NewMsg(SubjectDeadPrefix + msg.Subject())
 	dl.Data = msg.Data()
 	for k, v := range msg.Headers() {
@@ -271,7 +327,9 @@ func (c *Consumer) deadLetter(ctx context.Context, msg jetstream.Msg, reason str
 	if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
 		dl.Header.Set(jetstream.MsgIDHeader, "dead:"+c.cfg.Durable+":"+id)
 	}
-	dl.Header.Set(HeaderDeadReason, reason)
+	dl.Header.Set(HeaderDeadReason, headerValue(reason))
+	dl.Header.Set(HeaderDeadClass, r.class)
+	dl.Header.Set(HeaderDeadNotice, headerValue(r.notice))
 	dl.Header.Set(HeaderDeadConsumer, c.cfg.Durable)
 	dl.Header.Set(HeaderDeadSubject, msg.Subject())
 	dl.Header.Set(HeaderDeadAt, time.Now().UTC().Format(time.RFC3339Nano))

@@ -118,6 +118,33 @@ func TestConsumer(t *testing.T) {
 		if got := string(dl.Data()); got != "garbage" {
 			t.Errorf("data = %q, want the original payload", got)
 		}
+		if got := dl.Headers().Get(natsbus.HeaderDeadClass); got != natsbus.ClassInvalid {
+			t.Errorf("class = %q, want %q", got, natsbus.ClassInvalid)
+		}
+		if got := dl.Headers().Get(natsbus.HeaderDeadNotice); got != "payload is not a record" {
+			t.Errorf("notice = %q, want the handler's client-safe message", got)
+		}
+	})
+
+	t.Run("ErrConflict_NoticeListsFieldsAndLineBreaksAreRemoved", func(t *testing.T) {
+		before := natstest.Count(t, js, natsbus.StreamDead, "")
+		run(t, js, natsbus.ConsumerConfig{Stream: natsbus.StreamFarm, Durable: "conflict", FilterSubjects: []string{"farm.submitted.conflict"}},
+			func(ctx context.Context, msg jetstream.Msg) error {
+				return &apperr.Error{Code: apperr.Conflict, Message: "kept the original\r\nX-Injected: 1",
+					Fields: []apperr.FieldError{{Field: "id", Message: "used before"}}}
+			})
+		publish(t, js, "farm.submitted.conflict", "c1", "{}")
+		dl := deadLetters(t, js, int(before)+1)[before]
+		h := dl.Headers()
+		if got := h.Get(natsbus.HeaderDeadClass); got != natsbus.ClassConflict {
+			t.Errorf("class = %q, want %q", got, natsbus.ClassConflict)
+		}
+		if got, want := h.Get(natsbus.HeaderDeadNotice), "kept the original  X-Injected: 1; id: used before"; got != want {
+			t.Errorf("notice = %q, want %q", got, want)
+		}
+		if h.Get("X-Injected") != "" {
+			t.Error("a line break in the reason injected a header")
+		}
 	})
 
 	t.Run("OK_TransientRetriedThenAcked", func(t *testing.T) {
@@ -149,7 +176,42 @@ func TestConsumer(t *testing.T) {
 		run(t, js, natsbus.ConsumerConfig{Stream: natsbus.StreamFarm, Durable: "down", FilterSubjects: []string{"farm.submitted.down"}, MaxDeliver: 2},
 			func(ctx context.Context, msg jetstream.Msg) error { return errors.New("still down") })
 		publish(t, js, "farm.submitted.down", "d1", "y")
-		waitFor(t, func() bool { return natstest.Count(t, js, natsbus.StreamDead, "") == before+1 })
+		dl := deadLetters(t, js, int(before)+1)[before]
+		if got := dl.Headers().Get(natsbus.HeaderDeadClass); got != natsbus.ClassGaveUp {
+			t.Errorf("class = %q, want %q", got, natsbus.ClassGaveUp)
+		}
+		if got := dl.Headers().Get(natsbus.HeaderDeadNotice); strings.Contains(got, "still down") || got == "" {
+			t.Errorf("notice = %q, want a fixed notice without the internal error", got)
+		}
+		if got := dl.Headers().Get(natsbus.HeaderDeadReason); !strings.Contains(got, "still down") {
+			t.Errorf("reason = %q, want the internal error for operators", got)
+		}
+	})
+
+	t.Run("OK_NegativeMaxDeliverNeverGivesUp", func(t *testing.T) {
+		before := natstest.Count(t, js, natsbus.StreamDead, "")
+		var mu sync.Mutex
+		attempts := 0
+		done := make(chan struct{})
+		run(t, js, natsbus.ConsumerConfig{Stream: natsbus.StreamFarm, Durable: "forever", FilterSubjects: []string{"farm.submitted.forever"}, MaxDeliver: -1},
+			func(ctx context.Context, msg jetstream.Msg) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if attempts++; attempts <= 3 {
+					return errors.New("database is restarting")
+				}
+				close(done)
+				return nil
+			})
+		publish(t, js, "farm.submitted.forever", "r1", "z")
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("message not handled after retries")
+		}
+		if n := natstest.Count(t, js, natsbus.StreamDead, ""); n != before {
+			t.Errorf("%d new dead letters, want none", n-before)
+		}
 	})
 }
 

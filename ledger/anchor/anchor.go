@@ -1,20 +1,21 @@
 package anchor
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/hyperledger/fabric-gateway/pkg/client"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/ledger"
+	"github.com/tani-platform/tani/ledger/chaincode"
 	"github.com/tani-platform/tani/ledger/fabric"
 	"github.com/tani-platform/tani/ledger/verify"
 )
@@ -92,9 +93,42 @@ func (a *Anchorer) Register(ctx context.Context) error {
 	return nil
 }
 
+// CheckJournal holds the journal to the chain's latest anchor of its
+// origin (ledger.Journal.PinAnchor): the stored journal must be a
+// consistent extension of it. If it is not, the journal halts (it signs no
+// more checkpoints or receipts) and CheckJournal returns the
+// *ledger.NotExtensionError. A chain with no anchor yet checks nothing. The
+// anchor module calls it at start, and AnchorPending on every pass.
+func (a *Anchorer) CheckJournal(ctx context.Context) (*chaincode.Anchor, error) {
+	latest, err := a.fc.LatestAnchor(ctx, a.origin)
+	if err != nil {
+		return nil, fmt.Errorf("anchor: latest anchor: %w", err)
+	}
+	if latest == nil {
+		return nil, nil
+	}
+	// The chaincode verified the note against the registered key, which
+	// Register checked is the journal's; check again rather than trust a
+	// misconfigured channel.
+	cp, err := verify.VerifyCheckpoint([]byte(latest.Checkpoint), a.journal.Verifier())
+	if err != nil {
+		return nil, fmt.Errorf("anchor: the chain's latest anchor (tx %s) is not signed with the journal's key: %w", latest.TxID, err)
+	}
+	if cp.Size != latest.Size || len(cp.Hash) != tlog.HashSize || base64.StdEncoding.EncodeToString(cp.Hash) != latest.Root {
+		return nil, fmt.Errorf("anchor: the chain's latest anchor (tx %s) says size %d root %s, its checkpoint size %d", latest.TxID, latest.Size, latest.Root, cp.Size)
+	}
+	if err := a.journal.PinAnchor(ctx, int64(latest.Size), tlog.Hash(cp.Hash), latest.TxID); err != nil {
+		return nil, fmt.Errorf("anchor: %w", err)
+	}
+	return latest, nil
+}
+
 // Run registers the journal, then anchors pending checkpoints every
 // Interval and records Anchored events, until ctx is done. Failures (the
 // network being down) are logged and retried; Run returns nil at the end.
+// Once the journal has halted on a fork, Run anchors nothing more: there is
+// nothing it could anchor that the chain should accept, and the fork was
+// logged once, when it was found.
 func (a *Anchorer) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
@@ -115,9 +149,9 @@ func (a *Anchorer) Run(ctx context.Context) error {
 				registered = true
 			}
 		}
-		if registered {
+		if registered && a.journal.Halted() == nil {
 			if n, err := a.AnchorPending(ctx); err != nil {
-				if ctx.Err() == nil {
+				if ctx.Err() == nil && a.journal.Halted() == nil {
 					a.logger.ErrorContext(ctx, "anchor checkpoints; retrying", "anchored", n, "err", err)
 				}
 			} else if n > 0 {
@@ -132,14 +166,15 @@ func (a *Anchorer) Run(ctx context.Context) error {
 	}
 }
 
-// AnchorPending anchors every checkpoint not yet anchored, oldest first, and
-// records each anchor in the journal. Checkpoints the chain already holds
+// AnchorPending checks the journal against the chain (CheckJournal), then
+// anchors every checkpoint not yet anchored, oldest first, and records each
+// anchor in the journal. Checkpoints the chain already holds
 // (anchored by another process, or before a crash) are recorded from the
 // chain. It returns how many checkpoints it recorded.
 func (a *Anchorer) AnchorPending(ctx context.Context) (int, error) {
-	latest, err := a.fc.LatestAnchor(ctx, a.origin)
+	latest, err := a.CheckJournal(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("anchor: latest anchor: %w", err)
+		return 0, err
 	}
 	n := 0
 	after := int64(0)
@@ -162,6 +197,11 @@ func (a *Anchorer) AnchorPending(ctx context.Context) (int, error) {
 					n++
 				}
 				continue
+			}
+			// A history rewritten after cp was signed would be refused by
+			// the chaincode on every pass; halt the journal instead.
+			if err := a.journal.PinCheckpoint(ctx, cp); err != nil {
+				return n, fmt.Errorf("anchor: %w", err)
 			}
 			var proof [][]byte
 			if latest != nil {
@@ -296,31 +336,43 @@ func (m *memCheckpointer) CheckpointTransaction(block uint64, txID string) error
 	return nil
 }
 
-// Check is an audit hook (ledger.AuditOptions.CheckAnchor) that checks
-// each stored anchor against the chain. The audit calls it only after the
-// checkpoint's note verified, so the note's first line is the log's origin.
-func Check(fc *fabric.Client) func(ctx context.Context, cp *ledger.Checkpoint) error {
-	return func(ctx context.Context, cp *ledger.Checkpoint) error {
-		origin, _, _ := strings.Cut(string(cp.Note), "\n")
-		return checkAnchor(ctx, fc, origin, uint64(cp.Size), cp.Root[:], cp.Anchor)
-	}
-}
-
 // VerifyReceipt checks a receipt offline with the log's verifier, then its
-// anchor against the chain: the chain must hold the receipt's checkpoint
-// root at its size, in the named transaction and block.
-func VerifyReceipt(ctx context.Context, fc *fabric.Client, r *verify.Receipt, v note.Verifier) (*verify.Result, error) {
+// checkpoint on the chain: the chain must hold the receipt's checkpoint
+// root at its size and, when the receipt names an anchor, in exactly that
+// transaction and block. A receipt issued before its checkpoint was
+// anchored names none; it passes when the chain holds its checkpoint now.
+// It returns what the receipt proves and where the chain holds it.
+func VerifyReceipt(ctx context.Context, fc *fabric.Client, r *verify.Receipt, v note.Verifier) (*verify.Result, *verify.Anchor, error) {
 	res, err := r.Verify(v)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if r.Anchor == nil {
-		return nil, errors.New("receipt has no anchor")
+	if r.Anchor != nil {
+		if err := checkAnchor(ctx, fc, res.Origin, res.TreeSize, res.Root, r.Anchor); err != nil {
+			return nil, nil, err
+		}
+		return res, r.Anchor, nil
 	}
-	if err := checkAnchor(ctx, fc, res.Origin, res.TreeSize, res.Root, r.Anchor); err != nil {
-		return nil, err
+	on, err := anchorAt(ctx, fc, res.Origin, int64(res.TreeSize))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read chain anchor at size %d: %w", res.TreeSize, err)
 	}
-	return res, nil
+	if on == nil {
+		latest, err := fc.LatestAnchor(ctx, res.Origin)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read latest chain anchor: %w", err)
+		}
+		hint := "the chain holds no anchor of this log yet"
+		if latest != nil {
+			hint = fmt.Sprintf("the latest anchored size is %d: ask for a receipt in an anchored checkpoint", latest.Size)
+		}
+		return nil, nil, fmt.Errorf("the receipt names no anchor, and the chain holds no anchor of %s at size %d; %s", res.Origin, res.TreeSize, hint)
+	}
+	if !bytes.Equal(on.Root[:], res.Root) {
+		return nil, nil, fmt.Errorf("the chain anchors root %s at size %d, the receipt's checkpoint has %s",
+			base64.StdEncoding.EncodeToString(on.Root[:]), res.TreeSize, base64.StdEncoding.EncodeToString(res.Root))
+	}
+	return res, &on.Ref, nil
 }
 
 func checkAnchor(ctx context.Context, fc *fabric.Client, origin string, size uint64, root []byte, a *verify.Anchor) error {

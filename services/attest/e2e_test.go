@@ -20,14 +20,23 @@ import (
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
 )
 
-// waitAttested polls the public view until the record is decided.
-func waitAttested(t *testing.T, tani *apptest.Running, id string) (status, reason string) {
+// waitAttested asks the phone's status endpoint, as the agent's app does,
+// until the record has a final status: verified (journaled, so a receipt
+// can be had), flagged or rejected.
+func waitAttested(t *testing.T, agent *clienttest.Agent, id string) (status, reason string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		err := tani.DB.QueryRow(context.Background(), `SELECT status, coalesce(reason, '') FROM attest.record_status WHERE id = $1`, id).Scan(&status, &reason)
-		if err == nil && status != "pending" {
-			return status, reason
+		st, err := agent.Status(context.Background(), id)
+		if err == nil {
+			status, reason = st.Status, ""
+			if st.Reason != nil {
+				reason = *st.Reason
+			}
+			switch status {
+			case "verified", "flagged", "rejected":
+				return status, reason
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -58,7 +67,7 @@ func TestEndToEnd_SyncToVerifiableReceipt(t *testing.T) {
 		t.Fatalf("sync: %v", err)
 	}
 	for _, id := range ids {
-		if st, reason := waitAttested(t, tani, id); st != "verified" {
+		if st, reason := waitAttested(t, agent, id); st != "verified" {
 			t.Fatalf("record %s: got %s (%s), want verified", id, st, reason)
 		}
 	}
@@ -79,6 +88,49 @@ func TestEndToEnd_SyncToVerifiableReceipt(t *testing.T) {
 		t.Errorf("receipt proves %s %s, want %s plot.mapped", res.Entry.RecordID, res.Entry.Kind, ids[1])
 	}
 
+	t.Run("ErrNotYetJournaled_SaidSoNot404", func(t *testing.T) {
+		// The journal's storage refuses new entries: attest decides the
+		// record (its decision row is the outbox) but cannot journal it.
+		for _, sql := range []string{
+			`CREATE FUNCTION public.journal_down() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'journal storage unavailable'; END $$`,
+			`CREATE TRIGGER journal_down BEFORE INSERT ON ledger.entries FOR EACH STATEMENT EXECUTE FUNCTION public.journal_down()`,
+		} {
+			if _, err := tani.DB.Exec(ctx, sql); err != nil {
+				t.Fatal(err)
+			}
+		}
+		q := clienttest.Payloads(uuid.NewString(), "", time.Now())["farmer.registered"]
+		q["phone"] = phone()
+		raw, id, err := agent.Record("farmer.registered", time.Now().Add(-time.Hour), loc, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := agent.Sync(ctx, []json.RawMessage{raw}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for st, _ := agent.Status(ctx, id); st.Status != "journaling"; st, _ = agent.Status(ctx, id) {
+			if st.Status == "verified" || time.Now().After(deadline) {
+				t.Fatalf("got status %+v, want journaling while the journal is down", st)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		resp := tani.Get(t, "/ledger/v1/records/"+id+"/receipt")
+		body, _ := io.ReadAll(resp.Body)
+		if want := "has no journal entry: not yet journaled"; resp.StatusCode != http.StatusConflict || !strings.Contains(string(body), want) {
+			t.Errorf("receipt while journaling: got %d %s, want 409 saying %q", resp.StatusCode, body, want)
+		}
+
+		if _, err := tani.DB.Exec(ctx, `DROP TRIGGER journal_down ON ledger.entries`); err != nil {
+			t.Fatal(err)
+		}
+		if st, reason := waitAttested(t, agent, id); st != "verified" {
+			t.Fatalf("after the journal is back: got %s (%s), want verified", st, reason)
+		}
+		if resp := tani.Get(t, "/ledger/v1/records/"+id+"/receipt"); resp.StatusCode != http.StatusOK {
+			t.Errorf("receipt once verified: got %d, want 200", resp.StatusCode)
+		}
+	})
 	t.Run("OK_FlaggedApprovedAndJournaled", func(t *testing.T) {
 		far := client.Location{Lat: -6.2, Lon: 106.8, AccuracyM: 4} // Jakarta, not the plot
 		raw, id, err := agent.Record("crop.planted", time.Now().Add(-time.Hour), far, p["crop.planted"])
@@ -88,7 +140,7 @@ func TestEndToEnd_SyncToVerifiableReceipt(t *testing.T) {
 		if _, err := agent.Sync(ctx, []json.RawMessage{raw}); err != nil {
 			t.Fatal(err)
 		}
-		if st, reason := waitAttested(t, tani, id); st != "flagged" || !strings.Contains(reason, "capture.near_plot") {
+		if st, reason := waitAttested(t, agent, id); st != "flagged" || !strings.Contains(reason, "capture.near_plot") {
 			t.Fatalf("got %s (%s), want flagged by capture.near_plot", st, reason)
 		}
 		var review string
@@ -108,7 +160,7 @@ func TestEndToEnd_SyncToVerifiableReceipt(t *testing.T) {
 			b, _ := io.ReadAll(r.Body)
 			t.Fatalf("approve: got %d %s, want 200", r.StatusCode, b)
 		}
-		if st, _ := waitAttested(t, tani, id); st != "verified" {
+		if st, _ := waitAttested(t, agent, id); st != "verified" {
 			t.Errorf("after approval: got %s, want verified", st)
 		}
 		for _, rec := range []string{id, review} {

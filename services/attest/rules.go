@@ -224,12 +224,17 @@ func Outcome(results []Result) (status, reason string) {
 	return StatusVerified, ""
 }
 
-// Record statuses, as attest.record_status shows them.
+// Record statuses, as attest.records stores them and attest.record_status
+// shows them.
 const (
 	StatusPending  = "pending"
 	StatusVerified = "verified"
 	StatusFlagged  = "flagged"
 	StatusRejected = "rejected"
+	// StatusJournaling is shown, never stored: attest.record_status says it
+	// of a verified record whose journal entry is not committed yet, so
+	// that verified always means a receipt can be had.
+	StatusJournaling = "journaling"
 )
 
 // checkDevice re-establishes what ingest established, because a bank will

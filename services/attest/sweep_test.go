@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/tani-platform/tani/internal/natsbus"
@@ -70,6 +71,15 @@ func TestSweep_RetriesAfterFailures(t *testing.T) {
 		if verified != len(ins) {
 			t.Fatalf("got %d decisions stored, want all %d (only journaling failed)", verified, len(ins))
 		}
+		// Verified means journaled: until then the public status says so.
+		var shown string
+		e.pool.QueryRow(ctx, `SELECT status FROM attest.record_status WHERE id = $1`, ins[0].Env.ID).Scan(&shown)
+		if shown != attest.StatusJournaling {
+			t.Errorf("public status while the journal is down: got %q, want %q", shown, attest.StatusJournaling)
+		}
+		if why, err := attest.NotJournaledReason(ctx, e.pool, ins[0].Env.ID); err != nil || !strings.HasPrefix(why, "not yet journaled") {
+			t.Errorf("NotJournaledReason: got %q, %v, want not yet journaled", why, err)
+		}
 
 		mustExec(t, e.pool, `DROP TRIGGER journal_down ON ledger.entries`)
 		if err := e.svc.Sweep(ctx); err != nil {
@@ -77,6 +87,10 @@ func TestSweep_RetriesAfterFailures(t *testing.T) {
 		}
 		if journaled, announced := progress(t, e, idsOf(ins)); journaled != len(ins) || announced != len(ins) {
 			t.Errorf("after the sweep: got %d journaled and %d announced, want all %d", journaled, announced, len(ins))
+		}
+		e.pool.QueryRow(ctx, `SELECT status FROM attest.record_status WHERE id = $1`, ins[0].Env.ID).Scan(&shown)
+		if why, err := attest.NotJournaledReason(ctx, e.pool, ins[0].Env.ID); shown != attest.StatusVerified || why != "" || err != nil {
+			t.Errorf("once journaled: got status %q and reason %q, %v, want verified and none", shown, why, err)
 		}
 		// The sweeper rebuilt the revisions from the sealed records; the
 		// journal must hold the protected registration, without the

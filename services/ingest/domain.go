@@ -129,14 +129,22 @@ func (s *Service) queue(b *pgx.Batch, ev *events, it *item, kept *[]*item) error
 		expires, _ := time.Parse(time.RFC3339, p.ExpiresAt)
 		// A revocation synced before its grant (offline phones) is already
 		// in submissions: the grant starts out revoked.
+		//
+		// Every parameter is typed where it is first met: Postgres infers
+		// an untyped parameter's type from its first use, and a bare $1
+		// in the select list compared as text below would be inserted as
+		// text into a uuid column (SQLSTATE 42804). The payload's ids are
+		// compared in canonical (lowercase) form.
 		b.Queue(`
 			INSERT INTO ingest.consents (consent_id, farmer_id, grantee_org_id, scopes, expires_at, granted_record_id, granted_at,
 			                             revoked_at, revoked_record_id, revoke_reason)
-			SELECT $1, $2, $3, $4, $5, $6, $7, r.captured_at, r.id, nullif(r.payload->>'reason', '')
+			SELECT $1::uuid, $2::uuid, $3::uuid, $4::text[], $5::timestamptz, $6::uuid, $7::timestamptz,
+			       r.captured_at, r.id, nullif(r.payload->>'reason', '')
 			FROM (SELECT 1) AS one
 			LEFT JOIN LATERAL (
 			    SELECT id, captured_at, payload FROM ingest.submissions
-			    WHERE type = 'consent.revoked' AND payload->>'consent_id' = $1::text AND payload->>'farmer_id' = $2::text
+			    WHERE type = 'consent.revoked'
+			      AND lower(payload->>'consent_id') = $1::uuid::text AND lower(payload->>'farmer_id') = $2::uuid::text
 			    ORDER BY captured_at LIMIT 1) AS r ON true
 			ON CONFLICT DO NOTHING`,
 			p.ConsentID, p.FarmerID, p.GranteeOrgID, p.Scopes, expires, env.ID, captured)

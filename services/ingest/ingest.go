@@ -15,13 +15,13 @@ import (
 
 	"github.com/tani-platform/tani/internal/parallel"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/forget"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/pii"
 	"github.com/tani-platform/tani/internal/postgres"
@@ -58,6 +58,7 @@ type Service struct {
 	pii       *pii.Keys
 	logger    *slog.Logger
 	consumer  *natsbus.Consumer
+	erasures  *natsbus.Consumer
 	validator *validate.Validator
 }
 
@@ -77,6 +78,7 @@ func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream, keys *pii.Keys,
 			MaxDeliver:     cfg.MaxDeliver,
 			MaxBatch:       cfg.MaxBatch,
 		}, js, logger, metrics),
+		erasures: forget.Consumer(ErasureConsumerName, js, logger, metrics),
 	}
 }
 
@@ -85,11 +87,19 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := postgres.Migrate(ctx, s.pool, s.logger, Migrations); err != nil {
 		return err
 	}
-	return s.consumer.Start(ctx)
+	if err := s.consumer.Start(ctx); err != nil {
+		return err
+	}
+	return s.erasures.Start(ctx)
 }
 
-// Run consumes in batches until ctx is done.
-func (s *Service) Run(ctx context.Context) error { return s.consumer.RunBatch(ctx, s.HandleBatch) }
+// Run consumes in batches until ctx is done, and erases farmers who asked
+// to be forgotten.
+func (s *Service) Run(ctx context.Context) error {
+	return forget.RunWith(ctx, s.erasures, eraser.Handler(s.pool, s.erase, s.logger), func(ctx context.Context) error {
+		return s.consumer.RunBatch(ctx, s.HandleBatch)
+	})
+}
 
 // Stop has nothing to release: Run drains the consumer when ctx ends.
 func (s *Service) Stop(context.Context) error { return nil }
@@ -123,15 +133,17 @@ type item struct {
 // records; a record that must be refused is taken out and the rest stored
 // again, and if the transaction fails for a reason no record names, each
 // record is retried in its own transaction so that one bad record cannot
-// hold the others back. A refused record is remembered with its reason
-// (for the agent's status view) before it is dead-lettered.
+// hold the others back. A refused record is dead-lettered by the consumer
+// runner with its reason; the phone and operators hear of it from the DEAD
+// stream (mobile.refusals), whatever the reason and whichever consumer
+// refused it.
 func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error {
 	items := make([]*item, len(msgs))
 	parallel.For(len(msgs), func(i int) { items[i] = s.prepare(msgs[i]) })
 	s.verify(ctx, items)
 	s.storeAll(ctx, items)
+	s.forgetErased(ctx, items)
 	s.announce(ctx, items)
-	s.refuse(ctx, items)
 	errs := make([]error, len(items))
 	for i, it := range items {
 		errs[i] = it.err
@@ -148,18 +160,17 @@ func (s *Service) prepare(msg jetstream.Msg) *item {
 		return it
 	}
 	it.seq, it.received = md.Sequence.Stream, md.Timestamp
-	env, payload, problems := record.Check(s.validator, msg.Data(), md.Timestamp)
-	it.env, it.payload = env, payload
+	// The same strict read as mobile-api's: the record's canonical bytes
+	// and the typed view of them, which is what is stored and announced.
+	rec, problems := record.Check(s.validator, msg.Data(), md.Timestamp)
+	env := rec.Env
+	it.env, it.payload, it.canonical = env, rec.Payload, rec.Canonical
 	if len(problems) > 0 {
 		it.err = apperr.Fields(fmt.Sprintf("invalid record %s on %s", env.ID, msg.Subject()), problems...)
 		return it
 	}
 	if msg.Subject() != natsbus.SubjectSubmittedPrefix+env.Type {
 		it.err = apperr.Errorf(apperr.Invalid, "record %s of type %q arrived on %s", env.ID, env.Type, msg.Subject())
-		return it
-	}
-	if it.canonical, err = record.Canonical(msg.Data()); err != nil {
-		it.err = apperr.Wrap(apperr.Invalid, err, "record %s is not canonicalizable", env.ID)
 		return it
 	}
 	it.hash = record.Hash(it.canonical)
@@ -295,6 +306,10 @@ func (s *Service) store(ctx context.Context, items []*item) error {
 		}
 		var refused bool
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			todo, err := s.fenceErased(ctx, tx, todo)
+			if err != nil || len(todo) == 0 {
+				return err
+			}
 			fresh, err := s.insert(ctx, tx, todo)
 			if err != nil {
 				return err
@@ -414,46 +429,6 @@ func (s *Service) announce(ctx context.Context, items []*item) {
 			o.it.err = fmt.Errorf("publish ingested %s: %w", o.it.env.ID, err)
 		case <-ctx.Done():
 			o.it.err = fmt.Errorf("publish ingested %s: %w", o.it.env.ID, ctx.Err())
-		}
-	}
-}
-
-// refuse records why records were refused, so that the agent's status view
-// shows it. Undecodable messages without a usable id are only
-// dead-lettered. If the refusals cannot be written, the records are
-// retried: the refusal must be visible before the message leaves.
-func (s *Service) refuse(ctx context.Context, items []*item) {
-	var ids, reasons []string
-	var refused []*item
-	for _, it := range items {
-		code := apperr.CodeOf(it.err)
-		if code != apperr.Invalid && code != apperr.Conflict {
-			continue
-		}
-		// The record's own id when it decoded that far; the message ID
-		// (the same for honest publishers) otherwise.
-		id := cmp.Or(it.env.ID, it.msg.Headers().Get(jetstream.MsgIDHeader))
-		if _, err := uuid.Parse(id); err != nil {
-			continue
-		}
-		reason := it.err.Error()
-		if e, ok := apperr.As(it.err); ok {
-			reason = e.Message
-			for _, f := range e.Fields {
-				reason += "; " + f.Field + ": " + f.Message
-			}
-		}
-		ids, reasons, refused = append(ids, id), append(reasons, reason), append(refused, it)
-	}
-	if len(refused) == 0 {
-		return
-	}
-	_, err := s.pool.Exec(ctx, `
-		INSERT INTO ingest.refusals (record_id, reason) SELECT * FROM unnest($1::uuid[], $2::text[])
-		ON CONFLICT DO NOTHING`, ids, reasons)
-	if err != nil {
-		for i, it := range refused {
-			it.err = fmt.Errorf("record refusal of %s: %w", ids[i], err)
 		}
 	}
 }

@@ -157,11 +157,12 @@ func TestHandleBatch(t *testing.T) {
 			stolen: "belongs to another farmer",
 			twin:   "different content",
 		} {
+			// Projected from the dead letter by mobile-api, for the
+			// agent's status view and the operators' list.
 			var reason string
-			if err := tani.DB.QueryRow(ctx, `SELECT reason FROM ingest.refusals WHERE record_id = $1`, id).Scan(&reason); err != nil {
-				t.Errorf("refusal of %s: %v", id, err)
-				continue
-			}
+			waitFor(t, "refusal of "+id+" recorded", func() bool {
+				return tani.DB.QueryRow(ctx, `SELECT notice FROM mobile.refusals WHERE record_id = $1 AND stage = 'ingest'`, id).Scan(&reason) == nil
+			})
 			if !strings.Contains(reason, want) {
 				t.Errorf("refusal of %s = %q, want it to say %q", id, reason, want)
 			}
