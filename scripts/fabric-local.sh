@@ -36,7 +36,7 @@ fabric_bin() {
   fi
   local shared="$repo/../shared/fabric/build.sh"
   if [ -x "$shared" ] || [ -f "$shared" ]; then
-    say "building Fabric from ../shared/fabric (once; minutes the first time)"
+    say "Fabric from ../shared/fabric (built once into \${FABRIC_BUILD_CACHE:-~/.cache/fabric-builds}; minutes the first time)"
     bash "$shared"; return
   fi
   cat >&2 <<'EOF'
