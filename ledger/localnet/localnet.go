@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -359,23 +360,15 @@ func (n *Network) caProc(o consortium.Org) (proc, error) {
 	}, nil
 }
 
+// uniq drops empty and repeated names, keeping the first occurrence.
 func uniq(vs ...string) []string {
 	var out []string
 	for _, v := range vs {
-		if v != "" && !containsStr(out, v) {
+		if v != "" && !slices.Contains(out, v) {
 			out = append(out, v)
 		}
 	}
 	return out
-}
-
-func containsStr(vs []string, v string) bool {
-	for _, x := range vs {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // bootstrapSecret is the CA's registrar password, created once and kept
