@@ -15,7 +15,7 @@ say() { printf 'test: %s\n' "$*" >&2; }
 net_dir=$(mktemp -d "${TMPDIR:-/tmp}/tani-fabric.XXXXXX")
 cleanup() {
   scripts/fabric-local.sh down "$net_dir" >/dev/null 2>&1 || true
-  rm -rf "$net_dir"
+  rm -rf "$net_dir" "$net_dir.log"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -49,8 +49,6 @@ case $rc in
     exit 1
     ;;
 esac
-rm -f "$net_dir.log"
-
 status=0
 $GO test -timeout 30m ./... || status=$?
 if [ -n "$real" ]; then
