@@ -5,22 +5,32 @@ GO      ?= go
 BIN     := bin/tani
 PKGS    := ./...
 
-.PHONY: run test setup build vet bench clean
+.PHONY: run test setup build vet bench clean fabric-up fabric-down
 
 ## run: set up if needed, then start every module with embedded NATS and demo data
 run: setup build
 	./$(BIN) up -demo -log.format=text
 
-## test: set up if needed, vet, then the whole suite (real Postgres, in-process NATS)
+## test: set up if needed, vet, then the whole suite (real Postgres, in-process NATS, and a real
+## Fabric network brought up once for the tests against real peers; see scripts/test.sh)
 test: setup
 	$(GO) vet $(PKGS)
-	$(GO) test -timeout 30m $(PKGS)
+	GO=$(GO) bash scripts/test.sh
+
+## fabric-up: a real Fabric network on loopback in var/fabric-local (scripts/fabric-local.sh)
+fabric-up:
+	bash scripts/fabric-local.sh up
+
+## fabric-down: stop it (data stays in var/fabric-local)
+fabric-down:
+	bash scripts/fabric-local.sh down
 
 setup:
 	@bash scripts/setup.sh
 
 build:
 	$(GO) build -o $(BIN) ./cmd/tani
+	$(GO) build -o bin/tani-chaincode ./cmd/tani-chaincode
 
 vet:
 	$(GO) vet $(PKGS)

@@ -46,6 +46,9 @@ type Service interface {
 type module struct {
 	deps []string
 	init func(a *App) (Service, error)
+	// unused reports a configuration in which the module has nothing to
+	// do, so that the process does not list it as running.
+	unused func(cfg Config) bool
 }
 
 // modules is the dependency map. Services never import each other: they
@@ -56,7 +59,7 @@ var modules = map[string]module{
 	NATSServer:   {init: (*App).initNATSServer},
 	NATS:         {deps: []string{NATSServer}, init: (*App).initNATS},
 	Ledger:       {deps: []string{Postgres, Server}, init: (*App).initLedger},
-	FabricDevnet: {init: (*App).initFabricDevnet},
+	FabricDevnet: {init: (*App).initFabricDevnet, unused: func(c Config) bool { return c.Fabric.Endpoint != "" }},
 	Anchor:       {deps: []string{Ledger, FabricDevnet}, init: (*App).initAnchor},
 	Ingest:       {deps: []string{Postgres, NATS, Server}, init: (*App).initIngest},
 	MobileAPI:    {deps: []string{Postgres, NATS, Server}, init: (*App).initMobileAPI},
@@ -116,6 +119,11 @@ func order(targets []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// withoutUnused drops from ord the modules cfg leaves with nothing to do.
+func withoutUnused(ord []string, cfg Config) []string {
+	return slices.DeleteFunc(ord, func(n string) bool { u := modules[n].unused; return u != nil && u(cfg) })
 }
 
 // funcService adapts plain functions to Service; a nil function does
