@@ -92,6 +92,9 @@ func (a *App) initNATSServer() (Service, error) {
 }
 
 func (a *App) initNATS() (Service, error) {
+	if err := a.cfg.NATS.Validate(); err != nil {
+		return nil, err
+	}
 	logger := a.logger.With("module", NATS)
 	return funcService{
 		start: func(ctx context.Context) error {
