@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tani-platform/tani/internal/app/apptest"
@@ -110,14 +111,10 @@ func TestCluster_LosingANodeOfEachKindLosesNothing(t *testing.T) {
 		}()
 	}
 
-	type event struct {
-		what string
-		at   time.Time
-	}
-	var events []event
+	var events []loadEvent
 	kill := func(what string, do func()) {
 		load.waitFor(t, load.acked()+300) // acknowledgements are flowing
-		events = append(events, event{what, time.Now()})
+		events = append(events, loadEvent{what, time.Now()})
 		do()
 	}
 	kill("NATS node leading the FARM stream killed", func() {
@@ -134,20 +131,37 @@ func TestCluster_LosingANodeOfEachKindLosesNothing(t *testing.T) {
 	kill("ingest process killed", ingest[0].Kill)
 	kill("mobile-api process killed", api[1].Kill)
 	load.waitFor(t, load.acked()+300)
-	events = append(events, event{"end", time.Now()})
+	events = append(events, loadEvent{"end", time.Now()})
 	close(stop)
 	wg.Wait()
 	if t.Failed() {
 		t.FailNow()
 	}
 
-	ids := load.ids()
-	db := anchorer.DB
-	// Ingest: exactly once. The killed process's unacknowledged messages
-	// come back after their ack wait (30 s), hence the long bound.
+	// The killed ingest's unacknowledged messages come back after their
+	// ack wait (30 s), hence the long bound.
+	mustAllJournaledAndAnchored(t, anchorer.DB, load.ids(), 3*time.Minute)
+	mustVerify(t, "-data-dir", anchorer.DataDir, "-ledger.key-file", keys.ledger,
+		"-database.url", anchorer.DatabaseURL, "-fabric.devnet-listen", anchorer.App.FabricDevnetAddr())
+	load.report(t, events)
+}
+
+// loadEvent is something done to the deployment under load, and when.
+type loadEvent struct {
+	what string
+	at   time.Time
+}
+
+// mustAllJournaledAndAnchored waits until every acknowledged record is
+// stored, decided, journaled and covered by an anchored checkpoint, then
+// fails the test unless each is stored exactly once, journaled exactly
+// once and verified. It logs the figures.
+func mustAllJournaledAndAnchored(t *testing.T, db *pgxpool.Pool, ids []string, timeout time.Duration) {
+	t.Helper()
+	ctx := context.Background()
 	var stored, rows, decided, journaled, entries int
 	var maxLeaf int64
-	pollUntil(t, 3*time.Minute, "every acknowledged record stored, decided, journaled and anchored", func() (bool, string) {
+	pollUntil(t, timeout, "every acknowledged record stored, decided, journaled and anchored", func() (bool, string) {
 		err := db.QueryRow(ctx, `SELECT count(DISTINCT id), count(*) FROM ingest.submissions WHERE id = ANY($1::uuid[])`, ids).Scan(&stored, &rows)
 		if err == nil {
 			err = db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status <> 'pending'), count(leaf_index), coalesce(max(leaf_index), -1)
@@ -174,21 +188,30 @@ func TestCluster_LosingANodeOfEachKindLosesNothing(t *testing.T) {
 	if notVerified != 0 {
 		t.Errorf("%d records not verified; the load sends only records the rules pass", notVerified)
 	}
-
-	var out strings.Builder
-	code := cli.Main(ctx, []string{"verify", "-data-dir", anchorer.DataDir, "-ledger.key-file", keys.ledger,
-		"-database.url", anchorer.DatabaseURL, "-fabric.devnet-listen", anchorer.App.FabricDevnetAddr()}, &out, &out, func(string) string { return "" })
-	if code != 0 || !strings.Contains(out.String(), "Fabric anchors") {
-		t.Errorf("tani verify: exit %d\n%s", code, out.String())
-	}
-
-	// The figures.
-	acks := load.times()
 	t.Logf("%d records acknowledged: %d stored, %d lost, %d duplicated (rows beyond one per record in ingest and the journal)",
 		len(ids), stored, len(ids)-stored, rows-stored+entries-journaled)
+}
+
+// mustVerify runs `tani verify` with args and fails the test unless it
+// passes with the Fabric anchors checked.
+func mustVerify(t *testing.T, args ...string) {
+	t.Helper()
+	var out strings.Builder
+	code := cli.Main(context.Background(), append([]string{"verify"}, args...), &out, &out, func(string) string { return "" })
+	if code != 0 || !strings.Contains(out.String(), "Fabric anchors") {
+		t.Errorf("tani verify: exit %d\n%s", code, out.String())
+	} else {
+		t.Logf("tani verify: %s", strings.TrimSpace(out.String()))
+	}
+}
+
+// report logs the longest time without acknowledgements after each event
+// but the last (which marks the end of the load).
+func (l *phoneLoad) report(t *testing.T, events []loadEvent) {
+	acks := l.times()
 	for i, e := range events[:len(events)-1] {
 		gap, before, after := longestGap(acks, e.at, events[i+1].at)
-		t.Logf("%s: longest time without acknowledgements %.2fs (from %s to %s after the kill)",
+		t.Logf("%s: longest time without acknowledgements %.2fs (from %s to %s after it)",
 			e.what, gap.Seconds(), before.Sub(e.at).Round(time.Millisecond), after.Sub(e.at).Round(time.Millisecond))
 	}
 }
