@@ -256,6 +256,9 @@ func (a *App) initLedger() (Service, error) {
 	if err := j.RegisterMetrics(a.registry); err != nil {
 		return nil, err
 	}
+	if err := a.registry.Register(ledger.StateCollector(a.pool)); err != nil {
+		return nil, err
+	}
 	// A journal that found a fork keeps running (so that it can say why)
 	// but must get no traffic.
 	a.server.AddReadinessCheck(Ledger, func() error {
