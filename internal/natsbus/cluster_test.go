@@ -143,3 +143,62 @@ func TestCluster_ThreeReplicasSurviveLosingTheLeader(t *testing.T) {
 		t.Errorf("after killing %s: got leader %q, want another node", leaderName, info.Cluster.Leader)
 	}
 }
+
+// BenchmarkPublishBatch publishes batches of 100 records of 1 KB the way
+// mobile-api answers a /sync (asynchronously, then waiting for every
+// acknowledgement) to the embedded server (R1) and to a three-node cluster
+// on loopback with R1 and R3 streams: what replication costs an
+// acknowledgement. Figures in docs/capacity.md.
+func BenchmarkPublishBatch(b *testing.B) {
+	cluster := natstest.MustCluster(b, 3)
+	single := natstest.MustServer(b)
+	payload := make([]byte, 1024)
+	for _, bc := range []struct {
+		name     string
+		url      string
+		replicas int
+	}{
+		{"embedded-R1", single.ClientURL(), 1},
+		{"cluster-R1", cluster.URL(), 1},
+		{"cluster-R3", cluster.URL(), 3},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			nc, js, err := natsbus.Connect(natsbus.Config{URL: bc.url}, nil, b.Name(), slog.New(slog.DiscardHandler))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer nc.Close()
+			ctx := context.Background()
+			for _, name := range []string{natsbus.StreamFarm, natsbus.StreamDead} {
+				_ = js.DeleteStream(ctx, name) // a fresh stream with this case's replicas
+			}
+			if err := natsbus.EnsureStreams(ctx, js, bc.replicas); err != nil {
+				b.Fatal(err)
+			}
+			const batch = 100
+			n := 0
+			b.ResetTimer()
+			for range b.N {
+				futures := make([]jetstream.PubAckFuture, 0, batch)
+				for range batch {
+					n++
+					f, err := js.PublishAsync("farm.submitted.bench", payload, jetstream.WithMsgID(fmt.Sprintf("%s-%d", bc.name, n)))
+					if err != nil {
+						b.Fatal(err)
+					}
+					futures = append(futures, f)
+				}
+				for _, f := range futures {
+					select {
+					case <-f.Ok():
+					case err := <-f.Err():
+						b.Fatal(err)
+					case <-time.After(10 * time.Second):
+						b.Fatal("no acknowledgement within 10 s")
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
