@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/tani-platform/tani/internal/apperr"
 
@@ -40,7 +39,6 @@ func (a *App) initServer() (Service, error) {
 
 func (a *App) initPostgres() (Service, error) {
 	logger := a.logger.With("module", Postgres)
-	var monitor *postgres.ReplicaMonitor
 	return funcService{
 		start: func(ctx context.Context) error {
 			pool, err := postgres.Open(ctx, a.cfg.Postgres, logger)
@@ -54,40 +52,15 @@ func (a *App) initPostgres() (Service, error) {
 				pool.Close()
 				return err
 			}
-			a.pool, a.readPool = pool, pool
-			if a.cfg.Postgres.ReadURL == "" {
-				return nil
-			}
-			if a.readPool, err = postgres.OpenReadOnly(ctx, a.cfg.Postgres.ReadURL, a.cfg.Postgres.MaxConns); err != nil {
-				pool.Close()
-				return err
-			}
-			if monitor, err = postgres.NewReplicaMonitor(a.pool, a.readPool, replicaLagInterval, a.registry, logger); err != nil {
-				a.readPool.Close()
-				pool.Close()
-				return err
-			}
+			a.pool = pool
 			return nil
 		},
-		run: func(ctx context.Context) error {
-			if monitor == nil {
-				<-ctx.Done()
-				return nil
-			}
-			return monitor.Run(ctx)
-		},
 		stop: func(context.Context) error {
-			if a.readPool != a.pool {
-				a.readPool.Close()
-			}
 			a.pool.Close()
 			return nil
 		},
 	}, nil
 }
-
-// replicaLagInterval is how often the read replica's lag is measured.
-const replicaLagInterval = 5 * time.Second
 
 func (a *App) initNATSServer() (Service, error) {
 	if a.cfg.NATS.URL != "" {
