@@ -412,7 +412,7 @@ func checkDeployment(t *testing.T, d *deployment, dep object, flags map[string]s
 			defined[ename] = true
 			env[ename] = value
 		}
-		for _, v := range []string{"TANI_DATABASE_URL", "TANI_NATS_URL", "TANI_PII_KEY_FILE", "TANI_AUTH_SIGNING_KEY_FILE", "TANI_LEDGER_KEY_FILE"} {
+		for _, v := range []string{"TANI_DATABASE_URL", "TANI_NATS_URL", "TANI_PII_KEY_FILE", "TANI_AUTH_SIGNING_KEY_FILE", "TANI_LEDGER_KEY_FILE", "TANI_AUTH_OPERATOR_TOKEN_FILE"} {
 			if env[v] == "" {
 				t.Errorf("container %s: %s not set; a split process needs it", name, v)
 			}

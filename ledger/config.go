@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/tani-platform/tani/internal/keyfile"
 )
 
 // Config configures the journal. The zero value is not usable; RegisterFlags
@@ -41,7 +44,7 @@ const (
 // RegisterFlags registers the journal's flags with the prefix "ledger.".
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Origin, "ledger.origin", DefaultOrigin, "log origin: first line of every checkpoint and name of the signing key")
-	fs.StringVar(&c.KeyFile, "ledger.key-file", "", "note signer key file; empty: generate into the data directory on first run")
+	fs.StringVar(&c.KeyFile, "ledger.key-file", "", "note signer key file; every process running the ledger must use the same one (`tani keys init`); default <data-dir>/ledger.key, generated only by target all")
 	fs.DurationVar(&c.CheckpointInterval, "ledger.checkpoint-interval", DefaultCheckpointInterval, "how often to sign a checkpoint while the log grows")
 }
 
@@ -64,34 +67,76 @@ func (c Config) validate() error {
 	return nil
 }
 
+// SignerKeyKind is the journal's signer key file for a log named origin: a
+// note signer key (PRIVATE+KEY+origin+hash+base64) on one line.
+func SignerKeyKind(origin string) keyfile.Kind {
+	return keyfile.Kind{
+		Name: "ledger signing key",
+		Flag: "ledger.key-file",
+		File: signerKeyName,
+		New: func() ([]byte, error) {
+			skey, _, err := note.GenerateKey(rand.Reader, origin)
+			if err != nil {
+				return nil, err
+			}
+			return []byte(skey + "\n"), nil
+		},
+		Check: func(data []byte) error {
+			_, err := parseSignerKey(data, origin)
+			return err
+		},
+	}
+}
+
+// PublicKeyFile is the name of the journal's public key file beside a
+// generated signer key: what auditors, banks and distributors verify
+// checkpoints and receipts against.
+const PublicKeyFile = verifierKeyName
+
+// PublicKey returns the note verifier key of the contents of a signer key
+// file, to publish as PublicKeyFile.
+func PublicKey(signerKeyFile []byte) (string, error) {
+	return verifierKey(strings.TrimSpace(string(signerKeyFile)))
+}
+
+// parseSignerKey checks a signer key file without quoting it in errors.
+func parseSignerKey(data []byte, origin string) (note.Signer, error) {
+	skey := strings.TrimSpace(string(data))
+	if _, err := verifierKey(skey); err != nil {
+		return nil, err
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		return nil, errors.New("not a note signer key")
+	}
+	if signer.Name() != origin {
+		return nil, fmt.Errorf("the key is named %q, but the origin is %q (-ledger.origin)", signer.Name(), origin)
+	}
+	return signer, nil
+}
+
 // loadKeys reads the signer key, or generates a key pair into DataDir when
 // no key file is configured and none was generated before. The verifier key
 // is always derived from the signer key, so the two cannot drift apart.
 func loadKeys(c Config) (note.Signer, note.Verifier, string, error) {
-	path := c.KeyFile
-	if path == "" {
-		path = filepath.Join(c.DataDir, signerKeyName)
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			if err := generateKeys(c.DataDir, c.Origin); err != nil {
-				return nil, nil, "", err
-			}
-		}
+	kind := SignerKeyKind(c.Origin)
+	var raw []byte
+	var err error
+	if c.KeyFile != "" {
+		raw, err = keyfile.Load(c.KeyFile, kind)
+	} else {
+		raw, err = generateKeys(c.DataDir, kind)
 	}
-	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("ledger: read signer key: %w", err)
+		return nil, nil, "", fmt.Errorf("ledger: %w", err)
 	}
-	skey := strings.TrimSpace(string(raw))
-	signer, err := note.NewSigner(skey)
+	signer, err := parseSignerKey(raw, c.Origin)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("ledger: signer key %s: %w", path, err)
+		return nil, nil, "", fmt.Errorf("ledger: %w", err)
 	}
-	if signer.Name() != c.Origin {
-		return nil, nil, "", fmt.Errorf("ledger: signer key %s is named %q, but the origin is %q", path, signer.Name(), c.Origin)
-	}
-	vkey, err := verifierKey(skey)
+	vkey, err := PublicKey(raw)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("ledger: signer key %s: %w", path, err)
+		return nil, nil, "", fmt.Errorf("ledger: %w", err)
 	}
 	verifier, err := note.NewVerifier(vkey)
 	if err != nil {
@@ -100,34 +145,37 @@ func loadKeys(c Config) (note.Signer, note.Verifier, string, error) {
 	return signer, verifier, vkey, nil
 }
 
-func generateKeys(dir, origin string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("ledger: create data directory: %w", err)
-	}
-	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+// generateKeys loads the signer key from dir, creating it on first start,
+// and publishes its public key beside it. Processes starting together end
+// up with one key: the first to create the file wins, the others read it.
+func generateKeys(dir string, kind keyfile.Kind) ([]byte, error) {
+	raw, _, err := keyfile.LoadOrCreate(filepath.Join(dir, signerKeyName), kind)
 	if err != nil {
-		return fmt.Errorf("ledger: generate key: %w", err)
+		return nil, err
 	}
-	// O_EXCL: two processes starting together must not overwrite each
-	// other's key; the loser reads the winner's.
-	f, err := os.OpenFile(filepath.Join(dir, signerKeyName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	vkey, err := PublicKey(raw)
+	if err != nil {
+		return nil, err
+	}
+	pubPath := filepath.Join(dir, verifierKeyName)
+	pub := []byte(vkey + "\n")
+	err = keyfile.Create(pubPath, pub, 0o644)
 	if errors.Is(err, fs.ErrExist) {
-		return nil
+		// Written by an earlier start or a racing process: it must be this
+		// key's, or auditors would check receipts against the wrong key.
+		old, rerr := os.ReadFile(pubPath)
+		if rerr != nil {
+			return nil, fmt.Errorf("read public key: %w", rerr)
+		}
+		if !bytes.Equal(bytes.TrimSpace(old), bytes.TrimSpace(pub)) {
+			return nil, fmt.Errorf("public key %s is not the public key of %s", pubPath, filepath.Join(dir, signerKeyName))
+		}
+		err = nil
 	}
 	if err != nil {
-		return fmt.Errorf("ledger: create signer key: %w", err)
+		return nil, fmt.Errorf("write public key: %w", err)
 	}
-	if _, err := f.WriteString(skey + "\n"); err != nil {
-		f.Close()
-		return fmt.Errorf("ledger: write signer key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("ledger: write signer key: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, verifierKeyName), []byte(vkey+"\n"), 0o644); err != nil {
-		return fmt.Errorf("ledger: write verifier key: %w", err)
-	}
-	return nil
+	return raw, nil
 }
 
 // verifierKey derives the note verifier key from an Ed25519 note signer key

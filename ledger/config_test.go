@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,6 +65,62 @@ func TestStart(t *testing.T) {
 		}
 		if j1.VerifierKey() != j2.VerifierKey() {
 			t.Errorf("restart changed the key: got %q, want %q", j2.VerifierKey(), j1.VerifierKey())
+		}
+	})
+	t.Run("OKConcurrentStartsShareOneKey", func(t *testing.T) {
+		// Processes started together on one data directory must not each
+		// sign with a key of their own.
+		dir := t.TempDir()
+		const n = 8
+		keys := make([]string, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				j, err := start(ledger.Config{Origin: "tani.example/ledger", DataDir: dir})
+				if err == nil {
+					keys[i] = j.VerifierKey()
+				}
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+		for i := range n {
+			if errs[i] != nil || keys[i] != keys[0] {
+				t.Fatalf("start %d: key %q, err %v; want %q like start 0", i, keys[i], errs[i], keys[0])
+			}
+		}
+	})
+	t.Run("ErrPublicKeyOfAnotherKey", func(t *testing.T) {
+		dir := t.TempDir()
+		_, other, err := note.GenerateKey(rand.Reader, "tani.example/ledger")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "ledger.pub"), []byte(other+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := start(ledger.Config{Origin: "tani.example/ledger", DataDir: dir}); err == nil || !strings.Contains(err.Error(), "ledger.pub") {
+			t.Errorf("err = %v, want a refusal naming ledger.pub: auditors would check against the wrong key", err)
+		}
+	})
+	t.Run("ErrMalformedKeyFile", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "k")
+		if err := os.WriteFile(path, []byte("PRIVATE+KEY+garbage\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := start(ledger.Config{Origin: "tani.example/ledger", KeyFile: path})
+		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "malformed") || strings.Contains(err.Error(), "garbage") {
+			t.Errorf("err = %v, want one naming %s as malformed without quoting it", err, path)
+		}
+	})
+	t.Run("ErrMissingKeyFileNotGenerated", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "k")
+		if _, err := start(ledger.Config{Origin: "tani.example/ledger", KeyFile: path, DataDir: t.TempDir()}); err == nil {
+			t.Error("started with a key file that does not exist")
+		}
+		if _, err := os.Stat(path); err == nil {
+			t.Error("a named key file was generated; only the data directory's key may be")
 		}
 	})
 	t.Run("OKKeyFile", func(t *testing.T) {

@@ -1,7 +1,9 @@
 // Package ledger is Tani's verifiable journal: an append-only RFC 6962 Merkle
 // log of record revisions kept in PostgreSQL, with signed checkpoints,
 // inclusion and consistency proofs, offline receipts, full history with
-// redaction, and an audit that recomputes everything from the stored rows.
+// redaction, and an audit that recomputes everything from the stored rows
+// and holds it to the anchors the chain holds (the network is read by the
+// caller; this package never reaches it).
 //
 // One sequencer writes at a time (a PostgreSQL advisory lock makes it one
 // across processes); entries, tlog stored hashes and the tree size move

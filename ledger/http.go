@@ -14,13 +14,45 @@ import (
 
 // Routes mounts the journal's read API on g (mounted at /ledger/v1).
 // Appends are not exposed: services append in process.
-func (j *Journal) Routes(g *echo.Group) {
+//
+// What proves the log is public, so that anyone can audit it: checkpoints,
+// consistency proofs, receipts and the leaves (/entries), none of which
+// carries a payload — a leaf commits to its payload's SHA-256 only. What a
+// farmer said (name, village, plot boundary) is served only by /history,
+// and only to callers readPayload allows; with a nil readPayload, to
+// nobody.
+func (j *Journal) Routes(g *echo.Group, readPayload PayloadAuthorizer) {
 	g.GET("/checkpoint", j.handleLatestCheckpoint)
 	g.GET("/checkpoints/:size", j.handleCheckpoint)
-	g.GET("/records/:id/receipt", j.handleReceipt) // ?revision=N, ?tree_size=M
-	g.GET("/records/:id/history", j.handleHistory) // ?tree_size=N, ?at=RFC3339 time
+	g.GET("/records/:id/receipt", j.handleReceipt)                           // ?revision=N, ?tree_size=M
+	g.GET("/records/:id/history", j.handleHistory, payloadGate(readPayload)) // ?tree_size=N, ?at=RFC3339 time
 	g.GET("/proof/consistency", j.handleConsistency)
 	g.GET("/entries", j.handleEntries)
+}
+
+// PayloadAuthorizer decides whether the caller of a request may read the
+// payloads of record recordID. It returns nil to allow, an apperr
+// Unauthorized error when the caller did not authenticate, and Forbidden
+// when it did but may not read this record. The composition root provides
+// it: today the operator; with the consent gate, also organizations the
+// farmer consented to.
+type PayloadAuthorizer func(c echo.Context, recordID string) error
+
+// payloadGate admits a request to a payload route only if readPayload
+// allows the record it names, before anything is looked up: an anonymous
+// caller learns nothing, not even whether the record has a history.
+func payloadGate(readPayload PayloadAuthorizer) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if readPayload == nil {
+				return apperr.Errorf(apperr.Forbidden, "this process serves no payloads")
+			}
+			if err := readPayload(c, c.Param("id")); err != nil {
+				return err
+			}
+			return next(c)
+		}
+	}
 }
 
 // noteContentType is how checkpoints are served: the exact signed note.

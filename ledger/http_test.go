@@ -11,22 +11,28 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/ledgertest"
 	"github.com/tani-platform/tani/ledger/verify"
 )
 
+// testOperatorToken is the bearer token mustServer's payload authorizer
+// accepts, as the composition root's accepts the operator token.
+const testOperatorToken = "test-operator-token-0123456789abcdef"
+
 // mustServer serves the journal's routes on the real echo instance with
-// Tani's common error handler.
+// Tani's common error handler; payloads are served to testOperatorToken.
 func mustServer(t *testing.T, j *ledger.Journal) *httptest.Server {
 	t.Helper()
 	s := httpserver.New(httpserver.Config{BodyLimit: "1M"}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	j.Routes(s.Echo.Group("/ledger/v1"))
+	j.Routes(s.Echo.Group("/ledger/v1"), func(c echo.Context, _ string) error { return auth.CheckOperator(c, testOperatorToken) })
 	srv := httptest.NewServer(s.Echo)
 	t.Cleanup(srv.Close)
 	return srv
@@ -34,7 +40,20 @@ func mustServer(t *testing.T, j *ledger.Journal) *httptest.Server {
 
 func get(t *testing.T, srv *httptest.Server, path string) (int, string, []byte) {
 	t.Helper()
-	resp, err := http.Get(srv.URL + path)
+	return getAs(t, srv, path, "")
+}
+
+// getAs is get with a bearer token (none if empty).
+func getAs(t *testing.T, srv *httptest.Server, path, token string) (int, string, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +120,7 @@ func TestHTTP(t *testing.T) {
 		}
 	})
 	t.Run("OKHistory", func(t *testing.T) {
-		code, _, body := get(t, srv, "/ledger/v1/records/rec-3/history")
+		code, _, body := getAs(t, srv, "/ledger/v1/records/rec-3/history", testOperatorToken)
 		var h struct {
 			Revisions []ledger.RecordRevision `json:"revisions"`
 		}
@@ -157,7 +176,7 @@ func TestHTTP(t *testing.T) {
 		"ErrNotFoundReceiptCp":     {"/ledger/v1/records/rec-1/receipt?tree_size=6", 404, "not_found"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			code, ctype, body := get(t, srv, c.path)
+			code, ctype, body := getAs(t, srv, c.path, testOperatorToken)
 			var e httpserver.ErrorBody
 			if code != c.code || !strings.HasPrefix(ctype, "application/json") || json.Unmarshal(body, &e) != nil || string(e.Error.Code) != c.want {
 				t.Errorf("got %d %s %s, want %d with code %s", code, ctype, body, c.code, c.want)

@@ -266,6 +266,10 @@ func (j *Journal) appendBatch(ctx context.Context, batch []*appendReq) {
 		if err != nil {
 			return nil, err
 		}
+		erased, err := loadErased(ctx, tx, all)
+		if err != nil {
+			return nil, err
+		}
 		// accepted holds the revisions this batch appends, by key: the
 		// request and position of their first occurrence.
 		type ref struct {
@@ -278,6 +282,10 @@ func (j *Journal) appendBatch(ctx context.Context, batch []*appendReq) {
 			mine := map[revKey]ref{}
 			var local []leaf
 			for i, e := range r.norm {
+				if erasure, ok := erased[e.RecordID]; ok {
+					r.err = erasedConflict(e, erasure)
+					break
+				}
 				k := revKey{e.RecordID, e.Revision}
 				if old, ok := existing[k]; ok {
 					if !sameRevision(old.entry, e) {

@@ -47,6 +47,10 @@ type FarmersPage struct {
 	// More is false, the changes after this sync.
 	Cursor string `json:"cursor"`
 	More   bool   `json:"more"`
+	// Erased lists farmers the agent served who were erased since the
+	// cursor: the phone must delete everything it holds about them. Sent
+	// on the first page of a sync after a previous one.
+	Erased []string `json:"erased,omitempty"`
 }
 
 // downCursor is the opaque sync-down position: changes at or after Since,
@@ -128,6 +132,12 @@ func (s *Service) farmers(c echo.Context) error {
 		if cur.Until == 0 {
 			if err := tx.QueryRow(ctx, windowStart).Scan(&cur.Until); err != nil {
 				return fmt.Errorf("snapshot: %w", err)
+			}
+		}
+		if cur.After == "" && cur.Since > 0 {
+			var err error
+			if page.Erased, err = erasedSince(ctx, tx, agent, cur.Since); err != nil {
+				return err
 			}
 		}
 		rows, err := tx.Query(ctx, `

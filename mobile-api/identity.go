@@ -89,6 +89,11 @@ func (s *Service) createAssignment(c echo.Context) error {
 	if err := bind(c, &in); err != nil {
 		return err
 	}
+	if erased, err := s.erasedFarmers(c.Request().Context(), []string{in.FarmerID}); err != nil {
+		return err
+	} else if erased.Has(in.FarmerID) {
+		return apperr.Fields("farmer was erased", apperr.FieldError{Field: "farmer_id", Message: ErasedMessage})
+	}
 	_, err := s.pool.Exec(c.Request().Context(), `
 		INSERT INTO mobile.assignments (farmer_id, agent_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, in.FarmerID, in.AgentID)
 	if postgres.Code(err) == postgres.CodeForeignKeyViolation {

@@ -14,9 +14,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/auth"
+	"github.com/tani-platform/tani/internal/forget"
+	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/pii"
 	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/internal/validate"
+	"github.com/tani-platform/tani/mobile-api/media"
 )
 
 //go:embed migrations/*.sql
@@ -53,6 +56,11 @@ type Deps struct {
 	PII    *pii.Keys
 	SMS    SMSSender
 	Logger *slog.Logger
+	// Media are the stored photos and documents; an erasure deletes the
+	// farmer's, and Run sweeps abandoned uploads. Optional.
+	Media *media.Service
+	// Consumer counts what the erasure consumer does.
+	Consumer *natsbus.Metrics
 }
 
 // Service is the mobile-api module.
@@ -65,16 +73,44 @@ type Service struct {
 	sms       SMSSender
 	logger    *slog.Logger
 	validator *validate.Validator
+	media     *media.Service
+	erasures  *natsbus.Consumer
 }
 
 // New wires the service; it does no I/O.
 func New(cfg Config, d Deps) *Service {
-	return &Service{cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New()}
+	s := &Service{cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New(), media: d.Media}
+	if d.JS != nil && d.Consumer != nil {
+		s.erasures = forget.Consumer(ErasureConsumerName, d.JS, d.Logger, d.Consumer)
+	}
+	return s
 }
 
-// Start migrates mobile-api's schema.
+// Start migrates mobile-api's schema and creates its erasure consumer.
 func (s *Service) Start(ctx context.Context) error {
-	return postgres.Migrate(ctx, s.pool, s.logger, Migrations)
+	if err := postgres.Migrate(ctx, s.pool, s.logger, Migrations); err != nil {
+		return err
+	}
+	if s.erasures == nil {
+		return nil
+	}
+	return s.erasures.Start(ctx)
+}
+
+// Run erases farmers who asked to be forgotten and sweeps abandoned media
+// uploads, until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	background := func(ctx context.Context) error {
+		if s.media == nil {
+			<-ctx.Done()
+			return nil
+		}
+		return s.media.Run(ctx)
+	}
+	if s.erasures == nil {
+		return background(ctx)
+	}
+	return forget.RunWith(ctx, s.erasures, eraser.Handler(s.pool, s.erase, s.logger), background)
 }
 
 // Routes mounts the agents' API on mobile (/mobile/v1) and the operators'

@@ -16,7 +16,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/auth"
-	"github.com/tani-platform/tani/internal/httpserver"
+	"github.com/tani-platform/tani/internal/forget"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/record"
 )
@@ -54,14 +54,14 @@ type pending struct {
 	hash      [32]byte
 }
 
-// agentView is what a batch is checked against: the agent's devices and
-// which of the batch's farmers the agent may serve.
+// agentView is what a batch's payloads are checked against: which of the
+// batch's farmers the agent may serve.
 type agentView struct {
-	id      string
-	devices map[string]deviceKey
-	mine    map[string]bool // farmers assigned to this agent
-	taken   map[string]bool // farmers assigned to someone else only
-	otps    map[string]bool // consent codes used by earlier records of the batch
+	id     string
+	mine   map[string]bool // farmers assigned to this agent
+	taken  map[string]bool // farmers assigned to someone else only
+	otps   map[string]bool // consent codes used by earlier records of the batch
+	erased forget.Farmers  // farmers who asked to be forgotten
 }
 
 type deviceKey struct {
@@ -73,8 +73,8 @@ type deviceKey struct {
 // accepted, a duplicate, or rejected with field errors; if none is accepted
 // or duplicate, the whole request is a 400 carrying every record's errors.
 func (s *Service) sync(c echo.Context) error {
-	var req SyncRequest
-	if err := httpserver.DecodeJSON(c, &req); err != nil {
+	req, err := readBatch(c)
+	if err != nil {
 		return err
 	}
 	if err := c.Validate(&req); err != nil {
@@ -108,79 +108,101 @@ func (s *Service) sync(c echo.Context) error {
 }
 
 // check runs every per-record check, filling rejections in results, and
-// returns the records that passed.
+// returns the records that passed. Cheap checks come first, so that a
+// record costs little before it is known to come from one of the agent's
+// devices: the strict parse into canonical form and the envelope, then
+// the device signature over those canonical bytes, and only then the
+// payload (read from the same canonical bytes, so the farmer checked here
+// is the farmer ingest stores) with its geometry, then the assignment.
 func (s *Service) check(ctx context.Context, agentID string, raws []json.RawMessage, results []SyncResult) ([]pending, error) {
 	now := time.Now()
+	devices, err := s.loadDevices(ctx, agentID)
+	if err != nil {
+		return nil, err
+	}
 	type checked struct {
-		env     record.Envelope
-		payload any
-		errs    []apperr.FieldError
+		rec  record.Record
+		errs []apperr.FieldError
 	}
 	all := make([]checked, len(raws))
 	var farmers []string
 	for i, raw := range raws {
-		env, payload, errs := record.Check(s.validator, raw, now)
-		all[i] = checked{env, payload, errs}
-		if payload != nil {
-			farmers = append(farmers, record.FarmerID(payload))
+		rec, errs := record.Decode(s.validator, raw, now)
+		if errs == nil {
+			errs = verifyDevice(devices, &rec)
 		}
+		if errs == nil {
+			errs = rec.CheckPayload(s.validator, now)
+		}
+		if errs == nil {
+			farmers = append(farmers, record.FarmerID(rec.Payload))
+		}
+		all[i] = checked{rec, errs}
 	}
-	view, err := s.loadAgentView(ctx, agentID, farmers)
+	view, err := s.loadAssignments(ctx, agentID, farmers)
 	if err != nil {
+		return nil, err
+	}
+	if view.erased, err = s.erasedFarmers(ctx, farmers); err != nil {
 		return nil, err
 	}
 	seen := map[string]int{} // id -> index in valid
 	var valid []pending
 	for i, ch := range all {
-		results[i].ID = ch.env.ID
+		env := ch.rec.Env
+		results[i].ID = env.ID
 		errs := ch.errs
-		var canonical []byte
 		if errs == nil {
-			// Canonical first: the signature is checked on it, which
-			// spares canonicalizing each record twice.
-			if canonical, err = record.Canonical(raws[i]); err != nil {
-				errs = []apperr.FieldError{{Field: "body", Message: err.Error()}}
-			} else if errs, err = s.authorize(ctx, view, canonical, ch.env, ch.payload); err != nil {
+			if errs, err = s.authorize(ctx, view, env, ch.rec.Payload); err != nil {
 				return nil, err
 			}
 		}
 		if len(errs) > 0 {
-			results[i] = SyncResult{ID: ch.env.ID, Status: Rejected, Errors: errs}
+			results[i] = SyncResult{ID: env.ID, Status: Rejected, Errors: errs}
 			continue
 		}
-		p := pending{index: i, env: ch.env, payload: ch.payload, canonical: canonical, hash: record.Hash(canonical)}
-		if j, ok := seen[ch.env.ID]; ok {
+		p := pending{index: i, env: env, payload: ch.rec.Payload, canonical: ch.rec.Canonical, hash: record.Hash(ch.rec.Canonical)}
+		if j, ok := seen[env.ID]; ok {
 			if valid[j].hash == p.hash {
-				results[i] = SyncResult{ID: ch.env.ID, Status: Duplicate}
+				results[i] = SyncResult{ID: env.ID, Status: Duplicate}
 			} else {
-				results[i] = SyncResult{ID: ch.env.ID, Status: Rejected, Errors: []apperr.FieldError{{Field: "id", Message: "appears twice in this batch with different content"}}}
+				results[i] = SyncResult{ID: env.ID, Status: Rejected, Errors: []apperr.FieldError{{Field: "id", Message: "appears twice in this batch with different content"}}}
 			}
 			continue
 		}
-		if reg, ok := ch.payload.(*record.FarmerRegistered); ok {
+		if reg, ok := ch.rec.Payload.(*record.FarmerRegistered); ok {
 			view.mine[reg.FarmerID] = true // later records of this batch may be about this farmer
 		}
-		seen[ch.env.ID] = len(valid)
+		seen[env.ID] = len(valid)
 		valid = append(valid, p)
 		results[i].Status = Accepted
 	}
 	return valid, nil
 }
 
-// authorize checks that the agent's enrolled, unrevoked device signed the
-// record, that the agent serves the farmer, and a consent's one-time code.
-func (s *Service) authorize(ctx context.Context, view *agentView, canonical []byte, env record.Envelope, payload any) ([]apperr.FieldError, error) {
-	dev, ok := view.devices[env.DeviceID]
+// verifyDevice checks that one of the agent's enrolled, unrevoked devices
+// signed the record.
+func verifyDevice(devices map[string]deviceKey, rec *record.Record) []apperr.FieldError {
+	dev, ok := devices[rec.Env.DeviceID]
 	switch {
 	case !ok:
-		return []apperr.FieldError{{Field: "device_id", Message: "is not a device enrolled to you"}}, nil
+		return []apperr.FieldError{{Field: "device_id", Message: "is not a device enrolled to you"}}
 	case dev.revoked:
-		return []apperr.FieldError{{Field: "device_id", Message: "was revoked; records it signs are refused"}}, nil
+		return []apperr.FieldError{{Field: "device_id", Message: "was revoked; records it signs are refused"}}
 	}
-	if err := record.VerifyCanonical(dev.key, canonical, env.Signature); err != nil {
-		return []apperr.FieldError{{Field: "signature", Message: err.Error()}}, nil
+	if err := rec.Verify(dev.key); err != nil {
+		return []apperr.FieldError{{Field: "signature", Message: err.Error()}}
 	}
+	return nil
+}
+
+// authorize checks that the agent serves the farmer, and a consent's
+// one-time code.
+func (s *Service) authorize(ctx context.Context, view *agentView, env record.Envelope, payload any) ([]apperr.FieldError, error) {
 	farmer := record.FarmerID(payload)
+	if view.erased.Has(farmer) {
+		return []apperr.FieldError{{Field: "payload.farmer_id", Message: ErasedMessage}}, nil
+	}
 	switch payload.(type) {
 	case *record.FarmerRegistered:
 		if view.taken[farmer] {
@@ -204,8 +226,9 @@ func (s *Service) authorize(ctx context.Context, view *agentView, canonical []by
 	return nil, nil
 }
 
-func (s *Service) loadAgentView(ctx context.Context, agentID string, farmers []string) (*agentView, error) {
-	v := &agentView{id: agentID, devices: map[string]deviceKey{}, mine: map[string]bool{}, taken: map[string]bool{}, otps: map[string]bool{}}
+// loadDevices returns the agent's devices by id.
+func (s *Service) loadDevices(ctx context.Context, agentID string) (map[string]deviceKey, error) {
+	devices := map[string]deviceKey{}
 	rows, err := s.pool.Query(ctx, `SELECT id::text, public_key, revoked_at IS NOT NULL FROM mobile.devices WHERE agent_id = $1`, agentID)
 	if err != nil {
 		return nil, fmt.Errorf("load devices: %w", err)
@@ -217,15 +240,21 @@ func (s *Service) loadAgentView(ctx context.Context, agentID string, farmers []s
 		if err := rows.Scan(&id, &key, &revoked); err != nil {
 			return nil, err
 		}
-		v.devices[id] = deviceKey{key: key, revoked: revoked}
+		devices[id] = deviceKey{key: key, revoked: revoked}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load devices: %w", err)
 	}
+	return devices, nil
+}
+
+// loadAssignments returns which of the batch's farmers the agent may serve.
+func (s *Service) loadAssignments(ctx context.Context, agentID string, farmers []string) (*agentView, error) {
+	v := &agentView{id: agentID, mine: map[string]bool{}, taken: map[string]bool{}, otps: map[string]bool{}}
 	// A farmer is this agent's if assigned, or if a supervisor sent the
 	// agent on a second visit (attest's open visit tasks): the visiting
 	// agent's own record is what corroborates the first one.
-	rows, err = s.pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 		SELECT farmer_id::text, bool_or(mine) FROM (
 		    SELECT farmer_id, agent_id = $1 AS mine FROM mobile.assignments WHERE farmer_id = ANY($2::uuid[])
 		    UNION ALL
@@ -328,15 +357,28 @@ func (s *Service) publish(ctx context.Context, batch []pending) error {
 // received rows, the media they reference, the farmers the agent just
 // registered, the consent codes used. If it fails the client gets a 5xx
 // and retries; the republish is de-duplicated and every statement here is
-// idempotent.
+// idempotent. Records about a farmer erased since they were checked are
+// not remembered (see fenceErased).
 func (s *Service) remember(ctx context.Context, agentID string, batch []pending) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	var ids, types, devices, newFarmers, otps, otpRecords, mediaRecords, media []string
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		batch, err := s.fenceErased(ctx, tx, batch)
+		if err != nil || len(batch) == 0 {
+			return err
+		}
+		return rememberIn(ctx, tx, agentID, batch)
+	})
+}
+
+// rememberIn writes what remember records, in tx.
+func rememberIn(ctx context.Context, tx pgx.Tx, agentID string, batch []pending) error {
+	var ids, types, devices, farmers, newFarmers, otps, otpRecords, mediaRecords, media []string
 	var hashes [][]byte
 	for _, p := range batch {
 		ids, types, devices = append(ids, p.env.ID), append(types, p.env.Type), append(devices, p.env.DeviceID)
+		farmers = append(farmers, record.FarmerID(p.payload))
 		hashes = append(hashes, p.hash[:])
 		for _, h := range record.MediaHashes(p.payload) {
 			mediaRecords, media = append(mediaRecords, p.env.ID), append(media, h)
@@ -348,29 +390,27 @@ func (s *Service) remember(ctx context.Context, agentID string, batch []pending)
 			otps, otpRecords = append(otps, pl.OTPChallengeID), append(otpRecords, p.env.ID)
 		}
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO mobile.received (id, type, content_hash, device_id, agent_id)
-			SELECT id, type, hash, device, $5 FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::uuid[]) AS r(id, type, hash, device)
-			ON CONFLICT (id) DO NOTHING`, ids, types, hashes, devices, agentID); err != nil {
-			return fmt.Errorf("remember received records: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO mobile.received_media (record_id, sha256) SELECT * FROM unnest($1::uuid[], $2::text[])
-			ON CONFLICT DO NOTHING`, mediaRecords, media); err != nil {
-			return fmt.Errorf("remember referenced media: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO mobile.assignments (farmer_id, agent_id) SELECT unnest($1::uuid[]), $2 ON CONFLICT DO NOTHING`, newFarmers, agentID); err != nil {
-			return fmt.Errorf("assign registered farmers: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `
-			UPDATE mobile.otp_challenges o SET used_by = u.record FROM unnest($1::uuid[], $2::uuid[]) AS u(id, record)
-			WHERE o.id = u.id AND o.used_by IS NULL`, otps, otpRecords); err != nil {
-			return fmt.Errorf("consume consent codes: %w", err)
-		}
-		return nil
-	})
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO mobile.received (id, type, content_hash, device_id, agent_id, farmer_id)
+		SELECT id, type, hash, device, $5, farmer FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::uuid[], $6::uuid[]) AS r(id, type, hash, device, farmer)
+		ON CONFLICT (id) DO NOTHING`, ids, types, hashes, devices, agentID, farmers); err != nil {
+		return fmt.Errorf("remember received records: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO mobile.received_media (record_id, sha256) SELECT * FROM unnest($1::uuid[], $2::text[])
+		ON CONFLICT DO NOTHING`, mediaRecords, media); err != nil {
+		return fmt.Errorf("remember referenced media: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO mobile.assignments (farmer_id, agent_id) SELECT unnest($1::uuid[]), $2 ON CONFLICT DO NOTHING`, newFarmers, agentID); err != nil {
+		return fmt.Errorf("assign registered farmers: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE mobile.otp_challenges o SET used_by = u.record FROM unnest($1::uuid[], $2::uuid[]) AS u(id, record)
+		WHERE o.id = u.id AND o.used_by IS NULL`, otps, otpRecords); err != nil {
+		return fmt.Errorf("consume consent codes: %w", err)
+	}
+	return nil
 }
 
 // allRejected turns a batch in which nothing was accepted into one 400 that

@@ -219,6 +219,13 @@ func TestSync(t *testing.T) {
 			{"TooManyRecords", string(many), 400, "records"},
 			{"OversizedBody", `{"records": ["` + strings.Repeat("x", 7<<20) + `"]}`, 413, ""},
 			{"OverFiveMegabytes", `{"records": ["` + strings.Repeat("x", 5<<20+1024) + `"]}`, 413, ""},
+			{"RecordsTwice", `{"records": [{}], "records": [{}]}`, 400, "records"},
+			{"RecordsInAnotherCase", `{"Records": [{}]}`, 400, "Records"},
+			{"NullRecords", `{"records": null}`, 400, "records"},
+			{"TrailingComma", `{"records": [{},]}`, 400, "body"},
+			{"BracketsDoNotMatch", `{"records": [{"a": [1}]}`, 400, "body"},
+			{"UnclosedString", `{"records": ["abc]}`, 400, "body"},
+			{"DataAfterTheObject", `{"records": [{}]} {}`, 400, "body"},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

@@ -22,10 +22,7 @@ func TestBinary_SIGTERMDrainsAndExitsZero(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "tani")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := mustBuild(t)
 	addr := freeAddr(t)
 	env := append(os.Environ(),
 		"TANI_DATABASE_URL="+pgtest.URL(t, pgtest.MustDatabase(t)),
@@ -85,6 +82,45 @@ func TestBinary_SIGTERMDrainsAndExitsZero(t *testing.T) {
 	if out, err := verify.CombinedOutput(); err != nil || !bytes.Contains(out, []byte("OK")) {
 		t.Errorf("tani verify: %v\n%s", err, out)
 	}
+}
+
+// TestBinary_SplitTargetWithoutKeysRefuses: a process of a split
+// deployment never makes keys of its own; it exits non-zero and says which
+// flag to set and how to create the keys.
+func TestBinary_SplitTargetWithoutKeysRefuses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := mustBuild(t)
+	dataDir := t.TempDir()
+	cmd := exec.Command(bin, "up", "-target=ingest")
+	cmd.Env = append(os.Environ(), "TANI_DATA_DIR="+dataDir, "TANI_HTTP_LISTEN=127.0.0.1:0",
+		"TANI_DATABASE_URL=postgres://postgres@127.0.0.1:1/tani?sslmode=disable&connect_timeout=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 {
+		t.Fatalf("got %v, want exit status 1\nstderr:\n%s", err, stderr.String())
+	}
+	for _, want := range []string{"-pii.key-file", "tani keys init DIR"} {
+		if !bytes.Contains(stderr.Bytes(), []byte(want)) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	if entries, _ := os.ReadDir(dataDir); len(entries) != 0 {
+		t.Errorf("the refused process wrote %d files into its data directory", len(entries))
+	}
+}
+
+// mustBuild builds the tani binary into a temporary directory.
+func mustBuild(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tani")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
 
 func freeAddr(t *testing.T) string {

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,22 +55,26 @@ func TestUpAnchorsOnTheDevnetByDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fc.Close()
-	rep, err := j.Audit(ctx, ledger.AuditOptions{CheckAnchor: anchor.Check(fc)})
+	chain, err := anchor.ReadChain(ctx, fc, j.Verifier().Name())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.OK() || rep.Anchors != 1 {
-		t.Errorf("got faults %v, %d anchors checked, want none and 1", rep.Faults, rep.Anchors)
+	rep, err := j.Audit(ctx, ledger.AuditOptions{Chain: chain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Anchors != 1 || rep.ChainAnchors != 1 {
+		t.Errorf("got faults %v, %d of %d chain anchors matched, want none and 1 of 1", rep.Faults, rep.Anchors, rep.ChainAnchors)
 	}
 
 	verifyCmd := func() (string, int) {
 		var out strings.Builder
-		code := cli.Main(ctx, []string{"verify", "-data-dir", r.DataDir, "-database.url", r.DatabaseURL,
+		code := cli.Main(ctx, []string{"verify", "-data-dir", r.DataDir, "-ledger.key-file", r.LedgerKeyFile, "-database.url", r.DatabaseURL,
 			"-fabric.devnet-listen", r.App.FabricDevnetAddr()}, &out, &out, func(string) string { return "" })
 		return out.String(), code
 	}
 	t.Run("TaniVerifyChecksTheAnchor", func(t *testing.T) {
-		if out, code := verifyCmd(); code != 0 || !strings.Contains(out, "(1 Fabric anchors)") {
+		if out, code := verifyCmd(); code != 0 || !strings.Contains(out, "1 chain anchors; 1 of 1 anchor references match the chain") {
 			t.Errorf("got exit %d, %q, want 0 with one anchor checked", code, out)
 		}
 	})
@@ -102,8 +107,10 @@ func TestUpAnchorsOnTheDevnetByDefault(t *testing.T) {
 		if _, err := r.DB.Exec(ctx, `UPDATE ledger.checkpoints SET anchor = jsonb_set(anchor, '{tx_id}', '"0000"')`); err != nil {
 			t.Fatal(err)
 		}
-		if out, code := verifyCmd(); code != 1 || !strings.Contains(out, "FAULT") || !strings.Contains(out, "the anchor names tx 0000") {
-			t.Errorf("got exit %d, %q, want 1 with the anchor fault", code, out)
+		want := fmt.Sprintf("size %d: anchor reference rewritten: ledger.checkpoints names tx 0000 in block %d on tani/anchor, but the chain anchored size %d in tx %s",
+			cp.Size, cp.Anchor.BlockNumber, cp.Size, cp.Anchor.TxID)
+		if out, code := verifyCmd(); code != 1 || !strings.Contains(out, want) {
+			t.Errorf("got exit %d, %q, want 1 with %q", code, out, want)
 		}
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/tani-platform/tani/internal/app"
 	"github.com/tani-platform/tani/internal/app/apptest"
 	"github.com/tani-platform/tani/internal/cli"
+	"github.com/tani-platform/tani/ledger"
 )
 
 func TestRun(t *testing.T) {
@@ -79,8 +80,12 @@ func TestRun(t *testing.T) {
 		// mobile-api alone on a database nobody migrated: it reads attest's
 		// and ingest's public views, so they must exist all the same.
 		db := pgtest.MustDatabase(t)
-		cfg, err := cli.ParseUp([]string{"-target=mobile-api", "-http.listen=127.0.0.1:0", "-data-dir=" + t.TempDir(),
-			"-database.url=" + pgtest.URL(t, db)}, io.Discard, func(string) string { return "" })
+		keys, err := app.InitKeys(t.TempDir(), ledger.DefaultOrigin, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := cli.ParseUp(append(keys.Flags(), "-target=mobile-api", "-http.listen=127.0.0.1:0", "-data-dir="+t.TempDir(),
+			"-database.url="+pgtest.URL(t, db)), io.Discard, func(string) string { return "" })
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,6 +17,7 @@ import (
 	mobileapi "github.com/tani-platform/tani/mobile-api"
 	"github.com/tani-platform/tani/mobile-api/media"
 	"github.com/tani-platform/tani/services/attest"
+	"github.com/tani-platform/tani/services/erasure"
 	"github.com/tani-platform/tani/services/ingest"
 )
 
@@ -42,6 +43,7 @@ type Config struct {
 	Attest       attest.Config
 	MobileAPI    mobileapi.Config
 	Media        media.Config
+	Erasure      erasure.Config
 }
 
 // RegisterFlags registers every flag of every component.
@@ -63,6 +65,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Attest.RegisterFlags(fs)
 	c.MobileAPI.RegisterFlags(fs)
 	c.Media.RegisterFlags(fs)
+	c.Erasure.RegisterFlags(fs)
 }
 
 // Targets returns the requested targets.
@@ -99,5 +102,5 @@ func LoggableValue(name, value string) string {
 
 // Migrations lists every schema in the order `tani migrate` applies them.
 func Migrations() []postgres.Migrations {
-	return []postgres.Migrations{postgres.Platform, ledger.Migrations, mobileapi.Migrations, ingest.Migrations, attest.Migrations}
+	return []postgres.Migrations{postgres.Platform, ledger.Migrations, mobileapi.Migrations, ingest.Migrations, attest.Migrations, erasure.Migrations, deploymentMigrations}
 }

@@ -21,11 +21,11 @@ func (c *DemoConfig) RegisterFlags(fs *flag.FlagSet) {
 }
 
 func (a *App) initDemo() (Service, error) {
-	keys, err := a.authKeys()
+	token, err := a.operatorToken()
 	if err != nil {
 		return nil, err
 	}
-	f := demo.New("http://"+a.server.Addr(), keys.OperatorToken(), a.cfg.Demo.Interval, a.logger.With("module", Demo))
+	f := demo.New("http://"+a.server.Addr(), token, a.cfg.Demo.Interval, a.logger.With("module", Demo))
 	return funcService{run: func(ctx context.Context) error {
 		select { // the API answers 503 until every module runs
 		case <-a.ready:

@@ -42,10 +42,9 @@ func TestFailover_PostgresPrimaryPromotedAway(t *testing.T) {
 	t.Cleanup(func() { pgFailover(t, "down") })
 	dbURL := pgFailover(t, "url")
 
-	keys := mustKeyFiles(t)
+	keyFlags, ledgerKey := mustSharedKeys(t)
 	natsAddr := freeAddr(t)
-	common := append(keys.flags(), "-database.url="+dbURL,
-		"-auth.operator-token=failover-operator", "-mobile.publish-timeout=2s",
+	common := append(keyFlags, "-database.url="+dbURL, "-mobile.publish-timeout=2s",
 		"-ledger.checkpoint-interval=200ms", "-anchor.interval=200ms")
 	tani := apptest.MustStart(t, append(common, "-nats.embedded-listen="+natsAddr)...)
 	apptest.MustStart(t, append(common, "-target=attest", "-nats.url=nats://"+natsAddr)...)
@@ -59,7 +58,7 @@ func TestFailover_PostgresPrimaryPromotedAway(t *testing.T) {
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for range 4 {
-		agent := clienttest.MustAgent(t, tani.URL, "failover-operator", "Central Java")
+		agent := clienttest.MustAgent(t, tani.URL, operatorToken, "Central Java")
 		wg.Go(func() { load.run(t, agent, []*client.Client{agent.Client, agent.Client}, 0, stop) })
 	}
 	load.waitFor(t, 300)
@@ -74,7 +73,7 @@ func TestFailover_PostgresPrimaryPromotedAway(t *testing.T) {
 	}
 
 	mustAllJournaledAndAnchored(t, db, load.ids(), 2*time.Minute)
-	mustVerify(t, "-data-dir", tani.DataDir, "-ledger.key-file", keys.ledger,
+	mustVerify(t, "-data-dir", tani.DataDir, "-ledger.key-file", ledgerKey,
 		"-database.url", dbURL, "-fabric.devnet-listen", tani.App.FabricDevnetAddr())
 	var inRecovery bool
 	if err := db.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil || inRecovery {

@@ -19,6 +19,7 @@ import (
 	mobileapi "github.com/tani-platform/tani/mobile-api"
 	"github.com/tani-platform/tani/mobile-api/media"
 	"github.com/tani-platform/tani/services/attest"
+	"github.com/tani-platform/tani/services/erasure"
 	"github.com/tani-platform/tani/services/ingest"
 	"github.com/tani-platform/tani/services/lending"
 	"github.com/tani-platform/tani/services/marketplace"
@@ -53,6 +54,12 @@ func (a *App) initPostgres() (Service, error) {
 				return err
 			}
 			a.pool = pool
+			// Keys loaded by modules that started before the database.
+			if err := a.checkKeys(ctx); err != nil {
+				a.pool = nil
+				pool.Close()
+				return err
+			}
 			return nil
 		},
 		stop: func(context.Context) error {
@@ -158,11 +165,6 @@ func (a *App) initMobileAPI() (Service, error) {
 		return nil, err
 	}
 	logger := a.logger.With("module", MobileAPI)
-	svc := mobileapi.New(a.cfg.MobileAPI, mobileapi.Deps{
-		Pool: a.pool, JS: a.js, Auth: authKeys, PII: piiKeys, SMS: mobileapi.LogSMS{Logger: logger}, Logger: logger,
-	})
-	svc.Routes(a.server.Echo.Group("/mobile/v1"), admin)
-
 	// Media are uploaded by agents through tus; their bytes may exceed the
 	// JSON body limit (tusd enforces -media.max-size itself).
 	const mediaPath = "/mobile/v1/media"
@@ -170,6 +172,11 @@ func (a *App) initMobileAPI() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	svc := mobileapi.New(a.cfg.MobileAPI, mobileapi.Deps{
+		Pool: a.pool, JS: a.js, Auth: authKeys, PII: piiKeys, SMS: mobileapi.LogSMS{Logger: logger}, Logger: logger,
+		Media: med, Consumer: a.consumer,
+	})
+	svc.Routes(a.server.Echo.Group("/mobile/v1"), admin)
 	a.server.ExemptFromBodyLimit(mediaPath)
 	med.Routes(a.server.Echo.Group(mediaPath, authKeys.RequireRole(mobileapi.RoleAgent)))
 	return funcService{
@@ -179,7 +186,7 @@ func (a *App) initMobileAPI() (Service, error) {
 			}
 			return med.Start(ctx)
 		},
-		run: med.Run, // sweeps abandoned uploads
+		run: svc.Run, // erasures; sweeps abandoned uploads
 	}, nil
 }
 
@@ -200,6 +207,19 @@ func (a *App) initAttest() (Service, error) {
 	return svc, nil
 }
 
+func (a *App) initErasure() (Service, error) {
+	admin, err := a.adminGroup()
+	if err != nil {
+		return nil, err
+	}
+	svc, err := erasure.New(a.cfg.Erasure, erasure.Deps{Pool: a.pool, JS: a.js, Journal: a.journal, Logger: a.logger.With("module", Erasure)})
+	if err != nil {
+		return nil, err
+	}
+	svc.Routes(admin)
+	return svc, nil
+}
+
 func (a *App) initLending() (Service, error) {
 	svc := lending.New(lending.Deps{Pool: a.pool, ReadPool: a.readPool, Logger: a.logger.With("module", Lending)})
 	svc.Routes(a.server.Echo.Group("/bank/v1"))
@@ -213,14 +233,20 @@ func (a *App) initMarketplace() (Service, error) {
 }
 
 func (a *App) initLedger() (Service, error) {
-	cfg := a.cfg.Ledger
-	cfg.DataDir = a.cfg.DataDir // the key pair is generated next to the other local state
+	cfg, err := a.ledgerConfig()
+	if err != nil {
+		return nil, err
+	}
 	logger := a.logger.With("module", Ledger)
 	j, err := ledger.New(cfg, a.pool, logger)
 	if err != nil {
 		return nil, err
 	}
-	j.Routes(a.server.Echo.Group("/ledger/v1"))
+	readPayload, err := a.ledgerPayloadReaders()
+	if err != nil {
+		return nil, err
+	}
+	j.Routes(a.server.Echo.Group("/ledger/v1"), readPayload)
 	// attest decides what is journaled, so it explains a record the
 	// journal has no entry for (its schema is in every database).
 	j.ExplainUnjournaled(func(ctx context.Context, recordID string) (string, error) {
@@ -246,7 +272,10 @@ func (a *App) initLedger() (Service, error) {
 			if err := postgres.Migrate(ctx, a.pool, logger, ledger.Migrations); err != nil {
 				return err
 			}
-			return j.Start(ctx)
+			if err := j.Start(ctx); err != nil {
+				return err
+			}
+			return a.checkKey(ctx, keyID{ledger.SignerKeyKind(cfg.Origin).Name, j.VerifierKey()})
 		},
 		run: j.Run,
 	}, nil

@@ -29,6 +29,10 @@ const (
 	All          = "all"
 )
 
+// Erasure takes operators' requests to forget a farmer; every owner of
+// farmer data (mobile-api, ingest, attest) erases its own.
+const Erasure = "erasure"
+
 // Service is a started module. Start returns once the module is ready to
 // serve; Run does its work until ctx is done (returning nil) or it fails;
 // Stop releases what Start acquired after Run has returned.
@@ -63,7 +67,8 @@ var modules = map[string]module{
 	Lending:      {deps: []string{Postgres, PostgresRead, Server}, init: (*App).initLending},
 	Marketplace:  {deps: []string{Postgres, PostgresRead, Server}, init: (*App).initMarketplace},
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
-	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor}},
+	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure},
+	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor, Erasure}},
 }
 
 // ModuleNames lists the modules a target may name.

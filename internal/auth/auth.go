@@ -1,18 +1,18 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -21,64 +21,65 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/keyfile"
 )
 
-// Config locates the keys. Empty paths mean "generate into the data
-// directory on first run", which suits one process; split deployments share
-// the files (or mount the same secret).
+// Config locates the keys. Every process of a deployment must use the same
+// files (`tani keys init`); only target all generates missing ones into its
+// data directory.
 type Config struct {
-	SigningKeyFile  string
-	OperatorToken   string
-	AccessTokenTTL  time.Duration
-	RefreshTokenTTL time.Duration
+	SigningKeyFile    string
+	OperatorToken     string
+	OperatorTokenFile string
+	AccessTokenTTL    time.Duration
+	RefreshTokenTTL   time.Duration
 }
 
 // RegisterFlags registers the auth.* flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.SigningKeyFile, "auth.signing-key-file", "", "Ed25519 PEM key that signs access tokens; default <data-dir>/auth-signing.pem, generated if missing")
-	fs.StringVar(&c.OperatorToken, "auth.operator-token", "", "bearer token for /admin/v1; default: generated into <data-dir>/operator-token")
+	fs.StringVar(&c.SigningKeyFile, "auth.signing-key-file", "", "Ed25519 PEM key that signs access tokens; every mobile-api process must use the same one (`tani keys init`); default <data-dir>/auth-signing.pem, generated only by target all")
+	fs.StringVar(&c.OperatorToken, "auth.operator-token", "", "bearer token for /admin/v1 (or -auth.operator-token-file)")
+	fs.StringVar(&c.OperatorTokenFile, "auth.operator-token-file", "", "file holding the bearer token for /admin/v1 (`tani keys init`); default <data-dir>/operator-token, generated only by target all")
 	fs.DurationVar(&c.AccessTokenTTL, "auth.access-ttl", 15*time.Minute, "lifetime of access tokens")
 	fs.DurationVar(&c.RefreshTokenTTL, "auth.refresh-ttl", 30*24*time.Hour, "lifetime of refresh tokens (a phone may stay offline for weeks)")
 }
 
-// Keys are the loaded secrets.
+// Keys sign and verify agents' access tokens.
 type Keys struct {
-	cfg           Config
-	signing       ed25519.PrivateKey
-	operatorToken string
+	cfg     Config
+	signing ed25519.PrivateKey
 }
 
-// Load reads the keys, generating missing ones under dataDir.
-func Load(cfg Config, dataDir string) (*Keys, error) {
+// New builds the keys from the contents of a signing key file
+// (SigningKeyKind).
+func New(cfg Config, signingKeyFile []byte) (*Keys, error) {
 	if cfg.AccessTokenTTL == 0 {
 		cfg.AccessTokenTTL = 15 * time.Minute
 	}
 	if cfg.RefreshTokenTTL == 0 {
 		cfg.RefreshTokenTTL = 30 * 24 * time.Hour
 	}
-	keyFile := cfg.SigningKeyFile
-	if keyFile == "" {
-		keyFile = filepath.Join(dataDir, "auth-signing.pem")
-	}
-	signing, err := loadOrCreateKey(keyFile)
+	signing, err := parseSigningKey(signingKeyFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("access-token signing key: %w", err)
 	}
-	token := cfg.OperatorToken
-	if token == "" {
-		if token, err = loadOrCreateToken(filepath.Join(dataDir, "operator-token")); err != nil {
-			return nil, err
-		}
-	}
-	return &Keys{cfg: cfg, signing: signing, operatorToken: token}, nil
+	return &Keys{cfg: cfg, signing: signing}, nil
 }
 
-// OperatorToken returns the /admin/v1 token (to print at start-up in dev).
-func (k *Keys) OperatorToken() string { return k.operatorToken }
+// ID is a fingerprint of the signing key (of its public half), safe to
+// store and show: processes with the same key have the same ID.
+func (k *Keys) ID() string {
+	sum := sha256.Sum256(k.signing.Public().(ed25519.PublicKey))
+	return hex.EncodeToString(sum[:16])
+}
 
-func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+// SigningKeyKind is the access-token signing key file: an Ed25519 private
+// key, PKCS #8 in PEM.
+var SigningKeyKind = keyfile.Kind{
+	Name: "access-token signing key",
+	Flag: "auth.signing-key-file",
+	File: "auth-signing.pem",
+	New: func() ([]byte, error) {
 		_, key, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
 			return nil, err
@@ -87,55 +88,60 @@ func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := writeSecret(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
-			return nil, err
-		}
-		return key, nil
+		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+	},
+	Check: func(data []byte) error {
+		_, err := parseSigningKey(data)
+		return err
+	},
+}
+
+func parseSigningKey(data []byte) (ed25519.PrivateKey, error) {
+	block, rest := pem.Decode(data)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		return nil, errors.New("not a PEM \"PRIVATE KEY\" block")
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read signing key: %w", err)
-	}
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, fmt.Errorf("signing key %s: not PEM", path)
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return nil, errors.New("unexpected data after the PEM block")
 	}
 	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("signing key %s: %w", path, err)
+		return nil, errors.New("not a PKCS #8 private key")
 	}
 	key, ok := k.(ed25519.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("signing key %s: not an Ed25519 key", path)
+		return nil, fmt.Errorf("a %T, not an Ed25519 key", k)
 	}
 	return key, nil
 }
 
-func loadOrCreateToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		return strings.TrimSpace(string(b)), nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read operator token: %w", err)
-	}
-	token := RandomToken()
-	return token, writeSecret(path, []byte(token+"\n"))
+// MinOperatorTokenLength is the shortest operator token a file may hold:
+// the token guards every administrative route.
+const MinOperatorTokenLength = 32
+
+// OperatorTokenKind is the operator token file: one line, a random
+// base64url token.
+var OperatorTokenKind = keyfile.Kind{
+	Name: "operator token",
+	Flag: "auth.operator-token-file",
+	File: "operator-token",
+	New:  func() ([]byte, error) { return []byte(RandomToken() + "\n"), nil },
+	Check: func(data []byte) error {
+		_, err := ParseOperatorToken(data)
+		return err
+	},
 }
 
-// writeSecret creates path with owner-only permissions; it never overwrites.
-func writeSecret(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
+// ParseOperatorToken reads the token from an operator token file.
+func ParseOperatorToken(data []byte) (string, error) {
+	token := strings.TrimSpace(string(data))
+	if len(token) < MinOperatorTokenLength {
+		return "", fmt.Errorf("the token must be at least %d characters, found %d", MinOperatorTokenLength, len(token))
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", path, err)
+	if strings.IndexFunc(token, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		return "", errors.New("the token must be one line without spaces or control characters")
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return token, nil
 }
 
 // RandomToken returns 32 random bytes, base64url.
@@ -231,20 +237,29 @@ func ClaimsOf(c echo.Context) *Claims {
 	return claims
 }
 
-// RequireOperator accepts only the operator token.
-func (k *Keys) RequireOperator() echo.MiddlewareFunc {
+// RequireOperator accepts only requests bearing the operator token.
+func RequireOperator(operatorToken string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			token, ok := bearer(c)
-			if !ok {
-				return apperr.Errorf(apperr.Unauthorized, "missing bearer token")
-			}
-			if subtle.ConstantTimeCompare([]byte(token), []byte(k.operatorToken)) != 1 {
-				return apperr.Errorf(apperr.Unauthorized, "invalid operator token")
+			if err := CheckOperator(c, operatorToken); err != nil {
+				return err
 			}
 			return next(c)
 		}
 	}
+}
+
+// CheckOperator returns nil if the request bears the operator token,
+// compared in constant time, and an Unauthorized error otherwise.
+func CheckOperator(c echo.Context, operatorToken string) error {
+	token, ok := bearer(c)
+	if !ok {
+		return apperr.Errorf(apperr.Unauthorized, "missing bearer token")
+	}
+	if operatorToken == "" || subtle.ConstantTimeCompare([]byte(token), []byte(operatorToken)) != 1 {
+		return apperr.Errorf(apperr.Unauthorized, "invalid operator token")
+	}
+	return nil
 }
 
 func bearer(c echo.Context) (string, bool) {

@@ -24,11 +24,13 @@ var commands = map[string]command{
 	"up":      {"run Tani's modules (default target: all)", runUp},
 	"migrate": {"apply every database migration and exit", runMigrate},
 	"version": {"print the version", runVersion},
-	"verify":  {"audit the journal: recompute the tree, check every checkpoint; non-zero exit on any fault", runVerify},
+	"verify":  {"audit the journal against every anchor on the chain: recompute the tree, check every checkpoint; non-zero exit on any fault", runVerify},
 	"devnet":  {"run the single-process Fabric development network (gateway and deliver gRPC)", runDevnet},
 	"network": {"network init|add-org|members: create and manage the Fabric consortium (organizations, channel, policy)", runNetwork},
-	"receipt": {"receipt verify FILE --key KEYFILE: check a receipt offline; receipt anchor: and its Fabric anchor on the chain", runReceipt},
+	"receipt": {"receipt verify FILE --key KEYFILE [-fabric.…]: check a receipt offline and, given Fabric settings, on the chain", runReceipt},
+	"keys":    {"keys init DIR: create the keys every process of a split deployment shares (PII, token signing, operator token, ledger)", runKeys},
 	"load":    {"send signed records to a running Tani and report throughput and latency", runLoad},
+	"farmer":  {"farmer erase ID -reason … -requested-by …: forget a farmer everywhere; farmer erasure ID: its progress", runFarmer},
 }
 
 // errUsage is returned after usage has been printed for a bad invocation.

@@ -7,7 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -20,10 +20,10 @@ import (
 	"github.com/tani-platform/tani/ledger/verify"
 )
 
-// runVerify audits the journal and checks every Fabric anchor against the
-// chain: the network given by -fabric.*, else the devnet `tani up` runs
-// under -data-dir (it must be running). Without either, anchored
-// checkpoints are reported as unchecked.
+// runVerify audits the journal against every anchor the chain holds: the
+// network given by -fabric.*, else the devnet `tani up` runs under
+// -data-dir (it must be running). Without either, or when the chain cannot
+// be read, it fails unless -chain=skip asks for a database-only audit.
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) error {
 	var cmd ledger.VerifyCommand
 	var fcfg fabric.Config
@@ -32,81 +32,98 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	cmd.RegisterFlags(fs)
 	fcfg.RegisterFlags(fs, "fabric.")
 	dn.RegisterFlags(fs)
+	chainTimeout := fs.Duration("chain-timeout", 2*time.Minute, "how long reading the chain's registration and Anchored events may take")
 	if err := parse(fs, args, stderr, env); err != nil {
 		return err
 	}
 	if fcfg.Endpoint == "" {
-		if _, err := os.Stat(app.FabricDevnetDir(cmd.Ledger.DataDir)); err == nil {
+		dir := app.FabricDevnetDir(cmd.Ledger.DataDir)
+		if _, err := os.Stat(dir); err == nil {
 			dc := app.DevnetClientConfig(cmd.Ledger.DataDir, dn.Listen)
 			dc.EvaluateTimeout, dc.CommitStatusTimeout, dc.Retries = fcfg.EvaluateTimeout, fcfg.CommitStatusTimeout, fcfg.Retries
 			fcfg = dc
+		} else {
+			cmd.NoChain = fmt.Sprintf("no Fabric network is configured: -fabric.endpoint is empty and %s holds no devnet of `tani up`", dir)
 		}
 	}
-	if fcfg.Endpoint != "" {
-		fc, err := fabric.Dial(fcfg, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if fcfg.Endpoint != "" && cmd.ChainMode != ledger.ChainSkip {
+		where := fmt.Sprintf("%s (channel %s, chaincode %s)", fcfg.Endpoint, fcfg.Channel, fcfg.Chaincode)
+		fc, err := fabric.Dial(fcfg, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 		if err != nil {
-			return fmt.Errorf("verify anchors: %w", err)
+			cmd.ReadChain = func(context.Context, string) (*ledger.Chain, error) {
+				return nil, fmt.Errorf("connect to %s: %w", where, err)
+			}
+		} else {
+			defer fc.Close()
+			cmd.ReadChain = func(ctx context.Context, origin string) (*ledger.Chain, error) {
+				ctx, cancel := context.WithTimeout(ctx, *chainTimeout)
+				defer cancel()
+				c, err := anchor.ReadChain(ctx, fc, origin)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", where, err)
+				}
+				return c, nil
+			}
 		}
-		defer fc.Close()
-		cmd.CheckAnchor = anchor.Check(fc)
 	}
 	return cmd.Run(ctx, stdout, stderr)
 }
 
-// runReceipt needs no configuration for `verify`: a receipt and a public key
-// are all an auditor has, so it reads neither flags' environment nor a
-// database. `anchor` additionally checks the receipt's Fabric anchor on the
-// auditor's own view of the chain (-fabric.*).
+// runReceipt is `tani receipt verify FILE -key KEYFILE [-fabric.…]`: the
+// offline checks, then, when Fabric settings are given (flags or
+// TANI_FABRIC_*), the receipt's checkpoint on the auditor's own view of the
+// chain. `receipt anchor` is the same but requires the Fabric settings.
 func runReceipt(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) error {
-	if len(args) > 0 && args[0] == "anchor" {
-		return runReceiptAnchor(ctx, args[1:], stdout, stderr, env)
-	}
-	return verify.RunReceiptCommand(ctx, args, stdout, stderr)
-}
-
-// runReceiptAnchor is `tani receipt anchor FILE -key KEYFILE -fabric.…`:
-// the offline checks of `receipt verify`, then that the chain holds the
-// receipt's checkpoint in the transaction and block its anchor names.
-func runReceiptAnchor(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) error {
-	fs := flag.NewFlagSet("receipt anchor", flag.ContinueOnError)
-	keyFile := fs.String("key", "", "file holding the log's public note verifier key (origin+hash+base64)")
-	var fcfg fabric.Config
-	fcfg.RegisterFlags(fs, "fabric.")
-	if err := parse(fs, args, stderr, env); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 || *keyFile == "" || fcfg.Endpoint == "" {
-		fmt.Fprintln(stderr, "usage: tani receipt anchor FILE -key KEYFILE -fabric.endpoint HOST:PORT -fabric.msp-id … (flags before FILE)")
+	const usage = "usage: tani receipt verify FILE -key KEYFILE [-fabric.endpoint HOST:PORT -fabric.msp-id … to check the anchor on the chain]\n" +
+		"       tani receipt anchor FILE -key KEYFILE -fabric.endpoint HOST:PORT -fabric.msp-id …"
+	if len(args) == 0 || (args[0] != "verify" && args[0] != "anchor") {
+		fmt.Fprintln(stderr, usage)
 		return errUsage
 	}
-	key, err := os.ReadFile(*keyFile)
-	if err != nil {
-		return fmt.Errorf("read key: %w", err)
-	}
-	v, err := note.NewVerifier(strings.TrimSpace(string(key)))
-	if err != nil {
-		return fmt.Errorf("log public key: %w", err)
-	}
-	data, err := os.ReadFile(fs.Arg(0))
-	if err != nil {
-		return fmt.Errorf("read receipt: %w", err)
-	}
-	r, err := verify.ParseReceipt(data)
+	sub := args[0]
+	var cmd verify.ReceiptCommand
+	var fcfg fabric.Config
+	fs := flag.NewFlagSet("receipt "+sub, flag.ContinueOnError)
+	cmd.RegisterFlags(fs)
+	fcfg.RegisterFlags(fs, "fabric.")
+	files, err := parseAnywhere(fs, args[1:], stderr, env)
 	if err != nil {
 		return err
 	}
-	fc, err := fabric.Dial(fcfg, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		return err
+	if len(files) != 1 || cmd.KeyFile == "" || (sub == "anchor" && fcfg.Endpoint == "") {
+		fmt.Fprintln(stderr, usage)
+		return errUsage
 	}
-	defer fc.Close()
-	res, err := anchor.VerifyReceipt(ctx, fc, r, v)
-	if err != nil {
-		return fmt.Errorf("receipt %s: %w", fs.Arg(0), err)
+	if fcfg.Endpoint != "" {
+		fc, err := fabric.Dial(fcfg, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+		if err != nil {
+			return err
+		}
+		defer fc.Close()
+		cmd.Chain = func(ctx context.Context, r *verify.Receipt, v note.Verifier) (*verify.Anchor, error) {
+			_, on, err := anchor.VerifyReceipt(ctx, fc, r, v)
+			return on, err
+		}
 	}
-	fmt.Fprintf(stdout, "OK: leaf %d of %s tree size %d, anchored on %s/%s in tx %s, block %d\n",
-		res.LeafIndex, res.Origin, res.TreeSize, r.Anchor.Channel, r.Anchor.Chaincode, r.Anchor.TxID, r.Anchor.BlockNumber)
-	return nil
+	return cmd.Run(ctx, files[0], stdout)
+}
+
+// parseAnywhere is parse for commands whose arguments may stand before,
+// between or after the flags (`receipt verify FILE -key K`); it returns
+// the arguments.
+func parseAnywhere(fs *flag.FlagSet, args []string, stderr io.Writer, env Env) ([]string, error) {
+	var rest []string
+	for {
+		if err := parse(fs, args, stderr, env); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return rest, nil
+		}
+		rest = append(rest, args[0])
+		args = args[1:]
+	}
 }
 
 func runDevnet(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) error {

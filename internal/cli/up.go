@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/tani-platform/tani/internal/app"
+	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/postgres"
 )
 
@@ -51,8 +52,11 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer, env Env
 		case <-a.Ready():
 			base := "http://" + a.Addr()
 			token := "-auth.operator-token"
-			if cfg.Auth.OperatorToken == "" {
-				token = filepath.Join(cfg.DataDir, "operator-token")
+			switch {
+			case cfg.Auth.OperatorTokenFile != "":
+				token = cfg.Auth.OperatorTokenFile
+			case cfg.Auth.OperatorToken == "":
+				token = filepath.Join(cfg.DataDir, auth.OperatorTokenKind.File)
 			}
 			fmt.Fprintf(stdout, "Tani is up (modules: %v)\n  ready:   %s/readyz\n  metrics: %s/metrics\n  mobile:  %s/mobile/v1/openapi.json\n  ledger:  %s/ledger/v1/checkpoint\n  admin:   %s/admin/v1 (operator token in %s)\n",
 				a.Modules(), base, base, base, base, base, token)

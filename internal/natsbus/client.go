@@ -74,6 +74,15 @@ func Connect(cfg Config, embedded *server.Server, name string, logger *slog.Logg
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		// Asynchronous errors (a slow consumer dropping messages, a
+		// permission refused) go to the log, not to stderr.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			logger.Warn("nats asynchronous error", "subject", subject, "err", err)
+		}),
 	}
 	target := cfg.Redacted()
 	if embedded != nil {

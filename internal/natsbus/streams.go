@@ -14,6 +14,9 @@ const (
 	StreamFarm = "FARM"
 	// StreamDead holds poison messages with the reason they were refused.
 	StreamDead = "DEAD"
+	// StreamErasure holds farmers' erasure requests (ids only, no personal
+	// data), kept until every owner of farmer data has acted on them.
+	StreamErasure = "ERASURE"
 
 	// SubjectSubmittedPrefix + <type>: records accepted by mobile-api.
 	SubjectSubmittedPrefix = "farm.submitted."
@@ -23,6 +26,9 @@ const (
 	SubjectAttestedPrefix = "farm.attested."
 	// SubjectDeadPrefix + <original subject>: dead letters.
 	SubjectDeadPrefix = "dead."
+	// SubjectErasureRequested: a farmer asked to be forgotten (see
+	// internal/forget).
+	SubjectErasureRequested = "erasure.requested"
 )
 
 // Headers ingest sets on farm.ingested, so consumers need not look the
@@ -67,6 +73,17 @@ func Streams(replicas int) []jetstream.StreamConfig {
 			Storage:     jetstream.FileStorage,
 			Retention:   jetstream.LimitsPolicy,
 			MaxAge:      90 * 24 * time.Hour,
+			Duplicates:  DuplicateWindow,
+			Replicas:    replicas,
+		},
+		{
+			// No age limit: an owner that is down for months must still
+			// erase when it comes back. One small message per erasure.
+			Name:        StreamErasure,
+			Description: "farmers' erasure requests, acted on by every owner of farmer data",
+			Subjects:    []string{"erasure.>"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
 			Duplicates:  DuplicateWindow,
 			Replicas:    replicas,
 		},

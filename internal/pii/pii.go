@@ -15,9 +15,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/tani-platform/tani/internal/keyfile"
 )
 
 // Config locates the key file.
@@ -27,54 +27,63 @@ type Config struct {
 
 // RegisterFlags registers the pii.* flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.KeyFile, "pii.key-file", "", "64-byte hex key protecting national IDs and phones; default <data-dir>/pii.key, generated if missing")
+	fs.StringVar(&c.KeyFile, "pii.key-file", "", "PII key file (64 bytes in hex) protecting national IDs and phones; every process must use the same one (`tani keys init`); default <data-dir>/pii.key, generated only by target all")
 }
 
 // Keys hold the HMAC and encryption keys.
 type Keys struct {
 	mac  []byte
 	aead cipher.AEAD
+	id   string
 }
 
-// Load reads the key, generating it under dataDir if missing.
-func Load(cfg Config, dataDir string) (*Keys, error) {
-	path := cfg.KeyFile
-	if path == "" {
-		path = filepath.Join(dataDir, "pii.key")
-	}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) && cfg.KeyFile == "" {
-		key := make([]byte, 64)
+// KeyKind is the PII key file: 64 random bytes in hex on one line.
+var KeyKind = keyfile.Kind{
+	Name: "PII key",
+	Flag: "pii.key-file",
+	File: "pii.key",
+	New: func() ([]byte, error) {
+		key := make([]byte, KeySize)
 		if _, err := rand.Read(key); err != nil {
 			return nil, err
 		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, err
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("create pii key: %w", err)
-		}
-		fmt.Fprintln(f, hex.EncodeToString(key))
-		if err := f.Close(); err != nil {
-			return nil, err
-		}
-		return New(key)
-	}
+		return []byte(hex.EncodeToString(key) + "\n"), nil
+	},
+	Check: func(data []byte) error {
+		_, err := decodeKey(data)
+		return err
+	},
+}
+
+// KeySize is the length of the PII key in bytes.
+const KeySize = 64
+
+// Parse builds keys from the contents of a PII key file (KeyKind).
+func Parse(data []byte) (*Keys, error) {
+	key, err := decodeKey(data)
 	if err != nil {
-		return nil, fmt.Errorf("read pii key: %w", err)
-	}
-	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil {
-		return nil, fmt.Errorf("pii key %s: not hex: %w", path, err)
+		return nil, err
 	}
 	return New(key)
 }
 
+// decodeKey reads a key file's hex without ever quoting it in an error.
+func decodeKey(data []byte) ([]byte, error) {
+	text := strings.TrimSpace(string(data))
+	if len(text) != 2*KeySize {
+		return nil, fmt.Errorf("want %d hex digits on one line, found %d characters", 2*KeySize, len(text))
+	}
+	key, err := hex.DecodeString(text)
+	if err != nil {
+		return nil, errors.New("not hexadecimal")
+	}
+	return key, nil
+}
+
 // New builds keys from 64 bytes: 32 for the HMAC, 32 for AES-256.
 func New(key []byte) (*Keys, error) {
-	if len(key) != 64 {
-		return nil, fmt.Errorf("pii key must be 64 bytes, got %d", len(key))
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("pii key must be %d bytes, got %d", KeySize, len(key))
 	}
 	block, err := aes.NewCipher(key[32:])
 	if err != nil {
@@ -84,8 +93,13 @@ func New(key []byte) (*Keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Keys{mac: key[:32], aead: aead}, nil
+	id := sha256.Sum256(append([]byte("tani.pii/key-id\x00"), key...))
+	return &Keys{mac: key[:32], aead: aead, id: hex.EncodeToString(id[:16])}, nil
 }
+
+// ID is a fingerprint of the key, safe to store and show: processes with
+// the same key have the same ID, and it reveals nothing of the key.
+func (k *Keys) ID() string { return k.id }
 
 // NationalIDHash is the keyed hash under which a national ID is stored.
 // Spaces and case are ignored so the same ID typed twice matches.

@@ -1,8 +1,11 @@
 package record
 
 import (
-	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,41 +36,178 @@ func newPayload(t string) any {
 	return nil
 }
 
-// Check decodes and validates a record: the envelope, then the payload of
-// its type, then the domain rules tags cannot say. It returns the typed
-// payload (a pointer to one of the payload structs) or every problem found,
-// as field errors relative to the record ("payload.boundary…").
-func Check(v *validate.Validator, raw []byte, now time.Time) (Envelope, any, []apperr.FieldError) {
-	var env Envelope
-	if err := validate.Unmarshal(bytes.NewReader(raw), &env); err != nil {
-		return env, nil, fieldsOf(err, "")
+// Record is a record read the one way Tani reads records: strictly, once,
+// into its RFC 8785 canonical form, with the typed envelope and payload
+// read back from those canonical bytes. The canonical bytes are what is
+// signed, hashed, published, stored and journaled, so every step that
+// reads a Record (mobile-api's checks, ingest, attest) reads the same
+// record.
+type Record struct {
+	Env Envelope
+	// Payload is the typed payload (a pointer to one of the payload
+	// structs), set by CheckPayload.
+	Payload any
+	// Canonical is the record in RFC 8785 form. Env.Payload is its
+	// payload member, byte for byte.
+	Canonical []byte
+	// unsigned is the span of Canonical to cut out (the signature member
+	// and one comma) to get the signing input.
+	unsigned [2]int
+}
+
+// Decode reads a record strictly and checks its envelope: everything that
+// is cheap and needs no key. Refused: a record over MaxRecordBytes, JSON
+// that two readers could read differently (duplicate keys, keys differing
+// only in letter case, numbers canonical JSON cannot carry exactly,
+// invalid UTF-8, lone surrogates), control characters in any string,
+// unknown members, wrong types, and envelope values out of their rules.
+// The payload is not looked at beyond its being an object: check the
+// signature (Verify) before spending time on it (CheckPayload).
+func Decode(v *validate.Validator, raw []byte, now time.Time) (Record, []apperr.FieldError) {
+	var r Record
+	if len(raw) > MaxRecordBytes {
+		return r, []apperr.FieldError{{Field: "body", Message: fmt.Sprintf("is %d bytes; a record may be at most %d", len(raw), MaxRecordBytes)}}
 	}
-	if err := v.Validate(&env); err != nil {
-		return env, nil, fieldsOf(err, "")
+	root, perr := parseObject(raw)
+	if perr != nil {
+		return r, []apperr.FieldError{*perr}
+	}
+	// Written member by member to remember where each value and the
+	// signature member are.
+	b := make([]byte, 0, len(raw))
+	b = append(b, '{')
+	spans := make([][2]int, len(root.kids))
+	for i := range root.kids {
+		m := &root.kids[i]
+		start := len(b)
+		if i > 0 {
+			b = append(b, ',')
+		}
+		key := len(b)
+		b = appendString(b, m.key)
+		b = append(b, ':')
+		spans[i][0] = len(b)
+		b = appendCanonical(b, &m.val)
+		spans[i][1] = len(b)
+		if m.key == "signature" {
+			r.unsigned = [2]int{start, len(b)} // the comma before it with it
+			if i == 0 && len(root.kids) > 1 {
+				r.unsigned = [2]int{key, len(b) + 1} // the comma after it
+			}
+		}
+	}
+	r.Canonical = append(b, '}')
+	d := typedDecoder{raw: func(val *value) []byte {
+		for i := range root.kids {
+			if &root.kids[i].val == val {
+				return r.Canonical[spans[i][0]:spans[i][1]:spans[i][1]]
+			}
+		}
+		return appendCanonical(nil, val)
+	}}
+	d.decode(&root, reflect.ValueOf(&r.Env).Elem())
+	if len(d.errs) > 0 {
+		return r, d.errs
+	}
+	if err := v.Validate(&r.Env); err != nil {
+		return r, fieldsOf(err, "")
 	}
 	var problems []apperr.FieldError
-	if env.Captured().After(now.Add(MaxClockSkew)) {
-		problems = append(problems, apperr.FieldError{Field: "captured_at", Message: "is in the future"})
-	}
-	payload := newPayload(env.Type)
-	if payload == nil {
+	if !KnownType(r.Env.Type) {
 		problems = append(problems, apperr.FieldError{Field: "type", Message: "must be one of: " + strings.Join(Types, " ")})
-		return env, nil, problems
 	}
-	if err := validate.Unmarshal(bytes.NewReader(env.Payload), payload); err != nil {
-		return env, nil, append(problems, fieldsOf(err, "payload.")...)
+	switch captured := r.Env.Captured(); {
+	case captured.After(now.Add(MaxClockSkew)):
+		problems = append(problems, apperr.FieldError{Field: "captured_at", Message: "is in the future"})
+	case captured.Before(EarliestCapture):
+		problems = append(problems, apperr.FieldError{Field: "captured_at", Message: "must not be before " + EarliestCapture.Format(time.RFC3339)})
+	}
+	return r, problems
+}
+
+// Verify checks the record's device signature: Ed25519 by pub over the
+// canonical record without its signature member.
+func (r *Record) Verify(pub ed25519.PublicKey) error {
+	sig, err := base64.StdEncoding.DecodeString(r.Env.Signature)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return fmt.Errorf("signature must be %d bytes of base64", ed25519.SignatureSize)
+	}
+	if !ed25519.Verify(pub, r.SigningInput(), sig) {
+		return ErrBadSignature
+	}
+	return nil
+}
+
+// SigningInput is what the device signed: the canonical record without its
+// signature member. RFC 8785 is compositional, so that is the canonical
+// bytes with the member (and one comma) cut out.
+func (r *Record) SigningInput() []byte {
+	if r.unsigned == [2]int{} {
+		return r.Canonical
+	}
+	return slices.Concat(r.Canonical[:r.unsigned[0]], r.Canonical[r.unsigned[1]:])
+}
+
+// CheckPayload reads the payload of a decoded record from its canonical
+// bytes into the type's struct and checks it: field rules, then the domain
+// rules (dates in range, plot geometry). It sets r.Payload when nothing is
+// wrong. Problems are named relative to the record ("payload.boundary…").
+func (r *Record) CheckPayload(v *validate.Validator, now time.Time) []apperr.FieldError {
+	payload := newPayload(r.Env.Type)
+	if payload == nil {
+		return []apperr.FieldError{{Field: "type", Message: "must be one of: " + strings.Join(Types, " ")}}
+	}
+	root, perr := parseObject(r.Env.Payload)
+	if perr != nil {
+		field := "payload"
+		if perr.Field != "body" {
+			field += "." + perr.Field
+		}
+		return []apperr.FieldError{{Field: field, Message: perr.Message}}
+	}
+	d := typedDecoder{path: []pathElem{{key: "payload", index: -1}}}
+	d.decode(&root, reflect.ValueOf(payload).Elem())
+	if len(d.errs) > 0 {
+		return d.errs
 	}
 	if err := v.Validate(payload); err != nil {
-		return env, nil, append(problems, fieldsOf(err, "payload.")...)
+		return fieldsOf(err, "payload.")
 	}
-	for _, p := range domainProblems(payload, env, now) {
+	var problems []apperr.FieldError
+	for _, p := range domainProblems(payload, r.Env, now) {
 		problems = append(problems, apperr.FieldError{Field: "payload." + p.Field, Message: p.Message})
 	}
 	if len(problems) > 0 {
-		return env, nil, problems
+		return problems
 	}
-	return env, payload, nil
+	r.Payload = payload
+	return nil
 }
+
+// Check is Decode and CheckPayload, for readers that check the signature
+// later or not at all (ingest and attest check it against the device
+// registry themselves).
+func Check(v *validate.Validator, raw []byte, now time.Time) (Record, []apperr.FieldError) {
+	r, problems := Decode(v, raw, now)
+	if len(problems) > 0 {
+		return r, problems
+	}
+	return r, r.CheckPayload(v, now)
+}
+
+// Ranges of the times in a record. Besides plausibility they keep every
+// value inside what Postgres and the journal store: Postgres has no year
+// 0, and the journal refuses the zero time.
+var (
+	// EarliestCapture is the earliest captured_at accepted.
+	EarliestCapture = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	// EarliestDate is the earliest business date (planting, harvest, sale…).
+	EarliestDate = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// MaxYearsAhead bounds the dates that may lie in the future: an expected
+// harvest after planting, a consent's expiry after capture.
+const MaxYearsAhead = 10
 
 // domainProblems are the rules of each type that tags cannot express.
 func domainProblems(payload any, env Envelope, now time.Time) []apperr.FieldError {
@@ -76,10 +216,18 @@ func domainProblems(payload any, env Envelope, now time.Time) []apperr.FieldErro
 		out = append(out, apperr.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
 	}
 	today := now.UTC().Truncate(24 * time.Hour)
-	notFuture := func(field, day string) {
-		if date(day).After(today.AddDate(0, 0, 1)) {
+	// past is a date that happened: not before EarliestDate, not after
+	// tomorrow (the device may be a time zone ahead).
+	past := func(field, day string) bool {
+		switch d := date(day); {
+		case d.Before(EarliestDate):
+			add(field, "must not be before %s", EarliestDate.Format(time.DateOnly))
+		case d.After(today.AddDate(0, 0, 1)):
 			add(field, "is in the future")
+		default:
+			return true
 		}
+		return false
 	}
 	mass := func(field string, q Quantity) {
 		if _, ok := q.Kg(); !ok {
@@ -92,30 +240,35 @@ func domainProblems(payload any, env Envelope, now time.Time) []apperr.FieldErro
 			add("birth_year", "must be at least 10 years ago")
 		}
 	case *PlotMapped:
-		for _, problem := range checkPolygon(p.Boundary) {
-			field, msg, _ := strings.Cut(problem, ": ")
-			add(field, "%s", msg)
-		}
+		out = append(out, checkPolygon(p.Boundary, "boundary")...)
 		if _, ok := p.DeclaredArea.Ha(); !ok {
 			add("declared_area.unit", "must be an area (ha, m2, are, acre, bau)")
 		}
 	case *CropPlanted:
-		notFuture("planted_on", p.PlantedOn)
-		if !date(p.ExpectedHarvestOn).After(date(p.PlantedOn)) {
-			add("expected_harvest_on", "must be after planted_on")
+		if past("planted_on", p.PlantedOn) {
+			planted, expected := date(p.PlantedOn), date(p.ExpectedHarvestOn)
+			switch {
+			case !expected.After(planted):
+				add("expected_harvest_on", "must be after planted_on")
+			case expected.After(planted.AddDate(MaxYearsAhead, 0, 0)):
+				add("expected_harvest_on", "must be within %d years of planted_on", MaxYearsAhead)
+			}
 		}
 	case *InputApplied:
-		notFuture("applied_on", p.AppliedOn)
+		past("applied_on", p.AppliedOn)
 	case *HarvestRecorded:
-		notFuture("harvested_on", p.HarvestedOn)
+		past("harvested_on", p.HarvestedOn)
 		mass("quantity", p.Quantity)
 	case *SaleRecorded:
-		notFuture("sold_on", p.SoldOn)
+		past("sold_on", p.SoldOn)
 		mass("quantity", p.Quantity)
 	case *ConsentGranted:
 		exp, _ := time.Parse(time.RFC3339, p.ExpiresAt)
-		if !exp.After(env.Captured()) {
+		switch captured := env.Captured(); {
+		case !exp.After(captured):
 			add("expires_at", "must be after captured_at")
+		case exp.After(captured.AddDate(MaxYearsAhead, 0, 0)):
+			add("expires_at", "must be within %d years of captured_at", MaxYearsAhead)
 		}
 	}
 	return out

@@ -51,7 +51,7 @@ func validPayloads() map[string]map[string]any {
 func check(t *testing.T, rec map[string]any) []string {
 	t.Helper()
 	raw, _ := json.Marshal(rec)
-	_, _, problems := record.Check(validate.New(), raw, now)
+	_, problems := record.Check(validate.New(), raw, now)
 	var fields []string
 	for _, p := range problems {
 		fields = append(fields, p.Field+": "+p.Message)

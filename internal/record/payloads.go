@@ -2,7 +2,6 @@ package record
 
 import (
 	"fmt"
-	"math"
 	"strings"
 	"time"
 )
@@ -16,7 +15,7 @@ import (
 // ingest in clear: it is stored only as a keyed HMAC; the phone is stored
 // encrypted.
 type FarmerRegistered struct {
-	FarmerID   string `json:"farmer_id" validate:"required,uuid"`
+	FarmerID   string `json:"farmer_id" validate:"required,uuidlower"`
 	Name       string `json:"name" validate:"required,min=1,max=200"`
 	NationalID string `json:"national_id" validate:"required,min=4,max=32,alphanum"`
 	Phone      string `json:"phone" validate:"required,e164"`
@@ -28,8 +27,8 @@ type FarmerRegistered struct {
 
 // PlotMapped is a plot's boundary from a GPS walk.
 type PlotMapped struct {
-	FarmerID     string   `json:"farmer_id" validate:"required,uuid"`
-	PlotID       string   `json:"plot_id" validate:"required,uuid"`
+	FarmerID     string   `json:"farmer_id" validate:"required,uuidlower"`
+	PlotID       string   `json:"plot_id" validate:"required,uuidlower"`
 	Boundary     Polygon  `json:"boundary" validate:"required"`
 	DeclaredArea Quantity `json:"declared_area" validate:"required"`
 	Tenure       string   `json:"tenure" validate:"required,oneof=owned rented sharecropped customary communal other"`
@@ -39,8 +38,8 @@ type PlotMapped struct {
 
 // CropPlanted starts a crop cycle on a plot.
 type CropPlanted struct {
-	FarmerID          string `json:"farmer_id" validate:"required,uuid"`
-	PlotID            string `json:"plot_id" validate:"required,uuid"`
+	FarmerID          string `json:"farmer_id" validate:"required,uuidlower"`
+	PlotID            string `json:"plot_id" validate:"required,uuidlower"`
 	Crop              string `json:"crop" validate:"required,crop"`
 	Variety           string `json:"variety,omitempty" validate:"max=100"`
 	PlantedOn         string `json:"planted_on" validate:"required,datetime=2006-01-02"`
@@ -49,8 +48,8 @@ type CropPlanted struct {
 
 // InputApplied records seed, fertilizer or chemicals put on a plot.
 type InputApplied struct {
-	FarmerID  string   `json:"farmer_id" validate:"required,uuid"`
-	PlotID    string   `json:"plot_id" validate:"required,uuid"`
+	FarmerID  string   `json:"farmer_id" validate:"required,uuidlower"`
+	PlotID    string   `json:"plot_id" validate:"required,uuidlower"`
 	Product   string   `json:"product" validate:"required,min=1,max=200"`
 	Category  string   `json:"category" validate:"required,oneof=seed fertilizer pesticide herbicide fungicide other"`
 	Quantity  Quantity `json:"quantity" validate:"required"`
@@ -59,8 +58,8 @@ type InputApplied struct {
 
 // HarvestRecorded is what a plot yielded.
 type HarvestRecorded struct {
-	FarmerID     string   `json:"farmer_id" validate:"required,uuid"`
-	PlotID       string   `json:"plot_id" validate:"required,uuid"`
+	FarmerID     string   `json:"farmer_id" validate:"required,uuidlower"`
+	PlotID       string   `json:"plot_id" validate:"required,uuidlower"`
 	Crop         string   `json:"crop" validate:"required,crop"`
 	Quantity     Quantity `json:"quantity" validate:"required"`
 	QualityGrade string   `json:"quality_grade" validate:"required,oneof=A B C ungraded"`
@@ -69,7 +68,7 @@ type HarvestRecorded struct {
 
 // SaleRecorded is produce sold.
 type SaleRecorded struct {
-	FarmerID string   `json:"farmer_id" validate:"required,uuid"`
+	FarmerID string   `json:"farmer_id" validate:"required,uuidlower"`
 	Buyer    string   `json:"buyer" validate:"required,min=1,max=200"`
 	Crop     string   `json:"crop" validate:"required,crop"`
 	Quantity Quantity `json:"quantity" validate:"required"`
@@ -81,19 +80,19 @@ type SaleRecorded struct {
 // it expires or is revoked. The farmer proves it with a one-time code sent
 // to their phone.
 type ConsentGranted struct {
-	FarmerID       string   `json:"farmer_id" validate:"required,uuid"`
-	ConsentID      string   `json:"consent_id" validate:"required,uuid"`
-	GranteeOrgID   string   `json:"grantee_organization_id" validate:"required,uuid"`
+	FarmerID       string   `json:"farmer_id" validate:"required,uuidlower"`
+	ConsentID      string   `json:"consent_id" validate:"required,uuidlower"`
+	GranteeOrgID   string   `json:"grantee_organization_id" validate:"required,uuidlower"`
 	Scopes         []string `json:"scopes" validate:"required,min=1,unique,dive,oneof=identity plots crops inputs harvests sales"`
 	ExpiresAt      string   `json:"expires_at" validate:"required,datetime=2006-01-02T15:04:05Z07:00"`
-	OTPChallengeID string   `json:"otp_challenge_id" validate:"required,uuid"`
+	OTPChallengeID string   `json:"otp_challenge_id" validate:"required,uuidlower"`
 	OTPCode        string   `json:"otp_code" validate:"required,len=6,numeric"`
 }
 
 // ConsentRevoked ends a consent.
 type ConsentRevoked struct {
-	FarmerID  string `json:"farmer_id" validate:"required,uuid"`
-	ConsentID string `json:"consent_id" validate:"required,uuid"`
+	FarmerID  string `json:"farmer_id" validate:"required,uuidlower"`
+	ConsentID string `json:"consent_id" validate:"required,uuidlower"`
 	Reason    string `json:"reason,omitempty" validate:"max=500"`
 }
 
@@ -113,7 +112,7 @@ type Money struct {
 // the first ring the outer boundary.
 type Polygon struct {
 	Type        string         `json:"type" validate:"required,eq=Polygon"`
-	Coordinates [][][2]float64 `json:"coordinates" validate:"required,min=1,max=20,dive,min=4,max=5000"`
+	Coordinates [][][2]float64 `json:"coordinates" validate:"required,min=1,max=20,dive,min=4,max=5000"` // MaxRings, MaxRingPositions
 }
 
 // Conversion factors to the normalized units.
@@ -159,80 +158,6 @@ func (p Polygon) WKT() string {
 	}
 	b.WriteByte(')')
 	return b.String()
-}
-
-// checkPolygon reports what is wrong with a boundary: positions out of
-// range, rings not closed, too few distinct points, or edges that cross.
-func checkPolygon(p Polygon) []string {
-	var problems []string
-	for r, ring := range p.Coordinates {
-		name := "boundary.coordinates[" + fmt.Sprint(r) + "]"
-		for i, pos := range ring {
-			if math.IsNaN(pos[0]) || pos[0] < -180 || pos[0] > 180 || math.IsNaN(pos[1]) || pos[1] < -90 || pos[1] > 90 {
-				problems = append(problems, fmt.Sprintf("%s[%d]: [longitude, latitude] out of range", name, i))
-			}
-		}
-		if len(ring) < 4 {
-			continue // the validator reports it
-		}
-		if ring[0] != ring[len(ring)-1] {
-			problems = append(problems, name+": ring is open (the last position must equal the first)")
-			continue
-		}
-		if distinct(ring[:len(ring)-1]) < 3 {
-			problems = append(problems, name+": ring needs at least 3 distinct positions")
-			continue
-		}
-		if i, j, ok := selfIntersection(ring); ok {
-			problems = append(problems, fmt.Sprintf("%s: edges %d and %d cross (self-intersecting ring)", name, i, j))
-		}
-	}
-	return problems
-}
-
-func distinct(ps [][2]float64) int {
-	seen := map[[2]float64]bool{}
-	for _, p := range ps {
-		seen[p] = true
-	}
-	return len(seen)
-}
-
-// selfIntersection finds two non-adjacent edges of a closed ring that
-// touch or cross. O(n²), fine for GPS walks of a few thousand points.
-func selfIntersection(ring [][2]float64) (int, int, bool) {
-	n := len(ring) - 1 // edges
-	for i := 0; i < n; i++ {
-		for j := i + 1; j < n; j++ {
-			if j == i+1 || (i == 0 && j == n-1) {
-				continue // adjacent edges share a vertex
-			}
-			if segmentsIntersect(ring[i], ring[i+1], ring[j], ring[j+1]) {
-				return i, j, true
-			}
-		}
-	}
-	return 0, 0, false
-}
-
-func segmentsIntersect(p1, p2, p3, p4 [2]float64) bool {
-	d1 := orient(p3, p4, p1)
-	d2 := orient(p3, p4, p2)
-	d3 := orient(p1, p2, p3)
-	d4 := orient(p1, p2, p4)
-	if ((d1 > 0 && d2 < 0) || (d1 < 0 && d2 > 0)) && ((d3 > 0 && d4 < 0) || (d3 < 0 && d4 > 0)) {
-		return true
-	}
-	return (d1 == 0 && onSegment(p3, p4, p1)) || (d2 == 0 && onSegment(p3, p4, p2)) ||
-		(d3 == 0 && onSegment(p1, p2, p3)) || (d4 == 0 && onSegment(p1, p2, p4))
-}
-
-func orient(a, b, c [2]float64) float64 {
-	return (b[0]-a[0])*(c[1]-a[1]) - (b[1]-a[1])*(c[0]-a[0])
-}
-
-func onSegment(a, b, p [2]float64) bool {
-	return min(a[0], b[0]) <= p[0] && p[0] <= max(a[0], b[0]) && min(a[1], b[1]) <= p[1] && p[1] <= max(a[1], b[1])
 }
 
 // date parses a validated YYYY-MM-DD.

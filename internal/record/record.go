@@ -33,10 +33,10 @@ const MaxClockSkew = 5 * time.Minute
 // client-made UUID that makes every retry idempotent end to end; Signature
 // is the device's Ed25519 signature over SigningInput.
 type Envelope struct {
-	ID         string          `json:"id" validate:"required,uuid"`
+	ID         string          `json:"id" validate:"required,uuidlower"`
 	Type       string          `json:"type" validate:"required"`
 	CapturedAt string          `json:"captured_at" validate:"required,datetime=2006-01-02T15:04:05Z07:00"`
-	DeviceID   string          `json:"device_id" validate:"required,uuid"`
+	DeviceID   string          `json:"device_id" validate:"required,uuidlower"`
 	Location   *Location       `json:"location" validate:"required"`
 	Payload    json.RawMessage `json:"payload" validate:"required"`
 	Signature  string          `json:"signature,omitempty" validate:"required,base64"`
@@ -59,7 +59,10 @@ func (e Envelope) Captured() time.Time {
 }
 
 // Canonical returns the RFC 8785 canonical JSON of raw, so the same record
-// hashes the same however a device serialized it.
+// hashes the same however a device serialized it. It takes any JSON that
+// RFC 8785 can canonicalize (devices sign with it); a record arriving at
+// Tani is read with Decode, whose canonical bytes are the same for every
+// record it accepts (FuzzCanonical) but which refuses far more.
 func Canonical(raw []byte) ([]byte, error) {
 	c, err := jcs.Transform(raw)
 	if err != nil {

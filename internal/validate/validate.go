@@ -113,7 +113,7 @@ func jsonKind(t reflect.Type) string {
 type Validator struct{ v *validator.Validate }
 
 // New returns a validator that reports JSON field names and knows Tani's
-// own rules (crop, sha256hex).
+// own rules (crop, sha256hex, uuidlower).
 func New() *Validator {
 	v := validator.New(validator.WithRequiredStructEnabled())
 	v.RegisterTagNameFunc(func(f reflect.StructField) string {
@@ -131,10 +131,37 @@ func New() *Validator {
 		b, err := hex.DecodeString(s)
 		return err == nil && len(b) == 32 && s == strings.ToLower(s)
 	})
+	v.RegisterValidation("uuidlower", func(fl validator.FieldLevel) bool { return LowerUUID(fl.Field().String()) })
 	v.RegisterValidation("crop", func(fl validator.FieldLevel) bool {
 		return slices.Contains(Crops, fl.Field().String())
 	})
 	return &Validator{v: v}
+}
+
+// LowerUUID reports whether s is a UUID in its canonical text form (RFC
+// 9562: lowercase hex, hyphens at 8-4-4-4-12) other than the nil UUID.
+// Record ids are compared as text in signed records and as uuid in
+// Postgres, which prints lowercase: only the canonical form compares
+// equal in both.
+func LowerUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	zero := true
+	for i := range len(s) {
+		c := s[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case c >= '0' && c <= '9' || c >= 'a' && c <= 'f':
+			zero = zero && c == '0'
+		default:
+			return false
+		}
+	}
+	return !zero
 }
 
 // Crops are the crops Tani has thresholds for (the "crop" rule).
@@ -201,6 +228,8 @@ func message(fe validator.FieldError) string {
 		return "must be one of: " + fe.Param()
 	case "uuid", "uuid4":
 		return "must be a UUID"
+	case "uuidlower":
+		return "must be a lowercase UUID such as 0d9c3a4e-5b7f-4c1e-9a2b-3c4d5e6f7a8b, not the nil UUID"
 	case "len":
 		return "must have length " + fe.Param()
 	case "datetime":

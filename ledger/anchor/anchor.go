@@ -1,13 +1,12 @@
 package anchor
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/hyperledger/fabric-gateway/pkg/client"
@@ -337,31 +336,43 @@ func (m *memCheckpointer) CheckpointTransaction(block uint64, txID string) error
 	return nil
 }
 
-// Check is an audit hook (ledger.AuditOptions.CheckAnchor) that checks
-// each stored anchor against the chain. The audit calls it only after the
-// checkpoint's note verified, so the note's first line is the log's origin.
-func Check(fc *fabric.Client) func(ctx context.Context, cp *ledger.Checkpoint) error {
-	return func(ctx context.Context, cp *ledger.Checkpoint) error {
-		origin, _, _ := strings.Cut(string(cp.Note), "\n")
-		return checkAnchor(ctx, fc, origin, uint64(cp.Size), cp.Root[:], cp.Anchor)
-	}
-}
-
 // VerifyReceipt checks a receipt offline with the log's verifier, then its
-// anchor against the chain: the chain must hold the receipt's checkpoint
-// root at its size, in the named transaction and block.
-func VerifyReceipt(ctx context.Context, fc *fabric.Client, r *verify.Receipt, v note.Verifier) (*verify.Result, error) {
+// checkpoint on the chain: the chain must hold the receipt's checkpoint
+// root at its size and, when the receipt names an anchor, in exactly that
+// transaction and block. A receipt issued before its checkpoint was
+// anchored names none; it passes when the chain holds its checkpoint now.
+// It returns what the receipt proves and where the chain holds it.
+func VerifyReceipt(ctx context.Context, fc *fabric.Client, r *verify.Receipt, v note.Verifier) (*verify.Result, *verify.Anchor, error) {
 	res, err := r.Verify(v)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if r.Anchor == nil {
-		return nil, errors.New("receipt has no anchor")
+	if r.Anchor != nil {
+		if err := checkAnchor(ctx, fc, res.Origin, res.TreeSize, res.Root, r.Anchor); err != nil {
+			return nil, nil, err
+		}
+		return res, r.Anchor, nil
 	}
-	if err := checkAnchor(ctx, fc, res.Origin, res.TreeSize, res.Root, r.Anchor); err != nil {
-		return nil, err
+	on, err := anchorAt(ctx, fc, res.Origin, int64(res.TreeSize))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read chain anchor at size %d: %w", res.TreeSize, err)
 	}
-	return res, nil
+	if on == nil {
+		latest, err := fc.LatestAnchor(ctx, res.Origin)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read latest chain anchor: %w", err)
+		}
+		hint := "the chain holds no anchor of this log yet"
+		if latest != nil {
+			hint = fmt.Sprintf("the latest anchored size is %d: ask for a receipt in an anchored checkpoint", latest.Size)
+		}
+		return nil, nil, fmt.Errorf("the receipt names no anchor, and the chain holds no anchor of %s at size %d; %s", res.Origin, res.TreeSize, hint)
+	}
+	if !bytes.Equal(on.Root[:], res.Root) {
+		return nil, nil, fmt.Errorf("the chain anchors root %s at size %d, the receipt's checkpoint has %s",
+			base64.StdEncoding.EncodeToString(on.Root[:]), res.TreeSize, base64.StdEncoding.EncodeToString(res.Root))
+	}
+	return res, &on.Ref, nil
 }
 
 func checkAnchor(ctx context.Context, fc *fabric.Client, origin string, size uint64, root []byte, a *verify.Anchor) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -159,12 +160,12 @@ func TestAnchorEndToEnd(t *testing.T) {
 		if r.Anchor == nil {
 			t.Fatal("got a receipt without an anchor, want the checkpoint's")
 		}
-		res, err := anchor.VerifyReceipt(ctx, f.fc, r, f.j.Verifier())
+		res, on, err := anchor.VerifyReceipt(ctx, f.fc, r, f.j.Verifier())
 		if err != nil {
 			t.Fatalf("VerifyReceipt: %v", err)
 		}
-		if res.LeafIndex != 0 {
-			t.Errorf("got leaf %d, want 0", res.LeafIndex)
+		if res.LeafIndex != 0 || *on != *r.Anchor {
+			t.Errorf("got leaf %d anchored at %+v, want leaf 0 at the receipt's %+v", res.LeafIndex, on, r.Anchor)
 		}
 	})
 	t.Run("ErrReceiptAnchorWrongBlock", func(t *testing.T) {
@@ -173,7 +174,7 @@ func TestAnchorEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.Anchor.BlockNumber++
-		_, err = anchor.VerifyReceipt(ctx, f.fc, r, f.j.Verifier())
+		_, _, err = anchor.VerifyReceipt(ctx, f.fc, r, f.j.Verifier())
 		if err == nil || !strings.Contains(err.Error(), "the anchor names block") {
 			t.Errorf("got %v, want a block mismatch", err)
 		}
@@ -185,30 +186,87 @@ func TestAnchorEndToEnd(t *testing.T) {
 		}
 		other := f.checkpoint(t, s1).Anchor
 		r.Anchor.TxID = other.TxID
-		_, err = anchor.VerifyReceipt(ctx, f.fc, r, f.j.Verifier())
+		_, _, err = anchor.VerifyReceipt(ctx, f.fc, r, f.j.Verifier())
 		if err == nil || !strings.Contains(err.Error(), "the anchor names tx "+other.TxID) {
 			t.Errorf("got %v, want a tx mismatch", err)
 		}
 	})
-	t.Run("AuditChecksEveryAnchor", func(t *testing.T) {
-		rep, err := f.j.Audit(ctx, ledger.AuditOptions{CheckAnchor: anchor.Check(f.fc)})
+	t.Run("ReceiptWithoutAnchorFoundOnTheChain", func(t *testing.T) {
+		// A receipt issued before its checkpoint was anchored names no
+		// anchor; the chain holds the checkpoint now.
+		r, err := f.j.ReceiptIn(ctx, "rec-1", 1, s1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !rep.OK() || rep.Anchors != 2 {
-			t.Errorf("got faults %v and %d anchors checked, want none and 2", rep.Faults, rep.Anchors)
+		want := *r.Anchor
+		r.Anchor = nil
+		_, on, err := anchor.VerifyReceipt(ctx, f.fc, r, f.j.Verifier())
+		if err != nil || on == nil || *on != want {
+			t.Errorf("got %+v, %v, want the chain's anchor %+v", on, err, want)
+		}
+	})
+	t.Run("ErrReceiptCheckpointNotOnTheChain", func(t *testing.T) {
+		f.grow(t, 1) // signed, not anchored
+		r, err := f.j.Receipt(ctx, "rec-1", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Anchor != nil {
+			t.Fatalf("got anchor %+v, want a receipt in an unanchored checkpoint", r.Anchor)
+		}
+		_, _, err = anchor.VerifyReceipt(ctx, f.fc, r, f.j.Verifier())
+		want := fmt.Sprintf("the chain holds no anchor of %s at size %d; the latest anchored size is %d", f.j.Verifier().Name(), r.TreeSize, s2)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want %q", err, want)
+		}
+	})
+	t.Run("ReadChainReadsEveryAnchor", func(t *testing.T) {
+		c, err := anchor.ReadChain(ctx, f.fc, f.j.Verifier().Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.PublicKey != f.j.VerifierKey() || c.Channel != "tani" || c.Chaincode != "anchor" {
+			t.Errorf("got key %q on %s/%s, want the journal's %q on tani/anchor", c.PublicKey, c.Channel, c.Chaincode, f.j.VerifierKey())
+		}
+		var got []int64
+		for _, a := range c.Anchors {
+			got = append(got, a.Size)
+			cp := f.checkpoint(t, a.Size)
+			if a.Ref != *cp.Anchor || a.Root != cp.Root || string(a.Note) != string(cp.Note) {
+				t.Errorf("size %d: got %+v root %x, want the recorded %+v root %x", a.Size, a.Ref, a.Root, *cp.Anchor, cp.Root)
+			}
+		}
+		if want := []int64{s1, s2}; !slices.Equal(got, want) {
+			t.Errorf("got anchored sizes %v, want %v", got, want)
+		}
+	})
+	t.Run("AuditChecksEveryAnchor", func(t *testing.T) {
+		c, err := anchor.ReadChain(ctx, f.fc, f.j.Verifier().Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := f.j.Audit(ctx, ledger.AuditOptions{Chain: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.OK() || rep.Anchors != 2 || rep.ChainAnchors != 2 {
+			t.Errorf("got faults %v, %d references matching %d chain anchors, want none, 2 and 2", rep.Faults, rep.Anchors, rep.ChainAnchors)
 		}
 	})
 	t.Run("AuditReportsTamperedAnchor", func(t *testing.T) {
 		if _, err := f.pool.Exec(ctx, `UPDATE ledger.checkpoints SET anchor = jsonb_set(anchor, '{block_number}', '999') WHERE size = $1`, s1); err != nil {
 			t.Fatal(err)
 		}
-		rep, err := f.j.Audit(ctx, ledger.AuditOptions{CheckAnchor: anchor.Check(f.fc)})
+		c, err := anchor.ReadChain(ctx, f.fc, f.j.Verifier().Name())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(rep.Faults) != 1 || rep.Faults[0].Kind != ledger.FaultAnchor || rep.Faults[0].Checkpoint != s1 {
-			t.Errorf("got faults %v, want one anchor fault at checkpoint %d", rep.Faults, s1)
+		rep, err := f.j.Audit(ctx, ledger.AuditOptions{Chain: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Faults) != 1 || rep.Faults[0].Kind != ledger.FaultAnchorRewritten || rep.Faults[0].Size != s1 {
+			t.Errorf("got faults %v, want one rewritten anchor reference at size %d", rep.Faults, s1)
 		}
 	})
 }

@@ -93,10 +93,14 @@ func TestIntegrationAnchorEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := anchor.VerifyReceipt(ctx, f.fc, r, f.j.Verifier()); err != nil {
+	if _, _, err := anchor.VerifyReceipt(ctx, f.fc, r, f.j.Verifier()); err != nil {
 		t.Errorf("receipt anchor: %v", err)
 	}
-	rep, err := f.j.Audit(ctx, ledger.AuditOptions{CheckAnchor: anchor.Check(f.fc)})
+	c, err := anchor.ReadChain(ctx, f.fc, f.j.Verifier().Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.j.Audit(ctx, ledger.AuditOptions{Chain: c})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,51 +9,78 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
-// RunReceiptCommand implements `tani receipt verify FILE --key KEYFILE`.
-// args start after "receipt". It prints what the receipt proves to stdout and
-// returns an error naming the failed check otherwise, so that the caller can
-// exit non-zero.
-func RunReceiptCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(stderr, "usage: tani receipt verify FILE --key KEYFILE")
-		return errors.New("receipt: unknown or missing subcommand (want verify)")
+// ReceiptCommand is `tani receipt verify FILE -key KEYFILE`: it checks a
+// receipt and prints what it proves and how far it was checked, so that
+// nobody takes an offline check for a check against the chain. It returns
+// an error naming the failed check otherwise, so that the caller can exit
+// non-zero.
+type ReceiptCommand struct {
+	// KeyFile holds the log's public note verifier key.
+	KeyFile string
+	// Chain, when set, checks the receipt's checkpoint on the chain after
+	// the offline checks and returns where the chain holds it
+	// (anchor.VerifyReceipt). The caller that knows the network sets it
+	// when Fabric settings are given; this package never reaches a network.
+	Chain func(ctx context.Context, r *Receipt, v note.Verifier) (*Anchor, error)
+}
+
+// RegisterFlags registers -key.
+func (c *ReceiptCommand) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.KeyFile, "key", "", "file holding the log's public note verifier key (origin+hash+base64)")
+}
+
+// Run verifies the receipt in file and reports.
+func (c *ReceiptCommand) Run(ctx context.Context, file string, stdout io.Writer) error {
+	if c.KeyFile == "" {
+		return errors.New("receipt verify: -key is required")
 	}
-	fs := flag.NewFlagSet("receipt verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	keyFile := fs.String("key", "", "file holding the log's public note verifier key (origin+hash+base64)")
-	// Accept the file before or after the flags.
-	var files []string
-	rest := args[1:]
-	for len(rest) > 0 {
-		if err := fs.Parse(rest); err != nil {
-			return err
-		}
-		rest = fs.Args()
-		if len(rest) > 0 {
-			files = append(files, rest[0])
-			rest = rest[1:]
-		}
-	}
-	if len(files) != 1 || *keyFile == "" {
-		fmt.Fprintln(stderr, "usage: tani receipt verify FILE --key KEYFILE")
-		return errors.New("receipt verify: want exactly one FILE and --key")
-	}
-	key, err := os.ReadFile(*keyFile)
+	key, err := os.ReadFile(c.KeyFile)
 	if err != nil {
 		return fmt.Errorf("read key: %w", err)
 	}
-	data, err := os.ReadFile(files[0])
+	v, err := note.NewVerifier(strings.TrimSpace(string(key)))
+	if err != nil {
+		return fmt.Errorf("log public key: %w", err)
+	}
+	data, err := os.ReadFile(file)
 	if err != nil {
 		return fmt.Errorf("read receipt: %w", err)
 	}
-	res, err := VerifyReceipt(data, strings.TrimSpace(string(key)))
+	r, err := ParseReceipt(data)
 	if err != nil {
-		return fmt.Errorf("receipt %s does not verify: %w", files[0], err)
+		return fmt.Errorf("receipt %s: %w", file, err)
+	}
+	res, err := r.Verify(v)
+	if err != nil {
+		return fmt.Errorf("receipt %s does not verify: %w", file, err)
+	}
+	var on *Anchor
+	if c.Chain != nil {
+		if on, err = c.Chain(ctx, r, v); err != nil {
+			return fmt.Errorf("receipt %s: its signature and inclusion proof verify, but its anchor does not: %w", file, err)
+		}
 	}
 	e := res.Entry
 	fmt.Fprintf(stdout, "OK: %s entry for record %s revision %d is leaf %d of %s tree size %d (root %s)\n",
 		e.Type, e.RecordID, e.Revision, res.LeafIndex, res.Origin, res.TreeSize, base64.StdEncoding.EncodeToString(res.Root))
+	switch {
+	case on != nil:
+		fmt.Fprintf(stdout, "checked: the log's signature, the inclusion proof, and the checkpoint on the chain (channel %s, chaincode %s)\n", on.Channel, on.Chaincode)
+		named := "as the receipt names"
+		if r.Anchor == nil {
+			named = "though the receipt names no anchor (it was issued before the checkpoint was anchored)"
+		}
+		fmt.Fprintf(stdout, "anchor: the chain holds this checkpoint in tx %s, block %d, %s\n", on.TxID, on.BlockNumber, named)
+	case r.Anchor != nil:
+		fmt.Fprintln(stdout, "checked: the log's signature and the inclusion proof only; the chain was NOT consulted (give -fabric.* settings to check the anchor)")
+		fmt.Fprintf(stdout, "anchor: the receipt names tx %s, block %d on channel %s, chaincode %s (not checked)\n", r.Anchor.TxID, r.Anchor.BlockNumber, r.Anchor.Channel, r.Anchor.Chaincode)
+	default:
+		fmt.Fprintln(stdout, "checked: the log's signature and the inclusion proof only; the chain was NOT consulted (give -fabric.* settings to look the checkpoint up on the chain)")
+		fmt.Fprintln(stdout, "anchor: none: the receipt's checkpoint was not anchored on Fabric when the receipt was issued")
+	}
 	return nil
 }

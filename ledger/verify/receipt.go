@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/gowebpki/jcs"
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -30,7 +31,7 @@ type Receipt struct {
 
 // Anchor names the Fabric transaction that recorded a checkpoint, so that a
 // verifier can check it against the ledger of the verifying organizations.
-// No anchoring exists yet; the type fixes where it will go.
+// This package only carries it: checking it needs the chain (ledger/anchor).
 type Anchor struct {
 	Channel     string `json:"channel"`
 	Chaincode   string `json:"chaincode"`
@@ -67,7 +68,8 @@ func (b *Bytes) UnmarshalJSON(data []byte) error {
 var receiptFields = []string{"anchor", "checkpoint", "entry", "inclusion", "leaf_index", "tree_size"}
 
 // ParseReceipt decodes a receipt strictly: exactly the six fields, exact key
-// spelling, canonical base64, nothing after the object.
+// spelling at every depth, each key once, canonical base64, valid text,
+// nothing after the object.
 func ParseReceipt(data []byte) (*Receipt, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
@@ -92,6 +94,21 @@ func ParseReceipt(data []byte) (*Receipt, error) {
 	}
 	if string(raw["inclusion"]) == "null" {
 		return nil, errors.New("receipt inclusion is null, want an array")
+	}
+	// Exactly what it re-serializes to, up to whitespace and member order:
+	// no duplicate or case-variant keys at any depth (encoding/json keeps
+	// the last), no missing anchor fields, no text encoding/json repaired
+	// (invalid UTF-8, lone surrogates), so two readers cannot disagree.
+	sent, err := jcs.Transform(data)
+	if err != nil {
+		return nil, fmt.Errorf("receipt is not canonicalizable JSON: %w", err)
+	}
+	again, err := json.Marshal(&r)
+	if err != nil {
+		return nil, fmt.Errorf("re-encode receipt: %w", err)
+	}
+	if want, err := jcs.Transform(again); err != nil || !bytes.Equal(sent, want) {
+		return nil, errors.New("receipt has members or values that do not survive a round trip (duplicate or case-variant keys, missing anchor fields)")
 	}
 	return &r, nil
 }

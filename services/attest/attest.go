@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/forget"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/pii"
 	"github.com/tani-platform/tani/internal/postgres"
@@ -71,6 +72,7 @@ type Service struct {
 	rules     []Rule
 	metrics   *metrics
 	consumer  *natsbus.Consumer
+	erasures  *natsbus.Consumer
 	validator *validate.Validator
 }
 
@@ -94,6 +96,7 @@ func New(cfg Config, d Deps) *Service {
 			FilterSubjects: []string{natsbus.SubjectIngestedPrefix + ">"},
 			MaxDeliver:     cfg.MaxDeliver,
 		}, d.JS, d.Logger, d.Consumer)
+		s.erasures = forget.Consumer(ErasureConsumerName, d.JS, d.Logger, d.Consumer)
 	}
 	return s
 }
@@ -103,15 +106,20 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := postgres.Migrate(ctx, s.pool, s.logger, Migrations); err != nil {
 		return err
 	}
-	return s.consumer.Start(ctx)
+	if err := s.consumer.Start(ctx); err != nil {
+		return err
+	}
+	return s.erasures.Start(ctx)
 }
 
 // Run consumes farm.ingested in batches and, beside it, retries
-// journaling and announcing decisions whose first attempt failed, until
-// ctx is done.
+// journaling and announcing decisions whose first attempt failed, and
+// erases farmers who asked to be forgotten, until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
 	go s.sweepLoop(ctx)
-	return s.consumer.RunBatch(ctx, s.HandleBatch)
+	return forget.RunWith(ctx, s.erasures, eraser.Handler(s.pool, s.erase, s.logger), func(ctx context.Context) error {
+		return s.consumer.RunBatch(ctx, s.HandleBatch)
+	})
 }
 
 // Stop has nothing to release: Run drains the consumer when ctx ends.
@@ -134,6 +142,14 @@ func (s *Service) Handle(ctx context.Context, msg jetstream.Msg) error {
 // If the batch fails as a whole, each record is tried again alone, so
 // that one record that breaks the transaction cannot hold back the others.
 func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error {
+	errs := s.handleBatch(ctx, msgs)
+	// A refused record about an erased farmer must not become a dead
+	// letter holding its content (an erasure racing its decision).
+	s.forgetRefused(ctx, msgs, errs)
+	return errs
+}
+
+func (s *Service) handleBatch(ctx context.Context, msgs []jetstream.Msg) []error {
 	errs := make([]error, len(msgs))
 	decoded := make([]*Input, len(msgs))
 	parallel.For(len(msgs), func(i int) {
@@ -164,7 +180,7 @@ func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error
 		if len(ins) > 1 {
 			s.logger.WarnContext(ctx, "batch failed; deciding its records one by one", "records", len(ins), "err", err)
 			for k, in := range ins {
-				errs[at[k]] = s.handleOne(ctx, in)
+				errs[at[k]] = s.handleOne(ctx, in, msgs[at[k]])
 			}
 			return errs
 		}
@@ -183,6 +199,8 @@ func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error
 			errs[at[k]] = fmt.Errorf("record %s: no decision", in.Env.ID)
 		case d.Status == StatusPending:
 			errs[at[k]] = fmt.Errorf("record %s stays pending: %s", d.RecordID, d.Reason)
+		case d.Status == StatusErased:
+			errs[at[k]] = s.forgetMessage(ctx, msgs[at[k]])
 		default:
 			final = append(final, d.RecordID)
 		}
@@ -198,7 +216,7 @@ func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error
 }
 
 // handleOne decides one record on its own: HandleBatch's fallback.
-func (s *Service) handleOne(ctx context.Context, in Input) error {
+func (s *Service) handleOne(ctx context.Context, in Input, msg jetstream.Msg) error {
 	ds, err := s.Process(ctx, []Input{in})
 	if err != nil {
 		return err
@@ -206,8 +224,11 @@ func (s *Service) handleOne(ctx context.Context, in Input) error {
 	if len(ds) != 1 {
 		return fmt.Errorf("record %s: no decision", in.Env.ID)
 	}
-	if ds[0].Status == StatusPending {
+	switch ds[0].Status {
+	case StatusPending:
 		return fmt.Errorf("record %s stays pending: %s", in.Env.ID, ds[0].Reason)
+	case StatusErased:
+		return s.forgetMessage(ctx, msg)
 	}
 	return s.announce(ctx, []string{in.Env.ID})
 }
@@ -215,7 +236,8 @@ func (s *Service) handleOne(ctx context.Context, in Input) error {
 // Decode checks an ingested record again (the stream is not trusted) and
 // makes it an Input. Undecodable records are Invalid: dead-lettered.
 func (s *Service) Decode(data []byte, h nats.Header, received time.Time) (Input, error) {
-	env, payload, problems := record.Check(s.validator, data, received)
+	rec, problems := record.Check(s.validator, data, received)
+	env := rec.Env
 	if len(problems) > 0 {
 		return Input{}, apperr.Fields(fmt.Sprintf("invalid ingested record %s", env.ID), problems...)
 	}
@@ -223,7 +245,7 @@ func (s *Service) Decode(data []byte, h nats.Header, received time.Time) (Input,
 	if agent == "" || device != env.DeviceID {
 		return Input{}, apperr.Errorf(apperr.Invalid, "record %s: headers name agent %q and device %q, record names device %q", env.ID, agent, device, env.DeviceID)
 	}
-	return Input{Env: env, Payload: payload, Canonical: data, AgentID: agent, DeviceID: device, ReceivedAt: received}, nil
+	return Input{Env: env, Payload: rec.Payload, Canonical: rec.Canonical, AgentID: agent, DeviceID: device, ReceivedAt: received}, nil
 }
 
 // attested is the body of farm.attested.<type>.
@@ -285,6 +307,7 @@ func (s *Service) announce(ctx context.Context, ids []string) error {
 	// remembered; a partial one is published again, and JetStream drops
 	// the repeats by message id.
 	acks := make([]jetstream.PubAckFuture, len(msgs))
+	published := make(map[string]uint64, len(msgs))
 	for i, m := range msgs {
 		if acks[i], err = s.js.PublishMsgAsync(m); err != nil {
 			return fmt.Errorf("publish %s: %w", m.Header.Get(jetstream.MsgIDHeader), err)
@@ -292,19 +315,27 @@ func (s *Service) announce(ctx context.Context, ids []string) error {
 	}
 	for i, ack := range acks {
 		select {
-		case <-ack.Ok():
+		case pa := <-ack.Ok():
+			published[done[i]] = pa.Sequence
 		case err := <-ack.Err():
 			return fmt.Errorf("publish %s: %w", msgs[i].Header.Get(jetstream.MsgIDHeader), err)
 		case <-ctx.Done():
 			return fmt.Errorf("publish %s: %w", msgs[i].Header.Get(jetstream.MsgIDHeader), ctx.Err())
 		}
 	}
-	if _, err := s.pool.Exec(ctx, `
+	rows, err = s.pool.Query(ctx, `
 		UPDATE attest.records r SET published = greatest(r.published, u.decision)
-		FROM unnest($1::uuid[], $2::int[]) AS u(id, decision) WHERE r.record_id = u.id`, done, decisions); err != nil {
+		FROM unnest($1::uuid[], $2::int[]) AS u(id, decision) WHERE r.record_id = u.id
+		RETURNING r.record_id::text`, done, decisions)
+	if err != nil {
 		return fmt.Errorf("remember announcements: %w", err)
 	}
-	return nil
+	kept, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("remember announcements: %w", err)
+	}
+	// A record gone by now was erased after it was read above.
+	return s.forgetAnnounced(ctx, published, kept)
 }
 
 // sweepLoop retries what a crash or an outage left half done: verified

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/parallel"
 
 	"github.com/google/uuid"
@@ -79,13 +80,22 @@ func (s *Service) Process(ctx context.Context, ins []Input) ([]Decision, error) 
 	var revs map[string]ledger.Revision
 	if len(fresh) > 0 {
 		var newly map[string]*Decision
+		var gone []Input // about farmers attest erased
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			var err error
-			newly, revs, byVisit, err = s.decide(ctx, tx, fresh)
+			live, erased, err := s.fenceErased(ctx, tx, fresh)
+			if err != nil || len(live) == 0 {
+				gone = erased
+				return err
+			}
+			gone = erased
+			newly, revs, byVisit, err = s.decide(ctx, tx, live)
 			return err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("decide %d records: %w", len(fresh), err)
+		}
+		for _, in := range gone {
+			decided[in.Env.ID] = erasedDecision(in)
 		}
 		for id, d := range newly {
 			decided[id] = d
@@ -419,6 +429,14 @@ func (s *Service) journalRecords(ctx context.Context, decided map[string]*Decisi
 		return nil
 	}
 	app, err := s.journal.Append(ctx, revs...)
+	if apperr.Is(err, apperr.Conflict) {
+		// A farmer erased since these were decided: the journal refuses
+		// their records; journal the others.
+		if kept, ferr := s.withoutErased(ctx, revs); ferr == nil && len(kept) < len(revs) {
+			revs = kept
+			app, err = s.journal.Append(ctx, revs...)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("journal %d verified records: %w", len(revs), err)
 	}

@@ -94,7 +94,8 @@ func (a agent) input(tb testing.TB, typ string, lon, lat float64, payload map[st
 		tb.Fatal(err)
 	}
 	canonical, _ := record.Canonical(signed)
-	e, p, problems := record.Check(validate.New(), canonical, time.Now())
+	rec, problems := record.Check(validate.New(), canonical, time.Now())
+	e, p := rec.Env, rec.Payload
 	if len(problems) > 0 {
 		tb.Fatalf("record does not check: %v", problems)
 	}

@@ -359,7 +359,8 @@ func (s *Service) approvedProvenance(ctx context.Context, tx pgx.Tx, recordID st
 	if err != nil {
 		return fmt.Errorf("record %s: %w", recordID, err)
 	}
-	env, payload, problems := record.Check(s.validator, canonical, at.Add(time.Hour*24*365*10))
+	rec, problems := record.Check(s.validator, canonical, at.Add(time.Hour*24*365*10))
+	env, payload := rec.Env, rec.Payload
 	if len(problems) > 0 {
 		return fmt.Errorf("stored record %s no longer checks: %v", recordID, problems)
 	}
@@ -514,11 +515,11 @@ func (s *Service) requestVisit(c echo.Context) error {
 				return apperr.Fields("the visiting agent must be another agent of the region", apperr.FieldError{Field: "agent_id", Message: "is not another agent of region " + region})
 			}
 		}
-		env, payload, problems := record.Check(s.validator, canonical, time.Now().AddDate(10, 0, 0))
+		rec, problems := record.Check(s.validator, canonical, time.Now().AddDate(10, 0, 0))
 		if len(problems) > 0 {
-			return fmt.Errorf("stored record %s no longer checks: %v", env.ID, problems)
+			return fmt.Errorf("stored record %s no longer checks: %v", rec.Env.ID, problems)
 		}
-		p := payload.(*record.PlotMapped)
+		p := rec.Payload.(*record.PlotMapped)
 		visitID = uuid.NewString()
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO attest.visits (id, review_id, record_id, farmer_id, plot_id, agent_id, boundary, area_ha, state, note)

@@ -48,7 +48,8 @@ func signedCase(t *testing.T, typ string, payload map[string]any) *Case {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, p, problems := record.Check(validate.New(), canonical, time.Now())
+	rec, problems := record.Check(validate.New(), canonical, time.Now())
+	e, p := rec.Env, rec.Payload
 	if len(problems) > 0 {
 		t.Fatalf("fixture does not check: %v", problems)
 	}

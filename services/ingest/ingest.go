@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/forget"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/pii"
 	"github.com/tani-platform/tani/internal/postgres"
@@ -58,6 +59,7 @@ type Service struct {
 	pii       *pii.Keys
 	logger    *slog.Logger
 	consumer  *natsbus.Consumer
+	erasures  *natsbus.Consumer
 	validator *validate.Validator
 }
 
@@ -77,6 +79,7 @@ func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream, keys *pii.Keys,
 			MaxDeliver:     cfg.MaxDeliver,
 			MaxBatch:       cfg.MaxBatch,
 		}, js, logger, metrics),
+		erasures: forget.Consumer(ErasureConsumerName, js, logger, metrics),
 	}
 }
 
@@ -85,11 +88,19 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := postgres.Migrate(ctx, s.pool, s.logger, Migrations); err != nil {
 		return err
 	}
-	return s.consumer.Start(ctx)
+	if err := s.consumer.Start(ctx); err != nil {
+		return err
+	}
+	return s.erasures.Start(ctx)
 }
 
-// Run consumes in batches until ctx is done.
-func (s *Service) Run(ctx context.Context) error { return s.consumer.RunBatch(ctx, s.HandleBatch) }
+// Run consumes in batches until ctx is done, and erases farmers who asked
+// to be forgotten.
+func (s *Service) Run(ctx context.Context) error {
+	return forget.RunWith(ctx, s.erasures, eraser.Handler(s.pool, s.erase, s.logger), func(ctx context.Context) error {
+		return s.consumer.RunBatch(ctx, s.HandleBatch)
+	})
+}
 
 // Stop has nothing to release: Run drains the consumer when ctx ends.
 func (s *Service) Stop(context.Context) error { return nil }
@@ -130,6 +141,7 @@ func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error
 	parallel.For(len(msgs), func(i int) { items[i] = s.prepare(msgs[i]) })
 	s.verify(ctx, items)
 	s.storeAll(ctx, items)
+	s.forgetErased(ctx, items)
 	s.announce(ctx, items)
 	s.refuse(ctx, items)
 	errs := make([]error, len(items))
@@ -148,18 +160,17 @@ func (s *Service) prepare(msg jetstream.Msg) *item {
 		return it
 	}
 	it.seq, it.received = md.Sequence.Stream, md.Timestamp
-	env, payload, problems := record.Check(s.validator, msg.Data(), md.Timestamp)
-	it.env, it.payload = env, payload
+	// The same strict read as mobile-api's: the record's canonical bytes
+	// and the typed view of them, which is what is stored and announced.
+	rec, problems := record.Check(s.validator, msg.Data(), md.Timestamp)
+	env := rec.Env
+	it.env, it.payload, it.canonical = env, rec.Payload, rec.Canonical
 	if len(problems) > 0 {
 		it.err = apperr.Fields(fmt.Sprintf("invalid record %s on %s", env.ID, msg.Subject()), problems...)
 		return it
 	}
 	if msg.Subject() != natsbus.SubjectSubmittedPrefix+env.Type {
 		it.err = apperr.Errorf(apperr.Invalid, "record %s of type %q arrived on %s", env.ID, env.Type, msg.Subject())
-		return it
-	}
-	if it.canonical, err = record.Canonical(msg.Data()); err != nil {
-		it.err = apperr.Wrap(apperr.Invalid, err, "record %s is not canonicalizable", env.ID)
 		return it
 	}
 	it.hash = record.Hash(it.canonical)
@@ -295,6 +306,10 @@ func (s *Service) store(ctx context.Context, items []*item) error {
 		}
 		var refused bool
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			todo, err := s.fenceErased(ctx, tx, todo)
+			if err != nil || len(todo) == 0 {
+				return err
+			}
 			fresh, err := s.insert(ctx, tx, todo)
 			if err != nil {
 				return err

@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	"github.com/tani-platform/tani/internal/app"
 	"github.com/tani-platform/tani/internal/cli"
 	"github.com/tani-platform/tani/internal/postgres/pgtest"
+	"github.com/tani-platform/tani/ledger"
 )
 
 // Running is a started process.
@@ -30,6 +33,7 @@ type Running struct {
 	OperatorToken string        // bearer token for /admin/v1
 	DatabaseURL   string        // pass as -database.url to a second process sharing the database
 	DataDir       string        // the process's -data-dir
+	LedgerKeyFile string        // the journal's signer key file (for `tani verify -ledger.key-file`)
 	App           *app.App
 	logs          testWriter
 	stop          context.CancelFunc
@@ -56,9 +60,17 @@ func MustStart(tb testing.TB, args ...string) *Running {
 		"-log.format=text",
 		"-log.level=warn",
 	}
-	cfg, err := cli.ParseUp(append(defaults, args...), io.Discard, func(string) string { return "" })
+	noEnv := func(string) string { return "" }
+	cfg, err := cli.ParseUp(append(defaults, args...), io.Discard, noEnv)
 	if err != nil {
 		tb.Fatalf("parse up flags: %v", err)
+	}
+	if !slices.Contains(cfg.Targets(), app.All) && cfg.PII.KeyFile == "" && cfg.Auth.SigningKeyFile == "" && cfg.Ledger.KeyFile == "" {
+		// A split process generates no keys: give it the test's deployment keys.
+		defaults = append(defaults, mustDeploymentKeys(tb, cfg.Ledger.Origin)...)
+		if cfg, err = cli.ParseUp(append(defaults, args...), io.Discard, noEnv); err != nil {
+			tb.Fatalf("parse up flags: %v", err)
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
@@ -85,7 +97,10 @@ func MustStart(tb testing.TB, args ...string) *Running {
 		tb.Fatal("tani up not ready within 60s")
 	}
 	r.URL = "http://" + a.Addr()
-	r.DatabaseURL, r.DataDir = cfg.Postgres.URL, cfg.DataDir
+	r.DatabaseURL, r.DataDir, r.LedgerKeyFile = cfg.Postgres.URL, cfg.DataDir, cfg.Ledger.KeyFile
+	if r.LedgerKeyFile == "" { // target all generated it
+		r.LedgerKeyFile = filepath.Join(cfg.DataDir, ledger.SignerKeyKind(cfg.Ledger.Origin).File)
+	}
 	pool, err := pgxpool.New(context.Background(), pgtest.URL(tb, dbName))
 	if err != nil {
 		tb.Fatal(err)
@@ -98,6 +113,34 @@ func MustStart(tb testing.TB, args ...string) *Running {
 		}
 	})
 	return r
+}
+
+// deploymentKeys holds each test's key set (testing.TB → []string flags):
+// the processes one test starts are one deployment and share their keys,
+// as `tani keys init` has them share in production.
+var deploymentKeys sync.Map
+
+// mustDeploymentKeys returns the flags naming the test's shared keys,
+// creating them on first use. The operator token stays the one MustStart
+// passes with -auth.operator-token.
+func mustDeploymentKeys(tb testing.TB, origin string) []string {
+	tb.Helper()
+	if flags, ok := deploymentKeys.Load(tb); ok {
+		return flags.([]string)
+	}
+	set, err := app.InitKeys(tb.TempDir(), origin, false)
+	if err != nil {
+		tb.Fatalf("create deployment keys: %v", err)
+	}
+	var flags []string
+	for _, f := range set.Flags() {
+		if !strings.HasPrefix(f, "-auth.operator-token-file=") {
+			flags = append(flags, f)
+		}
+	}
+	deploymentKeys.Store(tb, flags)
+	tb.Cleanup(func() { deploymentKeys.Delete(tb) })
+	return flags
 }
 
 // Stop shuts the process down as SIGTERM would and returns Run's result.
