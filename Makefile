@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/tani
 PKGS    := ./...
 
-.PHONY: run test setup build vet bench clean fabric-up fabric-down
+.PHONY: run test setup build vet bench clean fabric-up fabric-down failover-test
 
 ## run: set up if needed, then start every module with embedded NATS and demo data
 run: setup build
@@ -38,6 +38,12 @@ vet:
 ## bench: the benchmarks behind the figures in docs/
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 3x $(PKGS)
+
+## failover-test: Postgres failover and read replica on this machine (creates and removes
+## clusters on ports 5442/5443 with scripts/pg-failover.sh; needs root or sudo to postgres)
+failover-test: setup
+	TANI_PG_FAILOVER=1 $(GO) test -count=1 -v -timeout 20m -run 'TestFailover_|TestReadReplica_' ./internal/app/; \
+	status=$$?; bash scripts/pg-failover.sh down; exit $$status
 
 clean:
 	rm -rf bin var

@@ -37,6 +37,7 @@ type App struct {
 
 	// Provided by modules as they start; read by the modules after them.
 	pool       *pgxpool.Pool
+	readPool   *pgxpool.Pool // the replica of -database.read-url, else pool
 	natsServer *server.Server
 	nc         *nats.Conn
 	js         jetstream.JetStream

@@ -99,6 +99,9 @@ func (a *App) initNATSServer() (Service, error) {
 }
 
 func (a *App) initNATS() (Service, error) {
+	if err := a.cfg.NATS.Validate(); err != nil {
+		return nil, err
+	}
 	logger := a.logger.With("module", NATS)
 	piiKeys, err := a.piiKeys()
 	if err != nil {
@@ -222,13 +225,13 @@ func (a *App) initErasure() (Service, error) {
 }
 
 func (a *App) initLending() (Service, error) {
-	svc := lending.New(a.pool, a.logger.With("module", Lending))
+	svc := lending.New(lending.Deps{Pool: a.pool, ReadPool: a.readPool, Logger: a.logger.With("module", Lending)})
 	svc.Routes(a.server.Echo.Group("/bank/v1"))
 	return funcService{}, nil
 }
 
 func (a *App) initMarketplace() (Service, error) {
-	svc := marketplace.New(a.pool, a.logger.With("module", Marketplace))
+	svc := marketplace.New(marketplace.Deps{Pool: a.pool, ReadPool: a.readPool, Logger: a.logger.With("module", Marketplace)})
 	svc.Routes(a.server.Echo.Group("/portal"))
 	return funcService{}, nil
 }
@@ -254,6 +257,9 @@ func (a *App) initLedger() (Service, error) {
 		return attest.NotJournaledReason(ctx, a.pool, recordID)
 	})
 	if err := j.RegisterMetrics(a.registry); err != nil {
+		return nil, err
+	}
+	if err := a.registry.Register(ledger.StateCollector(a.pool)); err != nil {
 		return nil, err
 	}
 	// A journal that found a fork keeps running (so that it can say why)

@@ -9,11 +9,13 @@ import (
 
 // Module names. All is an aggregate: it has no service of its own.
 const (
-	Server     = "server"
-	Postgres   = "postgres"
-	NATSServer = "nats-server"
-	NATS       = "nats"
-	Ledger     = "ledger"
+	Server   = "server"
+	Postgres = "postgres"
+	// PostgresRead opens the read replica's pool (-database.read-url).
+	PostgresRead = "postgres-read"
+	NATSServer   = "nats-server"
+	NATS         = "nats"
+	Ledger       = "ledger"
 	// FabricDevnet runs an in-process Fabric devnet when no external
 	// network is configured; Anchor anchors checkpoints on Fabric.
 	FabricDevnet = "fabric-devnet"
@@ -64,8 +66,9 @@ var modules = map[string]module{
 	Ingest:       {deps: []string{Postgres, NATS, Server}, init: (*App).initIngest},
 	MobileAPI:    {deps: []string{Postgres, NATS, Server}, init: (*App).initMobileAPI},
 	Attest:       {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initAttest},
-	Lending:      {deps: []string{Postgres, Server}, init: (*App).initLending},
-	Marketplace:  {deps: []string{Postgres, Server}, init: (*App).initMarketplace},
+	PostgresRead: {deps: []string{Postgres}, init: (*App).initPostgresRead},
+	Lending:      {deps: []string{Postgres, PostgresRead, Server}, init: (*App).initLending},
+	Marketplace:  {deps: []string{Postgres, PostgresRead, Server}, init: (*App).initMarketplace},
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
 	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure},
 	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor, Erasure}},
