@@ -5,22 +5,32 @@ GO      ?= go
 BIN     := bin/tani
 PKGS    := ./...
 
-.PHONY: run test setup build vet bench clean
+.PHONY: run test setup build vet bench clean fabric-up fabric-down failover-test
 
 ## run: set up if needed, then start every module with embedded NATS and demo data
 run: setup build
 	./$(BIN) up -demo -log.format=text
 
-## test: set up if needed, vet, then the whole suite (real Postgres, in-process NATS)
+## test: set up if needed, vet, then the whole suite (real Postgres, in-process NATS, and a real
+## Fabric network brought up once for the tests against real peers; see scripts/test.sh)
 test: setup
 	$(GO) vet $(PKGS)
-	$(GO) test -timeout 30m $(PKGS)
+	GO=$(GO) bash scripts/test.sh
+
+## fabric-up: a real Fabric network on loopback in var/fabric-local (scripts/fabric-local.sh)
+fabric-up:
+	bash scripts/fabric-local.sh up
+
+## fabric-down: stop it (data stays in var/fabric-local)
+fabric-down:
+	bash scripts/fabric-local.sh down
 
 setup:
 	@bash scripts/setup.sh
 
 build:
 	$(GO) build -o $(BIN) ./cmd/tani
+	$(GO) build -o bin/tani-chaincode ./cmd/tani-chaincode
 
 vet:
 	$(GO) vet $(PKGS)
@@ -28,6 +38,12 @@ vet:
 ## bench: the benchmarks behind the figures in docs/
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 3x $(PKGS)
+
+## failover-test: Postgres failover and read replica on this machine (creates and removes
+## clusters on ports 5442/5443 with scripts/pg-failover.sh; needs root or sudo to postgres)
+failover-test: setup
+	TANI_PG_FAILOVER=1 $(GO) test -count=1 -v -timeout 20m -run 'TestFailover_|TestReadReplica_' ./internal/app/; \
+	status=$$?; bash scripts/pg-failover.sh down; exit $$status
 
 clean:
 	rm -rf bin var

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/ledger/verify"
 )
 
@@ -86,12 +87,18 @@ func (j *Journal) SignCheckpoint(ctx context.Context) (*Checkpoint, error) {
 		return nil, fmt.Errorf("sign checkpoint: %w", err)
 	}
 	cp := &Checkpoint{Size: size, Root: root, Note: signed, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
-	// Another process may have signed the same size: keep the first.
+	// Another process may have signed the same size: keep the first. (A
+	// split deployment runs a journal in every process that journals, and
+	// each signs.) Under repeatable read, another process's insert of the
+	// same size committed meanwhile makes this insert fail with a
+	// serialization error instead of doing nothing; theirs is then the
+	// stored checkpoint, compared below like any other.
 	if _, err := tx.Exec(ctx, `INSERT INTO ledger.checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (size) DO NOTHING`, cp.Size, cp.Root[:], string(cp.Note), cp.CreatedAt); err != nil {
-		return nil, fmt.Errorf("sign checkpoint: store: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
+		if postgres.Code(err) != postgres.CodeSerializationFailure {
+			return nil, fmt.Errorf("sign checkpoint: store: %w", err)
+		}
+	} else if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("sign checkpoint: commit: %w", err)
 	}
 	j.logger.DebugContext(ctx, "signed checkpoint", "size", size)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/anchor"
 	"github.com/tani-platform/tani/ledger/fabric"
+	"github.com/tani-platform/tani/ledger/localnet/localnettest"
 )
 
 // TestUpAnchorsOnTheDevnetByDefault runs `tani up` with no Fabric
@@ -113,4 +115,83 @@ func TestUpAnchorsOnTheDevnetByDefault(t *testing.T) {
 			t.Errorf("got exit %d, %q, want 1 with %q", code, out, want)
 		}
 	})
+}
+
+// TestUpAnchorsOnARealNetwork runs `tani up` configured only by TaniMSP's
+// tani-TaniMSP.env from `tani network init` (as written) against the real
+// Fabric network of the suite: checkpoints are anchored through TaniMSP's
+// peer, endorsed by a majority of the organizations, and `tani verify`
+// configured by BankMSP's settings checks them through BankMSP's peer.
+func TestUpAnchorsOnARealNetwork(t *testing.T) {
+	n := localnettest.Shared(t)
+	tani := envFileVars(t, filepath.Join(n.C.Dir, "tani-TaniMSP.env"))
+	bank := envFileVars(t, filepath.Join(n.C.Dir, "tani-BankMSP.env"))
+	origin := fmt.Sprintf("e2e-%d.tani.local/ledger", time.Now().UnixNano())
+	r := apptest.MustStartWithEnv(t, tani, "-target=anchor", "-anchor.interval=100ms", "-ledger.origin="+origin)
+	if slices.Contains(r.App.Modules(), app.FabricDevnet) {
+		t.Errorf("got modules %v with -fabric.endpoint set, want no %s", r.App.Modules(), app.FabricDevnet)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	j := r.App.Journal()
+	var cp *ledger.Checkpoint
+	for i := range 2 {
+		if _, err := j.Append(ctx, ledger.Revision{RecordID: fmt.Sprintf("plot-%d", i), Kind: "plot.mapped", Revision: 1, Payload: []byte(`{}`),
+			OccurredAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), SignatureRef: "device:1"}); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if cp, err = j.SignCheckpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for cp.Anchor == nil {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("checkpoint %d was not anchored on the real network: %v\nlogs:\n%s", cp.Size, ctx.Err(), strings.Join(r.Logs(), "\n"))
+		case <-time.After(100 * time.Millisecond):
+		}
+		var err error
+		if cp, err = j.CheckpointAt(ctx, cp.Size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	verifyCmd := func() (string, int) {
+		var out strings.Builder
+		code := cli.Main(ctx, []string{"verify", "-data-dir", r.DataDir, "-ledger.key-file", r.LedgerKeyFile, "-database.url", r.DatabaseURL, "-ledger.origin", origin},
+			&out, &out, func(k string) string { return bank[k] })
+		return out.String(), code
+	}
+	t.Run("TaniVerifyThroughAnotherOrgsPeer", func(t *testing.T) {
+		want := fmt.Sprintf("%d chain anchors; %d of %d anchor references match the chain", cp.Size, cp.Size, cp.Size)
+		if out, code := verifyCmd(); code != 0 || !strings.Contains(out, want) {
+			t.Errorf("got exit %d, %q, want 0 and %q, checked through BankMSP's peer", code, out, want)
+		}
+	})
+	t.Run("TaniVerifyReportsARewrittenAnchor", func(t *testing.T) {
+		if _, err := r.DB.Exec(ctx, `UPDATE ledger.checkpoints SET anchor = jsonb_set(anchor, '{tx_id}', '"0000"') WHERE size = $1`, cp.Size); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("size %d: anchor reference rewritten: ledger.checkpoints names tx 0000", cp.Size)
+		if out, code := verifyCmd(); code != 1 || !strings.Contains(out, want) {
+			t.Errorf("got exit %d, %q, want 1 with %q", code, out, want)
+		}
+	})
+}
+
+// envFileVars reads a KEY=VALUE settings file as `set -a; . FILE` would.
+func envFileVars(t *testing.T, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(line, "export "))
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(k, "#") {
+			vars[k] = v
+		}
+	}
+	return vars
 }

@@ -38,6 +38,7 @@ type App struct {
 
 	// Provided by modules as they start; read by the modules after them.
 	pool       *pgxpool.Pool
+	readPool   *pgxpool.Pool // the replica of -database.read-url, else pool
 	natsServer *server.Server
 	nc         *nats.Conn
 	js         jetstream.JetStream
@@ -62,6 +63,7 @@ func New(cfg Config, logger *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("target %q: %w", cfg.Target, err)
 	}
+	ord = withoutUnused(ord, cfg)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return &App{

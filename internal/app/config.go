@@ -86,8 +86,9 @@ func (c Config) Targets() []string {
 // secretFlags names flags whose values are masked when the effective
 // configuration is logged; URLs are logged with their password redacted.
 var secretFlags = map[string]func(string) string{
-	"database.url": postgres.Redact,
-	"nats.url":     func(v string) string { return natsbus.Config{URL: v}.Redacted() },
+	"database.url":      postgres.Redact,
+	"database.read-url": postgres.Redact,
+	"nats.url":          func(v string) string { return natsbus.Config{URL: v}.Redacted() },
 }
 
 // LoggableValue returns a flag's value as it may appear in logs.

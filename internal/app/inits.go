@@ -100,6 +100,9 @@ func (a *App) initNATSServer() (Service, error) {
 }
 
 func (a *App) initNATS() (Service, error) {
+	if err := a.cfg.NATS.Validate(); err != nil {
+		return nil, err
+	}
 	logger := a.logger.With("module", NATS)
 	piiKeys, err := a.piiKeys()
 	if err != nil {
@@ -227,7 +230,7 @@ func (a *App) initErasure() (Service, error) {
 }
 
 func (a *App) initLending() (Service, error) {
-	svc, err := lending.New(a.cfg.Lending, lending.Deps{Pool: a.pool, Logger: a.logger.With("module", Lending)})
+	svc, err := lending.New(a.cfg.Lending, lending.Deps{Pool: a.pool, ReadPool: a.readPool, Logger: a.logger.With("module", Lending)})
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +239,7 @@ func (a *App) initLending() (Service, error) {
 }
 
 func (a *App) initMarketplace() (Service, error) {
-	svc, err := marketplace.New(a.cfg.Marketplace, marketplace.Deps{Pool: a.pool, Logger: a.logger.With("module", Marketplace)})
+	svc, err := marketplace.New(a.cfg.Marketplace, marketplace.Deps{Pool: a.pool, ReadPool: a.readPool, Logger: a.logger.With("module", Marketplace)})
 	if err != nil {
 		return nil, err
 	}
@@ -265,6 +268,9 @@ func (a *App) initLedger() (Service, error) {
 		return attest.NotJournaledReason(ctx, a.pool, recordID)
 	})
 	if err := j.RegisterMetrics(a.registry); err != nil {
+		return nil, err
+	}
+	if err := a.registry.Register(ledger.StateCollector(a.pool)); err != nil {
 		return nil, err
 	}
 	// A journal that found a fork keeps running (so that it can say why)

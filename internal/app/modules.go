@@ -15,11 +15,13 @@ import (
 
 // Module names. All is an aggregate: it has no service of its own.
 const (
-	Server     = "server"
-	Postgres   = "postgres"
-	NATSServer = "nats-server"
-	NATS       = "nats"
-	Ledger     = "ledger"
+	Server   = "server"
+	Postgres = "postgres"
+	// PostgresRead opens the read replica's pool (-database.read-url).
+	PostgresRead = "postgres-read"
+	NATSServer   = "nats-server"
+	NATS         = "nats"
+	Ledger       = "ledger"
 	// FabricDevnet runs an in-process Fabric devnet when no external
 	// network is configured; Anchor anchors checkpoints on Fabric.
 	FabricDevnet = "fabric-devnet"
@@ -56,6 +58,9 @@ type module struct {
 	// `tani migrate` apply them, every module's whatever the targets:
 	// services read each other's public views.
 	migrations []postgres.Migrations
+	// unused reports a configuration in which the module has nothing to
+	// do, so that the process does not list it as running.
+	unused func(cfg Config) bool
 }
 
 // modules is the dependency map. Services never import each other: they
@@ -66,13 +71,14 @@ var modules = map[string]module{
 	NATSServer:   {init: (*App).initNATSServer},
 	NATS:         {deps: []string{NATSServer}, init: (*App).initNATS},
 	Ledger:       {deps: []string{Postgres, Server}, init: (*App).initLedger, migrations: []postgres.Migrations{ledger.Migrations}},
-	FabricDevnet: {init: (*App).initFabricDevnet},
+	FabricDevnet: {init: (*App).initFabricDevnet, unused: func(c Config) bool { return c.Fabric.Endpoint != "" }},
 	Anchor:       {deps: []string{Ledger, FabricDevnet}, init: (*App).initAnchor},
 	Ingest:       {deps: []string{Postgres, NATS, Server}, init: (*App).initIngest, migrations: []postgres.Migrations{ingest.Migrations}},
 	MobileAPI:    {deps: []string{Postgres, NATS, Server}, init: (*App).initMobileAPI, migrations: []postgres.Migrations{mobileapi.Migrations}},
 	Attest:       {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initAttest, migrations: []postgres.Migrations{attest.Migrations}},
-	Lending:      {deps: []string{Postgres, Server}, init: (*App).initLending},
-	Marketplace:  {deps: []string{Postgres, Server}, init: (*App).initMarketplace},
+	PostgresRead: {deps: []string{Postgres}, init: (*App).initPostgresRead},
+	Lending:      {deps: []string{Postgres, PostgresRead, Server}, init: (*App).initLending},
+	Marketplace:  {deps: []string{Postgres, PostgresRead, Server}, init: (*App).initMarketplace},
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
 	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure, migrations: []postgres.Migrations{erasure.Migrations}},
 	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor, Erasure}},
@@ -131,6 +137,11 @@ func order(targets []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// withoutUnused drops from ord the modules cfg leaves with nothing to do.
+func withoutUnused(ord []string, cfg Config) []string {
+	return slices.DeleteFunc(ord, func(n string) bool { u := modules[n].unused; return u != nil && u(cfg) })
 }
 
 // funcService adapts plain functions to Service; a nil function does

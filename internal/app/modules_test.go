@@ -68,3 +68,22 @@ func TestMigrationOrder(t *testing.T) {
 		names[m.Name] = true
 	}
 }
+
+func TestModulesWithARealNetwork(t *testing.T) {
+	all, err := order([]string{All})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("DevnetByDefault", func(t *testing.T) {
+		if got := withoutUnused(slices.Clone(all), Config{}); !slices.Contains(got, FabricDevnet) {
+			t.Errorf("got modules %v, want %s without -fabric.endpoint", got, FabricDevnet)
+		}
+	})
+	t.Run("NoDevnetWithAnEndpoint", func(t *testing.T) {
+		var cfg Config
+		cfg.Fabric.Endpoint = "127.0.0.1:17060"
+		if got := withoutUnused(slices.Clone(all), cfg); slices.Contains(got, FabricDevnet) || !slices.Contains(got, Anchor) {
+			t.Errorf("got modules %v, want anchor without %s when -fabric.endpoint is set", got, FabricDevnet)
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -22,21 +23,41 @@ type Config struct {
 
 // RegisterFlags registers the nats.* flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.URL, "nats.url", "", "NATS URL of an external JetStream cluster; empty runs an embedded server")
+	fs.StringVar(&c.URL, "nats.url", "", "NATS URL of an external JetStream cluster, comma-separated for several nodes (nats://a:4222,nats://b:4222); empty runs an embedded server")
 	fs.StringVar(&c.EmbeddedListen, "nats.embedded-listen", "", "host:port where the embedded server also accepts external clients; empty keeps it in-process")
-	fs.IntVar(&c.Replicas, "nats.replicas", 1, "stream replicas (3 on a cluster)")
+	fs.IntVar(&c.Replicas, "nats.replicas", 1, "replicas of every stream and consumer: 1 for the embedded server, 3 on a cluster (survives losing one node)")
 }
 
-// Redacted returns the URL with credentials masked.
+// MaxReplicas is the most replicas JetStream allows a stream.
+const MaxReplicas = 5
+
+// Validate refuses replica counts the broker cannot honour, before any
+// stream is created with them: the embedded server is a single node.
+func (c Config) Validate() error {
+	switch {
+	case c.Replicas < 1 || c.Replicas > MaxReplicas:
+		return fmt.Errorf("-nats.replicas %d must be between 1 and %d", c.Replicas, MaxReplicas)
+	case c.Replicas > 1 && c.URL == "":
+		return fmt.Errorf("-nats.replicas %d needs a JetStream cluster of at least %d nodes (-nats.url); the embedded server is one node", c.Replicas, c.Replicas)
+	}
+	return nil
+}
+
+// Redacted returns the URL, or each of several comma-separated URLs, with
+// credentials masked.
 func (c Config) Redacted() string {
 	if c.URL == "" {
 		return "(embedded)"
 	}
-	u, err := url.Parse(c.URL)
-	if err != nil {
-		return "(unparseable NATS URL)"
+	parts := strings.Split(c.URL, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil {
+			return "(unparseable NATS URL)"
+		}
+		parts[i] = u.Redacted()
 	}
-	return u.Redacted()
+	return strings.Join(parts, ",")
 }
 
 // Connect connects to the external URL or, when embedded is non-nil, to that
@@ -53,6 +74,15 @@ func Connect(cfg Config, embedded *server.Server, name string, logger *slog.Logg
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		// Asynchronous errors (a slow consumer dropping messages, a
+		// permission refused) go to the log, not to stderr.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			logger.Warn("nats asynchronous error", "subject", subject, "err", err)
+		}),
 	}
 	target := cfg.Redacted()
 	if embedded != nil {

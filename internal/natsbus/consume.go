@@ -56,6 +56,7 @@ type Metrics struct {
 	messages *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	batch    *prometheus.HistogramVec
+	lag      *lagCollector
 }
 
 // NewMetrics registers the consumer metrics once per process.
@@ -76,7 +77,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 		}, []string{"consumer"}),
 	}
-	reg.MustRegister(m.messages, m.duration, m.batch)
+	m.lag = &lagCollector{}
+	reg.MustRegister(m.messages, m.duration, m.batch, m.lag)
 	return m
 }
 
@@ -116,6 +118,7 @@ func (c *Consumer) Start(ctx context.Context) error {
 		return fmt.Errorf("ensure consumer %s on %s: %w", c.cfg.Durable, c.cfg.Stream, err)
 	}
 	c.cons = cons
+	c.metrics.lag.add(c)
 	return nil
 }
 

@@ -96,10 +96,15 @@ func Streams(replicas int) []jetstream.StreamConfig {
 }
 
 // EnsureStreams creates or updates the shared streams; safe to call from
-// every process at every start.
+// every process at every start. Consumers leave their replica count unset,
+// so JetStream gives each the replicas of its stream: on an R3 stream a
+// consumer's delivered and acknowledged state survives losing a node too.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	for _, sc := range Streams(replicas) {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			if replicas > 1 {
+				return fmt.Errorf("ensure stream %s with %d replicas (the cluster needs at least %d JetStream nodes up): %w", sc.Name, replicas, replicas, err)
+			}
 			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
 		}
 	}

@@ -13,6 +13,9 @@ const (
 	CodeUniqueViolation     = "23505"
 	CodeForeignKeyViolation = "23503"
 	CodeCheckViolation      = "23514"
+	// CodeSerializationFailure: a repeatable-read or serializable
+	// transaction lost a race with a concurrent one; retrying it is safe.
+	CodeSerializationFailure = "40001"
 )
 
 // Code returns the SQLSTATE of a PostgreSQL error, or "".

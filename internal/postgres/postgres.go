@@ -21,12 +21,17 @@ const DefaultURL = "postgres://postgres@127.0.0.1:5432/tani?sslmode=disable"
 type Config struct {
 	URL      string
 	MaxConns int
+	// ReadURL names a streaming replica for reads that may trail the
+	// primary by the replica's lag (bank and portal listings, reports);
+	// empty sends every read to the primary.
+	ReadURL string
 }
 
 // RegisterFlags registers the database flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.URL, "database.url", DefaultURL, "PostgreSQL URL; the database is created if missing")
-	fs.IntVar(&c.MaxConns, "database.max-conns", 16, "maximum open connections in the pool")
+	fs.StringVar(&c.URL, "database.url", DefaultURL, "PostgreSQL URL; the database is created if missing. Several hosts with target_session_attrs=read-write (postgres://u@h1:5432,h2:5432/tani?target_session_attrs=read-write) follow a failover to whichever is primary")
+	fs.IntVar(&c.MaxConns, "database.max-conns", 16, "maximum open connections in the pool (and in the read pool)")
+	fs.StringVar(&c.ReadURL, "database.read-url", "", "PostgreSQL URL of a streaming replica for reads that tolerate its lag (bank and portal listings); empty reads from the primary. Receipts, statuses and consent checks always read the primary")
 }
 
 // Redacted returns the URL with its password masked, for logs and errors.
@@ -52,6 +57,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*pgxpool.Pool, 
 	if cfg.MaxConns > 0 {
 		pcfg.MaxConns = int32(cfg.MaxConns)
 	}
+	failover := configureFailover(pcfg, logger)
 	if err := ensureDatabase(ctx, pcfg.ConnConfig, logger); err != nil {
 		return nil, err
 	}
@@ -59,6 +65,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*pgxpool.Pool, 
 	if err != nil {
 		return nil, fmt.Errorf("open pool for %s: %w", Redact(cfg.URL), err)
 	}
+	failover.pool.Store(pool)
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {

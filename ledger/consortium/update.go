@@ -8,119 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/hyperledger/fabric-config/configtx"
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
 	"github.com/hyperledger/fabric-protos-go-apiv2/msp"
 	"google.golang.org/protobuf/proto"
-
-	fabricmsp "github.com/tani-platform/tani/ledger/fabric/msp"
 )
 
-// AddOrgConfig names the organization to add and the existing
-// organizations whose admins sign the configuration update.
-type AddOrgConfig struct {
-	MSPID   string
-	Signers []string
-	// Hosts are extra DNS names or IPs for the new peer's TLS certificate.
-	Hosts []string
-}
-
-// Update is a signed channel configuration update, ready for the orderer
-// (`peer channel update -f EnvelopePath`).
-type Update struct {
-	Org          Org
-	EnvelopePath string
-	Signers      []string
-}
-
 // Majority is how many of n organizations' admins the channel's
-// "MAJORITY Admins" policy needs.
+// "MAJORITY Admins" policy needs: more than half.
 func Majority(n int) int { return n/2 + 1 }
-
-// AddOrg creates the new organization's material, computes the channel
-// configuration update that adds it, has the admins of cfg.Signers sign it,
-// checks the signatures satisfy MAJORITY Admins, and writes the signed
-// envelope. The consortium's current configuration then includes the
-// organization.
-func (c *Consortium) AddOrg(cfg AddOrgConfig) (*Update, error) {
-	if cfg.MSPID == "" || cfg.MSPID == fabricmsp.OrdererMSPID {
-		return nil, fmt.Errorf("consortium: organization %q is empty or reserved", cfg.MSPID)
-	}
-	existing := make([]string, len(c.Orgs))
-	for i, o := range c.Orgs {
-		existing[i] = o.MSPID
-	}
-	if slices.Contains(existing, cfg.MSPID) {
-		return nil, fmt.Errorf("consortium: %s is already a member", cfg.MSPID)
-	}
-	signers := slices.Compact(slices.Sorted(slices.Values(cfg.Signers)))
-	for _, s := range signers {
-		if !slices.Contains(existing, s) {
-			return nil, fmt.Errorf("consortium: signer %s is not a member", s)
-		}
-	}
-	if need := Majority(len(existing)); len(signers) < need {
-		return nil, fmt.Errorf("consortium: adding %s needs signatures from %d of the %d member admins, got %d (%v)", cfg.MSPID, need, len(existing), len(signers), signers)
-	}
-	config, err := c.Config()
-	if err != nil {
-		return nil, err
-	}
-	if err := fabricmsp.GenerateMaterial(c.Dir, []string{cfg.MSPID}, cfg.Hosts); err != nil {
-		return nil, fmt.Errorf("consortium: %w", err)
-	}
-	org := newOrg(cfg.MSPID, 7051)
-	corg, err := c.organization(org, true)
-	if err != nil {
-		return nil, err
-	}
-	tx := configtx.New(config)
-	if err := tx.Application().SetOrganization(corg); err != nil {
-		return nil, fmt.Errorf("consortium: add %s to the channel configuration: %w", cfg.MSPID, err)
-	}
-	update, err := tx.ComputeMarshaledUpdate(c.Channel)
-	if err != nil {
-		return nil, fmt.Errorf("consortium: compute configuration update: %w", err)
-	}
-	var sigs []*cb.ConfigSignature
-	var ids []*configtx.SigningIdentity
-	for _, s := range signers {
-		id, err := c.adminIdentity(s)
-		if err != nil {
-			return nil, err
-		}
-		sig, err := id.CreateConfigSignature(update)
-		if err != nil {
-			return nil, fmt.Errorf("consortium: %s admin signs the update: %w", s, err)
-		}
-		sigs, ids = append(sigs, sig), append(ids, id)
-	}
-	if err := VerifyAdminsMajority(config, update, sigs); err != nil {
-		return nil, err
-	}
-	env, err := configtx.NewEnvelope(update, sigs...)
-	if err != nil {
-		return nil, fmt.Errorf("consortium: update envelope: %w", err)
-	}
-	if err := ids[0].SignEnvelope(env); err != nil {
-		return nil, fmt.Errorf("consortium: sign update envelope: %w", err)
-	}
-	path := filepath.Join(c.Dir, updatesDir, "add-"+cfg.MSPID+".tx")
-	if err := writeProto(path, env); err != nil {
-		return nil, err
-	}
-	if err := writeProto(filepath.Join(c.Dir, artifactsDir, configFile), tx.UpdatedConfig()); err != nil {
-		return nil, err
-	}
-	c.Orgs = append(c.Orgs, org)
-	if err := c.writeProfiles(); err != nil {
-		return nil, err
-	}
-	return &Update{Org: org, EnvelopePath: path, Signers: signers}, c.save()
-}
 
 func (c *Consortium) adminIdentity(mspID string) (*configtx.SigningIdentity, error) {
 	certPath, keyPath := c.AdminPaths(mspID)

@@ -14,17 +14,25 @@ import (
 // its issue. It is here so that the module has the face of every service.
 type Config struct{}
 
-// Deps are what the module uses; all are required.
+// Deps are what the module uses. Pool and Logger are required; ReadPool
+// is optional.
 type Deps struct {
-	Pool   *pgxpool.Pool
-	Logger *slog.Logger
+	// Pool is the primary: writes, and reads that must see them (a consent
+	// just revoked, a loan just granted).
+	Pool *pgxpool.Pool
+	// ReadPool serves reads that may trail the primary by the replica's
+	// lag (tani_postgres_replica_lag_seconds): listings and reports. Nil
+	// means Pool, as when no -database.read-url is set.
+	ReadPool *pgxpool.Pool
+	Logger   *slog.Logger
 }
 
 // Service is the lending module.
 type Service struct {
-	cfg    Config
-	pool   *pgxpool.Pool
-	logger *slog.Logger
+	cfg      Config
+	pool     *pgxpool.Pool
+	readPool *pgxpool.Pool
+	logger   *slog.Logger
 }
 
 // New wires the service; it validates and does no I/O.
@@ -32,7 +40,11 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if d.Pool == nil || d.Logger == nil {
 		return nil, errors.New("lending: Pool and Logger are required")
 	}
-	return &Service{cfg: cfg, pool: d.Pool, logger: d.Logger}, nil
+	read := d.ReadPool
+	if read == nil {
+		read = d.Pool
+	}
+	return &Service{cfg: cfg, pool: d.Pool, readPool: read, logger: d.Logger}, nil
 }
 
 // Start has nothing to prepare.

@@ -45,6 +45,14 @@ type Running struct {
 // process is stopped when the test ends, and a failed shutdown fails it.
 func MustStart(tb testing.TB, args ...string) *Running {
 	tb.Helper()
+	return MustStartWithEnv(tb, nil, args...)
+}
+
+// MustStartWithEnv is MustStart with TANI_* variables from env (a settings
+// file such as `tani network init`'s tani-<MSP>.env), read as the binary
+// reads its environment: flags win.
+func MustStartWithEnv(tb testing.TB, env map[string]string, args ...string) *Running {
+	tb.Helper()
 	w := newTestWriter(tb)
 	r := &Running{logs: w}
 	// Every schema, as `tani migrate` leaves a database before split
@@ -60,15 +68,15 @@ func MustStart(tb testing.TB, args ...string) *Running {
 		"-log.format=text",
 		"-log.level=warn",
 	}
-	noEnv := func(string) string { return "" }
-	cfg, err := cli.ParseUp(append(defaults, args...), io.Discard, noEnv)
+	fromEnv := func(k string) string { return env[k] }
+	cfg, err := cli.ParseUp(append(defaults, args...), io.Discard, fromEnv)
 	if err != nil {
 		tb.Fatalf("parse up flags: %v", err)
 	}
 	if !slices.Contains(cfg.Targets(), app.All) && cfg.PII.KeyFile == "" && cfg.Auth.SigningKeyFile == "" && cfg.Ledger.KeyFile == "" {
 		// A split process generates no keys: give it the test's deployment keys.
 		defaults = append(defaults, mustDeploymentKeys(tb, cfg.Ledger.Origin)...)
-		if cfg, err = cli.ParseUp(append(defaults, args...), io.Discard, noEnv); err != nil {
+		if cfg, err = cli.ParseUp(append(defaults, args...), io.Discard, fromEnv); err != nil {
 			tb.Fatalf("parse up flags: %v", err)
 		}
 	}

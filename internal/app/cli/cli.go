@@ -26,7 +26,7 @@ var commands = map[string]command{
 	"version": {"print the version", runVersion},
 	"verify":  {"audit the journal against every anchor on the chain: recompute the tree, check every checkpoint; non-zero exit on any fault", runVerify},
 	"devnet":  {"run the single-process Fabric development network (gateway and deliver gRPC)", runDevnet},
-	"network": {"network init|add-org|members: create and manage the Fabric consortium (organizations, channel, policy)", runNetwork},
+	"network": {"network init|up|down|status|members|propose|vote|apply|proposals: create, run and govern the Fabric consortium", runNetwork},
 	"receipt": {"receipt verify FILE --key KEYFILE [-fabric.…]: check a receipt offline and, given Fabric settings, on the chain", runReceipt},
 	"keys":    {"keys init DIR: create the keys every process of a split deployment shares (PII, token signing, operator token, ledger)", runKeys},
 	"load":    {"send signed records to a running Tani and report throughput and latency", runLoad},

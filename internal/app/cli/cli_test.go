@@ -64,19 +64,45 @@ func TestNetworkCommand(t *testing.T) {
 	if out, code := run("init", "-dir", dir); code != 0 {
 		t.Fatalf("init: exit %d: %s", code, out)
 	}
-	t.Run("ErrAddOrgMinority", func(t *testing.T) {
-		out, code := run("add-org", "-dir", dir, "-org", "CoopMSP", "-signers", "BankMSP")
-		if code != 1 || !strings.Contains(out, "needs signatures from 2 of the 3") {
-			t.Errorf("got exit %d, %q, want 1 and a majority error", code, out)
+	t.Run("Members", func(t *testing.T) {
+		out, code := run("members", "-dir", dir)
+		if code != 0 || !strings.Contains(out, "3 organizations") || !strings.Contains(out, "anchor peers [127.0.0.1:") {
+			t.Errorf("got exit %d, %q, want three members with their anchor peers", code, out)
 		}
 	})
-	t.Run("AddOrgThenMembers", func(t *testing.T) {
-		if out, code := run("add-org", "-dir", dir, "-org", "CoopMSP", "-signers", "BankMSP,TaniMSP"); code != 0 {
-			t.Fatalf("add-org: exit %d: %s", code, out)
+	t.Run("ErrProposeWithoutOrg", func(t *testing.T) {
+		if out, code := run("propose", "remove-member", "-dir", dir, "-by", "TaniMSP"); code != 2 || !strings.Contains(out, "-org and -by are required") {
+			t.Errorf("got exit %d, %q, want 2 and the missing flags named", code, out)
 		}
-		out, code := run("members", "-dir", dir)
-		if code != 0 || !strings.Contains(out, "4 organizations") || !strings.Contains(out, "CoopMSP") {
-			t.Errorf("got exit %d, %q, want four members including CoopMSP", code, out)
+	})
+	t.Run("ErrAddMemberWithoutFabric", func(t *testing.T) {
+		out, code := run("propose", "add-member", "-dir", dir, "-org", "CoopMSP", "-by", "TaniMSP", "-fabric-bin", t.TempDir(), "-chaincode-bin", "/bin/true")
+		if code != 1 || !strings.Contains(out, "CoopMSP's identities come from its own Fabric CA") {
+			t.Errorf("got exit %d, %q, want 1 and the CA requirement explained", code, out)
+		}
+	})
+	t.Run("VoteWithoutAnOrderingService", func(t *testing.T) {
+		out, code := run("propose", "remove-member", "-dir", dir, "-org", "DistributorMSP", "-by", "BankMSP")
+		if code != 0 || !strings.Contains(out, "1-remove-member-DistributorMSP") {
+			t.Fatalf("propose: exit %d: %s", code, out)
+		}
+		if out, code := run("vote", "-dir", dir, "-proposal", "1-remove-member-DistributorMSP", "-member", "BankMSP"); code != 0 || !strings.Contains(out, "1 yes, 0 no of 3 voters (2 yes needed): open") {
+			t.Errorf("first vote: exit %d: %s", code, out)
+		}
+		if out, code := run("vote", "-dir", dir, "-proposal", "1-remove-member-DistributorMSP", "-member", "BankMSP"); code != 1 || !strings.Contains(out, "already voted") {
+			t.Errorf("second vote by the same member: exit %d: %s", code, out)
+		}
+		// Approved, but a consortium directory the devnet serves has no
+		// ordering service: the command says so and nothing changes.
+		out, code = run("vote", "-dir", dir, "-proposal", "1-remove-member-DistributorMSP", "-member", "TaniMSP")
+		if code != 1 || !strings.Contains(out, "approved but not applied") || !strings.Contains(out, "does not apply configuration updates") {
+			t.Errorf("approving vote: exit %d, %q, want 1 and a plain refusal", code, out)
+		}
+		if out, _ := run("members", "-dir", dir); !strings.Contains(out, "DistributorMSP") {
+			t.Errorf("members after an unapplied removal: %s", out)
+		}
+		if out, code := run("proposals", "-dir", dir); code != 0 || !strings.Contains(out, "approved") {
+			t.Errorf("proposals: exit %d: %s", code, out)
 		}
 	})
 }

@@ -1,5 +1,7 @@
-// Package natstest runs a real JetStream server inside the test process.
-// It must never be imported by non-test code.
+// Package natstest runs a real JetStream server inside the test process,
+// and a real three-node JetStream cluster as processes beside it (built
+// from the nats-server module go.mod requires). It must never be imported
+// by non-test code.
 package natstest
 
 import (

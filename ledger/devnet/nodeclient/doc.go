@@ -4,7 +4,8 @@
 // The Node program (gateway.mjs) and its pinned npm dependencies
 // (package.json, package-lock.json) live here; the Go test installs them
 // with `npm ci`, starts a devnet and runs the program with TLS verification
-// on.
+// on; with the suite's real Fabric network (TANI_FABRIC_NETWORK) it runs
+// the same scenarios against a real peer.
 //
 // It has no Go API and must never be imported.
 package nodeclient

@@ -1,4 +1,4 @@
-// Drives the devnet with the official Node Fabric Gateway client, as a bank's
+// Drives a gateway (the devnet's or a real peer's) with the official Node Fabric Gateway client, as a bank's
 // or distributor's integration would: TLS verification on (the devnet's TLS
 // CA is the only trusted root, no server-name override), an identity read
 // from the devnet's MSP files, the anchor chaincode's transactions.
@@ -8,10 +8,16 @@
 // The input names the endpoint, channel, chaincode, TLS CA file, MSP ID,
 // certificate and key files, and the mode:
 //   "probe":  evaluate LatestAnchor once and report the answer or the error.
-//   "anchor": evaluate LatestAnchor, submit RegisterLog(origin, publicKey),
-//             submit Anchor(checkpoint, []), read both commit statuses,
-//             receive the Anchored event, evaluate LatestAnchor again, and
-//             check that a second Anchor of the same checkpoint is refused.
+//   "register": evaluate LatestAnchor, submit RegisterLog(origin, publicKey)
+//             and read its commit status.
+//   "anchor": submit Anchor(checkpoint, []), read its commit status,
+//             receive the Anchored event from its block and evaluate
+//             LatestAnchor again.
+//   "again":  check that a second Anchor of the same checkpoint is refused.
+// The steps are separate runs so that a caller can wait between them until
+// every peer of a real network has committed the previous one (a real
+// network's peers commit a block at slightly different times; other
+// organizations' peers endorse the next step).
 // It prints one JSON object on stdout; it exits non-zero only when it could
 // not produce one.
 
@@ -71,22 +77,33 @@ async function main() {
             return out;
         }
 
-        out.latestBefore = await latest();
+        if (input.mode === 'register') {
+            out.latestBefore = await latest();
+            const register = await contract.submitAsync('RegisterLog', { arguments: [input.origin, input.publicKey] });
+            out.register = commitOf(await register.getStatus());
+            return out;
+        }
 
-        const register = await contract.submitAsync('RegisterLog', { arguments: [input.origin, input.publicKey] });
-        out.register = commitOf(await register.getStatus());
+        if (input.mode === 'again') {
+            try {
+                await contract.submitTransaction('Anchor', input.checkpoint, JSON.stringify([]));
+                out.again = { accepted: true };
+            } catch (err) {
+                out.again = { accepted: false, error: describeError(err) };
+            }
+            return out;
+        }
 
-        // Listen from the block that registered the log: the Anchored event
-        // is in a later block, so none is missed and no race is possible.
+        const anchor = await contract.submitAsync('Anchor', {
+            arguments: [input.checkpoint, JSON.stringify([])],
+        });
+        out.anchorResult = JSON.parse(utf8.decode(anchor.getResult()));
+        out.anchor = commitOf(await anchor.getStatus());
+        // Listen from the block that holds the anchor: its event is there.
         const events = await network.getChaincodeEvents(input.chaincode, {
-            startBlock: BigInt(out.register.blockNumber),
+            startBlock: BigInt(out.anchor.blockNumber),
         });
         try {
-            const anchor = await contract.submitAsync('Anchor', {
-                arguments: [input.checkpoint, JSON.stringify([])],
-            });
-            out.anchorResult = JSON.parse(utf8.decode(anchor.getResult()));
-            out.anchor = commitOf(await anchor.getStatus());
             for await (const event of events) {
                 if (event.transactionId !== out.anchor.transactionId) continue;
                 out.event = {
@@ -101,15 +118,7 @@ async function main() {
         } finally {
             events.close();
         }
-
         out.latestAfter = JSON.parse(await latest());
-
-        try {
-            await contract.submitTransaction('Anchor', input.checkpoint, JSON.stringify([]));
-            out.again = { accepted: true };
-        } catch (err) {
-            out.again = { accepted: false, error: describeError(err) };
-        }
         return out;
     } finally {
         gateway.close();

@@ -32,6 +32,8 @@ import (
 	"github.com/tani-platform/tani/ledger/chaincode"
 	"github.com/tani-platform/tani/ledger/devnet"
 	"github.com/tani-platform/tani/ledger/devnet/devnettest"
+	"github.com/tani-platform/tani/ledger/fabric"
+	"github.com/tani-platform/tani/ledger/localnet/localnettest"
 )
 
 // minNode is the oldest Node.js the pinned @hyperledger/fabric-gateway
@@ -112,7 +114,102 @@ func TestNodeGatewayClient(t *testing.T) {
 		"mspId": admin.MSPID, "cert": admin.CertPath, "key": admin.KeyPath,
 		"origin": tl.origin, "publicKey": tl.vkey, "checkpoint": tl.checkpoint,
 	}
+	gw := devnettest.MustGateway(t, n, "BankMSP")
+	runNodeScenarios(t, script, in, tl, func(*testing.T) {}, func(t *testing.T) []byte {
+		b, err := gw.GetNetwork(n.Channel()).GetContract("anchor").EvaluateTransaction("LatestAnchor", tl.origin)
+		if err != nil {
+			t.Fatalf("Go client LatestAnchor: %v", err)
+		}
+		return b
+	})
+}
 
+// TestNodeGatewayClientRealPeer runs the same scenarios against a real
+// Fabric peer of the suite's network (TaniMSP's), reached as TaniMSP's
+// connection profile from `tani network init` says (URL and TLS CA), with
+// the Go cross-check through BankMSP's peer.
+func TestNodeGatewayClientRealPeer(t *testing.T) {
+	net := localnettest.Shared(t)
+	script := mustInstall(t)
+	endpoint, tlsCA := fromProfile(t, filepath.Join(net.C.Dir, "connection-TaniMSP.json"))
+	cert, key := net.C.AdminPaths("TaniMSP")
+	tl := newTestLog(t, fmt.Sprintf("nodeclient-%d.example/log", time.Now().UnixNano()), 3)
+	in := map[string]any{
+		"endpoint": endpoint, "channel": net.C.Channel, "chaincode": net.C.Chaincode, "tlsCACert": tlsCA,
+		"mspId": "TaniMSP", "cert": cert, "key": key,
+		"origin": tl.origin, "publicKey": tl.vkey, "checkpoint": tl.checkpoint,
+	}
+	fc, err := fabric.Dial(net.ClientConfig("BankMSP"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	sync := func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := net.WaitSynced(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runNodeScenarios(t, script, in, tl, sync, func(t *testing.T) []byte {
+		a, err := fc.LatestAnchor(context.Background(), tl.origin)
+		if err != nil {
+			t.Fatalf("Go client LatestAnchor through BankMSP's peer: %v", err)
+		}
+		b, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
+}
+
+// fromProfile reads the organization's peer from a common connection
+// profile: its host:port and its TLS CA, written to a file.
+func fromProfile(t *testing.T, path string) (endpoint, tlsCAFile string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		Organizations map[string]struct {
+			Peers []string `json:"peers"`
+		} `json:"organizations"`
+		Client struct {
+			Organization string `json:"organization"`
+		} `json:"client"`
+		Peers map[string]struct {
+			URL        string `json:"url"`
+			TLSCACerts struct {
+				PEM string `json:"pem"`
+			} `json:"tlsCACerts"`
+		} `json:"peers"`
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	peers := p.Organizations[p.Client.Organization].Peers
+	if len(peers) == 0 {
+		t.Fatalf("%s names no peer of %s", path, p.Client.Organization)
+	}
+	peer := p.Peers[peers[0]]
+	endpoint, ok := strings.CutPrefix(peer.URL, "grpcs://")
+	if !ok || peer.TLSCACerts.PEM == "" {
+		t.Fatalf("%s: peer %s has URL %q and TLS CA %q, want grpcs:// and a PEM", path, peers[0], peer.URL, peer.TLSCACerts.PEM)
+	}
+	tlsCAFile = filepath.Join(t.TempDir(), "tlsca.pem")
+	if err := os.WriteFile(tlsCAFile, []byte(peer.TLSCACerts.PEM), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return endpoint, tlsCAFile
+}
+
+// runNodeScenarios probes, checks that a foreign TLS CA is refused, and
+// registers and anchors with the Node client, calling sync after each
+// committed step (a real network's peers then all have it); latestFromGo
+// reads the latest anchor of the log through the Go client.
+func runNodeScenarios(t *testing.T, script string, in map[string]any, tl testLog, sync func(*testing.T), latestFromGo func(t *testing.T) []byte) {
 	t.Run("OKProbe", func(t *testing.T) {
 		var got probeOutput
 		runNode(t, script, with(in, "mode", "probe"), &got)
@@ -123,7 +220,7 @@ func TestNodeGatewayClient(t *testing.T) {
 
 	t.Run("ErrUntrustedCA", func(t *testing.T) {
 		// The same call trusting another CA must fail: the client really
-		// verifies the devnet's certificate, so the OK cases mean something.
+		// verifies the peer's certificate, so the OK cases mean something.
 		var got probeOutput
 		runNode(t, script, with(in, "mode", "probe", "tlsCACert", mustForeignCA(t)), &got)
 		if got.Error == nil {
@@ -137,16 +234,14 @@ func TestNodeGatewayClient(t *testing.T) {
 
 	t.Run("OKAnchor", func(t *testing.T) {
 		var got anchorOutput
+		runNode(t, script, with(in, "mode", "register"), &got)
+		if got.LatestBefore != "" || got.Register.Code != 0 {
+			t.Fatalf("register: got latest %q before, status %+v, want none and VALID", got.LatestBefore, got.Register)
+		}
+		sync(t)
 		runNode(t, script, with(in, "mode", "anchor"), &got)
-		t.Logf("node %s, OpenSSL %s", got.Node, got.OpenSSL)
-		if got.LatestBefore != "" {
-			t.Errorf("got LatestAnchor %q before anchoring, want empty", got.LatestBefore)
-		}
-		for name, s := range map[string]commitStatus{"RegisterLog": got.Register, "Anchor": got.Anchor} {
-			if !s.Successful || s.Code != 0 || s.TransactionID == "" {
-				t.Errorf("%s commit status %+v, want VALID (0) with a transaction ID", name, s)
-			}
-		}
+		sync(t)
+		runNode(t, script, with(in, "mode", "again"), &got)
 		want := chaincode.Anchor{
 			Origin: tl.origin, Size: 3, Root: tl.root, Checkpoint: tl.checkpoint, TxID: got.Anchor.TransactionID,
 		}
@@ -157,7 +252,7 @@ func TestNodeGatewayClient(t *testing.T) {
 			t.Errorf("LatestAnchor after anchoring (-want +got):\n%s", diff)
 		}
 		wantEvent := chaincodeEvent{
-			ChaincodeName: "anchor", EventName: chaincode.AnchoredEvent, TransactionID: got.Anchor.TransactionID,
+			ChaincodeName: in["chaincode"].(string), EventName: chaincode.AnchoredEvent, TransactionID: got.Anchor.TransactionID,
 			BlockNumber: got.Anchor.BlockNumber, Payload: want,
 		}
 		if diff := cmp.Diff(wantEvent, got.Event); diff != "" {
@@ -168,11 +263,7 @@ func TestNodeGatewayClient(t *testing.T) {
 		}
 
 		// What the Node client wrote, the Go client reads: same chain.
-		gw := devnettest.MustGateway(t, n, "BankMSP")
-		b, err := gw.GetNetwork(n.Channel()).GetContract("anchor").EvaluateTransaction("LatestAnchor", tl.origin)
-		if err != nil {
-			t.Fatalf("Go client LatestAnchor: %v", err)
-		}
+		b := latestFromGo(t)
 		var fromGo chaincode.Anchor
 		if err := json.Unmarshal(b, &fromGo); err != nil {
 			t.Fatalf("decode %s: %v", b, err)

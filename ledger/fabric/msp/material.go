@@ -285,28 +285,16 @@ func (o *Org) create(hosts []string) error {
 // (client.crt, client.key) for users, as cryptogen lays them out.
 func (o *Org) writeTLSDir(role, cn string, hosts []string) error {
 	dir := o.TLSDir(role)
-	if err := writePEM(filepath.Join(dir, "ca.crt"), "CERTIFICATE", o.TLSCACert.Raw, 0o644); err != nil {
-		return err
-	}
 	if role != o.NodeRole {
+		if err := writePEM(filepath.Join(dir, "ca.crt"), "CERTIFICATE", o.TLSCACert.Raw, 0o644); err != nil {
+			return err
+		}
 		return o.writeClientTLS(role, cn)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return fmt.Errorf("generate tls key: %w", err)
-	}
-	tmpl := leafTemplate(cn, o.Domain(), "")
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
 	// Both usages, as cryptogen and Fabric CA's "tls" profile issue them: a
 	// peer's or orderer's TLS certificate is also its client certificate
 	// toward other nodes (gossip, cluster, osnadmin).
-	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	tmpl.DNSNames, tmpl.IPAddresses = serverNames(cn, o.NodeName(), hosts)
-	cert, err := issue(tmpl, &key.PublicKey, o.TLSCACert, o.TLSCAKey)
-	if err != nil {
-		return err
-	}
-	return writePair(dir, "server.crt", "server.key", cert, key)
+	return o.writeServerTLS(dir, cn, o.NodeName(), hosts)
 }
 
 // serverNames are the subject alternative names of a node's TLS
@@ -529,4 +517,65 @@ func loadPair(certPath, keyPath string) (*x509.Certificate, *ecdsa.PrivateKey, e
 		return nil, nil, err
 	}
 	return c, k, nil
+}
+
+// IssueNode writes one more node of the organization's node role (the
+// second and third orderer of a Raft cluster), laid out as the first:
+// <role>s/<name>/msp with a signing certificate (OU the role) and
+// <role>s/<name>/tls with a server certificate for the node's names,
+// loopback and hosts. An existing node is left as it is.
+func (o *Org) IssueNode(name string, hosts []string) error {
+	dir := filepath.Join(o.Dir, o.NodeRole+"s", name)
+	if _, err := os.Stat(filepath.Join(dir, "tls", "server.crt")); err == nil {
+		return nil
+	}
+	cn := name + "." + o.Domain()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate key: %w", err)
+	}
+	tmpl := leafTemplate(cn, o.Domain(), o.NodeRole)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	cert, err := issue(tmpl, &key.PublicKey, o.CACert, o.CAKey)
+	if err != nil {
+		return err
+	}
+	if err := o.writeMSPDir(filepath.Join(dir, "msp"), cert, key); err != nil {
+		return err
+	}
+	return o.writeServerTLS(filepath.Join(dir, "tls"), cn, name, hosts)
+}
+
+// IssueServiceTLS writes a TLS server certificate, issued by the
+// organization's TLS CA, for a service the organization runs beside its
+// peer (its Fabric CA server, its chaincode server) under
+// services/<name>/tls. Clients verify it with the TLS CA of the
+// organization's connection profile. An existing one is left as it is.
+func (o *Org) IssueServiceTLS(name string, hosts []string) error {
+	dir := filepath.Join(o.Dir, "services", name, "tls")
+	if _, err := os.Stat(filepath.Join(dir, "server.crt")); err == nil {
+		return nil
+	}
+	return o.writeServerTLS(dir, name+"."+o.Domain(), name, hosts)
+}
+
+// writeServerTLS writes ca.crt and a server.{crt,key} pair usable for
+// serverAuth and clientAuth into dir.
+func (o *Org) writeServerTLS(dir, cn, short string, hosts []string) error {
+	if err := writePEM(filepath.Join(dir, "ca.crt"), "CERTIFICATE", o.TLSCACert.Raw, 0o644); err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate tls key: %w", err)
+	}
+	tmpl := leafTemplate(cn, o.Domain(), "")
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	tmpl.DNSNames, tmpl.IPAddresses = serverNames(cn, short, hosts)
+	cert, err := issue(tmpl, &key.PublicKey, o.TLSCACert, o.TLSCAKey)
+	if err != nil {
+		return err
+	}
+	return writePair(dir, "server.crt", "server.key", cert, key)
 }
