@@ -64,7 +64,10 @@ func TestCluster_ThreeReplicasSurviveLosingTheLeader(t *testing.T) {
 	}
 	var mu sync.Mutex
 	got := map[string]int{}
-	run(t, js, natsbus.ConsumerConfig{Stream: natsbus.StreamFarm, Durable: "cluster", FilterSubjects: []string{"farm.submitted.>"}},
+	// Messages the killed leader had handed out but whose acks it never
+	// replicated are redelivered after AckWait; a short one keeps that
+	// within the wait below (the default 30 s would outlast it).
+	run(t, js, natsbus.ConsumerConfig{Stream: natsbus.StreamFarm, Durable: "cluster", FilterSubjects: []string{"farm.submitted.>"}, AckWait: 5 * time.Second},
 		func(_ context.Context, msg jetstream.Msg) error {
 			mu.Lock()
 			got[string(msg.Data())]++
