@@ -18,31 +18,6 @@ import (
 	"github.com/tani-platform/tani/internal/postgres"
 )
 
-// Organization employs agents (field) or reads data (bank, distributor).
-type Organization struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name" validate:"required,min=2,max=200"`
-	Kind      string    `json:"kind" validate:"required,oneof=operator field bank distributor"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-func (s *Service) createOrganization(c echo.Context) error {
-	var in struct {
-		Name string `json:"name" validate:"required,min=2,max=200"`
-		Kind string `json:"kind" validate:"required,oneof=operator field bank distributor"`
-	}
-	if err := bind(c, &in); err != nil {
-		return err
-	}
-	o := Organization{ID: uuid.NewString(), Name: in.Name, Kind: in.Kind}
-	err := s.pool.QueryRow(c.Request().Context(),
-		`INSERT INTO mobile.organizations (id, name, kind) VALUES ($1, $2, $3) RETURNING created_at`, o.ID, o.Name, o.Kind).Scan(&o.CreatedAt)
-	if err != nil {
-		return postgres.MapError(err, "", "an organization with this name exists")
-	}
-	return c.JSON(http.StatusCreated, o)
-}
-
 // Agent is a field agent's account (never with its password hash).
 type Agent struct {
 	ID             string    `json:"id"`

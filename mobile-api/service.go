@@ -174,7 +174,6 @@ func (s *Service) Routes(r httpserver.Router) {
 	agent.GET("/farmers", s.farmers)
 	agent.GET("/tasks", s.tasks)
 
-	admin.POST("/organizations", s.createOrganization)
 	admin.POST("/agents", s.createAgent)
 	admin.POST("/assignments", s.createAssignment)
 	admin.POST("/devices/:id/revoke", s.revokeDevice)

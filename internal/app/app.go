@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/tani-platform/tani/internal/consent"
+
 	"github.com/labstack/echo/v4"
 
 	"github.com/tani-platform/tani/ledger"
@@ -44,6 +46,10 @@ type App struct {
 	js         jetstream.JetStream
 	journal    *ledger.Journal
 	devnet     *devnet.Network // nil when anchoring on an external network
+	gate       *consent.Gate
+	// bankAPI (/bank/v1) and distributorAPI (/distributor/v1) are
+	// authenticated by the identity module.
+	bankAPI, distributorAPI *echo.Group
 
 	keys keys
 	// migrations are every module's schemas (Migrations), applied by the

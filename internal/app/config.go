@@ -4,6 +4,8 @@ import (
 	"flag"
 	"strings"
 
+	"github.com/tani-platform/tani/internal/identity"
+
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/anchor"
 	"github.com/tani-platform/tani/ledger/fabric"
@@ -46,6 +48,7 @@ type Config struct {
 	MobileAPI    mobileapi.Config
 	Media        media.Config
 	Erasure      erasure.Config
+	Identity     identity.Config
 	Lending      lending.Config
 	Marketplace  marketplace.Config
 }
@@ -70,6 +73,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.MobileAPI.RegisterFlags(fs, "mobile.")
 	c.Media.RegisterFlags(fs, "media.")
 	c.Erasure.RegisterFlags(fs, "erasure.")
+	c.Identity.RegisterFlags(fs, "identity.")
 }
 
 // Targets returns the requested targets.

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/identity"
+
 	"github.com/tani-platform/tani/internal/apperr"
 
 	"github.com/tani-platform/tani/internal/deadletter"
@@ -229,21 +232,44 @@ func (a *App) initErasure() (Service, error) {
 	return svc, nil
 }
 
-func (a *App) initLending() (Service, error) {
-	svc, err := lending.New(a.cfg.Lending, lending.Deps{Pool: a.pool, ReadPool: a.readPool, Logger: a.logger.With("module", Lending)})
+func (a *App) initIdentity() (Service, error) {
+	admin, err := a.adminGroup()
 	if err != nil {
 		return nil, err
 	}
-	svc.Routes(httpserver.Router{Bank: a.server.Echo.Group("/bank/v1")})
+	dir, err := identity.New(a.cfg.Identity, identity.Deps{Pool: a.pool, Logger: a.logger.With("module", Identity)})
+	if err != nil {
+		return nil, err
+	}
+	dir.Routes(httpserver.Router{Admin: admin})
+	// The organizations' APIs, shared by the modules that mount routes on
+	// them: every route is authenticated as that kind of organization.
+	a.bankAPI = a.server.Echo.Group("/bank/v1", dir.Require(identity.Bank))
+	a.distributorAPI = a.server.Echo.Group("/distributor/v1", dir.Require(identity.Distributor))
+	return dir, nil
+}
+
+// initConsent provides the consent gate; it has nothing to run.
+func (a *App) initConsent() (Service, error) {
+	a.gate = consent.NewGate(a.pool)
+	return nil, nil
+}
+
+func (a *App) initLending() (Service, error) {
+	svc, err := lending.New(a.cfg.Lending, lending.Deps{Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Logger: a.logger.With("module", Lending)})
+	if err != nil {
+		return nil, err
+	}
+	svc.Routes(httpserver.Router{Bank: a.bankAPI})
 	return svc, nil
 }
 
 func (a *App) initMarketplace() (Service, error) {
-	svc, err := marketplace.New(a.cfg.Marketplace, marketplace.Deps{Pool: a.pool, ReadPool: a.readPool, Logger: a.logger.With("module", Marketplace)})
+	svc, err := marketplace.New(a.cfg.Marketplace, marketplace.Deps{Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Logger: a.logger.With("module", Marketplace)})
 	if err != nil {
 		return nil, err
 	}
-	svc.Routes(httpserver.Router{Distributor: a.server.Echo.Group("/portal")})
+	svc.Routes(httpserver.Router{Distributor: a.distributorAPI, Portal: a.server.Echo.Group("/portal")})
 	return svc, nil
 }
 

@@ -33,7 +33,7 @@ func TestKeys_SplitTargetRefusesWithoutKeys(t *testing.T) {
 		want []string // what the refusal must name
 	}{
 		"ingest":            {[]string{"-target=ingest"}, []string{"-pii.key-file", "tani keys init"}},
-		"mobile-api,server": {[]string{"-target=mobile-api,server"}, []string{"-pii.key-file", "tani keys init"}},
+		"mobile-api,server": {[]string{"-target=mobile-api,server"}, []string{"-auth.operator-token-file", "tani keys init"}},
 		"ledger":            {[]string{"-target=ledger"}, []string{"-ledger.key-file", "tani keys init"}},
 		"nats with PII key": {[]string{"-target=nats", "-pii.key-file=" + filepath.Join(set.Dir, "pii.key")},
 			[]string{"-auth.operator-token-file", "tani keys init"}},

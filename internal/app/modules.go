@@ -3,14 +3,17 @@ package app
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/identity"
 	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/ledger"
 	mobileapi "github.com/tani-platform/tani/mobile-api"
 	"github.com/tani-platform/tani/services/attest"
 	"github.com/tani-platform/tani/services/erasure"
 	"github.com/tani-platform/tani/services/ingest"
-	"slices"
-	"sort"
 )
 
 // Module names. All is an aggregate: it has no service of its own.
@@ -32,7 +35,11 @@ const (
 	Marketplace  = "marketplace"
 	MobileAPI    = "mobile-api"
 	Demo         = "demo"
-	All          = "all"
+	// Identity authenticates banks and distributors; Consent is the one
+	// gate in front of farmers' data.
+	Identity = "identity"
+	Consent  = "consent"
+	All      = "all"
 )
 
 // Erasure takes operators' requests to forget a farmer; every owner of
@@ -74,11 +81,13 @@ var modules = map[string]module{
 	FabricDevnet: {init: (*App).initFabricDevnet, unused: func(c Config) bool { return c.Fabric.Endpoint != "" }},
 	Anchor:       {deps: []string{Ledger, FabricDevnet}, init: (*App).initAnchor},
 	Ingest:       {deps: []string{Postgres, NATS, Server}, init: (*App).initIngest, migrations: []postgres.Migrations{ingest.Migrations}},
-	MobileAPI:    {deps: []string{Postgres, NATS, Server}, init: (*App).initMobileAPI, migrations: []postgres.Migrations{mobileapi.Migrations}},
+	Identity:     {deps: []string{Postgres, Server}, init: (*App).initIdentity, migrations: []postgres.Migrations{identity.Migrations}},
+	Consent:      {deps: []string{Postgres}, init: (*App).initConsent, migrations: []postgres.Migrations{consent.Migrations}},
+	MobileAPI:    {deps: []string{Postgres, NATS, Server, Identity}, init: (*App).initMobileAPI, migrations: []postgres.Migrations{mobileapi.Migrations}},
 	Attest:       {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initAttest, migrations: []postgres.Migrations{attest.Migrations}},
 	PostgresRead: {deps: []string{Postgres}, init: (*App).initPostgresRead},
-	Lending:      {deps: []string{Postgres, PostgresRead, Server}, init: (*App).initLending},
-	Marketplace:  {deps: []string{Postgres, PostgresRead, Server}, init: (*App).initMarketplace},
+	Lending:      {deps: []string{Postgres, PostgresRead, Server, Identity, Consent}, init: (*App).initLending},
+	Marketplace:  {deps: []string{Postgres, PostgresRead, Server, Identity, Consent}, init: (*App).initMarketplace},
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
 	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure, migrations: []postgres.Migrations{erasure.Migrations}},
 	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor, Erasure}},
@@ -87,7 +96,7 @@ var modules = map[string]module{
 // migrationOrder is the order in which modules' schemas are applied (a
 // schema may refer to one before it). TestMigrationOrder checks that it
 // names every module that declares migrations.
-var migrationOrder = []string{Ledger, MobileAPI, Ingest, Attest, Erasure, Postgres}
+var migrationOrder = []string{Ledger, Identity, MobileAPI, Ingest, Consent, Attest, Erasure, Postgres}
 
 // ModuleNames lists the modules a target may name.
 func ModuleNames() []string {

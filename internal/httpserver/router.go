@@ -12,8 +12,14 @@ type Router struct {
 	Public *echo.Group
 	// Admin is /admin/v1, already guarded by the operator token.
 	Admin *echo.Group
-	// Bank is /bank/v1: banks' API.
+	// Bank is /bank/v1: banks' API, every route already authenticated as
+	// a bank (identity.PrincipalOf).
 	Bank *echo.Group
-	// Distributor is /portal: distributors' API.
+	// Distributor is /distributor/v1: distributors' JSON API, every route
+	// already authenticated as a distributor.
 	Distributor *echo.Group
+	// Portal is /portal: distributors' pages in a browser. It is not
+	// authenticated, so that the sign-in page can be reached; the service
+	// guards its other pages with identity's session middleware.
+	Portal *echo.Group
 }

@@ -83,7 +83,7 @@ type ConsentGranted struct {
 	FarmerID       string   `json:"farmer_id" validate:"required,uuidlower"`
 	ConsentID      string   `json:"consent_id" validate:"required,uuidlower"`
 	GranteeOrgID   string   `json:"grantee_organization_id" validate:"required,uuidlower"`
-	Scopes         []string `json:"scopes" validate:"required,min=1,unique,dive,oneof=identity plots crops inputs harvests sales"`
+	Scopes         []string `json:"scopes" validate:"required,min=1,unique,dive,consentscope"`
 	ExpiresAt      string   `json:"expires_at" validate:"required,datetime=2006-01-02T15:04:05Z07:00"`
 	OTPChallengeID string   `json:"otp_challenge_id" validate:"required,uuidlower"`
 	OTPCode        string   `json:"otp_code" validate:"required,len=6,numeric"`

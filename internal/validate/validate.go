@@ -135,6 +135,9 @@ func New() *Validator {
 	v.RegisterValidation("crop", func(fl validator.FieldLevel) bool {
 		return slices.Contains(Crops, fl.Field().String())
 	})
+	v.RegisterValidation("consentscope", func(fl validator.FieldLevel) bool {
+		return slices.Contains(ConsentScopes, fl.Field().String())
+	})
 	return &Validator{v: v}
 }
 
@@ -166,6 +169,11 @@ func LowerUUID(s string) bool {
 
 // Crops are the crops Tani has thresholds for (the "crop" rule).
 var Crops = []string{"rice", "maize", "coffee", "cocoa", "oil_palm", "cassava", "soybean", "groundnut", "chili", "shallot", "vegetables", "other"}
+
+// ConsentScopes are what a farmer's consent may cover (the
+// "consentscope" rule): the kinds of their data, plus credit (their score
+// and loans) and orders (their input orders and deliveries).
+var ConsentScopes = []string{"identity", "plots", "crops", "inputs", "harvests", "sales", "credit", "orders"}
 
 // Engine exposes the underlying validator, for registering custom rules.
 func (v *Validator) Engine() *validator.Validate { return v.v }
@@ -238,6 +246,8 @@ func message(fe validator.FieldError) string {
 		return "must be a lowercase hex SHA-256"
 	case "crop":
 		return "must be one of: " + strings.Join(Crops, " ")
+	case "consentscope":
+		return "must be one of: " + strings.Join(ConsentScopes, " ")
 	case "e164":
 		return "must be a phone number in E.164 form such as +6281234567890"
 	case "base64":

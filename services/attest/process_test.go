@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tani-platform/tani/internal/identity"
+
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,7 +41,7 @@ func mustEnv(tb testing.TB, rules []attest.Rule) *env {
 // mustEnvJS is mustEnv with a JetStream to announce decisions on.
 func mustEnvJS(tb testing.TB, rules []attest.Rule, js jetstream.JetStream) *env {
 	tb.Helper()
-	pool := pgtest.MustDB(tb, ledger.Migrations, mobileapi.Migrations, attest.Migrations)
+	pool := pgtest.MustDB(tb, ledger.Migrations, identity.Migrations, mobileapi.Migrations, attest.Migrations)
 	j, err := ledger.New(ledger.Config{Origin: "test.tani.local/ledger", DataDir: tb.TempDir(), CheckpointInterval: ledger.DefaultCheckpointInterval}, pool, slog.New(slog.DiscardHandler))
 	if err != nil {
 		tb.Fatal(err)
@@ -71,7 +73,7 @@ func (e *env) mustAgent(tb testing.TB, region string) agent {
 		sql  string
 		args []any
 	}{
-		{`INSERT INTO mobile.organizations (id, name, kind) VALUES ($1, $2, 'field')`, []any{org, "org " + org}},
+		{`INSERT INTO identity.organizations (id, name, kind) VALUES ($1, $2, 'field')`, []any{org, "org " + org}},
 		{`INSERT INTO mobile.agents (id, organization_id, username, password_hash, name, region) VALUES ($1, $2, $4, 'x', 'Agent', $3)`, []any{a.id, org, region, "u" + a.id}},
 		{`INSERT INTO mobile.devices (id, agent_id, public_key, name) VALUES ($1, $2, $3, 'phone')`, []any{a.device, a.id, []byte(pub)}},
 	} {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tani-platform/tani/internal/consent"
 	"github.com/tani-platform/tani/internal/httpserver"
 )
 
@@ -14,7 +15,7 @@ import (
 // its issue. It is here so that the module has the face of every service.
 type Config struct{}
 
-// Deps are what the module uses. Pool and Logger are required; ReadPool
+// Deps are what the module uses. Pool, Gate and Logger are required; ReadPool
 // is optional.
 type Deps struct {
 	// Pool is the primary: writes, and reads that must see them (a consent
@@ -24,7 +25,9 @@ type Deps struct {
 	// lag (tani_postgres_replica_lag_seconds): listings and reports. Nil
 	// means Pool, as when no -database.read-url is set.
 	ReadPool *pgxpool.Pool
-	Logger   *slog.Logger
+	// Gate is the one way to read a farmer's data for an organization.
+	Gate   *consent.Gate
+	Logger *slog.Logger
 }
 
 // Service is the marketplace module.
@@ -37,8 +40,8 @@ type Service struct {
 
 // New wires the service; it validates and does no I/O.
 func New(cfg Config, d Deps) (*Service, error) {
-	if d.Pool == nil || d.Logger == nil {
-		return nil, errors.New("marketplace: Pool and Logger are required")
+	if d.Pool == nil || d.Gate == nil || d.Logger == nil {
+		return nil, errors.New("marketplace: Pool, Gate and Logger are required")
 	}
 	read := d.ReadPool
 	if read == nil {

@@ -1,0 +1,194 @@
+package consent
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+
+	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/identity"
+	"github.com/tani-platform/tani/internal/postgres"
+	"github.com/tani-platform/tani/internal/validate"
+)
+
+//go:embed migrations/*.sql
+var migrationsFS embed.FS
+
+// Migrations is the consent schema.
+var Migrations = postgres.Migrations{Name: "consent", FS: postgres.MustSub(migrationsFS, "migrations")}
+
+// Scope is a kind of farmer data a consent covers (validate.ConsentScopes).
+type Scope string
+
+// The scopes.
+const (
+	Identity Scope = "identity"
+	Plots    Scope = "plots"
+	Crops    Scope = "crops"
+	Inputs   Scope = "inputs"
+	Harvests Scope = "harvests"
+	Sales    Scope = "sales"
+	Credit   Scope = "credit" // the farmer's score and loans
+	Orders   Scope = "orders" // the farmer's input orders and deliveries
+)
+
+// MaxPurpose is the longest purpose a read may state.
+const MaxPurpose = 200
+
+// Access is one read of one farmer's data.
+type Access struct {
+	FarmerID string
+	Scopes   []Scope
+	// Purpose says why, in the caller's terms ("credit profile"): the
+	// farmer sees it in their access log.
+	Purpose   string
+	RequestID string
+}
+
+// Grant is the live consent that allowed a read.
+type Grant struct {
+	ConsentID string
+	Scopes    []Scope
+	ExpiresAt time.Time
+	// GrantedRecordID is the signed consent.granted record: its journal
+	// receipt proves the consent was held at the time of the read.
+	GrantedRecordID string
+}
+
+// Gate is the one gate (see the package doc).
+type Gate struct {
+	pool *pgxpool.Pool
+	now  func() time.Time
+}
+
+// NewGate returns the gate over the primary pool: consent must be read
+// where a revocation was just written, never from a lagging replica.
+func NewGate(pool *pgxpool.Pool) *Gate { return &Gate{pool: pool, now: time.Now} }
+
+// Denied is the answer to every refused read. It is the same whether the
+// farmer exists or not, so that a denial does not reveal who is a Tani
+// farmer.
+var Denied = apperr.Errorf(apperr.Forbidden, "no live consent of this farmer covers this read for your organization")
+
+// Read runs read in a transaction after checking that the farmer holds a
+// live consent naming p's organization and covering every scope of a (and,
+// for an API key, that the key's own scopes cover them), and logging the
+// access in that transaction. read must do all its reading through tx.
+// A denial logs a denied row and returns Denied; an error from read rolls
+// the access-log row back with the read.
+func (g *Gate) Read(ctx context.Context, p identity.Principal, a Access, read func(ctx context.Context, tx pgx.Tx, grant Grant) error) error {
+	if err := checkAccess(p, a); err != nil {
+		return err
+	}
+	scopes := scopeStrings(a.Scopes)
+	if p.APIKeyID != "" {
+		for _, s := range scopes {
+			if !slices.Contains(p.Scopes, s) {
+				return g.deny(ctx, p, a, fmt.Sprintf("the API key is not scoped for %s", s))
+			}
+		}
+	}
+	var denial string
+	err := pgx.BeginFunc(ctx, g.pool, func(tx pgx.Tx) error {
+		var grant Grant
+		var granted []string
+		err := tx.QueryRow(ctx, `
+			SELECT consent_id::text, scopes, expires_at, granted_record_id::text
+			FROM ingest.consent_grants
+			WHERE farmer_id = $1 AND grantee_org_id = $2 AND expires_at > $4
+			  AND (revoked_at IS NULL OR revoked_at > $4) AND scopes @> $3
+			ORDER BY expires_at DESC LIMIT 1`, a.FarmerID, p.OrganizationID, scopes, g.now()).
+			Scan(&grant.ConsentID, &granted, &grant.ExpiresAt, &grant.GrantedRecordID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			denial = "no live consent covering " + strings.Join(scopes, ", ")
+			return Denied
+		}
+		if err != nil {
+			return fmt.Errorf("consent of farmer %s: %w", a.FarmerID, err)
+		}
+		for _, s := range granted {
+			grant.Scopes = append(grant.Scopes, Scope(s))
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO consent.access_log (organization_id, credential, farmer_id, scopes, purpose, request_id, allowed, consent_id, granted_record_id)
+			VALUES ($1, $2, $3, $4, $5, $6, true, $7, $8)`,
+			p.OrganizationID, p.Credential(), a.FarmerID, scopes, a.Purpose, a.RequestID, grant.ConsentID, grant.GrantedRecordID); err != nil {
+			return fmt.Errorf("log access to farmer %s: %w", a.FarmerID, err)
+		}
+		return read(ctx, tx, grant)
+	})
+	if denial != "" {
+		return g.deny(ctx, p, a, denial)
+	}
+	return err
+}
+
+// ReadFor is Read for an echo handler behind identity's Require: the
+// principal and the request id come from the request.
+func (g *Gate) ReadFor(c echo.Context, farmerID string, scopes []Scope, purpose string, read func(ctx context.Context, tx pgx.Tx, grant Grant) error) error {
+	p, ok := identity.PrincipalOf(c)
+	if !ok {
+		return apperr.Errorf(apperr.Unauthorized, "no authenticated organization")
+	}
+	a := Access{FarmerID: farmerID, Scopes: scopes, Purpose: purpose, RequestID: c.Response().Header().Get(echo.HeaderXRequestID)}
+	return g.Read(c.Request().Context(), p, a, read)
+}
+
+// deny logs a denied read and returns Denied.
+func (g *Gate) deny(ctx context.Context, p identity.Principal, a Access, reason string) error {
+	_, err := g.pool.Exec(ctx, `
+		INSERT INTO consent.access_log (organization_id, credential, farmer_id, scopes, purpose, request_id, allowed, reason)
+		VALUES ($1, $2, $3, $4, $5, $6, false, $7)`,
+		p.OrganizationID, p.Credential(), a.FarmerID, scopeStrings(a.Scopes), a.Purpose, a.RequestID, reason)
+	if err != nil {
+		return fmt.Errorf("log denied access to farmer %s: %w", a.FarmerID, err)
+	}
+	return Denied
+}
+
+// checkAccess refuses a read that is malformed before it reaches the
+// database: the caller's bug, not a denial.
+func checkAccess(p identity.Principal, a Access) error {
+	if p.OrganizationID == "" || p.APIKeyID == "" && p.UserID == "" {
+		return apperr.Errorf(apperr.Unauthorized, "no authenticated organization")
+	}
+	if p.Kind != identity.Bank && p.Kind != identity.Distributor {
+		return apperr.Errorf(apperr.Forbidden, "only banks and distributors read farmers' data through the consent gate")
+	}
+	var fields []apperr.FieldError
+	if !validate.LowerUUID(a.FarmerID) {
+		fields = append(fields, apperr.FieldError{Field: "farmer_id", Message: "must be a lowercase UUID"})
+	}
+	if len(a.Scopes) == 0 {
+		return errors.New("consent: a gated read must name its scopes")
+	}
+	for _, s := range a.Scopes {
+		if !slices.Contains(validate.ConsentScopes, string(s)) {
+			return fmt.Errorf("consent: unknown scope %q", s)
+		}
+	}
+	if a.Purpose == "" || len(a.Purpose) > MaxPurpose {
+		fields = append(fields, apperr.FieldError{Field: "purpose", Message: fmt.Sprintf("must be 1 to %d characters", MaxPurpose)})
+	}
+	if len(fields) > 0 {
+		return apperr.Fields("bad read", fields...)
+	}
+	return nil
+}
+
+func scopeStrings(scopes []Scope) []string {
+	out := make([]string, len(scopes))
+	for i, s := range scopes {
+		out[i] = string(s)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
