@@ -64,7 +64,7 @@ func RedemptionPolicy(operator string, distributors []string) ([]byte, error) {
 		anyDistributor[i] = signedBy(i + 1)
 	}
 	env := &common.SignaturePolicyEnvelope{
-		Rule: nOutOf(2, signedBy(0), nOutOf(1, anyDistributor...)),
+		Rule:       nOutOf(2, signedBy(0), nOutOf(1, anyDistributor...)),
 		Identities: principals,
 	}
 	b, err := proto.Marshal(env)

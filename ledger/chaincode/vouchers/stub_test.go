@@ -8,8 +8,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"maps"
+	"math/big"
 	"testing"
 	"time"
 
