@@ -26,10 +26,10 @@ import (
 // identity, for transactions the vouchers client would never send (too
 // few endorsements).
 type chain struct {
-	name                  string
-	client                *vouchers.Client
-	raw                   map[string]*client.Contract
-	operator, bank, dist  string
+	name                 string
+	client               *vouchers.Client
+	raw                  map[string]*client.Contract
+	operator, bank, dist string
 	// sync waits until every peer has what the gateway's peer committed
 	// (nil for the devnet, whose peers share one state).
 	sync func(t *testing.T)
