@@ -76,7 +76,9 @@ func TestVoucherConformance(t *testing.T) {
 		run  func(t *testing.T, c voucherChain) outcome
 	}
 	steps := []step{
-		{"Issue", func(t *testing.T, c voucherChain) outcome { return submit(t, c.chain, c.as["BankMSP"], nil, "Issue", issue1) }},
+		{"Issue", func(t *testing.T, c voucherChain) outcome {
+			return submit(t, c.chain, c.as["BankMSP"], nil, "Issue", issue1)
+		}},
 		{"IssueAgainRefused", func(t *testing.T, c voucherChain) outcome {
 			return submit(t, c.chain, c.as["BankMSP"], nil, "Issue", issue1)
 		}},
