@@ -30,6 +30,11 @@ type Projection struct {
 	// Retry is the pause before listening again after the stream ended or
 	// failed (default 2s).
 	Retry time.Duration
+	// RebuildPoll is how often a listener checks whether another process
+	// rebuilt the projection (default 5s); one in this process learns at
+	// once.
+	RebuildPoll time.Duration
+	rebuilt     chan struct{}
 }
 
 // NewProjection returns the projection of c's chaincode into pool. It does
@@ -38,7 +43,8 @@ func NewProjection(pool *pgxpool.Pool, c *Client, logger *slog.Logger) *Projecti
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Projection{pool: pool, events: c, chain: c.Channel() + "/" + c.Chaincode(), logger: logger, Retry: 2 * time.Second}
+	return &Projection{pool: pool, events: c, chain: c.Channel() + "/" + c.Chaincode(), logger: logger,
+		Retry: 2 * time.Second, RebuildPoll: 5 * time.Second, rebuilt: make(chan struct{}, 1)}
 }
 
 // errRebuilt stops a listener whose stream started before a rebuild.
@@ -94,9 +100,37 @@ func (p *Projection) listen(ctx context.Context) error {
 	}
 	cp.block = uint64(block)
 	p.logger.DebugContext(ctx, "listening to vouchers events", "chain", p.chain, "block", cp.block, "after_tx", cp.txID)
-	return p.events.as[p.events.order[0]].ListenEvents(ctx, &cp, func(ctx context.Context, ev *client.ChaincodeEvent) error {
+	// A rebuild must restart the stream even when no event comes: watch
+	// for one (this process's at once, another's by the generation).
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		t := time.NewTicker(p.RebuildPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.rebuilt:
+				cancel(errRebuilt)
+				return
+			case <-t.C:
+				var cur int64
+				err := p.pool.QueryRow(ctx, `SELECT generation FROM vouchers.checkpoint WHERE chain = $1`, p.chain).Scan(&cur)
+				if err == nil && cur != gen {
+					cancel(errRebuilt)
+					return
+				}
+			}
+		}
+	}()
+	err := p.events.as[p.events.order[0]].ListenEvents(ctx, &cp, func(ctx context.Context, ev *client.ChaincodeEvent) error {
 		return p.apply(ctx, gen, ev)
 	})
+	if cause := context.Cause(ctx); errors.Is(cause, errRebuilt) {
+		return errRebuilt
+	}
+	return err
 }
 
 // apply projects one event and moves the checkpoint past it, in one
@@ -215,11 +249,12 @@ func upsert(ctx context.Context, tx pgx.Tx, v *Voucher, ev *client.ChaincodeEven
 }
 
 // Rebuild wipes the projection and its checkpoint in one transaction.
-// Every listener, in this process or another, notices at its next event
+// This projection's listener starts over at once, one in another process
+// within RebuildPoll (or at its next event, which it does not project),
 // and replays the chain's events from block 0; until it has, readers see
 // fewer vouchers than the chain holds.
 func (p *Projection) Rebuild(ctx context.Context) error {
-	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO vouchers.checkpoint (chain) VALUES ($1) ON CONFLICT DO NOTHING`, p.chain); err != nil {
 			return fmt.Errorf("vouchers: rebuild: %w", err)
 		}
@@ -235,6 +270,13 @@ func (p *Projection) Rebuild(ctx context.Context) error {
 		p.logger.InfoContext(ctx, "vouchers projection wiped; it is rebuilt from the chain's events", "chain", p.chain)
 		return nil
 	})
+	if err == nil {
+		select {
+		case p.rebuilt <- struct{}{}:
+		default:
+		}
+	}
+	return err
 }
 
 // Position is the listener's checkpoint: the block and transaction of the
