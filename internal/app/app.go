@@ -11,6 +11,7 @@ import (
 
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/devnet"
+	"github.com/tani-platform/tani/ledger/vouchers"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
@@ -44,6 +45,7 @@ type App struct {
 	js         jetstream.JetStream
 	journal    *ledger.Journal
 	devnet     *devnet.Network // nil when anchoring on an external network
+	vouchers   *vouchers.Client
 
 	keys keys
 	// migrations are every module's schemas (Migrations), applied by the

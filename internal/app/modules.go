@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/ledger"
+	"github.com/tani-platform/tani/ledger/vouchers"
 	mobileapi "github.com/tani-platform/tani/mobile-api"
 	"github.com/tani-platform/tani/services/attest"
 	"github.com/tani-platform/tani/services/erasure"
@@ -81,13 +82,14 @@ var modules = map[string]module{
 	Marketplace:  {deps: []string{Postgres, PostgresRead, Server}, init: (*App).initMarketplace},
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
 	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure, migrations: []postgres.Migrations{erasure.Migrations}},
-	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor, Erasure}},
+	Vouchers:     {deps: []string{Postgres, Server, FabricDevnet}, init: (*App).initVouchers, migrations: []postgres.Migrations{vouchers.Migrations}},
+	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor, Erasure, Vouchers}},
 }
 
 // migrationOrder is the order in which modules' schemas are applied (a
 // schema may refer to one before it). TestMigrationOrder checks that it
 // names every module that declares migrations.
-var migrationOrder = []string{Ledger, MobileAPI, Ingest, Attest, Erasure, Postgres}
+var migrationOrder = []string{Ledger, MobileAPI, Ingest, Attest, Erasure, Vouchers, Postgres}
 
 // ModuleNames lists the modules a target may name.
 func ModuleNames() []string {
