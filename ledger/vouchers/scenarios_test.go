@@ -327,9 +327,15 @@ func runScenarios(t *testing.T, c chain) {
 			}
 			wantState(t, c, r.ID, vouchers.StatusRedeemed)
 		})
-		t.Run("SettleByTheBank", func(t *testing.T) {
-			if got := rawSubmit(t, c, c.bank, []string{c.bank}, "Settle", r.ID, "PAY-9"); got != peer.TxValidationCode_VALID {
-				t.Fatalf("settle endorsed by the bank: %s, want VALID", got)
+		t.Run("SettleByTheBankAlone", func(t *testing.T) {
+			if got := rawSubmit(t, c, c.bank, []string{c.bank}, "Settle", r.ID, "PAY-9"); got != peer.TxValidationCode_ENDORSEMENT_POLICY_FAILURE {
+				t.Errorf("settle endorsed by the bank alone: %s, want ENDORSEMENT_POLICY_FAILURE", got)
+			}
+			wantState(t, c, r.ID, vouchers.StatusRedeemed)
+		})
+		t.Run("SettleByTheBankAndTani", func(t *testing.T) {
+			if got := rawSubmit(t, c, c.bank, []string{c.bank, c.operator}, "Settle", r.ID, "PAY-9"); got != peer.TxValidationCode_VALID {
+				t.Fatalf("settle endorsed by the bank and Tani: %s, want VALID", got)
 			}
 			wantState(t, c, r.ID, vouchers.StatusSettled)
 		})
