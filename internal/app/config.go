@@ -9,6 +9,7 @@ import (
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/anchor"
 	"github.com/tani-platform/tani/ledger/fabric"
+	"github.com/tani-platform/tani/ledger/vouchers"
 
 	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/pii"
@@ -43,6 +44,7 @@ type Config struct {
 	// FabricDevnet is the in-process devnet used when Fabric.Endpoint is empty.
 	FabricDevnet FabricDevnetConfig
 	Anchor       anchor.Config
+	Vouchers     vouchers.Config
 	Ingest       ingest.Config
 	Attest       attest.Config
 	MobileAPI    mobileapi.Config
@@ -68,6 +70,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Fabric.RegisterFlags(fs, "fabric.")
 	c.FabricDevnet.RegisterFlags(fs)
 	c.Anchor.RegisterFlags(fs, "anchor.")
+	c.Vouchers.RegisterFlags(fs, "vouchers.")
 	c.Ingest.RegisterFlags(fs, "ingest.")
 	c.Attest.RegisterFlags(fs, "attest.")
 	c.MobileAPI.RegisterFlags(fs, "mobile.")
