@@ -262,6 +262,19 @@ func (a *App) initConsent() (Service, error) {
 	return nil, nil
 }
 
+func (a *App) initConsents() (Service, error) {
+	admin, err := a.adminGroup()
+	if err != nil {
+		return nil, err
+	}
+	svc, err := consent.New(a.cfg.Consent, consent.Deps{Pool: a.pool, Journal: a.journal, Logger: a.logger.With("module", Consents)})
+	if err != nil {
+		return nil, err
+	}
+	svc.Routes(httpserver.Router{Admin: admin, Bank: a.bankAPI, Distributor: a.distributorAPI})
+	return svc, nil
+}
+
 func (a *App) initLending() (Service, error) {
 	svc, err := lending.New(a.cfg.Lending, lending.Deps{Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Logger: a.logger.With("module", Lending)})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/identity"
 	"github.com/tani-platform/tani/internal/postgres"
+	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/internal/validate"
 )
 
@@ -191,4 +192,22 @@ func scopeStrings(scopes []Scope) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// ScopeOf is the scope a farm record of type t falls under, for reading
+// it (its journal history) through the gate. Consent records fall under
+// none: they are the farmer's agreements, not their data, and a grantee
+// sees its own through GET /consents.
+func ScopeOf(t record.Type) (Scope, bool) {
+	s, ok := recordScopes[t]
+	return s, ok
+}
+
+var recordScopes = map[record.Type]Scope{
+	record.TypeFarmerRegistered: Identity,
+	record.TypePlotMapped:       Plots,
+	record.TypeCropPlanted:      Crops,
+	record.TypeInputApplied:     Inputs,
+	record.TypeHarvestRecorded:  Harvests,
+	record.TypeSaleRecorded:     Sales,
 }
