@@ -108,7 +108,7 @@ func TestCapture_EveryTypeReachesAVerdict(t *testing.T) {
 			t.Errorf("consent row: farmer %s, granted by %s, revoked by %s; want %s, %s, %s",
 				farmerID, grantRecord, *revokedRecord, farmer, ids["consent.granted"], ids["consent.revoked"])
 		}
-		if !slices.Equal(scopes, []string{"plots", "harvests"}) || grantee == "" || time.Until(expires) < 300*24*time.Hour {
+		if !slices.Equal(scopes, []string{"plots", "harvests"}) || grantee == "" || time.Until(expires) < 89*24*time.Hour {
 			t.Errorf("consent row: scopes %v, grantee %q, expires %s", scopes, grantee, expires)
 		}
 		// The grant was verified above, so it is in the journal.
