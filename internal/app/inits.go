@@ -258,7 +258,7 @@ func (a *App) initIdentity() (Service, error) {
 
 // initConsent provides the consent gate; it has nothing to run.
 func (a *App) initConsent() (Service, error) {
-	a.gate = consent.NewGate(a.pool)
+	a.gate = consent.NewGate(a.pool).WithDurableLog(a.cfg.Consent.DurableAccessLog)
 	return nil, nil
 }
 

@@ -254,7 +254,7 @@ func (a *App) ledgerPayloadReaders() (ledger.PayloadAuthorizer, error) {
 		}
 		access := consent.Access{FarmerID: farmer, Scopes: []consent.Scope{scope}, Purpose: "journal history of record " + recordID,
 			RequestID: c.Response().Header().Get(echo.HeaderXRequestID)}
-		return consent.NewGate(a.pool).Read(ctx, p, access, func(ctx context.Context, tx pgx.Tx, _ consent.Grant) error {
+		return consent.NewGate(a.pool).WithDurableLog(a.cfg.Consent.DurableAccessLog).Read(ctx, p, access, func(ctx context.Context, tx pgx.Tx, _ consent.Grant) error {
 			return read(ctx, tx)
 		})
 	}, nil

@@ -109,6 +109,35 @@ func TestGate(t *testing.T) {
 			t.Errorf("got err %v and %d rows, want boom and 0", err, n)
 		}
 	})
+	t.Run("OKDurableLog", func(t *testing.T) {
+		durable := consent.NewGate(pool).WithDurableLog(true)
+		if err := durable.Read(ctx, keyA, consent.Access{FarmerID: farmer, Scopes: []consent.Scope{consent.Plots}, Purpose: "p", RequestID: "durable"}, noRead); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		pool.QueryRow(ctx, `SELECT count(*) FROM consent.access_log WHERE request_id = 'durable' AND allowed`).Scan(&n)
+		if n != 1 {
+			t.Errorf("got %d rows, want 1", n)
+		}
+	})
+	t.Run("ErrNestedTransaction", func(t *testing.T) {
+		err := gate.Read(ctx, keyA, consent.Access{FarmerID: farmer, Scopes: []consent.Scope{consent.Plots}, Purpose: "p", RequestID: "nested"},
+			func(ctx context.Context, tx pgx.Tx, _ consent.Grant) error {
+				_, err := tx.Begin(ctx)
+				return err
+			})
+		var n int
+		pool.QueryRow(ctx, `SELECT count(*) FROM consent.access_log WHERE request_id = 'nested'`).Scan(&n)
+		if err == nil || n != 0 {
+			t.Errorf("got %v and %d rows, want an error and none", err, n)
+		}
+		// The pool still serves reads after failed ones.
+		for range 20 {
+			if err := gate.Read(ctx, keyA, consent.Access{FarmerID: farmer, Scopes: []consent.Scope{consent.Plots}, Purpose: "p"}, noRead); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 	t.Run("ErrBadInput", func(t *testing.T) {
 		for _, a := range []consent.Access{
 			{FarmerID: "FARMER", Scopes: []consent.Scope{consent.Plots}, Purpose: "p"},
