@@ -157,7 +157,9 @@ func BenchmarkGate(b *testing.B) {
 	through := func(g *consent.Gate) func(int) error {
 		return func(i int) error {
 			return g.Read(ctx, w.reader[i], consent.Access{FarmerID: w.farmers[i], Scopes: []consent.Scope{consent.Identity}, Purpose: "credit profile", RequestID: "bench"},
-				func(ctx context.Context, tx pgx.Tx, _ consent.Grant) error { return scanFarmer(tx.QueryRow(ctx, readFarmer, w.farmers[i])) })
+				func(ctx context.Context, tx pgx.Tx, _ consent.Grant) error {
+					return scanFarmer(tx.QueryRow(ctx, readFarmer, w.farmers[i]))
+				})
 		}
 	}
 	gated, gatedDurable := through(gate), through(durable)

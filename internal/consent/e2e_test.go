@@ -184,7 +184,7 @@ func (w *world) grant(t *testing.T, consentID, grantee string, scopes []string, 
 	challenge, code := w.otp(t)
 	raw, _, err := w.agent.Record(record.TypeConsentGranted, time.Now(), loc, map[string]any{
 		"farmer_id": w.farmer, "consent_id": consentID, "grantee_organization_id": grantee, "scopes": scopes,
-		"expires_at": time.Now().Add(time.Duration(days) * 24 * time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339),
+		"expires_at":       time.Now().Add(time.Duration(days) * 24 * time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339),
 		"otp_challenge_id": challenge, "otp_code": code,
 	})
 	if err != nil {
