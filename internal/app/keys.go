@@ -253,7 +253,7 @@ func (a *App) ledgerPayloadReaders() (ledger.PayloadAuthorizer, error) {
 			return consent.Denied
 		}
 		access := consent.Access{FarmerID: farmer, Scopes: []consent.Scope{scope}, Purpose: "journal history of record " + recordID,
-			RequestID: c.Response().Header().Get(echo.HeaderXRequestID)}
+			RequestID: c.Response().Header().Get(echo.HeaderXRequestID), ReadOnly: true}
 		return consent.NewGate(a.pool).WithDurableLog(a.cfg.Consent.DurableAccessLog).Read(ctx, p, access, func(ctx context.Context, tx pgx.Tx, _ consent.Grant) error {
 			return read(ctx, tx)
 		})

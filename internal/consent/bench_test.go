@@ -156,7 +156,7 @@ func BenchmarkGate(b *testing.B) {
 	ungated := func(i int) error { return scanFarmer(w.pool.QueryRow(ctx, readFarmer, w.farmers[i])) }
 	through := func(g *consent.Gate) func(int) error {
 		return func(i int) error {
-			return g.Read(ctx, w.reader[i], consent.Access{FarmerID: w.farmers[i], Scopes: []consent.Scope{consent.Identity}, Purpose: "credit profile", RequestID: "bench"},
+			return g.Read(ctx, w.reader[i], consent.Access{FarmerID: w.farmers[i], Scopes: []consent.Scope{consent.Identity}, Purpose: "credit profile", RequestID: "bench", ReadOnly: true},
 				func(ctx context.Context, tx pgx.Tx, _ consent.Grant) error {
 					return scanFarmer(tx.QueryRow(ctx, readFarmer, w.farmers[i]))
 				})

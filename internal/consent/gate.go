@@ -52,6 +52,12 @@ type Access struct {
 	// farmer sees it in their access log.
 	Purpose   string
 	RequestID string
+	// ReadOnly says the read only reads (a profile, a record's history):
+	// after its access-log row the transaction is made read-only (a write
+	// fails), and so its commit need not wait for the WAL flush (see
+	// NewGate). A read that also writes (a loan applied for under the
+	// consent) leaves it false and commits durably.
+	ReadOnly bool
 }
 
 // Grant is the live consent that allowed a read.
@@ -74,14 +80,16 @@ type Gate struct {
 // NewGate returns the gate over the primary pool: consent must be read
 // where a revocation was just written, never from a lagging replica.
 //
-// An allowed read's transaction (its access-log row and the read) commits
-// without waiting for its WAL to reach disk (synchronous_commit off for
-// that transaction only): the log row is atomic with the read and never
-// out of order, but a crash of the Postgres server itself may lose the
-// rows of the last moments (at most 3 × wal_writer_delay, 600 ms by
-// default) — the price of the gate adding well under a millisecond to a
-// read on a disk whose flush alone takes one (docs/performance.md, "The
-// consent gate"). WithDurableLog(true) waits for the flush instead.
+// A read-only access (Access.ReadOnly: the transaction writes nothing but
+// its access-log row) commits without waiting for its WAL to reach disk
+// (synchronous_commit off for that transaction only): the row is atomic
+// with the read and never out of order, but a crash of the Postgres server
+// itself may lose the rows of the last moments (at most 3 ×
+// wal_writer_delay, 600 ms by default) — the price of the gate adding a
+// fraction of a millisecond to a read on a disk whose flush alone takes
+// one (docs/performance.md, "The consent gate"). WithDurableLog(true)
+// waits for the flush for those too. A read that writes always commits
+// durably.
 func NewGate(pool *pgxpool.Pool) *Gate { return &Gate{pool: pool, now: time.Now} }
 
 // WithDurableLog makes every allowed read wait until its access-log row
@@ -125,7 +133,7 @@ func (g *Gate) Read(ctx context.Context, p identity.Principal, a Access, read fu
 	// logs the access.
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
-	if !g.durable {
+	if a.ReadOnly && !g.durable {
 		b.Queue(`SET LOCAL synchronous_commit = off`)
 	}
 	var grant Grant
@@ -151,6 +159,9 @@ func (g *Gate) Read(ctx context.Context, p identity.Principal, a Access, read fu
 			found = err == nil
 			return err
 		})
+	if a.ReadOnly {
+		b.Queue(`SET TRANSACTION READ ONLY`)
+	}
 	tx := &pipelinedTx{conn: conn.Conn()}
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		tx.Rollback(ctx)
