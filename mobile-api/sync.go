@@ -221,7 +221,7 @@ func (s *Service) authorize(ctx context.Context, view *agentView, env record.Env
 		}
 		view.otps[consent.OTPChallengeID] = true
 	}
-	return nil, nil
+	return s.checkAnswer(ctx, env, payload)
 }
 
 // loadDevices returns the agent's devices by id.

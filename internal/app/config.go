@@ -4,6 +4,8 @@ import (
 	"flag"
 	"strings"
 
+	"github.com/tani-platform/tani/internal/consent"
+
 	"github.com/tani-platform/tani/internal/identity"
 
 	"github.com/tani-platform/tani/ledger"
@@ -51,6 +53,7 @@ type Config struct {
 	Media        media.Config
 	Erasure      erasure.Config
 	Identity     identity.Config
+	Consent      consent.Config
 	Lending      lending.Config
 	Marketplace  marketplace.Config
 }
@@ -77,6 +80,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Media.RegisterFlags(fs, "media.")
 	c.Erasure.RegisterFlags(fs, "erasure.")
 	c.Identity.RegisterFlags(fs, "identity.")
+	c.Consent.RegisterFlags(fs, "consent.")
 }
 
 // Targets returns the requested targets.

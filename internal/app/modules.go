@@ -40,6 +40,10 @@ const (
 	// gate in front of farmers' data.
 	Identity = "identity"
 	Consent  = "consent"
+	// Consents serves consent as a resource: banks' and distributors'
+	// consent requests and consents, the operators' access log, and
+	// journals consent state changes.
+	Consents = "consents"
 	All      = "all"
 )
 
@@ -87,12 +91,13 @@ var modules = map[string]module{
 	MobileAPI:    {deps: []string{Postgres, NATS, Server, Identity}, init: (*App).initMobileAPI, migrations: []postgres.Migrations{mobileapi.Migrations}},
 	Attest:       {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initAttest, migrations: []postgres.Migrations{attest.Migrations}},
 	PostgresRead: {deps: []string{Postgres}, init: (*App).initPostgresRead},
+	Consents:     {deps: []string{Postgres, Server, Identity, Consent, Ledger}, init: (*App).initConsents},
 	Lending:      {deps: []string{Postgres, PostgresRead, Server, Identity, Consent}, init: (*App).initLending},
 	Marketplace:  {deps: []string{Postgres, PostgresRead, Server, Identity, Consent}, init: (*App).initMarketplace},
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
 	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure, migrations: []postgres.Migrations{erasure.Migrations}},
 	Vouchers:     {deps: []string{Postgres, Server, FabricDevnet}, init: (*App).initVouchers, migrations: []postgres.Migrations{vouchers.Migrations}},
-	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor, Erasure, Vouchers}},
+	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, Consents, MobileAPI, Ledger, Anchor, Erasure, Vouchers}},
 }
 
 // migrationOrder is the order in which modules' schemas are applied (a

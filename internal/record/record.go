@@ -25,6 +25,7 @@ const (
 	TypeSaleRecorded     Type = "sale.recorded"
 	TypeConsentGranted   Type = "consent.granted"
 	TypeConsentRevoked   Type = "consent.revoked"
+	TypeConsentRefused   Type = "consent.refused"
 )
 
 // Types are the record types a device may submit.
@@ -37,6 +38,7 @@ var Types = []Type{
 	TypeSaleRecorded,
 	TypeConsentGranted,
 	TypeConsentRevoked,
+	TypeConsentRefused,
 }
 
 // KnownType reports whether t is one of Types.
