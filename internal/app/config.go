@@ -4,6 +4,7 @@ import (
 	"flag"
 	"strings"
 
+	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/identity"
 
 	"github.com/tani-platform/tani/ledger"
@@ -51,6 +52,7 @@ type Config struct {
 	Identity     identity.Config
 	Lending      lending.Config
 	Marketplace  marketplace.Config
+	Events       events.Config
 }
 
 // RegisterFlags registers every flag of every component.
@@ -74,6 +76,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Media.RegisterFlags(fs, "media.")
 	c.Erasure.RegisterFlags(fs, "erasure.")
 	c.Identity.RegisterFlags(fs, "identity.")
+	c.Events.RegisterFlags(fs, "events.")
 }
 
 // Targets returns the requested targets.
