@@ -24,6 +24,7 @@ import (
 	"github.com/tani-platform/tani/services/ingest"
 	"github.com/tani-platform/tani/services/lending"
 	"github.com/tani-platform/tani/services/marketplace"
+	"github.com/tani-platform/tani/services/webhooks"
 )
 
 // Config is the whole configuration of a Tani process. Every component
@@ -53,6 +54,7 @@ type Config struct {
 	Lending      lending.Config
 	Marketplace  marketplace.Config
 	Events       events.Config
+	Webhooks     webhooks.Config
 }
 
 // RegisterFlags registers every flag of every component.
@@ -77,6 +79,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Erasure.RegisterFlags(fs, "erasure.")
 	c.Identity.RegisterFlags(fs, "identity.")
 	c.Events.RegisterFlags(fs, "events.")
+	c.Webhooks.RegisterFlags(fs, "webhooks.")
 }
 
 // Targets returns the requested targets.
