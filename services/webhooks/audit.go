@@ -266,7 +266,7 @@ func (s *Service) Replay(ctx context.Context, org, endpoint string, types []stri
 			SELECT $1, m.id, m.type, $2, nullif(m.farmer, '')::uuid, nullif(m.scope, ''), m.body, 1
 			FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[]) AS m(id, type, farmer, scope, body)
 			ON CONFLICT (endpoint_id, event_id) DO UPDATE SET
-			    state = 'pending', next_attempt_at = now(), window_start = now(), lease_until = NULL, replays = d.replays + 1
+			    state = 'pending', next_attempt_at = now(), window_start = now(), lease_until = NULL, delivered_at = NULL, replays = d.replays + 1
 			WHERE d.state <> 'pending'`,
 			endpoint, org, ids, typs, farmers, scopes, bodies)
 		if err != nil {

@@ -72,7 +72,17 @@ type dispatcher struct {
 	queues  map[string]*queue
 	closing bool
 	workers sync.WaitGroup
+
+	// abort ends attempts still in flight a grace period after shutdown
+	// began, so that a slow endpoint cannot hold a stopping process.
+	abort       context.Context
+	abortCancel context.CancelFunc
 }
+
+// shutdownGrace is how long attempts in flight may finish once the
+// process is stopping; those cut off count as failed attempts and are
+// retried (with the same webhook-id).
+const shutdownGrace = 3 * time.Second
 
 // queue is one endpoint's waiting jobs in this process.
 type queue struct {
@@ -84,12 +94,14 @@ type queue struct {
 }
 
 func newDispatcher(s *Service) *dispatcher {
+	abort, cancel := context.WithCancel(context.Background())
 	return &dispatcher{
 		s:       s,
 		slots:   make(chan struct{}, s.cfg.MaxInFlight),
 		results: make(chan result, 4*s.cfg.MaxInFlight),
 		wake:    make(chan struct{}, 1),
 		queues:  map[string]*queue{},
+		abort:   abort, abortCancel: cancel,
 	}
 }
 
@@ -241,7 +253,10 @@ func (d *dispatcher) shutdown() {
 		}
 	}
 	d.mu.Unlock()
+	stop := time.AfterFunc(shutdownGrace, d.abortCancel)
 	d.workers.Wait()
+	stop.Stop()
+	d.abortCancel()
 	close(d.results)
 	if len(queued) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -303,7 +318,7 @@ func (d *dispatcher) attempt(j *job) {
 	}
 	d.slots <- struct{}{}
 	defer func() { <-d.slots }()
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.RequestTimeout+time.Second)
+	ctx, cancel := context.WithTimeout(d.abort, cfg.RequestTimeout+time.Second)
 	defer cancel()
 	if j.scope != "" {
 		ok, err := d.s.checker.allows(ctx, consent.Check{OrganizationID: j.orgID, FarmerID: j.farmerID, Scope: consent.Scope(j.scope)})
@@ -395,6 +410,8 @@ func describe(err error, timeout time.Duration) string {
 	switch {
 	case errors.Is(err, errBlocked):
 		return "refused: the endpoint's host " + errBlocked.Error()
+	case errors.Is(err, context.Canceled):
+		return "cut off: Tani was stopping (the event is sent again)"
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		return fmt.Sprintf("no answer within %s", timeout)
 	}

@@ -25,10 +25,16 @@ import (
 // of failing endpoints on r.Admin. The paths are the same under both
 // prefixes.
 func (s *Service) Routes(r httpserver.Router) {
-	for _, g := range []*echo.Group{r.Bank, r.Distributor} {
+	for _, api := range []struct {
+		g      *echo.Group
+		prefix string
+		kind   identity.Kind
+	}{{r.Bank, BankPrefix, identity.Bank}, {r.Distributor, DistributorPrefix, identity.Distributor}} {
+		g := api.g
 		if g == nil {
 			continue
 		}
+		g.GET("/webhooks/openapi.json", s.openapi(api.prefix, api.kind))
 		g.GET("/webhooks/event-types", s.eventTypes)
 		g.POST("/webhooks", s.create)
 		g.GET("/webhooks", s.list)
@@ -45,6 +51,13 @@ func (s *Service) Routes(r httpserver.Router) {
 		r.Admin.GET("/webhooks/failing", s.failing)
 	}
 }
+
+// The prefixes of the organizations' APIs (httpserver.Router's Bank and
+// Distributor groups).
+const (
+	BankPrefix        = "/bank/v1"
+	DistributorPrefix = "/distributor/v1"
+)
 
 // MaxDescription is the longest endpoint description.
 const MaxDescription = 200

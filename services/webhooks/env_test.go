@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -44,6 +45,7 @@ type env struct {
 	api      *httptest.Server
 	resolver *fixedResolver
 	reg      *prometheus.Registry
+	echo     *echo.Echo
 }
 
 type envOpts struct {
@@ -92,6 +94,7 @@ func mustEnv(t testing.TB, o envOpts) *env {
 		Distributor: srv.Echo.Group("/distributor/v1", e.dir.Require(identity.Distributor)),
 		Admin:       srv.Echo.Group("/admin/v1"),
 	})
+	e.echo = srv.Echo
 	e.api = httptest.NewServer(srv.Echo)
 	t.Cleanup(e.api.Close)
 	if o.noRun {
