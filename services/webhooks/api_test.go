@@ -198,7 +198,9 @@ func TestEndpoints(t *testing.T) {
 	t.Run("OK_EventTypes", func(t *testing.T) {
 		_, b := e.do(t, http.MethodGet, "/distributor/v1/webhooks/event-types", distToken, "")
 		var types []string
-		for _, et := range mustJSON[struct{ EventTypes []webhooks.EventType `json:"event_types"` }](t, b).EventTypes {
+		for _, et := range mustJSON[struct {
+			EventTypes []webhooks.EventType `json:"event_types"`
+		}](t, b).EventTypes {
 			types = append(types, et.Type)
 		}
 		want := []string{}

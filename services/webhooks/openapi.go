@@ -187,10 +187,10 @@ func Fragment(prefix string, k identity.Kind) OpenAPI {
 			"replays":     integer,
 			"attempt_log": map[string]any{"type": "array", "items": ref("WebhookAttempt")},
 		}),
-		"WebhookAttempt": obj([]string{"n", "at", "latency_ms"}, map[string]any{"n": integer, "at": when, "response_status": intNil, "error": strNil, "latency_ms": integer}),
+		"WebhookAttempt":   obj([]string{"n", "at", "latency_ms"}, map[string]any{"n": integer, "at": when, "response_status": intNil, "error": strNil, "latency_ms": integer}),
 		"WebhookEventType": obj([]string{"type", "summary"}, map[string]any{"type": typeEnum, "summary": str}),
 		"WebhookPolledEvent": obj([]string{"id", "type", "timestamp", "data"}, map[string]any{
-			"id": map[string]any{"type": "string", "format": "uuid", "description": "the webhook-id its deliveries carry"},
+			"id":   map[string]any{"type": "string", "format": "uuid", "description": "the webhook-id its deliveries carry"},
 			"type": typeEnum, "timestamp": when, "data": map[string]any{"type": "object"},
 		}),
 	}
