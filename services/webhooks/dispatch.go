@@ -158,17 +158,31 @@ func (d *dispatcher) release(ctx context.Context, jobs []*job) error {
 }
 
 // full lists the endpoints whose queue has less than half its room free:
-// the claimer leaves their deliveries for later.
+// the claimer leaves their deliveries for later, and their workers wake
+// it once half the room is free again.
 func (d *dispatcher) full() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []string
 	for id, q := range d.queues {
 		if len(q.jobs) > cap(q.jobs)/2 {
+			q.starved = true
 			out = append(out, id)
 		}
 	}
 	return out
+}
+
+// starve marks the queues of endpoints that may have more due than the
+// claimer took, so their workers wake it when there is room.
+func (d *dispatcher) starve(endpoints []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range endpoints {
+		if q := d.queues[id]; q != nil {
+			q.starved = true
+		}
+	}
 }
 
 // work runs one endpoint's jobs until its queue is empty.
@@ -277,10 +291,19 @@ func (d *dispatcher) claim(ctx context.Context) (int, error) {
 	}
 	room = min(room, 1000)
 	full := d.full()
+	share := max(1, d.s.cfg.EndpointQueue/2) // the most claimed per endpoint per pass
 	if full == nil {
 		full = []string{}
 	}
-	rows, err := d.s.pool.Query(ctx, `
+	tx, err := d.s.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("claim deliveries: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if err := noJIT(ctx, tx); err != nil {
+		return 0, err
+	}
+	rows, err := tx.Query(ctx, `
 		WITH cand AS (
 		    SELECT d.id, d.endpoint_id, d.next_attempt_at FROM webhooks.deliveries d
 		    JOIN webhooks.endpoints e ON e.id = d.endpoint_id AND e.enabled
@@ -296,7 +319,7 @@ func (d *dispatcher) claim(ctx context.Context) (int, error) {
 		    FROM picked WHERE d.id = picked.id
 		    RETURNING d.*)
 		SELECT `+jobColumns+` FROM claimed d JOIN webhooks.endpoints e ON e.id = d.endpoint_id`,
-		full, room, max(1, d.s.cfg.EndpointQueue/2), d.s.cfg.Lease.Seconds())
+		full, room, share, d.s.cfg.Lease.Seconds())
 	if err != nil {
 		return 0, fmt.Errorf("claim deliveries: %w", err)
 	}
@@ -304,7 +327,18 @@ func (d *dispatcher) claim(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("claim deliveries: %w", err)
+	}
 	d.offerOrRelease(ctx, jobs)
+	perEndpoint := map[string]int{}
+	var capped []string
+	for _, j := range jobs {
+		if perEndpoint[j.endpointID]++; perEndpoint[j.endpointID] == share {
+			capped = append(capped, j.endpointID)
+		}
+	}
+	d.starve(capped)
 	return len(jobs), nil
 }
 
@@ -518,6 +552,9 @@ func (s *Service) storeResults(ctx context.Context, batch []result) error {
 		return fmt.Errorf("store results: %w", err)
 	}
 	defer tx.Rollback(ctx)
+	if err := noJIT(ctx, tx); err != nil {
+		return err
+	}
 	rows, err := tx.Query(ctx, `
 		WITH r AS (
 		    SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[])

@@ -71,7 +71,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.BoolVar(&c.Development, prefix+"development", false, "allow http:// endpoints and loopback/private addresses (development only: it allows SSRF)")
 	fs.DurationVar(&c.RequestTimeout, prefix+"request-timeout", 10*time.Second, "time limit of one delivery attempt")
 	fs.IntVar(&c.EndpointConcurrency, prefix+"endpoint-concurrency", 16, "attempts at once to one endpoint, per process")
-	fs.IntVar(&c.EndpointQueue, prefix+"endpoint-queue", 256, "claimed deliveries waiting per endpoint, per process")
+	fs.IntVar(&c.EndpointQueue, prefix+"endpoint-queue", 1024, "claimed deliveries waiting per endpoint, per process")
 	fs.IntVar(&c.MaxInFlight, prefix+"max-in-flight", 512, "attempts at once, per process")
 	fs.DurationVar(&c.RetryBase, prefix+"retry-base", 5*time.Second, "wait after a first failed attempt (doubling per failure, with jitter)")
 	fs.DurationVar(&c.RetryMax, prefix+"retry-max", 6*time.Hour, "longest wait between attempts")
@@ -97,7 +97,7 @@ func (c *Config) defaults() {
 		c.EndpointConcurrency = 16
 	}
 	if c.EndpointQueue <= 0 {
-		c.EndpointQueue = 256
+		c.EndpointQueue = 1024
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 512
@@ -182,8 +182,8 @@ func New(cfg Config, d Deps) (*Service, error) {
 			// An event is never given up on: a fan-out that keeps failing
 			// is Postgres being away, and it comes back.
 			MaxDeliver: -1,
-			MaxBatch:   500,
-			Buffer:     1000,
+			MaxBatch:   1000,
+			Buffer:     2000,
 		}, d.JS, d.Logger, d.Consumer)
 	}
 	s.checker = newConsentChecker(d.Gate)
