@@ -36,7 +36,18 @@ type job struct {
 	leaseUntil  *time.Time
 	url         string
 	keys        [][]byte
+	// consentOK is the answer of the consent check made when the job was
+	// claimed (or created), at checkedAt; a farmer's event is checked
+	// again before an attempt unless that answer is fresher than
+	// consentFresh.
+	consentOK bool
+	checkedAt time.Time
 }
+
+// consentFresh is how old a consent check may be when an attempt starts.
+// Claiming checks in bulk; a job that waited longer in its queue is
+// checked again, alone, right before its attempt.
+const consentFresh = 250 * time.Millisecond
 
 // Outcomes of an attempt.
 const (
@@ -137,14 +148,42 @@ func (d *dispatcher) offer(jobs []*job) []*job {
 }
 
 // offerOrRelease offers jobs and releases the leases of those refused, so
-// the claimer (of any process) takes them when there is room.
+// the claimer (of any process) takes them when there is room. A job whose
+// consent check just failed is settled as withheld instead.
 func (d *dispatcher) offerOrRelease(ctx context.Context, jobs []*job) {
-	if refused := d.offer(jobs); len(refused) > 0 {
+	var live []*job
+	for _, j := range jobs {
+		if j.scope != "" && !j.consentOK {
+			d.withholdLater(j)
+			continue
+		}
+		live = append(live, j)
+	}
+	if refused := d.offer(live); len(refused) > 0 {
 		if err := d.release(ctx, refused); err != nil {
 			// Their leases run out by themselves.
 			d.s.logger.WarnContext(ctx, "release deliveries", "deliveries", len(refused), "err", err)
 		}
 	}
+}
+
+// withholdLater settles j as withheld without blocking the caller (the
+// claimer, the fan-out) on the result writers; after shutdown began it is
+// left to its lease.
+func (d *dispatcher) withholdLater(j *job) {
+	d.mu.Lock()
+	closing := d.closing
+	if !closing {
+		d.workers.Add(1)
+	}
+	d.mu.Unlock()
+	if closing {
+		return
+	}
+	go func() {
+		defer d.workers.Done()
+		d.withhold(j)
+	}()
 }
 
 // release gives deliveries back before their lease runs out.
@@ -227,7 +266,11 @@ func (d *dispatcher) run(ctx context.Context) {
 	written := make(chan struct{})
 	go func() {
 		defer close(written)
-		d.writeResults()
+		var wg sync.WaitGroup
+		for range resultWriters {
+			wg.Go(d.writeResults)
+		}
+		wg.Wait()
 	}()
 	t := time.NewTicker(d.s.cfg.PollInterval)
 	defer t.Stop()
@@ -355,14 +398,16 @@ func (d *dispatcher) attempt(j *job) {
 	ctx, cancel := context.WithTimeout(d.abort, cfg.RequestTimeout+time.Second)
 	defer cancel()
 	if j.scope != "" {
-		ok, err := d.s.checker.allows(ctx, consent.Check{OrganizationID: j.orgID, FarmerID: j.farmerID, Scope: consent.Scope(j.scope)})
-		if err != nil {
-			d.s.logger.WarnContext(ctx, "consent check before delivery; it will be retried when its lease runs out", "delivery", j.id, "err", err)
-			return
+		ok := j.consentOK
+		if time.Since(j.checkedAt) > consentFresh {
+			var err error
+			if ok, err = d.s.checker.allows(ctx, consent.Check{OrganizationID: j.orgID, FarmerID: j.farmerID, Scope: consent.Scope(j.scope)}); err != nil {
+				d.s.logger.WarnContext(ctx, "consent check before delivery; it will be retried when its lease runs out", "delivery", j.id, "err", err)
+				return
+			}
 		}
 		if !ok {
-			d.s.metrics.attempts.WithLabelValues(outcomeWithheld).Inc()
-			d.results <- result{job: j, outcome: outcomeWithheld, err: "not sent: the farmer's consent covering " + j.scope + " is no longer live", at: time.Now()}
+			d.withhold(j)
 			return
 		}
 	}
@@ -370,6 +415,12 @@ func (d *dispatcher) attempt(j *job) {
 	d.s.metrics.attempts.WithLabelValues(r.outcome).Inc()
 	d.s.metrics.duration.Observe(r.latency.Seconds())
 	d.results <- r
+}
+
+// withhold ends j unsent: the consent it needed is gone.
+func (d *dispatcher) withhold(j *job) {
+	d.s.metrics.attempts.WithLabelValues(outcomeWithheld).Inc()
+	d.results <- result{job: j, outcome: outcomeWithheld, err: "not sent: the farmer's consent covering " + j.scope + " is no longer live", at: time.Now()}
 }
 
 // send posts j's body to its endpoint, signed, and judges the answer: a
@@ -479,6 +530,10 @@ func clean(b []byte, limit int) string {
 	}
 	return s
 }
+
+// resultWriters is how many goroutines store results at once: one
+// transaction's commit need not wait for the previous one's.
+const resultWriters = 4
 
 // writeResults stores results in batches (one transaction each) until the
 // channel is closed: delivery state, the attempt's audit row, the
@@ -628,6 +683,9 @@ func (s *Service) storeResults(ctx context.Context, batch []result) error {
 		}
 		// An endpoint is failing from its first failure after its last
 		// success; a success after every failure of the batch heals it.
+		// A healthy endpoint's row is touched at most once a second
+		// (last_success_at is that precise): concurrent writers would
+		// otherwise queue on its row lock.
 		if _, err := tx.Exec(ctx, `
 			UPDATE webhooks.endpoints e SET
 			    last_success_at = greatest(e.last_success_at, x.ok),
@@ -637,7 +695,9 @@ func (s *Service) storeResults(ctx context.Context, batch []result) error {
 			        WHEN x.ok IS NOT NULL THEN x.fail_last
 			        ELSE coalesce(e.failing_since, x.fail_first) END
 			FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[]) AS x(id, ok, fail_first, fail_last)
-			WHERE e.id = x.id AND (x.ok IS NOT NULL OR x.fail_last IS NOT NULL)`, eids, oks, firsts, lasts); err != nil {
+			WHERE e.id = x.id AND (x.fail_last IS NOT NULL
+			    OR x.ok IS NOT NULL AND (e.failing_since IS NOT NULL OR e.last_success_at IS NULL OR e.last_success_at < x.ok - interval '1 second'))`,
+			eids, oks, firsts, lasts); err != nil {
 			return fmt.Errorf("store endpoint health: %w", err)
 		}
 	}

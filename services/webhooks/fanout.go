@@ -121,9 +121,13 @@ func noJIT(ctx context.Context, tx pgx.Tx) error {
 
 // jobColumns are what a dispatcher needs of a delivery (d) and its
 // endpoint (e).
-const jobColumns = `d.id, d.endpoint_id::text, d.event_id::text, d.event_type, d.organization_id::text, coalesce(d.farmer_id::text, ''),
+// consent_ok is the consent check of a farmer's event, made in the same
+// statement that claims it.
+var jobColumns = `d.id, d.endpoint_id::text, d.event_id::text, d.event_type, d.organization_id::text, coalesce(d.farmer_id::text, ''),
 	coalesce(d.scope, ''), d.body, d.attempts, d.window_start, d.event_published_at, d.lease_until,
-	e.url, e.secret_sealed, e.previous_sealed, e.previous_expires_at`
+	e.url, e.secret_sealed, e.previous_sealed, e.previous_expires_at,
+	d.scope IS NULL OR EXISTS (SELECT 1 FROM ingest.consent_grants c WHERE c.farmer_id = d.farmer_id AND c.grantee_org_id = d.organization_id
+	                           AND ` + consent.LiveSQL("c", "now()") + ` AND c.scopes @> ARRAY[d.scope]) AS consent_ok`
 
 // scanJobs reads jobColumns rows into jobs, opening the endpoints' secrets.
 func (s *Service) scanJobs(rows pgx.Rows) ([]*job, error) {
@@ -136,9 +140,10 @@ func (s *Service) scanJobs(rows pgx.Rows) ([]*job, error) {
 		var prevExpires *time.Time
 		var body string
 		if err := rows.Scan(&j.id, &j.endpointID, &j.eventID, &j.eventType, &j.orgID, &j.farmerID, &j.scope, &body, &j.attempts,
-			&j.windowStart, &j.published, &j.leaseUntil, &j.url, &sealed, &prevSealed, &prevExpires); err != nil {
+			&j.windowStart, &j.published, &j.leaseUntil, &j.url, &sealed, &prevSealed, &prevExpires, &j.consentOK); err != nil {
 			return nil, fmt.Errorf("scan delivery: %w", err)
 		}
+		j.checkedAt = now
 		j.body = []byte(body)
 		key, err := s.openSecret(sealed)
 		if err != nil {
