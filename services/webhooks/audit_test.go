@@ -50,6 +50,13 @@ func TestReplay(t *testing.T) {
 	ids = append(ids, consented.ID, revokedLater.ID)
 	e.emit(t, append(evs, consented, revokedLater, notOurs)...)
 	rc.waitDelivered(t, 10*time.Second, ids...)
+	polltest.Eventually(t, 10*time.Second, func() error { // the results stored, not only received
+		var n int
+		if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM webhooks.deliveries WHERE state = 'delivered'`).Scan(&n); err != nil || n != len(ids) {
+			return fmt.Errorf("%d deliveries stored as delivered (%v), want %d", n, err, len(ids))
+		}
+		return nil
+	})
 	e.revoke(t, cGone)
 
 	t.Run("OK_SentAgainWithTheSameIDAndBody", func(t *testing.T) {
