@@ -212,6 +212,30 @@ func (d *dispatcher) full() []string {
 	return out
 }
 
+// drop takes an endpoint's queued jobs out of this process (it was
+// disabled or deleted) and gives back their leases.
+func (d *dispatcher) drop(ctx context.Context, endpoint string) {
+	var queued []*job
+	d.mu.Lock()
+	if q := d.queues[endpoint]; q != nil {
+	drain:
+		for {
+			select {
+			case j := <-q.jobs:
+				queued = append(queued, j)
+			default:
+				break drain
+			}
+		}
+	}
+	d.mu.Unlock()
+	if len(queued) > 0 {
+		if err := d.release(ctx, queued); err != nil {
+			d.s.logger.WarnContext(ctx, "give back queued deliveries; their leases will run out", "deliveries", len(queued), "err", err)
+		}
+	}
+}
+
 // starve marks the queues of endpoints that may have more due than the
 // claimer took, so their workers wake it when there is room.
 func (d *dispatcher) starve(endpoints []string) {

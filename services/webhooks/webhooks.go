@@ -260,15 +260,16 @@ func (s *Service) maintain(ctx context.Context) {
 	}
 }
 
-// Prune deletes finished deliveries created before now minus the
-// retention (their events are gone from the outbox too), and returns how
-// many.
+// Prune deletes deliveries created before now minus the retention (their
+// events are gone from the outbox too) that are finished, or waiting for
+// an endpoint that is disabled, and returns how many.
 func (s *Service) Prune(ctx context.Context, now time.Time) (int64, error) {
 	var total int64
 	for {
 		tag, err := s.pool.Exec(ctx, `
 			DELETE FROM webhooks.deliveries WHERE id IN (
-			    SELECT id FROM webhooks.deliveries WHERE state <> 'pending' AND created_at < $1 LIMIT 10000)`, now.Add(-s.retention))
+			    SELECT d.id FROM webhooks.deliveries d JOIN webhooks.endpoints e ON e.id = d.endpoint_id
+			    WHERE d.created_at < $1 AND (d.state <> 'pending' OR NOT e.enabled) LIMIT 10000)`, now.Add(-s.retention))
 		if err != nil {
 			return total, fmt.Errorf("prune deliveries: %w", err)
 		}
