@@ -44,6 +44,10 @@ type job struct {
 	checkedAt time.Time
 }
 
+// workersPerEndpoint is how many workers an endpoint's queue may have per
+// request it may have in flight.
+const workersPerEndpoint = 4
+
 // consentFresh is how old a consent check may be when an attempt starts.
 // Claiming checks in bulk; a job that waited longer in its queue is
 // checked again, alone, right before its attempt.
@@ -95,9 +99,12 @@ type dispatcher struct {
 // retried (with the same webhook-id).
 const shutdownGrace = 3 * time.Second
 
-// queue is one endpoint's waiting jobs in this process.
+// queue is one endpoint's waiting jobs in this process. Its workers may
+// outnumber its requests in flight (sending takes a place in sending):
+// a worker waiting for a consent check does not hold one.
 type queue struct {
 	jobs    chan *job
+	sending chan struct{}
 	workers int
 	// starved is set when a job was refused for lack of room, so that a
 	// worker wakes the claimer once room frees up.
@@ -129,12 +136,12 @@ func (d *dispatcher) offer(jobs []*job) []*job {
 		}
 		q := d.queues[j.endpointID]
 		if q == nil {
-			q = &queue{jobs: make(chan *job, d.s.cfg.EndpointQueue)}
+			q = &queue{jobs: make(chan *job, d.s.cfg.EndpointQueue), sending: make(chan struct{}, d.s.cfg.EndpointConcurrency)}
 			d.queues[j.endpointID] = q
 		}
 		select {
 		case q.jobs <- j:
-			if q.workers < d.s.cfg.EndpointConcurrency {
+			if q.workers < workersPerEndpoint*d.s.cfg.EndpointConcurrency {
 				q.workers++
 				d.workers.Add(1)
 				go d.work(q)
@@ -254,7 +261,7 @@ func (d *dispatcher) work(q *queue) {
 	for {
 		select {
 		case j := <-q.jobs:
-			d.attempt(j)
+			d.attempt(q, j)
 			d.mu.Lock()
 			wake := q.starved && len(q.jobs) < cap(q.jobs)/2
 			if wake {
@@ -409,16 +416,15 @@ func (d *dispatcher) claim(ctx context.Context) (int, error) {
 	return len(jobs), nil
 }
 
-// attempt makes one attempt of j and hands its result to the writer.
-func (d *dispatcher) attempt(j *job) {
+// attempt makes one attempt of j, queued on q, and hands its result to
+// the writers.
+func (d *dispatcher) attempt(q *queue, j *job) {
 	cfg := d.s.cfg
 	// A job that waited in the queue until its lease nearly ran out is
 	// left alone: another process may take it over any moment.
 	if j.leaseUntil != nil && time.Until(*j.leaseUntil) < cfg.RequestTimeout+time.Second {
 		return
 	}
-	d.slots <- struct{}{}
-	defer func() { <-d.slots }()
 	ctx, cancel := context.WithTimeout(d.abort, cfg.RequestTimeout+time.Second)
 	defer cancel()
 	if j.scope != "" {
@@ -435,6 +441,10 @@ func (d *dispatcher) attempt(j *job) {
 			return
 		}
 	}
+	q.sending <- struct{}{} // the endpoint's limit
+	defer func() { <-q.sending }()
+	d.slots <- struct{}{} // the process's
+	defer func() { <-d.slots }()
 	r := d.send(ctx, j)
 	d.s.metrics.attempts.WithLabelValues(r.outcome).Inc()
 	d.s.metrics.duration.Observe(r.latency.Seconds())
@@ -633,6 +643,13 @@ func (s *Service) storeResults(ctx context.Context, batch []result) error {
 	defer tx.Rollback(ctx)
 	if err := noJIT(ctx, tx); err != nil {
 		return err
+	}
+	// A result lost with the last moments before a Postgres crash only
+	// means its attempt is made again, with the same webhook-id (at least
+	// once, as always): results need not wait for their commit to reach
+	// the disk, and under load that wait is most of a batch's time.
+	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+		return fmt.Errorf("store results: %w", err)
 	}
 	rows, err := tx.Query(ctx, `
 		WITH r AS (
