@@ -6,6 +6,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/consent"
 
+	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/identity"
 
 	"github.com/tani-platform/tani/ledger"
@@ -26,6 +27,7 @@ import (
 	"github.com/tani-platform/tani/services/ingest"
 	"github.com/tani-platform/tani/services/lending"
 	"github.com/tani-platform/tani/services/marketplace"
+	"github.com/tani-platform/tani/services/webhooks"
 )
 
 // Config is the whole configuration of a Tani process. Every component
@@ -56,6 +58,8 @@ type Config struct {
 	Consent      consent.Config
 	Lending      lending.Config
 	Marketplace  marketplace.Config
+	Events       events.Config
+	Webhooks     webhooks.Config
 }
 
 // RegisterFlags registers every flag of every component.
@@ -81,6 +85,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Erasure.RegisterFlags(fs, "erasure.")
 	c.Identity.RegisterFlags(fs, "identity.")
 	c.Consent.RegisterFlags(fs, "consent.")
+	c.Events.RegisterFlags(fs, "events.")
+	c.Webhooks.RegisterFlags(fs, "webhooks.")
 }
 
 // Targets returns the requested targets.

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/identity"
 	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/ledger"
@@ -15,6 +16,7 @@ import (
 	"github.com/tani-platform/tani/services/attest"
 	"github.com/tani-platform/tani/services/erasure"
 	"github.com/tani-platform/tani/services/ingest"
+	"github.com/tani-platform/tani/services/webhooks"
 )
 
 // Module names. All is an aggregate: it has no service of its own.
@@ -46,6 +48,14 @@ const (
 	Consents = "consents"
 	All      = "all"
 )
+
+// Events relays the outbox of events for organizations (internal/events)
+// to JetStream.
+const Events = "events"
+
+// Webhooks fans events out to organizations' endpoints as Standard
+// Webhooks (services/webhooks).
+const Webhooks = "webhooks"
 
 // Erasure takes operators' requests to forget a farmer; every owner of
 // farmer data (mobile-api, ingest, attest) erases its own.
@@ -97,13 +107,15 @@ var modules = map[string]module{
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
 	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure, migrations: []postgres.Migrations{erasure.Migrations}},
 	Vouchers:     {deps: []string{Postgres, Server, FabricDevnet}, init: (*App).initVouchers, migrations: []postgres.Migrations{vouchers.Migrations}},
-	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, Consents, MobileAPI, Ledger, Anchor, Erasure, Vouchers}},
+	Events:       {deps: []string{Postgres, NATS}, init: (*App).initEvents, migrations: []postgres.Migrations{events.Migrations}},
+	Webhooks:     {deps: []string{Postgres, NATS, Server, Identity, Consent, Events}, init: (*App).initWebhooks, migrations: []postgres.Migrations{webhooks.Migrations}},
+	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, Consents, MobileAPI, Ledger, Anchor, Erasure, Vouchers, Events, Webhooks}},
 }
 
 // migrationOrder is the order in which modules' schemas are applied (a
 // schema may refer to one before it). TestMigrationOrder checks that it
 // names every module that declares migrations.
-var migrationOrder = []string{Ledger, Identity, MobileAPI, Ingest, Consent, Attest, Erasure, Vouchers, Postgres}
+var migrationOrder = []string{Ledger, Identity, MobileAPI, Ingest, Consent, Attest, Erasure, Vouchers, Events, Webhooks, Postgres}
 
 // ModuleNames lists the modules a target may name.
 func ModuleNames() []string {

@@ -9,6 +9,10 @@
 // of the access log, and journals the consent state changes it decides
 // (requests, expiries); the farmer's own answers are signed records.
 //
-// It must never serve farmer data itself, and no other code path may read
-// farmer data for an external organization.
+// Gate.Allows answers, without logging, whether an organization holds a
+// live consent covering a scope: for deciding whether to tell it that
+// something happened (webhooks), never for reading the data itself.
+//
+// It must never serve data itself, and no other code path may read farmer
+// data for an external organization.
 package consent

@@ -32,7 +32,7 @@ type Config struct {
 func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&c.AnswerWithin, prefix+"answer-within", 30*24*time.Hour, "how long a consent request awaits the farmer's answer before it expires")
 	fs.DurationVar(&c.SweepInterval, prefix+"sweep-interval", time.Minute, "how often consent expiries are journaled (and journaling that failed is retried)")
-	fs.BoolVar(&c.DurableAccessLog, prefix+"durable-access-log", false, "make read-only gated reads wait until their access-log row is flushed to disk (about a millisecond more per read on a local disk; without it a crash of Postgres may lose the last 600 ms of their rows; reads that write always wait)")
+	fs.BoolVar(&c.DurableAccessLog, prefix+"durable-access-log", true, "make read-only gated reads wait until their access-log row is flushed to disk before the data is served (the default: a read is never served unlogged, even across a crash of Postgres). false trades that for latency: a crash of Postgres may lose the access-log rows of the last 600 ms of reads already served; reads that write always wait")
 }
 
 // Deps are what the service uses; all are required.
