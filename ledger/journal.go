@@ -52,6 +52,10 @@ type Journal struct {
 	halted  error
 	pins    [pinKinds]pin
 	refused prometheus.Counter
+	// txs counts append transactions by path ("fast", "careful"), entries
+	// the leaves they appended: their ratio is the group commit's size.
+	txs     *prometheus.CounterVec
+	entries prometheus.Counter
 
 	// explain, when set, says why the journal holds no entry for a record
 	// another module knows (see ExplainUnjournaled).
@@ -103,7 +107,16 @@ func New(cfg Config, pool *pgxpool.Pool, logger *slog.Logger) (*Journal, error) 
 		Name: "tani_ledger_signatures_refused_total",
 		Help: "Checkpoint signatures and receipts the journal refused because it halted on a fork.",
 	})
-	return &Journal{cfg: cfg, pool: pool, logger: logger, seq: make(chan struct{}, 1), frontierSize: -1, refused: refused}, nil
+	txs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tani_ledger_append_transactions_total",
+		Help: "Append transactions committed, by path: fast (one round trip) or careful (stored and erased revisions looked up first).",
+	}, []string{"path"})
+	entries := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tani_ledger_appended_entries_total",
+		Help: "Entries appended by this process; divided by tani_ledger_append_transactions_total, the entries per group commit.",
+	})
+	return &Journal{cfg: cfg, pool: pool, logger: logger, seq: make(chan struct{}, 1), frontierSize: -1,
+		refused: refused, txs: txs, entries: entries}, nil
 }
 
 // Start loads the signing key, generating it into DataDir on first run,
@@ -254,10 +267,132 @@ const appendTimeout = time.Minute
 // appendBatch commits the queued appends in one transaction and completes
 // each request. A conflicting request fails alone; a database failure fails
 // them all.
+//
+// While this process knows the tree it appended last (the frontier), the
+// batch goes in one round trip (appendFast): the process guesses that no
+// revision of the batch is stored or erased yet, and the database checks
+// the guess under the sequencer lock. Otherwise, or when the guess was
+// wrong, the careful path looks the revisions up first (appendCareful).
 func (j *Journal) appendBatch(ctx context.Context, batch []*appendReq) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), appendTimeout)
 	defer cancel()
-	err := j.transact(ctx, func(ctx context.Context, tx pgx.Tx, now time.Time) ([]leaf, error) {
+	var err error
+	fast := false
+	if j.frontierSize >= 0 {
+		fast, err = j.appendFast(ctx, batch)
+		if !fast {
+			j.logger.DebugContext(ctx, "ledger append: fast path refused, taking the careful path", "err", err)
+			for _, r := range batch {
+				r.reset()
+			}
+		}
+	}
+	if !fast {
+		err = j.appendCareful(ctx, batch)
+	}
+	for _, r := range batch {
+		if err != nil && r.err == nil {
+			r.err = err
+		}
+		if r.err != nil {
+			r.out = nil
+		}
+		close(r.done)
+	}
+}
+
+// reset forgets what an attempt decided about r.
+func (r *appendReq) reset() {
+	r.err = nil
+	clear(r.out)
+	clear(r.relative)
+}
+
+// decide places the revisions of batch after the stored ones: a revision
+// already stored (existing) is a no-op or, with other content, a conflict
+// that fails its request alone, as does an erased record; a revision
+// repeated within the batch is placed once. It returns the leaves to
+// append, stamped now, and sets each request's results with LeafIndex
+// relative to the first leaf.
+func decide(batch []*appendReq, existing map[revKey]storedEntry, erased map[string]string, now time.Time) ([]leaf, error) {
+	// accepted holds the revisions this batch appends, by key: the
+	// request and position of their first occurrence.
+	type ref struct {
+		req *appendReq
+		i   int
+	}
+	accepted := map[revKey]ref{}
+	var leaves []leaf
+	for _, r := range batch {
+		mine := map[revKey]ref{}
+		var local []leaf
+		for i, e := range r.norm {
+			if erasure, ok := erased[e.RecordID]; ok {
+				r.err = erasedConflict(e, erasure)
+				break
+			}
+			k := revKey{e.RecordID, e.Revision}
+			if old, ok := existing[k]; ok {
+				if !sameRevision(old.entry, e) {
+					r.err = conflict(e)
+					break
+				}
+				r.out[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: old.idx, LoggedAt: old.entry.LoggedAt, Existed: true}
+				continue
+			}
+			first, ok := mine[k]
+			if !ok {
+				first, ok = accepted[k]
+			}
+			if ok {
+				if !sameRevision(first.req.norm[first.i], e) {
+					r.err = conflict(e)
+					break
+				}
+				r.out[i], r.relative[i] = first.req.out[first.i], true
+				r.out[i].Existed = true
+				continue
+			}
+			e.LoggedAt = now
+			data, err := e.Marshal()
+			if err != nil {
+				return nil, fmt.Errorf("encode entry: %w", err)
+			}
+			mine[k] = ref{r, i}
+			r.out[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: int64(len(leaves) + len(local)), LoggedAt: now}
+			r.relative[i] = true
+			local = append(local, leaf{entry: e, data: data, payload: r.payloads[i]})
+		}
+		if r.err != nil {
+			continue
+		}
+		for k, v := range mine {
+			accepted[k] = v
+		}
+		leaves = append(leaves, local...)
+	}
+	return leaves, nil
+}
+
+// placeBatch turns the batch's relative leaf indexes into log indexes once
+// its first leaf is placed at first.
+func placeBatch(batch []*appendReq, first int64) {
+	for _, r := range batch {
+		if r.err != nil {
+			continue
+		}
+		for i := range r.out {
+			if r.relative[i] {
+				r.out[i].LeafIndex += first
+			}
+		}
+	}
+}
+
+// appendCareful appends batch in a transaction that first looks up which
+// of its revisions are stored or erased.
+func (j *Journal) appendCareful(ctx context.Context, batch []*appendReq) error {
+	return j.transact(ctx, func(ctx context.Context, tx pgx.Tx, now time.Time) ([]leaf, error) {
 		var all []verify.Entry
 		for _, r := range batch {
 			all = append(all, r.norm...)
@@ -270,84 +405,85 @@ func (j *Journal) appendBatch(ctx context.Context, batch []*appendReq) {
 		if err != nil {
 			return nil, err
 		}
-		// accepted holds the revisions this batch appends, by key: the
-		// request and position of their first occurrence.
-		type ref struct {
-			req *appendReq
-			i   int
-		}
-		accepted := map[revKey]ref{}
-		var leaves []leaf
-		for _, r := range batch {
-			mine := map[revKey]ref{}
-			var local []leaf
-			for i, e := range r.norm {
-				if erasure, ok := erased[e.RecordID]; ok {
-					r.err = erasedConflict(e, erasure)
-					break
-				}
-				k := revKey{e.RecordID, e.Revision}
-				if old, ok := existing[k]; ok {
-					if !sameRevision(old.entry, e) {
-						r.err = conflict(e)
-						break
-					}
-					r.out[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: old.idx, LoggedAt: old.entry.LoggedAt, Existed: true}
-					continue
-				}
-				first, ok := mine[k]
-				if !ok {
-					first, ok = accepted[k]
-				}
-				if ok {
-					if !sameRevision(first.req.norm[first.i], e) {
-						r.err = conflict(e)
-						break
-					}
-					r.out[i], r.relative[i] = first.req.out[first.i], true
-					r.out[i].Existed = true
-					continue
-				}
-				e.LoggedAt = now
-				data, err := e.Marshal()
-				if err != nil {
-					return nil, fmt.Errorf("encode entry: %w", err)
-				}
-				mine[k] = ref{r, i}
-				r.out[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: int64(len(leaves) + len(local)), LoggedAt: now}
-				r.relative[i] = true
-				local = append(local, leaf{entry: e, data: data, payload: r.payloads[i]})
-			}
-			if r.err != nil {
-				continue
-			}
-			for k, v := range mine {
-				accepted[k] = v
-			}
-			leaves = append(leaves, local...)
-		}
-		return leaves, nil
-	}, func(first int64) {
-		for _, r := range batch {
-			if r.err != nil {
-				continue
-			}
-			for i := range r.out {
-				if r.relative[i] {
-					r.out[i].LeafIndex += first
-				}
-			}
-		}
-	})
-	for _, r := range batch {
-		if err != nil && r.err == nil {
-			r.err = err
-		}
-		if r.err != nil {
-			r.out = nil
-		}
-		close(r.done)
+		return decide(batch, existing, erased, now)
+	}, func(first int64) { placeBatch(batch, first) })
+}
+
+// The statements of the one-round-trip append. Appends are revisions only
+// (redactions are journaled by Erase, on the careful path), all stamped
+// with one time, at consecutive indexes from $1.
+const (
+	fastInsertEntries = `
+		INSERT INTO ledger.entries (idx, data, type, record_id, kind, revision, payload_hash, occurred_at, signature_ref, logged_at, payload)
+		SELECT $1 + u.n - 1, u.data, 'revision', u.record_id, u.kind, u.revision, u.payload_hash, u.occurred_at, u.signature_ref, $2, u.payload
+		FROM unnest($3::bytea[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $8::timestamptz[], $9::text[], $10::bytea[])
+			WITH ORDINALITY AS u(data, record_id, kind, revision, payload_hash, occurred_at, signature_ref, payload, n)`
+	fastInsertHashes = `INSERT INTO ledger.hashes (id, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])`
+)
+
+// appendFast appends batch in one round trip: one pipelined implicit
+// transaction that takes the sequencer lock, has ledger.append_guard check
+// that the stored tree is the one this process appended last (its size and
+// the hashes of its complete subtrees, from which every new hash is
+// computed here) and that no record of the batch was erased, then inserts
+// the entries and their hashes and advances the tree size. A revision
+// already stored aborts it through the unique index. ok is false when the
+// batch was not appended: the guess was wrong or the database failed, and
+// the caller takes the careful path, which tells the two apart.
+func (j *Journal) appendFast(ctx context.Context, batch []*appendReq) (ok bool, err error) {
+	size := j.frontierSize
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	leaves, err := decide(batch, nil, nil, now)
+	if err != nil {
+		return false, err
 	}
+	if len(leaves) == 0 {
+		// Every request conflicts within the batch: nothing to write.
+		placeBatch(batch, size)
+		return true, nil
+	}
+	front := frontierIndexes(size)
+	frontHashes := make([][]byte, len(front))
+	for i, id := range front {
+		h, ok := j.frontier[id]
+		if !ok {
+			return false, fmt.Errorf("frontier hash %d not cached", id)
+		}
+		frontHashes[i] = h[:]
+	}
+	hashIDs, hashes, newFrontier, err := j.hashLeaves(ctx, nil, size, leaves)
+	if err != nil {
+		return false, err
+	}
+	n := len(leaves)
+	var (
+		data, hashCol, payload = make([][]byte, n), make([][]byte, n), make([][]byte, n)
+		ids, kinds, sigs       = make([]string, n), make([]string, n), make([]string, n)
+		revs                   = make([]int64, n)
+		occurred               = make([]time.Time, n)
+	)
+	for i, l := range leaves {
+		e := l.entry
+		data[i], ids[i], kinds[i], revs[i], occurred[i], sigs[i], payload[i] = l.data, e.RecordID, e.Kind, e.Revision, e.OccurredAt, e.SignatureRef, l.payload
+		hashCol[i] = e.PayloadHash[:]
+	}
+	newSize := size + int64(n)
+	b := &pgx.Batch{}
+	b.Queue("SELECT pg_advisory_xact_lock($1)", sequencerLock)
+	b.Queue("SELECT ledger.append_guard($1, $2, $3, $4)", size, front, frontHashes, ids)
+	b.Queue(fastInsertEntries, size, now, data, ids, kinds, revs, hashCol, occurred, sigs, payload)
+	b.Queue(fastInsertHashes, hashIDs, hashes)
+	b.Queue("UPDATE ledger.tree SET size = $1", newSize)
+	if err := j.pool.SendBatch(ctx, b).Close(); err != nil {
+		// Committed or not, the careful path finds out: it reads the tree.
+		j.frontierSize = -1
+		return false, fmt.Errorf("ledger append: %w", err)
+	}
+	j.frontierSize, j.frontier = newSize, newFrontier
+	j.txs.WithLabelValues("fast").Inc()
+	j.entries.Add(float64(n))
+	placeBatch(batch, size)
+	return true, nil
 }
 
 // revKey identifies a revision.
@@ -462,6 +598,8 @@ func (j *Journal) transact(ctx context.Context, build func(ctx context.Context, 
 			return fmt.Errorf("ledger append: commit: %w", err)
 		}
 		j.frontierSize, j.frontier = size+int64(len(leaves)), newFrontier
+		j.txs.WithLabelValues("careful").Inc()
+		j.entries.Add(float64(len(leaves)))
 	} else if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("ledger append: commit: %w", err)
 	}
@@ -472,28 +610,12 @@ func (j *Journal) transact(ctx context.Context, build func(ctx context.Context, 
 // write inserts leaves at indexes size, size+1, … with their stored hashes
 // and advances the tree size. It returns the frontier of the new tree.
 func (j *Journal) write(ctx context.Context, tx pgx.Tx, size int64, leaves []leaf) (map[int64]tlog.Hash, error) {
-	batch := make(map[int64]tlog.Hash, 2*len(leaves)+64)
-	if j.frontierSize == size {
-		for k, v := range j.frontier {
-			batch[k] = v
-		}
+	hashIDs, hashes, front, err := j.hashLeaves(ctx, tx, size, leaves)
+	if err != nil {
+		return nil, err
 	}
-	reader := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
-		return readHashes(ctx, tx, batch, indexes)
-	})
-	hashRows := make([][]any, 0, 2*len(leaves))
 	entryRows := make([][]any, len(leaves))
 	for i, l := range leaves {
-		n := size + int64(i)
-		hs, err := tlog.StoredHashes(n, l.data, reader)
-		if err != nil {
-			return nil, fmt.Errorf("ledger append: hashes for leaf %d: %w", n, err)
-		}
-		first := tlog.StoredHashIndex(0, n)
-		for k, h := range hs {
-			batch[first+int64(k)] = h
-			hashRows = append(hashRows, []any{first + int64(k), h[:]})
-		}
 		e := l.entry
 		var occurred, target any
 		if e.Type == verify.TypeRevision {
@@ -505,12 +627,16 @@ func (j *Journal) write(ctx context.Context, tx pgx.Tx, size int64, leaves []lea
 		if l.payload != nil {
 			payload = l.payload
 		}
-		entryRows[i] = []any{n, l.data, string(e.Type), e.RecordID, e.Kind, e.Revision, e.PayloadHash[:], occurred, e.SignatureRef, e.LoggedAt, target, payload}
+		entryRows[i] = []any{size + int64(i), l.data, string(e.Type), e.RecordID, e.Kind, e.Revision, e.PayloadHash[:], occurred, e.SignatureRef, e.LoggedAt, target, payload}
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger", "entries"},
 		[]string{"idx", "data", "type", "record_id", "kind", "revision", "payload_hash", "occurred_at", "signature_ref", "logged_at", "target", "payload"},
 		pgx.CopyFromRows(entryRows)); err != nil {
 		return nil, fmt.Errorf("ledger append: copy entries: %w", err)
+	}
+	hashRows := make([][]any, len(hashIDs))
+	for i := range hashIDs {
+		hashRows[i] = []any{hashIDs[i], hashes[i]}
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger", "hashes"}, []string{"id", "hash"}, pgx.CopyFromRows(hashRows)); err != nil {
 		return nil, fmt.Errorf("ledger append: copy hashes: %w", err)
@@ -519,15 +645,50 @@ func (j *Journal) write(ctx context.Context, tx pgx.Tx, size int64, leaves []lea
 	if _, err := tx.Exec(ctx, "UPDATE ledger.tree SET size = $1", newSize); err != nil {
 		return nil, fmt.Errorf("ledger append: advance tree size: %w", err)
 	}
-	front := make(map[int64]tlog.Hash)
-	for _, id := range frontierIndexes(newSize) {
-		h, ok := batch[id]
-		if !ok {
-			return nil, nil // not cached; the next append reads it from the database
-		}
-		front[id] = h
-	}
 	return front, nil
+}
+
+// hashLeaves computes the stored hashes that leaves add to the tree of
+// size size, and the frontier of the grown tree. The hashes it needs from
+// the tree come from the cached frontier when it is that tree's, else from
+// tx; with a nil tx, a hash not in memory is an error.
+func (j *Journal) hashLeaves(ctx context.Context, tx pgx.Tx, size int64, leaves []leaf) (ids []int64, hashes [][]byte, front map[int64]tlog.Hash, err error) {
+	mem := make(map[int64]tlog.Hash, 2*len(leaves)+64)
+	if j.frontierSize == size {
+		for k, v := range j.frontier {
+			mem[k] = v
+		}
+	}
+	reader := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		return readHashes(ctx, tx, mem, indexes)
+	})
+	ids = make([]int64, 0, 2*len(leaves))
+	hashes = make([][]byte, 0, 2*len(leaves))
+	for i, l := range leaves {
+		n := size + int64(i)
+		hs, err := tlog.StoredHashes(n, l.data, reader)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("ledger append: hashes for leaf %d: %w", n, err)
+		}
+		first := tlog.StoredHashIndex(0, n)
+		for k, h := range hs {
+			mem[first+int64(k)] = h
+			ids = append(ids, first+int64(k))
+			hashes = append(hashes, h[:])
+		}
+	}
+	// The grown tree's frontier: hashes computed above, or of subtrees
+	// left of them, which the cached frontier or tx has.
+	fids := frontierIndexes(size + int64(len(leaves)))
+	fhs, err := reader.ReadHashes(fids)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("ledger append: frontier: %w", err)
+	}
+	front = make(map[int64]tlog.Hash, len(fids))
+	for i, id := range fids {
+		front[id] = fhs[i]
+	}
+	return ids, hashes, front, nil
 }
 
 // frontierIndexes returns the stored-hash indexes of the complete subtrees
@@ -557,6 +718,9 @@ func readHashes(ctx context.Context, q pgx.Tx, mem map[int64]tlog.Hash, indexes 
 	}
 	if len(missing) == 0 {
 		return out, nil
+	}
+	if q == nil {
+		return nil, &missingHashError{missing[0]}
 	}
 	got, err := queryHashes(ctx, q, missing)
 	if err != nil {
