@@ -3,6 +3,8 @@ package ledger_test
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
+	"sync"
 	"log/slog"
 	"testing"
 	"time"
@@ -211,4 +213,73 @@ func mustLeaf(t *testing.T, r ledger.Revision) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// TestAppendPipelinedTwoProcesses appends from many callers of two
+// journals on one database at once: each journal sends its next
+// transaction while the previous one commits, and the other journal's
+// appends make those guesses wrong again and again. Every revision must be
+// appended exactly once, at the index its caller was told, and every stored
+// hash must be right.
+func TestAppendPipelinedTwoProcesses(t *testing.T) {
+	ctx := context.Background()
+	j1, pool := ledgertest.MustJournalPool(t)
+	j2 := mustSecondJournal(t, pool)
+	regs := []*prometheus.Registry{mustMetrics(t, j1), mustMetrics(t, j2)}
+	const callers, each = 16, 15
+	type placed struct {
+		id  string
+		idx int64
+	}
+	out := make(chan placed, 2*callers*each)
+	errs := make(chan error, 2*callers)
+	var wg sync.WaitGroup
+	for w, j := range []*ledger.Journal{j1, j2} {
+		for c := range callers {
+			wg.Go(func() {
+				for i := range each {
+					id := fmt.Sprintf("j%d-c%d-%d", w, c, i)
+					got, err := j.Append(ctx, rev(id, 1, "{}"))
+					if err != nil {
+						errs <- err
+						return
+					}
+					out <- placed{id, got[0].LeafIndex}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	close(out)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	rows, err := pool.Query(ctx, "SELECT record_id, idx FROM ledger.entries")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]int64{}
+	for rows.Next() {
+		var p placed
+		if err := rows.Scan(&p.id, &p.idx); err != nil {
+			t.Fatal(err)
+		}
+		stored[p.id] = p.idx
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for p := range out {
+		n++
+		if idx, ok := stored[p.id]; !ok || idx != p.idx {
+			t.Errorf("%s: caller told leaf %d, stored at %d (present %v)", p.id, p.idx, idx, ok)
+		}
+	}
+	if want := 2 * callers * each; n != want || len(stored) != want {
+		t.Errorf("got %d answers and %d entries, want %d of each", n, len(stored), want)
+	}
+	mustAuditClean(t, j1, int64(2*callers*each))
+	t.Logf("transactions: first journal %v, second %v", appendTxs(t, regs[0]), appendTxs(t, regs[1]))
 }

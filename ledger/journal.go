@@ -30,8 +30,8 @@ type Journal struct {
 	verifierKey string
 
 	// seq is held (a token in a one-slot channel, so that waiting honours
-	// ctx) by the goroutine running this process's sequencer transaction.
-	// It guards frontier.
+	// ctx) by the goroutine building and sending this process's next
+	// sequencer transaction. It guards spec.
 	seq chan struct{}
 	// queue holds appends waiting for the next sequencer transaction: the
 	// goroutine that takes seq commits every queued append in one
@@ -39,12 +39,21 @@ type Journal struct {
 	// share one WAL flush.
 	qmu   sync.Mutex
 	queue []*appendReq
-	// frontier holds the stored hashes of the complete subtrees on the right
-	// edge of the tree of size frontierSize: exactly what the next append and
-	// the next tree hash read. Valid only while the database size matches,
-	// since another process may have appended in between.
-	frontierSize int64
-	frontier     map[int64]tlog.Hash
+	// spec is the tree as it will be once every append transaction sent
+	// so far commits: what the next one-round-trip append extends (the
+	// database checks it did). Size -1 when unknown: after a start or a
+	// failed append, until a careful append reads the stored tree.
+	spec tree
+	// inflight holds a slot per one-round-trip append sent and not yet
+	// answered: the next one is sent while the previous commits, and it
+	// waits in the database for the sequencer lock.
+	inflight chan struct{}
+	// committed is the newest tree this process knows committed, which
+	// the careful path extends without reading the stored hashes when the
+	// stored tree still has its size. Guarded by cmu: answers arrive
+	// outside seq.
+	cmu       sync.Mutex
+	committed tree
 
 	// haltMu guards halted and pins (see halt.go): halted is nil while the
 	// journal signs, and pins are the trees it must extend.
@@ -115,7 +124,8 @@ func New(cfg Config, pool *pgxpool.Pool, logger *slog.Logger) (*Journal, error) 
 		Name: "tani_ledger_appended_entries_total",
 		Help: "Entries appended by this process; divided by tani_ledger_append_transactions_total, the entries per group commit.",
 	})
-	return &Journal{cfg: cfg, pool: pool, logger: logger, seq: make(chan struct{}, 1), frontierSize: -1,
+	return &Journal{cfg: cfg, pool: pool, logger: logger, seq: make(chan struct{}, 1),
+		spec: tree{size: -1}, committed: tree{size: -1}, inflight: make(chan struct{}, fastDepth),
 		refused: refused, txs: txs, entries: entries}, nil
 }
 
@@ -234,15 +244,16 @@ func (j *Journal) Append(ctx context.Context, revs ...Revision) ([]Appended, err
 		case j.seq <- struct{}{}:
 			// This goroutine is the sequencer now: commit everything
 			// queued, which includes req unless an earlier sequencer
-			// already took it.
+			// already took it. appendBatch gives seq back.
 			j.qmu.Lock()
 			batch := j.queue
 			j.queue = nil
 			j.qmu.Unlock()
 			if len(batch) > 0 {
 				j.appendBatch(ctx, batch)
+			} else {
+				<-j.seq
 			}
-			<-j.seq
 		}
 	}
 }
@@ -264,32 +275,33 @@ type appendReq struct {
 // carries other callers' appends too.
 const appendTimeout = time.Minute
 
+// tree is a tree this process appended to: its size and the stored hashes
+// of the complete subtrees on its right edge (its frontier), exactly what
+// the next append and the next tree hash read.
+type tree struct {
+	size     int64
+	frontier map[int64]tlog.Hash
+}
+
+// fastDepth is how many one-round-trip appends may be in flight: one
+// committing, the next waiting for the sequencer lock in the database.
+const fastDepth = 2
+
 // appendBatch commits the queued appends in one transaction and completes
 // each request. A conflicting request fails alone; a database failure fails
-// them all.
+// them all. It is called holding seq and gives it back.
 //
-// While this process knows the tree it appended last (the frontier), the
-// batch goes in one round trip (appendFast): the process guesses that no
-// revision of the batch is stored or erased yet, and the database checks
-// the guess under the sequencer lock. Otherwise, or when the guess was
-// wrong, the careful path looks the revisions up first (appendCareful).
+// While this process knows the tree it will extend (spec), the batch goes
+// in one round trip (sendFast): the process guesses that no revision of
+// the batch is stored or erased yet and that no other process appended,
+// and the database checks the guess under the sequencer lock. seq is given
+// back as soon as the batch is sent, so that the next batch is built and
+// sent while this one commits. Otherwise, or when the guess was wrong, the
+// careful path looks the revisions up first (appendCareful), holding seq.
 func (j *Journal) appendBatch(ctx context.Context, batch []*appendReq) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), appendTimeout)
 	defer cancel()
-	var err error
-	fast := false
-	if j.frontierSize >= 0 {
-		fast, err = j.appendFast(ctx, batch)
-		if !fast {
-			j.logger.DebugContext(ctx, "ledger append: fast path refused, taking the careful path", "err", err)
-			for _, r := range batch {
-				r.reset()
-			}
-		}
-	}
-	if !fast {
-		err = j.appendCareful(ctx, batch)
-	}
+	err := j.appendHolding(ctx, batch)
 	for _, r := range batch {
 		if err != nil && r.err == nil {
 			r.err = err
@@ -299,6 +311,37 @@ func (j *Journal) appendBatch(ctx context.Context, batch []*appendReq) {
 		}
 		close(r.done)
 	}
+}
+
+// appendHolding is appendBatch's work; it gives seq back.
+func (j *Journal) appendHolding(ctx context.Context, batch []*appendReq) error {
+	if j.spec.size >= 0 {
+		wait, err := j.sendFast(ctx, batch)
+		if wait != nil {
+			<-j.seq
+			if err = wait(); err == nil {
+				return nil
+			}
+			select {
+			case j.seq <- struct{}{}:
+			case <-ctx.Done():
+				return fmt.Errorf("ledger append: %w", ctx.Err())
+			}
+		}
+		// Every batch sent on top of this one fails its guard as well. The
+		// guard may have failed because the stored tree is not the one
+		// this process appended to: the careful path reads it.
+		j.spec = tree{size: -1}
+		j.cmu.Lock()
+		j.committed = tree{size: -1}
+		j.cmu.Unlock()
+		j.logger.DebugContext(ctx, "ledger append: one round trip refused, taking the careful path", "err", err)
+		for _, r := range batch {
+			r.reset()
+		}
+	}
+	defer func() { <-j.seq }()
+	return j.appendCareful(ctx, batch)
 }
 
 // reset forgets what an attempt decided about r.
@@ -421,39 +464,39 @@ const (
 	fastInsertHashes = `INSERT INTO ledger.hashes (id, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])`
 )
 
-// appendFast appends batch in one round trip: one pipelined implicit
-// transaction that takes the sequencer lock, has ledger.append_guard check
-// that the stored tree is the one this process appended last (its size and
-// the hashes of its complete subtrees, from which every new hash is
-// computed here) and that no record of the batch was erased, then inserts
-// the entries and their hashes and advances the tree size. A revision
-// already stored aborts it through the unique index. ok is false when the
-// batch was not appended: the guess was wrong or the database failed, and
-// the caller takes the careful path, which tells the two apart.
-func (j *Journal) appendFast(ctx context.Context, batch []*appendReq) (ok bool, err error) {
-	size := j.frontierSize
+// sendFast sends batch as one pipelined implicit transaction that takes
+// the sequencer lock, has ledger.append_guard check that the stored tree
+// is spec (its size and the hashes of its complete subtrees, from which
+// every new hash is computed here) and that no record of the batch was
+// erased, then inserts the entries and their hashes and advances the tree
+// size. A revision already stored aborts it through the unique index. On
+// success spec becomes the grown tree, and wait returns once the
+// transaction is answered: nil when it committed, else an error, and then
+// the caller takes the careful path, which tells a wrong guess from a
+// failed database. A nil wait means nothing was sent.
+func (j *Journal) sendFast(ctx context.Context, batch []*appendReq) (wait func() error, err error) {
+	base := j.spec
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	leaves, err := decide(batch, nil, nil, now)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if len(leaves) == 0 {
 		// Every request conflicts within the batch: nothing to write.
-		placeBatch(batch, size)
-		return true, nil
+		return func() error { return nil }, nil
 	}
-	front := frontierIndexes(size)
+	front := frontierIndexes(base.size)
 	frontHashes := make([][]byte, len(front))
 	for i, id := range front {
-		h, ok := j.frontier[id]
+		h, ok := base.frontier[id]
 		if !ok {
-			return false, fmt.Errorf("frontier hash %d not cached", id)
+			return nil, fmt.Errorf("frontier hash %d not known", id)
 		}
 		frontHashes[i] = h[:]
 	}
-	hashIDs, hashes, newFrontier, err := j.hashLeaves(ctx, nil, size, leaves)
+	hashIDs, hashes, grown, err := hashLeaves(ctx, nil, base, leaves)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	n := len(leaves)
 	var (
@@ -467,23 +510,40 @@ func (j *Journal) appendFast(ctx context.Context, batch []*appendReq) (ok bool, 
 		data[i], ids[i], kinds[i], revs[i], occurred[i], sigs[i], payload[i] = l.data, e.RecordID, e.Kind, e.Revision, e.OccurredAt, e.SignatureRef, l.payload
 		hashCol[i] = e.PayloadHash[:]
 	}
-	newSize := size + int64(n)
 	b := &pgx.Batch{}
 	b.Queue("SELECT pg_advisory_xact_lock($1)", sequencerLock)
-	b.Queue("SELECT ledger.append_guard($1, $2, $3, $4)", size, front, frontHashes, ids)
-	b.Queue(fastInsertEntries, size, now, data, ids, kinds, revs, hashCol, occurred, sigs, payload)
+	b.Queue("SELECT ledger.append_guard($1, $2, $3, $4)", base.size, front, frontHashes, ids)
+	b.Queue(fastInsertEntries, base.size, now, data, ids, kinds, revs, hashCol, occurred, sigs, payload)
 	b.Queue(fastInsertHashes, hashIDs, hashes)
-	b.Queue("UPDATE ledger.tree SET size = $1", newSize)
-	if err := j.pool.SendBatch(ctx, b).Close(); err != nil {
-		// Committed or not, the careful path finds out: it reads the tree.
-		j.frontierSize = -1
-		return false, fmt.Errorf("ledger append: %w", err)
+	b.Queue("UPDATE ledger.tree SET size = $1", grown.size)
+	select {
+	case j.inflight <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("ledger append: %w", ctx.Err())
 	}
-	j.frontierSize, j.frontier = newSize, newFrontier
-	j.txs.WithLabelValues("fast").Inc()
-	j.entries.Add(float64(n))
-	placeBatch(batch, size)
-	return true, nil
+	br := j.pool.SendBatch(ctx, b)
+	j.spec = grown
+	return func() error {
+		defer func() { <-j.inflight }()
+		if err := br.Close(); err != nil {
+			return fmt.Errorf("ledger append: %w", err)
+		}
+		j.commit(grown, "fast")
+		j.entries.Add(float64(n))
+		placeBatch(batch, base.size)
+		return nil
+	}, nil
+}
+
+// commit records that this process committed an append transaction that
+// grew the stored tree to t.
+func (j *Journal) commit(t tree, path string) {
+	j.cmu.Lock()
+	if t.size > j.committed.size {
+		j.committed = t
+	}
+	j.cmu.Unlock()
+	j.txs.WithLabelValues(path).Inc()
 }
 
 // revKey identifies a revision.
@@ -584,7 +644,7 @@ func (j *Journal) transact(ctx context.Context, build func(ctx context.Context, 
 		return err
 	}
 	if len(leaves) > 0 {
-		newFrontier, err := j.write(ctx, tx, size, leaves)
+		grown, err := j.write(ctx, tx, size, leaves)
 		if err != nil {
 			return err
 		}
@@ -594,11 +654,11 @@ func (j *Journal) transact(ctx context.Context, build func(ctx context.Context, 
 			}
 		}
 		if err := tx.Commit(ctx); err != nil {
-			j.frontierSize = -1
+			j.spec = tree{size: -1}
 			return fmt.Errorf("ledger append: commit: %w", err)
 		}
-		j.frontierSize, j.frontier = size+int64(len(leaves)), newFrontier
-		j.txs.WithLabelValues("careful").Inc()
+		j.spec = grown
+		j.commit(grown, "careful")
 		j.entries.Add(float64(len(leaves)))
 	} else if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("ledger append: commit: %w", err)
@@ -608,11 +668,17 @@ func (j *Journal) transact(ctx context.Context, build func(ctx context.Context, 
 }
 
 // write inserts leaves at indexes size, size+1, … with their stored hashes
-// and advances the tree size. It returns the frontier of the new tree.
-func (j *Journal) write(ctx context.Context, tx pgx.Tx, size int64, leaves []leaf) (map[int64]tlog.Hash, error) {
-	hashIDs, hashes, front, err := j.hashLeaves(ctx, tx, size, leaves)
+// and advances the tree size. It returns the grown tree.
+func (j *Journal) write(ctx context.Context, tx pgx.Tx, size int64, leaves []leaf) (tree, error) {
+	j.cmu.Lock()
+	base := j.committed
+	j.cmu.Unlock()
+	if base.size != size {
+		base = tree{size: size}
+	}
+	hashIDs, hashes, grown, err := hashLeaves(ctx, tx, base, leaves)
 	if err != nil {
-		return nil, err
+		return tree{}, err
 	}
 	entryRows := make([][]any, len(leaves))
 	for i, l := range leaves {
@@ -632,32 +698,30 @@ func (j *Journal) write(ctx context.Context, tx pgx.Tx, size int64, leaves []lea
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger", "entries"},
 		[]string{"idx", "data", "type", "record_id", "kind", "revision", "payload_hash", "occurred_at", "signature_ref", "logged_at", "target", "payload"},
 		pgx.CopyFromRows(entryRows)); err != nil {
-		return nil, fmt.Errorf("ledger append: copy entries: %w", err)
+		return tree{}, fmt.Errorf("ledger append: copy entries: %w", err)
 	}
 	hashRows := make([][]any, len(hashIDs))
 	for i := range hashIDs {
 		hashRows[i] = []any{hashIDs[i], hashes[i]}
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger", "hashes"}, []string{"id", "hash"}, pgx.CopyFromRows(hashRows)); err != nil {
-		return nil, fmt.Errorf("ledger append: copy hashes: %w", err)
+		return tree{}, fmt.Errorf("ledger append: copy hashes: %w", err)
 	}
 	newSize := size + int64(len(leaves))
 	if _, err := tx.Exec(ctx, "UPDATE ledger.tree SET size = $1", newSize); err != nil {
-		return nil, fmt.Errorf("ledger append: advance tree size: %w", err)
+		return tree{}, fmt.Errorf("ledger append: advance tree size: %w", err)
 	}
-	return front, nil
+	return grown, nil
 }
 
-// hashLeaves computes the stored hashes that leaves add to the tree of
-// size size, and the frontier of the grown tree. The hashes it needs from
-// the tree come from the cached frontier when it is that tree's, else from
-// tx; with a nil tx, a hash not in memory is an error.
-func (j *Journal) hashLeaves(ctx context.Context, tx pgx.Tx, size int64, leaves []leaf) (ids []int64, hashes [][]byte, front map[int64]tlog.Hash, err error) {
+// hashLeaves computes the stored hashes that leaves add to base, and the
+// grown tree. The hashes it needs from base come from base's frontier when
+// it has one, else from tx; with a nil tx, a hash not in memory is an
+// error.
+func hashLeaves(ctx context.Context, tx pgx.Tx, base tree, leaves []leaf) (ids []int64, hashes [][]byte, grown tree, err error) {
 	mem := make(map[int64]tlog.Hash, 2*len(leaves)+64)
-	if j.frontierSize == size {
-		for k, v := range j.frontier {
-			mem[k] = v
-		}
+	for k, v := range base.frontier {
+		mem[k] = v
 	}
 	reader := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
 		return readHashes(ctx, tx, mem, indexes)
@@ -665,10 +729,10 @@ func (j *Journal) hashLeaves(ctx context.Context, tx pgx.Tx, size int64, leaves 
 	ids = make([]int64, 0, 2*len(leaves))
 	hashes = make([][]byte, 0, 2*len(leaves))
 	for i, l := range leaves {
-		n := size + int64(i)
+		n := base.size + int64(i)
 		hs, err := tlog.StoredHashes(n, l.data, reader)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("ledger append: hashes for leaf %d: %w", n, err)
+			return nil, nil, tree{}, fmt.Errorf("ledger append: hashes for leaf %d: %w", n, err)
 		}
 		first := tlog.StoredHashIndex(0, n)
 		for k, h := range hs {
@@ -678,17 +742,18 @@ func (j *Journal) hashLeaves(ctx context.Context, tx pgx.Tx, size int64, leaves 
 		}
 	}
 	// The grown tree's frontier: hashes computed above, or of subtrees
-	// left of them, which the cached frontier or tx has.
-	fids := frontierIndexes(size + int64(len(leaves)))
+	// left of them, which base's frontier or tx has.
+	grown.size = base.size + int64(len(leaves))
+	fids := frontierIndexes(grown.size)
 	fhs, err := reader.ReadHashes(fids)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("ledger append: frontier: %w", err)
+		return nil, nil, tree{}, fmt.Errorf("ledger append: frontier: %w", err)
 	}
-	front = make(map[int64]tlog.Hash, len(fids))
+	grown.frontier = make(map[int64]tlog.Hash, len(fids))
 	for i, id := range fids {
-		front[id] = fhs[i]
+		grown.frontier[id] = fhs[i]
 	}
-	return ids, hashes, front, nil
+	return ids, hashes, grown, nil
 }
 
 // frontierIndexes returns the stored-hash indexes of the complete subtrees
