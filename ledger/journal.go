@@ -469,8 +469,10 @@ const (
 // is spec (its size and the hashes of its complete subtrees, from which
 // every new hash is computed here) and that no record of the batch was
 // erased, then inserts the entries and their hashes and advances the tree
-// size. A revision already stored aborts it through the unique index. On
-// success spec becomes the grown tree, and wait returns once the
+// size. A revision already stored aborts it through the unique index. It
+// returns once the database has given the transaction the sequencer lock,
+// so that the next one queues behind it. On success spec becomes the grown
+// tree, and wait returns once the
 // transaction is answered: nil when it committed, else an error, and then
 // the caller takes the careful path, which tells a wrong guess from a
 // failed database. A nil wait means nothing was sent.
@@ -522,6 +524,16 @@ func (j *Journal) sendFast(ctx context.Context, batch []*appendReq) (wait func()
 		return nil, fmt.Errorf("ledger append: %w", ctx.Err())
 	}
 	br := j.pool.SendBatch(ctx, b)
+	// Keep seq until the database has given this transaction the
+	// sequencer lock: the next one, sent on another connection, must queue
+	// behind it there, not overtake it and fail its guard.
+	if _, err := br.Exec(); err != nil {
+		return func() error {
+			defer func() { <-j.inflight }()
+			br.Close()
+			return fmt.Errorf("ledger append: take sequencer lock: %w", err)
+		}, nil
+	}
 	j.spec = grown
 	return func() error {
 		defer func() { <-j.inflight }()
