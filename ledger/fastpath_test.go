@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"sync"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 

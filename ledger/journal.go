@@ -210,6 +210,7 @@ func (j *Journal) Append(ctx context.Context, revs ...Revision) ([]Appended, err
 	}
 	req := &appendReq{
 		norm:     make([]verify.Entry, len(revs)),
+		encoded:  make([][]byte, len(revs)),
 		payloads: make([][]byte, len(revs)),
 		out:      make([]Appended, len(revs)),
 		relative: make([]bool, len(revs)),
@@ -223,10 +224,11 @@ func (j *Journal) Append(ctx context.Context, revs ...Revision) ([]Appended, err
 			SignatureRef: r.SignatureRef,
 			LoggedAt:     time.Unix(0, 0).UTC(), // a placeholder for validation; the sequencer stamps it
 		}
-		if _, err := e.Marshal(); err != nil {
+		data, err := e.Marshal()
+		if err != nil {
 			fields = append(fields, apperr.FieldError{Field: fmt.Sprintf("revisions[%d]", i), Message: err.Error()})
 		}
-		req.norm[i], req.payloads[i] = e, nonNil(r.Payload)
+		req.norm[i], req.encoded[i], req.payloads[i] = e, data, nonNil(r.Payload)
 	}
 	if len(fields) > 0 {
 		return nil, apperr.Fields("invalid revisions", fields...)
@@ -260,7 +262,10 @@ func (j *Journal) Append(ctx context.Context, revs ...Revision) ([]Appended, err
 
 // appendReq is one Append call waiting for its transaction.
 type appendReq struct {
-	norm     []verify.Entry
+	norm []verify.Entry
+	// encoded holds norm's leaf bytes, checked and encoded once by
+	// Append; the sequencer stamps the log time (verify.Stamp).
+	encoded  [][]byte
 	payloads [][]byte
 	out      []Appended
 	// relative marks results whose LeafIndex is a position in the batch,
@@ -397,7 +402,7 @@ func decide(batch []*appendReq, existing map[revKey]storedEntry, erased map[stri
 				continue
 			}
 			e.LoggedAt = now
-			data, err := e.Marshal()
+			data, err := verify.Stamp(r.encoded[i], now)
 			if err != nil {
 				return nil, fmt.Errorf("encode entry: %w", err)
 			}

@@ -66,26 +66,46 @@ func (e Entry) Marshal() ([]byte, error) {
 	if err := e.validate(); err != nil {
 		return nil, err
 	}
-	var b bytes.Buffer
-	line := func(k, v string) { b.WriteString(k); b.WriteByte(' '); b.WriteString(v); b.WriteByte('\n') }
-	b.WriteString(entryHeader + "\n")
+	b := make([]byte, 0, 192+len(e.RecordID)+len(e.Kind)+len(e.SignatureRef)+len(e.Reason))
+	line := func(k, v string) { b = append(append(append(append(b, k...), ' '), v...), '\n') }
+	b = append(b, entryHeader+"\n"...)
 	line("type", string(e.Type))
 	line("record", e.RecordID)
+	var hash [44]byte
+	base64.StdEncoding.Encode(hash[:], e.PayloadHash[:])
 	switch e.Type {
 	case TypeRevision:
 		line("kind", e.Kind)
-		line("revision", strconv.FormatInt(e.Revision, 10))
-		line("payload-sha256", base64.StdEncoding.EncodeToString(e.PayloadHash[:]))
-		line("occurred", e.OccurredAt.UTC().Format(timeFormat))
+		b = strconv.AppendInt(append(b, "revision "...), e.Revision, 10)
+		b = append(append(append(b, "\npayload-sha256 "...), hash[:]...), '\n')
+		b = append(e.OccurredAt.UTC().AppendFormat(append(b, "occurred "...), timeFormat), '\n')
 		line("signature", e.SignatureRef)
 	case TypeRedaction:
-		line("revision", strconv.FormatInt(e.Revision, 10))
-		line("payload-sha256", base64.StdEncoding.EncodeToString(e.PayloadHash[:]))
-		line("target", strconv.FormatInt(e.Target, 10))
+		b = strconv.AppendInt(append(b, "revision "...), e.Revision, 10)
+		b = append(append(append(b, "\npayload-sha256 "...), hash[:]...), '\n')
+		b = strconv.AppendInt(append(b, "target "...), e.Target, 10)
+		b = append(b, '\n')
 		line("reason", e.Reason)
 	}
-	line("logged", e.LoggedAt.UTC().Format(timeFormat))
-	return b.Bytes(), nil
+	return appendLogged(b, e.LoggedAt), nil
+}
+
+// loggedLine is the last line of every entry: "logged <time>\n".
+const loggedLine = len("logged ") + len(timeFormat) + 1
+
+func appendLogged(b []byte, t time.Time) []byte {
+	return append(t.UTC().AppendFormat(append(b, "logged "...), timeFormat), '\n')
+}
+
+// Stamp returns a copy of the canonical entry data with its log time set
+// to t, kept to the microsecond: a sequencer encodes and checks an entry
+// once, before it knows when the entry will be logged, and stamps it then.
+func Stamp(data []byte, t time.Time) ([]byte, error) {
+	i := len(data) - loggedLine
+	if i < 0 || !bytes.HasPrefix(data[i:], []byte("logged ")) || data[len(data)-1] != '\n' {
+		return nil, errors.New("entry: no log time to stamp")
+	}
+	return appendLogged(append(make([]byte, 0, len(data)), data[:i]...), t.Truncate(time.Microsecond)), nil
 }
 
 func (e Entry) validate() error {
