@@ -101,3 +101,27 @@ func TestStamp(t *testing.T) {
 		}
 	})
 }
+
+// TestEntryTimes checks the times of an entry against the standard
+// library's formatting of its time layout, across the years it writes by
+// hand and beyond.
+func TestEntryTimes(t *testing.T) {
+	for _, at := range []time.Time{
+		time.Date(2026, 3, 1, 9, 5, 7, 123456789, time.UTC),
+		time.Date(1, 1, 1, 0, 0, 0, 1000, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(2024, 2, 29, 12, 0, 0, 1000, time.FixedZone("EAT", 3*3600)),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Unix(0, 0),
+	} {
+		e := verify.Entry{Type: verify.TypeRevision, RecordID: "r", Kind: "k", Revision: 1, OccurredAt: at, LoggedAt: at}
+		data, err := e.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := at.UTC().Format("2006-01-02T15:04:05.000000Z")
+		if !strings.Contains(string(data), "\noccurred "+want+"\n") || !strings.HasSuffix(string(data), "\nlogged "+want+"\n") {
+			t.Errorf("%v: got %q, want both times as %s", at, data, want)
+		}
+	}
+}
