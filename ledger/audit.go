@@ -155,7 +155,7 @@ func Audit(ctx context.Context, pool *pgxpool.Pool, verifier note.Verifier, opts
 	rf := &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
 	a := &auditor{
 		verifier: verifier, opts: opts, rep: &Report{}, chain: opts.Chain,
-		rf: rf, rng: rf.NewEmptyRange(0), erased: map[int64]bool{},
+		rf: rf, rng: rf.NewEmptyRange(0), erased: map[int64]bool{}, early: map[int64]bool{},
 	}
 	start := time.Now()
 	if err := a.checkChain(); err != nil {
@@ -198,6 +198,9 @@ type auditor struct {
 	hlo       int64
 	hashes    [][]byte
 	leafIndex map[tlog.Hash]int64
+	// early holds the indexes of entries read ahead of the stream, which
+	// stored them out of order: the stream's copies are passed over.
+	early map[int64]bool
 	// erased holds revisions whose payload is gone, until a redaction entry
 	// naming them is seen.
 	erased map[int64]bool
@@ -298,7 +301,7 @@ func (a *auditor) run(ctx context.Context, pool *pgxpool.Pool) error {
 			return fmt.Errorf("audit: export snapshot: %w", err)
 		}
 		sctx, cancel := context.WithCancel(ctx)
-		s, err := startStreams(sctx, pool, snapshot, size)
+		s, err := startStreams(sctx, pool, snapshot)
 		if err != nil {
 			cancel()
 			return err
@@ -358,43 +361,139 @@ func (a *auditor) chunk(ctx context.Context, s *streams, lo, hi int64) error {
 	a.hlo, a.leafIndex = hlo, nil
 	a.hashes = slices.Grow(a.hashes[:0], int(hhi-hlo))[:hhi-hlo]
 	clear(a.hashes)
-	if err := s.hashesBelow(hhi, func(h hashRow) {
+	if err := s.hashesBelow(hhi, tlog.StoredHashIndex(0, a.rep.TreeSize), func(h hashRow) {
 		if h.id >= hlo {
 			a.hashes[h.id-hlo] = h.hash
 		}
 	}); err != nil {
 		return err
 	}
+	if err := a.readHashesAhead(ctx); err != nil {
+		return err
+	}
 	next := lo
-	for {
+	for next < hi {
 		r, err := s.nextEntry()
 		if err != nil {
 			return err
 		}
-		if r == nil || r.idx >= hi {
+		if r == nil {
 			break
 		}
+		switch {
+		case r.idx >= a.rep.TreeSize || r.idx < 0:
+			// Not the tree's: finish reports rows beyond it.
+			s.advanceEntry()
+		case r.idx < next:
+			if !a.early[r.idx] {
+				return fmt.Errorf("audit: entry %d read twice", r.idx)
+			}
+			delete(a.early, r.idx)
+			s.advanceEntry()
+		case r.idx > next:
+			// The stream skips [next, r.idx): stored elsewhere, or gone.
+			end := min(r.idx, hi)
+			if err := a.readAhead(ctx, next, end); err != nil {
+				return err
+			}
+			next = end
+		default:
+			if err := a.entry(ctx, r); err != nil {
+				return err
+			}
+			s.advanceEntry()
+			next++
+		}
+	}
+	// The stream ended: the rest of the chunk has no row.
+	return a.readAhead(ctx, next, hi)
+}
+
+// entry checks one row in index order and grows the tree with it.
+func (a *auditor) entry(ctx context.Context, r *entryRow) error {
+	a.rep.Entries++
+	a.columns(r)
+	leaf, rowReported, err := a.leaf(ctx, r)
+	if err != nil {
+		return err
+	}
+	return a.addLeaf(ctx, r.idx, leaf, rowReported)
+}
+
+// readAhead reads the entries [lo, hi) by index from the snapshot, where
+// the stream does not have them in order, and checks them; an index with
+// no row is a deleted entry.
+func (a *auditor) readAhead(ctx context.Context, lo, hi int64) error {
+	if lo >= hi {
+		return nil
+	}
+	var rows []entryRow
+	p := &copyParser{fields: 13, emit: func(f [][]byte, _ []byte) error {
+		r, err := decodeEntry(f)
+		rows = append(rows, r)
+		return err
+	}}
+	sql := fmt.Sprintf("COPY (SELECT %s FROM ledger.entries WHERE idx >= %d AND idx < %d ORDER BY idx) TO STDOUT (FORMAT binary)", entryColumns, lo, hi)
+	if _, err := a.db.Conn().PgConn().CopyTo(ctx, p, sql); err != nil {
+		return fmt.Errorf("audit: read entries %d..%d: %w", lo, hi, err)
+	}
+	if err := p.finish(); err != nil {
+		return fmt.Errorf("audit: read entries %d..%d: %w", lo, hi, err)
+	}
+	var buf []byte
+	next := lo
+	for i := range rows {
+		r := &rows[i]
 		for ; next < r.idx; next++ {
 			if err := a.missing(ctx, next); err != nil {
 				return err
 			}
 		}
-		a.rep.Entries++
-		a.columns(r)
-		leaf, rowReported, err := a.leaf(ctx, r)
-		if err != nil {
-			return err
-		}
-		if err := a.addLeaf(ctx, r.idx, leaf, rowReported); err != nil {
+		buf = checkRow(r, buf)
+		a.early[r.idx] = true
+		if err := a.entry(ctx, r); err != nil {
 			return err
 		}
 		next = r.idx + 1
-		s.advanceEntry()
 	}
 	for ; next < hi; next++ {
 		if err := a.missing(ctx, next); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// readHashesAhead looks up the chunk's hash ids the stream did not have
+// in order (stored elsewhere, or gone), by id from the snapshot.
+func (a *auditor) readHashesAhead(ctx context.Context) error {
+	var ask []int64
+	for i, h := range a.hashes {
+		if h == nil {
+			ask = append(ask, a.hlo+int64(i))
+		}
+	}
+	if len(ask) == 0 {
+		return nil
+	}
+	rows, err := a.db.Query(ctx, "SELECT id, hash FROM ledger.hashes WHERE id = ANY($1)", ask)
+	if err != nil {
+		return fmt.Errorf("audit: read hashes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var h []byte
+		if err := rows.Scan(&id, &h); err != nil {
+			return fmt.Errorf("audit: scan hash: %w", err)
+		}
+		if h == nil {
+			h = []byte{}
+		}
+		a.hashes[id-a.hlo] = h
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("audit: read hashes: %w", err)
 	}
 	return nil
 }

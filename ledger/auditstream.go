@@ -12,7 +12,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 // The audit reads both tables whole, each as one binary COPY … TO STDOUT
@@ -21,6 +20,16 @@ import (
 // arrive and checked by a worker per core (leaf bytes against their
 // columns, leaf and payload hashes), and the auditor recomputes the tree
 // from them in order. Memory stays bounded: a few batches in flight.
+//
+// The tables are copied as stored, not sorted: a plain COPY of a table is
+// the cheapest read PostgreSQL has, and an append-only table is stored in
+// index order. Rows stored out of order (an entry whose payload a
+// redaction erased was rewritten elsewhere) are read ahead by index when
+// the stream skips them, and skipped when the stream reaches them.
+
+// entryColumns are the columns of ledger.entries the audit reads, in the
+// order decodeEntry expects.
+const entryColumns = "idx, data, type, record_id, kind, revision, payload_hash, occurred_at, signature_ref, logged_at, target, payload, redacted_by"
 
 const (
 	// streamBatch is how many rows travel together from a stream to the
@@ -118,10 +127,9 @@ func (s *streams) firstErr() error {
 	return s.err
 }
 
-// startStreams starts streaming the rows of the tree of size size (entries
-// idx < size, hash rows id < StoredHashIndex(0, size)) in snapshot. Cancel
-// ctx and call wait to stop early.
-func startStreams(ctx context.Context, pool *pgxpool.Pool, snapshot string, size int64) (*streams, error) {
+// startStreams starts streaming every row of both tables in snapshot, in
+// the order they are stored. Cancel ctx and call wait to stop early.
+func startStreams(ctx context.Context, pool *pgxpool.Pool, snapshot string) (*streams, error) {
 	ec, err := openInSnapshot(ctx, pool, snapshot)
 	if err != nil {
 		return nil, err
@@ -194,9 +202,7 @@ func startStreams(ctx context.Context, pool *pgxpool.Pool, snapshot string, size
 			}
 			return nil
 		}
-		sql := fmt.Sprintf(`COPY (SELECT idx, data, type, record_id, kind, revision, payload_hash, occurred_at, signature_ref, logged_at, target, payload, redacted_by
-			FROM ledger.entries WHERE idx >= 0 AND idx < %d ORDER BY idx) TO STDOUT (FORMAT binary)`, size)
-		if _, err := ec.PgConn().CopyTo(ctx, p, sql); err != nil {
+		if _, err := ec.PgConn().CopyTo(ctx, p, "COPY ledger.entries ("+entryColumns+") TO STDOUT (FORMAT binary)"); err != nil {
 			s.fail(fmt.Errorf("audit: read entries: %w", err))
 			return
 		}
@@ -236,9 +242,7 @@ func startStreams(ctx context.Context, pool *pgxpool.Pool, snapshot string, size
 			}
 			return nil
 		}
-		sql := fmt.Sprintf(`COPY (SELECT id, hash FROM ledger.hashes WHERE id >= 0 AND id < %d ORDER BY id) TO STDOUT (FORMAT binary)`,
-			tlog.StoredHashIndex(0, size))
-		if _, err := hc.PgConn().CopyTo(ctx, p, sql); err != nil {
+		if _, err := hc.PgConn().CopyTo(ctx, p, "COPY ledger.hashes (id, hash) TO STDOUT (FORMAT binary)"); err != nil {
 			s.fail(fmt.Errorf("audit: read hashes: %w", err))
 			return
 		}
@@ -307,15 +311,19 @@ func (s *streams) peekEntryIdx() (int64, error) {
 // advanceEntry moves past the row nextEntry returned.
 func (s *streams) advanceEntry() { s.pos++ }
 
-// hashesBelow calls fn for every hash row with id < end, in id order.
-func (s *streams) hashesBelow(end int64, fn func(hashRow)) error {
+// hashesBelow calls fn for the hash rows the stream holds before the
+// first with an id of end or more (up to limit, beyond which rows are
+// passed over: they are not the tree's).
+func (s *streams) hashesBelow(end, limit int64, fn func(hashRow)) error {
 	for {
 		for s.hpos < len(s.hcur) {
 			h := s.hcur[s.hpos]
-			if h.id >= end {
+			if h.id >= end && h.id < limit {
 				return nil
 			}
-			fn(h)
+			if h.id < end {
+				fn(h)
+			}
 			s.hpos++
 		}
 		if s.hdone {

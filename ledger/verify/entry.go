@@ -186,6 +186,20 @@ func checkText(field, v string, emptyOK bool) error {
 	if len(v) > 1024 {
 		return fmt.Errorf("entry: %s is longer than 1024 bytes", field)
 	}
+	// Printable ASCII, the usual case, needs only its ends looked at.
+	ascii := true
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c >= 0x7f {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		if v != "" && (v[0] == ' ' || v[len(v)-1] == ' ') {
+			return fmt.Errorf("entry: %s has leading or trailing space", field)
+		}
+		return nil
+	}
 	if !utf8.ValidString(v) {
 		return fmt.Errorf("entry: %s is not valid UTF-8", field)
 	}
