@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"strings"
 	"time"
@@ -440,7 +441,7 @@ func (a *auditor) readAhead(ctx context.Context, lo, hi int64) error {
 	if err := p.finish(); err != nil {
 		return fmt.Errorf("audit: read entries %d..%d: %w", lo, hi, err)
 	}
-	var buf []byte
+	var w rowChecker
 	next := lo
 	for i := range rows {
 		r := &rows[i]
@@ -449,7 +450,7 @@ func (a *auditor) readAhead(ctx context.Context, lo, hi int64) error {
 				return err
 			}
 		}
-		buf = checkRow(r, buf)
+		w.check(r)
 		a.early[r.idx] = true
 		if err := a.entry(ctx, r); err != nil {
 			return err
@@ -536,12 +537,32 @@ type rowCheck struct {
 	redacts int64
 }
 
-// checkRow checks one row on its own, as the workers do: its lookup
-// columns and payload against its leaf bytes, and hashes the leaf. buf is
-// scratch space, returned for the next row.
-func checkRow(r *entryRow, buf []byte) []byte {
+// rowChecker checks rows on their own, as the workers do; its buffers
+// serve row after row.
+type rowChecker struct {
+	buf  []byte
+	leaf hash.Hash
+}
+
+// check checks one row's lookup columns and payload against its leaf
+// bytes, and hashes the leaf (tlog.RecordHash).
+func (w *rowChecker) check(r *entryRow) {
+	if w.leaf == nil {
+		w.leaf = sha256.New()
+	}
+	w.leaf.Reset()
+	w.leaf.Write([]byte{0x00})
+	w.leaf.Write(r.data)
+	var leaf tlog.Hash
+	w.leaf.Sum(leaf[:0])
+	w.buf = checkRow(r, leaf, w.buf)
+}
+
+// checkRow is rowChecker.check given the leaf hash; buf is scratch space,
+// returned for the next row.
+func checkRow(r *entryRow, leaf tlog.Hash, buf []byte) []byte {
 	c := &r.check
-	*c = rowCheck{leaf: tlog.RecordHash(r.data), faults: c.faults[:0], redacts: -1}
+	*c = rowCheck{leaf: leaf, faults: c.faults[:0], redacts: -1}
 	e, ok, buf := entryFromColumns(r, buf)
 	if !ok {
 		var err error

@@ -145,10 +145,10 @@ func startStreams(ctx context.Context, pool *pgxpool.Pool, snapshot string) (*st
 	work := make(chan *entryBatch, streamAhead)
 	for range workers {
 		s.wg.Go(func() {
-			var buf []byte
+			var w rowChecker
 			for b := range work {
 				for i := range b.rows {
-					buf = checkRow(&b.rows[i], buf)
+					w.check(&b.rows[i])
 				}
 				close(b.done)
 			}
@@ -412,6 +412,7 @@ type copyParser struct {
 	header  bool   // the header was read
 	ended   bool   // the trailer was read
 	arena   []byte
+	tuple   [][]byte // the fields handed to emit, reused
 }
 
 var copySignature = []byte("PGCOPY\n\xff\r\n\x00")
@@ -447,7 +448,10 @@ func (p *copyParser) consume(b []byte) ([]byte, error) {
 		b = b[len(copySignature)+8+ext:]
 		p.header = true
 	}
-	fields := make([][]byte, p.fields)
+	if len(p.tuple) != p.fields {
+		p.tuple = make([][]byte, p.fields)
+	}
+	fields := p.tuple
 	for len(b) >= 2 {
 		if p.ended {
 			return nil, errors.New("data after the COPY trailer")
