@@ -37,6 +37,7 @@ type Config struct {
 	DataDir string
 	Log     LogConfig
 	Demo    DemoConfig
+	Debug   DebugConfig
 
 	Auth     auth.Config
 	PII      pii.Config
@@ -68,6 +69,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", "./var", "directory for local state (embedded NATS store, keys)")
 	c.Log.RegisterFlags(fs)
 	c.Demo.RegisterFlags(fs)
+	c.Debug.RegisterFlags(fs)
 	c.Auth.RegisterFlags(fs)
 	c.PII.RegisterFlags(fs)
 	c.HTTP.RegisterFlags(fs)
