@@ -32,6 +32,12 @@ func newPayload(t Type) Payload {
 		return &ConsentGranted{}
 	case TypeConsentRevoked:
 		return &ConsentRevoked{}
+	case TypeLoanApplied:
+		return &LoanApplied{}
+	case TypeLoanAccepted:
+		return &LoanAccepted{}
+	case TypeRepaymentCollected:
+		return &RepaymentCollected{}
 	}
 	return nil
 }
@@ -262,6 +268,8 @@ func domainProblems(payload Payload, env Envelope, now time.Time) []apperr.Field
 	case *SaleRecorded:
 		past("sold_on", p.SoldOn)
 		mass("quantity", p.Quantity)
+	case *RepaymentCollected:
+		past("collected_on", p.CollectedOn)
 	case *ConsentGranted:
 		exp, _ := time.Parse(time.RFC3339, p.ExpiresAt)
 		switch captured := env.Captured(); {

@@ -25,6 +25,12 @@ const (
 	TypeSaleRecorded     Type = "sale.recorded"
 	TypeConsentGranted   Type = "consent.granted"
 	TypeConsentRevoked   Type = "consent.revoked"
+	// Loans (services/lending acts on them once attested): an agent's
+	// application for the farmer, the farmer's acceptance of an offer by a
+	// one-time code, and cash an agent collected towards a loan.
+	TypeLoanApplied        Type = "loan.applied"
+	TypeLoanAccepted       Type = "loan.accepted"
+	TypeRepaymentCollected Type = "repayment.collected"
 )
 
 // Types are the record types a device may submit.
@@ -37,6 +43,9 @@ var Types = []Type{
 	TypeSaleRecorded,
 	TypeConsentGranted,
 	TypeConsentRevoked,
+	TypeLoanApplied,
+	TypeLoanAccepted,
+	TypeRepaymentCollected,
 }
 
 // KnownType reports whether t is one of Types.
