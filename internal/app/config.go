@@ -73,6 +73,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.MobileAPI.RegisterFlags(fs, "mobile.")
 	c.Media.RegisterFlags(fs, "media.")
 	c.Erasure.RegisterFlags(fs, "erasure.")
+	c.Lending.RegisterFlags(fs, "lending.")
 	c.Identity.RegisterFlags(fs, "identity.")
 }
 

@@ -256,11 +256,20 @@ func (a *App) initConsent() (Service, error) {
 }
 
 func (a *App) initLending() (Service, error) {
-	svc, err := lending.New(a.cfg.Lending, lending.Deps{Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Logger: a.logger.With("module", Lending)})
+	admin, err := a.adminGroup()
 	if err != nil {
 		return nil, err
 	}
-	svc.Routes(httpserver.Router{Bank: a.bankAPI})
+	svc, err := lending.New(a.cfg.Lending, lending.Deps{
+		Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Journal: a.journal, JS: a.js, Consumer: a.consumer,
+		Logger: a.logger.With("module", Lending),
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The OpenAPI document is public (Public has no key check); every
+	// other route is a bank's.
+	svc.Routes(httpserver.Router{Bank: a.bankAPI, Public: a.server.Echo.Group("/bank/v1"), Admin: admin})
 	return svc, nil
 }
 
