@@ -936,4 +936,3 @@ func (s *Service) loanEvents(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, map[string]any{"events": evs})
 }
-

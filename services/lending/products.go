@@ -197,4 +197,3 @@ func checkAmount(p *Product, m Money, field string) []apperr.FieldError {
 
 // finances reports whether crop is one of the product's.
 func (p *Product) finances(crop string) bool { return slices.Contains(p.Crops, crop) }
-

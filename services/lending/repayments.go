@@ -364,4 +364,3 @@ func (s *Service) listRepayments(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, map[string]any{"repayments": out})
 }
-

@@ -101,7 +101,9 @@ func TestFactorDirections(t *testing.T) {
 		{"RepaidLoansRaise", func(ev *scorecard.Evidence) {
 			ev.Loans = []scorecard.PastLoan{{LoanID: "l1", Repaid: true}, {LoanID: "l2", Repaid: true}}
 		}, "repayment", true},
-		{"ArrearsLower", func(ev *scorecard.Evidence) { ev.Loans = []scorecard.PastLoan{{LoanID: "l1", Repaid: true, MaxDPD: 45}} }, "repayment", false},
+		{"ArrearsLower", func(ev *scorecard.Evidence) {
+			ev.Loans = []scorecard.PastLoan{{LoanID: "l1", Repaid: true, MaxDPD: 45}}
+		}, "repayment", false},
 		{"WriteOffLowers", func(ev *scorecard.Evidence) {
 			ev.Loans = []scorecard.PastLoan{{LoanID: "l1", Repaid: true}, {LoanID: "l2", WrittenOff: true}}
 		}, "repayment", false},
