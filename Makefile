@@ -9,7 +9,7 @@ PKGS    := ./...
 
 ## run: set up if needed, then start every module with embedded NATS and demo data
 run: setup build
-	./$(BIN) up -demo -log.format=text
+	./$(BIN) up -demo -webhooks.development -log.format=text
 
 ## test: set up if needed, vet, then the whole suite (real Postgres, in-process NATS, and a real
 ## Fabric network brought up once for the tests against real peers; see scripts/test.sh)

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"strings"
 
+	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/identity"
 
 	"github.com/tani-platform/tani/ledger"
@@ -23,6 +24,7 @@ import (
 	"github.com/tani-platform/tani/services/ingest"
 	"github.com/tani-platform/tani/services/lending"
 	"github.com/tani-platform/tani/services/marketplace"
+	"github.com/tani-platform/tani/services/webhooks"
 )
 
 // Config is the whole configuration of a Tani process. Every component
@@ -51,6 +53,8 @@ type Config struct {
 	Identity     identity.Config
 	Lending      lending.Config
 	Marketplace  marketplace.Config
+	Events       events.Config
+	Webhooks     webhooks.Config
 }
 
 // RegisterFlags registers every flag of every component.
@@ -75,6 +79,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Erasure.RegisterFlags(fs, "erasure.")
 	c.Lending.RegisterFlags(fs, "lending.")
 	c.Identity.RegisterFlags(fs, "identity.")
+	c.Events.RegisterFlags(fs, "events.")
+	c.Webhooks.RegisterFlags(fs, "webhooks.")
 }
 
 // Targets returns the requested targets.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/identity"
 
 	"github.com/tani-platform/tani/internal/apperr"
@@ -27,6 +28,7 @@ import (
 	"github.com/tani-platform/tani/services/ingest"
 	"github.com/tani-platform/tani/services/lending"
 	"github.com/tani-platform/tani/services/marketplace"
+	"github.com/tani-platform/tani/services/webhooks"
 )
 
 func (a *App) initServer() (Service, error) {
@@ -247,6 +249,32 @@ func (a *App) initIdentity() (Service, error) {
 	a.bankAPI = a.server.Echo.Group("/bank/v1", dir.Require(identity.Bank))
 	a.distributorAPI = a.server.Echo.Group("/distributor/v1", dir.Require(identity.Distributor))
 	return dir, nil
+}
+
+// initEvents runs the outbox relay (internal/events): every process
+// running the module tries each pass, one publishes.
+func (a *App) initEvents() (Service, error) {
+	return events.NewRelay(a.cfg.Events, events.Deps{Pool: a.pool, JS: a.js, Logger: a.logger.With("module", Events), Registry: a.registry})
+}
+
+func (a *App) initWebhooks() (Service, error) {
+	admin, err := a.adminGroup()
+	if err != nil {
+		return nil, err
+	}
+	piiKeys, err := a.piiKeys()
+	if err != nil {
+		return nil, err
+	}
+	svc, err := webhooks.New(a.cfg.Webhooks, webhooks.Deps{
+		Pool: a.pool, JS: a.js, Gate: a.gate, PII: piiKeys, Logger: a.logger.With("module", Webhooks),
+		Consumer: a.consumer, Registry: a.registry, Retention: a.cfg.Events.Retention,
+	})
+	if err != nil {
+		return nil, err
+	}
+	svc.Routes(httpserver.Router{Bank: a.bankAPI, Distributor: a.distributorAPI, Admin: admin})
+	return svc, nil
 }
 
 // initConsent provides the consent gate; it has nothing to run.

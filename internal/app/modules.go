@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/identity"
 	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/ledger"
@@ -15,6 +16,7 @@ import (
 	"github.com/tani-platform/tani/services/erasure"
 	"github.com/tani-platform/tani/services/ingest"
 	"github.com/tani-platform/tani/services/lending"
+	"github.com/tani-platform/tani/services/webhooks"
 )
 
 // Module names. All is an aggregate: it has no service of its own.
@@ -42,6 +44,14 @@ const (
 	Consent  = "consent"
 	All      = "all"
 )
+
+// Events relays the outbox of events for organizations (internal/events)
+// to JetStream.
+const Events = "events"
+
+// Webhooks fans events out to organizations' endpoints as Standard
+// Webhooks (services/webhooks).
+const Webhooks = "webhooks"
 
 // Erasure takes operators' requests to forget a farmer; every owner of
 // farmer data (mobile-api, ingest, attest) erases its own.
@@ -91,13 +101,15 @@ var modules = map[string]module{
 	Marketplace:  {deps: []string{Postgres, PostgresRead, Server, Identity, Consent}, init: (*App).initMarketplace},
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
 	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure, migrations: []postgres.Migrations{erasure.Migrations}},
-	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor, Erasure}},
+	Events:       {deps: []string{Postgres, NATS}, init: (*App).initEvents, migrations: []postgres.Migrations{events.Migrations}},
+	Webhooks:     {deps: []string{Postgres, NATS, Server, Identity, Consent, Events}, init: (*App).initWebhooks, migrations: []postgres.Migrations{webhooks.Migrations}},
+	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor, Erasure, Events, Webhooks}},
 }
 
 // migrationOrder is the order in which modules' schemas are applied (a
 // schema may refer to one before it). TestMigrationOrder checks that it
 // names every module that declares migrations.
-var migrationOrder = []string{Ledger, Identity, MobileAPI, Ingest, Consent, Attest, Erasure, Lending, Postgres}
+var migrationOrder = []string{Ledger, Identity, MobileAPI, Ingest, Consent, Attest, Erasure, Events, Webhooks, Lending, Postgres}
 
 // ModuleNames lists the modules a target may name.
 func ModuleNames() []string {
