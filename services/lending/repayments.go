@@ -203,6 +203,7 @@ func (s *Service) applyRepayments(ctx context.Context, tx pgx.Tx, org, actor str
 	}
 	var evs []loanEvent
 	var paidIDs []string
+	filled := fill(results, loans)
 	var paidAmounts []int64
 	for id := range touched {
 		l := loans[id]
@@ -227,7 +228,10 @@ func (s *Service) applyRepayments(ctx context.Context, tx pgx.Tx, org, actor str
 			return nil, nil, fmt.Errorf("update %d balances: %w", len(paidIDs), err)
 		}
 	}
-	return fill(results, loans), evs, nil
+	if err := recordRepaymentEvents(ctx, tx, filled, loans, now); err != nil {
+		return nil, nil, err
+	}
+	return filled, evs, nil
 }
 
 // fill adds each applied or duplicate result's loan state and balance.

@@ -140,6 +140,13 @@ func (s *Service) transition(ctx context.Context, tx pgx.Tx, l *loan, m move) (l
 	}
 	l.State = to
 	l.UpdatedAt = at
+	var dpd *int
+	if v, ok := details["days_past_due"].(int); ok {
+		dpd = &v
+	}
+	if err := recordStateEvent(ctx, tx, l, fromPtr, kind, at, dpd); err != nil {
+		return loanEvent{}, fmt.Errorf("loan %s event: %w", l.ID, err)
+	}
 	return loanEvent{LoanID: l.ID, Revision: l.Revision, Kind: kind, Payload: payload, At: at}, nil
 }
 
