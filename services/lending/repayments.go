@@ -203,7 +203,6 @@ func (s *Service) applyRepayments(ctx context.Context, tx pgx.Tx, org, actor str
 	}
 	var evs []loanEvent
 	var paidIDs []string
-	filled := fill(results, loans)
 	var paidAmounts []int64
 	for id := range touched {
 		l := loans[id]
@@ -228,6 +227,7 @@ func (s *Service) applyRepayments(ctx context.Context, tx pgx.Tx, org, actor str
 			return nil, nil, fmt.Errorf("update %d balances: %w", len(paidIDs), err)
 		}
 	}
+	filled := fill(results, loans)
 	if err := recordRepaymentEvents(ctx, tx, filled, loans, now); err != nil {
 		return nil, nil, err
 	}
