@@ -288,9 +288,15 @@ func (a *App) initLending() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The banks' API document: lending's, with the webhooks endpoints and
+	// the event catalogue banks may subscribe to.
+	doc, err := webhooks.MergeOpenAPI(lending.OpenAPI(), webhooks.BankPrefix, identity.Bank)
+	if err != nil {
+		return nil, err
+	}
 	svc, err := lending.New(a.cfg.Lending, lending.Deps{
 		Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Journal: a.journal, JS: a.js, Consumer: a.consumer,
-		Logger: a.logger.With("module", Lending),
+		Logger: a.logger.With("module", Lending), Document: doc,
 	})
 	if err != nil {
 		return nil, err

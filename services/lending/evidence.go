@@ -95,9 +95,11 @@ type pastLoan struct {
 }
 
 type identityFact struct {
-	Name, Village, Gender string
-	BirthYear             int
-	CapturedAt            time.Time
+	Name       string    `json:"name"`
+	Village    string    `json:"village"`
+	Gender     string    `json:"gender"`
+	BirthYear  int       `json:"birth_year"`
+	CapturedAt time.Time `json:"captured_at"`
 }
 
 // farmerData is what one gated read saw of one farmer: the facts of the

@@ -72,6 +72,10 @@ type Deps struct {
 	// Now is the clock (servicing, offers, days past due); nil is
 	// time.Now. Tests move it forward to let loans fall due.
 	Now func() time.Time
+	// Document is the OpenAPI document served at /bank/v1/openapi.json:
+	// OpenAPI() with what other modules mount under /bank/v1 merged in by
+	// the composition root (webhooks). Nil serves OpenAPI() alone.
+	Document []byte
 }
 
 // Service is the lending module.
@@ -87,6 +91,7 @@ type Service struct {
 	model     *scorecard.Model
 	validator *validate.Validator
 	consumer  *natsbus.Consumer
+	document  []byte
 }
 
 // New wires the service; it validates and does no I/O.
@@ -109,7 +114,10 @@ func New(cfg Config, d Deps) (*Service, error) {
 		now = time.Now
 	}
 	s := &Service{cfg: cfg, pool: d.Pool, readPool: read, gate: d.Gate, journal: d.Journal, vouchers: d.Vouchers,
-		logger: d.Logger, now: now, model: scorecard.V1(), validator: validate.New()}
+		logger: d.Logger, now: now, model: scorecard.V1(), validator: validate.New(), document: d.Document}
+	if s.document == nil {
+		s.document = OpenAPI()
+	}
 	if d.JS != nil {
 		s.consumer = natsbus.NewConsumer(natsbus.ConsumerConfig{
 			Stream:  natsbus.StreamFarm,

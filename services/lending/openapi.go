@@ -8,8 +8,9 @@ import (
 )
 
 // openAPI is the hand-written OpenAPI 3 document of the banks' API
-// (/bank/v1). A test holds it to every route mounted under /bank/v1 —
-// lending's and any other module's — both ways.
+// (/bank/v1). The document served (Deps.Document) is it with the other
+// modules' parts merged in; a test holds that to every route mounted under
+// /bank/v1, both ways.
 //
 //go:embed openapi.json
 var openAPI []byte
@@ -18,5 +19,5 @@ var openAPI []byte
 func OpenAPI() []byte { return openAPI }
 
 func (s *Service) openapi(c echo.Context) error {
-	return c.Blob(http.StatusOK, "application/json", openAPI)
+	return c.Blob(http.StatusOK, "application/json", s.document)
 }
