@@ -173,6 +173,7 @@ func (s *Service) Routes(r httpserver.Router) {
 	agent.GET("/records/:id", s.recordStatus)
 	agent.GET("/farmers", s.farmers)
 	agent.GET("/tasks", s.tasks)
+	agent.GET("/farmers/:id/loans", s.farmerLoans)
 
 	admin.POST("/agents", s.createAgent)
 	admin.POST("/assignments", s.createAssignment)

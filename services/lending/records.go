@@ -107,8 +107,8 @@ func outcome(ctx context.Context, tx pgx.Tx, r *loanRecord, applied bool, reason
 	if reason != "" {
 		why = &reason
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO lending.record_outcomes (record_id, type, loan_id, applied, reason) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-		r.RecordID, r.Type, r.LoanID, applied, why)
+	_, err := tx.Exec(ctx, `INSERT INTO lending.record_outcomes (record_id, type, loan_id, farmer_id, applied, reason) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+		r.RecordID, r.Type, r.LoanID, r.FarmerID, applied, why)
 	if err != nil {
 		return fmt.Errorf("outcome of record %s: %w", r.RecordID, err)
 	}

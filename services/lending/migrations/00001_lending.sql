@@ -211,6 +211,7 @@ CREATE TABLE lending.record_outcomes (
     record_id  uuid PRIMARY KEY,
     type       text        NOT NULL,
     loan_id    uuid        NOT NULL,
+    farmer_id  uuid        NOT NULL,
     applied    boolean     NOT NULL,
     reason     text,
     at         timestamptz NOT NULL DEFAULT now()
@@ -228,6 +229,11 @@ CREATE VIEW lending.farmer_loans AS
            l.principal, l.fee, l.interest, l.total_due, coalesce(l.total_due - l.paid, 0) AS balance, l.due_on,
            l.terms_sha256, l.offer_expires_at, l.updated_at
     FROM lending.loans l;
+
+-- loan_record_refusals: the agents' loan records lending could not apply,
+-- with why, for mobile-api to show the agent.
+CREATE VIEW lending.loan_record_refusals AS
+    SELECT record_id, type, loan_id, farmer_id, reason, at FROM lending.record_outcomes WHERE NOT applied;
 
 -- +goose Down
 DROP SCHEMA lending CASCADE;
