@@ -201,6 +201,10 @@ func (s *Service) applyRepayments(ctx context.Context, tx pgx.Tx, org, actor str
 		newIDs, newLoans, newRefs, newAmounts, newCurrencies, newDates, newChannels, newRecords, now); err != nil {
 		return nil, nil, fmt.Errorf("store %d repayments: %w", len(newIDs), err)
 	}
+	// Told in order: the repayments, then a loan repaid by them.
+	if err := recordRepaymentEvents(ctx, tx, fill(results, loans), loans, now); err != nil {
+		return nil, nil, err
+	}
 	var evs []loanEvent
 	var paidIDs []string
 	var paidAmounts []int64
@@ -227,11 +231,7 @@ func (s *Service) applyRepayments(ctx context.Context, tx pgx.Tx, org, actor str
 			return nil, nil, fmt.Errorf("update %d balances: %w", len(paidIDs), err)
 		}
 	}
-	filled := fill(results, loans)
-	if err := recordRepaymentEvents(ctx, tx, filled, loans, now); err != nil {
-		return nil, nil, err
-	}
-	return filled, evs, nil
+	return fill(results, loans), evs, nil
 }
 
 // fill adds each applied or duplicate result's loan state and balance.
