@@ -2,8 +2,11 @@ package lending
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,19 +32,77 @@ type scoreRow struct {
 // scorePayload is the journaled record of a score: which model (version
 // and file digest) scored which farmer for which bank and product, what it
 // concluded, and the journal leaves of the evidence it saw, so that a
-// dispute can prove what the decision rested on.
+// dispute can prove what the decision rested on. The factors' reasoning
+// and sources are not repeated: the model's digest names the file that
+// holds them, byte for byte.
 type scorePayload struct {
-	Format         string           `json:"format"`
-	ScoreID        string           `json:"score_id"`
-	OrganizationID string           `json:"organization_id"`
-	FarmerID       string           `json:"farmer_id"`
-	ProductID      string           `json:"product_id"`
-	LoanID         *string          `json:"loan_id"`
-	Purpose        string           `json:"purpose"`
-	Amount         int64            `json:"amount"`
-	ComputedAt     time.Time        `json:"computed_at"`
-	Result         scorecard.Result `json:"result"`
-	EvidenceLeaves []int64          `json:"evidence_leaves"`
+	Format         string         `json:"format"`
+	ScoreID        string         `json:"score_id"`
+	OrganizationID string         `json:"organization_id"`
+	FarmerID       string         `json:"farmer_id"`
+	ProductID      string         `json:"product_id"`
+	LoanID         *string        `json:"loan_id"`
+	Purpose        string         `json:"purpose"`
+	Amount         int64          `json:"amount"`
+	ComputedAt     time.Time      `json:"computed_at"`
+	Result         journaledScore `json:"result"`
+	EvidenceLeaves []int64        `json:"evidence_leaves"`
+}
+
+// journaledScore is a scorecard.Result without its explanatory texts.
+type journaledScore struct {
+	Model           string                `json:"model"`
+	ModelSHA256     string                `json:"model_sha256"`
+	Score           int                   `json:"score"`
+	Band            string                `json:"band"`
+	PD              float64               `json:"pd"`
+	Limit           int64                 `json:"limit"`
+	Currency        string                `json:"currency"`
+	ExpectedRevenue int64                 `json:"expected_revenue"`
+	VerifiedRevenue int64                 `json:"verified_revenue"`
+	LTV             float64               `json:"ltv"`
+	BandMultiplier  float64               `json:"band_multiplier"`
+	Confidence      float64               `json:"confidence"`
+	Plots           []scorecard.PlotLimit `json:"plots"`
+	LimitNotes      []string              `json:"limit_notes"`
+	Factors         []journaledFactor     `json:"factors"`
+	Reasons         []journaledReason     `json:"adverse_reasons"`
+	Hints           []journaledHint       `json:"hints"`
+}
+
+type journaledFactor struct {
+	Name   string   `json:"name"`
+	Value  *float64 `json:"value"`
+	Points float64  `json:"points"`
+}
+
+type journaledReason struct {
+	Code     string          `json:"code"`
+	Effect   float64         `json:"effect_points"`
+	Evidence []scorecard.Ref `json:"evidence"`
+}
+
+type journaledHint struct {
+	Action string `json:"action"`
+	PlotID string `json:"plot_id"`
+	Limit  int64  `json:"limit"`
+	Score  int    `json:"score"`
+}
+
+func journaled(r scorecard.Result) journaledScore {
+	j := journaledScore{Model: r.Model, ModelSHA256: r.ModelDigest, Score: r.Score, Band: r.Band, PD: r.PD, Limit: r.Limit, Currency: r.Currency,
+		ExpectedRevenue: r.ExpectedRevenue, VerifiedRevenue: r.VerifiedRevenue, LTV: r.LTV, BandMultiplier: r.BandMultiplier, Confidence: r.Confidence,
+		Plots: r.Plots, LimitNotes: r.LimitNotes, Factors: []journaledFactor{}, Reasons: []journaledReason{}, Hints: []journaledHint{}}
+	for _, f := range r.Factors {
+		j.Factors = append(j.Factors, journaledFactor{Name: f.Name, Value: f.Value, Points: f.Points})
+	}
+	for _, a := range r.Reasons {
+		j.Reasons = append(j.Reasons, journaledReason{Code: a.Code, Effect: a.Effect, Evidence: a.Evidence})
+	}
+	for _, h := range r.Hints {
+		j.Hints = append(j.Hints, journaledHint{Action: h.Action, PlotID: h.PlotID, Limit: h.Limit, Score: h.Score})
+	}
+	return j
 }
 
 // ScoreView is a score as the API shows it.
@@ -88,8 +149,11 @@ func (s *Service) newScores(ctx context.Context, tx pgx.Tx, org string, ds []*fa
 			}
 		}
 		id := uuid.NewString()
-		payload, err := canonical(scorePayload{Format: "tani.credit-score/v1", ScoreID: id, OrganizationID: org, FarmerID: d.FarmerID, ProductID: p.ID,
-			LoanID: loanID, Purpose: purpose, Amount: amount, ComputedAt: at, Result: res, EvidenceLeaves: leaves})
+		// Deterministic JSON (a struct marshals its fields in order); the
+		// journal commits to these exact bytes, which the evidence bundle
+		// carries.
+		payload, err := json.Marshal(scorePayload{Format: "tani.credit-score/v1", ScoreID: id, OrganizationID: org, FarmerID: d.FarmerID, ProductID: p.ID,
+			LoanID: loanID, Purpose: purpose, Amount: amount, ComputedAt: at, Result: journaled(res), EvidenceLeaves: leaves})
 		if err != nil {
 			return nil, fmt.Errorf("score of farmer %s: %w", d.FarmerID, err)
 		}
@@ -128,7 +192,7 @@ func (s *Service) journalScores(ctx context.Context, rows []*scoreRow) error {
 		ids[i], leaves[i] = a.RecordID, a.LeafIndex
 		rows[i].LeafIndex = &leaves[i]
 	}
-	if _, err := s.pool.Exec(ctx, `
+	if err := recordLeaves(ctx, s.pool, `
 		UPDATE lending.scores sc SET leaf_index = u.leaf FROM unnest($1::uuid[], $2::bigint[]) AS u(id, leaf)
 		WHERE sc.id = u.id AND sc.leaf_index IS NULL`, ids, leaves); err != nil {
 		return fmt.Errorf("record journal leaves of %d scores: %w", len(rows), err)
@@ -224,8 +288,12 @@ type RescoreResult struct {
 }
 
 // rescoreChunk is how many farmers one gated read and one journal append
-// take.
-const rescoreChunk = 500
+// take; rescoreWorkers how many chunks are in flight at once (a chunk
+// mostly waits on Postgres: commits, the journal's group commit).
+const (
+	rescoreChunk   = 1000
+	rescoreWorkers = 4
+)
 
 // rescore: POST /rescore: scores again, for a product, every farmer with a
 // loan of this bank that is out (disbursed, in arrears, restructured),
@@ -267,52 +335,93 @@ func (s *Service) rescore(c echo.Context) error {
 	return c.JSON(http.StatusOK, res)
 }
 
-// Rescore scores farmers for product on behalf of bank, chunk by chunk:
-// one consent-gate pass, one evidence read and one score insert per
-// chunk, then one journal append per chunk.
+// Rescore scores farmers for product on behalf of bank, chunk by chunk
+// (rescoreWorkers chunks at a time): per chunk, one consent-gate pass,
+// one evidence read and one score insert in one transaction, then one
+// journal append.
 func (s *Service) Rescore(ctx context.Context, bank identity.Principal, product *Product, farmers []string) (*RescoreResult, error) {
 	start := time.Now()
 	res := &RescoreResult{Farmers: len(farmers), Bands: map[string]int{}}
-	for i := 0; i < len(farmers); i += rescoreChunk {
-		chunk := farmers[i:min(i+rescoreChunk, len(farmers))]
-		var scored []*scoreRow
-		var denied int
-		err := s.gate.ReadEach(ctx, bank, consent.Access{Scopes: scoreScopes, Purpose: "portfolio re-scoring"}, chunk,
-			func(ctx context.Context, tx pgx.Tx, allowed map[string]consent.Grant) error {
-				denied = len(chunk) - len(allowed)
-				ids := make([]string, 0, len(allowed))
-				for _, f := range chunk {
-					if _, ok := allowed[f]; ok {
-						ids = append(ids, f)
+	type outcome struct {
+		scored    []*scoreRow
+		denied    int
+		journaled bool
+		err       error
+	}
+	chunks := make(chan []string)
+	outs := make(chan outcome)
+	var wg sync.WaitGroup
+	for range rescoreWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for chunk := range chunks {
+				var o outcome
+				o.err = s.gate.ReadEach(ctx, bank, consent.Access{Scopes: scoreScopes, Purpose: "portfolio re-scoring"}, chunk,
+					func(ctx context.Context, tx pgx.Tx, allowed map[string]consent.Grant) error {
+						o.denied = len(chunk) - len(allowed)
+						ids := make([]string, 0, len(allowed))
+						for _, f := range chunk {
+							if _, ok := allowed[f]; ok {
+								ids = append(ids, f)
+							}
+						}
+						if len(ids) == 0 {
+							return nil
+						}
+						data, err := loadFarmers(ctx, tx, ids, defaultSections)
+						if err != nil {
+							return err
+						}
+						ds := make([]*farmerData, len(ids))
+						for k, f := range ids {
+							ds[k] = data[f]
+						}
+						o.scored, err = s.newScores(ctx, tx, bank.OrganizationID, ds, product, 0, nil, "rescore")
+						return err
+					})
+				if o.err == nil {
+					if err := s.journalScores(ctx, o.scored); err != nil {
+						s.logger.WarnContext(ctx, "re-scoring: scores not journaled yet; the servicing loop retries", "err", err)
+					} else {
+						o.journaled = true
 					}
 				}
-				if len(ids) == 0 {
-					return nil
-				}
-				data, err := loadFarmers(ctx, tx, ids, defaultSections)
-				if err != nil {
-					return err
-				}
-				ds := make([]*farmerData, len(ids))
-				for k, f := range ids {
-					ds[k] = data[f]
-				}
-				scored, err = s.newScores(ctx, tx, bank.OrganizationID, ds, product, 0, nil, "rescore")
-				return err
-			})
-		if err != nil {
-			return nil, err
+				outs <- o
+			}
+		}()
+	}
+	go func() {
+		defer close(chunks)
+		for i := 0; i < len(farmers); i += rescoreChunk {
+			select {
+			case chunks <- farmers[i:min(i+rescoreChunk, len(farmers))]:
+			case <-ctx.Done():
+				return
+			}
 		}
-		res.Denied += denied
-		res.Scored += len(scored)
-		for _, sc := range scored {
+	}()
+	go func() { wg.Wait(); close(outs) }()
+	var errs []error
+	for o := range outs {
+		if o.err != nil {
+			errs = append(errs, o.err)
+			continue
+		}
+		res.Denied += o.denied
+		res.Scored += len(o.scored)
+		for _, sc := range o.scored {
 			res.Bands[sc.Result.Band]++
 		}
-		if err := s.journalScores(ctx, scored); err != nil {
-			s.logger.WarnContext(ctx, "re-scoring: scores not journaled yet; the servicing loop retries", "err", err)
-		} else {
-			res.Journaled += len(scored)
+		if o.journaled {
+			res.Journaled += len(o.scored)
 		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil

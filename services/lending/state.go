@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/ledger"
@@ -179,13 +180,28 @@ func (s *Service) journalEvents(ctx context.Context, evs []loanEvent) error {
 	for i, a := range app {
 		ids[i], revisions[i], leaves[i] = a.RecordID, int32(a.Revision), a.LeafIndex
 	}
-	if _, err := s.pool.Exec(ctx, `
+	if err := recordLeaves(ctx, s.pool, `
 		UPDATE lending.loan_events e SET leaf_index = u.leaf
 		FROM unnest($1::uuid[], $2::int[], $3::bigint[]) AS u(loan, rev, leaf)
 		WHERE e.loan_id = u.loan AND e.revision = u.rev AND e.leaf_index IS NULL`, ids, revisions, leaves); err != nil {
 		return fmt.Errorf("record journal leaves of %d loan events: %w", len(evs), err)
 	}
 	return nil
+}
+
+// recordLeaves runs an update recording where entries landed in the
+// journal without waiting for its commit to be flushed: the leaf index is
+// a cache of what the journal holds, and the append it records is durable
+// already. Lost in a crash, it is recorded again by the servicing loop's
+// sweep, whose append of the same revisions is a no-op returning the same
+// leaves.
+func recordLeaves(ctx context.Context, pool *pgxpool.Pool, sql string, args ...any) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(`SET LOCAL synchronous_commit = off`)
+		b.Queue(sql, args...)
+		return tx.SendBatch(ctx, b).Close()
+	})
 }
 
 // journalAfter journals events of a committed transaction, logging a
