@@ -34,7 +34,8 @@ func (j *Journal) Receipts(ctx context.Context, indexes []int64) (*Checkpoint, [
 	if slices.Min(indexes) < 0 {
 		return nil, nil, apperr.Errorf(apperr.Invalid, "leaf index %d is negative", slices.Min(indexes))
 	}
-	cp, err := j.covering(ctx, last)
+	// One round trip for the checkpoints to choose from and the entries.
+	cp, data, err := j.coveringWithEntries(ctx, last, indexes)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -44,10 +45,6 @@ func (j *Journal) Receipts(ctx context.Context, indexes []int64) (*Checkpoint, [
 	}
 	if signed.Size != uint64(cp.Size) || len(signed.Hash) != tlog.HashSize {
 		return nil, nil, j.halt(ctx, fmt.Errorf("stored checkpoint %d holds a note of size %d", cp.Size, signed.Size))
-	}
-	data, err := j.entryData(ctx, indexes)
-	if err != nil {
-		return nil, nil, err
 	}
 	// tlog asks for exactly the hashes a proof needs: ask once with a
 	// reader that only notes them, read them all in one query, then prove
@@ -110,56 +107,59 @@ func (j *Journal) Receipts(ctx context.Context, indexes []int64) (*Checkpoint, [
 	return cp, out, nil
 }
 
-// covering returns the checkpoint Receipts uses for leaves up to last.
-func (j *Journal) covering(ctx context.Context, last int64) (*Checkpoint, error) {
-	cp, err := scanCheckpoint(j.pool.QueryRow(ctx, "SELECT "+checkpointColumns+
-		" FROM ledger.checkpoints WHERE anchor IS NOT NULL AND size > $1 ORDER BY size DESC LIMIT 1", last))
-	if err == nil {
-		return cp, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("read anchored checkpoint: %w", err)
-	}
-	cp, err = j.LatestCheckpoint(ctx)
-	if err != nil && !apperr.Is(err, apperr.NotFound) {
-		return nil, err
-	}
-	if cp == nil || cp.Size <= last {
-		if cp, err = j.SignCheckpoint(ctx); err != nil {
-			return nil, err
-		}
-	}
-	if cp == nil || cp.Size <= last {
-		return nil, apperr.Errorf(apperr.NotFound, "leaf %d is not in the journal", last)
-	}
-	return cp, nil
-}
-
-// entryData reads the leaf bytes of indexes.
-func (j *Journal) entryData(ctx context.Context, indexes []int64) (map[int64][]byte, error) {
-	rows, err := j.pool.Query(ctx, "SELECT idx, data FROM ledger.entries WHERE idx = ANY($1)", indexes)
-	if err != nil {
-		return nil, fmt.Errorf("read entries: %w", err)
-	}
+// coveringWithEntries returns the checkpoint Receipts uses for leaves up
+// to last — the newest anchored checkpoint covering them, else the newest,
+// signed now if none covers them — and the leaf bytes of indexes, reading
+// both in one round trip.
+func (j *Journal) coveringWithEntries(ctx context.Context, last int64, indexes []int64) (*Checkpoint, map[int64][]byte, error) {
+	var anchored, latest *Checkpoint
 	data := make(map[int64][]byte, len(indexes))
-	for rows.Next() {
-		var idx int64
-		var d []byte
-		if err := rows.Scan(&idx, &d); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read entries: %w", err)
+	b := &pgx.Batch{}
+	scanOne := func(into **Checkpoint) func(pgx.Row) error {
+		return func(row pgx.Row) error {
+			cp, err := scanCheckpoint(row)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			*into = cp
+			return err
 		}
-		data[idx] = d
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read entries: %w", err)
+	b.Queue("SELECT "+checkpointColumns+" FROM ledger.checkpoints WHERE anchor IS NOT NULL AND size > $1 ORDER BY size DESC LIMIT 1", last).QueryRow(scanOne(&anchored))
+	b.Queue("SELECT " + checkpointColumns + " FROM ledger.checkpoints ORDER BY size DESC LIMIT 1").QueryRow(scanOne(&latest))
+	b.Queue("SELECT idx, data FROM ledger.entries WHERE idx = ANY($1)", indexes).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var idx int64
+			var d []byte
+			if err := rows.Scan(&idx, &d); err != nil {
+				return err
+			}
+			data[idx] = d
+		}
+		return rows.Err()
+	})
+	if err := j.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, fmt.Errorf("read checkpoints and entries: %w", err)
 	}
 	for _, idx := range indexes {
 		if _, ok := data[idx]; !ok {
-			return nil, apperr.Errorf(apperr.NotFound, "leaf %d is not in the journal", idx)
+			return nil, nil, apperr.Errorf(apperr.NotFound, "leaf %d is not in the journal", idx)
 		}
 	}
-	return data, nil
+	if anchored != nil {
+		return anchored, data, nil
+	}
+	cp := latest
+	if cp == nil || cp.Size <= last {
+		var err error
+		if cp, err = j.SignCheckpoint(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
+	if cp == nil || cp.Size <= last {
+		return nil, nil, apperr.Errorf(apperr.NotFound, "leaf %d is not in the journal", last)
+	}
+	return cp, data, nil
 }
 
 // Payloads returns the stored payloads of leaves by index: the bytes whose
