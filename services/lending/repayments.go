@@ -192,13 +192,16 @@ func (s *Service) applyRepayments(ctx context.Context, tx pgx.Tx, org, actor str
 	if len(newIDs) == 0 {
 		return fill(results, loans), nil, nil
 	}
+	newOrgs := make([]string, len(newLoans))
+	for i, id := range newLoans {
+		newOrgs[i] = loans[id].OrgID
+	}
 	if _, err := tx.Exec(ctx, `
 		INSERT INTO lending.repayments (id, loan_id, organization_id, payer_reference, amount, currency, paid_on, channel, record_id, received_at)
-		SELECT u.id, u.loan, l.organization_id, u.ref, u.amount, u.currency, u.paid, u.channel, u.record, $9
-		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::date[], $7::text[], $8::uuid[])
-		     AS u(id, loan, ref, amount, currency, paid, channel, record)
-		JOIN lending.loans l ON l.id = u.loan`,
-		newIDs, newLoans, newRefs, newAmounts, newCurrencies, newDates, newChannels, newRecords, now); err != nil {
+		SELECT u.id, u.loan, u.org, u.ref, u.amount, u.currency, u.paid, u.channel, u.record, $10
+		FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[], $6::text[], $7::date[], $8::text[], $9::uuid[])
+		     AS u(id, loan, org, ref, amount, currency, paid, channel, record)`,
+		newIDs, newLoans, newOrgs, newRefs, newAmounts, newCurrencies, newDates, newChannels, newRecords, now); err != nil {
 		return nil, nil, fmt.Errorf("store %d repayments: %w", len(newIDs), err)
 	}
 	// Told in order: the repayments, then a loan repaid by them.

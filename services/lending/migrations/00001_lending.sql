@@ -78,7 +78,7 @@ CREATE TABLE lending.loans (
     created_at            timestamptz NOT NULL DEFAULT now(),
     updated_at            timestamptz NOT NULL DEFAULT now(),
     CHECK (total_due IS NULL OR paid <= total_due)
-);
+) WITH (fillfactor = 80);  -- room for HOT updates: a loan's row changes with every repayment
 CREATE INDEX loans_organization ON lending.loans (organization_id, created_at);
 CREATE INDEX loans_farmer ON lending.loans (farmer_id);
 CREATE INDEX loans_active ON lending.loans (state) WHERE state IN ('offered', 'disbursed', 'in_arrears', 'restructured');
