@@ -57,9 +57,8 @@ func (g *Gate) ReadEach(ctx context.Context, p identity.Principal, a Access, far
 		if keyDenial == "" {
 			rows, err := tx.Query(ctx, `
 				SELECT DISTINCT ON (farmer_id) farmer_id::text, consent_id::text, scopes, expires_at, granted_record_id::text
-				FROM ingest.consent_grants
-				WHERE farmer_id = ANY($1::uuid[]) AND grantee_org_id = $2 AND expires_at > $4
-				  AND (revoked_at IS NULL OR revoked_at > $4) AND scopes @> $3
+				FROM ingest.consent_grants c
+				WHERE farmer_id = ANY($1::uuid[]) AND grantee_org_id = $2 AND `+LiveSQL("c", "$4")+` AND scopes @> $3
 				ORDER BY farmer_id, expires_at DESC`, farmers, p.OrganizationID, scopes, g.now())
 			if err != nil {
 				return fmt.Errorf("consents of %d farmers: %w", len(farmers), err)

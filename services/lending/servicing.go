@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -265,6 +266,24 @@ func (s *Service) retryDecisions(ctx context.Context) error {
 		return fmt.Errorf("applications awaiting a decision: %w", err)
 	}
 	for _, p := range pending {
+		// Ask the gate first whether a read would be allowed (a check that
+		// reads no farmer data and logs nothing), so that a farmer who has
+		// not consented yet does not collect a denied read every pass.
+		var farmer string
+		if err := s.pool.QueryRow(ctx, `SELECT farmer_id::text FROM lending.loans WHERE id = $1`, p[1]).Scan(&farmer); err != nil {
+			return fmt.Errorf("application %s: %w", p[1], err)
+		}
+		checks := make([]consent.Check, len(scoreScopes))
+		for i, sc := range scoreScopes {
+			checks[i] = consent.Check{OrganizationID: p[0], FarmerID: farmer, Scope: sc}
+		}
+		ok, err := s.gate.AllowsAll(ctx, checks)
+		if err != nil {
+			return fmt.Errorf("consent for application %s: %w", p[1], err)
+		}
+		if slices.Contains(ok, false) {
+			continue
+		}
 		s.policyDecision(ctx, p[0], p[1])
 	}
 	return nil
