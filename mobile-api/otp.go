@@ -47,9 +47,15 @@ const otpTTL = 14 * 24 * time.Hour
 func (s *Service) createOTP(c echo.Context) error {
 	var in struct {
 		FarmerID string `json:"farmer_id" validate:"required,uuid"`
+		// LoanID asks for a code that accepts this loan's offer (see
+		// createLoanOTP) rather than a consent code.
+		LoanID string `json:"loan_id,omitempty" validate:"omitempty,uuidlower"`
 	}
 	if err := bind(c, &in); err != nil {
 		return err
+	}
+	if in.LoanID != "" {
+		return s.createLoanOTP(c, in.FarmerID, in.LoanID)
 	}
 	ctx := c.Request().Context()
 	agent := auth.ClaimsOf(c).Subject
@@ -94,7 +100,8 @@ func (s *Service) checkOTP(ctx context.Context, recordID, farmerID, challengeID,
 	var want []byte
 	var expires time.Time
 	var usedBy *string
-	err := s.pool.QueryRow(ctx, `SELECT code_hash, expires_at, used_by::text FROM mobile.otp_challenges WHERE id = $1 AND farmer_id = $2`,
+	// A code sent to accept a loan offer is not a consent code.
+	err := s.pool.QueryRow(ctx, `SELECT code_hash, expires_at, used_by::text FROM mobile.otp_challenges WHERE id = $1 AND farmer_id = $2 AND loan_id IS NULL`,
 		challengeID, farmerID).Scan(&want, &expires, &usedBy)
 	if err == pgx.ErrNoRows {
 		return false, nil

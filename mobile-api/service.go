@@ -187,6 +187,7 @@ func (s *Service) Routes(r httpserver.Router) {
 	agent.GET("/tasks", s.tasks)
 	agent.GET("/consent-requests", s.consentRequests)
 	agent.GET("/farmers/:id/access-log", s.farmerAccessLog)
+	agent.GET("/farmers/:id/loans", s.farmerLoans)
 
 	admin.POST("/agents", s.createAgent)
 	admin.POST("/assignments", s.createAssignment)

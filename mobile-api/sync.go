@@ -221,6 +221,10 @@ func (s *Service) authorize(ctx context.Context, view *agentView, env record.Env
 		}
 		view.otps[consent.OTPChallengeID] = true
 	}
+	switch payload.(type) {
+	case *record.LoanApplied, *record.LoanAccepted, *record.RepaymentCollected:
+		return s.authorizeLoan(ctx, view, env, payload)
+	}
 	return s.checkAnswer(ctx, env, payload)
 }
 
@@ -378,6 +382,8 @@ func rememberIn(ctx context.Context, tx pgx.Tx, agentID string, batch []pending)
 		case *record.FarmerRegistered:
 			newFarmers = append(newFarmers, pl.FarmerID)
 		case *record.ConsentGranted:
+			otps, otpRecords = append(otps, pl.OTPChallengeID), append(otpRecords, p.env.ID)
+		case *record.LoanAccepted:
 			otps, otpRecords = append(otps, pl.OTPChallengeID), append(otpRecords, p.env.ID)
 		}
 	}

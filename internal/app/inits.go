@@ -304,11 +304,26 @@ func (a *App) initConsents() (Service, error) {
 }
 
 func (a *App) initLending() (Service, error) {
-	svc, err := lending.New(a.cfg.Lending, lending.Deps{Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Logger: a.logger.With("module", Lending)})
+	admin, err := a.adminGroup()
 	if err != nil {
 		return nil, err
 	}
-	svc.Routes(httpserver.Router{Bank: a.bankAPI})
+	// The banks' API document: lending's, with the webhooks endpoints and
+	// the event catalogue banks may subscribe to.
+	doc, err := webhooks.MergeOpenAPI(lending.OpenAPI(), webhooks.BankPrefix, identity.Bank)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := lending.New(a.cfg.Lending, lending.Deps{
+		Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Journal: a.journal, JS: a.js, Consumer: a.consumer,
+		Logger: a.logger.With("module", Lending), Document: doc,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The OpenAPI document is public (Public has no key check); every
+	// other route is a bank's.
+	svc.Routes(httpserver.Router{Bank: a.bankAPI, Public: a.server.Echo.Group("/bank/v1"), Admin: admin})
 	return svc, nil
 }
 

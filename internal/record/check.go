@@ -34,6 +34,12 @@ func newPayload(t Type) Payload {
 		return &ConsentRevoked{}
 	case TypeConsentRefused:
 		return &ConsentRefused{}
+	case TypeLoanApplied:
+		return &LoanApplied{}
+	case TypeLoanAccepted:
+		return &LoanAccepted{}
+	case TypeRepaymentCollected:
+		return &RepaymentCollected{}
 	}
 	return nil
 }
@@ -269,6 +275,8 @@ func domainProblems(payload Payload, env Envelope, now time.Time) []apperr.Field
 	case *SaleRecorded:
 		past("sold_on", p.SoldOn)
 		mass("quantity", p.Quantity)
+	case *RepaymentCollected:
+		past("collected_on", p.CollectedOn)
 	case *ConsentGranted:
 		exp, _ := time.Parse(time.RFC3339, p.ExpiresAt)
 		switch captured := env.Captured(); {

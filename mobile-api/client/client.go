@@ -219,6 +219,47 @@ func (c *Client) RequestOTP(ctx context.Context, farmerID string) (string, error
 	return out.ChallengeID, err
 }
 
+// Offer is a loan as the agent's phone sees it (GET
+// /mobile/v1/farmers/{id}/loans, and with a loan code).
+type Offer struct {
+	LoanID         string     `json:"loan_id"`
+	Lender         string     `json:"lender"`
+	State          string     `json:"state"`
+	Currency       string     `json:"currency"`
+	Principal      *int64     `json:"principal"`
+	TotalDue       *int64     `json:"total_due"`
+	Balance        int64      `json:"balance"`
+	DueOn          *string    `json:"due_on"`
+	TermsSHA256    *string    `json:"terms_sha256"`
+	OfferExpiresAt *time.Time `json:"offer_expires_at"`
+	Refusals       []struct {
+		RecordID string `json:"record_id"`
+		Type     string `json:"type"`
+		Reason   string `json:"reason"`
+	} `json:"refusals"`
+}
+
+// RequestLoanOTP sends the farmer a code that accepts the loan's open
+// offer, with the terms in the SMS; it returns the challenge and the offer
+// (whose TermsSHA256 the loan.accepted record names).
+func (c *Client) RequestLoanOTP(ctx context.Context, farmerID, loanID string) (string, Offer, error) {
+	var out struct {
+		ChallengeID string `json:"challenge_id"`
+		Offer       Offer  `json:"offer"`
+	}
+	err := c.authed(ctx, http.MethodPost, "/mobile/v1/otp", map[string]string{"farmer_id": farmerID, "loan_id": loanID}, &out)
+	return out.ChallengeID, out.Offer, err
+}
+
+// FarmerLoans lists an assigned farmer's loans.
+func (c *Client) FarmerLoans(ctx context.Context, farmerID string) ([]Offer, error) {
+	var out struct {
+		Loans []Offer `json:"loans"`
+	}
+	err := c.authed(ctx, http.MethodGet, "/mobile/v1/farmers/"+farmerID+"/loans", nil, &out)
+	return out.Loans, err
+}
+
 // authed calls with the access token, refreshing once on 401.
 func (c *Client) authed(ctx context.Context, method, path string, in, out any) error {
 	c.mu.Lock()

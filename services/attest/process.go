@@ -268,6 +268,14 @@ func provenanceFor(c *Case, at time.Time) []provenance {
 		out = append(out, p("quantity", "self_reported", nil))
 	case record.TypeConsentGranted, record.TypeConsentRevoked, record.TypeConsentRefused:
 		out = append(out, p("consent", "self_reported", nil))
+	case record.TypeLoanApplied:
+		out = append(out, p("application", "self_reported", nil))
+	case record.TypeLoanAccepted:
+		// mobile-api acknowledged it only with the one-time code sent to
+		// the farmer's phone with the offer's terms.
+		out = append(out, p("acceptance", "farmer_otp", nil))
+	case record.TypeRepaymentCollected:
+		out = append(out, p("amount", "self_reported", nil))
 	}
 	return out
 }

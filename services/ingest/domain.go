@@ -161,6 +161,15 @@ func (s *Service) queue(b *pgx.Batch, ev *inserts, it *item, kept *[]*item) erro
 	case *record.ConsentRefused:
 		// No table of its own: ingest.consent_refusals is a view over
 		// submissions, where the record is already stored.
+	case *record.LoanApplied:
+		ev.loans.add(env.ID, string(env.Type), p.FarmerID, p.LoanID, it.agentID, captured)
+		ev.loans.applied(p.ProductID, p.Amount.Amount, p.Amount.Currency, p.Purpose)
+	case *record.LoanAccepted:
+		ev.loans.add(env.ID, string(env.Type), p.FarmerID, p.LoanID, it.agentID, captured)
+		ev.loans.accepted(p.TermsSHA256)
+	case *record.RepaymentCollected:
+		ev.loans.add(env.ID, string(env.Type), p.FarmerID, p.LoanID, it.agentID, captured)
+		ev.loans.collected(p.Amount.Amount, p.Amount.Currency, p.PayerReference, p.CollectedOn)
 	default:
 		return fmt.Errorf("no domain table for %T", it.payload)
 	}
@@ -174,6 +183,36 @@ type inserts struct {
 	inputs   inputRows
 	harvests harvestRows
 	sales    saleRows
+	loans    loanRows
+}
+
+// loanRows are loan records: the common columns with add, then the
+// type's own with applied, accepted or collected (the others NULL).
+type loanRows struct {
+	ids, types, farmers, loans, agents                             []string
+	captured                                                       []time.Time
+	products, currencies, purposes, terms, references, collectedOn []*string
+	amounts                                                        []*int64
+}
+
+func (r *loanRows) add(id, typ, farmer, loan, agent string, captured time.Time) {
+	r.ids, r.types, r.farmers, r.loans, r.agents = append(r.ids, id), append(r.types, typ), append(r.farmers, farmer), append(r.loans, loan), append(r.agents, agent)
+	r.captured = append(r.captured, captured)
+}
+
+func (r *loanRows) row(product *string, amount *int64, currency, purpose, terms, reference, collected *string) {
+	r.products, r.amounts, r.currencies, r.purposes = append(r.products, product), append(r.amounts, amount), append(r.currencies, currency), append(r.purposes, purpose)
+	r.terms, r.references, r.collectedOn = append(r.terms, terms), append(r.references, reference), append(r.collectedOn, collected)
+}
+
+func (r *loanRows) applied(product string, amount int64, currency, purpose string) {
+	r.row(&product, &amount, &currency, &purpose, nil, nil, nil)
+}
+
+func (r *loanRows) accepted(terms string) { r.row(nil, nil, nil, nil, &terms, nil, nil) }
+
+func (r *loanRows) collected(amount int64, currency, reference, on string) {
+	r.row(nil, &amount, &currency, nil, nil, &reference, &on)
 }
 
 type cropRows struct{ ids, farmers, plots, crops, varieties, planted, expected []string }
@@ -247,5 +286,14 @@ func (ev *inserts) queue(b *pgx.Batch) {
 			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::float8[], $6::bigint[], $7::text[], $8::date[])
 			ON CONFLICT DO NOTHING`,
 			sl.ids, sl.farmers, sl.buyers, sl.crops, sl.kg, sl.prices, sl.currencies, sl.sold)
+	}
+	if l := ev.loans; len(l.ids) > 0 {
+		b.Queue(`
+			INSERT INTO ingest.loan_records (record_id, type, farmer_id, loan_id, agent_id, captured_at, product_id, amount_minor, currency,
+			                                 purpose, terms_sha256, payer_reference, collected_on)
+			SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::timestamptz[], $7::uuid[], $8::bigint[],
+			                     $9::text[], $10::text[], $11::text[], $12::text[], $13::date[])
+			ON CONFLICT DO NOTHING`,
+			l.ids, l.types, l.farmers, l.loans, l.agents, l.captured, l.products, l.amounts, l.currencies, l.purposes, l.terms, l.references, l.collectedOn)
 	}
 }
