@@ -308,9 +308,9 @@ func (a *App) initLending() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The banks' API document: lending's, with the webhooks endpoints and
-	// the event catalogue banks may subscribe to.
-	doc, err := webhooks.MergeOpenAPI(lending.OpenAPI(), webhooks.BankPrefix, identity.Bank)
+	// The banks' API document: lending's, with identity's, consent's and
+	// the webhooks' routes and the event catalogue banks may subscribe to.
+	doc, err := organizationDocument(lending.OpenAPI(), webhooks.BankPrefix, identity.Bank)
 	if err != nil {
 		return nil, err
 	}
