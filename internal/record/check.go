@@ -32,6 +32,10 @@ func newPayload(t Type) Payload {
 		return &ConsentGranted{}
 	case TypeConsentRevoked:
 		return &ConsentRevoked{}
+	case TypeOrderPlaced:
+		return &OrderPlaced{}
+	case TypeDeliveryConfirmed:
+		return &DeliveryConfirmed{}
 	}
 	return nil
 }
@@ -269,6 +273,15 @@ func domainProblems(payload Payload, env Envelope, now time.Time) []apperr.Field
 			add("expires_at", "must be after captured_at")
 		case exp.After(captured.AddDate(MaxYearsAhead, 0, 0)):
 			add("expires_at", "must be within %d years of captured_at", MaxYearsAhead)
+		}
+	case *OrderPlaced:
+		for _, fp := range orderProblems(p) {
+			add(fp.field, "%s", fp.message)
+		}
+	case *DeliveryConfirmed:
+		past("received_on", p.ReceivedOn)
+		for _, fp := range deliveryProblems(p) {
+			add(fp.field, "%s", fp.message)
 		}
 	}
 	return out

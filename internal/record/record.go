@@ -25,6 +25,9 @@ const (
 	TypeSaleRecorded     Type = "sale.recorded"
 	TypeConsentGranted   Type = "consent.granted"
 	TypeConsentRevoked   Type = "consent.revoked"
+	// Marketplace records (orders.go).
+	TypeOrderPlaced       Type = "order.placed"
+	TypeDeliveryConfirmed Type = "delivery.confirmed"
 )
 
 // Types are the record types a device may submit.
@@ -37,6 +40,8 @@ var Types = []Type{
 	TypeSaleRecorded,
 	TypeConsentGranted,
 	TypeConsentRevoked,
+	TypeOrderPlaced,
+	TypeDeliveryConfirmed,
 }
 
 // KnownType reports whether t is one of Types.
