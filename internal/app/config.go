@@ -74,6 +74,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Media.RegisterFlags(fs, "media.")
 	c.Erasure.RegisterFlags(fs, "erasure.")
 	c.Identity.RegisterFlags(fs, "identity.")
+	c.Marketplace.RegisterFlags(fs, "marketplace.")
 }
 
 // Targets returns the requested targets.

@@ -265,7 +265,10 @@ func (a *App) initLending() (Service, error) {
 }
 
 func (a *App) initMarketplace() (Service, error) {
-	svc, err := marketplace.New(a.cfg.Marketplace, marketplace.Deps{Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Logger: a.logger.With("module", Marketplace)})
+	svc, err := marketplace.New(a.cfg.Marketplace, marketplace.Deps{
+		Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Journal: a.journal, JS: a.js, Consumer: a.consumer,
+		Logger: a.logger.With("module", Marketplace),
+	})
 	if err != nil {
 		return nil, err
 	}

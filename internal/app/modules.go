@@ -14,6 +14,7 @@ import (
 	"github.com/tani-platform/tani/services/attest"
 	"github.com/tani-platform/tani/services/erasure"
 	"github.com/tani-platform/tani/services/ingest"
+	"github.com/tani-platform/tani/services/marketplace"
 )
 
 // Module names. All is an aggregate: it has no service of its own.
@@ -87,7 +88,7 @@ var modules = map[string]module{
 	Attest:       {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initAttest, migrations: []postgres.Migrations{attest.Migrations}},
 	PostgresRead: {deps: []string{Postgres}, init: (*App).initPostgresRead},
 	Lending:      {deps: []string{Postgres, PostgresRead, Server, Identity, Consent}, init: (*App).initLending},
-	Marketplace:  {deps: []string{Postgres, PostgresRead, Server, Identity, Consent}, init: (*App).initMarketplace},
+	Marketplace:  {deps: []string{Postgres, PostgresRead, NATS, Server, Ledger, Identity, Consent}, init: (*App).initMarketplace, migrations: []postgres.Migrations{marketplace.Migrations}},
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
 	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure, migrations: []postgres.Migrations{erasure.Migrations}},
 	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor, Erasure}},
@@ -96,7 +97,7 @@ var modules = map[string]module{
 // migrationOrder is the order in which modules' schemas are applied (a
 // schema may refer to one before it). TestMigrationOrder checks that it
 // names every module that declares migrations.
-var migrationOrder = []string{Ledger, Identity, MobileAPI, Ingest, Consent, Attest, Erasure, Postgres}
+var migrationOrder = []string{Ledger, Identity, MobileAPI, Ingest, Consent, Attest, Erasure, Marketplace, Postgres}
 
 // ModuleNames lists the modules a target may name.
 func ModuleNames() []string {

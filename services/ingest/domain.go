@@ -155,6 +155,10 @@ func (s *Service) queue(b *pgx.Batch, ev *events, it *item, kept *[]*item) error
 			UPDATE ingest.consents SET revoked_at = $3, revoked_record_id = $4, revoke_reason = nullif($5, '')
 			WHERE consent_id = $1 AND farmer_id = $2 AND (revoked_at IS NULL OR revoked_at > $3)`,
 			p.ConsentID, p.FarmerID, captured, env.ID, p.Reason)
+	case *record.OrderPlaced, *record.DeliveryConfirmed:
+		// Marketplace records have no domain table here: the marketplace
+		// projects them once attest verified them (submissions keep the
+		// record itself).
 	default:
 		return fmt.Errorf("no domain table for %T", it.payload)
 	}
