@@ -171,6 +171,9 @@ func (s *Service) decide(ctx context.Context, tx pgx.Tx, fresh []Input) (map[str
 		return nil, nil, nil, err
 	}
 	ev, err := loadEvidence(ctx, tx, fresh, measured)
+	if err == nil {
+		err = loadMarketEvidence(ctx, tx, fresh, ev)
+	}
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -267,6 +270,10 @@ func provenanceFor(c *Case, at time.Time) []provenance {
 		out = append(out, p("quantity", "self_reported", nil))
 	case record.TypeConsentGranted, record.TypeConsentRevoked:
 		out = append(out, p("consent", "self_reported", nil))
+	case record.TypeOrderPlaced:
+		out = append(out, p("items", "self_reported", nil))
+	case record.TypeDeliveryConfirmed:
+		out = append(out, p("items", "self_reported", nil), p("farmer_confirmation", "self_reported", nil))
 	}
 	return out
 }
