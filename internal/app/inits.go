@@ -241,11 +241,18 @@ func (a *App) initIdentity() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir.Routes(httpserver.Router{Admin: admin})
+	a.setDirectory(dir)
 	// The organizations' APIs, shared by the modules that mount routes on
-	// them: every route is authenticated as that kind of organization.
+	// them: every route is authenticated as that kind of organization (an
+	// API key, or a portal user's session cookie with its CSRF token).
 	a.bankAPI = a.server.Echo.Group("/bank/v1", dir.Require(identity.Bank))
 	a.distributorAPI = a.server.Echo.Group("/distributor/v1", dir.Require(identity.Distributor))
+	dir.Routes(httpserver.Router{Admin: admin, Bank: a.bankAPI, Distributor: a.distributorAPI})
+	// Signing in: portal users with a cookie (the marketplace owns the
+	// portal's pages; the form is identity's until it gives a renderer),
+	// operators with a bearer token (outside the guarded admin group).
+	dir.MountSignIn(a.server.Echo.Group("/portal"), nil)
+	a.server.Echo.POST("/admin/v1/auth/login", dir.OperatorSignIn)
 	return dir, nil
 }
 

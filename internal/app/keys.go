@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tani-platform/tani/internal/auth"
+	"github.com/tani-platform/tani/internal/identity"
 	"github.com/tani-platform/tani/internal/keyfile"
 	"github.com/tani-platform/tani/internal/pii"
 	"github.com/tani-platform/tani/internal/postgres"
@@ -41,6 +42,11 @@ type keys struct {
 
 	adminOnce sync.Once
 	admin     *echo.Group
+
+	// directory checks operator users' tokens on /admin/v1: the identity
+	// module's, or one made on first use in a process without it.
+	dirMu     sync.Mutex
+	directory *identity.Directory
 
 	// used are the fingerprints of the shared keys this process loaded,
 	// held against the deployment's once the database is open.
@@ -173,8 +179,35 @@ func (a *App) adminGroup() (*echo.Group, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.keys.adminOnce.Do(func() { a.keys.admin = a.server.Echo.Group("/admin/v1", auth.RequireOperator(token)) })
+	a.keys.adminOnce.Do(func() {
+		a.keys.admin = a.server.Echo.Group("/admin/v1", identity.RequireOperator(token, a.operatorDirectory))
+	})
 	return a.keys.admin, nil
+}
+
+// setDirectory records the identity module's directory.
+func (a *App) setDirectory(d *identity.Directory) {
+	a.keys.dirMu.Lock()
+	defer a.keys.dirMu.Unlock()
+	a.keys.directory = d
+}
+
+// operatorDirectory is the directory that checks operator users' bearer
+// tokens on /admin/v1. A process without the identity module (a split
+// attest, say) still accepts them: the sessions are in Postgres. Without
+// Postgres there is none, and only the bootstrap token works.
+func (a *App) operatorDirectory() *identity.Directory {
+	a.keys.dirMu.Lock()
+	defer a.keys.dirMu.Unlock()
+	if a.keys.directory == nil && a.pool != nil {
+		d, err := identity.New(a.cfg.Identity, identity.Deps{Pool: a.pool, Logger: a.logger.With("module", Identity)})
+		if err != nil {
+			a.logger.Error("operator sessions cannot be checked", "err", err)
+			return nil
+		}
+		a.keys.directory = d
+	}
+	return a.keys.directory
 }
 
 // ledgerPayloadReaders is who may read the journal's payloads (records'
