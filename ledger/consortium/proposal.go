@@ -455,6 +455,10 @@ func (c *Consortium) adopt(config *cb.Config, p *Proposal) error {
 		c.EndorsementPolicy = fabric.MajorityPolicy(c.MSPIDs())
 		c.ChaincodeSequence++
 	}
+	if c.Vouchers.EndorsementPolicy == fabric.MajorityPolicy(before) {
+		c.Vouchers.EndorsementPolicy = fabric.MajorityPolicy(c.MSPIDs())
+		c.Vouchers.ChaincodeSequence++
+	}
 	if err := writeProto(c.artifact(configFile), config); err != nil {
 		return err
 	}

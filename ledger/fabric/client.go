@@ -209,6 +209,25 @@ func (c *Client) TransactionStatus(ctx context.Context, txID string) (*client.St
 	return c.status(ctx, commit)
 }
 
+// Evaluate runs fn of the configured chaincode as a query on one peer,
+// retrying transient failures, and returns its result. It serves any
+// chaincode's client (the vouchers client uses it); the anchor methods
+// above are built on the same calls.
+func (c *Client) Evaluate(ctx context.Context, fn string, args ...string) ([]byte, error) {
+	return c.evaluate(ctx, fn, args...)
+}
+
+// Submit endorses, submits and waits for fn of the configured chaincode,
+// retrying each step only where the gateway's error class says it is safe
+// (see submit), and returns the result and the commit status. recordTxID,
+// when set, learns every transaction ID before anything is sent.
+func (c *Client) Submit(ctx context.Context, fn string, args []string, recordTxID func(txID string) error) ([]byte, *client.Status, error) {
+	return c.submit(ctx, fn, args, recordTxID)
+}
+
+// MSPID is the MSP ID of the identity the client acts as.
+func (c *Client) MSPID() string { return c.cfg.MSPID }
+
 // evaluate runs a query on one peer, retrying transient failures: a query
 // changes nothing, so retrying is always safe.
 func (c *Client) evaluate(ctx context.Context, fn string, args ...string) ([]byte, error) {
