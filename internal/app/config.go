@@ -4,6 +4,7 @@ import (
 	"flag"
 	"strings"
 
+	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/identity"
 
 	"github.com/tani-platform/tani/ledger"
@@ -51,6 +52,7 @@ type Config struct {
 	Identity     identity.Config
 	Lending      lending.Config
 	Marketplace  marketplace.Config
+	Events       events.Config
 }
 
 // RegisterFlags registers every flag of every component.
@@ -75,6 +77,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Erasure.RegisterFlags(fs, "erasure.")
 	c.Identity.RegisterFlags(fs, "identity.")
 	c.Marketplace.RegisterFlags(fs, "marketplace.")
+	c.Events.RegisterFlags(fs, "events.")
 }
 
 // Targets returns the requested targets.

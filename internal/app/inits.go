@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/identity"
 
 	"github.com/tani-platform/tani/internal/apperr"
@@ -254,6 +255,12 @@ func (a *App) initIdentity() (Service, error) {
 	dir.MountSignIn(a.server.Echo.Group("/portal"), nil)
 	a.server.Echo.POST("/admin/v1/auth/login", dir.OperatorSignIn)
 	return dir, nil
+}
+
+// initEvents runs the outbox relay (internal/events): every process
+// running the module tries each pass, one publishes.
+func (a *App) initEvents() (Service, error) {
+	return events.NewRelay(a.cfg.Events, events.Deps{Pool: a.pool, JS: a.js, Logger: a.logger.With("module", Events), Registry: a.registry})
 }
 
 // initConsent provides the consent gate; it has nothing to run.

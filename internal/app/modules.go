@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/identity"
 	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/ledger"
@@ -42,6 +43,10 @@ const (
 	Consent  = "consent"
 	All      = "all"
 )
+
+// Events relays the outbox of events for organizations (internal/events)
+// to JetStream.
+const Events = "events"
 
 // Erasure takes operators' requests to forget a farmer; every owner of
 // farmer data (mobile-api, ingest, attest) erases its own.
@@ -91,13 +96,14 @@ var modules = map[string]module{
 	Marketplace:  {deps: []string{Postgres, PostgresRead, NATS, Server, Ledger, Identity, Consent}, init: (*App).initMarketplace, migrations: []postgres.Migrations{marketplace.Migrations}},
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
 	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure, migrations: []postgres.Migrations{erasure.Migrations}},
-	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor, Erasure}},
+	Events:       {deps: []string{Postgres, NATS}, init: (*App).initEvents, migrations: []postgres.Migrations{events.Migrations}},
+	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor, Erasure, Events}},
 }
 
 // migrationOrder is the order in which modules' schemas are applied (a
 // schema may refer to one before it). TestMigrationOrder checks that it
 // names every module that declares migrations.
-var migrationOrder = []string{Ledger, Identity, MobileAPI, Ingest, Consent, Attest, Erasure, Marketplace, Postgres}
+var migrationOrder = []string{Ledger, Identity, MobileAPI, Ingest, Consent, Attest, Erasure, Events, Marketplace, Postgres}
 
 // ModuleNames lists the modules a target may name.
 func ModuleNames() []string {

@@ -102,9 +102,8 @@ func (g *Gate) Read(ctx context.Context, p identity.Principal, a Access, read fu
 		var granted []string
 		err := tx.QueryRow(ctx, `
 			SELECT consent_id::text, scopes, expires_at, granted_record_id::text
-			FROM ingest.consent_grants
-			WHERE farmer_id = $1 AND grantee_org_id = $2 AND expires_at > $4
-			  AND (revoked_at IS NULL OR revoked_at > $4) AND scopes @> $3
+			FROM ingest.consent_grants c
+			WHERE farmer_id = $1 AND grantee_org_id = $2 AND `+LiveSQL("c", "$4")+` AND scopes @> $3
 			ORDER BY expires_at DESC LIMIT 1`, a.FarmerID, p.OrganizationID, scopes, g.now()).
 			Scan(&grant.ConsentID, &granted, &grant.ExpiresAt, &grant.GrantedRecordID)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -129,6 +128,69 @@ func (g *Gate) Read(ctx context.Context, p identity.Principal, a Access, read fu
 		return g.deny(ctx, p, a, denial)
 	}
 	return err
+}
+
+// LiveSQL is the rule that a consent is live, as a SQL condition on the
+// row alias of ingest.consent_grants at the time expression now: not
+// expired and not revoked. Every check of a live consent (Read, Allows,
+// the webhooks' fan-out and polling, which decide in bulk inside their
+// own statements) uses it, so the rule is stated once.
+func LiveSQL(alias, now string) string {
+	return alias + ".expires_at > " + now + " AND (" + alias + ".revoked_at IS NULL OR " + alias + ".revoked_at > " + now + ")"
+}
+
+// Check is one question for AllowsAll: does organization OrganizationID
+// hold a live consent of FarmerID covering Scope?
+type Check struct {
+	OrganizationID string
+	FarmerID       string
+	Scope          Scope
+}
+
+// Allows reports whether organization orgID holds a live consent of
+// farmerID covering scope, now, on the primary. Unlike Read it logs
+// nothing and reads no data: it is for deciding whether to tell an
+// organization that something happened (webhooks re-check it before every
+// delivery attempt), never for serving a farmer's data.
+func (g *Gate) Allows(ctx context.Context, orgID, farmerID string, scope Scope) (bool, error) {
+	ok, err := g.AllowsAll(ctx, []Check{{OrganizationID: orgID, FarmerID: farmerID, Scope: scope}})
+	if err != nil {
+		return false, err
+	}
+	return ok[0], nil
+}
+
+// AllowsAll is Allows for many checks in one query; the answers are in
+// the order of checks. A malformed check (not UUIDs, an unknown scope) is
+// answered false.
+func (g *Gate) AllowsAll(ctx context.Context, checks []Check) ([]bool, error) {
+	out := make([]bool, len(checks))
+	var orgs, farmers, scopes []string
+	var at []int
+	for i, c := range checks {
+		if validate.LowerUUID(c.OrganizationID) && validate.LowerUUID(c.FarmerID) && slices.Contains(validate.ConsentScopes, string(c.Scope)) {
+			orgs, farmers, scopes, at = append(orgs, c.OrganizationID), append(farmers, c.FarmerID), append(scopes, string(c.Scope)), append(at, i)
+		}
+	}
+	if len(at) == 0 {
+		return out, nil
+	}
+	rows, err := g.pool.Query(ctx, `
+		SELECT q.i FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS q(org, farmer, scope, i)
+		WHERE EXISTS (SELECT 1 FROM ingest.consent_grants c
+		              WHERE c.farmer_id = q.farmer AND c.grantee_org_id = q.org AND `+LiveSQL("c", "$4")+` AND c.scopes @> ARRAY[q.scope])`,
+		orgs, farmers, scopes, g.now())
+	if err != nil {
+		return nil, fmt.Errorf("check %d consents: %w", len(at), err)
+	}
+	allowed, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("check %d consents: %w", len(at), err)
+	}
+	for _, i := range allowed {
+		out[at[i-1]] = true
+	}
+	return out, nil
 }
 
 // ReadFor is Read for an echo handler behind identity's Require: the

@@ -126,3 +126,42 @@ func TestGate(t *testing.T) {
 }
 
 func noRead(context.Context, pgx.Tx, consent.Grant) error { return nil }
+
+func TestGate_Allows(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.MustDB(t, identity.Migrations, ingest.Migrations, consent.Migrations)
+	gate := consent.NewGate(pool)
+	bankA, bankB, farmer, other := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
+	past := time.Now().Add(-time.Hour)
+	grant(t, pool, farmer, bankA, []string{"plots", "harvests"}, time.Now().Add(24*time.Hour), nil)
+	grant(t, pool, other, bankA, []string{"plots"}, time.Now().Add(24*time.Hour), &past)
+	grant(t, pool, other, bankB, []string{"plots"}, past, nil)
+	checks := []consent.Check{
+		{bankA, farmer, consent.Plots},    // OK
+		{bankA, farmer, consent.Harvests}, // OK
+		{bankA, farmer, consent.Sales},    // not covered
+		{bankB, farmer, consent.Plots},    // another organization
+		{bankA, other, consent.Plots},     // revoked
+		{bankB, other, consent.Plots},     // expired
+		{bankA, "not-a-uuid", consent.Plots},
+		{bankA, farmer, "everything"},
+	}
+	want := []bool{true, true, false, false, false, false, false, false}
+	got, err := gate.AllowsAll(ctx, checks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("check %d %+v: got %v, want %v", i, checks[i], got[i], want[i])
+		}
+		one, err := gate.Allows(ctx, checks[i].OrganizationID, checks[i].FarmerID, checks[i].Scope)
+		if err != nil || one != want[i] {
+			t.Errorf("Allows %d: got %v (%v), want %v", i, one, err, want[i])
+		}
+	}
+	var logged int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM consent.access_log`).Scan(&logged); err != nil || logged != 0 {
+		t.Errorf("Allows logged %d accesses (%v): it reads no data", logged, err)
+	}
+}

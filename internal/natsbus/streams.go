@@ -17,6 +17,9 @@ const (
 	// StreamErasure holds farmers' erasure requests (ids only, no personal
 	// data), kept until every owner of farmer data has acted on them.
 	StreamErasure = "ERASURE"
+	// StreamEvents holds the events organizations may receive (webhooks),
+	// published from the Postgres outbox by internal/events' relay.
+	StreamEvents = "EVENTS"
 
 	// SubjectSubmittedPrefix + <type>: records accepted by mobile-api.
 	SubjectSubmittedPrefix = "farm.submitted."
@@ -29,6 +32,9 @@ const (
 	// SubjectErasureRequested: a farmer asked to be forgotten (see
 	// internal/forget).
 	SubjectErasureRequested = "erasure.requested"
+	// SubjectEventsPrefix + <event type> (events.consent.revoked): one
+	// outbox event; its message id is the event id.
+	SubjectEventsPrefix = "events."
 )
 
 // Headers ingest sets on farm.ingested, so consumers need not look the
@@ -89,6 +95,19 @@ func Streams(replicas int) []jetstream.StreamConfig {
 			Subjects:    []string{"erasure.>"},
 			Storage:     jetstream.FileStorage,
 			Retention:   jetstream.LimitsPolicy,
+			Duplicates:  DuplicateWindow,
+			Replicas:    replicas,
+		},
+		{
+			// The outbox in Postgres is the durable record (replay and
+			// polling read it); the stream only has to outlast a consumer
+			// that is down, so it keeps what the outbox keeps by default.
+			Name:        StreamEvents,
+			Description: "events for organizations (webhooks), relayed from the Postgres outbox",
+			Subjects:    []string{SubjectEventsPrefix + ">"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      30 * 24 * time.Hour,
 			Duplicates:  DuplicateWindow,
 			Replicas:    replicas,
 		},

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/parallel"
 
 	"github.com/google/uuid"
@@ -453,12 +454,53 @@ func (s *Service) journalRecords(ctx context.Context, decided map[string]*Decisi
 		idx[i], recs[i] = a.LeafIndex, a.RecordID
 		decided[a.RecordID].LeafIndex = &idx[i]
 	}
-	if _, err := s.pool.Exec(ctx, `
-		UPDATE attest.records r SET leaf_index = u.idx, updated_at = now()
-		FROM unnest($1::uuid[], $2::bigint[]) AS u(id, idx) WHERE r.record_id = u.id AND r.leaf_index IS NULL`, recs, idx); err != nil {
+	// The record is attested once it has a receipt: its evidence.attested
+	// event is recorded with its leaf index, in the same transaction.
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			UPDATE attest.records r SET leaf_index = u.idx, updated_at = now()
+			FROM unnest($1::uuid[], $2::bigint[]) AS u(id, idx) WHERE r.record_id = u.id AND r.leaf_index IS NULL
+			RETURNING r.record_id::text, r.type, coalesce(r.farmer_id::text, ''), coalesce(r.plot_id::text, ''), r.leaf_index`, recs, idx)
+		if err != nil {
+			return err
+		}
+		var evs []events.Event
+		now := time.Now().UTC()
+		if err := forEach(rows, func(r pgx.Rows) error {
+			var d EvidenceData
+			if err := r.Scan(&d.RecordID, &d.RecordType, &d.FarmerID, &d.PlotID, &d.LeafIndex); err != nil {
+				return err
+			}
+			scope, ok := events.RecordScope(record.Type(d.RecordType))
+			if !ok || d.FarmerID == "" {
+				return nil // consent records: told by the consent.* events
+			}
+			d.Scope, d.ReceiptPath = string(scope), "/ledger/v1/records/"+d.RecordID+"/receipt"
+			evs = append(evs, events.Event{ID: events.DeriveID(events.EvidenceAttested, d.RecordID), Type: events.EvidenceAttested,
+				FarmerID: d.FarmerID, Scope: scope, OccurredAt: now, Data: d})
+			return nil
+		}); err != nil {
+			return err
+		}
+		return events.RecordAll(ctx, tx, evs)
+	})
+	if err != nil {
 		return fmt.Errorf("store leaf indexes: %w", err)
 	}
 	return nil
+}
+
+// EvidenceData is the data of an evidence.attested event: ids and the
+// receipt's path, never the record's content (the organization reads that
+// through the consent gate).
+type EvidenceData struct {
+	RecordID    string `json:"record_id"`
+	RecordType  string `json:"record_type"`
+	FarmerID    string `json:"farmer_id"`
+	PlotID      string `json:"plot_id,omitempty"`
+	Scope       string `json:"scope"`
+	LeafIndex   int64  `json:"leaf_index"`
+	ReceiptPath string `json:"receipt_path"`
 }
 
 // recordRevisions builds the journal revisions of verified records from

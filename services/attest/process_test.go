@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/identity"
 
 	"github.com/google/uuid"
@@ -41,7 +42,7 @@ func mustEnv(tb testing.TB, rules []attest.Rule) *env {
 // mustEnvJS is mustEnv with a JetStream to announce decisions on.
 func mustEnvJS(tb testing.TB, rules []attest.Rule, js jetstream.JetStream) *env {
 	tb.Helper()
-	pool := pgtest.MustDB(tb, ledger.Migrations, identity.Migrations, mobileapi.Migrations, attest.Migrations)
+	pool := pgtest.MustDB(tb, ledger.Migrations, identity.Migrations, mobileapi.Migrations, attest.Migrations, events.Migrations)
 	j, err := ledger.New(ledger.Config{Origin: "test.tani.local/ledger", DataDir: tb.TempDir(), CheckpointInterval: ledger.DefaultCheckpointInterval}, pool, slog.New(slog.DiscardHandler))
 	if err != nil {
 		tb.Fatal(err)
@@ -208,7 +209,43 @@ func TestProcess_ConsistentFarmIsVerifiedAndJournaled(t *testing.T) {
 		t.Errorf("got area provenance %+v, want gps_walk valid for two seasons", area)
 	}
 
+	t.Run("OK_EvidenceAttestedEvents", func(t *testing.T) {
+		// One evidence.attested per verified record, for the farmer's
+		// consented organizations (no recipient named), ids and the
+		// receipt only.
+		for _, in := range ins {
+			scope, ok := events.RecordScope(in.Env.Type)
+			var n int
+			var data map[string]any
+			var org *string
+			var gotScope, farmer string
+			err := e.pool.QueryRow(ctx, `SELECT count(*) OVER (), data, organization_id::text, scope, farmer_id::text FROM events.outbox
+				WHERE type = 'evidence.attested' AND data->>'record_id' = $1`, in.Env.ID).Scan(&n, &data, &org, &gotScope, &farmer)
+			if !ok {
+				if err == nil {
+					t.Errorf("%s: evidence event for a record without a scope", in.Env.Type)
+				}
+				continue
+			}
+			if err != nil || n != 1 {
+				t.Fatalf("%s: %d evidence events (%v), want 1", in.Env.Type, n, err)
+			}
+			if org != nil || gotScope != string(scope) || farmer != in.Payload.Farmer() || data["receipt_path"] != "/ledger/v1/records/"+in.Env.ID+"/receipt" ||
+				data["leaf_index"] == nil || len(data) > 7 {
+				t.Errorf("%s: event to %v scope %s farmer %s data %v", in.Env.Type, org, gotScope, farmer, data)
+			}
+		}
+	})
 	t.Run("OK_RedeliveryIsANoOp", func(t *testing.T) {
+		var events0 int
+		e.pool.QueryRow(ctx, `SELECT count(*) FROM events.outbox`).Scan(&events0)
+		defer func() {
+			var events1 int
+			e.pool.QueryRow(ctx, `SELECT count(*) FROM events.outbox`).Scan(&events1)
+			if events1 != events0 {
+				t.Errorf("redelivery recorded %d more events", events1-events0)
+			}
+		}()
 		before, _ := e.journal.LatestCheckpoint(ctx)
 		var size int64
 		e.pool.QueryRow(ctx, `SELECT size FROM ledger.tree`).Scan(&size)

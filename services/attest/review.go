@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/identity"
 	"github.com/tani-platform/tani/internal/postgres"
@@ -364,6 +365,9 @@ func (s *Service) transition(ctx context.Context, tx pgx.Tx, reviewID, action st
 	if _, err := tx.Exec(ctx, `UPDATE attest.visits SET state = 'cancelled', closed_at = $2 WHERE review_id = $1 AND state = 'open'`, reviewID, now); err != nil {
 		return fmt.Errorf("close visits of review %s: %w", reviewID, err)
 	}
+	if err := reviewDecided(ctx, tx, reviewID, recordID, to, method, now); err != nil {
+		return err
+	}
 	if status == StatusRejected {
 		for _, table := range []string{"farmers", "plots", "crop_cycles", "harvests", "sales"} {
 			if _, err := tx.Exec(ctx, `DELETE FROM attest.`+table+` WHERE record_id = $1`, recordID); err != nil {
@@ -373,6 +377,37 @@ func (s *Service) transition(ctx context.Context, tx pgx.Tx, reviewID, action st
 		return nil
 	}
 	return s.approvedProvenance(ctx, tx, recordID, rules, method, actor, now)
+}
+
+// ReviewData is the data of a review.decided event.
+type ReviewData struct {
+	ReviewID   string    `json:"review_id"`
+	RecordID   string    `json:"record_id"`
+	RecordType string    `json:"record_type"`
+	FarmerID   string    `json:"farmer_id"`
+	Scope      string    `json:"scope"`
+	Outcome    string    `json:"outcome"` // approved or rejected
+	Method     string    `json:"method"`  // supervisor_review or second_agent_visit
+	DecidedAt  time.Time `json:"decided_at"`
+}
+
+// reviewDecided records, in the transaction of the decision, the
+// review.decided event for the organizations the farmer consented to
+// (covering the record's scope). A review is decided once, so its id names
+// the event. The reason is not in it: a supervisor's words may name people.
+func reviewDecided(ctx context.Context, tx pgx.Tx, reviewID, recordID, to, method string, at time.Time) error {
+	var typ, farmer string
+	if err := tx.QueryRow(ctx, `SELECT type, coalesce(farmer_id::text, '') FROM attest.records WHERE record_id = $1`, recordID).Scan(&typ, &farmer); err != nil {
+		return fmt.Errorf("load record %s: %w", recordID, err)
+	}
+	scope, ok := events.RecordScope(record.Type(typ))
+	if !ok || farmer == "" {
+		return nil
+	}
+	return events.Record(ctx, tx, events.Event{
+		ID: events.DeriveID(events.ReviewDecided, reviewID), Type: events.ReviewDecided, FarmerID: farmer, Scope: scope, OccurredAt: at,
+		Data: ReviewData{ReviewID: reviewID, RecordID: recordID, RecordType: typ, FarmerID: farmer, Scope: string(scope), Outcome: to, Method: method, DecidedAt: at},
+	})
 }
 
 // approvedProvenance records how an approved record's attributes were

@@ -233,6 +233,15 @@ func TestReviews_Reject(t *testing.T) {
 		if status != attest.StatusRejected || decision != 2 || published != 2 || journaled {
 			t.Errorf("got record %s decision %d published %d journaled %v, want rejected decision 2, announced, not journaled", status, decision, published, journaled)
 		}
+		var outcome, reviewID, scope string
+		var n int
+		if err := a.pool.QueryRow(ctx, `SELECT count(*) OVER (), data->>'outcome', data->>'review_id', scope FROM events.outbox
+			WHERE type = 'review.decided' AND data->>'record_id' = $1`, flagged.Env.ID).Scan(&n, &outcome, &reviewID, &scope); err != nil || n != 1 {
+			t.Fatalf("%d review.decided events (%v), want 1", n, err)
+		}
+		if outcome != "rejected" || reviewID != review || scope != "plots" {
+			t.Errorf("review.decided says %s of review %s scope %s, want rejected of %s, plots", outcome, reviewID, scope, review)
+		}
 		var plots int
 		if err := a.pool.QueryRow(ctx, `SELECT count(*) FROM attest.plots WHERE record_id = $1`, flagged.Env.ID).Scan(&plots); err != nil {
 			t.Fatal(err)

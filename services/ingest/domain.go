@@ -25,7 +25,7 @@ import (
 // one per record, in stream order.
 func (s *Service) apply(ctx context.Context, tx pgx.Tx, fresh []*item) ([]*item, error) {
 	b := &pgx.Batch{}
-	var ev events
+	var ev inserts
 	var kept []*item // plot upserts that changed nothing: older capture, or another farmer's plot
 	for _, it := range fresh {
 		if err := s.queue(b, &ev, it, &kept); err != nil {
@@ -35,6 +35,9 @@ func (s *Service) apply(ctx context.Context, tx pgx.Tx, fresh []*item) ([]*item,
 	ev.queue(b)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("apply %d records: %w", len(fresh), err)
+	}
+	if err := consentEvents(ctx, tx, fresh); err != nil {
+		return nil, err
 	}
 	if len(kept) == 0 {
 		return nil, nil
@@ -70,7 +73,7 @@ func (s *Service) apply(ctx context.Context, tx pgx.Tx, fresh []*item) ([]*item,
 }
 
 // queue adds the statements of one record to b, or its row to ev.
-func (s *Service) queue(b *pgx.Batch, ev *events, it *item, kept *[]*item) error {
+func (s *Service) queue(b *pgx.Batch, ev *inserts, it *item, kept *[]*item) error {
 	env, captured := it.env, it.env.Captured()
 	switch p := it.payload.(type) {
 	case *record.FarmerRegistered:
@@ -165,9 +168,9 @@ func (s *Service) queue(b *pgx.Batch, ev *events, it *item, kept *[]*item) error
 	return nil
 }
 
-// events collects the insert-only records of a batch, column by column,
+// inserts collects the insert-only records of a batch, column by column,
 // so that each kind is stored by one statement however big the batch.
-type events struct {
+type inserts struct {
 	crops    cropRows
 	inputs   inputRows
 	harvests harvestRows
@@ -215,7 +218,7 @@ func (r *saleRows) add(id, farmer, buyer, crop string, kg float64, price int64, 
 }
 
 // queue adds one insert per kind that has rows.
-func (ev *events) queue(b *pgx.Batch) {
+func (ev *inserts) queue(b *pgx.Batch) {
 	if c := ev.crops; len(c.ids) > 0 {
 		b.Queue(`
 			INSERT INTO ingest.crop_cycles (record_id, farmer_id, plot_id, crop, variety, planted_on, expected_harvest_on)

@@ -42,12 +42,16 @@ const ConsumerName = "ingest"
 type Config struct {
 	MaxDeliver int
 	MaxBatch   int
+	// ExpiringInterval is how often consents about to expire are looked
+	// for (consent.expiring events).
+	ExpiringInterval time.Duration
 }
 
 // RegisterFlags registers the flags under prefix ("ingest.").
 func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&c.MaxDeliver, prefix+"max-deliver", 10, "deliveries of a failing record before it is dead-lettered")
 	fs.IntVar(&c.MaxBatch, prefix+"max-batch", 256, "most records stored in one transaction (one commit, one fsync)")
+	fs.DurationVar(&c.ExpiringInterval, prefix+"expiring-interval", 10*time.Minute, "how often consents expiring within 7 days are looked for (consent.expiring events)")
 }
 
 // Service is the ingest module.
@@ -105,9 +109,14 @@ func (s *Service) Start(ctx context.Context) error {
 	return s.erasures.Start(ctx)
 }
 
-// Run consumes in batches until ctx is done, and erases farmers who asked
-// to be forgotten.
+// Run consumes in batches until ctx is done, erases farmers who asked to
+// be forgotten, and tells organizations of their consents about to expire.
 func (s *Service) Run(ctx context.Context) error {
+	interval := s.cfg.ExpiringInterval
+	if interval <= 0 {
+		interval = 10 * time.Minute
+	}
+	go expiringLoop(ctx, s.pool, interval, s.logger)
 	return forget.RunWith(ctx, s.erasures, eraser.Handler(s.pool, s.erase, s.logger), func(ctx context.Context) error {
 		return s.consumer.RunBatch(ctx, s.HandleBatch)
 	})
