@@ -279,9 +279,14 @@ func (a *App) initLending() (Service, error) {
 }
 
 func (a *App) initMarketplace() (Service, error) {
+	dir := a.operatorDirectory()
+	if dir == nil {
+		return nil, errors.New("marketplace: no identity directory for the portal's sessions")
+	}
 	svc, err := marketplace.New(a.cfg.Marketplace, marketplace.Deps{
 		Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Journal: a.journal, JS: a.js, Consumer: a.consumer,
 		Logger: a.logger.With("module", Marketplace),
+		Portal: &marketplace.PortalAuth{Require: dir.RequireSession(identity.Distributor), CSRFToken: identity.CSRFToken, SignOutPath: "/portal/sign-out"},
 	})
 	if err != nil {
 		return nil, err

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -210,21 +209,24 @@ func (s *Service) portalRoutes(g *echo.Group) {
 	if s.portal.Mount != nil {
 		s.portal.Mount(g)
 	}
-	pg := g.Group("", s.portal.Require)
-	pg.GET("", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, PortalBase+"/orders") })
-	pg.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, PortalBase+"/orders") })
-	pg.GET("/catalog", s.pageCatalog)
-	pg.POST("/catalog", s.pageAddProduct)
-	pg.POST("/catalog/:id", s.pageUpdateProduct)
-	pg.GET("/orders", s.pageOrders)
-	pg.GET("/orders/:id", s.pageOrder)
-	pg.POST("/orders/:id/accept", s.pageAct(Accept))
-	pg.POST("/orders/:id/reject", s.pageAct(Reject))
-	pg.POST("/orders/:id/ship", s.pageAct(Ship))
-	pg.GET("/deliveries", s.pageDeliveries)
-	pg.GET("/vouchers", s.pageVouchers)
-	pg.GET("/settlements", s.pageSettlements)
-	pg.GET("/demand", s.pageDemand)
+	// Route-level guards: a Group("", mw) would also run mw for every
+	// unknown path under /portal.
+	guard := s.portal.Require
+	home := func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, PortalBase+"/orders") }
+	g.GET("", home, guard)
+	g.GET("/", home, guard)
+	g.GET("/catalog", s.pageCatalog, guard)
+	g.POST("/catalog", s.pageAddProduct, guard)
+	g.POST("/catalog/:id", s.pageUpdateProduct, guard)
+	g.GET("/orders", s.pageOrders, guard)
+	g.GET("/orders/:id", s.pageOrder, guard)
+	g.POST("/orders/:id/accept", s.pageAct(Accept), guard)
+	g.POST("/orders/:id/reject", s.pageAct(Reject), guard)
+	g.POST("/orders/:id/ship", s.pageAct(Ship), guard)
+	g.GET("/deliveries", s.pageDeliveries, guard)
+	g.GET("/vouchers", s.pageVouchers, guard)
+	g.GET("/settlements", s.pageSettlements, guard)
+	g.GET("/demand", s.pageDemand, guard)
 }
 
 func cacheForever(h http.Handler) http.Handler {
@@ -685,5 +687,3 @@ func mapOf(o Outlook) *districtMap {
 	return m
 }
 
-// errPortalUnauthenticated is never shown: Require redirects first.
-var errPortalUnauthenticated = errors.New("portal: no session")
