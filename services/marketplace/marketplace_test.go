@@ -42,14 +42,14 @@ func TestCatalog(t *testing.T) {
 		mut  func(*marketplace.ProductInput)
 		want string
 	}{
-		"ErrNoName":       {func(p *marketplace.ProductInput) { p.Name = "" }, "name"},
-		"ErrCategory":     {func(p *marketplace.ProductInput) { p.Category = "snacks" }, "category"},
-		"ErrCrop":         {func(p *marketplace.ProductInput) { p.Crop = "tulips" }, "crop"},
-		"ErrZeroPrice":    {func(p *marketplace.ProductInput) { p.UnitPrice.Amount = 0 }, "unit_price.amount"},
-		"ErrCurrency":     {func(p *marketplace.ProductInput) { p.UnitPrice.Currency = "XYZ" }, "unit_price.currency"},
-		"ErrNoRegions":    {func(p *marketplace.ProductInput) { p.Regions = nil }, "regions"},
+		"ErrNoName":        {func(p *marketplace.ProductInput) { p.Name = "" }, "name"},
+		"ErrCategory":      {func(p *marketplace.ProductInput) { p.Category = "snacks" }, "category"},
+		"ErrCrop":          {func(p *marketplace.ProductInput) { p.Crop = "tulips" }, "crop"},
+		"ErrZeroPrice":     {func(p *marketplace.ProductInput) { p.UnitPrice.Amount = 0 }, "unit_price.amount"},
+		"ErrCurrency":      {func(p *marketplace.ProductInput) { p.UnitPrice.Currency = "XYZ" }, "unit_price.currency"},
+		"ErrNoRegions":     {func(p *marketplace.ProductInput) { p.Regions = nil }, "regions"},
 		"ErrNegativeStock": {func(p *marketplace.ProductInput) { p.Stock = -1 }, "stock"},
-		"ErrPackSize":     {func(p *marketplace.ProductInput) { p.PackSize = 0 }, "pack_size"},
+		"ErrPackSize":      {func(p *marketplace.ProductInput) { p.PackSize = 0 }, "pack_size"},
 	}
 	for name, tc := range bad {
 		t.Run(name, func(t *testing.T) {
@@ -160,7 +160,9 @@ func TestPlaceOrder_ThroughConsentGate(t *testing.T) {
 		}
 	})
 	e.grant(t, farmer, e.a.OrganizationID, "orders")
-	item := func(id string, q int64) []marketplace.OrderItemInput { return []marketplace.OrderItemInput{{ProductID: id, Quantity: q}} }
+	item := func(id string, q int64) []marketplace.OrderItemInput {
+		return []marketplace.OrderItemInput{{ProductID: id, Quantity: q}}
+	}
 	bad := map[string]struct {
 		in   marketplace.OrderInput
 		want string

@@ -686,4 +686,3 @@ func mapOf(o Outlook) *districtMap {
 	}
 	return m
 }
-
