@@ -93,7 +93,14 @@ func (e *env) count(t *testing.T, sql string, args ...any) int {
 // around (lon, lat) with a verified crop cycle planted on planted.
 func (e *env) verifiedPlot(t *testing.T, farmer, region string, areaHa, lon, lat float64, crop string, planted time.Time) string {
 	t.Helper()
+	return verifiedPlot(t, e.pool, farmer, region, areaHa, lon, lat, crop, planted)
+}
+
+// verifiedPlot stores a verified plot and cycle in pool (see env.verifiedPlot).
+func verifiedPlot(t testing.TB, pool *pgxpool.Pool, farmer, region string, areaHa, lon, lat float64, crop string, planted time.Time) string {
+	t.Helper()
 	ctx := context.Background()
+	e := &env{pool: pool}
 	agent := uuid.NewString()
 	if _, err := e.pool.Exec(ctx, `
 		INSERT INTO attest.farmers (farmer_id, record_id, agent_id, region, national_id_hmac, phone_hmac, captured_at)
@@ -138,7 +145,7 @@ func polygonWKT(lon, lat, d float64) string {
 func ftoa(f float64) string { b, _ := json.Marshal(f); return string(b) }
 
 // verified stores attest's verified decision on a record.
-func (e *env) verified(t *testing.T, recordID, typ, farmer, agent string) {
+func (e *env) verified(t testing.TB, recordID, typ, farmer, agent string) {
 	t.Helper()
 	if _, err := e.pool.Exec(context.Background(), `
 		INSERT INTO attest.records (record_id, type, farmer_id, agent_id, device_id, captured_at, sealed_record, signature_ref, status, leaf_index, decided_at)
