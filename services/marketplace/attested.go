@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/internal/record"
@@ -176,6 +177,11 @@ func (s *Service) projectDelivery(ctx context.Context, rec record.Record, p *rec
 			*rec.Env.Location.Lat, *rec.Env.Location.Lon, p.PhotoHash, leaf, receiptJSON, hex.EncodeToString(sum[:]), voucher, redemption); err != nil {
 			return fmt.Errorf("insert delivery: %w", err)
 		}
+		if err := events.Record(ctx, tx, events.Event{ID: events.DeriveID(events.DeliveryConfirmed, rec.Env.ID), Type: events.DeliveryConfirmed,
+			OrganizationID: org, FarmerID: p.FarmerID, OccurredAt: rec.Env.Captured(),
+			Data: map[string]any{"delivery_id": rec.Env.ID, "order_id": o.ID, "leaf_index": leaf, "voucher_id": o.VoucherID}}); err != nil {
+			return err
+		}
 		complete := true
 		for _, l := range o.Lines {
 			complete = complete && l.Delivered == l.Quantity
@@ -228,9 +234,7 @@ func (s *Service) redeem(ctx context.Context, recordID string) error {
 	tx, rerr := s.vouchers.Redeem(ctx, d.voucher, Redemption{DistributorOrg: d.org, DeliveryID: recordID, LeafIndex: d.leaf, ReceiptSHA256: d.receipt, Region: d.region, Goods: goods})
 	switch {
 	case rerr == nil:
-		_, err = s.pool.Exec(ctx, `UPDATE marketplace.deliveries SET redemption = 'redeemed', redemption_tx = $2, redemption_error = NULL, redeemed_at = $3 WHERE record_id = $1`,
-			recordID, tx, s.now())
-		return err
+		return s.redeemed(ctx, recordID, d.voucher, d.org, tx)
 	case errors.Is(rerr, ErrVoucherRefused):
 		_, err = s.pool.Exec(ctx, `UPDATE marketplace.deliveries SET redemption = 'refused', redemption_error = $2 WHERE record_id = $1`, recordID, rerr.Error())
 		s.logger.WarnContext(ctx, "voucher redemption refused by the chain", "delivery", recordID, "voucher", d.voucher, "err", rerr)
@@ -241,6 +245,33 @@ func (s *Service) redeem(ctx context.Context, recordID string) error {
 	}
 	s.logger.WarnContext(ctx, "voucher redemption failed (retried)", "delivery", recordID, "voucher", d.voucher, "err", rerr)
 	return nil
+}
+
+// redeemed records a redemption the chain committed and tells the
+// distributor and, when the projection already names it, the issuing bank.
+func (s *Service) redeemed(ctx context.Context, recordID, voucher, org, txID string) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		now := s.now()
+		var farmer string
+		if err := tx.QueryRow(ctx, `
+			UPDATE marketplace.deliveries SET redemption = 'redeemed', redemption_tx = $2, redemption_error = NULL, redeemed_at = $3 WHERE record_id = $1
+			RETURNING farmer_id::text`, recordID, txID, now).Scan(&farmer); err != nil {
+			return fmt.Errorf("record redemption of %s: %w", voucher, err)
+		}
+		data := map[string]any{"voucher_id": voucher, "delivery_id": recordID, "tx_id": txID}
+		evs := []events.Event{{ID: events.DeriveID(events.VoucherRedeemed, voucher+":"+org), Type: events.VoucherRedeemed, OrganizationID: org,
+			FarmerID: farmer, OccurredAt: now, Data: data}}
+		var bank *string
+		err := tx.QueryRow(ctx, `SELECT bank_org::text FROM vouchers.voucher_states WHERE id = $1`, voucher).Scan(&bank)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("voucher %s: %w", voucher, err)
+		}
+		if bank != nil {
+			evs = append(evs, events.Event{ID: events.DeriveID(events.VoucherRedeemed, voucher+":"+*bank), Type: events.VoucherRedeemed,
+				OrganizationID: *bank, FarmerID: farmer, OccurredAt: now, Data: data})
+		}
+		return events.RecordAll(ctx, tx, evs)
+	})
 }
 
 // goodsOf sums a delivery's value by input category.

@@ -14,11 +14,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/identity"
 	"github.com/tani-platform/tani/internal/postgres/pgtest"
 	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/ledgertest"
+	"github.com/tani-platform/tani/ledger/vouchers"
 	mobileapi "github.com/tani-platform/tani/mobile-api"
 	"github.com/tani-platform/tani/services/attest"
 	"github.com/tani-platform/tani/services/ingest"
@@ -35,10 +37,10 @@ type env struct {
 
 // mustEnv starts the marketplace on a fresh database with every schema it
 // reads, a journal, and two distributors with API keys.
-func mustEnv(t *testing.T, vouchers marketplace.Vouchers) *env {
+func mustEnv(t *testing.T, redeemer marketplace.Vouchers) *env {
 	t.Helper()
 	pool := pgtest.MustDB(t, ledger.Migrations, identity.Migrations, mobileapi.Migrations, ingest.Migrations, consent.Migrations,
-		attest.Migrations, marketplace.Migrations)
+		attest.Migrations, events.Migrations, vouchers.Migrations, marketplace.Migrations)
 	journal := ledgertest.MustJournal(t)
 	e := &env{pool: pool, journal: journal, now: time.Now().UTC()}
 	for _, p := range []*identity.Principal{&e.a, &e.b} {
@@ -50,7 +52,7 @@ func mustEnv(t *testing.T, vouchers marketplace.Vouchers) *env {
 		}
 	}
 	svc, err := marketplace.New(marketplace.Config{}, marketplace.Deps{Pool: pool, Gate: consent.NewGate(pool), Journal: journal,
-		Logger: slog.New(slog.DiscardHandler), Vouchers: vouchers, Now: func() time.Time { return e.now }})
+		Logger: slog.New(slog.DiscardHandler), Vouchers: redeemer, Now: func() time.Time { return e.now }})
 	if err != nil {
 		t.Fatal(err)
 	}

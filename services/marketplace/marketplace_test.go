@@ -382,6 +382,28 @@ func TestPhoneOrderAndDelivery(t *testing.T) {
 	if err != nil || len(page.Items) != 1 || page.Items[0].VoucherID != voucher {
 		t.Errorf("vouchers = %+v, %v", page, err)
 	}
+	t.Run("Events", func(t *testing.T) {
+		rows, err := e.pool.Query(ctx, `SELECT type, count(*) FROM events.outbox WHERE organization_id = $1 GROUP BY type`, e.a.OrganizationID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int{}
+		for rows.Next() {
+			var typ string
+			var n int
+			rows.Scan(&typ, &n)
+			got[typ] = n
+		}
+		// placed; accepted, shipped, delivered; two deliveries; one
+		// redemption (the second was refused).
+		want := map[string]int{"order.placed": 1, "order.updated": 3, "delivery.confirmed": 2, "voucher.redeemed": 1}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("events to the distributor = %v, want %v", got, want)
+		}
+		if n := e.count(t, `SELECT count(*) FROM events.outbox WHERE organization_id = $1`, e.b.OrganizationID); n != 0 {
+			t.Errorf("%d events went to another distributor", n)
+		}
+	})
 }
 
 func TestBasket(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/identity"
 	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/internal/record"
@@ -268,7 +269,14 @@ func (s *Service) writeRevision(ctx context.Context, tx pgx.Tx, o *Order, rev in
 		o.ID, rev, kind, canonical, by, at); err != nil {
 		return fmt.Errorf("order revision: %w", err)
 	}
-	return nil
+	// The distributor's webhook hears of it from the same transaction.
+	typ := events.OrderUpdated
+	if rev == 1 {
+		typ = events.OrderPlaced
+	}
+	return events.Record(ctx, tx, events.Event{ID: events.DeriveID(typ, fmt.Sprintf("%s:%d", o.ID, rev)), Type: typ, OrganizationID: org,
+		FarmerID: o.FarmerID, OccurredAt: at, Data: map[string]any{"order_id": o.ID, "revision": rev, "status": o.Status, "source": o.Source,
+			"record_id": o.RecordID, "delivery_id": deliveryID}})
 }
 
 // journalOrder journals the order's revisions not journaled yet. A failure
