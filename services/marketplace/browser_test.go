@@ -99,18 +99,33 @@ func count(t *testing.T, ctx context.Context, css string) int {
 	return get(t, ctx, "count "+css, chromedp.Evaluate[int](fmt.Sprintf("document.querySelectorAll(%q).length", css)))
 }
 
+// try runs a read that may meet a page still navigating (a node or an
+// execution context gone): inside polls, its error is retried, not fatal.
+func try[T any](ctx context.Context, a chromedp.Action[T]) (T, error) {
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return chromedp.Run(tctx, a)
+}
+
+// showing reports whether the page shows exactly one element matching css.
+func showing(ctx context.Context, css string) error {
+	n, err := try(ctx, chromedp.Evaluate[int](fmt.Sprintf("document.querySelectorAll(%q).length", css)))
+	if err == nil && n != 1 {
+		err = fmt.Errorf("%d elements match %s, want 1", n, css)
+	}
+	return err
+}
+
 // waitStatus waits until the order page the browser went to shows the
 // order in status want (a click's form post redirects there).
 func waitStatus(t *testing.T, ctx context.Context, want string) {
 	t.Helper()
 	polltest.Eventually(t, 10*time.Second, func() error {
-		if n := count(t, ctx, "#order-status"); n != 1 {
-			return fmt.Errorf("not on an order page")
+		got, err := try(ctx, chromedp.Evaluate[string](`(document.getElementById('order-status') || {}).textContent || ''`))
+		if err == nil && got != want {
+			err = fmt.Errorf("order status %q, want %q", got, want)
 		}
-		if got := get(t, ctx, "status", chromedp.TextContent(chromedp.CSS(`#order-status`))); got != want {
-			return fmt.Errorf("order status %q, want %q", got, want)
-		}
-		return nil
+		return err
 	})
 }
 
@@ -184,13 +199,10 @@ func TestBrowser_DistributorDay(t *testing.T) {
 	s.decided(s.sync(record.TypeOrderPlaced, s.orderPayload(orderID, "cash", "", urea)), "verified")
 	row := fmt.Sprintf(`tr[data-order="%s"]`, orderID)
 	polltest.Eventually(t, 20*time.Second, func() error {
-		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/orders")); err != nil {
+		if _, err := try(ctx, chromedp.Navigate(base+"/orders")); err != nil {
 			return err
 		}
-		if count(t, ctx, row) != 1 {
-			return fmt.Errorf("order not on the page yet")
-		}
-		return nil
+		return showing(ctx, row)
 	})
 	screenshot(t, ctx, shots, "3-order-arrived")
 
@@ -231,13 +243,10 @@ func TestBrowser_DistributorDay(t *testing.T) {
 	s.decided(del, "verified")
 	drow := fmt.Sprintf(`tr[data-delivery="%s"]`, del)
 	polltest.Eventually(t, 20*time.Second, func() error {
-		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/deliveries")); err != nil {
+		if _, err := try(ctx, chromedp.Navigate(base+"/deliveries")); err != nil {
 			return err
 		}
-		if count(t, ctx, drow) != 1 {
-			return fmt.Errorf("delivery not on the page yet")
-		}
-		return nil
+		return showing(ctx, drow)
 	})
 	screenshot(t, ctx, shots, "5-delivery-confirmed")
 	run(t, ctx, "order delivered", chromedp.Navigate(base+"/orders/"+orderID))

@@ -176,3 +176,10 @@ func (e *env) journalRecord(t *testing.T, typ record.Type, lon, lat float64, pay
 	}
 	return id
 }
+
+func productInput(name, category, unit string, size float64) marketplace.ProductInput {
+	return marketplace.ProductInput{SKU: uuid.NewString()[:12], Name: name, Category: category, PackSize: size, PackUnit: unit,
+		UnitPrice: marketplace.Money{Amount: 45000000, Currency: "IDR"}, Regions: []string{"Central Java"}, Stock: 10}
+}
+
+func transition(a string) marketplace.Transition { return marketplace.Transition(a) }
