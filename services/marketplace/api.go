@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -293,8 +294,18 @@ func (s *Service) apiDemand(c echo.Context) error {
 	return c.JSON(http.StatusOK, o)
 }
 
+// apiRefreshDemand recomputes the outlook, at most once a minute: the
+// computation reads every verified plot, and any distributor may ask.
 func (s *Service) apiRefreshDemand(c echo.Context) error {
-	run, err := s.RefreshDemand(c.Request().Context())
+	ctx := c.Request().Context()
+	o, err := s.Demand(ctx, DemandFilter{})
+	if err != nil {
+		return err
+	}
+	if o.Run != nil && s.now().Sub(o.Run.ComputedAt) < time.Minute {
+		return c.JSON(http.StatusOK, o.Run)
+	}
+	run, err := s.RefreshDemand(ctx)
 	if err != nil {
 		return err
 	}

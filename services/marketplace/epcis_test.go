@@ -127,8 +127,11 @@ func mustEPCISSchema(t *testing.T) *jsonschema.Schema {
 
 type ecmaRegexp struct{ re *regexp2.Regexp }
 
-func (r ecmaRegexp) MatchString(s string) bool { ok, err := r.re.MatchString(s); return ok && err == nil }
-func (r ecmaRegexp) String() string            { return r.re.String() }
+func (r ecmaRegexp) MatchString(s string) bool {
+	ok, err := r.re.MatchString(s)
+	return ok && err == nil
+}
+func (r ecmaRegexp) String() string { return r.re.String() }
 
 // TestEPCIS_ValidatesAgainstTheStandardsSchema exports verified deliveries
 // and validates the document against GS1's EPCIS 2.0 JSON schema; a
