@@ -13,6 +13,7 @@ import (
 
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/devnet"
+	"github.com/tani-platform/tani/ledger/vouchers"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
@@ -50,6 +51,7 @@ type App struct {
 	// bankAPI (/bank/v1) and distributorAPI (/distributor/v1) are
 	// authenticated by the identity module.
 	bankAPI, distributorAPI *echo.Group
+	vouchers                *vouchers.Client
 
 	keys keys
 	// migrations are every module's schemas (Migrations), applied by the

@@ -10,6 +10,7 @@ import (
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/anchor"
 	"github.com/tani-platform/tani/ledger/fabric"
+	"github.com/tani-platform/tani/ledger/vouchers"
 
 	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/pii"
@@ -44,6 +45,7 @@ type Config struct {
 	// FabricDevnet is the in-process devnet used when Fabric.Endpoint is empty.
 	FabricDevnet FabricDevnetConfig
 	Anchor       anchor.Config
+	Vouchers     vouchers.Config
 	Ingest       ingest.Config
 	Attest       attest.Config
 	MobileAPI    mobileapi.Config
@@ -70,6 +72,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Fabric.RegisterFlags(fs, "fabric.")
 	c.FabricDevnet.RegisterFlags(fs)
 	c.Anchor.RegisterFlags(fs, "anchor.")
+	c.Vouchers.RegisterFlags(fs, "vouchers.")
 	c.Ingest.RegisterFlags(fs, "ingest.")
 	c.Attest.RegisterFlags(fs, "attest.")
 	c.MobileAPI.RegisterFlags(fs, "mobile.")

@@ -320,7 +320,7 @@ func Init(cfg InitConfig) (*Consortium, error) {
 	if err := writeProto(filepath.Join(cfg.Dir, artifactsDir, configFile), config); err != nil {
 		return nil, err
 	}
-	if err := c.writeProfiles(); err != nil {
+	if err := c.WriteProfiles(); err != nil {
 		return nil, err
 	}
 	return c, c.save()
@@ -587,6 +587,11 @@ func (c *Consortium) AdminPaths(mspID string) (cert, key string) {
 func (c *Consortium) ClientPaths(mspID string) (cert, key string) {
 	msp := filepath.Join(c.orgDir(mspID), "users", "User1", "msp")
 	return filepath.Join(msp, "signcerts", "cert.pem"), filepath.Join(msp, "keystore", "priv_sk")
+}
+
+// ClientMSPDir is an organization client's (User1's) MSP directory.
+func (c *Consortium) ClientMSPDir(mspID string) string {
+	return filepath.Join(c.orgDir(mspID), "users", "User1", "msp")
 }
 
 // AdminTLSPaths are an organization admin's TLS client certificate and

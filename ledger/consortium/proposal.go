@@ -462,7 +462,7 @@ func (c *Consortium) adopt(config *cb.Config, p *Proposal) error {
 	if err := writeProto(c.artifact(configFile), config); err != nil {
 		return err
 	}
-	if err := c.writeProfiles(); err != nil {
+	if err := c.WriteProfiles(); err != nil {
 		return err
 	}
 	return c.save()

@@ -308,7 +308,7 @@ func (c *Client) endorse(ctx context.Context, p *client.Proposal, log *slog.Logg
 		if err == nil {
 			return tx, nil
 		}
-		if !transient(err) || attempt >= c.cfg.Retries {
+		if !(transient(err) || lagging(err)) || attempt >= c.cfg.Retries {
 			return nil, fmt.Errorf("fabric: endorse tx %s: %w", p.TransactionID(), err)
 		}
 		if err := c.wait(ctx, attempt, "endorse", err); err != nil {
@@ -365,6 +365,18 @@ func (c *Client) wait(ctx context.Context, attempt int, what string, cause error
 	case <-t.C:
 		return nil
 	}
+}
+
+// lagging reports whether an endorsement failed after the gateway's first
+// endorser approved: another organization's peer answered differently,
+// which on a healthy network means it has not yet committed the block the
+// first one read (peers commit a block at slightly different moments). The
+// same proposal endorsed again a moment later is safe: nothing was
+// ordered. A chaincode that disagrees for good fails once the retries run
+// out.
+func lagging(err error) bool {
+	s, ok := status.FromError(err)
+	return ok && s.Code() == codes.Aborted && strings.Contains(s.Message(), "failed to collect enough transaction endorsements")
 }
 
 // transient reports whether a gateway error is worth retrying: the peer or

@@ -234,6 +234,10 @@ func (n *Network) Up(ctx context.Context) error {
 	if err := n.writePeerEnv(); err != nil {
 		return err
 	}
+	// Settings written by an older version lack what this one reads.
+	if err := n.C.WriteProfiles(); err != nil {
+		return err
+	}
 	n.log.InfoContext(ctx, "network up", "channel", n.C.Channel, "orgs", n.C.MSPIDs(), "elapsed", time.Since(began).Round(time.Millisecond))
 	return nil
 }

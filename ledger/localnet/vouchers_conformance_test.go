@@ -69,7 +69,8 @@ func TestVoucherConformance(t *testing.T) {
 	}
 	v1, v2 := uuid.NewString(), uuid.NewString()
 	issue1, issue2 := req(v1), req(v2)
-	goodRedeem, badRedeem := redeem("seed"), redeem("tools")
+	goodRedeem, badRedeem, otherRedeem := redeem("seed"), redeem("tools"), redeem("seed")
+	stale := map[string]*client.Transaction{}
 
 	type step struct {
 		name string
@@ -98,7 +99,15 @@ func TestVoucherConformance(t *testing.T) {
 			return submit(t, c.chain, c.as["DistributorMSP"], []string{"DistributorMSP"}, "Redeem", v1, goodRedeem)
 		}},
 		{"Redeem", func(t *testing.T, c voucherChain) outcome {
+			stale[c.name] = endorse(t, c.as["DistributorMSP"], nil, "Redeem", v1, otherRedeem)
 			return submit(t, c.chain, c.as["DistributorMSP"], nil, "Redeem", v1, goodRedeem)
+		}},
+		{"StaleRedemptionInvalid", func(t *testing.T, c voucherChain) outcome {
+			// Endorsed before the redemption above committed, by the
+			// parties its policy then named; submitted after, it is
+			// validated against the voucher's new policy (the bank's),
+			// which the peers check before MVCC.
+			return commit(t, c.chain, stale[c.name])
 		}},
 		{"RedeemAgainRefused", func(t *testing.T, c voucherChain) outcome {
 			return submit(t, c.chain, c.as["DistributorMSP"], nil, "Redeem", v1, goodRedeem)

@@ -296,11 +296,28 @@ func (c *Client) EnsureRegistered(ctx context.Context, admin string, roles map[s
 
 // submit runs fn and decodes the voucher it returns; a contract refusal
 // comes back as the *vcc.Refusal.
+//
+// A transaction invalidated for its endorsements is sent once more as a
+// new proposal: a concurrent change to the same voucher (a second
+// redemption endorsed before the first committed) is invalidated that way
+// — its key-level policy changed under it, which the peers check before
+// MVCC — and the contract then gives the real answer ("already redeemed").
 func (c *Client) submit(ctx context.Context, fc *fabric.Client, fn string, args ...string) (*Voucher, error) {
-	b, st, err := fc.Submit(ctx, fn, args, func(txID string) error {
-		c.logger.DebugContext(ctx, "vouchers transaction", "fn", fn, "tx_id", txID)
-		return nil
-	})
+	var b []byte
+	var st *client.Status
+	var err error
+	for attempt := 0; ; attempt++ {
+		b, st, err = fc.Submit(ctx, fn, args, func(txID string) error {
+			c.logger.DebugContext(ctx, "vouchers transaction", "fn", fn, "tx_id", txID)
+			return nil
+		})
+		var inv *fabric.InvalidatedError
+		if attempt == 0 && errors.As(err, &inv) && inv.Code == peer.TxValidationCode_ENDORSEMENT_POLICY_FAILURE {
+			c.logger.WarnContext(ctx, "vouchers transaction invalidated for its endorsements; trying once more", "fn", fn, "tx_id", inv.TxID)
+			continue
+		}
+		break
+	}
 	if err != nil {
 		return nil, refusalOf(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -184,6 +185,35 @@ func runScenarios(t *testing.T, c chain) {
 		if v := wantState(t, c, r.ID, vouchers.StatusRedeemed); v.Redemption.DeliveryID != first.DeliveryID {
 			t.Errorf("redemption names delivery %s, want the first one %s", v.Redemption.DeliveryID, first.DeliveryID)
 		}
+	})
+
+	t.Run("ErrConcurrentRedemptions", func(t *testing.T) {
+		r := issueRequest(f, later)
+		issue(t, r)
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = c.client.Redeem(ctx, c.dist, r.ID, redeemRequest(f))
+			}()
+		}
+		wg.Wait()
+		won := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !apperr.Is(err, apperr.Conflict) || !strings.Contains(err.Error(), "already redeemed"):
+				t.Errorf("got %v, want one redemption and an already-redeemed conflict", err)
+			}
+		}
+		if won != 1 {
+			t.Errorf("%d concurrent redemptions succeeded (%v), want exactly 1", won, errs)
+		}
+		c.wait(t)
+		wantState(t, c, r.ID, vouchers.StatusRedeemed)
 	})
 
 	t.Run("ErrExpired", func(t *testing.T) {
