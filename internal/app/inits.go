@@ -283,11 +283,17 @@ func (a *App) initMarketplace() (Service, error) {
 	if dir == nil {
 		return nil, errors.New("marketplace: no identity directory for the portal's sessions")
 	}
-	svc, err := marketplace.New(a.cfg.Marketplace, marketplace.Deps{
+	deps := marketplace.Deps{
 		Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Journal: a.journal, JS: a.js, Consumer: a.consumer,
 		Logger: a.logger.With("module", Marketplace),
 		Portal: &marketplace.PortalAuth{Require: dir.RequireSession(identity.Distributor), CSRFToken: identity.CSRFToken, SignOutPath: "/portal/sign-out"},
-	})
+	}
+	if a.vouchers != nil {
+		// Redemptions act as the distributors' MSP; the chain records
+		// the Tani organization inside it.
+		deps.Vouchers = marketplace.ChainVouchers{Client: a.vouchers, MSPID: a.cfg.Marketplace.DistributorMSP}
+	}
+	svc, err := marketplace.New(a.cfg.Marketplace, deps)
 	if err != nil {
 		return nil, err
 	}

@@ -94,7 +94,7 @@ var modules = map[string]module{
 	Attest:       {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initAttest, migrations: []postgres.Migrations{attest.Migrations}},
 	PostgresRead: {deps: []string{Postgres}, init: (*App).initPostgresRead},
 	Lending:      {deps: []string{Postgres, PostgresRead, Server, Identity, Consent}, init: (*App).initLending},
-	Marketplace:  {deps: []string{Postgres, PostgresRead, NATS, Server, Ledger, Identity, Consent}, init: (*App).initMarketplace, migrations: []postgres.Migrations{marketplace.Migrations}},
+	Marketplace:  {deps: []string{Postgres, PostgresRead, NATS, Server, Ledger, Identity, Consent, Vouchers}, init: (*App).initMarketplace, migrations: []postgres.Migrations{marketplace.Migrations}},
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
 	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure, migrations: []postgres.Migrations{erasure.Migrations}},
 	Events:       {deps: []string{Postgres, NATS}, init: (*App).initEvents, migrations: []postgres.Migrations{events.Migrations}},

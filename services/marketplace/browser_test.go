@@ -18,6 +18,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/internal/record"
+	"github.com/tani-platform/tani/ledger/vouchers"
 	"github.com/tani-platform/tani/services/marketplace"
 )
 
@@ -145,7 +146,10 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 // delivery the phone proved, and the demand chart and map render. A form
 // posted without the session's CSRF token is refused.
 func TestBrowser_DistributorDay(t *testing.T) {
-	s := mustScenario(t)
+	// No outlook computed at start: the test refreshes it once it seeded
+	// the plots (a refresh less than a minute after the last one answers
+	// that one).
+	s := mustScenario(t, "-marketplace.demand-interval=0")
 	ctx := mustBrowser(t)
 	shots := artifacts(t)
 	base := s.tani.URL + "/portal"
@@ -194,9 +198,16 @@ func TestBrowser_DistributorDay(t *testing.T) {
 	}
 	urea := page.Items[0]
 
-	// The agent's phone places an order for the farmer.
+	// The farmer's bank issued an input voucher on the chain; the agent's
+	// phone places the order, paid with it.
+	voucher := uuid.NewString()
+	if _, err := s.tani.App.Vouchers().Issue(context.Background(), "BankMSP", vouchers.IssueRequest{ID: voucher, FarmerID: s.farmer, LoanID: uuid.NewString(),
+		Amount: vouchers.Money{Minor: 50_000_000, Currency: "IDR"}, Categories: []string{"fertilizer"}, DistributorOrgs: []string{s.d.org},
+		ExpiresAt: time.Now().Add(30 * 24 * time.Hour)}); err != nil {
+		t.Fatalf("issue voucher: %v", err)
+	}
 	orderID := uuid.NewString()
-	s.decided(s.sync(record.TypeOrderPlaced, s.orderPayload(orderID, "cash", "", urea)), "verified")
+	s.decided(s.sync(record.TypeOrderPlaced, s.orderPayload(orderID, "voucher", voucher, urea)), "verified")
 	row := fmt.Sprintf(`tr[data-order="%s"]`, orderID)
 	polltest.Eventually(t, 20*time.Second, func() error {
 		if _, err := try(ctx, chromedp.Navigate(base+"/orders")); err != nil {
@@ -258,8 +269,26 @@ func TestBrowser_DistributorDay(t *testing.T) {
 		t.Errorf("demand chart has %d bars and the map %d districts, want bars and 1 district", bars, points)
 	}
 	screenshot(t, ctx, shots, "6-demand")
-	for _, p := range []string{"/vouchers"} {
-		run(t, ctx, p, chromedp.Navigate(base+p), chromedp.WaitVisible(chromedp.CSS(`main h1`)))
+	vrow := fmt.Sprintf(`tr[data-voucher="%s"] .s-redeemed`, voucher)
+	polltest.Eventually(t, 20*time.Second, func() error {
+		if _, err := try(ctx, chromedp.Navigate(base+"/vouchers")); err != nil {
+			return err
+		}
+		return showing(ctx, vrow)
+	})
+	screenshot(t, ctx, shots, "7-voucher-redeemed")
+	if _, err := s.tani.App.Vouchers().Settle(context.Background(), "BankMSP", voucher, "BANK-PAY-0001"); err != nil {
+		t.Fatalf("settle: %v", err)
 	}
-	screenshot(t, ctx, shots, "7-settlements")
+	polltest.Eventually(t, 20*time.Second, func() error {
+		if _, err := try(ctx, chromedp.Navigate(base+"/settlements")); err != nil {
+			return err
+		}
+		got, err := try(ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll('#settlements td')).map(td => td.textContent).join('|')`))
+		if err == nil && !strings.HasPrefix(got, "IDR|IDR 225,000.00|1|IDR 225,000.00|1|IDR 0.00") {
+			err = fmt.Errorf("settlements row %q", got)
+		}
+		return err
+	})
+	screenshot(t, ctx, shots, "8-settlements")
 }

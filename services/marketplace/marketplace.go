@@ -46,6 +46,9 @@ type Config struct {
 	// MaxDeliver bounds deliveries of an attested message whose handling
 	// keeps failing before it is dead-lettered.
 	MaxDeliver int
+	// DistributorMSP is the Fabric MSP the process redeems vouchers as,
+	// for every distributor organization (the chain records which).
+	DistributorMSP string
 }
 
 // RegisterFlags registers the flags under prefix ("marketplace.").
@@ -53,6 +56,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&c.SweepInterval, prefix+"sweep-interval", 5*time.Second, "how often unjournaled order changes and pending voucher redemptions are retried")
 	fs.DurationVar(&c.DemandInterval, prefix+"demand-interval", time.Hour, "how often the regional demand outlook is recomputed (0: only on request)")
 	fs.IntVar(&c.MaxDeliver, prefix+"max-deliver", 10, "deliveries of an attested order or delivery whose projection keeps failing before it is dead-lettered")
+	fs.StringVar(&c.DistributorMSP, prefix+"distributor-msp", "DistributorMSP", "Fabric MSP ID the marketplace redeems vouchers as (an identity of -vouchers.identities)")
 }
 
 // Vouchers redeems input vouchers on the vouchers chaincode. The composition
