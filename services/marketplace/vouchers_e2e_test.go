@@ -97,8 +97,8 @@ func TestE2E_VoucherRedeemedOnVerifiedDelivery(t *testing.T) {
 			t.Errorf("second redemption: %+v", d2)
 		}
 	})
+	other := mustDistributor(t, s.tani)
 	t.Run("ErrWrongDistributor", func(t *testing.T) {
-		other := mustDistributor(t, s.tani)
 		d3 := orderWith(issue(time.Now().Add(24*time.Hour), other.org), nil)
 		if d3.Redemption != "refused" {
 			t.Errorf("voucher of another distributor: %+v", d3)
@@ -131,5 +131,15 @@ func TestE2E_VoucherRedeemedOnVerifiedDelivery(t *testing.T) {
 			return fmt.Errorf("settlements = %+v", st)
 		}
 		return nil
+	})
+	t.Run("IsolationOtherDistributor", func(t *testing.T) {
+		var st []marketplace.Settlement
+		var vs struct{ Items []marketplace.VoucherOrder }
+		if code := other.call(t, s.tani, "GET", "/distributor/v1/settlements", nil, &st); code != 200 || len(st) != 0 {
+			t.Errorf("another distributor's settlements: %d %+v", code, st)
+		}
+		if code := other.call(t, s.tani, "GET", "/distributor/v1/vouchers", nil, &vs); code != 200 || len(vs.Items) != 0 {
+			t.Errorf("another distributor's vouchers: %d %+v", code, vs)
+		}
 	})
 }
