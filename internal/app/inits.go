@@ -250,9 +250,9 @@ func (a *App) initIdentity() (Service, error) {
 	a.distributorAPI = a.server.Echo.Group("/distributor/v1", dir.Require(identity.Distributor))
 	dir.Routes(httpserver.Router{Admin: admin, Bank: a.bankAPI, Distributor: a.distributorAPI})
 	// Signing in: portal users with a cookie (the marketplace owns the
-	// portal's pages; the form is identity's until it gives a renderer),
+	// portal's pages and draws the form in their look),
 	// operators with a bearer token (outside the guarded admin group).
-	dir.MountSignIn(a.server.Echo.Group("/portal"), nil)
+	dir.MountSignIn(a.server.Echo.Group("/portal"), marketplace.SignInPage)
 	a.server.Echo.POST("/admin/v1/auth/login", dir.OperatorSignIn)
 	return dir, nil
 }

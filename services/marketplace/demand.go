@@ -206,6 +206,11 @@ func (s *Service) RefreshDemand(ctx context.Context) (Run, error) {
 		return Run{}, fmt.Errorf("district points: %w", err)
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// One publisher at a time across processes: the held-cell rule
+		// compares with what the previous publish left.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('marketplace.demand_cells'))`); err != nil {
+			return err
+		}
 		btJSON, _ := json.Marshal(bt)
 		if err := tx.QueryRow(ctx, `
 			INSERT INTO marketplace.demand_runs (season_start, months, rates_version, k, farmers, plots, cells, suppressed, held, backtest, took_ms)

@@ -686,3 +686,17 @@ func mapOf(o Outlook) *districtMap {
 	}
 	return m
 }
+
+var signInPage = template.Must(template.New("signin").ParseFS(templatesFS, "portal/templates/signin.html"))
+
+// SignInPage draws identity's sign-in form in the portal's look (the
+// composition root hands it to identity.Directory.MountSignIn).
+func SignInPage(c echo.Context, status int, v identity.SignInView) error {
+	var b bytes.Buffer
+	if err := signInPage.ExecuteTemplate(&b, "signin", v); err != nil {
+		return fmt.Errorf("render sign-in: %w", err)
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	c.Response().Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	return c.HTMLBlob(status, b.Bytes())
+}
