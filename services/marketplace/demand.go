@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tani-platform/tani/internal/apperr"
 )
@@ -37,20 +38,19 @@ const RainySeasonMonth = 10
 // district is the farmer's home region.
 const demandSQL = `
 WITH r AS (
-    SELECT crop, category, basis, kg_per_ha, s.share, (s.i - 1)::int AS offs
-    FROM marketplace.input_rates, unnest(month_shares) WITH ORDINALITY AS s(share, i)
-    WHERE version = $1 AND kg_per_ha > 0 AND s.share > 0),
+    SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::float8[], $10::float8[], $11::int[])
+        AS r(crop, category, basis, kg_per_ha, share, offs)
+    WHERE $1::int > 0), -- the rate table's version, for the plan's log
 annual AS (
     SELECT DISTINCT c.farmer_id, c.plot_id, c.crop, (date_trunc('month', c.planted_on) + interval '1 year')::date AS anchor
     FROM attest.verified_crop_cycles c
-    WHERE c.planted_on >= ($4::date - interval '12 months') AND c.planted_on < $4::date
-      AND c.crop IN (SELECT crop FROM r WHERE basis = 'season')),
+    WHERE c.planted_on >= ($4::date - interval '12 months') AND c.planted_on < $4::date AND c.crop = ANY($12::text[])),
 perennial AS (
     SELECT l.farmer_id, l.plot_id, l.crop, a.anchor
     FROM (SELECT DISTINCT ON (plot_id) farmer_id, plot_id, crop FROM attest.verified_crop_cycles
           WHERE planted_on < $4::date ORDER BY plot_id, planted_on DESC) l
     CROSS JOIN (VALUES (make_date(extract(year FROM $2::date)::int - 1, $5, 1)), (make_date(extract(year FROM $2::date)::int, $5, 1))) AS a(anchor)
-    WHERE l.crop IN (SELECT crop FROM r WHERE basis = 'year')),
+    WHERE l.crop = ANY($13::text[])),
 anchored AS (SELECT * FROM annual UNION ALL SELECT * FROM perennial),
 spread AS (
     SELECT p.region AS district, a.crop, r.category, (a.anchor + make_interval(months => r.offs))::date AS month,
@@ -156,18 +156,63 @@ type candidate struct {
 }
 
 // computeCells runs demandSQL for the season starting at start with cycles
-// planted before cut.
-func computeCells(ctx context.Context, q querier, rates int, start, cut time.Time, months int) ([]candidate, error) {
-	rows, err := q.Query(ctx, demandSQL, rates, start, months, cut, RainySeasonMonth)
+// planted before cut. The rate table goes in as arrays (the planner then
+// knows the crops it filters on), and the statement runs as the batch it
+// is: hash joins over the tables rather than a million index probes,
+// which a misestimate of the crops' selectivity once chose.
+func computeCells(ctx context.Context, pool *pgxpool.Pool, rates Rates, start, cut time.Time, months int) ([]candidate, error) {
+	var crop, category, basis []string
+	var kg, share []float64
+	var offs []int32
+	seasonal, yearly := map[string]bool{}, map[string]bool{}
+	for _, r := range rates.Rows {
+		if r.KgPerHa <= 0 {
+			continue
+		}
+		for i, sh := range r.MonthShares {
+			if sh <= 0 {
+				continue
+			}
+			crop, category, basis = append(crop, r.Crop), append(category, r.Category), append(basis, r.Basis)
+			kg, share, offs = append(kg, r.KgPerHa), append(share, sh), append(offs, int32(i))
+		}
+		if r.Basis == "season" {
+			seasonal[r.Crop] = true
+		} else {
+			yearly[r.Crop] = true
+		}
+	}
+	var out []candidate
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL enable_nestloop = off; SET LOCAL work_mem = '64MB'`); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, demandSQL, rates.Version, start, months, cut, RainySeasonMonth,
+			crop, category, basis, kg, share, offs, keys(seasonal), keys(yearly))
+		if err != nil {
+			return fmt.Errorf("demand cells: %w", err)
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (candidate, error) {
+			var c candidate
+			err := r.Scan(&c.District, &c.Crop, &c.Category, &c.month, &c.Farmers, &c.AreaHa, &c.QuantityKg)
+			c.Month = c.month.Format("2006-01")
+			return c, err
+		})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("demand cells: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (candidate, error) {
-		var c candidate
-		err := r.Scan(&c.District, &c.Crop, &c.Category, &c.month, &c.Farmers, &c.AreaHa, &c.QuantityKg)
-		c.Month = c.month.Format("2006-01")
-		return c, err
-	})
+	return out, nil
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // RefreshDemand recomputes the outlook and publishes it under the
@@ -179,11 +224,11 @@ func (s *Service) RefreshDemand(ctx context.Context) (Run, error) {
 		return Run{}, err
 	}
 	start := seasonStart(s.now())
-	cands, err := computeCells(ctx, s.readPool, rates.Version, start, start, OutlookMonths)
+	cands, err := computeCells(ctx, s.readPool, rates, start, start, OutlookMonths)
 	if err != nil {
 		return Run{}, err
 	}
-	bt, err := s.backtest(ctx, rates.Version, start)
+	bt, err := s.backtest(ctx, rates, start)
 	if err != nil {
 		return Run{}, err
 	}
@@ -313,7 +358,7 @@ GROUP BY 1, 2, 3`
 // with the cycles known before it, and compares with what was recorded.
 // Only cells of at least K farmers on both sides are compared, so the
 // error itself is computed from k-anonymous figures.
-func (s *Service) backtest(ctx context.Context, rates int, start time.Time) (Backtest, error) {
+func (s *Service) backtest(ctx context.Context, rates Rates, start time.Time) (Backtest, error) {
 	last := start.AddDate(-1, 0, 0)
 	bt := Backtest{SeasonStart: last.Format(time.DateOnly)}
 	cands, err := computeCells(ctx, s.readPool, rates, last, last, OutlookMonths)

@@ -56,6 +56,7 @@ CREATE INDEX orders_distributor ON marketplace.orders (distributor_id, seq DESC)
 CREATE INDEX orders_distributor_status ON marketplace.orders (distributor_id, status, seq DESC);
 CREATE INDEX orders_farmer ON marketplace.orders (farmer_id);
 CREATE INDEX orders_voucher ON marketplace.orders (voucher_id) WHERE voucher_id IS NOT NULL;
+CREATE INDEX orders_distributor_vouchers ON marketplace.orders (distributor_id, seq DESC) WHERE voucher_id IS NOT NULL;
 
 CREATE TABLE marketplace.order_lines (
     order_id   uuid   NOT NULL REFERENCES marketplace.orders (order_id),
@@ -112,6 +113,7 @@ CREATE TABLE marketplace.deliveries (
 );
 CREATE INDEX deliveries_distributor ON marketplace.deliveries (distributor_id, seq DESC);
 CREATE INDEX deliveries_pending ON marketplace.deliveries (record_id) WHERE redemption = 'pending';
+CREATE INDEX deliveries_order ON marketplace.deliveries (order_id, seq DESC);
 
 -- input_rates is the agronomic rate table behind recommended baskets and
 -- the demand outlook: per crop and input category, kg per hectare per
