@@ -59,7 +59,9 @@ func TestE2E_VoucherRedeemedOnVerifiedDelivery(t *testing.T) {
 		if wait != nil {
 			wait()
 		}
-		del := s.sync(record.TypeDeliveryConfirmed, s.deliveryPayload(orderID, map[string]any{"product_id": seed.ID, "quantity": 2}))
+		payload := s.deliveryPayload(orderID, map[string]any{"product_id": seed.ID, "quantity": 2})
+		synced := time.Now()
+		del := s.sync(record.TypeDeliveryConfirmed, payload)
 		s.decided(del, "verified")
 		var d marketplace.Delivery
 		polltest.Eventually(t, 30*time.Second, func() error {
@@ -71,6 +73,9 @@ func TestE2E_VoucherRedeemedOnVerifiedDelivery(t *testing.T) {
 			}
 			return nil
 		})
+		// The figure: delivery record synced → redeemed on the
+		// chain (or refused by it), as the distributor's API sees it.
+		t.Logf("delivery %s: synced to %s on the chain in %s", del, d.Redemption, time.Since(synced).Round(time.Millisecond))
 		return d
 	}
 
