@@ -233,19 +233,28 @@ func (s *Service) RefreshDemand(ctx context.Context) (Run, error) {
 		return Run{}, err
 	}
 	run := Run{SeasonStart: start.Format(time.DateOnly), Months: OutlookMonths, RatesVersion: rates.Version, K: K, Cells: len(cands), Backtest: bt}
-	if err := s.readPool.QueryRow(ctx, `SELECT count(DISTINCT farmer_id), count(*) FROM attest.verified_plots WHERE region <> ''`).Scan(&run.Farmers, &run.Plots); err != nil {
-		return Run{}, fmt.Errorf("count verified plots: %w", err)
-	}
-	var points []DistrictPoint
+	// One pass over the verified plots gives the map's points and the
+	// run's counts (a farmer has one home region, so districts' farmers
+	// add up).
 	rows, err := s.readPool.Query(ctx, `
-		SELECT region, count(DISTINCT farmer_id)::int, round((avg(lat) * 20)::numeric) / 20, round((avg(lon) * 20)::numeric) / 20
-		FROM attest.verified_plots WHERE region <> '' GROUP BY region HAVING count(DISTINCT farmer_id) >= $1`, K)
+		SELECT region, count(DISTINCT farmer_id)::int, count(*), round((avg(lat) * 20)::numeric) / 20, round((avg(lon) * 20)::numeric) / 20
+		FROM attest.verified_plots WHERE region <> '' GROUP BY region`)
 	if err != nil {
 		return Run{}, fmt.Errorf("district points: %w", err)
 	}
-	points, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (DistrictPoint, error) {
+	var points []DistrictPoint
+	_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
 		var d DistrictPoint
-		return d, r.Scan(&d.District, &d.Farmers, &d.Lat, &d.Lon)
+		var plots int64
+		if err := r.Scan(&d.District, &d.Farmers, &plots, &d.Lat, &d.Lon); err != nil {
+			return struct{}{}, err
+		}
+		run.Farmers += int64(d.Farmers)
+		run.Plots += plots
+		if d.Farmers >= K {
+			points = append(points, d)
+		}
+		return struct{}{}, nil
 	})
 	if err != nil {
 		return Run{}, fmt.Errorf("district points: %w", err)
