@@ -205,7 +205,7 @@ func TestConsent(t *testing.T) {
 	consent := func(code string) json.RawMessage {
 		raw, _, err := agent.Record("consent.granted", time.Now(), loc, map[string]any{
 			"farmer_id": farmer, "consent_id": uuid.NewString(), "grantee_organization_id": uuid.NewString(),
-			"scopes": []string{"plots", "harvests"}, "expires_at": time.Now().AddDate(1, 0, 0).UTC().Format(time.RFC3339),
+			"scopes": []string{"plots", "harvests"}, "expires_at": time.Now().AddDate(0, 0, 90).UTC().Format(time.RFC3339),
 			"otp_challenge_id": challenge, "otp_code": code,
 		})
 		if err != nil {

@@ -237,7 +237,7 @@ func (s *Service) authorize(ctx context.Context, view *agentView, env record.Env
 		}
 		view.otps[p.OTPChallengeID] = true
 	}
-	return nil, nil
+	return s.checkAnswer(ctx, env, payload)
 }
 
 // loadDevices returns the agent's devices by id.

@@ -4,6 +4,8 @@ import (
 	"flag"
 	"strings"
 
+	"github.com/tani-platform/tani/internal/consent"
+
 	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/identity"
 
@@ -25,6 +27,7 @@ import (
 	"github.com/tani-platform/tani/services/ingest"
 	"github.com/tani-platform/tani/services/lending"
 	"github.com/tani-platform/tani/services/marketplace"
+	"github.com/tani-platform/tani/services/webhooks"
 )
 
 // Config is the whole configuration of a Tani process. Every component
@@ -34,6 +37,7 @@ type Config struct {
 	DataDir string
 	Log     LogConfig
 	Demo    DemoConfig
+	Debug   DebugConfig
 
 	Auth     auth.Config
 	PII      pii.Config
@@ -52,9 +56,11 @@ type Config struct {
 	Media        media.Config
 	Erasure      erasure.Config
 	Identity     identity.Config
+	Consent      consent.Config
 	Lending      lending.Config
 	Marketplace  marketplace.Config
 	Events       events.Config
+	Webhooks     webhooks.Config
 }
 
 // RegisterFlags registers every flag of every component.
@@ -63,6 +69,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", "./var", "directory for local state (embedded NATS store, keys)")
 	c.Log.RegisterFlags(fs)
 	c.Demo.RegisterFlags(fs)
+	c.Debug.RegisterFlags(fs)
 	c.Auth.RegisterFlags(fs)
 	c.PII.RegisterFlags(fs)
 	c.HTTP.RegisterFlags(fs)
@@ -80,7 +87,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Erasure.RegisterFlags(fs, "erasure.")
 	c.Identity.RegisterFlags(fs, "identity.")
 	c.Marketplace.RegisterFlags(fs, "marketplace.")
+	c.Consent.RegisterFlags(fs, "consent.")
 	c.Events.RegisterFlags(fs, "events.")
+	c.Webhooks.RegisterFlags(fs, "webhooks.")
 }
 
 // Targets returns the requested targets.

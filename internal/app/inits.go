@@ -28,6 +28,7 @@ import (
 	"github.com/tani-platform/tani/services/ingest"
 	"github.com/tani-platform/tani/services/lending"
 	"github.com/tani-platform/tani/services/marketplace"
+	"github.com/tani-platform/tani/services/webhooks"
 )
 
 func (a *App) initServer() (Service, error) {
@@ -263,10 +264,43 @@ func (a *App) initEvents() (Service, error) {
 	return events.NewRelay(a.cfg.Events, events.Deps{Pool: a.pool, JS: a.js, Logger: a.logger.With("module", Events), Registry: a.registry})
 }
 
+func (a *App) initWebhooks() (Service, error) {
+	admin, err := a.adminGroup()
+	if err != nil {
+		return nil, err
+	}
+	piiKeys, err := a.piiKeys()
+	if err != nil {
+		return nil, err
+	}
+	svc, err := webhooks.New(a.cfg.Webhooks, webhooks.Deps{
+		Pool: a.pool, JS: a.js, Gate: a.gate, PII: piiKeys, Logger: a.logger.With("module", Webhooks),
+		Consumer: a.consumer, Registry: a.registry, Retention: a.cfg.Events.Retention,
+	})
+	if err != nil {
+		return nil, err
+	}
+	svc.Routes(httpserver.Router{Bank: a.bankAPI, Distributor: a.distributorAPI, Admin: admin})
+	return svc, nil
+}
+
 // initConsent provides the consent gate; it has nothing to run.
 func (a *App) initConsent() (Service, error) {
-	a.gate = consent.NewGate(a.pool)
+	a.gate = consent.NewGate(a.pool).WithDurableLog(a.cfg.Consent.DurableAccessLog)
 	return nil, nil
+}
+
+func (a *App) initConsents() (Service, error) {
+	admin, err := a.adminGroup()
+	if err != nil {
+		return nil, err
+	}
+	svc, err := consent.New(a.cfg.Consent, consent.Deps{Pool: a.pool, Journal: a.journal, Logger: a.logger.With("module", Consents)})
+	if err != nil {
+		return nil, err
+	}
+	svc.Routes(httpserver.Router{Admin: admin, Bank: a.bankAPI, Distributor: a.distributorAPI})
+	return svc, nil
 }
 
 func (a *App) initLending() (Service, error) {

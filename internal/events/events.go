@@ -47,7 +47,7 @@ type Event struct {
 	Scope      consent.Scope
 	OccurredAt time.Time
 	// Data is the event's data as JSON: an object (a struct or a map), at
-	// most MaxData bytes; nil is {}. Ids and links only, never personal
+	// most MaxData bytes; nil (or a nil map or pointer) is {}. Ids and links only, never personal
 	// data.
 	Data any
 }
@@ -131,6 +131,8 @@ func check(ev Event) ([]byte, error) {
 		var err error
 		if b, err = json.Marshal(ev.Data); err != nil {
 			errs = append(errs, fmt.Errorf("data: %w", err))
+		} else if string(b) == "null" { // a nil map or pointer
+			b = []byte("{}")
 		} else if len(b) == 0 || b[0] != '{' {
 			errs = append(errs, errors.New("data is not a JSON object"))
 		} else if len(b) > MaxData {

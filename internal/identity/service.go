@@ -147,29 +147,41 @@ func RequireOrgAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 func (d *Directory) Require(kind Kind) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			var p Principal
-			var err error
-			if h := c.Request().Header.Get(echo.HeaderAuthorization); h != "" {
-				token, ok := strings.CutPrefix(h, "Bearer ")
-				if !ok || strings.TrimSpace(token) == "" {
-					return apperr.Errorf(apperr.Unauthorized, "missing credentials: send an API key as Authorization: Bearer tani_…")
-				}
-				p, err = d.authenticateKey(c.Request().Context(), strings.TrimSpace(token), time.Now())
-			} else if _, cerr := c.Cookie(SessionCookie); cerr == nil {
-				p, err = d.cookieSession(c)
-			} else {
-				return apperr.Errorf(apperr.Unauthorized, "missing credentials: send an API key as Authorization: Bearer tani_… (or sign in at %s)", SignInPath)
-			}
+			p, err := d.Caller(c)
 			if err != nil {
 				return err
 			}
 			if p.Kind != kind {
-				return apperr.Errorf(apperr.Forbidden, "this API is for %s organizations; the key belongs to a %s", kind, p.Kind)
+				return apperr.Errorf(apperr.Forbidden, "this API is for %s organizations; the credential belongs to a %s", kind, p.Kind)
 			}
 			WithPrincipal(c, p)
 			return next(c)
 		}
 	}
+}
+
+// Caller authenticates a bank or distributor calling outside Require's
+// groups (the journal's payloads): an API key, or without one a session
+// cookie (with its CSRF token on unsafe requests). It does not record
+// the principal.
+func (d *Directory) Caller(c echo.Context) (Principal, error) {
+	if h := c.Request().Header.Get(echo.HeaderAuthorization); h != "" {
+		token, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || strings.TrimSpace(token) == "" {
+			return Principal{}, apperr.Errorf(apperr.Unauthorized, "missing credentials: send an API key as Authorization: Bearer tani_…")
+		}
+		return d.authenticateKey(c.Request().Context(), strings.TrimSpace(token), time.Now())
+	}
+	if _, err := c.Cookie(SessionCookie); err == nil {
+		return d.cookieSession(c)
+	}
+	return Principal{}, apperr.Errorf(apperr.Unauthorized, "missing credentials: send an API key as Authorization: Bearer tani_… (or sign in at %s)", SignInPath)
+}
+
+// IsAPIKey reports whether a bearer token has the shape of an API key
+// (tani_<32 hex>_<64 hex>), as opposed to a session or the operator token.
+func IsAPIKey(token string) bool {
+	return len(token) == tokenLen && strings.HasPrefix(token, tokenPrefix) && token[len(tokenPrefix)+32] == '_'
 }
 
 // Organization is a party to Tani.

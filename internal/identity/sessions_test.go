@@ -495,7 +495,9 @@ func TestOrganizationKeys(t *testing.T) {
 		}
 	})
 	t.Run("ErrOtherOrganizationsKeys", func(t *testing.T) {
-		var list struct{ APIKeys []identity.APIKey `json:"api_keys"` }
+		var list struct {
+			APIKeys []identity.APIKey `json:"api_keys"`
+		}
 		as(b, "GET", "/bank/v1/api-keys", nil).decode(t, &list)
 		if len(list.APIKeys) != 0 {
 			t.Errorf("bank B sees %d keys, want none of bank A's", len(list.APIKeys))

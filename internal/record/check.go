@@ -32,6 +32,8 @@ func newPayload(t Type) Payload {
 		return &ConsentGranted{}
 	case TypeConsentRevoked:
 		return &ConsentRevoked{}
+	case TypeConsentRefused:
+		return &ConsentRefused{}
 	case TypeOrderPlaced:
 		return &OrderPlaced{}
 	case TypeDeliveryConfirmed:
@@ -213,6 +215,11 @@ var (
 // harvest after planting, a consent's expiry after capture.
 const MaxYearsAhead = 10
 
+// MaxConsentDays is the longest a consent may last: the farmer
+// reconfirms it after that (a consent.granted record's expires_at is at
+// most this many days after its captured_at).
+const MaxConsentDays = 180
+
 // domainProblems are the rules of each type that tags cannot express.
 func domainProblems(payload Payload, env Envelope, now time.Time) []apperr.FieldError {
 	var out []apperr.FieldError
@@ -271,8 +278,8 @@ func domainProblems(payload Payload, env Envelope, now time.Time) []apperr.Field
 		switch captured := env.Captured(); {
 		case !exp.After(captured):
 			add("expires_at", "must be after captured_at")
-		case exp.After(captured.AddDate(MaxYearsAhead, 0, 0)):
-			add("expires_at", "must be within %d years of captured_at", MaxYearsAhead)
+		case exp.After(captured.Add(MaxConsentDays * 24 * time.Hour)):
+			add("expires_at", "must be at most %d days after captured_at: a consent is reconfirmed after that", MaxConsentDays)
 		}
 	case *OrderPlaced:
 		for _, fp := range orderProblems(p) {

@@ -25,6 +25,7 @@ const (
 	TypeSaleRecorded     Type = "sale.recorded"
 	TypeConsentGranted   Type = "consent.granted"
 	TypeConsentRevoked   Type = "consent.revoked"
+	TypeConsentRefused   Type = "consent.refused"
 	// Marketplace records (orders.go).
 	TypeOrderPlaced       Type = "order.placed"
 	TypeDeliveryConfirmed Type = "delivery.confirmed"
@@ -40,6 +41,7 @@ var Types = []Type{
 	TypeSaleRecorded,
 	TypeConsentGranted,
 	TypeConsentRevoked,
+	TypeConsentRefused,
 	TypeOrderPlaced,
 	TypeDeliveryConfirmed,
 }

@@ -54,9 +54,13 @@ func TestKeyLevelPoliciesSurviveRestart(t *testing.T) {
 		must(t, err)
 		return st.Code
 	}
-	// The redeemed voucher's policy is the bank's alone: were it lost,
-	// the chaincode's (a majority) would refuse this.
-	if got := settle("PAY-1", "BankMSP"); got != peer.TxValidationCode_VALID {
-		t.Errorf("after restart, a settlement endorsed by the bank alone: %s, want VALID (the key-level policy)", got)
+	// The redeemed voucher's policy is the bank's and Tani's: were it
+	// lost, the chaincode's (a majority) would accept Tani and the
+	// distributor.
+	if got := settle("PAY-1", "TaniMSP", "DistributorMSP"); got != peer.TxValidationCode_ENDORSEMENT_POLICY_FAILURE {
+		t.Errorf("after restart, a settlement endorsed by Tani and the distributor: %s, want ENDORSEMENT_POLICY_FAILURE (the key-level policy)", got)
+	}
+	if got := settle("PAY-1", "BankMSP", "TaniMSP"); got != peer.TxValidationCode_VALID {
+		t.Errorf("after restart, a settlement endorsed by the bank and Tani: %s, want VALID", got)
 	}
 }

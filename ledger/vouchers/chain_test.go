@@ -33,6 +33,10 @@ type chain struct {
 	// sync waits until every peer has what the gateway's peer committed
 	// (nil for the devnet, whose peers share one state).
 	sync func(t *testing.T)
+	// lagging: peers may lag and cannot be waited for (a network given
+	// only by a gateway); endorsements naming other organizations are
+	// tried again for a while.
+	lagging bool
 }
 
 func (c chain) wait(t *testing.T) {

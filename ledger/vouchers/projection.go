@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/hyperledger/fabric-gateway/pkg/client"
@@ -149,6 +150,9 @@ func (p *Projection) apply(ctx context.Context, gen int64, ev *client.ChaincodeE
 			// one bad event would blind every reader for good.
 			p.logger.ErrorContext(ctx, "vouchers event not projected", "tx_id", ev.TransactionID, "block", ev.BlockNumber, "event", ev.EventName, "err", err)
 		} else if v != nil {
+			if err := p.checkTerms(ctx, tx, v, ev); err != nil {
+				return err
+			}
 			if err := upsert(ctx, tx, v, ev); err != nil {
 				return err
 			}
@@ -161,6 +165,61 @@ func (p *Projection) apply(ctx context.Context, gen int64, ev *client.ChaincodeE
 		}
 		return nil
 	})
+}
+
+// checkTerms compares an event's voucher with the one projected before:
+// a voucher's issued terms, and its redemption once made, never change
+// through the contract, so an event that changes them was written by
+// parties whose endorsement the key's policy accepted but who did not run
+// the contract (see "Vouchers on Fabric"). The chain is still projected as
+// it is; the change is logged as an error for the bank and the operator.
+func (p *Projection) checkTerms(ctx context.Context, tx pgx.Tx, v *Voucher, ev *client.ChaincodeEvent) error {
+	var state []byte
+	var block int64
+	err := tx.QueryRow(ctx, `SELECT state, block_number FROM vouchers.vouchers WHERE id = $1`, v.ID).Scan(&state, &block)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && uint64(block) >= ev.BlockNumber) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("vouchers: read projected %s: %w", v.ID, err)
+	}
+	var old Voucher
+	if err := json.Unmarshal(state, &old); err != nil {
+		return fmt.Errorf("vouchers: decode projected %s: %w", v.ID, err)
+	}
+	if changed := termsChanged(&old, v); changed != "" {
+		p.logger.ErrorContext(ctx, "voucher terms changed on the chain outside the contract's rules", "voucher", v.ID, "tx_id", ev.TransactionID,
+			"block", ev.BlockNumber, "event", ev.EventName, "changed", changed, "was", string(state))
+	}
+	return nil
+}
+
+// termsChanged names what of old's issued terms, redemption or status
+// order next changes ("" when nothing).
+func termsChanged(old, next *Voucher) string {
+	rank := map[string]int{StatusIssued: 1, StatusRedeemed: 2, StatusSettled: 3}
+	var changed []string
+	if rank[next.Status] < rank[old.Status] {
+		changed = append(changed, "status "+old.Status+" → "+next.Status)
+	}
+	o, n := issueTerms(old), issueTerms(next)
+	if ob, nb := mustJSON(o), mustJSON(n); ob != nb {
+		changed = append(changed, "issued terms")
+	}
+	if old.Redemption != nil && mustJSON(old.Redemption) != mustJSON(next.Redemption) {
+		changed = append(changed, "redemption")
+	}
+	return strings.Join(changed, ", ")
+}
+
+func issueTerms(v *Voucher) any {
+	return []any{v.ID, v.Issuer, v.BankOrg, v.FarmerID, v.LoanID, v.Amount, v.Categories, v.Distributors, v.DistributorOrgs,
+		v.Region, v.ExpiresAt.UTC(), v.IssuedAt.UTC(), v.IssueTxID}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }
 
 // decodeEvent returns the voucher an event carries, nil for an event that

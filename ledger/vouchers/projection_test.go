@@ -112,7 +112,7 @@ func runProjection(t *testing.T, c chain, exact bool) {
 	ctx := context.Background()
 	parent := t // projectors started in subtests run until the whole test ends
 	pool := pgtest.MustDB(t, vouchers.Migrations)
-	f := fixture{dealer: newID(), otherDealer: newID(), bankOrg: newID()}
+	f := fixture{dist: c.dist, dealer: newID(), otherDealer: newID(), bankOrg: newID()}
 	later := time.Now().Add(30 * 24 * time.Hour).UTC()
 	var ids []string
 	issue := func(t *testing.T) string {

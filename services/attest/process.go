@@ -269,7 +269,7 @@ func provenanceFor(c *Case, at time.Time) []provenance {
 		out = append(out, p("quantity", "self_reported", nil))
 	case record.TypeHarvestRecorded, record.TypeSaleRecorded:
 		out = append(out, p("quantity", "self_reported", nil))
-	case record.TypeConsentGranted, record.TypeConsentRevoked:
+	case record.TypeConsentGranted, record.TypeConsentRevoked, record.TypeConsentRefused:
 		out = append(out, p("consent", "self_reported", nil))
 	case record.TypeOrderPlaced:
 		out = append(out, p("items", "self_reported", nil))

@@ -197,7 +197,8 @@ func (c *Contract) Issue(ctx contractapi.TransactionContextInterface, request st
 // redeemed, a transaction timestamp at or after the expiry (or before the
 // issue), goods outside the categories or in another currency, a total
 // above the voucher's amount, a distributor organization or region the
-// voucher does not name. The voucher then takes SettlementPolicy, and the
+// voucher does not name. The voucher then takes SettlementPolicy (the
+// issuing bank and Tani), and the
 // redeemer's lane is written so that its own peer must endorse (with Tani's,
 // which RedemptionPolicy requires). Emits VoucherRedeemed.
 func (c *Contract) Redeem(ctx contractapi.TransactionContextInterface, id, request string) (string, error) {
@@ -259,7 +260,11 @@ func (c *Contract) Redeem(ctx contractapi.TransactionContextInterface, id, reque
 		ReceiptHash: r.ReceiptHash, Region: r.Region, Goods: r.Goods,
 		Amount: Money{Minor: total, Currency: v.Amount.Currency}, RedeemedAt: now, TxID: stub.GetTxID(),
 	}
-	ep, err := SettlementPolicy(v.Issuer)
+	operator, err := c.operator(stub)
+	if err != nil {
+		return "", err
+	}
+	ep, err := SettlementPolicy(v.Issuer, operator)
 	if err != nil {
 		return "", err
 	}

@@ -217,8 +217,8 @@ func TestLifecycle(t *testing.T) {
 	if diff := cmp.Diff(want, redeemed); diff != "" {
 		t.Fatalf("redeemed voucher (-want +got):\n%s", diff)
 	}
-	if n, ids := principals(t, f.l.policies[vk]); n != 1 || !cmp.Equal(ids, []string{"BankMSP.peer"}) {
-		t.Errorf("got redeemed voucher policy %d of %v, want the issuing bank", n, ids)
+	if n, ids := principals(t, f.l.policies[vk]); n != 2 || !cmp.Equal(ids, []string{"BankMSP.peer", "TaniMSP.peer"}) {
+		t.Errorf("got redeemed voucher policy %d of %v, want the issuing bank and Tani", n, ids)
 	}
 
 	settledAt := redeemedAt.Add(48 * time.Hour)

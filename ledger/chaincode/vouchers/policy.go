@@ -24,7 +24,12 @@ import (
 //   - A voucher is created under the chaincode-level policy (a majority of
 //     the consortium) with RedemptionPolicy: Tani's peer and one of its
 //     eligible distributors' peers.
-//   - Redeem replaces it with SettlementPolicy: the issuing bank's peer.
+//   - Redeem replaces it with SettlementPolicy: the issuing bank's peer and
+//     Tani's. Not the bank's alone: a key's policy governs every write to
+//     it, and a redeemed voucher the bank alone could rewrite (back to
+//     issued, another amount) would let one organization undo what two
+//     others endorsed. Tani, the operator, takes part in every change after
+//     the issue.
 //   - Settle replaces it with SettledPolicy: the bank, Tani and the
 //     distributor together, so that a settled voucher is final.
 
@@ -75,8 +80,8 @@ func RedemptionPolicy(operator string, distributors []string) ([]byte, error) {
 }
 
 // SettlementPolicy is the policy of a redeemed voucher: the issuing bank's
-// peer.
-func SettlementPolicy(issuer string) ([]byte, error) { return AllOf(issuer) }
+// peer and the operator's.
+func SettlementPolicy(issuer, operator string) ([]byte, error) { return AllOf(issuer, operator) }
 
 // SettledPolicy is the policy of a settled voucher: every party's peer.
 func SettledPolicy(issuer, operator, distributor string) ([]byte, error) {
