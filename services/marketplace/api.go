@@ -2,6 +2,7 @@ package marketplace
 
 import (
 	_ "embed"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
@@ -9,17 +10,47 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/consent"
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/identity"
 )
 
-// openAPI is the hand-written OpenAPI 3 document of /distributor/v1. A test
-// holds it to the routes actually mounted, both ways.
+// openAPIBase is the hand-written OpenAPI 3 document of the marketplace's
+// routes under /distributor/v1. The served document adds the fragments of
+// identity's and consent's routes mounted there; a test holds it to the
+// routes actually mounted, both ways.
 //
 //go:embed openapi.json
-var openAPI []byte
+var openAPIBase []byte
 
-// OpenAPI returns the document.
+var openAPI = mergeFragments(openAPIBase)
+
+// mergeFragments adds identity's and consent's paths and schemas under
+// /distributor/v1 to the document.
+func mergeFragments(base []byte) []byte {
+	var doc map[string]any
+	if err := json.Unmarshal(base, &doc); err != nil {
+		panic("marketplace: openapi.json: " + err.Error()) // embedded and tested: cannot happen
+	}
+	paths := doc["paths"].(map[string]any)
+	schemas := doc["components"].(map[string]any)["schemas"].(map[string]any)
+	for _, fragment := range []func(string) (map[string]any, map[string]any){identity.OpenAPIFragment, consent.OpenAPIFragment} {
+		p, s := fragment("/distributor/v1")
+		for k, v := range p {
+			paths[k] = v
+		}
+		for k, v := range s {
+			schemas[k] = v
+		}
+	}
+	out, err := json.Marshal(doc)
+	if err != nil {
+		panic("marketplace: openapi: " + err.Error())
+	}
+	return out
+}
+
+// OpenAPI returns the served document.
 func OpenAPI() []byte { return openAPI }
 
 // apiRoutes mounts the JSON API; every route is already authenticated as

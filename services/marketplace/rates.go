@@ -117,7 +117,7 @@ func (s *Service) RecommendBasket(ctx context.Context, p identity.Principal, req
 		return Basket{}, err
 	}
 	b := Basket{FarmerID: farmerID, RatesVersion: rates.Version}
-	access := consent.Access{FarmerID: farmerID, Scopes: []consent.Scope{consent.Plots, consent.Crops}, Purpose: "recommend an input basket", RequestID: requestID}
+	access := consent.Access{FarmerID: farmerID, Scopes: []consent.Scope{consent.Plots, consent.Crops}, Purpose: "recommend an input basket", RequestID: requestID, ReadOnly: true}
 	err = s.gate.Read(ctx, p, access, func(ctx context.Context, tx pgx.Tx, _ consent.Grant) error {
 		rows, err := tx.Query(ctx, `
 			SELECT p.plot_id::text, p.area_ha, coalesce(c.crop, ''), p.region
