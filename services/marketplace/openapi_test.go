@@ -17,7 +17,9 @@ import (
 // process serves under /distributor/v1 (the marketplace's and identity's
 // own-organization routes), in both directions, and serves it.
 func TestOpenAPI_MatchesRoutes(t *testing.T) {
-	tani := apptest.MustStart(t, "-target=marketplace")
+	// The consents module serves the consent routes under /distributor/v1;
+	// a deployment runs both (target all), and the document covers both.
+	tani := apptest.MustStart(t, "-target=marketplace,consents")
 	var doc struct {
 		OpenAPI string                    `json:"openapi"`
 		Paths   map[string]map[string]any `json:"paths"`
