@@ -158,7 +158,7 @@ func BenchmarkPortalAtScale(b *testing.B) {
 	css := fetch(b, srv, "/portal/static/app.css")
 	b.Logf("%-34s %8s %8s %8s %8s %8s %10s %12s", "page", "min", "median", "p95", "max", "p95/ref", "bytes", "with css")
 	pages := []string{"/portal/orders", "/portal/orders?status=shipped", "/portal/orders?cursor=" + strconv.FormatInt(int64(orders/2), 36),
-		"/portal/orders/" + oid, "/portal/catalog", "/portal/deliveries", "/portal/vouchers", "/portal/settlements", "/portal/demand"}
+		"/portal/orders/" + oid, "/portal/catalog", "/portal/deliveries", "/portal/vouchers", "/portal/settlements", "/portal/demand", "/portal/demand?district=District+07"}
 	for _, page := range pages {
 		var size int
 		d := timeIt(func() { size = len(fetch(b, srv, page)) })

@@ -519,6 +519,7 @@ func (s *Service) pageSettlements(c echo.Context) error {
 }
 
 type demandData struct {
+	Summary   []districtSummary
 	Outlook   Outlook
 	Filter    DemandFilter
 	Districts []string
@@ -544,8 +545,39 @@ func (s *Service) pageDemand(c echo.Context) error {
 	for _, d := range all.Districts {
 		districts = append(districts, d.District)
 	}
-	d := demandData{Outlook: o, Filter: f, Districts: districts, K: K, Chart: chartOf(o.Totals), Map: mapOf(all)}
+	d := demandData{Outlook: o, Filter: f, Districts: districts, K: K, Chart: chartOf(o.Totals), Map: mapOf(all), Summary: summaryOf(o.Cells)}
 	return s.render(c, http.StatusOK, "demand", "Demand outlook", d, nil)
+}
+
+// districtSummary sums a district's published cells (never raw data, so
+// no sum reveals a withheld cell).
+type districtSummary struct {
+	District           string
+	SeedT, FertilizerT float64
+	Cells              int
+}
+
+func summaryOf(cells []Cell) []districtSummary {
+	by := map[string]*districtSummary{}
+	var out []districtSummary
+	for _, c := range cells {
+		d := by[c.District]
+		if d == nil {
+			d = &districtSummary{District: c.District}
+			by[c.District] = d
+		}
+		d.Cells++
+		if c.Category == "seed" {
+			d.SeedT += c.QuantityKg / 1000
+		} else {
+			d.FertilizerT += c.QuantityKg / 1000
+		}
+	}
+	for _, d := range by {
+		out = append(out, *d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].District < out[j].District })
+	return out
 }
 
 // barChart is a grouped bar chart of tonnes by month and category, drawn
