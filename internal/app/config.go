@@ -87,6 +87,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Erasure.RegisterFlags(fs, "erasure.")
 	c.Lending.RegisterFlags(fs, "lending.")
 	c.Identity.RegisterFlags(fs, "identity.")
+	c.Marketplace.RegisterFlags(fs, "marketplace.")
 	c.Consent.RegisterFlags(fs, "consent.")
 	c.Events.RegisterFlags(fs, "events.")
 	c.Webhooks.RegisterFlags(fs, "webhooks.")

@@ -251,9 +251,9 @@ func (a *App) initIdentity() (Service, error) {
 	a.distributorAPI = a.server.Echo.Group("/distributor/v1", dir.Require(identity.Distributor))
 	dir.Routes(httpserver.Router{Admin: admin, Bank: a.bankAPI, Distributor: a.distributorAPI})
 	// Signing in: portal users with a cookie (the marketplace owns the
-	// portal's pages; the form is identity's until it gives a renderer),
+	// portal's pages and draws the form in their look),
 	// operators with a bearer token (outside the guarded admin group).
-	dir.MountSignIn(a.server.Echo.Group("/portal"), nil)
+	dir.MountSignIn(a.server.Echo.Group("/portal"), marketplace.SignInPage)
 	a.server.Echo.POST("/admin/v1/auth/login", dir.OperatorSignIn)
 	return dir, nil
 }
@@ -328,7 +328,21 @@ func (a *App) initLending() (Service, error) {
 }
 
 func (a *App) initMarketplace() (Service, error) {
-	svc, err := marketplace.New(a.cfg.Marketplace, marketplace.Deps{Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Logger: a.logger.With("module", Marketplace)})
+	dir := a.operatorDirectory()
+	if dir == nil {
+		return nil, errors.New("marketplace: no identity directory for the portal's sessions")
+	}
+	deps := marketplace.Deps{
+		Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Journal: a.journal, JS: a.js, Consumer: a.consumer,
+		Logger: a.logger.With("module", Marketplace),
+		Portal: &marketplace.PortalAuth{Require: dir.RequireSession(identity.Distributor), CSRFToken: identity.CSRFToken, SignOutPath: "/portal/sign-out"},
+	}
+	if a.vouchers != nil {
+		// Redemptions act as the distributors' MSP; the chain records
+		// the Tani organization inside it.
+		deps.Vouchers = marketplace.ChainVouchers{Client: a.vouchers, MSPID: a.cfg.Marketplace.DistributorMSP}
+	}
+	svc, err := marketplace.New(a.cfg.Marketplace, deps)
 	if err != nil {
 		return nil, err
 	}

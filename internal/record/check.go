@@ -40,6 +40,10 @@ func newPayload(t Type) Payload {
 		return &LoanAccepted{}
 	case TypeRepaymentCollected:
 		return &RepaymentCollected{}
+	case TypeOrderPlaced:
+		return &OrderPlaced{}
+	case TypeDeliveryConfirmed:
+		return &DeliveryConfirmed{}
 	}
 	return nil
 }
@@ -284,6 +288,15 @@ func domainProblems(payload Payload, env Envelope, now time.Time) []apperr.Field
 			add("expires_at", "must be after captured_at")
 		case exp.After(captured.Add(MaxConsentDays * 24 * time.Hour)):
 			add("expires_at", "must be at most %d days after captured_at: a consent is reconfirmed after that", MaxConsentDays)
+		}
+	case *OrderPlaced:
+		for _, fp := range orderProblems(p) {
+			add(fp.field, "%s", fp.message)
+		}
+	case *DeliveryConfirmed:
+		past("received_on", p.ReceivedOn)
+		for _, fp := range deliveryProblems(p) {
+			add(fp.field, "%s", fp.message)
 		}
 	}
 	return out

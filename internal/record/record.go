@@ -32,6 +32,9 @@ const (
 	TypeLoanApplied        Type = "loan.applied"
 	TypeLoanAccepted       Type = "loan.accepted"
 	TypeRepaymentCollected Type = "repayment.collected"
+	// Marketplace records (orders.go).
+	TypeOrderPlaced       Type = "order.placed"
+	TypeDeliveryConfirmed Type = "delivery.confirmed"
 )
 
 // Types are the record types a device may submit.
@@ -48,6 +51,8 @@ var Types = []Type{
 	TypeLoanApplied,
 	TypeLoanAccepted,
 	TypeRepaymentCollected,
+	TypeOrderPlaced,
+	TypeDeliveryConfirmed,
 }
 
 // KnownType reports whether t is one of Types.

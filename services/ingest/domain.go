@@ -170,6 +170,10 @@ func (s *Service) queue(b *pgx.Batch, ev *inserts, it *item, kept *[]*item) erro
 	case *record.RepaymentCollected:
 		ev.loans.add(env.ID, string(env.Type), p.FarmerID, p.LoanID, it.agentID, captured)
 		ev.loans.collected(p.Amount.Amount, p.Amount.Currency, p.PayerReference, p.CollectedOn)
+	case *record.OrderPlaced, *record.DeliveryConfirmed:
+		// Marketplace records have no domain table here: the marketplace
+		// projects them once attest verified them (submissions keep the
+		// record itself).
 	default:
 		return fmt.Errorf("no domain table for %T", it.payload)
 	}
