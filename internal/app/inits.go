@@ -332,9 +332,15 @@ func (a *App) initMarketplace() (Service, error) {
 	if dir == nil {
 		return nil, errors.New("marketplace: no identity directory for the portal's sessions")
 	}
+	// The distributors' API document: the marketplace's, with identity's,
+	// consent's and the webhooks' routes and the event catalogue.
+	doc, err := organizationDocument(marketplace.OpenAPI(), webhooks.DistributorPrefix, identity.Distributor)
+	if err != nil {
+		return nil, err
+	}
 	deps := marketplace.Deps{
 		Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Journal: a.journal, JS: a.js, Consumer: a.consumer,
-		Logger: a.logger.With("module", Marketplace),
+		Logger: a.logger.With("module", Marketplace), Document: doc,
 		Portal: &marketplace.PortalAuth{Require: dir.RequireSession(identity.Distributor), CSRFToken: identity.CSRFToken, SignOutPath: "/portal/sign-out"},
 	}
 	if a.vouchers != nil {
