@@ -168,7 +168,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		cfg: cfg, pool: d.Pool, js: d.JS, gate: d.Gate, pii: d.PII, logger: d.Logger, retention: retention,
 		guard: guard{development: cfg.Development, resolver: res}, now: time.Now,
 	}
-	m, err := newMetrics(d.Registry)
+	m, err := newMetrics(d.Registry, d.Pool)
 	if err != nil {
 		return nil, err
 	}
