@@ -18,7 +18,7 @@ import (
 // modules' issues are under way. A type listed here that some code does
 // record fails the test, so the list only shrinks.
 var notYetProduced = []events.Type{
-	events.OrderPlaced, events.OrderUpdated, events.DeliveryConfirmed, events.VoucherRedeemed, events.VoucherSettled,
+	events.VoucherSettled,
 }
 
 // TestCatalogue_AgainstTheCode reads the module's production Go source:
