@@ -2,7 +2,6 @@ package record
 
 import (
 	"crypto/ed25519"
-	"encoding/base64"
 	"fmt"
 	"reflect"
 	"slices"
@@ -126,16 +125,10 @@ func Decode(v *validate.Validator, raw []byte, now time.Time) (Record, []apperr.
 }
 
 // Verify checks the record's device signature: Ed25519 by pub over the
-// canonical record without its signature member.
+// canonical record without its signature member (see verify.go for the
+// rule; Keys.Verify checks many at once).
 func (r *Record) Verify(pub ed25519.PublicKey) error {
-	sig, err := base64.StdEncoding.DecodeString(r.Env.Signature)
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return fmt.Errorf("signature must be %d bytes of base64", ed25519.SignatureSize)
-	}
-	if !ed25519.Verify(pub, r.SigningInput(), sig) {
-		return ErrBadSignature
-	}
-	return nil
+	return verifySignature(pub, r.SigningInput(), r.Env.Signature)
 }
 
 // SigningInput is what the device signed: the canonical record without its
