@@ -20,6 +20,7 @@ import (
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/pii"
 	"github.com/tani-platform/tani/internal/postgres"
+	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/internal/validate"
 	"github.com/tani-platform/tani/mobile-api/media"
 )
@@ -77,6 +78,7 @@ type Service struct {
 	sms       SMSSender
 	logger    *slog.Logger
 	validator *validate.Validator
+	keys      *record.Keys // device keys, precomputed for verification
 	media     *media.Service
 	erasures  *natsbus.Consumer
 	dead      *natsbus.Consumer      // DEAD → mobile.refusals
@@ -89,7 +91,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		return nil, errors.New("mobile-api: Pool, JS, Auth, PII, SMS and Logger are required")
 	}
 	s := &Service{
-		cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New(), media: d.Media,
+		cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New(), keys: record.NewKeys(), media: d.Media,
 		dead: natsbus.NewConsumer(natsbus.ConsumerConfig{
 			Stream:         natsbus.StreamDead,
 			Durable:        RefusalsConsumer,

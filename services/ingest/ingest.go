@@ -60,6 +60,7 @@ type Service struct {
 	consumer  *natsbus.Consumer
 	erasures  *natsbus.Consumer
 	validator *validate.Validator
+	keys      *record.Keys // device keys, precomputed for verification
 }
 
 // Deps are what the composition root hands in.
@@ -85,6 +86,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		pii:       d.PII,
 		logger:    d.Logger,
 		validator: validate.New(),
+		keys:      record.NewKeys(),
 		consumer: natsbus.NewConsumer(natsbus.ConsumerConfig{
 			Stream:         natsbus.StreamFarm,
 			Durable:        ConsumerName,
@@ -124,6 +126,7 @@ func (s *Service) Handle(ctx context.Context, msg jetstream.Msg) error {
 // item is one message on its way through a batch; err is its outcome.
 type item struct {
 	msg       jetstream.Msg
+	rec       record.Record
 	env       record.Envelope
 	payload   record.Payload
 	canonical []byte
@@ -176,7 +179,7 @@ func (s *Service) prepare(msg jetstream.Msg) *item {
 	// and the typed view of them, which is what is stored and announced.
 	rec, problems := record.Check(s.validator, msg.Data(), md.Timestamp)
 	env := rec.Env
-	it.env, it.payload, it.canonical = env, rec.Payload, rec.Canonical
+	it.rec, it.env, it.payload, it.canonical = rec, env, rec.Payload, rec.Canonical
 	if len(problems) > 0 {
 		it.err = apperr.Fields(fmt.Sprintf("invalid record %s on %s", env.ID, msg.Subject()), problems...)
 		return it
@@ -188,11 +191,7 @@ func (s *Service) prepare(msg jetstream.Msg) *item {
 	it.hash = record.Hash(it.canonical)
 	// National IDs and phones never rest in clear: the queryable payload is
 	// the protected form, the signed original is kept sealed.
-	protected, err := record.Protected(it.canonical, s.pii)
-	if err == nil {
-		it.stored, err = record.PayloadOf(protected)
-	}
-	if err != nil {
+	if it.stored, err = it.rec.ProtectedPayload(s.pii); err != nil {
 		it.err = apperr.Wrap(apperr.Invalid, err, "record %s cannot be protected", env.ID)
 		return it
 	}
@@ -230,7 +229,7 @@ func (s *Service) verify(ctx context.Context, items []*item) {
 		revokedAt *time.Time
 	}
 	devices := map[string]device{}
-	rows, err := s.pool.Query(ctx, `SELECT device_id::text, agent_id::text, public_key, revoked_at FROM mobile.device_keys WHERE device_id = ANY($1::uuid[])`, ids)
+	rows, err := s.pool.Query(ctx, `SELECT device_id::text, agent_id::text, public_key, revoked_at FROM mobile.device_keys WHERE device_id = ANY($1::text[]::uuid[])`, ids)
 	if err == nil {
 		for rows.Next() {
 			var id string
@@ -249,8 +248,11 @@ func (s *Service) verify(ctx context.Context, items []*item) {
 		}
 		return
 	}
-	parallel.For(len(todo), func(i int) {
-		it := todo[i]
+	// The signatures of the batch are checked together (record.Keys).
+	var recs []*record.Record
+	var keys []ed25519.PublicKey
+	var signed []*item
+	for _, it := range todo {
 		env := it.env
 		d, ok := devices[env.DeviceID]
 		switch {
@@ -259,12 +261,15 @@ func (s *Service) verify(ctx context.Context, items []*item) {
 		case d.revokedAt != nil && d.revokedAt.Before(it.received):
 			it.err = apperr.Errorf(apperr.Invalid, "record %s: device %s was revoked at %s", env.ID, env.DeviceID, d.revokedAt.Format(time.RFC3339))
 		default:
-			if err := record.VerifyCanonical(ed25519.PublicKey(d.key), it.canonical, env.Signature); err != nil {
-				it.err = apperr.Wrap(apperr.Invalid, err, "record %s: %v", env.ID, err)
-			}
+			recs, keys, signed = append(recs, &it.rec), append(keys, ed25519.PublicKey(d.key)), append(signed, it)
 			it.agentID = d.agentID
 		}
-	})
+	}
+	for i, err := range s.keys.Verify(recs, keys) {
+		if err != nil {
+			signed[i].err = apperr.Wrap(apperr.Invalid, err, "record %s: %v", signed[i].env.ID, err)
+		}
+	}
 }
 
 // storeAll stores the verified items: together, or one by one when the
@@ -360,7 +365,7 @@ func (s *Service) insert(ctx context.Context, tx pgx.Tx, items []*item) ([]*item
 	rows, err := tx.Query(ctx, `
 		INSERT INTO ingest.submissions (id, type, captured_at, payload, sealed_record, content_hash, stream_seq, device_id, agent_id)
 		SELECT id, type, captured, payload::jsonb, sealed, hash, seq, device, agent
-		FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::bytea[], $6::bytea[], $7::bigint[], $8::uuid[], $9::uuid[])
+		FROM unnest($1::text[]::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::bytea[], $6::bytea[], $7::bigint[], $8::text[]::uuid[], $9::text[]::uuid[])
 		    AS r(id, type, captured, payload, sealed, hash, seq, device, agent)
 		ON CONFLICT (id) DO NOTHING
 		RETURNING id::text`,
@@ -391,7 +396,7 @@ func (s *Service) insert(ctx context.Context, tx pgx.Tx, items []*item) ([]*item
 	for i, it := range old {
 		oldIDs[i] = it.env.ID
 	}
-	rows, err = tx.Query(ctx, `SELECT id::text, content_hash FROM ingest.submissions WHERE id = ANY($1::uuid[])`, oldIDs)
+	rows, err = tx.Query(ctx, `SELECT id::text, content_hash FROM ingest.submissions WHERE id = ANY($1::text[]::uuid[])`, oldIDs)
 	if err != nil {
 		return nil, fmt.Errorf("load %d stored records: %w", len(old), err)
 	}
