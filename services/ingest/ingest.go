@@ -111,7 +111,7 @@ func (s *Service) Start(ctx context.Context) error {
 // to be forgotten.
 func (s *Service) Run(ctx context.Context) error {
 	return forget.RunWith(ctx, s.erasures, eraser.Handler(s.pool, s.erase, s.logger), func(ctx context.Context) error {
-		return s.consumer.RunBatch(ctx, s.HandleBatch)
+		return s.consumer.RunStaged(ctx, s.Prepare)
 	})
 }
 
@@ -153,17 +153,27 @@ type item struct {
 // stream (mobile.refusals), whatever the reason and whichever consumer
 // refused it.
 func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error {
+	return s.Prepare(ctx, msgs)(ctx)
+}
+
+// Prepare is HandleBatch in the consumer's two stages: it decodes and
+// checks the batch and verifies its signatures (CPU work that stores
+// nothing), and returns what stores and announces it. The consumer
+// prepares the next batch while this one commits.
+func (s *Service) Prepare(ctx context.Context, msgs []jetstream.Msg) func(context.Context) []error {
 	items := make([]*item, len(msgs))
 	parallel.For(len(msgs), func(i int) { items[i] = s.prepare(msgs[i]) })
 	s.verify(ctx, items)
-	s.storeAll(ctx, items)
-	s.forgetErased(ctx, items)
-	s.announce(ctx, items)
-	errs := make([]error, len(items))
-	for i, it := range items {
-		errs[i] = it.err
+	return func(ctx context.Context) []error {
+		s.storeAll(ctx, items)
+		s.forgetErased(ctx, items)
+		s.announce(ctx, items)
+		errs := make([]error, len(items))
+		for i, it := range items {
+			errs[i] = it.err
+		}
+		return errs
 	}
-	return errs
 }
 
 // prepare checks what can be checked without the database.
