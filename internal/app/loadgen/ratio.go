@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -122,7 +123,7 @@ func (b *Bench) Run(ctx context.Context, runs int, progress io.Writer) (*Results
 				return res, fmt.Errorf("run %d, %s: %w", r+1, m.Name, err)
 			}
 			res.Samples[m.Name] = append(res.Samples[m.Name], s)
-			fmt.Fprintf(progress, "run %d/%d  %-10s %10s %s%s  (took %s)\n", r+1, runs, m.Name, grouped(s.Value), m.Unit, sideText(s.Side), time.Since(start).Round(time.Second))
+			fmt.Fprintf(progress, "run %d/%d  %-10s %10s %s%s  (took %s%s)\n", r+1, runs, m.Name, grouped(s.Value), m.Unit, sideText(s.Side), time.Since(start).Round(time.Second), loadAverage())
 		}
 	}
 	return res, nil
@@ -318,6 +319,21 @@ func grouped(x float64) string {
 		return "-" + b.String()
 	}
 	return b.String()
+}
+
+// loadAverage is the machine's one-minute load average as the progress
+// line shows it, or nothing where /proc does not tell: it says how busy
+// the machine was with other work while a figure was taken.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return ", load average " + f[0]
 }
 
 func sideText(side []Side) string {
