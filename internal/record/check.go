@@ -52,6 +52,10 @@ type Record struct {
 	// unsigned is the span of Canonical to cut out (the signature member
 	// and one comma) to get the signing input.
 	unsigned [2]int
+	// payload is the payload as Decode parsed it, so that CheckPayload
+	// does not parse it again; CheckPayload drops it. Keys are in
+	// canonical order, so it is the tree Env.Payload parses to.
+	payload *value
 }
 
 // Decode reads a record strictly and checks its envelope: everything that
@@ -108,6 +112,11 @@ func Decode(v *validate.Validator, raw []byte, now time.Time) (Record, []apperr.
 	if len(d.errs) > 0 {
 		return r, d.errs
 	}
+	for i := range root.kids {
+		if root.kids[i].key == "payload" {
+			r.payload = &root.kids[i].val
+		}
+	}
 	if err := v.Validate(&r.Env); err != nil {
 		return r, fieldsOf(err, "")
 	}
@@ -150,13 +159,18 @@ func (r *Record) CheckPayload(v *validate.Validator, now time.Time) []apperr.Fie
 	if payload == nil {
 		return []apperr.FieldError{{Field: "type", Message: "must be one of: " + strings.Join(TypeNames(), " ")}}
 	}
-	root, perr := parseObject(r.Env.Payload)
-	if perr != nil {
-		field := "payload"
-		if perr.Field != "body" {
-			field += "." + perr.Field
+	var root value
+	if r.payload != nil {
+		root, r.payload = *r.payload, nil
+	} else {
+		var perr *apperr.FieldError
+		if root, perr = parseObject(r.Env.Payload); perr != nil {
+			field := "payload"
+			if perr.Field != "body" {
+				field += "." + perr.Field
+			}
+			return []apperr.FieldError{{Field: field, Message: perr.Message}}
 		}
-		return []apperr.FieldError{{Field: field, Message: perr.Message}}
 	}
 	d := typedDecoder{path: []pathElem{{key: "payload", index: -1}}}
 	d.decode(&root, reflect.ValueOf(payload).Elem())
