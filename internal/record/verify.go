@@ -109,34 +109,51 @@ func (k *Keys) VerifyCanonical(pub ed25519.PublicKey, canonical []byte, signatur
 	return nil
 }
 
+// Signed is one signature to check: by Key, over Message (the signing
+// input), the record's base64 Signature.
+type Signed struct {
+	Key       ed25519.PublicKey
+	Message   []byte
+	Signature string
+}
+
 // Verify checks each record's device signature under pubs[i] and returns
-// one error per record: nil when it verifies, ErrBadSignature when it does
-// not, or what is wrong with the signature's encoding. The signatures are
-// checked together, a chunk of them per batch equation, which costs about
-// a third of checking them one by one when all are good; a chunk with a
-// bad one is checked again one by one to name it, so a bad signature
-// costs what it always did.
+// one error per record, as VerifyAll does.
 func (k *Keys) Verify(recs []*Record, pubs []ed25519.PublicKey) []error {
-	errs := make([]error, len(recs))
+	items := make([]Signed, len(recs))
+	for i, r := range recs {
+		items[i] = Signed{Key: pubs[i], Message: r.SigningInput(), Signature: r.Env.Signature}
+	}
+	return k.VerifyAll(items)
+}
+
+// VerifyAll checks signatures and returns one error per item: nil when it
+// verifies, ErrBadSignature when it does not, or what is wrong with the
+// signature's encoding. The signatures are checked together, a chunk of
+// them per batch equation, which costs about a third of checking them one
+// by one when all are good; a chunk with a bad one is checked again one by
+// one to name it, so a bad signature costs what it always did.
+func (k *Keys) VerifyAll(items []Signed) []error {
+	errs := make([]error, len(items))
 	type entry struct {
 		i   int
 		key *voi.ExpandedPublicKey
 		msg []byte
 		sig []byte
 	}
-	entries := make([]entry, 0, len(recs))
-	for i, r := range recs {
-		sig, err := decodeSignature(r.Env.Signature)
+	entries := make([]entry, 0, len(items))
+	for i, it := range items {
+		sig, err := decodeSignature(it.Signature)
 		if err != nil {
 			errs[i] = err
 			continue
 		}
-		e := k.expanded(pubs[i])
+		e := k.expanded(it.Key)
 		if e == nil {
 			errs[i] = ErrBadSignature
 			continue
 		}
-		entries = append(entries, entry{i: i, key: e, msg: r.SigningInput(), sig: sig})
+		entries = append(entries, entry{i: i, key: e, msg: it.Message, sig: sig})
 	}
 	chunks := (len(entries) + batchChunk - 1) / batchChunk
 	parallel.For(chunks, func(c int) {

@@ -77,6 +77,7 @@ type Service struct {
 	consumer  *natsbus.Consumer
 	erasures  *natsbus.Consumer
 	validator *validate.Validator
+	keys      *record.Keys // device keys, precomputed for verification
 }
 
 // New wires the service; it validates and does no I/O.
@@ -93,7 +94,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, pool: d.Pool, js: d.JS, journal: d.Journal, pii: d.PII, logger: d.Logger,
-		rules: rules, metrics: newMetrics(d.Registry, d.Pool), validator: validate.New(),
+		rules: rules, metrics: newMetrics(d.Registry, d.Pool), validator: validate.New(), keys: record.NewKeys(),
 	}
 	if d.JS != nil {
 		s.consumer = natsbus.NewConsumer(natsbus.ConsumerConfig{
@@ -252,7 +253,7 @@ func (s *Service) Decode(data []byte, h nats.Header, received time.Time) (Input,
 	if agent == "" || device != env.DeviceID {
 		return Input{}, apperr.Errorf(apperr.Invalid, "record %s: headers name agent %q and device %q, record names device %q", env.ID, agent, device, env.DeviceID)
 	}
-	return Input{Env: env, Payload: rec.Payload, Canonical: rec.Canonical, AgentID: agent, DeviceID: device, ReceivedAt: received}, nil
+	return Input{Env: env, Payload: rec.Payload, Canonical: rec.Canonical, AgentID: agent, DeviceID: device, ReceivedAt: received, signingInput: rec.SigningInput()}, nil
 }
 
 // attested is the body of farm.attested.<type>.
