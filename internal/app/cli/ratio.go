@@ -285,7 +285,7 @@ func (p *processStarter) start(ctx context.Context, target string) (loadgen.Plat
 	if err != nil {
 		return loadgen.Platform{}, nil, errors.Join(err, stop())
 	}
-	return loadgen.Platform{URL: base, OperatorToken: token, DB: pool}, func() error {
+	return loadgen.Platform{URL: base, OperatorToken: token, DB: pool, PID: cmd.Process.Pid}, func() error {
 		pool.Close()
 		return stop()
 	}, nil

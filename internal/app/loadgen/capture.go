@@ -15,6 +15,9 @@ type Platform struct {
 	URL           string        // base URL of its HTTP API
 	OperatorToken string        // for /admin/v1
 	DB            *pgxpool.Pool // its database, read to see what ingest stored
+	// PID is the process running Tani, 0 when it runs in this one: its
+	// CPU time and this process's are then counted apart.
+	PID int
 }
 
 // Starter starts Tani running target (as -target takes it) on a fresh
@@ -46,6 +49,20 @@ func CaptureMeasure(name, target string, cfg Config, start Starter, logger *slog
 			}
 			c := cfg
 			c.URL, c.OperatorToken = p.URL, p.OperatorToken
+			var meter cpuMeter
+			if p.PID != 0 {
+				meter.add("tani CPU", func() (time.Duration, error) { return processCPU(p.PID) })
+				meter.add("postgres CPU", func() (time.Duration, error) { return backendsCPU(ctx, p.DB) })
+				meter.add("load tool CPU", selfCPU)
+			}
+			var cpu []Side
+			c.Timed = func(started bool) {
+				if started {
+					meter.begin()
+				} else {
+					cpu = meter.end(c.Records)
+				}
+			}
 			report, err := Run(ctx, c, p.DB, logger.With("measure", name, "run", run+1))
 			if err == nil {
 				err = report.Err()
@@ -60,10 +77,10 @@ func CaptureMeasure(name, target string, cfg Config, start Starter, logger *slog
 			if c.Batch == 100 {
 				p99.Max = float64(SyncP99Bound / time.Millisecond)
 			}
-			return Sample{Value: report.StoredPerSecond(), Side: []Side{
+			return Sample{Value: report.StoredPerSecond(), Side: append([]Side{
 				p99,
 				{Name: "accepted", Unit: "records/s", Value: report.AcceptedPerSecond()},
-			}}, nil
+			}, cpu...)}, nil
 		},
 	}
 }

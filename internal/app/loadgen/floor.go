@@ -190,11 +190,16 @@ func (f *Floor) load(ctx context.Context, fn func(ctx context.Context, conn *pgx
 		return Sample{}, fmt.Errorf("create floor table: %w", err)
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), "DROP SCHEMA IF EXISTS "+floorSchema+" CASCADE")
+	backend := int(conn.Conn().PgConn().PID())
+	var meter cpuMeter
+	meter.add("postgres CPU", func() (time.Duration, error) { return processCPU(backend) })
+	meter.begin()
 	start := time.Now()
 	if err := fn(ctx, conn.Conn()); err != nil {
 		return Sample{}, err
 	}
 	took := time.Since(start)
+	cpu := meter.end(len(f.rows))
 	var rows, polygons int
 	if err := conn.QueryRow(ctx, "SELECT count(*), count(boundary) FROM "+floorSchema+".records").Scan(&rows, &polygons); err != nil {
 		return Sample{}, fmt.Errorf("count floor rows: %w", err)
@@ -202,7 +207,7 @@ func (f *Floor) load(ctx context.Context, fn func(ctx context.Context, conn *pgx
 	if rows != len(f.rows) || polygons != f.polygons {
 		return Sample{}, fmt.Errorf("floor stored %d rows with %d polygons, want %d with %d", rows, polygons, len(f.rows), f.polygons)
 	}
-	return Sample{Value: perSecond(rows, took)}, nil
+	return Sample{Value: perSecond(rows, took), Side: cpu}, nil
 }
 
 func (f *Floor) runCopy(ctx context.Context, _ int) (Sample, error) {

@@ -86,6 +86,9 @@ func Run(ctx context.Context, cfg Config, db *pgxpool.Pool, logger *slog.Logger)
 	}
 	logger.InfoContext(ctx, "records signed", "records", cfg.Records, "requests", len(jobs), "took", time.Since(signStart).Round(time.Millisecond))
 
+	if cfg.Timed != nil {
+		cfg.Timed(true)
+	}
 	var dbStart time.Time
 	if db != nil {
 		if err := db.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&dbStart); err != nil {
@@ -98,6 +101,9 @@ func Run(ctx context.Context, cfg Config, db *pgxpool.Pool, logger *slog.Logger)
 	}
 	w.remaining = accepted
 	done, err := w.wait(ctx, cfg.IngestWait)
+	if cfg.Timed != nil {
+		cfg.Timed(false)
+	}
 	if err != nil {
 		return r, err
 	}
