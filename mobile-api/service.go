@@ -66,6 +66,10 @@ type Deps struct {
 	Consumer *natsbus.Metrics
 	// Registry takes tani_records_refused_after_ack_total.
 	Registry prometheus.Registerer
+	// Memo, when stages that run in this process read what /sync
+	// publishes, is given every accepted record as checked, so that they
+	// need not read and verify the same bytes again. Optional.
+	Memo *record.Memo
 }
 
 // Service is the mobile-api module.
@@ -79,6 +83,7 @@ type Service struct {
 	logger    *slog.Logger
 	validator *validate.Validator
 	keys      *record.Keys // device keys, precomputed for verification
+	memo      *record.Memo
 	media     *media.Service
 	erasures  *natsbus.Consumer
 	dead      *natsbus.Consumer      // DEAD → mobile.refusals
@@ -91,7 +96,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		return nil, errors.New("mobile-api: Pool, JS, Auth, PII, SMS and Logger are required")
 	}
 	s := &Service{
-		cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New(), keys: record.NewKeys(), media: d.Media,
+		cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New(), keys: record.NewKeys(), memo: d.Memo, media: d.Media,
 		dead: natsbus.NewConsumer(natsbus.ConsumerConfig{
 			Stream:         natsbus.StreamDead,
 			Durable:        RefusalsConsumer,

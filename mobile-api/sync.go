@@ -53,6 +53,8 @@ type pending struct {
 	payload   record.Payload
 	canonical []byte
 	hash      [32]byte
+	rec       *record.Record    // as checked, for the memo
+	key       ed25519.PublicKey // its signature verified under this key
 }
 
 // agentView is what a batch's payloads are checked against: which of the
@@ -96,6 +98,11 @@ func (s *Service) sync(c echo.Context) error {
 			publish = append(publish, p)
 		}
 	}
+	// Remembered before publishing: the consumer may have the message
+	// before the publish returns.
+	for _, p := range publish {
+		s.memo.Put(p.rec, p.key)
+	}
 	if err := s.publish(ctx, publish); err != nil {
 		return err
 	}
@@ -123,6 +130,7 @@ func (s *Service) check(ctx context.Context, agentID string, raws []json.RawMess
 	}
 	type checked struct {
 		rec  record.Record
+		key  ed25519.PublicKey
 		errs []apperr.FieldError
 	}
 	all := make([]checked, len(raws))
@@ -134,7 +142,7 @@ func (s *Service) check(ctx context.Context, agentID string, raws []json.RawMess
 	var at []int
 	for i, raw := range raws {
 		rec, errs := record.Decode(s.validator, raw, now)
-		all[i] = checked{rec, errs}
+		all[i] = checked{rec: rec, errs: errs}
 		if errs != nil {
 			continue
 		}
@@ -143,6 +151,7 @@ func (s *Service) check(ctx context.Context, agentID string, raws []json.RawMess
 			all[i].errs = errs
 			continue
 		}
+		all[i].key = key
 		signed, keys, at = append(signed, &all[i].rec), append(keys, key), append(at, i)
 	}
 	for j, err := range s.keys.Verify(signed, keys) {
@@ -181,7 +190,7 @@ func (s *Service) check(ctx context.Context, agentID string, raws []json.RawMess
 			results[i] = SyncResult{ID: env.ID, Status: Rejected, Errors: errs}
 			continue
 		}
-		p := pending{index: i, env: env, payload: ch.rec.Payload, canonical: ch.rec.Canonical, hash: record.Hash(ch.rec.Canonical)}
+		p := pending{index: i, env: env, payload: ch.rec.Payload, canonical: ch.rec.Canonical, hash: record.Hash(ch.rec.Canonical), rec: &all[i].rec, key: ch.key}
 		if j, ok := seen[env.ID]; ok {
 			if valid[j].hash == p.hash {
 				results[i] = SyncResult{ID: env.ID, Status: Duplicate}
@@ -403,19 +412,27 @@ func rememberIn(ctx context.Context, tx pgx.Tx, agentID string, batch []pending)
 		ON CONFLICT (id) DO NOTHING`, ids, types, hashes, devices, agentID, farmers); err != nil {
 		return fmt.Errorf("remember received records: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `
-		INSERT INTO mobile.received_media (record_id, sha256) SELECT * FROM unnest($1::text[]::uuid[], $2::text[])
-		ON CONFLICT DO NOTHING`, mediaRecords, media); err != nil {
-		return fmt.Errorf("remember referenced media: %w", err)
+	// The statements below have nothing to do in most batches: only what
+	// has rows costs a round trip.
+	if len(media) > 0 {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO mobile.received_media (record_id, sha256) SELECT * FROM unnest($1::text[]::uuid[], $2::text[])
+			ON CONFLICT DO NOTHING`, mediaRecords, media); err != nil {
+			return fmt.Errorf("remember referenced media: %w", err)
+		}
 	}
-	if _, err := tx.Exec(ctx, `
-		INSERT INTO mobile.assignments (farmer_id, agent_id) SELECT unnest($1::text[]::uuid[]), $2 ON CONFLICT DO NOTHING`, newFarmers, agentID); err != nil {
-		return fmt.Errorf("assign registered farmers: %w", err)
+	if len(newFarmers) > 0 {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO mobile.assignments (farmer_id, agent_id) SELECT unnest($1::text[]::uuid[]), $2 ON CONFLICT DO NOTHING`, newFarmers, agentID); err != nil {
+			return fmt.Errorf("assign registered farmers: %w", err)
+		}
 	}
-	if _, err := tx.Exec(ctx, `
-		UPDATE mobile.otp_challenges o SET used_by = u.record FROM unnest($1::text[]::uuid[], $2::text[]::uuid[]) AS u(id, record)
-		WHERE o.id = u.id AND o.used_by IS NULL`, otps, otpRecords); err != nil {
-		return fmt.Errorf("consume consent codes: %w", err)
+	if len(otps) > 0 {
+		if _, err := tx.Exec(ctx, `
+			UPDATE mobile.otp_challenges o SET used_by = u.record FROM unnest($1::text[]::uuid[], $2::text[]::uuid[]) AS u(id, record)
+			WHERE o.id = u.id AND o.used_by IS NULL`, otps, otpRecords); err != nil {
+			return fmt.Errorf("consume consent codes: %w", err)
+		}
 	}
 	return nil
 }

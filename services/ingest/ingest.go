@@ -61,6 +61,7 @@ type Service struct {
 	erasures  *natsbus.Consumer
 	validator *validate.Validator
 	keys      *record.Keys // device keys, precomputed for verification
+	memo      *record.Memo
 }
 
 // Deps are what the composition root hands in.
@@ -72,6 +73,10 @@ type Deps struct {
 	Logger *slog.Logger
 	// Consumer counts what the consumers do.
 	Consumer *natsbus.Metrics
+	// Memo holds the records mobile-api checked in this process; a
+	// message with exactly those bytes is not read and verified again.
+	// Optional.
+	Memo *record.Memo
 }
 
 // New wires the service; it validates and does no I/O.
@@ -87,6 +92,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		logger:    d.Logger,
 		validator: validate.New(),
 		keys:      record.NewKeys(),
+		memo:      d.Memo,
 		consumer: natsbus.NewConsumer(natsbus.ConsumerConfig{
 			Stream:         natsbus.StreamFarm,
 			Durable:        ConsumerName,
@@ -131,6 +137,7 @@ type item struct {
 	payload   record.Payload
 	canonical []byte
 	stored    json.RawMessage // the payload as stored: record.Protected's
+	checkedBy ed25519.PublicKey // from the memo: the signature verified under this key
 	sealed    []byte          // the signed record, sealed with the PII key
 	hash      [32]byte
 	seq       uint64
@@ -187,18 +194,25 @@ func (s *Service) prepare(msg jetstream.Msg) *item {
 	it.seq, it.received = md.Sequence.Stream, md.Timestamp
 	// The same strict read as mobile-api's: the record's canonical bytes
 	// and the typed view of them, which is what is stored and announced.
-	rec, problems := record.Check(s.validator, msg.Data(), md.Timestamp)
-	env := rec.Env
-	it.rec, it.env, it.payload, it.canonical = rec, env, rec.Payload, rec.Canonical
-	if len(problems) > 0 {
-		it.err = apperr.Fields(fmt.Sprintf("invalid record %s on %s", env.ID, msg.Subject()), problems...)
-		return it
+	// Bytes mobile-api checked in this process are taken as it read them.
+	data := msg.Data()
+	hash := record.Hash(data)
+	rec, key, memoized := s.memo.Take(hash, data)
+	if !memoized {
+		var problems []apperr.FieldError
+		if rec, problems = record.Check(s.validator, data, md.Timestamp); len(problems) > 0 {
+			it.err = apperr.Fields(fmt.Sprintf("invalid record %s on %s", rec.Env.ID, msg.Subject()), problems...)
+			return it
+		}
+		hash = record.Hash(rec.Canonical)
 	}
+	env := rec.Env
+	it.rec, it.env, it.payload, it.canonical, it.checkedBy = rec, env, rec.Payload, rec.Canonical, key
 	if msg.Subject() != natsbus.SubjectSubmittedPrefix+string(env.Type) {
 		it.err = apperr.Errorf(apperr.Invalid, "record %s of type %q arrived on %s", env.ID, env.Type, msg.Subject())
 		return it
 	}
-	it.hash = record.Hash(it.canonical)
+	it.hash = hash
 	// National IDs and phones never rest in clear: the queryable payload is
 	// the protected form, the signed original is kept sealed.
 	if it.stored, err = it.rec.ProtectedPayload(s.pii); err != nil {
@@ -271,7 +285,11 @@ func (s *Service) verify(ctx context.Context, items []*item) {
 		case d.revokedAt != nil && d.revokedAt.Before(it.received):
 			it.err = apperr.Errorf(apperr.Invalid, "record %s: device %s was revoked at %s", env.ID, env.DeviceID, d.revokedAt.Format(time.RFC3339))
 		default:
-			recs, keys, signed = append(recs, &it.rec), append(keys, ed25519.PublicKey(d.key)), append(signed, it)
+			// A record this process verified under the same key is not
+			// verified again.
+			if it.checkedBy == nil || !it.checkedBy.Equal(ed25519.PublicKey(d.key)) {
+				recs, keys, signed = append(recs, &it.rec), append(keys, ed25519.PublicKey(d.key)), append(signed, it)
+			}
 			it.agentID = d.agentID
 		}
 	}
