@@ -159,7 +159,7 @@ func (a *App) initIngest() (Service, error) {
 		return nil, err
 	}
 	return ingest.New(a.cfg.Ingest, ingest.Deps{
-		Pool: a.pool, JS: a.js, PII: piiKeys, Logger: a.logger.With("module", Ingest), Consumer: a.consumer,
+		Pool: a.pool, JS: a.js, PII: piiKeys, Logger: a.logger.With("module", Ingest), Consumer: a.consumer, Memo: a.memo,
 	})
 }
 
@@ -188,7 +188,7 @@ func (a *App) initMobileAPI() (Service, error) {
 	}
 	svc, err := mobileapi.New(a.cfg.MobileAPI, mobileapi.Deps{
 		Pool: a.pool, JS: a.js, Auth: authKeys, PII: piiKeys, SMS: mobileapi.LogSMS{Logger: logger}, Logger: logger,
-		Media: med, Consumer: a.consumer, Registry: a.registry,
+		Media: med, Consumer: a.consumer, Registry: a.registry, Memo: a.memo,
 	})
 	if err != nil {
 		return nil, err
@@ -212,7 +212,7 @@ func (a *App) initAttest() (Service, error) {
 	}
 	svc, err := attest.New(a.cfg.Attest, attest.Deps{
 		Pool: a.pool, JS: a.js, Journal: a.journal, PII: piiKeys, Logger: a.logger.With("module", Attest),
-		Consumer: a.consumer, Registry: a.registry,
+		Consumer: a.consumer, Registry: a.registry, Memo: a.memo,
 	})
 	if err != nil {
 		return nil, err

@@ -46,7 +46,7 @@ func (s *Service) apply(ctx context.Context, tx pgx.Tx, fresh []*item) ([]*item,
 	for i, it := range kept {
 		plots[i] = it.payload.(*record.PlotMapped).PlotID
 	}
-	rows, err := tx.Query(ctx, `SELECT plot_id::text, farmer_id::text FROM ingest.plots WHERE plot_id = ANY($1::uuid[])`, plots)
+	rows, err := tx.Query(ctx, `SELECT plot_id::text, farmer_id::text FROM ingest.plots WHERE plot_id = ANY($1::text[]::uuid[])`, plots)
 	if err != nil {
 		return nil, fmt.Errorf("load plots: %w", err)
 	}
@@ -265,7 +265,7 @@ func (ev *inserts) queue(b *pgx.Batch) {
 		b.Queue(`
 			INSERT INTO ingest.crop_cycles (record_id, farmer_id, plot_id, crop, variety, planted_on, expected_harvest_on)
 			SELECT id, farmer, plot, crop, nullif(variety, ''), planted, expected
-			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::date[], $7::date[])
+			FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[]::uuid[], $4::text[], $5::text[], $6::text[]::date[], $7::text[]::date[])
 			    AS r(id, farmer, plot, crop, variety, planted, expected)
 			ON CONFLICT DO NOTHING`,
 			c.ids, c.farmers, c.plots, c.crops, c.varieties, c.planted, c.expected)
@@ -273,21 +273,21 @@ func (ev *inserts) queue(b *pgx.Batch) {
 	if in := ev.inputs; len(in.ids) > 0 {
 		b.Queue(`
 			INSERT INTO ingest.input_applications (record_id, farmer_id, plot_id, product, category, quantity, unit, applied_on)
-			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::date[])
+			SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[]::uuid[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::text[]::date[])
 			ON CONFLICT DO NOTHING`,
 			in.ids, in.farmers, in.plots, in.products, in.categories, in.quantities, in.units, in.applied)
 	}
 	if h := ev.harvests; len(h.ids) > 0 {
 		b.Queue(`
 			INSERT INTO ingest.harvests (record_id, farmer_id, plot_id, crop, quantity_kg, quality_grade, harvested_on)
-			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::float8[], $6::text[], $7::date[])
+			SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[]::uuid[], $4::text[], $5::float8[], $6::text[], $7::text[]::date[])
 			ON CONFLICT DO NOTHING`,
 			h.ids, h.farmers, h.plots, h.crops, h.kg, h.grades, h.harvested)
 	}
 	if sl := ev.sales; len(sl.ids) > 0 {
 		b.Queue(`
 			INSERT INTO ingest.sales (record_id, farmer_id, buyer, crop, quantity_kg, price_minor, currency, sold_on)
-			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::float8[], $6::bigint[], $7::text[], $8::date[])
+			SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[], $4::text[], $5::float8[], $6::bigint[], $7::text[], $8::text[]::date[])
 			ON CONFLICT DO NOTHING`,
 			sl.ids, sl.farmers, sl.buyers, sl.crops, sl.kg, sl.prices, sl.currencies, sl.sold)
 	}
