@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/tani
 PKGS    := ./...
 
-.PHONY: run test setup build vet bench clean fabric-up fabric-down failover-test
+.PHONY: run test setup build vet bench bench-journal clean fabric-up fabric-down failover-test
 
 ## run: set up if needed, then start every module with embedded NATS and demo data
 run: setup build
@@ -38,6 +38,14 @@ vet:
 ## bench: the benchmarks behind the figures in docs/
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 3x $(PKGS)
+
+## bench-journal: the journal against Tessera's POSIX log and `tani verify` against reading its tables,
+## paired run by run (docs/ledger-benchmarks.md); RUNS=3 by default. bench/journal is its own module,
+## so Tessera is never linked into bin/tani.
+RUNS ?= 3
+bench-journal: setup
+	cd bench/journal && $(GO) test -run '^$$' -bench JournalVsTessera -benchtime 1x -timeout 60m -runs $(RUNS)
+	cd ledger && TANI_BENCH_AUDIT_ENTRIES=1000000 $(GO) test -run '^$$' -bench AuditVsRead -benchtime 1x -timeout 60m -runs $(RUNS)
 
 ## failover-test: Postgres failover and read replica on this machine (creates and removes
 ## clusters on ports 5442/5443 with scripts/pg-failover.sh; needs root or sudo to postgres)

@@ -3,13 +3,16 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -153,7 +156,7 @@ func Audit(ctx context.Context, pool *pgxpool.Pool, verifier note.Verifier, opts
 	rf := &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
 	a := &auditor{
 		verifier: verifier, opts: opts, rep: &Report{}, chain: opts.Chain,
-		rf: rf, rng: rf.NewEmptyRange(0), erased: map[int64]bool{},
+		rf: rf, rng: rf.NewEmptyRange(0), erased: map[int64]bool{}, early: map[int64]bool{},
 	}
 	start := time.Now()
 	if err := a.checkChain(); err != nil {
@@ -169,7 +172,7 @@ func Audit(ctx context.Context, pool *pgxpool.Pool, verifier note.Verifier, opts
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	a.db = tx
-	if err := a.run(ctx); err != nil {
+	if err := a.run(ctx, pool); err != nil {
 		return nil, err
 	}
 	if err := tx.Rollback(ctx); err != nil {
@@ -183,15 +186,22 @@ func Audit(ctx context.Context, pool *pgxpool.Pool, verifier note.Verifier, opts
 }
 
 type auditor struct {
-	db       pgx.Tx // a read-only snapshot; queries run one at a time on it
+	db       pgx.Tx // a read-only snapshot, exported to the streams; queries run one at a time on it
 	verifier note.Verifier
 	opts     AuditOptions
 	rep      *Report
 	rf       *compact.RangeFactory
 	rng      *compact.Range
 
-	// hashes holds this chunk's stored hash rows by id.
-	hashes map[int64][]byte
+	// hashes holds this chunk's stored hash rows, by id from hlo; nil
+	// where there is no row. leafAt finds a leaf hash among them, made on
+	// demand.
+	hlo       int64
+	hashes    [][]byte
+	leafIndex map[tlog.Hash]int64
+	// early holds the indexes of entries read ahead of the stream, which
+	// stored them out of order: the stream's copies are passed over.
+	early map[int64]bool
 	// erased holds revisions whose payload is gone, until a redaction entry
 	// naming them is seen.
 	erased map[int64]bool
@@ -280,35 +290,41 @@ func (a *auditor) checkChain() error {
 	return nil
 }
 
-type auditRow struct {
-	idx         int64
-	data        []byte
-	typ         string
-	recordID    string
-	kind        string
-	revision    int64
-	payloadHash []byte
-	occurredAt  *time.Time
-	sigRef      string
-	loggedAt    time.Time
-	target      *int64
-	payloadSum  []byte // sha256(payload), nil when the payload is NULL
-	redactedBy  *int64
-}
-
-func (a *auditor) run(ctx context.Context) error {
+func (a *auditor) run(ctx context.Context, pool *pgxpool.Pool) error {
 	var size int64
 	if err := a.db.QueryRow(ctx, "SELECT size FROM ledger.tree").Scan(&size); err != nil {
 		return fmt.Errorf("audit: read tree size: %w", err)
 	}
 	a.rep.TreeSize = size
-	for lo := int64(0); lo < size; lo += a.opts.ChunkSize {
-		hi := min(lo+a.opts.ChunkSize, size)
-		if err := a.chunk(ctx, lo, hi); err != nil {
+	if size > 0 {
+		var snapshot string
+		if err := a.db.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snapshot); err != nil {
+			return fmt.Errorf("audit: export snapshot: %w", err)
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		s, err := startStreams(sctx, pool, snapshot)
+		if err != nil {
+			cancel()
 			return err
 		}
-		if a.opts.Progress != nil {
-			a.opts.Progress(hi, size)
+		for lo := int64(0); lo < size; lo += a.opts.ChunkSize {
+			hi := min(lo+a.opts.ChunkSize, size)
+			if err = a.chunk(ctx, s, lo, hi); err != nil {
+				break
+			}
+			if a.opts.Progress != nil {
+				a.opts.Progress(hi, size)
+			}
+		}
+		if err == nil {
+			err = s.wait()
+		} else {
+			cancel()
+			s.wait()
+		}
+		cancel()
+		if err != nil {
+			return err
 		}
 	}
 	if a.opts.Progress != nil && size == 0 {
@@ -317,70 +333,126 @@ func (a *auditor) run(ctx context.Context) error {
 	return a.finish(ctx, size)
 }
 
-func (a *auditor) chunk(ctx context.Context, lo, hi int64) error {
+// stored returns this chunk's stored hash id, nil if it has no row.
+func (a *auditor) stored(id int64) []byte {
+	if id < a.hlo || id >= a.hlo+int64(len(a.hashes)) {
+		return nil
+	}
+	return a.hashes[id-a.hlo]
+}
+
+// leafAt returns the leaf index whose stored leaf hash in this chunk is
+// h.
+func (a *auditor) leafAt(h tlog.Hash) (int64, bool) {
+	if a.leafIndex == nil {
+		a.leafIndex = map[tlog.Hash]int64{}
+		for i, b := range a.hashes {
+			if level, n := tlog.SplitStoredHashIndex(a.hlo + int64(i)); level == 0 && len(b) == tlog.HashSize {
+				a.leafIndex[tlog.Hash(b)] = n
+			}
+		}
+	}
+	n, ok := a.leafIndex[h]
+	return n, ok
+}
+
+func (a *auditor) chunk(ctx context.Context, s *streams, lo, hi int64) error {
 	// Stored hashes of leaves lo..hi-1 are exactly ids [StoredHashIndex(0,lo), StoredHashIndex(0,hi)).
 	hlo, hhi := tlog.StoredHashIndex(0, lo), tlog.StoredHashIndex(0, hi)
-	rows, err := a.db.Query(ctx, "SELECT id, hash FROM ledger.hashes WHERE id >= $1 AND id < $2", hlo, hhi)
-	if err != nil {
-		return fmt.Errorf("audit: read hashes %d..%d: %w", hlo, hhi, err)
-	}
-	a.hashes = make(map[int64][]byte, hhi-hlo)
-	leafAt := make(map[tlog.Hash]int64, hi-lo)
-	for rows.Next() {
-		var id int64
-		var h []byte
-		if err := rows.Scan(&id, &h); err != nil {
-			rows.Close()
-			return fmt.Errorf("audit: scan hash: %w", err)
+	a.hlo, a.leafIndex = hlo, nil
+	a.hashes = slices.Grow(a.hashes[:0], int(hhi-hlo))[:hhi-hlo]
+	clear(a.hashes)
+	if err := s.hashesBelow(hhi, tlog.StoredHashIndex(0, a.rep.TreeSize), func(h hashRow) {
+		if h.id >= hlo {
+			a.hashes[h.id-hlo] = h.hash
 		}
-		a.hashes[id] = h
-		if level, n := tlog.SplitStoredHashIndex(id); level == 0 && len(h) == tlog.HashSize {
-			leafAt[tlog.Hash(h)] = n
-		}
+	}); err != nil {
+		return err
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("audit: read hashes: %w", err)
-	}
-
-	rows, err = a.db.Query(ctx, `
-		SELECT idx, data, type, record_id, kind, revision, payload_hash, occurred_at, signature_ref, logged_at, target,
-		       CASE WHEN payload IS NULL THEN NULL ELSE sha256(payload) END, redacted_by
-		FROM ledger.entries WHERE idx >= $1 AND idx < $2 ORDER BY idx`, lo, hi)
-	if err != nil {
-		return fmt.Errorf("audit: read entries %d..%d: %w", lo, hi, err)
-	}
-	// Read the whole chunk before checking it: checking may query
-	// checkpoints and hashes, and the snapshot runs one query at a time.
-	batch := make([]auditRow, 0, hi-lo)
-	for rows.Next() {
-		var r auditRow
-		if err := rows.Scan(&r.idx, &r.data, &r.typ, &r.recordID, &r.kind, &r.revision, &r.payloadHash, &r.occurredAt,
-			&r.sigRef, &r.loggedAt, &r.target, &r.payloadSum, &r.redactedBy); err != nil {
-			rows.Close()
-			return fmt.Errorf("audit: scan entry: %w", err)
-		}
-		batch = append(batch, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("audit: read entries: %w", err)
+	if err := a.readHashesAhead(ctx); err != nil {
+		return err
 	}
 	next := lo
-	for i := range batch {
-		r := &batch[i]
+	for next < hi {
+		r, err := s.nextEntry()
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			break
+		}
+		switch {
+		case r.idx >= a.rep.TreeSize || r.idx < 0:
+			// Not the tree's: finish reports rows beyond it.
+			s.advanceEntry()
+		case r.idx < next:
+			if !a.early[r.idx] {
+				return fmt.Errorf("audit: entry %d read twice", r.idx)
+			}
+			delete(a.early, r.idx)
+			s.advanceEntry()
+		case r.idx > next:
+			// The stream skips [next, r.idx): stored elsewhere, or gone.
+			end := min(r.idx, hi)
+			if err := a.readAhead(ctx, next, end); err != nil {
+				return err
+			}
+			next = end
+		default:
+			if err := a.entry(ctx, r); err != nil {
+				return err
+			}
+			s.advanceEntry()
+			next++
+		}
+	}
+	// The stream ended: the rest of the chunk has no row.
+	return a.readAhead(ctx, next, hi)
+}
+
+// entry checks one row in index order and grows the tree with it.
+func (a *auditor) entry(ctx context.Context, r *entryRow) error {
+	a.rep.Entries++
+	a.columns(r)
+	leaf, rowReported, err := a.leaf(ctx, r)
+	if err != nil {
+		return err
+	}
+	return a.addLeaf(ctx, r.idx, leaf, rowReported)
+}
+
+// readAhead reads the entries [lo, hi) by index from the snapshot, where
+// the stream does not have them in order, and checks them; an index with
+// no row is a deleted entry.
+func (a *auditor) readAhead(ctx context.Context, lo, hi int64) error {
+	if lo >= hi {
+		return nil
+	}
+	var rows []entryRow
+	p := &copyParser{fields: 13, emit: func(f [][]byte, _ []byte) error {
+		r, err := decodeEntry(f)
+		rows = append(rows, r)
+		return err
+	}}
+	sql := fmt.Sprintf("COPY (SELECT %s FROM ledger.entries WHERE idx >= %d AND idx < %d ORDER BY idx) TO STDOUT (FORMAT binary)", entryColumns, lo, hi)
+	if _, err := a.db.Conn().PgConn().CopyTo(ctx, p, sql); err != nil {
+		return fmt.Errorf("audit: read entries %d..%d: %w", lo, hi, err)
+	}
+	if err := p.finish(); err != nil {
+		return fmt.Errorf("audit: read entries %d..%d: %w", lo, hi, err)
+	}
+	var w rowChecker
+	next := lo
+	for i := range rows {
+		r := &rows[i]
 		for ; next < r.idx; next++ {
 			if err := a.missing(ctx, next); err != nil {
 				return err
 			}
 		}
-		a.rep.Entries++
-		a.columns(r)
-		leaf, rowReported, err := a.leaf(ctx, r, leafAt)
-		if err != nil {
-			return err
-		}
-		if err := a.addLeaf(ctx, r.idx, leaf, rowReported); err != nil {
+		w.check(r)
+		a.early[r.idx] = true
+		if err := a.entry(ctx, r); err != nil {
 			return err
 		}
 		next = r.idx + 1
@@ -393,62 +465,183 @@ func (a *auditor) chunk(ctx context.Context, lo, hi int64) error {
 	return nil
 }
 
+// readHashesAhead looks up the chunk's hash ids the stream did not have
+// in order (stored elsewhere, or gone), by id from the snapshot.
+func (a *auditor) readHashesAhead(ctx context.Context) error {
+	var ask []int64
+	for i, h := range a.hashes {
+		if h == nil {
+			ask = append(ask, a.hlo+int64(i))
+		}
+	}
+	if len(ask) == 0 {
+		return nil
+	}
+	rows, err := a.db.Query(ctx, "SELECT id, hash FROM ledger.hashes WHERE id = ANY($1)", ask)
+	if err != nil {
+		return fmt.Errorf("audit: read hashes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var h []byte
+		if err := rows.Scan(&id, &h); err != nil {
+			return fmt.Errorf("audit: scan hash: %w", err)
+		}
+		if h == nil {
+			h = []byte{}
+		}
+		a.hashes[id-a.hlo] = h
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("audit: read hashes: %w", err)
+	}
+	return nil
+}
+
 // missing handles a leaf index with no row: the stored leaf hash stands in
 // for it, so that one deleted row is reported once rather than as a fault of
 // every node and checkpoint above it.
 func (a *auditor) missing(ctx context.Context, n int64) error {
 	a.fault(Fault{Kind: FaultEntryDeleted, Index: n, Detail: "no row for this leaf index; the hash rows still commit to it"})
-	leaf := a.hashes[tlog.StoredHashIndex(0, n)]
+	leaf := a.stored(tlog.StoredHashIndex(0, n))
 	if leaf == nil {
 		leaf = make([]byte, tlog.HashSize) // nothing to go on; the signed roots after this will not match
 	}
 	return a.addLeaf(ctx, n, leaf, false)
 }
 
-// columns checks one row's lookup columns and payload against its leaf.
-func (a *auditor) columns(r *auditRow) {
-	e, err := verify.ParseEntry(r.data)
-	if err != nil {
-		a.fault(Fault{Kind: FaultEntryMalformed, Index: r.idx, Detail: err.Error()})
-		return
+// columns records what a worker found about one row (checkRow): faults in
+// its lookup columns and payload, and the erasures it takes part in.
+func (a *auditor) columns(r *entryRow) {
+	for _, f := range r.check.faults {
+		a.fault(f)
 	}
+	if r.check.erased {
+		// A redaction entry naming this index must follow.
+		a.erased[r.idx] = true
+	}
+	if r.check.redacts >= 0 {
+		delete(a.erased, r.check.redacts)
+	}
+}
+
+// rowCheck is what checkRow finds about one row.
+type rowCheck struct {
+	leaf   tlog.Hash // the leaf hash of the row's bytes
+	faults []Fault
+	// erased is set for a revision whose payload is gone with a
+	// redaction recorded: a redaction entry naming it must follow.
+	erased bool
+	// redacts is the target of a redaction entry, else -1.
+	redacts int64
+}
+
+// rowChecker checks rows on their own, as the workers do; its buffers
+// serve row after row.
+type rowChecker struct {
+	buf  []byte
+	leaf hash.Hash
+}
+
+// check checks one row's lookup columns and payload against its leaf
+// bytes, and hashes the leaf (tlog.RecordHash).
+func (w *rowChecker) check(r *entryRow) {
+	if w.leaf == nil {
+		w.leaf = sha256.New()
+	}
+	w.leaf.Reset()
+	w.leaf.Write([]byte{0x00})
+	w.leaf.Write(r.data)
+	var leaf tlog.Hash
+	w.leaf.Sum(leaf[:0])
+	w.buf = checkRow(r, leaf, w.buf)
+}
+
+// checkRow is rowChecker.check given the leaf hash; buf is scratch space,
+// returned for the next row.
+func checkRow(r *entryRow, leaf tlog.Hash, buf []byte) []byte {
+	c := &r.check
+	*c = rowCheck{leaf: leaf, faults: c.faults[:0], redacts: -1}
+	e, ok, buf := entryFromColumns(r, buf)
+	if !ok {
+		var err error
+		if e, err = verify.ParseEntry(r.data); err != nil {
+			c.faults = append(c.faults, Fault{Kind: FaultEntryMalformed, Index: r.idx, Detail: err.Error()})
+			return buf
+		}
+		columnFaults(r, e)
+	}
+	switch e.Type {
+	case verify.TypeRevision:
+		switch {
+		case !r.hasPayload:
+			if !r.hasRedacted {
+				c.faults = append(c.faults, Fault{Kind: FaultPayloadErased, Index: r.idx, Detail: "payload is gone and no redaction is recorded"})
+			} else {
+				c.erased = true
+			}
+		default:
+			if sum := sha256.Sum256(r.payload); sum != e.PayloadHash {
+				c.faults = append(c.faults, Fault{Kind: FaultPayloadChanged, Index: r.idx, Detail: fmt.Sprintf("the payload's SHA-256 is %x, the entry commits to %x", sum[:], e.PayloadHash[:])})
+			}
+		}
+	case verify.TypeRedaction:
+		c.redacts = e.Target
+	}
+	return buf
+}
+
+// entryFromColumns returns the revision the row's lookup columns describe
+// when its leaf bytes are exactly that revision's encoding: then the leaf
+// is canonical and every column agrees with it, without parsing it. Else
+// ok is false and the row is parsed and compared column by column.
+func entryFromColumns(r *entryRow, buf []byte) (e verify.Entry, ok bool, _ []byte) {
+	if string(r.typ) != string(verify.TypeRevision) || !r.hasOccurred || len(r.payloadHash) != sha256.Size {
+		return e, false, buf
+	}
+	// The strings only live while the row is checked: views of its bytes.
+	e = verify.Entry{Type: verify.TypeRevision, RecordID: unsafe.String(unsafe.SliceData(r.recordID), len(r.recordID)),
+		Kind: unsafe.String(unsafe.SliceData(r.kind), len(r.kind)), Revision: r.revision, OccurredAt: r.occurredAt,
+		SignatureRef: unsafe.String(unsafe.SliceData(r.sigRef), len(r.sigRef)), LoggedAt: r.loggedAt}
+	copy(e.PayloadHash[:], r.payloadHash)
+	data, err := e.AppendBinary(buf[:0])
+	if err != nil {
+		return verify.Entry{}, false, buf
+	}
+	if !bytes.Equal(data, r.data) {
+		return verify.Entry{}, false, data
+	}
+	return e, true, data
+}
+
+// columnFaults checks one row's lookup columns against its parsed leaf.
+func columnFaults(r *entryRow, e verify.Entry) {
 	col := func(name string, ok bool, got, want any) {
 		if !ok {
-			a.fault(Fault{Kind: FaultColumnChanged, Index: r.idx, Detail: fmt.Sprintf("column %s holds %v, the entry says %v", name, got, want)})
+			r.check.faults = append(r.check.faults, Fault{Kind: FaultColumnChanged, Index: r.idx, Detail: fmt.Sprintf("column %s holds %v, the entry says %v", name, got, want)})
 		}
 	}
-	col("type", r.typ == string(e.Type), r.typ, e.Type)
-	col("record_id", r.recordID == e.RecordID, fmt.Sprintf("%q", r.recordID), fmt.Sprintf("%q", e.RecordID))
-	col("kind", r.kind == e.Kind, fmt.Sprintf("%q", r.kind), fmt.Sprintf("%q", e.Kind))
+	col("type", string(r.typ) == string(e.Type), string(r.typ), e.Type)
+	col("record_id", string(r.recordID) == e.RecordID, fmt.Sprintf("%q", r.recordID), fmt.Sprintf("%q", e.RecordID))
+	col("kind", string(r.kind) == e.Kind, fmt.Sprintf("%q", r.kind), fmt.Sprintf("%q", e.Kind))
 	col("revision", r.revision == e.Revision, r.revision, e.Revision)
 	col("payload_hash", bytes.Equal(r.payloadHash, e.PayloadHash[:]), hex.EncodeToString(r.payloadHash), hex.EncodeToString(e.PayloadHash[:]))
-	col("signature_ref", r.sigRef == e.SignatureRef, fmt.Sprintf("%q", r.sigRef), fmt.Sprintf("%q", e.SignatureRef))
+	col("signature_ref", string(r.sigRef) == e.SignatureRef, fmt.Sprintf("%q", r.sigRef), fmt.Sprintf("%q", e.SignatureRef))
 	col("logged_at", r.loggedAt.Equal(e.LoggedAt), r.loggedAt.UTC().Format(time.RFC3339Nano), e.LoggedAt.UTC().Format(time.RFC3339Nano))
 	switch e.Type {
 	case verify.TypeRevision:
 		got := "NULL"
-		if r.occurredAt != nil {
+		if r.hasOccurred {
 			got = r.occurredAt.UTC().Format(time.RFC3339Nano)
 		}
-		col("occurred_at", r.occurredAt != nil && r.occurredAt.Equal(e.OccurredAt), got, e.OccurredAt.UTC().Format(time.RFC3339Nano))
-		switch {
-		case r.payloadSum == nil:
-			if r.redactedBy == nil {
-				a.fault(Fault{Kind: FaultPayloadErased, Index: r.idx, Detail: "payload is gone and no redaction is recorded"})
-			} else {
-				// A redaction entry naming this index must follow.
-				a.erased[r.idx] = true
-			}
-		case !bytes.Equal(r.payloadSum, e.PayloadHash[:]):
-			a.fault(Fault{Kind: FaultPayloadChanged, Index: r.idx, Detail: fmt.Sprintf("the payload's SHA-256 is %x, the entry commits to %x", r.payloadSum, e.PayloadHash[:])})
-		}
+		col("occurred_at", r.hasOccurred && r.occurredAt.Equal(e.OccurredAt), got, e.OccurredAt.UTC().Format(time.RFC3339Nano))
 	case verify.TypeRedaction:
 		got := "NULL"
-		if r.target != nil {
-			got = fmt.Sprint(*r.target)
+		if r.hasTarget {
+			got = fmt.Sprint(r.target)
 		}
-		col("target", r.target != nil && *r.target == e.Target, got, e.Target)
-		delete(a.erased, e.Target)
+		col("target", r.hasTarget && r.target == e.Target, got, e.Target)
 	}
 }
 
@@ -466,13 +659,13 @@ type leafDoubt struct {
 // hash differs from its leaf hash row, the stored parent decides: it was
 // computed from whichever of the two is the original. rowReported says the
 // leaf hash row itself was reported as edited.
-func (a *auditor) leaf(ctx context.Context, r *auditRow, leafAt map[tlog.Hash]int64) (hash []byte, rowReported bool, err error) {
-	h := tlog.RecordHash(r.data)
-	stored := a.hashes[tlog.StoredHashIndex(0, r.idx)]
+func (a *auditor) leaf(ctx context.Context, r *entryRow) (hash []byte, rowReported bool, err error) {
+	h := r.check.leaf
+	stored := a.stored(tlog.StoredHashIndex(0, r.idx))
 	if stored == nil || bytes.Equal(stored, h[:]) {
 		return h[:], false, nil // a missing hash row is reported as the tree grows
 	}
-	if m, ok := leafAt[h]; ok && m != r.idx {
+	if m, ok := a.leafAt(h); ok && m != r.idx {
 		a.fault(Fault{Kind: FaultEntriesReordered, Index: r.idx, Detail: fmt.Sprintf("row %d holds the entry committed at index %d", r.idx, m)})
 		return stored, false, nil
 	}
@@ -525,7 +718,7 @@ func (a *auditor) storedHashes(ctx context.Context, ids ...int64) ([][]byte, err
 	out := make([][]byte, len(ids))
 	var ask []int64
 	for i, id := range ids {
-		if h, ok := a.hashes[id]; ok {
+		if h := a.stored(id); h != nil {
 			out[i] = h
 		} else {
 			ask = append(ask, id)
@@ -559,7 +752,8 @@ func (a *auditor) storedHashes(ctx context.Context, ids ...int64) ([][]byte, err
 func (a *auditor) addLeaf(ctx context.Context, n int64, leaf []byte, rowReported bool) error {
 	err := a.rng.Append(leaf, func(id compact.NodeID, h []byte) {
 		sid := tlog.StoredHashIndex(int(id.Level), int64(id.Index))
-		got, ok := a.hashes[sid]
+		got := a.stored(sid)
+		ok := got != nil
 		first, end := id.Coverage()
 		switch {
 		case !ok:

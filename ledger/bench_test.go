@@ -3,13 +3,17 @@ package ledger_test
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/ledgertest"
@@ -115,10 +119,10 @@ func BenchmarkVerifyReceipt(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifications/s")
 }
 
-// BenchmarkAudit measures a full audit (`tani verify`). The log has
-// TANI_BENCH_AUDIT_ENTRIES entries (default 100,000; the target is set for
-// 1,000,000) with a checkpoint every 10,000.
-func BenchmarkAudit(b *testing.B) {
+// auditEntries is the size of the log the audit benchmarks build:
+// TANI_BENCH_AUDIT_ENTRIES (default 100,000; the target is set for
+// 1,000,000), with a checkpoint every hundredth of it.
+func auditEntries(b *testing.B) int {
 	n := 100_000
 	if s := os.Getenv("TANI_BENCH_AUDIT_ENTRIES"); s != "" {
 		var err error
@@ -126,25 +130,131 @@ func BenchmarkAudit(b *testing.B) {
 			b.Fatalf("TANI_BENCH_AUDIT_ENTRIES: %v", err)
 		}
 	}
-	j := ledgertest.MustJournal(b)
+	return n
+}
+
+func mustAuditLog(b *testing.B, n int) (*ledger.Journal, *pgxpool.Pool) {
+	b.Helper()
+	j, pool := ledgertest.MustJournalPool(b)
 	ctx := context.Background()
-	for i := 0; i < n; i += 10_000 {
-		mustFill(b, j, i, min(10_000, n-i))
+	step := max(n/100, 1)
+	for i := 0; i < n; i += step {
+		mustFill(b, j, i, min(step, n-i))
 		if _, err := j.SignCheckpoint(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}
+	if _, err := pool.Exec(ctx, "VACUUM ANALYZE ledger.entries, ledger.hashes"); err != nil {
+		b.Fatal(err)
+	}
+	return j, pool
+}
+
+func mustAudit(b *testing.B, j *ledger.Journal, n int) {
+	b.Helper()
+	rep, err := j.Audit(context.Background(), ledger.AuditOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if !rep.OK() || rep.Entries != int64(n) {
+		b.Fatalf("got %d entries and faults %v, want %d and none", rep.Entries, rep.Faults, n)
+	}
+}
+
+// BenchmarkAudit measures a full audit (`tani verify`) of a log of
+// TANI_BENCH_AUDIT_ENTRIES entries.
+func BenchmarkAudit(b *testing.B) {
+	n := auditEntries(b)
+	j, _ := mustAuditLog(b, n)
 	b.ResetTimer()
 	for b.Loop() {
-		rep, err := j.Audit(ctx, ledger.AuditOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if !rep.OK() || rep.Entries != int64(n) {
-			b.Fatalf("got %d entries and faults %v, want %d and none", rep.Entries, rep.Faults, n)
-		}
+		mustAudit(b, j, n)
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+}
+
+var benchRuns = flag.Int("runs", 3, "paired runs of BenchmarkAuditVsRead")
+
+// readTables reads both ledger tables whole, as `COPY … TO STDOUT` in
+// format (binary or text), and discards them: the floor of any audit that
+// reads every row.
+func readTables(b *testing.B, pool *pgxpool.Pool, format string) time.Duration {
+	b.Helper()
+	ctx := context.Background()
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Release()
+	start := time.Now()
+	for _, table := range []string{"ledger.entries", "ledger.hashes"} {
+		if _, err := c.Conn().PgConn().CopyTo(ctx, io.Discard, "COPY "+table+" TO STDOUT (FORMAT "+format+")"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return time.Since(start)
+}
+
+// BenchmarkAuditVsRead pairs the audit (what `tani verify -chain=skip`
+// runs) with reading the two tables it checks by COPY … TO STDOUT, binary
+// and text, one after the other in every run (alternating which goes
+// first), and prints the times and the ratio of the audit to the faster
+// read, min / median / max over -runs runs:
+//
+//	TANI_BENCH_AUDIT_ENTRIES=1000000 go test -run '^$' -bench AuditVsRead -benchtime 1x
+func BenchmarkAuditVsRead(b *testing.B) {
+	n := auditEntries(b)
+	j, pool := mustAuditLog(b, n)
+	mustAudit(b, j, n) // warm the caches, as for the reads
+	readTables(b, pool, "binary")
+	for b.Loop() {
+		var audits, bins, texts, ratios []float64
+		fmt.Printf("\naudit of %d entries and %d checkpoints against reading both tables\n", n, 100)
+		fmt.Printf("  %-4s %-12s %10s %12s %10s %8s\n", "run", "first", "audit s", "binary s", "text s", "ratio")
+		for r := range *benchRuns {
+			var ta, tb, tt time.Duration
+			audit := func() {
+				start := time.Now()
+				mustAudit(b, j, n)
+				ta = time.Since(start)
+			}
+			first := "audit"
+			if r%2 == 0 {
+				audit()
+				tb, tt = readTables(b, pool, "binary"), readTables(b, pool, "text")
+			} else {
+				first = "reads"
+				tb, tt = readTables(b, pool, "binary"), readTables(b, pool, "text")
+				audit()
+			}
+			floor := min(tb, tt)
+			audits, bins, texts = append(audits, ta.Seconds()), append(bins, tb.Seconds()), append(texts, tt.Seconds())
+			ratios = append(ratios, ta.Seconds()/floor.Seconds())
+			fmt.Printf("  %-4d %-12s %10.2f %12.2f %10.2f %8.2f\n", r+1, first, ta.Seconds(), tb.Seconds(), tt.Seconds(), ta.Seconds()/floor.Seconds())
+		}
+		a, bn, tx, q := summarize(audits), summarize(bins), summarize(texts), summarize(ratios)
+		fmt.Printf("  min/median/max  audit %s s | binary COPY %s s | text COPY %s s | ratio %s\n",
+			a.format("%.2f"), bn.format("%.2f"), tx.format("%.2f"), q.format("%.2f"))
+		b.ReportMetric(q.median, "ratio-median")
+		b.ReportMetric(a.median, "audit-s")
+	}
+}
+
+// stats is min / median / max of paired runs.
+type stats struct{ min, median, max float64 }
+
+func summarize(xs []float64) stats {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return stats{min: s[0], median: m, max: s[len(s)-1]}
+}
+
+func (s stats) format(f string) string {
+	return fmt.Sprintf(f+" / "+f+" / "+f, s.min, s.median, s.max)
 }
 
 // BenchmarkAppendConcurrent measures single-revision appends from 64

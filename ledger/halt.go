@@ -173,7 +173,8 @@ func (j *Journal) pinLatestSigned(ctx context.Context) error {
 // RegisterMetrics registers the journal's metrics:
 // tani_ledger_fork_detected (1 once the journal halted on a fork) and
 // tani_ledger_signatures_refused_total (checkpoints and receipts refused
-// since).
+// since), and the append counters tani_ledger_append_transactions_total
+// (by path) and tani_ledger_appended_entries_total.
 func (j *Journal) RegisterMetrics(reg prometheus.Registerer) error {
 	fork := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tani_ledger_fork_detected",
@@ -184,7 +185,7 @@ func (j *Journal) RegisterMetrics(reg prometheus.Registerer) error {
 		}
 		return 0
 	})
-	for _, c := range []prometheus.Collector{fork, j.refused} {
+	for _, c := range []prometheus.Collector{fork, j.refused, j.txs, j.entries} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("ledger metrics: %w", err)
 		}

@@ -42,6 +42,11 @@ type AsOf struct {
 // History returns every revision of a record in revision order, as of the
 // given point, or NotFound if the record has none by then.
 func (j *Journal) History(ctx context.Context, recordID string, asOf AsOf) ([]RecordRevision, error) {
+	return j.history(ctx, j.pool, recordID, asOf)
+}
+
+// history is History read with q (a caller's transaction, or the pool).
+func (j *Journal) history(ctx context.Context, q querier, recordID string, asOf AsOf) ([]RecordRevision, error) {
 	limit, err := j.sizeLimit(ctx, asOf)
 	if err != nil {
 		return nil, err
@@ -50,7 +55,7 @@ func (j *Journal) History(ctx context.Context, recordID string, asOf AsOf) ([]Re
 	if !asOf.Time.IsZero() {
 		at = asOf.Time
 	}
-	rows, err := j.pool.Query(ctx, `
+	rows, err := q.Query(ctx, `
 		SELECT record_id, kind, revision, idx, payload, payload_hash, occurred_at, logged_at, signature_ref, redacted_by
 		FROM ledger.entries
 		WHERE type = 'revision' AND record_id = $1 AND idx < $2 AND ($3::timestamptz IS NULL OR logged_at <= $3)

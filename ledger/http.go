@@ -1,10 +1,12 @@
 package ledger
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -24,34 +26,31 @@ import (
 func (j *Journal) Routes(g *echo.Group, readPayload PayloadAuthorizer) {
 	g.GET("/checkpoint", j.handleLatestCheckpoint)
 	g.GET("/checkpoints/:size", j.handleCheckpoint)
-	g.GET("/records/:id/receipt", j.handleReceipt)                           // ?revision=N, ?tree_size=M
-	g.GET("/records/:id/history", j.handleHistory, payloadGate(readPayload)) // ?tree_size=N, ?at=RFC3339 time
+	g.GET("/records/:id/receipt", j.handleReceipt)               // ?revision=N, ?tree_size=M
+	g.GET("/records/:id/history", j.historyHandler(readPayload)) // ?tree_size=N, ?at=RFC3339 time
 	g.GET("/proof/consistency", j.handleConsistency)
 	g.GET("/entries", j.handleEntries)
 }
 
 // PayloadAuthorizer decides whether the caller of a request may read the
-// payloads of record recordID. It returns nil to allow, an apperr
-// Unauthorized error when the caller did not authenticate, and Forbidden
-// when it did but may not read this record. The composition root provides
-// it: today the operator; with the consent gate, also organizations the
-// farmer consented to.
-type PayloadAuthorizer func(c echo.Context, recordID string) error
+// payloads of record recordID and, if so, runs read. It returns an apperr
+// Unauthorized error when the caller did not authenticate and Forbidden
+// when it did but may not read this record, without calling read. read
+// does the reading with tx: the authorizer's own transaction when it has
+// one (the consent gate's, so that the access-log row and the read commit
+// together), or nil to read with the journal's pool. The composition
+// root provides it: operators, and banks and distributors through the
+// consent gate.
+type PayloadAuthorizer func(c echo.Context, recordID string, read func(ctx context.Context, tx pgx.Tx) error) error
 
-// payloadGate admits a request to a payload route only if readPayload
-// allows the record it names, before anything is looked up: an anonymous
-// caller learns nothing, not even whether the record has a history.
-func payloadGate(readPayload PayloadAuthorizer) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			if readPayload == nil {
-				return apperr.Errorf(apperr.Forbidden, "this process serves no payloads")
-			}
-			if err := readPayload(c, c.Param("id")); err != nil {
-				return err
-			}
-			return next(c)
+// Allow is a PayloadAuthorizer that lets every caller check accepts read
+// with the journal's pool (the operator's token, say).
+func Allow(check func(c echo.Context) error) PayloadAuthorizer {
+	return func(c echo.Context, _ string, read func(context.Context, pgx.Tx) error) error {
+		if err := check(c); err != nil {
+			return err
 		}
+		return read(c.Request().Context(), nil)
 	}
 }
 
@@ -131,27 +130,44 @@ type historyResponse struct {
 	Revisions []RecordRevision `json:"revisions"`
 }
 
-func (j *Journal) handleHistory(c echo.Context) error {
-	var asOf AsOf
-	if s := c.QueryParam("tree_size"); s != "" {
-		n, err := intParam(s, "tree_size", 1)
+// historyHandler serves a record's history to callers readPayload
+// allows, asking it before anything is looked up: an anonymous caller
+// learns nothing, not even whether the record has a history.
+func (j *Journal) historyHandler(readPayload PayloadAuthorizer) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if readPayload == nil {
+			return apperr.Errorf(apperr.Forbidden, "this process serves no payloads")
+		}
+		var out historyResponse
+		err := readPayload(c, c.Param("id"), func(ctx context.Context, tx pgx.Tx) error {
+			var asOf AsOf
+			if s := c.QueryParam("tree_size"); s != "" {
+				n, err := intParam(s, "tree_size", 1)
+				if err != nil {
+					return err
+				}
+				asOf.TreeSize = n
+			}
+			if s := c.QueryParam("at"); s != "" {
+				at, err := time.Parse(time.RFC3339Nano, s)
+				if err != nil {
+					return apperr.Fields("invalid parameter", apperr.FieldError{Field: "at", Message: "must be an RFC 3339 time"})
+				}
+				asOf.Time = at
+			}
+			var q querier = j.pool
+			if tx != nil {
+				q = tx
+			}
+			revs, err := j.history(ctx, q, c.Param("id"), asOf)
+			out = historyResponse{RecordID: c.Param("id"), Revisions: revs}
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		asOf.TreeSize = n
+		return c.JSON(http.StatusOK, out)
 	}
-	if s := c.QueryParam("at"); s != "" {
-		at, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return apperr.Fields("invalid parameter", apperr.FieldError{Field: "at", Message: "must be an RFC 3339 time"})
-		}
-		asOf.Time = at
-	}
-	revs, err := j.History(c.Request().Context(), c.Param("id"), asOf)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, historyResponse{RecordID: c.Param("id"), Revisions: revs})
 }
 
 // consistencyResponse is the body of GET /proof/consistency.

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -111,11 +112,11 @@ func TestHTTP_PayloadAccess(t *testing.T) {
 	t.Run("ErrForbiddenByAuthorizer", func(t *testing.T) {
 		// The authorizer sees the record: a consent gate can allow one
 		// farmer's records and refuse another's.
-		srv := serveWith(t, j, func(c echo.Context, recordID string) error {
+		srv := serveWith(t, j, func(c echo.Context, recordID string, read func(context.Context, pgx.Tx) error) error {
 			if recordID == "farmer-1" {
 				return apperr.Errorf(apperr.Forbidden, "no consent")
 			}
-			return nil
+			return read(c.Request().Context(), nil)
 		})
 		code, _, body := get(t, srv, "/ledger/v1/records/farmer-1/history")
 		if e := errorCode(t, body); code != http.StatusForbidden || e != apperr.Forbidden {

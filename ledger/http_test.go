@@ -32,7 +32,7 @@ const testOperatorToken = "test-operator-token-0123456789abcdef"
 func mustServer(t *testing.T, j *ledger.Journal) *httptest.Server {
 	t.Helper()
 	s := httpserver.New(httpserver.Config{BodyLimit: "1M"}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	j.Routes(s.Echo.Group("/ledger/v1"), func(c echo.Context, _ string) error { return auth.CheckOperator(c, testOperatorToken) })
+	j.Routes(s.Echo.Group("/ledger/v1"), ledger.Allow(func(c echo.Context) error { return auth.CheckOperator(c, testOperatorToken) }))
 	srv := httptest.NewServer(s.Echo)
 	t.Cleanup(srv.Close)
 	return srv

@@ -30,8 +30,8 @@ type Journal struct {
 	verifierKey string
 
 	// seq is held (a token in a one-slot channel, so that waiting honours
-	// ctx) by the goroutine running this process's sequencer transaction.
-	// It guards frontier.
+	// ctx) by the goroutine building and sending this process's next
+	// sequencer transaction. It guards spec.
 	seq chan struct{}
 	// queue holds appends waiting for the next sequencer transaction: the
 	// goroutine that takes seq commits every queued append in one
@@ -39,12 +39,21 @@ type Journal struct {
 	// share one WAL flush.
 	qmu   sync.Mutex
 	queue []*appendReq
-	// frontier holds the stored hashes of the complete subtrees on the right
-	// edge of the tree of size frontierSize: exactly what the next append and
-	// the next tree hash read. Valid only while the database size matches,
-	// since another process may have appended in between.
-	frontierSize int64
-	frontier     map[int64]tlog.Hash
+	// spec is the tree as it will be once every append transaction sent
+	// so far commits: what the next one-round-trip append extends (the
+	// database checks it did). Size -1 when unknown: after a start or a
+	// failed append, until a careful append reads the stored tree.
+	spec tree
+	// inflight holds a slot per one-round-trip append sent and not yet
+	// answered: the next one is sent while the previous commits, and it
+	// waits in the database for the sequencer lock.
+	inflight chan struct{}
+	// committed is the newest tree this process knows committed, which
+	// the careful path extends without reading the stored hashes when the
+	// stored tree still has its size. Guarded by cmu: answers arrive
+	// outside seq.
+	cmu       sync.Mutex
+	committed tree
 
 	// haltMu guards halted and pins (see halt.go): halted is nil while the
 	// journal signs, and pins are the trees it must extend.
@@ -52,6 +61,10 @@ type Journal struct {
 	halted  error
 	pins    [pinKinds]pin
 	refused prometheus.Counter
+	// txs counts append transactions by path ("fast", "careful"), entries
+	// the leaves they appended: their ratio is the group commit's size.
+	txs     *prometheus.CounterVec
+	entries prometheus.Counter
 
 	// explain, when set, says why the journal holds no entry for a record
 	// another module knows (see ExplainUnjournaled).
@@ -103,7 +116,17 @@ func New(cfg Config, pool *pgxpool.Pool, logger *slog.Logger) (*Journal, error) 
 		Name: "tani_ledger_signatures_refused_total",
 		Help: "Checkpoint signatures and receipts the journal refused because it halted on a fork.",
 	})
-	return &Journal{cfg: cfg, pool: pool, logger: logger, seq: make(chan struct{}, 1), frontierSize: -1, refused: refused}, nil
+	txs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tani_ledger_append_transactions_total",
+		Help: "Append transactions committed, by path: fast (one round trip) or careful (stored and erased revisions looked up first).",
+	}, []string{"path"})
+	entries := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tani_ledger_appended_entries_total",
+		Help: "Entries appended by this process; divided by tani_ledger_append_transactions_total, the entries per group commit.",
+	})
+	return &Journal{cfg: cfg, pool: pool, logger: logger, seq: make(chan struct{}, 1),
+		spec: tree{size: -1}, committed: tree{size: -1}, inflight: make(chan struct{}, fastDepth),
+		refused: refused, txs: txs, entries: entries}, nil
 }
 
 // Start loads the signing key, generating it into DataDir on first run,
@@ -187,6 +210,7 @@ func (j *Journal) Append(ctx context.Context, revs ...Revision) ([]Appended, err
 	}
 	req := &appendReq{
 		norm:     make([]verify.Entry, len(revs)),
+		encoded:  make([][]byte, len(revs)),
 		payloads: make([][]byte, len(revs)),
 		out:      make([]Appended, len(revs)),
 		relative: make([]bool, len(revs)),
@@ -200,10 +224,11 @@ func (j *Journal) Append(ctx context.Context, revs ...Revision) ([]Appended, err
 			SignatureRef: r.SignatureRef,
 			LoggedAt:     time.Unix(0, 0).UTC(), // a placeholder for validation; the sequencer stamps it
 		}
-		if _, err := e.Marshal(); err != nil {
+		data, err := e.Marshal()
+		if err != nil {
 			fields = append(fields, apperr.FieldError{Field: fmt.Sprintf("revisions[%d]", i), Message: err.Error()})
 		}
-		req.norm[i], req.payloads[i] = e, nonNil(r.Payload)
+		req.norm[i], req.encoded[i], req.payloads[i] = e, data, nonNil(r.Payload)
 	}
 	if len(fields) > 0 {
 		return nil, apperr.Fields("invalid revisions", fields...)
@@ -221,22 +246,26 @@ func (j *Journal) Append(ctx context.Context, revs ...Revision) ([]Appended, err
 		case j.seq <- struct{}{}:
 			// This goroutine is the sequencer now: commit everything
 			// queued, which includes req unless an earlier sequencer
-			// already took it.
+			// already took it. appendBatch gives seq back.
 			j.qmu.Lock()
 			batch := j.queue
 			j.queue = nil
 			j.qmu.Unlock()
 			if len(batch) > 0 {
 				j.appendBatch(ctx, batch)
+			} else {
+				<-j.seq
 			}
-			<-j.seq
 		}
 	}
 }
 
 // appendReq is one Append call waiting for its transaction.
 type appendReq struct {
-	norm     []verify.Entry
+	norm []verify.Entry
+	// encoded holds norm's leaf bytes, checked and encoded once by
+	// Append; the sequencer stamps the log time (verify.Stamp).
+	encoded  [][]byte
 	payloads [][]byte
 	out      []Appended
 	// relative marks results whose LeafIndex is a position in the batch,
@@ -251,13 +280,167 @@ type appendReq struct {
 // carries other callers' appends too.
 const appendTimeout = time.Minute
 
+// tree is a tree this process appended to: its size and the stored hashes
+// of the complete subtrees on its right edge (its frontier), exactly what
+// the next append and the next tree hash read.
+type tree struct {
+	size     int64
+	frontier map[int64]tlog.Hash
+}
+
+// fastDepth is how many one-round-trip appends may be in flight: one
+// committing, the next waiting for the sequencer lock in the database.
+const fastDepth = 2
+
 // appendBatch commits the queued appends in one transaction and completes
 // each request. A conflicting request fails alone; a database failure fails
-// them all.
+// them all. It is called holding seq and gives it back.
+//
+// While this process knows the tree it will extend (spec), the batch goes
+// in one round trip (sendFast): the process guesses that no revision of
+// the batch is stored or erased yet and that no other process appended,
+// and the database checks the guess under the sequencer lock. seq is given
+// back as soon as the batch is sent, so that the next batch is built and
+// sent while this one commits. Otherwise, or when the guess was wrong, the
+// careful path looks the revisions up first (appendCareful), holding seq.
 func (j *Journal) appendBatch(ctx context.Context, batch []*appendReq) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), appendTimeout)
 	defer cancel()
-	err := j.transact(ctx, func(ctx context.Context, tx pgx.Tx, now time.Time) ([]leaf, error) {
+	err := j.appendHolding(ctx, batch)
+	for _, r := range batch {
+		if err != nil && r.err == nil {
+			r.err = err
+		}
+		if r.err != nil {
+			r.out = nil
+		}
+		close(r.done)
+	}
+}
+
+// appendHolding is appendBatch's work; it gives seq back.
+func (j *Journal) appendHolding(ctx context.Context, batch []*appendReq) error {
+	if j.spec.size >= 0 {
+		wait, err := j.sendFast(ctx, batch)
+		if wait != nil {
+			<-j.seq
+			if err = wait(); err == nil {
+				return nil
+			}
+			select {
+			case j.seq <- struct{}{}:
+			case <-ctx.Done():
+				return fmt.Errorf("ledger append: %w", ctx.Err())
+			}
+		}
+		// Every batch sent on top of this one fails its guard as well. The
+		// guard may have failed because the stored tree is not the one
+		// this process appended to: the careful path reads it.
+		j.spec = tree{size: -1}
+		j.cmu.Lock()
+		j.committed = tree{size: -1}
+		j.cmu.Unlock()
+		j.logger.DebugContext(ctx, "ledger append: one round trip refused, taking the careful path", "err", err)
+		for _, r := range batch {
+			r.reset()
+		}
+	}
+	defer func() { <-j.seq }()
+	return j.appendCareful(ctx, batch)
+}
+
+// reset forgets what an attempt decided about r.
+func (r *appendReq) reset() {
+	r.err = nil
+	clear(r.out)
+	clear(r.relative)
+}
+
+// decide places the revisions of batch after the stored ones: a revision
+// already stored (existing) is a no-op or, with other content, a conflict
+// that fails its request alone, as does an erased record; a revision
+// repeated within the batch is placed once. It returns the leaves to
+// append, stamped now, and sets each request's results with LeafIndex
+// relative to the first leaf.
+func decide(batch []*appendReq, existing map[revKey]storedEntry, erased map[string]string, now time.Time) ([]leaf, error) {
+	// accepted holds the revisions this batch appends, by key: the
+	// request and position of their first occurrence.
+	type ref struct {
+		req *appendReq
+		i   int
+	}
+	accepted := map[revKey]ref{}
+	var leaves []leaf
+	for _, r := range batch {
+		mine := map[revKey]ref{}
+		var local []leaf
+		for i, e := range r.norm {
+			if erasure, ok := erased[e.RecordID]; ok {
+				r.err = erasedConflict(e, erasure)
+				break
+			}
+			k := revKey{e.RecordID, e.Revision}
+			if old, ok := existing[k]; ok {
+				if !sameRevision(old.entry, e) {
+					r.err = conflict(e)
+					break
+				}
+				r.out[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: old.idx, LoggedAt: old.entry.LoggedAt, Existed: true}
+				continue
+			}
+			first, ok := mine[k]
+			if !ok {
+				first, ok = accepted[k]
+			}
+			if ok {
+				if !sameRevision(first.req.norm[first.i], e) {
+					r.err = conflict(e)
+					break
+				}
+				r.out[i], r.relative[i] = first.req.out[first.i], true
+				r.out[i].Existed = true
+				continue
+			}
+			e.LoggedAt = now
+			data, err := verify.Stamp(r.encoded[i], now)
+			if err != nil {
+				return nil, fmt.Errorf("encode entry: %w", err)
+			}
+			mine[k] = ref{r, i}
+			r.out[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: int64(len(leaves) + len(local)), LoggedAt: now}
+			r.relative[i] = true
+			local = append(local, leaf{entry: e, data: data, payload: r.payloads[i]})
+		}
+		if r.err != nil {
+			continue
+		}
+		for k, v := range mine {
+			accepted[k] = v
+		}
+		leaves = append(leaves, local...)
+	}
+	return leaves, nil
+}
+
+// placeBatch turns the batch's relative leaf indexes into log indexes once
+// its first leaf is placed at first.
+func placeBatch(batch []*appendReq, first int64) {
+	for _, r := range batch {
+		if r.err != nil {
+			continue
+		}
+		for i := range r.out {
+			if r.relative[i] {
+				r.out[i].LeafIndex += first
+			}
+		}
+	}
+}
+
+// appendCareful appends batch in a transaction that first looks up which
+// of its revisions are stored or erased.
+func (j *Journal) appendCareful(ctx context.Context, batch []*appendReq) error {
+	return j.transact(ctx, func(ctx context.Context, tx pgx.Tx, now time.Time) ([]leaf, error) {
 		var all []verify.Entry
 		for _, r := range batch {
 			all = append(all, r.norm...)
@@ -270,84 +453,114 @@ func (j *Journal) appendBatch(ctx context.Context, batch []*appendReq) {
 		if err != nil {
 			return nil, err
 		}
-		// accepted holds the revisions this batch appends, by key: the
-		// request and position of their first occurrence.
-		type ref struct {
-			req *appendReq
-			i   int
-		}
-		accepted := map[revKey]ref{}
-		var leaves []leaf
-		for _, r := range batch {
-			mine := map[revKey]ref{}
-			var local []leaf
-			for i, e := range r.norm {
-				if erasure, ok := erased[e.RecordID]; ok {
-					r.err = erasedConflict(e, erasure)
-					break
-				}
-				k := revKey{e.RecordID, e.Revision}
-				if old, ok := existing[k]; ok {
-					if !sameRevision(old.entry, e) {
-						r.err = conflict(e)
-						break
-					}
-					r.out[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: old.idx, LoggedAt: old.entry.LoggedAt, Existed: true}
-					continue
-				}
-				first, ok := mine[k]
-				if !ok {
-					first, ok = accepted[k]
-				}
-				if ok {
-					if !sameRevision(first.req.norm[first.i], e) {
-						r.err = conflict(e)
-						break
-					}
-					r.out[i], r.relative[i] = first.req.out[first.i], true
-					r.out[i].Existed = true
-					continue
-				}
-				e.LoggedAt = now
-				data, err := e.Marshal()
-				if err != nil {
-					return nil, fmt.Errorf("encode entry: %w", err)
-				}
-				mine[k] = ref{r, i}
-				r.out[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: int64(len(leaves) + len(local)), LoggedAt: now}
-				r.relative[i] = true
-				local = append(local, leaf{entry: e, data: data, payload: r.payloads[i]})
-			}
-			if r.err != nil {
-				continue
-			}
-			for k, v := range mine {
-				accepted[k] = v
-			}
-			leaves = append(leaves, local...)
-		}
-		return leaves, nil
-	}, func(first int64) {
-		for _, r := range batch {
-			if r.err != nil {
-				continue
-			}
-			for i := range r.out {
-				if r.relative[i] {
-					r.out[i].LeafIndex += first
-				}
-			}
-		}
-	})
-	for _, r := range batch {
-		if err != nil && r.err == nil {
-			r.err = err
-		}
-		if r.err != nil {
-			r.out = nil
-		}
-		close(r.done)
+		return decide(batch, existing, erased, now)
+	}, func(first int64) { placeBatch(batch, first) })
+}
+
+// The statements of the one-round-trip append. Appends are revisions only
+// (redactions are journaled by Erase, on the careful path), all stamped
+// with one time, at consecutive indexes from $1.
+const (
+	fastInsertEntries = `
+		INSERT INTO ledger.entries (idx, data, type, record_id, kind, revision, payload_hash, occurred_at, signature_ref, logged_at, payload)
+		SELECT $1 + u.n - 1, u.data, 'revision', u.record_id, u.kind, u.revision, u.payload_hash, u.occurred_at, u.signature_ref, $2, u.payload
+		FROM unnest($3::bytea[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $8::timestamptz[], $9::text[], $10::bytea[])
+			WITH ORDINALITY AS u(data, record_id, kind, revision, payload_hash, occurred_at, signature_ref, payload, n)`
+	fastInsertHashes = `INSERT INTO ledger.hashes (id, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])`
+)
+
+// sendFast sends batch as one pipelined implicit transaction that takes
+// the sequencer lock, has ledger.append_guard check that the stored tree
+// is spec (its size and the hashes of its complete subtrees, from which
+// every new hash is computed here) and that no record of the batch was
+// erased, then inserts the entries and their hashes and advances the tree
+// size. A revision already stored aborts it through the unique index. It
+// returns once the database has given the transaction the sequencer lock,
+// so that the next one queues behind it. On success spec becomes the grown
+// tree, and wait returns once the
+// transaction is answered: nil when it committed, else an error, and then
+// the caller takes the careful path, which tells a wrong guess from a
+// failed database. A nil wait means nothing was sent.
+func (j *Journal) sendFast(ctx context.Context, batch []*appendReq) (wait func() error, err error) {
+	base := j.spec
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	leaves, err := decide(batch, nil, nil, now)
+	if err != nil {
+		return nil, err
 	}
+	if len(leaves) == 0 {
+		// Every request conflicts within the batch: nothing to write.
+		return func() error { return nil }, nil
+	}
+	front := frontierIndexes(base.size)
+	frontHashes := make([][]byte, len(front))
+	for i, id := range front {
+		h, ok := base.frontier[id]
+		if !ok {
+			return nil, fmt.Errorf("frontier hash %d not known", id)
+		}
+		frontHashes[i] = h[:]
+	}
+	hashIDs, hashes, grown, err := hashLeaves(ctx, nil, base, leaves)
+	if err != nil {
+		return nil, err
+	}
+	n := len(leaves)
+	var (
+		data, hashCol, payload = make([][]byte, n), make([][]byte, n), make([][]byte, n)
+		ids, kinds, sigs       = make([]string, n), make([]string, n), make([]string, n)
+		revs                   = make([]int64, n)
+		occurred               = make([]time.Time, n)
+	)
+	for i, l := range leaves {
+		e := l.entry
+		data[i], ids[i], kinds[i], revs[i], occurred[i], sigs[i], payload[i] = l.data, e.RecordID, e.Kind, e.Revision, e.OccurredAt, e.SignatureRef, l.payload
+		hashCol[i] = e.PayloadHash[:]
+	}
+	b := &pgx.Batch{}
+	b.Queue("SELECT pg_advisory_xact_lock($1)", sequencerLock)
+	b.Queue("SELECT ledger.append_guard($1, $2, $3, $4)", base.size, front, frontHashes, ids)
+	b.Queue(fastInsertEntries, base.size, now, data, ids, kinds, revs, hashCol, occurred, sigs, payload)
+	b.Queue(fastInsertHashes, hashIDs, hashes)
+	b.Queue("UPDATE ledger.tree SET size = $1", grown.size)
+	select {
+	case j.inflight <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("ledger append: %w", ctx.Err())
+	}
+	br := j.pool.SendBatch(ctx, b)
+	// Keep seq until the database has given this transaction the
+	// sequencer lock: the next one, sent on another connection, must queue
+	// behind it there, not overtake it and fail its guard.
+	if _, err := br.Exec(); err != nil {
+		return func() error {
+			defer func() { <-j.inflight }()
+			br.Close()
+			return fmt.Errorf("ledger append: take sequencer lock: %w", err)
+		}, nil
+	}
+	j.spec = grown
+	return func() error {
+		defer func() { <-j.inflight }()
+		if err := br.Close(); err != nil {
+			return fmt.Errorf("ledger append: %w", err)
+		}
+		j.commit(grown, "fast")
+		j.entries.Add(float64(n))
+		placeBatch(batch, base.size)
+		return nil
+	}, nil
+}
+
+// commit records that this process committed an append transaction that
+// grew the stored tree to t.
+func (j *Journal) commit(t tree, path string) {
+	j.cmu.Lock()
+	if t.size > j.committed.size {
+		j.committed = t
+	}
+	j.cmu.Unlock()
+	j.txs.WithLabelValues(path).Inc()
 }
 
 // revKey identifies a revision.
@@ -448,7 +661,7 @@ func (j *Journal) transact(ctx context.Context, build func(ctx context.Context, 
 		return err
 	}
 	if len(leaves) > 0 {
-		newFrontier, err := j.write(ctx, tx, size, leaves)
+		grown, err := j.write(ctx, tx, size, leaves)
 		if err != nil {
 			return err
 		}
@@ -458,10 +671,12 @@ func (j *Journal) transact(ctx context.Context, build func(ctx context.Context, 
 			}
 		}
 		if err := tx.Commit(ctx); err != nil {
-			j.frontierSize = -1
+			j.spec = tree{size: -1}
 			return fmt.Errorf("ledger append: commit: %w", err)
 		}
-		j.frontierSize, j.frontier = size+int64(len(leaves)), newFrontier
+		j.spec = grown
+		j.commit(grown, "careful")
+		j.entries.Add(float64(len(leaves)))
 	} else if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("ledger append: commit: %w", err)
 	}
@@ -470,30 +685,20 @@ func (j *Journal) transact(ctx context.Context, build func(ctx context.Context, 
 }
 
 // write inserts leaves at indexes size, size+1, … with their stored hashes
-// and advances the tree size. It returns the frontier of the new tree.
-func (j *Journal) write(ctx context.Context, tx pgx.Tx, size int64, leaves []leaf) (map[int64]tlog.Hash, error) {
-	batch := make(map[int64]tlog.Hash, 2*len(leaves)+64)
-	if j.frontierSize == size {
-		for k, v := range j.frontier {
-			batch[k] = v
-		}
+// and advances the tree size. It returns the grown tree.
+func (j *Journal) write(ctx context.Context, tx pgx.Tx, size int64, leaves []leaf) (tree, error) {
+	j.cmu.Lock()
+	base := j.committed
+	j.cmu.Unlock()
+	if base.size != size {
+		base = tree{size: size}
 	}
-	reader := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
-		return readHashes(ctx, tx, batch, indexes)
-	})
-	hashRows := make([][]any, 0, 2*len(leaves))
+	hashIDs, hashes, grown, err := hashLeaves(ctx, tx, base, leaves)
+	if err != nil {
+		return tree{}, err
+	}
 	entryRows := make([][]any, len(leaves))
 	for i, l := range leaves {
-		n := size + int64(i)
-		hs, err := tlog.StoredHashes(n, l.data, reader)
-		if err != nil {
-			return nil, fmt.Errorf("ledger append: hashes for leaf %d: %w", n, err)
-		}
-		first := tlog.StoredHashIndex(0, n)
-		for k, h := range hs {
-			batch[first+int64(k)] = h
-			hashRows = append(hashRows, []any{first + int64(k), h[:]})
-		}
 		e := l.entry
 		var occurred, target any
 		if e.Type == verify.TypeRevision {
@@ -505,29 +710,67 @@ func (j *Journal) write(ctx context.Context, tx pgx.Tx, size int64, leaves []lea
 		if l.payload != nil {
 			payload = l.payload
 		}
-		entryRows[i] = []any{n, l.data, string(e.Type), e.RecordID, e.Kind, e.Revision, e.PayloadHash[:], occurred, e.SignatureRef, e.LoggedAt, target, payload}
+		entryRows[i] = []any{size + int64(i), l.data, string(e.Type), e.RecordID, e.Kind, e.Revision, e.PayloadHash[:], occurred, e.SignatureRef, e.LoggedAt, target, payload}
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger", "entries"},
 		[]string{"idx", "data", "type", "record_id", "kind", "revision", "payload_hash", "occurred_at", "signature_ref", "logged_at", "target", "payload"},
 		pgx.CopyFromRows(entryRows)); err != nil {
-		return nil, fmt.Errorf("ledger append: copy entries: %w", err)
+		return tree{}, fmt.Errorf("ledger append: copy entries: %w", err)
+	}
+	hashRows := make([][]any, len(hashIDs))
+	for i := range hashIDs {
+		hashRows[i] = []any{hashIDs[i], hashes[i]}
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger", "hashes"}, []string{"id", "hash"}, pgx.CopyFromRows(hashRows)); err != nil {
-		return nil, fmt.Errorf("ledger append: copy hashes: %w", err)
+		return tree{}, fmt.Errorf("ledger append: copy hashes: %w", err)
 	}
 	newSize := size + int64(len(leaves))
 	if _, err := tx.Exec(ctx, "UPDATE ledger.tree SET size = $1", newSize); err != nil {
-		return nil, fmt.Errorf("ledger append: advance tree size: %w", err)
+		return tree{}, fmt.Errorf("ledger append: advance tree size: %w", err)
 	}
-	front := make(map[int64]tlog.Hash)
-	for _, id := range frontierIndexes(newSize) {
-		h, ok := batch[id]
-		if !ok {
-			return nil, nil // not cached; the next append reads it from the database
+	return grown, nil
+}
+
+// hashLeaves computes the stored hashes that leaves add to base, and the
+// grown tree. The hashes it needs from base come from base's frontier when
+// it has one, else from tx; with a nil tx, a hash not in memory is an
+// error.
+func hashLeaves(ctx context.Context, tx pgx.Tx, base tree, leaves []leaf) (ids []int64, hashes [][]byte, grown tree, err error) {
+	mem := make(map[int64]tlog.Hash, 2*len(leaves)+64)
+	for k, v := range base.frontier {
+		mem[k] = v
+	}
+	reader := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		return readHashes(ctx, tx, mem, indexes)
+	})
+	ids = make([]int64, 0, 2*len(leaves))
+	hashes = make([][]byte, 0, 2*len(leaves))
+	for i, l := range leaves {
+		n := base.size + int64(i)
+		hs, err := tlog.StoredHashes(n, l.data, reader)
+		if err != nil {
+			return nil, nil, tree{}, fmt.Errorf("ledger append: hashes for leaf %d: %w", n, err)
 		}
-		front[id] = h
+		first := tlog.StoredHashIndex(0, n)
+		for k, h := range hs {
+			mem[first+int64(k)] = h
+			ids = append(ids, first+int64(k))
+			hashes = append(hashes, h[:])
+		}
 	}
-	return front, nil
+	// The grown tree's frontier: hashes computed above, or of subtrees
+	// left of them, which base's frontier or tx has.
+	grown.size = base.size + int64(len(leaves))
+	fids := frontierIndexes(grown.size)
+	fhs, err := reader.ReadHashes(fids)
+	if err != nil {
+		return nil, nil, tree{}, fmt.Errorf("ledger append: frontier: %w", err)
+	}
+	grown.frontier = make(map[int64]tlog.Hash, len(fids))
+	for i, id := range fids {
+		grown.frontier[id] = fhs[i]
+	}
+	return ids, hashes, grown, nil
 }
 
 // frontierIndexes returns the stored-hash indexes of the complete subtrees
@@ -557,6 +800,9 @@ func readHashes(ctx context.Context, q pgx.Tx, mem map[int64]tlog.Hash, indexes 
 	}
 	if len(missing) == 0 {
 		return out, nil
+	}
+	if q == nil {
+		return nil, &missingHashError{missing[0]}
 	}
 	got, err := queryHashes(ctx, q, missing)
 	if err != nil {

@@ -27,6 +27,7 @@ type Erased struct {
 	ReceivedMedia int64 `json:"received_media"`
 	Assignments   int64 `json:"assignments"`
 	OTPChallenges int64 `json:"otp_challenges"`
+	AccessDigests int64 `json:"access_digests"`
 	Media         int64 `json:"media"`
 	MediaFiles    int   `json:"media_files"`
 	MediaUploads  int   `json:"media_uploads"` // unfinished uploads of the same content
@@ -78,6 +79,7 @@ func (s *Service) erase(ctx context.Context, r forget.Request) (any, error) {
 			{&out.Received, `DELETE FROM mobile.received WHERE farmer_id = $1`, r.FarmerID},
 			{&out.Assignments, `DELETE FROM mobile.assignments WHERE farmer_id = $1`, r.FarmerID},
 			{&out.OTPChallenges, `DELETE FROM mobile.otp_challenges WHERE farmer_id = $1`, r.FarmerID},
+			{&out.AccessDigests, `DELETE FROM mobile.access_digests WHERE farmer_id = $1`, r.FarmerID},
 			{&out.Media, `DELETE FROM mobile.media WHERE sha256 = ANY($1::text[])`, media},
 		} {
 			tag, err := tx.Exec(ctx, st.sql, st.arg)

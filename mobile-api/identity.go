@@ -42,6 +42,21 @@ func (s *Service) createAgent(c echo.Context) error {
 	if err := bind(c, &in); err != nil {
 		return err
 	}
+	// Agents work for field organizations: a bank's or distributor's
+	// "agent" could capture records (and consents) about farmers whose
+	// data its organization wants to read.
+	var kind string
+	err := s.pool.QueryRow(c.Request().Context(), `SELECT kind FROM identity.organizations WHERE id = $1`, in.OrganizationID).Scan(&kind)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return apperr.Fields("unknown organization", apperr.FieldError{Field: "organization_id", Message: "no such organization"})
+	}
+	if err != nil {
+		return fmt.Errorf("load organization %s: %w", in.OrganizationID, err)
+	}
+	if kind != "field" {
+		return apperr.Fields("agents belong to field organizations", apperr.FieldError{Field: "organization_id",
+			Message: "is a " + kind + " organization; agents must belong to a field organization"})
+	}
 	hash, err := auth.HashPassword(in.Password)
 	if err != nil {
 		return err

@@ -142,6 +142,14 @@ func TestIdentity(t *testing.T) {
 	})
 
 	t.Run("ErrAdminBadInput", func(t *testing.T) {
+		orgOf := func(kind string) string {
+			var o struct{ ID string }
+			if code, body := post(t, tani.URL+"/admin/v1/organizations", tani.OperatorToken, map[string]string{"name": kind + " " + uuid.NewString()[:8], "kind": kind}); code != http.StatusCreated || json.Unmarshal(body, &o) != nil {
+				t.Fatalf("create %s organization: %d %s", kind, code, body)
+			}
+			return o.ID
+		}
+		bank, distributor := orgOf("bank"), orgOf("distributor")
 		tests := []struct {
 			path  string
 			body  any
@@ -152,6 +160,8 @@ func TestIdentity(t *testing.T) {
 			{"/admin/v1/organizations", map[string]string{"name": "Koperasi Tani", "kind": "church"}, 400, "kind"},
 			{"/admin/v1/agents", map[string]string{"organization_id": uuid.NewString(), "username": "newagent1", "password": "long enough pass", "name": "A", "region": "Bali"}, 400, "organization_id"},
 			{"/admin/v1/agents", map[string]string{"organization_id": agent.OrgID, "username": "x", "password": "short", "name": "A", "region": "Bali"}, 400, "password"},
+			{"/admin/v1/agents", map[string]string{"organization_id": bank, "username": "bankagent1", "password": "long enough pass", "name": "A", "region": "Bali"}, 400, "organization_id"},
+			{"/admin/v1/agents", map[string]string{"organization_id": distributor, "username": "distagent1", "password": "long enough pass", "name": "A", "region": "Bali"}, 400, "organization_id"},
 			{"/admin/v1/agents", map[string]string{"organization_id": agent.OrgID, "username": agent.Username, "password": "long enough pass", "name": "A", "region": "Bali"}, 409, ""},
 			{"/admin/v1/assignments", map[string]string{"farmer_id": uuid.NewString(), "agent_id": uuid.NewString()}, 400, "agent_id"},
 		}
@@ -195,7 +205,7 @@ func TestConsent(t *testing.T) {
 	consent := func(code string) json.RawMessage {
 		raw, _, err := agent.Record("consent.granted", time.Now(), loc, map[string]any{
 			"farmer_id": farmer, "consent_id": uuid.NewString(), "grantee_organization_id": uuid.NewString(),
-			"scopes": []string{"plots", "harvests"}, "expires_at": time.Now().AddDate(1, 0, 0).UTC().Format(time.RFC3339),
+			"scopes": []string{"plots", "harvests"}, "expires_at": time.Now().AddDate(0, 0, 90).UTC().Format(time.RFC3339),
 			"otp_challenge_id": challenge, "otp_code": code,
 		})
 		if err != nil {

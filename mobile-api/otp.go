@@ -50,12 +50,21 @@ func (s *Service) createOTP(c echo.Context) error {
 		// LoanID asks for a code that accepts this loan's offer (see
 		// createLoanOTP) rather than a consent code.
 		LoanID string `json:"loan_id,omitempty" validate:"omitempty,uuidlower"`
+		// Purpose is what the code confirms: a consent (default) or the
+		// receipt of delivered goods. A code serves only its purpose.
+		Purpose string `json:"purpose,omitempty" validate:"omitempty,oneof=consent delivery"`
 	}
 	if err := bind(c, &in); err != nil {
 		return err
 	}
 	if in.LoanID != "" {
+		if in.Purpose != "" {
+			return apperr.Fields("a loan code has no other purpose", apperr.FieldError{Field: "purpose", Message: "must be empty with loan_id"})
+		}
 		return s.createLoanOTP(c, in.FarmerID, in.LoanID)
+	}
+	if in.Purpose == "" {
+		in.Purpose = PurposeConsent
 	}
 	ctx := c.Request().Context()
 	agent := auth.ClaimsOf(c).Subject
@@ -83,26 +92,37 @@ func (s *Service) createOTP(c echo.Context) error {
 	code := fmt.Sprintf("%06d", n.Int64())
 	id := uuid.NewString()
 	expires := time.Now().Add(otpTTL)
-	if _, err := s.pool.Exec(ctx, `INSERT INTO mobile.otp_challenges (id, farmer_id, agent_id, code_hash, expires_at) VALUES ($1, $2, $3, $4, $5)`,
-		id, in.FarmerID, agent, auth.HashToken(id+":"+code), expires); err != nil {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO mobile.otp_challenges (id, farmer_id, agent_id, code_hash, expires_at, purpose) VALUES ($1, $2, $3, $4, $5, $6)`,
+		id, in.FarmerID, agent, auth.HashToken(id+":"+code), expires, in.Purpose); err != nil {
 		return err
 	}
-	if err := s.sms.Send(ctx, phone, "Tani: your consent code is "+code+". Tell it to the agent only if you agree to share your data."); err != nil {
+	text := "Tani: your consent code is " + code + ". Tell it to the agent only if you agree to share your data."
+	if in.Purpose == PurposeDelivery {
+		text = "Tani: your delivery code is " + code + ". Tell it to the agent only once you have received the goods."
+	}
+	if err := s.sms.Send(ctx, phone, text); err != nil {
 		return apperr.Wrap(apperr.Unavailable, err, "the SMS could not be sent; retry later")
 	}
 	return c.JSON(http.StatusCreated, map[string]any{"challenge_id": id, "expires_at": expires})
 }
 
-// checkOTP verifies a consent record's one-time code for the farmer. It
-// does not consume it: remember does, with the batch. A code already used
-// by this same record (a retried upload) still verifies.
-func (s *Service) checkOTP(ctx context.Context, recordID, farmerID, challengeID, code string) (bool, error) {
+// The purposes of one-time codes.
+const (
+	PurposeConsent  = "consent"
+	PurposeDelivery = "delivery"
+)
+
+// checkOTP verifies a record's one-time code for the farmer and purpose.
+// It does not consume it: remember does, with the batch. A code already
+// used by this same record (a retried upload) still verifies.
+func (s *Service) checkOTP(ctx context.Context, recordID, farmerID, purpose, challengeID, code string) (bool, error) {
 	var want []byte
 	var expires time.Time
 	var usedBy *string
-	// A code sent to accept a loan offer is not a consent code.
-	err := s.pool.QueryRow(ctx, `SELECT code_hash, expires_at, used_by::text FROM mobile.otp_challenges WHERE id = $1 AND farmer_id = $2 AND loan_id IS NULL`,
-		challengeID, farmerID).Scan(&want, &expires, &usedBy)
+	// A code sent to accept a loan offer (loan_id set) is neither a
+	// consent code nor a delivery code.
+	err := s.pool.QueryRow(ctx, `SELECT code_hash, expires_at, used_by::text FROM mobile.otp_challenges WHERE id = $1 AND farmer_id = $2 AND purpose = $3 AND loan_id IS NULL`,
+		challengeID, farmerID, purpose).Scan(&want, &expires, &usedBy)
 	if err == pgx.ErrNoRows {
 		return false, nil
 	}

@@ -43,11 +43,15 @@ const RoleAgent = "agent"
 // Config tunes the API.
 type Config struct {
 	PublishTimeout time.Duration
+	// AccessDigestInterval is how often farmers are texted a digest of
+	// who read their data since the last one; 0 sends none.
+	AccessDigestInterval time.Duration
 }
 
 // RegisterFlags registers the flags under prefix ("mobile.").
 func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&c.PublishTimeout, prefix+"publish-timeout", 10*time.Second, "how long /sync waits for JetStream to ack a batch before answering 503")
+	fs.DurationVar(&c.AccessDigestInterval, prefix+"access-digest-interval", 24*time.Hour, "how often farmers are texted who read their data since the last text (0: never)")
 }
 
 // Deps are what the service uses.
@@ -135,7 +139,7 @@ func (s *Service) Run(ctx context.Context) error {
 	background := func(ctx context.Context) error {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		errs := make(chan error, 2)
+		errs := make(chan error, 3)
 		go func() { errs <- s.dead.Run(ctx, s.handleDead) }()
 		go func() {
 			if s.media == nil {
@@ -145,9 +149,17 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 			errs <- s.media.Run(ctx)
 		}()
+		go func() {
+			if s.cfg.AccessDigestInterval <= 0 {
+				<-ctx.Done()
+				errs <- nil
+				return
+			}
+			errs <- s.runAccessDigests(ctx, s.cfg.AccessDigestInterval)
+		}()
 		err := <-errs
 		cancel()
-		return errors.Join(err, <-errs)
+		return errors.Join(err, <-errs, <-errs)
 	}
 	if s.erasures == nil {
 		return background(ctx)
@@ -173,6 +185,8 @@ func (s *Service) Routes(r httpserver.Router) {
 	agent.GET("/records/:id", s.recordStatus)
 	agent.GET("/farmers", s.farmers)
 	agent.GET("/tasks", s.tasks)
+	agent.GET("/consent-requests", s.consentRequests)
+	agent.GET("/farmers/:id/access-log", s.farmerAccessLog)
 	agent.GET("/farmers/:id/loans", s.farmerLoans)
 
 	admin.POST("/agents", s.createAgent)

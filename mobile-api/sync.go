@@ -212,7 +212,7 @@ func (s *Service) authorize(ctx context.Context, view *agentView, env record.Env
 		return []apperr.FieldError{{Field: "payload.farmer_id", Message: "is not a farmer assigned to you"}}, nil
 	}
 	if consent, ok := payload.(*record.ConsentGranted); ok {
-		ok, err := s.checkOTP(ctx, env.ID, farmer, consent.OTPChallengeID, consent.OTPCode)
+		ok, err := s.checkOTP(ctx, env.ID, farmer, PurposeConsent, consent.OTPChallengeID, consent.OTPCode)
 		if err != nil {
 			return nil, err
 		}
@@ -221,11 +221,25 @@ func (s *Service) authorize(ctx context.Context, view *agentView, env record.Env
 		}
 		view.otps[consent.OTPChallengeID] = true
 	}
-	switch payload.(type) {
+	switch p := payload.(type) {
 	case *record.LoanApplied, *record.LoanAccepted, *record.RepaymentCollected:
 		return s.authorizeLoan(ctx, view, env, payload)
+	case *record.OrderPlaced:
+		return s.checkOrder(ctx, p)
+	case *record.DeliveryConfirmed:
+		ok, err := s.checkOTP(ctx, env.ID, farmer, PurposeDelivery, p.OTPChallengeID, p.OTPCode)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || view.otps[p.OTPChallengeID] {
+			return []apperr.FieldError{{Field: "payload.otp_code", Message: "does not match an unexpired, unused delivery code sent to this farmer"}}, nil
+		}
+		if errs, err := s.checkDelivery(ctx, p); err != nil || len(errs) > 0 {
+			return errs, err
+		}
+		view.otps[p.OTPChallengeID] = true
 	}
-	return nil, nil
+	return s.checkAnswer(ctx, env, payload)
 }
 
 // loadDevices returns the agent's devices by id.
@@ -385,6 +399,8 @@ func rememberIn(ctx context.Context, tx pgx.Tx, agentID string, batch []pending)
 			otps, otpRecords = append(otps, pl.OTPChallengeID), append(otpRecords, p.env.ID)
 		case *record.LoanAccepted:
 			otps, otpRecords = append(otps, pl.OTPChallengeID), append(otpRecords, p.env.ID)
+		case *record.DeliveryConfirmed:
+			otps, otpRecords = append(otps, pl.OTPChallengeID), append(otpRecords, p.env.ID)
 		}
 	}
 	if _, err := tx.Exec(ctx, `
@@ -405,7 +421,7 @@ func rememberIn(ctx context.Context, tx pgx.Tx, agentID string, batch []pending)
 	if _, err := tx.Exec(ctx, `
 		UPDATE mobile.otp_challenges o SET used_by = u.record FROM unnest($1::uuid[], $2::uuid[]) AS u(id, record)
 		WHERE o.id = u.id AND o.used_by IS NULL`, otps, otpRecords); err != nil {
-		return fmt.Errorf("consume consent codes: %w", err)
+		return fmt.Errorf("consume one-time codes: %w", err)
 	}
 	return nil
 }

@@ -53,8 +53,9 @@ func TestSecondAgentVisit(t *testing.T) {
 	if review == "" {
 		t.Fatalf("no open review for %s in %+v", mappedID, reviews)
 	}
-	if code, body := post(t, tani.URL+"/admin/v1/reviews/"+review+"/visits", tani.OperatorToken,
-		map[string]string{"reviewer": "Sri Wahyuni", "agent_id": second.ID, "note": "walk the plot again"}); code != http.StatusCreated && code != http.StatusOK {
+	reviewer, _ := tani.MustOperatorUser(t, "reviewer")
+	if code, body := post(t, tani.URL+"/admin/v1/reviews/"+review+"/visits", reviewer,
+		map[string]string{"agent_id": second.ID, "note": "walk the plot again"}); code != http.StatusCreated && code != http.StatusOK {
 		t.Fatalf("request visit = %d %s", code, body)
 	}
 

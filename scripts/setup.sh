@@ -86,4 +86,17 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 fi
 command -v node >/dev/null && node_note=", Node.js $(node --version)"
 
-say "ready: Go $(go env GOVERSION), PostgreSQL with PostGIS$node_note"
+# Chromium (Debian's package) runs the distributor portal's browser tests
+# headless, driven from Go over the DevTools protocol (chromedp). Those
+# tests skip without it, except under CI.
+chromium_note=""
+if ! command -v chromium >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$SUDO" != none ]; then
+    apt_install chromium
+  else
+    say "Chromium is missing and cannot be installed here: install Debian's chromium, or the portal's browser tests are skipped (and fail under CI)."
+  fi
+fi
+command -v chromium >/dev/null && chromium_note=", $(chromium --version 2>/dev/null | head -n 1)"
+
+say "ready: Go $(go env GOVERSION), PostgreSQL with PostGIS$node_note$chromium_note"

@@ -60,6 +60,13 @@ if [ -n "$real" ]; then
   FABRIC_CERT_PATH=$TANI_FABRIC_CERT FABRIC_KEY_PATH=$TANI_FABRIC_KEY_FILE \
   FABRIC_CHANNEL=$TANI_FABRIC_CHANNEL FABRIC_CHAINCODE=$TANI_FABRIC_CHAINCODE \
     $GO test -tags fabric_integration -count=1 -run Integration ./ledger/anchor || status=$?
+  # The vouchers suite behind the same tag, given only TaniMSP's gateway and
+  # the parties' client identities (as for any network: deploy/fabric).
+  set -a; . "$net_dir/tani-TaniMSP.env"; set +a
+  FABRIC_GATEWAY_ENDPOINT=$TANI_FABRIC_ENDPOINT FABRIC_SERVER_NAME=$TANI_FABRIC_SERVER_NAME \
+  FABRIC_TLS_CA_CERT=$TANI_FABRIC_TLS_CA_CERT FABRIC_CHANNEL=$TANI_FABRIC_CHANNEL \
+  FABRIC_VOUCHERS_CHAINCODE=$TANI_VOUCHERS_CHAINCODE FABRIC_VOUCHERS_IDENTITIES=$TANI_VOUCHERS_IDENTITIES \
+    $GO test -tags fabric_integration -count=1 -run Integration ./ledger/vouchers || status=$?
   say "real Fabric network: up in ${up_secs}s, $(bin/tani network status -dir "$net_dir" | tail -n 1) at the end"
 fi
 exit $status

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/devnet"
+	"github.com/tani-platform/tani/ledger/vouchers"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
@@ -50,8 +51,11 @@ type App struct {
 	// bankAPI (/bank/v1) and distributorAPI (/distributor/v1) are
 	// authenticated by the identity module.
 	bankAPI, distributorAPI *echo.Group
+	vouchers                *vouchers.Client
 
 	keys keys
+	// pprof serves Go profiles when -debug.pprof is set (nil otherwise).
+	pprof *pprofServer
 	// migrations are every module's schemas (Migrations), applied by the
 	// postgres module.
 	migrations []postgres.Migrations
@@ -70,6 +74,9 @@ func New(cfg Config, logger *slog.Logger) (*App, error) {
 		return nil, fmt.Errorf("target %q: %w", cfg.Target, err)
 	}
 	ord = withoutUnused(ord, cfg)
+	if err := cfg.Debug.validate(); err != nil {
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return &App{
@@ -106,6 +113,15 @@ func (a *App) FabricDevnetAddr() string {
 	return a.devnet.Addr()
 }
 
+// PprofAddr is where -debug.pprof serves Go profiles once Run started, or
+// "" when it is off.
+func (a *App) PprofAddr() string {
+	if a.pprof == nil {
+		return ""
+	}
+	return a.pprof.Addr()
+}
+
 // Journal is the ledger module's journal (nil without it), for end-to-end
 // tests that append exactly as a service in this process would.
 func (a *App) Journal() *ledger.Journal { return a.journal }
@@ -139,7 +155,19 @@ func (a *App) Run(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+		if a.pprof != nil {
+			a.pprof.stop()
+		}
 		return errors.Join(errs...)
+	}
+
+	// Profiles first, so that a slow or stuck start can be looked at too.
+	if a.cfg.Debug.PprofAddr != "" {
+		p, err := startPprof(a.cfg.Debug, a.logger.With("module", "debug"))
+		if err != nil {
+			return err
+		}
+		a.pprof = p
 	}
 
 	for _, name := range a.order {

@@ -108,7 +108,7 @@ func TestCapture_EveryTypeReachesAVerdict(t *testing.T) {
 			t.Errorf("consent row: farmer %s, granted by %s, revoked by %s; want %s, %s, %s",
 				farmerID, grantRecord, *revokedRecord, farmer, ids["consent.granted"], ids["consent.revoked"])
 		}
-		if !slices.Equal(scopes, []string{"plots", "harvests"}) || grantee == "" || time.Until(expires) < 300*24*time.Hour {
+		if !slices.Equal(scopes, []string{"plots", "harvests"}) || grantee == "" || time.Until(expires) < 89*24*time.Hour {
 			t.Errorf("consent row: scopes %v, grantee %q, expires %s", scopes, grantee, expires)
 		}
 		// The grant was verified above, so it is in the journal.
@@ -151,7 +151,7 @@ func grant(t *testing.T, tani *apptest.Running, agent *clienttest.Agent, farmer,
 	waitFor(t, "consent code sent by SMS", func() bool { codes = smsCodes(tani); return len(codes) > before })
 	return map[string]any{
 		"farmer_id": farmer, "consent_id": consentID, "grantee_organization_id": uuid.NewString(),
-		"scopes": []string{"plots", "harvests"}, "expires_at": time.Now().AddDate(1, 0, 0).UTC().Format(time.RFC3339),
+		"scopes": []string{"plots", "harvests"}, "expires_at": time.Now().AddDate(0, 0, 90).UTC().Format(time.RFC3339),
 		"otp_challenge_id": challenge, "otp_code": codes[len(codes)-1],
 	}
 }

@@ -4,12 +4,15 @@ import (
 	"flag"
 	"strings"
 
+	"github.com/tani-platform/tani/internal/consent"
+
 	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/identity"
 
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/anchor"
 	"github.com/tani-platform/tani/ledger/fabric"
+	"github.com/tani-platform/tani/ledger/vouchers"
 
 	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/pii"
@@ -34,6 +37,7 @@ type Config struct {
 	DataDir string
 	Log     LogConfig
 	Demo    DemoConfig
+	Debug   DebugConfig
 
 	Auth     auth.Config
 	PII      pii.Config
@@ -45,12 +49,14 @@ type Config struct {
 	// FabricDevnet is the in-process devnet used when Fabric.Endpoint is empty.
 	FabricDevnet FabricDevnetConfig
 	Anchor       anchor.Config
+	Vouchers     vouchers.Config
 	Ingest       ingest.Config
 	Attest       attest.Config
 	MobileAPI    mobileapi.Config
 	Media        media.Config
 	Erasure      erasure.Config
 	Identity     identity.Config
+	Consent      consent.Config
 	Lending      lending.Config
 	Marketplace  marketplace.Config
 	Events       events.Config
@@ -63,6 +69,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", "./var", "directory for local state (embedded NATS store, keys)")
 	c.Log.RegisterFlags(fs)
 	c.Demo.RegisterFlags(fs)
+	c.Debug.RegisterFlags(fs)
 	c.Auth.RegisterFlags(fs)
 	c.PII.RegisterFlags(fs)
 	c.HTTP.RegisterFlags(fs)
@@ -72,6 +79,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Fabric.RegisterFlags(fs, "fabric.")
 	c.FabricDevnet.RegisterFlags(fs)
 	c.Anchor.RegisterFlags(fs, "anchor.")
+	c.Vouchers.RegisterFlags(fs, "vouchers.")
 	c.Ingest.RegisterFlags(fs, "ingest.")
 	c.Attest.RegisterFlags(fs, "attest.")
 	c.MobileAPI.RegisterFlags(fs, "mobile.")
@@ -79,6 +87,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Erasure.RegisterFlags(fs, "erasure.")
 	c.Lending.RegisterFlags(fs, "lending.")
 	c.Identity.RegisterFlags(fs, "identity.")
+	c.Marketplace.RegisterFlags(fs, "marketplace.")
+	c.Consent.RegisterFlags(fs, "consent.")
 	c.Events.RegisterFlags(fs, "events.")
 	c.Webhooks.RegisterFlags(fs, "webhooks.")
 }

@@ -67,10 +67,15 @@ func (a *App) initFabricDevnet() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	vc, err := devnet.VouchersChaincode(nil)
+	if err != nil {
+		return nil, err
+	}
+	vc.Name = a.cfg.Vouchers.Chaincode
 	n, err := devnet.New(devnet.Config{
 		Dir: FabricDevnetDir(a.cfg.DataDir), Listen: a.cfg.FabricDevnet.Listen,
 		Channel: a.cfg.Fabric.Channel, Logger: a.logger, // the devnet tags its logs module=devnet
-	}, cc)
+	}, cc, vc)
 	if err != nil {
 		return nil, err
 	}

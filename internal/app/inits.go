@@ -243,11 +243,18 @@ func (a *App) initIdentity() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir.Routes(httpserver.Router{Admin: admin})
+	a.setDirectory(dir)
 	// The organizations' APIs, shared by the modules that mount routes on
-	// them: every route is authenticated as that kind of organization.
+	// them: every route is authenticated as that kind of organization (an
+	// API key, or a portal user's session cookie with its CSRF token).
 	a.bankAPI = a.server.Echo.Group("/bank/v1", dir.Require(identity.Bank))
 	a.distributorAPI = a.server.Echo.Group("/distributor/v1", dir.Require(identity.Distributor))
+	dir.Routes(httpserver.Router{Admin: admin, Bank: a.bankAPI, Distributor: a.distributorAPI})
+	// Signing in: portal users with a cookie (the marketplace owns the
+	// portal's pages and draws the form in their look),
+	// operators with a bearer token (outside the guarded admin group).
+	dir.MountSignIn(a.server.Echo.Group("/portal"), marketplace.SignInPage)
+	a.server.Echo.POST("/admin/v1/auth/login", dir.OperatorSignIn)
 	return dir, nil
 }
 
@@ -279,8 +286,21 @@ func (a *App) initWebhooks() (Service, error) {
 
 // initConsent provides the consent gate; it has nothing to run.
 func (a *App) initConsent() (Service, error) {
-	a.gate = consent.NewGate(a.pool)
+	a.gate = consent.NewGate(a.pool).WithDurableLog(a.cfg.Consent.DurableAccessLog)
 	return nil, nil
+}
+
+func (a *App) initConsents() (Service, error) {
+	admin, err := a.adminGroup()
+	if err != nil {
+		return nil, err
+	}
+	svc, err := consent.New(a.cfg.Consent, consent.Deps{Pool: a.pool, Journal: a.journal, Logger: a.logger.With("module", Consents)})
+	if err != nil {
+		return nil, err
+	}
+	svc.Routes(httpserver.Router{Admin: admin, Bank: a.bankAPI, Distributor: a.distributorAPI})
+	return svc, nil
 }
 
 func (a *App) initLending() (Service, error) {
@@ -288,9 +308,9 @@ func (a *App) initLending() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The banks' API document: lending's, with the webhooks endpoints and
-	// the event catalogue banks may subscribe to.
-	doc, err := webhooks.MergeOpenAPI(lending.OpenAPI(), webhooks.BankPrefix, identity.Bank)
+	// The banks' API document: lending's, with identity's, consent's and
+	// the webhooks' routes and the event catalogue banks may subscribe to.
+	doc, err := organizationDocument(lending.OpenAPI(), webhooks.BankPrefix, identity.Bank)
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +328,27 @@ func (a *App) initLending() (Service, error) {
 }
 
 func (a *App) initMarketplace() (Service, error) {
-	svc, err := marketplace.New(a.cfg.Marketplace, marketplace.Deps{Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Logger: a.logger.With("module", Marketplace)})
+	dir := a.operatorDirectory()
+	if dir == nil {
+		return nil, errors.New("marketplace: no identity directory for the portal's sessions")
+	}
+	// The distributors' API document: the marketplace's, with identity's,
+	// consent's and the webhooks' routes and the event catalogue.
+	doc, err := organizationDocument(marketplace.OpenAPI(), webhooks.DistributorPrefix, identity.Distributor)
+	if err != nil {
+		return nil, err
+	}
+	deps := marketplace.Deps{
+		Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Journal: a.journal, JS: a.js, Consumer: a.consumer,
+		Logger: a.logger.With("module", Marketplace), Document: doc,
+		Portal: &marketplace.PortalAuth{Require: dir.RequireSession(identity.Distributor), CSRFToken: identity.CSRFToken, SignOutPath: "/portal/sign-out"},
+	}
+	if a.vouchers != nil {
+		// Redemptions act as the distributors' MSP; the chain records
+		// the Tani organization inside it.
+		deps.Vouchers = marketplace.ChainVouchers{Client: a.vouchers, MSPID: a.cfg.Marketplace.DistributorMSP}
+	}
+	svc, err := marketplace.New(a.cfg.Marketplace, deps)
 	if err != nil {
 		return nil, err
 	}

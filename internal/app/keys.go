@@ -17,10 +17,14 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/auth"
+	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/identity"
 	"github.com/tani-platform/tani/internal/keyfile"
 	"github.com/tani-platform/tani/internal/pii"
 	"github.com/tani-platform/tani/internal/postgres"
+	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/ledger"
 )
 
@@ -41,6 +45,11 @@ type keys struct {
 
 	adminOnce sync.Once
 	admin     *echo.Group
+
+	// directory checks operator users' tokens on /admin/v1: the identity
+	// module's, or one made on first use in a process without it.
+	dirMu     sync.Mutex
+	directory *identity.Directory
 
 	// used are the fingerprints of the shared keys this process loaded,
 	// held against the deployment's once the database is open.
@@ -173,19 +182,82 @@ func (a *App) adminGroup() (*echo.Group, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.keys.adminOnce.Do(func() { a.keys.admin = a.server.Echo.Group("/admin/v1", auth.RequireOperator(token)) })
+	a.keys.adminOnce.Do(func() {
+		a.keys.admin = a.server.Echo.Group("/admin/v1", identity.RequireOperator(token, a.operatorDirectory))
+	})
 	return a.keys.admin, nil
 }
 
+// setDirectory records the identity module's directory.
+func (a *App) setDirectory(d *identity.Directory) {
+	a.keys.dirMu.Lock()
+	defer a.keys.dirMu.Unlock()
+	a.keys.directory = d
+}
+
+// operatorDirectory is the directory that checks operator users' bearer
+// tokens on /admin/v1. A process without the identity module (a split
+// attest, say) still accepts them: the sessions are in Postgres. Without
+// Postgres there is none, and only the bootstrap token works.
+func (a *App) operatorDirectory() *identity.Directory {
+	a.keys.dirMu.Lock()
+	defer a.keys.dirMu.Unlock()
+	if a.keys.directory == nil && a.pool != nil {
+		d, err := identity.New(a.cfg.Identity, identity.Deps{Pool: a.pool, Logger: a.logger.With("module", Identity)})
+		if err != nil {
+			a.logger.Error("operator sessions cannot be checked", "err", err)
+			return nil
+		}
+		a.keys.directory = d
+	}
+	return a.keys.directory
+}
+
 // ledgerPayloadReaders is who may read the journal's payloads (records'
-// histories): the operator. The consent gate will add organizations with
-// the farmer's live consent here.
+// histories): operators (the bootstrap token or an operator user), and
+// banks and distributors through the consent gate — the record's farmer
+// must have a live consent naming the caller's organization for the
+// record's scope (a plot.mapped needs plots), the read is logged in the
+// access log and done in the gate's transaction.
 func (a *App) ledgerPayloadReaders() (ledger.PayloadAuthorizer, error) {
 	token, err := a.operatorToken()
 	if err != nil {
 		return nil, err
 	}
-	return func(c echo.Context, _ string) error { return auth.CheckOperator(c, token) }, nil
+	operator := identity.RequireOperator(token, a.operatorDirectory)
+	return func(c echo.Context, recordID string, read func(context.Context, pgx.Tx) error) error {
+		bearer, _ := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
+		_, cookie := c.Cookie(identity.SessionCookie)
+		if !identity.IsAPIKey(strings.TrimSpace(bearer)) && !(bearer == "" && cookie == nil) {
+			return operator(func(c echo.Context) error { return read(c.Request().Context(), nil) })(c)
+		}
+		dir := a.operatorDirectory()
+		if dir == nil {
+			return apperr.Errorf(apperr.Unavailable, "this process cannot check organizations' credentials")
+		}
+		p, err := dir.Caller(c)
+		if err != nil {
+			return err
+		}
+		ctx := c.Request().Context()
+		var typ, farmer string
+		err = a.pool.QueryRow(ctx, `SELECT type, coalesce(payload->>'farmer_id', '') FROM ingest.submissions WHERE id::text = $1`, recordID).Scan(&typ, &farmer)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return consent.Denied // the same answer as a refused read: no probing for records
+		}
+		if err != nil {
+			return fmt.Errorf("look up record %s: %w", recordID, err)
+		}
+		scope, ok := consent.ScopeOf(record.Type(typ))
+		if !ok {
+			return consent.Denied
+		}
+		access := consent.Access{FarmerID: farmer, Scopes: []consent.Scope{scope}, Purpose: "journal history of record " + recordID,
+			RequestID: c.Response().Header().Get(echo.HeaderXRequestID), ReadOnly: true}
+		return consent.NewGate(a.pool).WithDurableLog(a.cfg.Consent.DurableAccessLog).Read(ctx, p, access, func(ctx context.Context, tx pgx.Tx, _ consent.Grant) error {
+			return read(ctx, tx)
+		})
+	}, nil
 }
 
 // mayCreateKeys reports whether this process may generate a missing shared

@@ -11,11 +11,13 @@ import (
 	"github.com/tani-platform/tani/internal/identity"
 	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/ledger"
+	"github.com/tani-platform/tani/ledger/vouchers"
 	mobileapi "github.com/tani-platform/tani/mobile-api"
 	"github.com/tani-platform/tani/services/attest"
 	"github.com/tani-platform/tani/services/erasure"
 	"github.com/tani-platform/tani/services/ingest"
 	"github.com/tani-platform/tani/services/lending"
+	"github.com/tani-platform/tani/services/marketplace"
 	"github.com/tani-platform/tani/services/webhooks"
 )
 
@@ -42,6 +44,10 @@ const (
 	// gate in front of farmers' data.
 	Identity = "identity"
 	Consent  = "consent"
+	// Consents serves consent as a resource: banks' and distributors'
+	// consent requests and consents, the operators' access log, and
+	// journals consent state changes.
+	Consents = "consents"
 	All      = "all"
 )
 
@@ -97,19 +103,21 @@ var modules = map[string]module{
 	MobileAPI:    {deps: []string{Postgres, NATS, Server, Identity}, init: (*App).initMobileAPI, migrations: []postgres.Migrations{mobileapi.Migrations}},
 	Attest:       {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initAttest, migrations: []postgres.Migrations{attest.Migrations}},
 	PostgresRead: {deps: []string{Postgres}, init: (*App).initPostgresRead},
+	Consents:     {deps: []string{Postgres, Server, Identity, Consent, Ledger}, init: (*App).initConsents},
 	Lending:      {deps: []string{Postgres, PostgresRead, NATS, Server, Identity, Consent, Ledger}, init: (*App).initLending, migrations: []postgres.Migrations{lending.Migrations}},
-	Marketplace:  {deps: []string{Postgres, PostgresRead, Server, Identity, Consent}, init: (*App).initMarketplace},
+	Marketplace:  {deps: []string{Postgres, PostgresRead, NATS, Server, Ledger, Identity, Consent, Vouchers}, init: (*App).initMarketplace, migrations: []postgres.Migrations{marketplace.Migrations}},
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
 	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure, migrations: []postgres.Migrations{erasure.Migrations}},
+	Vouchers:     {deps: []string{Postgres, Server, FabricDevnet}, init: (*App).initVouchers, migrations: []postgres.Migrations{vouchers.Migrations}},
 	Events:       {deps: []string{Postgres, NATS}, init: (*App).initEvents, migrations: []postgres.Migrations{events.Migrations}},
 	Webhooks:     {deps: []string{Postgres, NATS, Server, Identity, Consent, Events}, init: (*App).initWebhooks, migrations: []postgres.Migrations{webhooks.Migrations}},
-	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, MobileAPI, Ledger, Anchor, Erasure, Events, Webhooks}},
+	All:          {deps: []string{Ingest, Attest, Lending, Marketplace, Consents, MobileAPI, Ledger, Anchor, Erasure, Vouchers, Events, Webhooks}},
 }
 
 // migrationOrder is the order in which modules' schemas are applied (a
 // schema may refer to one before it). TestMigrationOrder checks that it
 // names every module that declares migrations.
-var migrationOrder = []string{Ledger, Identity, MobileAPI, Ingest, Consent, Attest, Erasure, Events, Webhooks, Lending, Postgres}
+var migrationOrder = []string{Ledger, Identity, MobileAPI, Ingest, Consent, Attest, Erasure, Vouchers, Events, Webhooks, Lending, Marketplace, Postgres}
 
 // ModuleNames lists the modules a target may name.
 func ModuleNames() []string {

@@ -16,6 +16,7 @@ import (
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/identity"
 	"github.com/tani-platform/tani/internal/postgres"
+	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/internal/validate"
 )
 
@@ -51,6 +52,12 @@ type Access struct {
 	// farmer sees it in their access log.
 	Purpose   string
 	RequestID string
+	// ReadOnly says the read only reads (a profile, a record's history):
+	// after its access-log row the transaction is made read-only (a write
+	// fails), and so its commit need not wait for the WAL flush (see
+	// NewGate). A read that also writes (a loan applied for under the
+	// consent) leaves it false and commits durably.
+	ReadOnly bool
 }
 
 // Grant is the live consent that allowed a read.
@@ -65,13 +72,29 @@ type Grant struct {
 
 // Gate is the one gate (see the package doc).
 type Gate struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
+	pool    *pgxpool.Pool
+	now     func() time.Time
+	durable bool
 }
 
 // NewGate returns the gate over the primary pool: consent must be read
 // where a revocation was just written, never from a lagging replica.
-func NewGate(pool *pgxpool.Pool) *Gate { return &Gate{pool: pool, now: time.Now} }
+//
+// A read-only access (Access.ReadOnly: the transaction writes nothing but
+// its access-log row) commits without waiting for its WAL to reach disk
+// only when the operator chose latency over the crash-proof log
+// (WithDurableLog(false), -consent.durable-access-log=false): the row is
+// then atomic with the read, but a crash of the Postgres server itself may
+// lose the rows of the last moments (at most 3 × wal_writer_delay). A read
+// that writes always commits durably.
+func NewGate(pool *pgxpool.Pool) *Gate { return &Gate{pool: pool, now: time.Now, durable: true} }
+
+// WithDurableLog makes every allowed read wait until its access-log row
+// is on disk (and on synchronous standbys) before the read is served.
+func (g *Gate) WithDurableLog(durable bool) *Gate {
+	g.durable = durable
+	return g
+}
 
 // Denied is the answer to every refused read. It is the same whether the
 // farmer exists or not, so that a denial does not reveal who is a Tani
@@ -96,38 +119,64 @@ func (g *Gate) Read(ctx context.Context, p identity.Principal, a Access, read fu
 			}
 		}
 	}
-	var denial string
-	err := pgx.BeginFunc(ctx, g.pool, func(tx pgx.Tx) error {
-		var grant Grant
-		var granted []string
-		err := tx.QueryRow(ctx, `
-			SELECT consent_id::text, scopes, expires_at, granted_record_id::text
-			FROM ingest.consent_grants c
-			WHERE farmer_id = $1 AND grantee_org_id = $2 AND `+LiveSQL("c", "$4")+` AND scopes @> $3
-			ORDER BY expires_at DESC LIMIT 1`, a.FarmerID, p.OrganizationID, scopes, g.now()).
-			Scan(&grant.ConsentID, &granted, &grant.ExpiresAt, &grant.GrantedRecordID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			denial = "no live consent covering " + strings.Join(scopes, ", ")
-			return Denied
-		}
-		if err != nil {
-			return fmt.Errorf("consent of farmer %s: %w", a.FarmerID, err)
-		}
-		for _, s := range granted {
-			grant.Scopes = append(grant.Scopes, Scope(s))
-		}
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO consent.access_log (organization_id, credential, farmer_id, scopes, purpose, request_id, allowed, consent_id, granted_record_id)
-			VALUES ($1, $2, $3, $4, $5, $6, true, $7, $8)`,
-			p.OrganizationID, p.Credential(), a.FarmerID, scopes, a.Purpose, a.RequestID, grant.ConsentID, grant.GrantedRecordID); err != nil {
-			return fmt.Errorf("log access to farmer %s: %w", a.FarmerID, err)
-		}
-		return read(ctx, tx, grant)
-	})
-	if denial != "" {
-		return g.deny(ctx, p, a, denial)
+	conn, err := g.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("consent of farmer %s: %w", a.FarmerID, err)
 	}
-	return err
+	// A connection left inside a transaction (a failure below) is
+	// destroyed on release, never reused.
+	defer conn.Release()
+	// One round trip begins the transaction, finds the live consent and
+	// logs the access.
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	if a.ReadOnly && !g.durable {
+		b.Queue(`SET LOCAL synchronous_commit = off`)
+	}
+	var grant Grant
+	var granted []string
+	found := false
+	b.Queue(`
+		WITH g AS (
+		    SELECT consent_id, scopes, expires_at, granted_record_id FROM ingest.consent_grants c
+		    WHERE farmer_id = $1 AND grantee_org_id = $2 AND `+LiveSQL("c", "$4")+` AND scopes @> $3
+		    ORDER BY expires_at DESC LIMIT 1
+		), logged AS (
+		    INSERT INTO consent.access_log (organization_id, credential, farmer_id, scopes, purpose, request_id, allowed, consent_id, granted_record_id)
+		    SELECT $2, $5, $1, $3, $6, $7, true, consent_id, granted_record_id FROM g
+		)
+		SELECT consent_id::text, scopes, expires_at, granted_record_id::text FROM g`,
+		a.FarmerID, p.OrganizationID, scopes, g.now(), p.Credential(), a.Purpose, a.RequestID).
+		QueryRow(func(row pgx.Row) error {
+			err := row.Scan(&grant.ConsentID, &granted, &grant.ExpiresAt, &grant.GrantedRecordID)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			found = err == nil
+			return err
+		})
+	if a.ReadOnly {
+		b.Queue(`SET TRANSACTION READ ONLY`)
+	}
+	tx := &pipelinedTx{conn: conn.Conn()}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		tx.Rollback(ctx)
+		return fmt.Errorf("consent of farmer %s: %w", a.FarmerID, err)
+	}
+	if !found {
+		if err := tx.Rollback(ctx); err != nil {
+			return err
+		}
+		return g.deny(ctx, p, a, "no live consent covering "+strings.Join(scopes, ", "))
+	}
+	for _, s := range granted {
+		grant.Scopes = append(grant.Scopes, Scope(s))
+	}
+	if err := read(ctx, tx, grant); err != nil {
+		tx.Rollback(ctx)
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 // LiveSQL is the rule that a consent is live, as a SQL condition on the
@@ -253,4 +302,22 @@ func scopeStrings(scopes []Scope) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// ScopeOf is the scope a farm record of type t falls under, for reading
+// it (its journal history) through the gate. Consent records fall under
+// none: they are the farmer's agreements, not their data, and a grantee
+// sees its own through GET /consents.
+func ScopeOf(t record.Type) (Scope, bool) {
+	s, ok := recordScopes[t]
+	return s, ok
+}
+
+var recordScopes = map[record.Type]Scope{
+	record.TypeFarmerRegistered: Identity,
+	record.TypePlotMapped:       Plots,
+	record.TypeCropPlanted:      Crops,
+	record.TypeInputApplied:     Inputs,
+	record.TypeHarvestRecorded:  Harvests,
+	record.TypeSaleRecorded:     Sales,
 }

@@ -109,6 +109,64 @@ func TestGate(t *testing.T) {
 			t.Errorf("got err %v and %d rows, want boom and 0", err, n)
 		}
 	})
+	t.Run("OKDurableLog", func(t *testing.T) {
+		durable := consent.NewGate(pool).WithDurableLog(true)
+		if err := durable.Read(ctx, keyA, consent.Access{FarmerID: farmer, Scopes: []consent.Scope{consent.Plots}, Purpose: "p", RequestID: "durable"}, noRead); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		pool.QueryRow(ctx, `SELECT count(*) FROM consent.access_log WHERE request_id = 'durable' AND allowed`).Scan(&n)
+		if n != 1 {
+			t.Errorf("got %d rows, want 1", n)
+		}
+	})
+	t.Run("ReadOnly", func(t *testing.T) {
+		read := consent.Access{FarmerID: farmer, Scopes: []consent.Scope{consent.Plots}, Purpose: "p", RequestID: "readonly", ReadOnly: true}
+		if err := gate.Read(ctx, keyA, read, func(ctx context.Context, tx pgx.Tx, _ consent.Grant) error {
+			var n int
+			return tx.QueryRow(ctx, `SELECT count(*) FROM ingest.consents WHERE farmer_id = $1`, farmer).Scan(&n)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// A read-only access cannot write (its commit does not wait for
+		// the flush): the write fails and nothing stays, not even the log row.
+		read.RequestID = "readonly-write"
+		err := gate.Read(ctx, keyA, read, func(ctx context.Context, tx pgx.Tx, _ consent.Grant) error {
+			_, err := tx.Exec(ctx, `UPDATE ingest.consents SET scopes = scopes WHERE farmer_id = $1`, farmer)
+			return err
+		})
+		var ok, written int
+		pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE request_id = 'readonly'), count(*) FILTER (WHERE request_id = 'readonly-write') FROM consent.access_log`).Scan(&ok, &written)
+		if err == nil || ok != 1 || written != 0 {
+			t.Errorf("got %v, rows %d and %d; want an error, 1 row for the read and none for the write", err, ok, written)
+		}
+		// A read that writes (not ReadOnly) commits its write with the row.
+		read.ReadOnly, read.RequestID = false, "writes"
+		if err := gate.Read(ctx, keyA, read, func(ctx context.Context, tx pgx.Tx, _ consent.Grant) error {
+			_, err := tx.Exec(ctx, `UPDATE ingest.consents SET scopes = scopes WHERE farmer_id = $1`, farmer)
+			return err
+		}); err != nil {
+			t.Errorf("a writing access: %v", err)
+		}
+	})
+	t.Run("ErrNestedTransaction", func(t *testing.T) {
+		err := gate.Read(ctx, keyA, consent.Access{FarmerID: farmer, Scopes: []consent.Scope{consent.Plots}, Purpose: "p", RequestID: "nested"},
+			func(ctx context.Context, tx pgx.Tx, _ consent.Grant) error {
+				_, err := tx.Begin(ctx)
+				return err
+			})
+		var n int
+		pool.QueryRow(ctx, `SELECT count(*) FROM consent.access_log WHERE request_id = 'nested'`).Scan(&n)
+		if err == nil || n != 0 {
+			t.Errorf("got %v and %d rows, want an error and none", err, n)
+		}
+		// The pool still serves reads after failed ones.
+		for range 20 {
+			if err := gate.Read(ctx, keyA, consent.Access{FarmerID: farmer, Scopes: []consent.Scope{consent.Plots}, Purpose: "p"}, noRead); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 	t.Run("ErrBadInput", func(t *testing.T) {
 		for _, a := range []consent.Access{
 			{FarmerID: "FARMER", Scopes: []consent.Scope{consent.Plots}, Purpose: "p"},

@@ -32,8 +32,12 @@ type Principal struct {
 	Kind           Kind
 	APIKeyID       string
 	UserID         string
-	// Role is a portal user's role (admin, staff); empty for API keys.
+	// Role is a user's role (admin, staff for banks and distributors;
+	// operator, reviewer for operators); empty for API keys.
 	Role string
+	// Username is a user's sign-in name, for audit trails that name a
+	// person (a review decision); empty for API keys.
+	Username string
 	// Scopes bound what an API key may read (empty for users, whose reads
 	// are bounded by consent alone).
 	Scopes []string

@@ -31,11 +31,17 @@ type Config struct {
 	// DefaultKeyTTL is how long a new API key lives when its creator does
 	// not say.
 	DefaultKeyTTL time.Duration
+	// SessionIdle ends a user's session after this long without a
+	// request; SessionMax ends it this long after sign-in whatever its use.
+	SessionIdle time.Duration
+	SessionMax  time.Duration
 }
 
 // RegisterFlags registers the module's flags under prefix.
 func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&c.DefaultKeyTTL, prefix+"credential-ttl", 90*24*time.Hour, "lifetime of a new API key when its creator gives no expiry (at most 366 days)")
+	fs.DurationVar(&c.SessionIdle, prefix+"session-idle", 30*time.Minute, "a portal or operator session ends after this long without a request")
+	fs.DurationVar(&c.SessionMax, prefix+"session-max", 12*time.Hour, "a portal or operator session ends this long after sign-in, however it is used")
 }
 
 // Deps are what the module uses; all are required.
@@ -61,6 +67,15 @@ func New(cfg Config, d Deps) (*Directory, error) {
 	if cfg.DefaultKeyTTL <= 0 || cfg.DefaultKeyTTL > MaxAPIKeyTTL {
 		return nil, errors.New("identity: -identity.credential-ttl must be positive and at most 366 days")
 	}
+	if cfg.SessionIdle == 0 {
+		cfg.SessionIdle = 30 * time.Minute
+	}
+	if cfg.SessionMax == 0 {
+		cfg.SessionMax = 12 * time.Hour
+	}
+	if cfg.SessionIdle < time.Minute || cfg.SessionMax < cfg.SessionIdle || cfg.SessionMax > 7*24*time.Hour {
+		return nil, errors.New("identity: -identity.session-idle must be at least 1m and -identity.session-max between it and 7 days")
+	}
 	return &Directory{cfg: cfg, pool: d.Pool, logger: d.Logger, scopes: validate.ConsentScopes}, nil
 }
 
@@ -76,8 +91,9 @@ func (d *Directory) Run(ctx context.Context) error {
 // Stop has nothing to release.
 func (d *Directory) Stop(context.Context) error { return nil }
 
-// Routes mounts the operators' administration of organizations and their
-// keys on r.Admin.
+// Routes mounts the operators' administration of organizations, their
+// keys and users on r.Admin, and each organization's own administration
+// of its users and keys (admin role only) on r.Bank and r.Distributor.
 func (d *Directory) Routes(r httpserver.Router) {
 	if r.Admin != nil {
 		r.Admin.POST("/organizations", d.createOrganization)
@@ -85,31 +101,87 @@ func (d *Directory) Routes(r httpserver.Router) {
 		r.Admin.POST("/organizations/:id/api-keys", d.createAPIKeyHTTP)
 		r.Admin.GET("/organizations/:id/api-keys", d.listAPIKeys)
 		r.Admin.POST("/organizations/:id/api-keys/:key/revoke", d.revokeAPIKey)
+		r.Admin.POST("/organizations/:id/users", d.createOrgUser)
+		r.Admin.GET("/organizations/:id/users", d.listOrgUsers)
+		r.Admin.POST("/organizations/:id/users/:user/deactivate", d.deactivateOrgUser)
+		r.Admin.POST("/auth/logout", d.OperatorSignOut)
+	}
+	for _, g := range []*echo.Group{r.Bank, r.Distributor} {
+		if g == nil {
+			continue
+		}
+		// Route by route, not a sub-group: an echo group's middleware
+		// also answers the group's unknown paths.
+		g.GET("/users", d.listOwnUsers, RequireOrgAdmin)
+		g.POST("/users", d.createOwnUser, RequireOrgAdmin)
+		g.POST("/users/:user/deactivate", d.deactivateOwnUser, RequireOrgAdmin)
+		g.GET("/api-keys", d.listOwnKeys, RequireOrgAdmin)
+		g.POST("/api-keys", d.createOwnKey, RequireOrgAdmin)
+		g.POST("/api-keys/:key/revoke", d.revokeOwnKey, RequireOrgAdmin)
+		g.POST("/api-keys/:key/rotate", d.rotateOwnKey, RequireOrgAdmin)
+	}
+}
+
+// RequireOrgAdmin admits only a signed-in user with the admin role: an
+// organization's users and API keys are managed by its admins, never with
+// an API key (a leaked key must not be able to mint more credentials).
+func RequireOrgAdmin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		p, ok := PrincipalOf(c)
+		if !ok {
+			return apperr.Errorf(apperr.Unauthorized, "no authenticated organization")
+		}
+		if p.UserID == "" || p.Role != RoleAdmin {
+			return apperr.Errorf(apperr.Forbidden, "managing users and API keys needs a signed-in user with the admin role (not an API key)")
+		}
+		return next(c)
 	}
 }
 
 // Require authenticates the caller of every route of a group as an
-// organization of the given kind, and records its Principal (PrincipalOf).
-// A valid credential of another kind of organization is refused with 403:
-// a distributor's key never opens the banks' API.
+// organization of the given kind, and records its Principal (PrincipalOf):
+// an API key (Authorization: Bearer tani_…) or, without one, a portal
+// user's session cookie, whose unsafe requests must carry the session's
+// CSRF token. A valid credential of another kind of organization is
+// refused with 403: a distributor's key never opens the banks' API.
 func (d *Directory) Require(kind Kind) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			token, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
-			if !ok || strings.TrimSpace(token) == "" {
-				return apperr.Errorf(apperr.Unauthorized, "missing credentials: send an API key as Authorization: Bearer tani_…")
-			}
-			p, err := d.authenticateKey(c.Request().Context(), strings.TrimSpace(token), time.Now())
+			p, err := d.Caller(c)
 			if err != nil {
 				return err
 			}
 			if p.Kind != kind {
-				return apperr.Errorf(apperr.Forbidden, "this API is for %s organizations; the key belongs to a %s", kind, p.Kind)
+				return apperr.Errorf(apperr.Forbidden, "this API is for %s organizations; the credential belongs to a %s", kind, p.Kind)
 			}
 			WithPrincipal(c, p)
 			return next(c)
 		}
 	}
+}
+
+// Caller authenticates a bank or distributor calling outside Require's
+// groups (the journal's payloads): an API key, or without one a session
+// cookie (with its CSRF token on unsafe requests). It does not record
+// the principal.
+func (d *Directory) Caller(c echo.Context) (Principal, error) {
+	if h := c.Request().Header.Get(echo.HeaderAuthorization); h != "" {
+		token, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || strings.TrimSpace(token) == "" {
+			return Principal{}, apperr.Errorf(apperr.Unauthorized, "missing credentials: send an API key as Authorization: Bearer tani_…")
+		}
+		return d.authenticateKey(c.Request().Context(), strings.TrimSpace(token), time.Now())
+	}
+	if _, err := c.Cookie(SessionCookie); err == nil {
+		return d.cookieSession(c)
+	}
+	return Principal{}, apperr.Errorf(apperr.Unauthorized, "missing credentials: send an API key as Authorization: Bearer tani_… (or sign in at %s)", SignInPath)
+}
+
+// IsAPIKey reports whether a bearer token has the shape of an API key
+// (tani_<32 hex>_<64 hex>), as opposed to a session or the operator token.
+func IsAPIKey(token string) bool {
+	return len(token) == tokenLen && strings.HasPrefix(token, tokenPrefix) && token[len(tokenPrefix)+32] == '_'
 }
 
 // Organization is a party to Tani.
@@ -147,76 +219,4 @@ func (d *Directory) listOrganizations(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"organizations": orgs})
-}
-
-func (d *Directory) createAPIKeyHTTP(c echo.Context) error {
-	orgID, err := pathUUID(c, "id")
-	if err != nil {
-		return err
-	}
-	var in struct {
-		Name      string     `json:"name" validate:"required,min=1,max=100"`
-		Scopes    []string   `json:"scopes" validate:"omitempty,unique,dive,consentscope"`
-		ExpiresAt *time.Time `json:"expires_at"`
-	}
-	if err := bind(c, &in); err != nil {
-		return err
-	}
-	now := time.Now()
-	expires := now.Add(d.cfg.DefaultKeyTTL)
-	if in.ExpiresAt != nil {
-		expires = *in.ExpiresAt
-	}
-	if !expires.After(now) || expires.Sub(now) > MaxAPIKeyTTL {
-		return apperr.Fields("bad expiry", apperr.FieldError{Field: "expires_at", Message: "must be in the future and at most 366 days away"})
-	}
-	k, token, err := d.CreateAPIKey(c.Request().Context(), NewAPIKey{OrganizationID: orgID, Name: in.Name, Scopes: in.Scopes, ExpiresAt: expires})
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusCreated, struct {
-		APIKey
-		Token string `json:"token"`
-	}{k, token})
-}
-
-func (d *Directory) listAPIKeys(c echo.Context) error {
-	orgID, err := pathUUID(c, "id")
-	if err != nil {
-		return err
-	}
-	rows, err := d.pool.Query(c.Request().Context(), `
-		SELECT id::text, organization_id::text, name, scopes, created_at, expires_at, revoked_at, last_used_at
-		FROM identity.api_keys WHERE organization_id = $1 ORDER BY created_at`, orgID)
-	if err != nil {
-		return err
-	}
-	keys, err := pgxCollect(rows, func(k *APIKey) []any {
-		return []any{&k.ID, &k.OrganizationID, &k.Name, &k.Scopes, &k.CreatedAt, &k.ExpiresAt, &k.RevokedAt, &k.LastUsedAt}
-	})
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, map[string]any{"api_keys": keys})
-}
-
-func (d *Directory) revokeAPIKey(c echo.Context) error {
-	orgID, err := pathUUID(c, "id")
-	if err != nil {
-		return err
-	}
-	keyID, err := pathUUID(c, "key")
-	if err != nil {
-		return err
-	}
-	tag, err := d.pool.Exec(c.Request().Context(), `
-		UPDATE identity.api_keys SET revoked_at = now()
-		WHERE id = $1 AND organization_id = $2 AND (revoked_at IS NULL OR revoked_at > now())`, keyID, orgID)
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return apperr.Errorf(apperr.NotFound, "no such live API key of this organization")
-	}
-	return c.NoContent(http.StatusNoContent)
 }

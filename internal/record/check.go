@@ -32,12 +32,18 @@ func newPayload(t Type) Payload {
 		return &ConsentGranted{}
 	case TypeConsentRevoked:
 		return &ConsentRevoked{}
+	case TypeConsentRefused:
+		return &ConsentRefused{}
 	case TypeLoanApplied:
 		return &LoanApplied{}
 	case TypeLoanAccepted:
 		return &LoanAccepted{}
 	case TypeRepaymentCollected:
 		return &RepaymentCollected{}
+	case TypeOrderPlaced:
+		return &OrderPlaced{}
+	case TypeDeliveryConfirmed:
+		return &DeliveryConfirmed{}
 	}
 	return nil
 }
@@ -215,6 +221,11 @@ var (
 // harvest after planting, a consent's expiry after capture.
 const MaxYearsAhead = 10
 
+// MaxConsentDays is the longest a consent may last: the farmer
+// reconfirms it after that (a consent.granted record's expires_at is at
+// most this many days after its captured_at).
+const MaxConsentDays = 180
+
 // domainProblems are the rules of each type that tags cannot express.
 func domainProblems(payload Payload, env Envelope, now time.Time) []apperr.FieldError {
 	var out []apperr.FieldError
@@ -275,8 +286,17 @@ func domainProblems(payload Payload, env Envelope, now time.Time) []apperr.Field
 		switch captured := env.Captured(); {
 		case !exp.After(captured):
 			add("expires_at", "must be after captured_at")
-		case exp.After(captured.AddDate(MaxYearsAhead, 0, 0)):
-			add("expires_at", "must be within %d years of captured_at", MaxYearsAhead)
+		case exp.After(captured.Add(MaxConsentDays * 24 * time.Hour)):
+			add("expires_at", "must be at most %d days after captured_at: a consent is reconfirmed after that", MaxConsentDays)
+		}
+	case *OrderPlaced:
+		for _, fp := range orderProblems(p) {
+			add(fp.field, "%s", fp.message)
+		}
+	case *DeliveryConfirmed:
+		past("received_on", p.ReceivedOn)
+		for _, fp := range deliveryProblems(p) {
+			add(fp.field, "%s", fp.message)
 		}
 	}
 	return out

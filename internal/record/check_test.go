@@ -43,8 +43,9 @@ func validPayloads() map[string]map[string]any {
 		"sale.recorded": {"farmer_id": farmer, "buyer": "KUD Makmur", "crop": "rice", "quantity": map[string]any{"value": 40, "unit": "quintal"},
 			"price": map[string]any{"amount": 2200000000, "currency": "IDR"}, "sold_on": "2026-11-21"},
 		"consent.granted": {"farmer_id": farmer, "consent_id": uuid.NewString(), "grantee_organization_id": uuid.NewString(),
-			"scopes": []string{"plots", "harvests"}, "expires_at": "2027-11-23T00:00:00Z", "otp_challenge_id": uuid.NewString(), "otp_code": "493021"},
+			"scopes": []string{"plots", "harvests"}, "expires_at": "2027-05-20T00:00:00Z", "otp_challenge_id": uuid.NewString(), "otp_code": "493021"},
 		"consent.revoked": {"farmer_id": farmer, "consent_id": uuid.NewString(), "reason": "changed bank"},
+		"consent.refused": {"farmer_id": farmer, "consent_id": uuid.NewString(), "grantee_organization_id": uuid.NewString(), "reason": "not now"},
 		"loan.applied": {"farmer_id": farmer, "loan_id": uuid.NewString(), "product_id": uuid.NewString(),
 			"amount": map[string]any{"amount": 500000000, "currency": "IDR"}, "purpose": "fertilizer for the wet season"},
 		"loan.accepted": {"farmer_id": farmer, "loan_id": uuid.NewString(), "terms_sha256": strings.Repeat("ab", 32),
@@ -130,6 +131,11 @@ func TestCheck(t *testing.T) {
 		{"ErrRepaymentNoReference", mutate("repayment.collected", func(r map[string]any) { r["payload"].(map[string]any)["payer_reference"] = "" }), "payload.payer_reference"},
 		{"ErrRepaymentReferenceNotASCII", mutate("repayment.collected", func(r map[string]any) { r["payload"].(map[string]any)["payer_reference"] = "reçu 1" }), "payload.payer_reference"},
 		{"ErrBadScope", mutate("consent.granted", func(r map[string]any) { r["payload"].(map[string]any)["scopes"] = []string{"everything"} }), "payload.scopes[0]: must be one of"},
+		// captured 2026-11-23T09:00Z: 180 days later is 2027-05-22T09:00Z.
+		{"ErrConsentOver180Days", mutate("consent.granted", func(r map[string]any) { r["payload"].(map[string]any)["expires_at"] = "2027-05-22T09:00:01Z" }), "payload.expires_at: must be at most 180 days after captured_at"},
+		{"ErrConsentExpiredAtCapture", mutate("consent.granted", func(r map[string]any) { r["payload"].(map[string]any)["expires_at"] = "2026-11-23T09:00:00Z" }), "payload.expires_at: must be after captured_at"},
+		{"ErrRefusalWithoutGrantee", mutate("consent.refused", func(r map[string]any) { delete(r["payload"].(map[string]any), "grantee_organization_id") }), "payload.grantee_organization_id: is required"},
+		{"ErrRefusalReasonTooLong", mutate("consent.refused", func(r map[string]any) { r["payload"].(map[string]any)["reason"] = strings.Repeat("x", 501) }), "payload.reason"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

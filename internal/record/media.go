@@ -10,6 +10,8 @@ func MediaHashes(payload Payload) []string {
 		if p.PhotoHash != "" {
 			return []string{p.PhotoHash}
 		}
+	case *DeliveryConfirmed:
+		return []string{p.PhotoHash}
 	}
 	return nil
 }

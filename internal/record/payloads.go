@@ -96,6 +96,18 @@ type ConsentRevoked struct {
 	Reason    string `json:"reason,omitempty" validate:"max=500"`
 }
 
+// ConsentRefused records that the farmer refused an organization's
+// consent request (ConsentID is the request's id): the request is
+// answered, and nothing may be read. It is captured on the phone like a
+// grant, offline if need be, and needs no one-time code: refusing gives
+// nothing away.
+type ConsentRefused struct {
+	FarmerID     string `json:"farmer_id" validate:"required,uuidlower"`
+	ConsentID    string `json:"consent_id" validate:"required,uuidlower"`
+	GranteeOrgID string `json:"grantee_organization_id" validate:"required,uuidlower"`
+	Reason       string `json:"reason,omitempty" validate:"max=500"`
+}
+
 // LoanApplied is an application for a loan that an agent makes with the
 // farmer, for one of a bank's open products (lending's public view
 // lending.product_catalogue). LoanID is chosen on the phone, so that the
@@ -242,6 +254,10 @@ func (p *ConsentGranted) Crop() string   { return "" }
 func (p *ConsentRevoked) Farmer() string { return p.FarmerID }
 func (p *ConsentRevoked) Plot() string   { return "" }
 func (p *ConsentRevoked) Crop() string   { return "" }
+
+func (p *ConsentRefused) Farmer() string { return p.FarmerID }
+func (p *ConsentRefused) Plot() string   { return "" }
+func (p *ConsentRefused) Crop() string   { return "" }
 
 func (p *LoanApplied) Farmer() string { return p.FarmerID }
 func (p *LoanApplied) Plot() string   { return "" }

@@ -25,12 +25,16 @@ const (
 	TypeSaleRecorded     Type = "sale.recorded"
 	TypeConsentGranted   Type = "consent.granted"
 	TypeConsentRevoked   Type = "consent.revoked"
+	TypeConsentRefused   Type = "consent.refused"
 	// Loans (services/lending acts on them once attested): an agent's
 	// application for the farmer, the farmer's acceptance of an offer by a
 	// one-time code, and cash an agent collected towards a loan.
 	TypeLoanApplied        Type = "loan.applied"
 	TypeLoanAccepted       Type = "loan.accepted"
 	TypeRepaymentCollected Type = "repayment.collected"
+	// Marketplace records (orders.go).
+	TypeOrderPlaced       Type = "order.placed"
+	TypeDeliveryConfirmed Type = "delivery.confirmed"
 )
 
 // Types are the record types a device may submit.
@@ -43,9 +47,12 @@ var Types = []Type{
 	TypeSaleRecorded,
 	TypeConsentGranted,
 	TypeConsentRevoked,
+	TypeConsentRefused,
 	TypeLoanApplied,
 	TypeLoanAccepted,
 	TypeRepaymentCollected,
+	TypeOrderPlaced,
+	TypeDeliveryConfirmed,
 }
 
 // KnownType reports whether t is one of Types.

@@ -54,6 +54,13 @@ func NewServer(c ServerConfig) (*shim.ChaincodeServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	return NewServerFor(c, cc)
+}
+
+// NewServerFor returns cc (any chaincode, e.g. the vouchers chaincode) as a
+// chaincode server configured by c.
+func NewServerFor(c ServerConfig, cc shim.Chaincode) (*shim.ChaincodeServer, error) {
+	var err error
 	tlsProps := shim.TLSProperties{Disabled: c.TLSDisabled}
 	if !c.TLSDisabled {
 		if tlsProps.Cert, err = os.ReadFile(c.Cert); err != nil {

@@ -56,6 +56,9 @@ type Org struct {
 	// ChaincodeEndpoint is where the organization's anchor chaincode
 	// server listens; only its own peer dials it (chaincode as a service).
 	ChaincodeEndpoint string `json:"chaincode_endpoint,omitempty"`
+	// VouchersChaincodeEndpoint is where its vouchers chaincode server
+	// listens.
+	VouchersChaincodeEndpoint string `json:"vouchers_chaincode_endpoint,omitempty"`
 }
 
 // OrdererNode is one node of the ordering service.
@@ -99,6 +102,67 @@ type Consortium struct {
 	BasePort int        `json:"base_port,omitempty"`
 	Orgs     []Org      `json:"orgs"`
 	Orderer  OrdererOrg `json:"orderer"`
+	// Vouchers is the vouchers chaincode's definition.
+	Vouchers VouchersDef `json:"vouchers"`
+}
+
+// VouchersDef is the vouchers chaincode's definition on the channel and
+// the role each organization plays for it.
+type VouchersDef struct {
+	Chaincode string `json:"chaincode"`
+	// EndorsementPolicy is the chaincode-level policy: what creating a
+	// voucher or a registry entry needs (key-level policies govern the
+	// rest; see ledger/chaincode/vouchers).
+	EndorsementPolicy string `json:"endorsement_policy"`
+	ChaincodeSequence int64  `json:"chaincode_sequence"`
+	// Roles maps MSP IDs to operator, bank or distributor; `tani network
+	// up` registers them on the chain.
+	Roles map[string]string `json:"roles,omitempty"`
+}
+
+// DefaultVouchersChaincode is the vouchers chaincode's name unless the
+// manifest says otherwise.
+const DefaultVouchersChaincode = "vouchers"
+
+// VouchersChaincode is the vouchers chaincode's name.
+func (c *Consortium) VouchersChaincode() string { return c.Vouchers.Chaincode }
+
+// DefaultVoucherRoles gives organizations their roles by name, as the
+// devnet's default organizations are named: TaniMSP is the operator, an
+// MSP ID containing "Bank" a bank, one containing "Distributor" a
+// distributor. Others get none (set roles in the manifest, or -voucher-roles).
+func DefaultVoucherRoles(mspIDs []string) map[string]string {
+	roles := map[string]string{}
+	for _, m := range mspIDs {
+		switch {
+		case m == "TaniMSP":
+			roles[m] = "operator"
+		case strings.Contains(m, "Bank"):
+			roles[m] = "bank"
+		case strings.Contains(m, "Distributor"):
+			roles[m] = "distributor"
+		}
+	}
+	return roles
+}
+
+// fillVouchers gives a manifest written before the vouchers chaincode its
+// definition: the default name, a majority of the members, sequence 1,
+// roles by name.
+func (c *Consortium) fillVouchers() {
+	v := &c.Vouchers
+	if v.Chaincode == "" {
+		v.Chaincode = DefaultVouchersChaincode
+	}
+	if v.EndorsementPolicy == "" {
+		v.EndorsementPolicy = fabric.MajorityPolicy(c.MSPIDs())
+	}
+	if v.ChaincodeSequence == 0 {
+		v.ChaincodeSequence = 1
+	}
+	if v.Roles == nil {
+		v.Roles = DefaultVoucherRoles(c.MSPIDs())
+	}
 }
 
 // Port layout. Each node owns a block of portBlock ports starting at its
@@ -116,7 +180,9 @@ const (
 	offCA            = 3
 	offCAOperations  = 4
 	offChaincode     = 5
-	offOrdererAdmin  = 1
+	// offVouchersChaincode is the vouchers chaincode server.
+	offVouchersChaincode = 6
+	offOrdererAdmin      = 1
 )
 
 // InitConfig says what consortium to create.
@@ -148,6 +214,9 @@ type InitConfig struct {
 	// network file): its Orgs replace Orgs; endpoints it leaves empty are
 	// derived from each node's main endpoint.
 	Layout *Layout
+	// VoucherRoles maps MSP IDs to their voucher roles (operator, bank,
+	// distributor); nil means DefaultVoucherRoles.
+	VoucherRoles map[string]string
 }
 
 // Layout is the part of a manifest a network file gives: which nodes
@@ -207,6 +276,18 @@ func Init(cfg InitConfig) (*Consortium, error) {
 	if c.EndorsementPolicy == "" {
 		c.EndorsementPolicy = fabric.MajorityPolicy(ids)
 	}
+	for m, r := range cfg.VoucherRoles {
+		if !slices.Contains(ids, m) {
+			return nil, fmt.Errorf("consortium: voucher role for %s, which is not a member", m)
+		}
+		switch r {
+		case "operator", "bank", "distributor":
+		default:
+			return nil, fmt.Errorf("consortium: voucher role %q of %s is not operator, bank or distributor", r, m)
+		}
+	}
+	c.Vouchers.Roles = cfg.VoucherRoles
+	c.fillVouchers()
 	hosts := c.certHosts(cfg.Hosts)
 	if err := fabricmsp.GenerateMaterial(cfg.Dir, ids, hosts); err != nil {
 		return nil, fmt.Errorf("consortium: %w", err)
@@ -239,7 +320,7 @@ func Init(cfg InitConfig) (*Consortium, error) {
 	if err := writeProto(filepath.Join(cfg.Dir, artifactsDir, configFile), config); err != nil {
 		return nil, err
 	}
-	if err := c.writeProfiles(); err != nil {
+	if err := c.WriteProfiles(); err != nil {
 		return nil, err
 	}
 	return c, c.save()
@@ -354,7 +435,7 @@ func (c *Consortium) fillEndpoints() error {
 		if err := c.fillOrg(o); err != nil {
 			return err
 		}
-		if err := claim(o.MSPID, &o.PeerEndpoint, &o.PeerChaincodeEndpoint, &o.OperationsEndpoint, &o.CAEndpoint, &o.CAOperationsEndpoint, &o.ChaincodeEndpoint); err != nil {
+		if err := claim(o.MSPID, &o.PeerEndpoint, &o.PeerChaincodeEndpoint, &o.OperationsEndpoint, &o.CAEndpoint, &o.CAOperationsEndpoint, &o.ChaincodeEndpoint, &o.VouchersChaincodeEndpoint); err != nil {
 			return err
 		}
 	}
@@ -373,6 +454,7 @@ func (c *Consortium) fillOrg(o *Org) error {
 	derive(&o.CAEndpoint, o.PeerEndpoint, offCA)
 	derive(&o.CAOperationsEndpoint, o.PeerEndpoint, offCAOperations)
 	derive(&o.ChaincodeEndpoint, o.PeerEndpoint, offChaincode)
+	derive(&o.VouchersChaincodeEndpoint, o.PeerEndpoint, offVouchersChaincode)
 	return nil
 }
 
@@ -425,6 +507,7 @@ func (c *Consortium) certHosts(extra []string) []string {
 		add(o.PeerEndpoint)
 		add(o.CAEndpoint)
 		add(o.ChaincodeEndpoint)
+		add(o.VouchersChaincodeEndpoint)
 	}
 	return hosts
 }
@@ -460,6 +543,7 @@ func Load(dir string) (*Consortium, error) {
 	if err := c.fillEndpoints(); err != nil {
 		return nil, err
 	}
+	c.fillVouchers()
 	return &c, nil
 }
 
@@ -503,6 +587,11 @@ func (c *Consortium) AdminPaths(mspID string) (cert, key string) {
 func (c *Consortium) ClientPaths(mspID string) (cert, key string) {
 	msp := filepath.Join(c.orgDir(mspID), "users", "User1", "msp")
 	return filepath.Join(msp, "signcerts", "cert.pem"), filepath.Join(msp, "keystore", "priv_sk")
+}
+
+// ClientMSPDir is an organization client's (User1's) MSP directory.
+func (c *Consortium) ClientMSPDir(mspID string) string {
+	return filepath.Join(c.orgDir(mspID), "users", "User1", "msp")
 }
 
 // AdminTLSPaths are an organization admin's TLS client certificate and

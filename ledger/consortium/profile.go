@@ -15,11 +15,11 @@ func (o Org) PeerName() string { return "peer0." + o.Domain }
 // CAName is the name of the organization's Fabric CA (its --ca.name).
 func (o Org) CAName() string { return "ca-" + strings.ToLower(strings.TrimSuffix(o.MSPID, "MSP")) }
 
-// writeProfiles writes, for each organization, a Fabric common connection
+// WriteProfiles writes, for each organization, a Fabric common connection
 // profile (connection-<MSPID>.json: its peer, the orderers, its CA) and the
 // Tani client settings as environment variables (tani-<MSPID>.env) that
 // `tani up` reads. Paths in them are absolute, so they work from anywhere.
-func (c *Consortium) writeProfiles() error {
+func (c *Consortium) WriteProfiles() error {
 	abs := func(p string) string {
 		if a, err := filepath.Abs(p); err == nil {
 			return a
@@ -96,6 +96,18 @@ TANI_FABRIC_KEY_FILE=%[7]s
 TANI_FABRIC_CHANNEL=%[2]s
 TANI_FABRIC_CHAINCODE=%[8]s
 `, o.MSPID, c.Channel, o.PeerEndpoint, peer, abs(c.TLSCAPath(o.MSPID)), abs(cert), abs(key), c.Chaincode)
+		// Vouchers: the chaincode, and the identities Tani acts as. A local
+		// consortium directory holds every member's client identity, so
+		// the settings list all of them; a real deployment lists only
+		// those the organizations issued to Tani.
+		var ids []string
+		for _, m := range c.Orgs {
+			dir := c.ClientMSPDir(m.MSPID)
+			if _, err := os.Stat(filepath.Join(dir, "signcerts")); err == nil {
+				ids = append(ids, m.MSPID+"="+abs(dir))
+			}
+		}
+		env += fmt.Sprintf("TANI_VOUCHERS_CHAINCODE=%s\nTANI_VOUCHERS_IDENTITIES=%s\n", c.Vouchers.Chaincode, strings.Join(ids, ","))
 		if err := writeFile(filepath.Join(c.Dir, "tani-"+o.MSPID+".env"), []byte(env), 0o644); err != nil {
 			return err
 		}

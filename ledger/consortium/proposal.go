@@ -455,10 +455,14 @@ func (c *Consortium) adopt(config *cb.Config, p *Proposal) error {
 		c.EndorsementPolicy = fabric.MajorityPolicy(c.MSPIDs())
 		c.ChaincodeSequence++
 	}
+	if c.Vouchers.EndorsementPolicy == fabric.MajorityPolicy(before) {
+		c.Vouchers.EndorsementPolicy = fabric.MajorityPolicy(c.MSPIDs())
+		c.Vouchers.ChaincodeSequence++
+	}
 	if err := writeProto(c.artifact(configFile), config); err != nil {
 		return err
 	}
-	if err := c.writeProfiles(); err != nil {
+	if err := c.WriteProfiles(); err != nil {
 		return err
 	}
 	return c.save()

@@ -209,6 +209,25 @@ func (c *Client) TransactionStatus(ctx context.Context, txID string) (*client.St
 	return c.status(ctx, commit)
 }
 
+// Evaluate runs fn of the configured chaincode as a query on one peer,
+// retrying transient failures, and returns its result. It serves any
+// chaincode's client (the vouchers client uses it); the anchor methods
+// above are built on the same calls.
+func (c *Client) Evaluate(ctx context.Context, fn string, args ...string) ([]byte, error) {
+	return c.evaluate(ctx, fn, args...)
+}
+
+// Submit endorses, submits and waits for fn of the configured chaincode,
+// retrying each step only where the gateway's error class says it is safe
+// (see submit), and returns the result and the commit status. recordTxID,
+// when set, learns every transaction ID before anything is sent.
+func (c *Client) Submit(ctx context.Context, fn string, args []string, recordTxID func(txID string) error) ([]byte, *client.Status, error) {
+	return c.submit(ctx, fn, args, recordTxID)
+}
+
+// MSPID is the MSP ID of the identity the client acts as.
+func (c *Client) MSPID() string { return c.cfg.MSPID }
+
 // evaluate runs a query on one peer, retrying transient failures: a query
 // changes nothing, so retrying is always safe.
 func (c *Client) evaluate(ctx context.Context, fn string, args ...string) ([]byte, error) {
@@ -289,7 +308,7 @@ func (c *Client) endorse(ctx context.Context, p *client.Proposal, log *slog.Logg
 		if err == nil {
 			return tx, nil
 		}
-		if !transient(err) || attempt >= c.cfg.Retries {
+		if !(transient(err) || lagging(err)) || attempt >= c.cfg.Retries {
 			return nil, fmt.Errorf("fabric: endorse tx %s: %w", p.TransactionID(), err)
 		}
 		if err := c.wait(ctx, attempt, "endorse", err); err != nil {
@@ -346,6 +365,18 @@ func (c *Client) wait(ctx context.Context, attempt int, what string, cause error
 	case <-t.C:
 		return nil
 	}
+}
+
+// lagging reports whether an endorsement failed after the gateway's first
+// endorser approved: another organization's peer answered differently,
+// which on a healthy network means it has not yet committed the block the
+// first one read (peers commit a block at slightly different moments). The
+// same proposal endorsed again a moment later is safe: nothing was
+// ordered. A chaincode that disagrees for good fails once the retries run
+// out.
+func lagging(err error) bool {
+	s, ok := status.FromError(err)
+	return ok && s.Code() == codes.Aborted && strings.Contains(s.Message(), "failed to collect enough transaction endorsements")
 }
 
 // transient reports whether a gateway error is worth retrying: the peer or

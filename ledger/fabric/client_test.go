@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,10 +15,12 @@ import (
 	"time"
 
 	"github.com/hyperledger/fabric-gateway/pkg/client"
+	"github.com/hyperledger/fabric-protos-go-apiv2/gateway"
 	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -313,4 +316,80 @@ func TestSubmitRetriesMVCCConflictWithANewTransaction(t *testing.T) {
 	if st.Code != peer.TxValidationCode_MVCC_READ_CONFLICT {
 		t.Errorf("got first loser transaction %s, want MVCC_READ_CONFLICT", st.Code)
 	}
+}
+
+// lagGateway stands in front of a devnet's gateway and answers the first
+// Endorse as Fabric's gateway does when a second organization's peer
+// disagreed with the first (it had not yet committed the block the first
+// one read); everything else it forwards.
+type lagGateway struct {
+	gateway.UnimplementedGatewayServer
+	next    gateway.GatewayClient
+	mu      sync.Mutex
+	refused int
+}
+
+func (g *lagGateway) Endorse(ctx context.Context, req *gateway.EndorseRequest) (*gateway.EndorseResponse, error) {
+	g.mu.Lock()
+	first := g.refused == 0
+	if first {
+		g.refused++
+	}
+	g.mu.Unlock()
+	if first {
+		return nil, status.Error(codes.Aborted, "failed to collect enough transaction endorsements, see attached details for more info")
+	}
+	return g.next.Endorse(ctx, req)
+}
+
+func (g *lagGateway) Submit(ctx context.Context, req *gateway.SubmitRequest) (*gateway.SubmitResponse, error) {
+	return g.next.Submit(ctx, req)
+}
+
+func (g *lagGateway) Evaluate(ctx context.Context, req *gateway.EvaluateRequest) (*gateway.EvaluateResponse, error) {
+	return g.next.Evaluate(ctx, req)
+}
+
+func (g *lagGateway) CommitStatus(ctx context.Context, req *gateway.SignedCommitStatusRequest) (*gateway.CommitStatusResponse, error) {
+	return g.next.CommitStatus(ctx, req)
+}
+
+func TestSubmitReendorsesWhenAnotherPeerLags(t *testing.T) {
+	n := mustDevnet(t)
+	lag := &lagGateway{next: gateway.NewGatewayClient(devnettest.MustConn(t, n))}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	gateway.RegisterGatewayServer(srv, lag)
+	go srv.Serve(lis) //nolint:errcheck // returns when stopped
+	t.Cleanup(srv.Stop)
+	c := mustClient(t, n, "admin", func(cfg *fabric.Config) { cfg.Endpoint, cfg.Insecure = lis.Addr().String(), true })
+	_, vkey, err := note.GenerateKey(rand.Reader, "lag.example/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RegisterLog(context.Background(), "lag.example/log", vkey); err != nil {
+		t.Fatalf("register through a lagging peer: %v", err)
+	}
+	lag.mu.Lock()
+	refused := lag.refused
+	lag.mu.Unlock()
+	if refused != 1 {
+		t.Fatalf("the gateway refused %d endorsements, want 1", refused)
+	}
+	if lg, err := c.Log(context.Background(), "lag.example/log"); err != nil || lg == nil {
+		t.Errorf("log after the re-endorsed registration: %v, %v", lg, err)
+	}
+	t.Run("ErrNotRetriedWithoutRetries", func(t *testing.T) {
+		lag.mu.Lock()
+		lag.refused = 0
+		lag.mu.Unlock()
+		c := mustClient(t, n, "admin", func(cfg *fabric.Config) { cfg.Endpoint, cfg.Insecure, cfg.Retries = lis.Addr().String(), true, 0 })
+		_, vkey, _ := note.GenerateKey(rand.Reader, "lag2.example/log")
+		if err := c.RegisterLog(context.Background(), "lag2.example/log", vkey); status.Code(err) != codes.Aborted {
+			t.Errorf("got %v, want the Aborted endorsement reported", err)
+		}
+	})
 }

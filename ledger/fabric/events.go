@@ -35,6 +35,28 @@ var ErrStreamClosed = errors.New("fabric: chaincode event stream closed")
 // it starts at block 0. It returns nil when ctx is done, handle's error, or
 // ErrStreamClosed.
 func (c *Client) ListenAnchored(ctx context.Context, cp Checkpointer, handle func(context.Context, AnchoredEvent) error) error {
+	return c.ListenEvents(ctx, cp, func(ctx context.Context, ev *client.ChaincodeEvent) error {
+		if ev.EventName != chaincode.AnchoredEvent {
+			return nil
+		}
+		a := AnchoredEvent{BlockNumber: ev.BlockNumber}
+		if err := json.Unmarshal(ev.Payload, &a.Anchor); err != nil {
+			return fmt.Errorf("fabric: decode Anchored event of tx %s: %w", ev.TransactionID, err)
+		}
+		if a.TxID != ev.TransactionID {
+			return fmt.Errorf("fabric: Anchored event of tx %s names tx %s", ev.TransactionID, a.TxID)
+		}
+		return handle(ctx, a)
+	})
+}
+
+// ListenEvents delivers every chaincode event of the configured chaincode
+// after cp's position to handle, in chain order, and advances cp after
+// handle returns nil (a handler that commits the checkpoint itself, in the
+// same transaction as its effect, may make CheckpointTransaction a no-op).
+// With an empty checkpoint it starts at block 0. It returns nil when ctx is
+// done, handle's error, or ErrStreamClosed.
+func (c *Client) ListenEvents(ctx context.Context, cp Checkpointer, handle func(context.Context, *client.ChaincodeEvent) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events, err := c.network.ChaincodeEvents(ctx, c.cfg.Chaincode, client.WithStartBlock(0), client.WithCheckpoint(cp))
@@ -55,17 +77,8 @@ func (c *Client) ListenAnchored(ctx context.Context, cp Checkpointer, handle fun
 			}
 			return ErrStreamClosed
 		}
-		if ev.EventName == chaincode.AnchoredEvent {
-			a := AnchoredEvent{BlockNumber: ev.BlockNumber}
-			if err := json.Unmarshal(ev.Payload, &a.Anchor); err != nil {
-				return fmt.Errorf("fabric: decode Anchored event of tx %s: %w", ev.TransactionID, err)
-			}
-			if a.TxID != ev.TransactionID {
-				return fmt.Errorf("fabric: Anchored event of tx %s names tx %s", ev.TransactionID, a.TxID)
-			}
-			if err := handle(ctx, a); err != nil {
-				return err
-			}
+		if err := handle(ctx, ev); err != nil {
+			return err
 		}
 		if err := cp.CheckpointTransaction(ev.BlockNumber, ev.TransactionID); err != nil {
 			return fmt.Errorf("fabric: checkpoint event listener at block %d: %w", ev.BlockNumber, err)

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/tani-platform/tani/ledger/fabric"
 	"github.com/tani-platform/tani/ledger/localnet"
 )
 
@@ -116,6 +117,13 @@ func mustGatewayAs(t *testing.T, n *localnet.Network, mspID, role string) *clien
 	if role == "client" {
 		cfg.Cert, cfg.Key = n.C.ClientPaths(mspID)
 	}
+	return mustGatewayConfig(t, cfg)
+}
+
+// mustGatewayConfig connects the official Go gateway client as cfg says:
+// its peer's endpoint and TLS CA, its identity.
+func mustGatewayConfig(t *testing.T, cfg fabric.Config) *client.Gateway {
+	t.Helper()
 	caPEM, err := os.ReadFile(cfg.TLSCACert)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +143,7 @@ func mustGatewayAs(t *testing.T, n *localnet.Network, mspID, role string) *clien
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := identity.NewX509Identity(mspID, cert)
+	id, err := identity.NewX509Identity(cfg.MSPID, cert)
 	if err != nil {
 		t.Fatal(err)
 	}

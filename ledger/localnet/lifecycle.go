@@ -20,10 +20,36 @@ import (
 
 	"github.com/tani-platform/tani/ledger/consortium"
 	"github.com/tani-platform/tani/ledger/fabric"
+	"github.com/tani-platform/tani/ledger/vouchers"
 )
 
-// ChaincodeVersion is the version of the anchor chaincode's definition.
+// ChaincodeVersion is the version of the chaincodes' definitions.
 const ChaincodeVersion = "1.0"
+
+// chaincodeDef is one of the chaincodes every organization runs as a
+// service (tani-chaincode -chaincode <program>) and the channel defines.
+type chaincodeDef struct {
+	// name is the chaincode's name on the channel; program is what
+	// tani-chaincode serves.
+	name, program string
+	policy        string
+	sequence      int64
+	// endpoint is where an organization's server for it listens.
+	endpoint func(consortium.Org) string
+	// proc names an organization's server process.
+	proc func(mspID string) string
+}
+
+// chaincodes are the anchor and the vouchers chaincodes as the consortium
+// defines them.
+func (n *Network) chaincodes() []chaincodeDef {
+	return []chaincodeDef{
+		{name: n.C.Chaincode, program: "anchor", policy: n.C.EndorsementPolicy, sequence: n.C.ChaincodeSequence,
+			endpoint: func(o consortium.Org) string { return o.ChaincodeEndpoint }, proc: chaincodeProc},
+		{name: n.C.Vouchers.Chaincode, program: "vouchers", policy: n.C.Vouchers.EndorsementPolicy, sequence: n.C.Vouchers.ChaincodeSequence,
+			endpoint: func(o consortium.Org) string { return o.VouchersChaincodeEndpoint }, proc: vouchersProc},
+	}
+}
 
 // pkg is an organization's chaincode-as-a-service package: its file and
 // its package ID (label and the file's SHA-256, as the peer computes it).
@@ -31,25 +57,25 @@ type pkg struct {
 	path, id string
 }
 
-// writePackage writes o's CCaaS package: metadata.json (type ccaas) and
-// code.tar.gz holding connection.json, which points o's peer at o's own
-// chaincode server over TLS (verified against o's TLS CA). Each
+// writePackage writes o's CCaaS package of cc: metadata.json (type ccaas)
+// and code.tar.gz holding connection.json, which points o's peer at o's
+// own server of cc over TLS (verified against o's TLS CA). Each
 // organization has its own package, hence its own package ID: an address
 // that relies on a container network's DNS cannot be shared. The bytes
 // are deterministic, so the package ID stays the same across runs.
-func (n *Network) writePackage(o consortium.Org) (pkg, error) {
+func (n *Network) writePackage(o consortium.Org, cc chaincodeDef) (pkg, error) {
 	root, err := os.ReadFile(n.C.TLSCAPath(o.MSPID))
 	if err != nil {
 		return pkg{}, fmt.Errorf("localnet: %w", err)
 	}
 	conn, err := json.Marshal(map[string]any{
-		"address": o.ChaincodeEndpoint, "dial_timeout": "10s",
+		"address": cc.endpoint(o), "dial_timeout": "10s",
 		"tls_required": true, "client_auth_required": false, "root_cert": string(root),
 	})
 	if err != nil {
 		return pkg{}, err
 	}
-	label := n.C.Chaincode + "_" + ChaincodeVersion
+	label := cc.name + "_" + ChaincodeVersion
 	meta, err := json.Marshal(map[string]string{"type": "ccaas", "label": label})
 	if err != nil {
 		return pkg{}, err
@@ -63,6 +89,9 @@ func (n *Network) writePackage(o consortium.Org) (pkg, error) {
 		return pkg{}, err
 	}
 	path := filepath.Join(n.run, "chaincode", o.MSPID+".tar.gz")
+	if cc.program != "anchor" {
+		path = filepath.Join(n.run, "chaincode", cc.program+"-"+o.MSPID+".tar.gz")
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return pkg{}, fmt.Errorf("localnet: %w", err)
 	}
@@ -188,44 +217,44 @@ func (n *Network) waitCaughtUp(ctx context.Context, o consortium.Org) error {
 	}
 }
 
-// deployChaincode installs each organization's package on its peer, has
-// each organization approve the definition the consortium records
-// (sequence, policy) with its own package ID, and commits it with every
-// peer's endorsement. Each step is skipped when already done.
-func (n *Network) deployChaincode(ctx context.Context, pkgs map[string]pkg) error {
+// deployChaincode installs each organization's package of cc on its
+// peer, has each organization approve the definition the consortium
+// records (sequence, policy) with its own package ID, and commits it with
+// every peer's endorsement. Each step is skipped when already done.
+func (n *Network) deployChaincode(ctx context.Context, cc chaincodeDef, pkgs map[string]pkg) error {
 	if err := n.forEachOrg(ctx, n.C.Orgs, func(ctx context.Context, o consortium.Org) error { return n.install(ctx, o, pkgs[o.MSPID]) }); err != nil {
 		return err
 	}
-	committed, err := n.committedSequence(ctx, n.C.Orgs[0])
+	committed, err := n.committedSequence(ctx, n.C.Orgs[0], cc.name)
 	if err != nil {
 		return err
 	}
-	target := n.C.ChaincodeSequence
+	target := cc.sequence
 	if committed > target {
-		return fmt.Errorf("localnet: the channel has the chaincode definition at sequence %d, the consortium records %d", committed, target)
+		return fmt.Errorf("localnet: the channel has the %s chaincode definition at sequence %d, the consortium records %d", cc.name, committed, target)
 	}
-	if err := n.forEachOrg(ctx, n.C.Orgs, func(ctx context.Context, o consortium.Org) error { return n.approve(ctx, o, pkgs[o.MSPID], target) }); err != nil {
+	if err := n.forEachOrg(ctx, n.C.Orgs, func(ctx context.Context, o consortium.Org) error { return n.approve(ctx, o, cc, pkgs[o.MSPID], target) }); err != nil {
 		return err
 	}
 	if committed == target {
 		return nil
 	}
-	args := append([]string{"lifecycle", "chaincode", "commit"}, n.definitionArgs(target)...)
+	args := append([]string{"lifecycle", "chaincode", "commit"}, n.definitionArgs(cc, target)...)
 	for _, o := range n.C.Orgs {
 		args = append(args, "--peerAddresses", o.PeerEndpoint, "--tlsRootCertFiles", n.C.TLSCAPath(o.MSPID))
 	}
 	if _, err := n.peerCLI(ctx, n.C.Orgs[0], args...); err != nil {
 		return err
 	}
-	n.log.InfoContext(ctx, "chaincode definition committed", "chaincode", n.C.Chaincode, "sequence", target, "policy", n.C.EndorsementPolicy)
+	n.log.InfoContext(ctx, "chaincode definition committed", "chaincode", cc.name, "sequence", target, "policy", cc.policy)
 	return nil
 }
 
-func (n *Network) definitionArgs(sequence int64) []string {
+func (n *Network) definitionArgs(cc chaincodeDef, sequence int64) []string {
 	node := n.C.Orderer.Nodes[0]
 	return []string{"-o", node.Endpoint, "--tls", "--cafile", n.C.TLSCAPath(n.C.Orderer.MSPID),
-		"--channelID", n.C.Channel, "--name", n.C.Chaincode, "--version", ChaincodeVersion,
-		"--sequence", strconv.FormatInt(sequence, 10), "--signature-policy", n.C.EndorsementPolicy}
+		"--channelID", n.C.Channel, "--name", cc.name, "--version", ChaincodeVersion,
+		"--sequence", strconv.FormatInt(sequence, 10), "--signature-policy", cc.policy}
 }
 
 func (n *Network) install(ctx context.Context, o consortium.Org, p pkg) error {
@@ -257,8 +286,8 @@ func (n *Network) install(ctx context.Context, o consortium.Org, p pkg) error {
 
 // committedSequence is the sequence of the committed chaincode
 // definition, 0 when there is none.
-func (n *Network) committedSequence(ctx context.Context, o consortium.Org) (int64, error) {
-	out, err := n.peerCLI(ctx, o, "lifecycle", "chaincode", "querycommitted", "--channelID", n.C.Channel, "--name", n.C.Chaincode, "--output", "json")
+func (n *Network) committedSequence(ctx context.Context, o consortium.Org, name string) (int64, error) {
+	out, err := n.peerCLI(ctx, o, "lifecycle", "chaincode", "querycommitted", "--channelID", n.C.Channel, "--name", name, "--output", "json")
 	if err != nil {
 		var ce *cliError
 		if errors.As(err, &ce) && (strings.Contains(ce.stderr, "not defined") || strings.Contains(ce.stderr, "404")) {
@@ -277,8 +306,8 @@ func (n *Network) committedSequence(ctx context.Context, o consortium.Org) (int6
 
 // approve has o approve the definition at sequence with its package ID,
 // unless it already has.
-func (n *Network) approve(ctx context.Context, o consortium.Org, p pkg, sequence int64) error {
-	out, err := n.peerCLI(ctx, o, "lifecycle", "chaincode", "queryapproved", "--channelID", n.C.Channel, "--name", n.C.Chaincode,
+func (n *Network) approve(ctx context.Context, o consortium.Org, cc chaincodeDef, p pkg, sequence int64) error {
+	out, err := n.peerCLI(ctx, o, "lifecycle", "chaincode", "queryapproved", "--channelID", n.C.Channel, "--name", cc.name,
 		"--sequence", strconv.FormatInt(sequence, 10), "--output", "json")
 	if err == nil {
 		var def struct {
@@ -294,7 +323,7 @@ func (n *Network) approve(ctx context.Context, o consortium.Org, p pkg, sequence
 			return nil
 		}
 	}
-	args := append([]string{"lifecycle", "chaincode", "approveformyorg"}, n.definitionArgs(sequence)...)
+	args := append([]string{"lifecycle", "chaincode", "approveformyorg"}, n.definitionArgs(cc, sequence)...)
 	args = append(args, "--package-id", p.id)
 	if _, err := n.peerCLI(ctx, o, args...); err != nil {
 		var ce *cliError
@@ -303,31 +332,79 @@ func (n *Network) approve(ctx context.Context, o consortium.Org, p pkg, sequence
 		}
 		return err
 	}
-	n.log.DebugContext(ctx, "chaincode approved", "org", o.MSPID, "sequence", sequence)
+	n.log.DebugContext(ctx, "chaincode approved", "org", o.MSPID, "chaincode", cc.name, "sequence", sequence)
 	return nil
 }
 
 // waitChaincode waits until o's gateway answers a query of the anchor
-// chaincode: o's peer reaches o's chaincode server.
+// chaincode and of the vouchers chaincode: o's peer reaches o's servers.
 func (n *Network) waitChaincode(ctx context.Context, o consortium.Org) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	fc, err := fabric.Dial(n.ClientConfig(o.MSPID), nil)
+	cfg := n.ClientConfig(o.MSPID)
+	fc, err := fabric.Dial(cfg, nil)
 	if err != nil {
 		return err
 	}
 	defer fc.Close()
-	for {
-		_, err := fc.LatestAnchor(ctx, "localnet.probe/"+o.MSPID)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("localnet: the anchor chaincode does not answer through %s's gateway: %w (last: %v); see %s", o.MSPID, ctx.Err(), err, n.LogFile(chaincodeProc(o.MSPID)))
-		case <-time.After(200 * time.Millisecond):
+	cfg.Chaincode = n.C.Vouchers.Chaincode
+	vc, err := fabric.Dial(cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer vc.Close()
+	for _, probe := range []struct {
+		name, proc string
+		query      func() error
+	}{
+		{n.C.Chaincode, chaincodeProc(o.MSPID), func() error { _, err := fc.LatestAnchor(ctx, "localnet.probe/"+o.MSPID); return err }},
+		{n.C.Vouchers.Chaincode, vouchersProc(o.MSPID), func() error { _, err := vc.Evaluate(ctx, "GetOrganization", o.MSPID); return err }},
+	} {
+		for {
+			err := probe.query()
+			if err == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("localnet: the %s chaincode does not answer through %s's gateway: %w (last: %v); see %s", probe.name, o.MSPID, ctx.Err(), err, n.LogFile(probe.proc))
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
 	}
+	return nil
+}
+
+// registerVoucherRoles registers on the chain the voucher roles the
+// consortium records that the chain does not hold yet, as the first
+// organization's admin whose material is here; the chaincode-level policy
+// (a majority) endorses each registration.
+func (n *Network) registerVoucherRoles(ctx context.Context) error {
+	if len(n.C.Vouchers.Roles) == 0 {
+		return nil
+	}
+	var admin string
+	for _, o := range n.C.Orgs {
+		if n.C.HasMaterial(o.MSPID) {
+			admin = o.MSPID
+			break
+		}
+	}
+	if admin == "" {
+		return errors.New("localnet: no organization's admin material to register voucher roles with")
+	}
+	gw := n.ClientConfig(admin)
+	gw.Chaincode = n.C.Vouchers.Chaincode
+	cert, key := n.C.AdminPaths(admin)
+	vc, err := vouchers.Dial(gw, []vouchers.Identity{{MSPID: admin, Cert: cert, Key: key}}, n.log)
+	if err != nil {
+		return err
+	}
+	defer vc.Close()
+	if err := vc.EnsureRegistered(ctx, admin, n.C.Vouchers.Roles); err != nil {
+		return fmt.Errorf("localnet: register voucher roles: %w", err)
+	}
+	return nil
 }
 
 // waitGossip waits until o's peer knows every other organization's peer

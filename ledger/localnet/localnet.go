@@ -62,6 +62,7 @@ func (n *Network) RunDir() string { return n.run }
 func peerProc(mspID string) string      { return "peer-" + mspID }
 func caProc(mspID string) string        { return "ca-" + mspID }
 func chaincodeProc(mspID string) string { return "chaincode-" + mspID }
+func vouchersProc(mspID string) string  { return "chaincode-vouchers-" + mspID }
 
 // program is one of the Fabric binaries.
 func (n *Network) program(name string) string { return filepath.Join(n.cfg.Bin, name) }
@@ -146,9 +147,10 @@ func (n *Network) writeBuilder() error {
 }
 
 // Up starts whatever of the network is not running, creates and joins the
-// channel, deploys the anchor chaincode definition the consortium records,
-// and returns once every organization's peer answers through its gateway
-// and knows every other organization's peer. It is idempotent.
+// channel, deploys the anchor and vouchers chaincode definitions the
+// consortium records, registers the organizations' voucher roles, and
+// returns once every organization's peer answers through its gateway and
+// knows every other organization's peer. It is idempotent.
 func (n *Network) Up(ctx context.Context) error {
 	began := time.Now()
 	if err := n.checkPrograms(); err != nil {
@@ -157,13 +159,17 @@ func (n *Network) Up(ctx context.Context) error {
 	if err := n.writeBuilder(); err != nil {
 		return err
 	}
-	pkgs := map[string]pkg{}
-	for _, o := range n.C.Orgs {
-		p, err := n.writePackage(o)
-		if err != nil {
-			return err
+	ccs := n.chaincodes()
+	pkgs := make([]map[string]pkg, len(ccs)) // per chaincode, by organization
+	for i, cc := range ccs {
+		pkgs[i] = map[string]pkg{}
+		for _, o := range n.C.Orgs {
+			p, err := n.writePackage(o, cc)
+			if err != nil {
+				return err
+			}
+			pkgs[i][o.MSPID] = p
 		}
-		pkgs[o.MSPID] = p
 	}
 	var procs []proc
 	for _, o := range n.C.Orgs {
@@ -181,7 +187,9 @@ func (n *Network) Up(ctx context.Context) error {
 		procs = append(procs, p)
 	}
 	for _, o := range n.C.Orgs {
-		procs = append(procs, n.chaincodeProc(o, pkgs[o.MSPID]))
+		for i, cc := range ccs {
+			procs = append(procs, n.chaincodeProc(o, cc, pkgs[i][o.MSPID]))
+		}
 		p, err := n.peerProc(o)
 		if err != nil {
 			return err
@@ -209,8 +217,10 @@ func (n *Network) Up(ctx context.Context) error {
 	if err := n.forEachOrg(ctx, n.C.Orgs, n.waitCaughtUp); err != nil {
 		return err
 	}
-	if err := n.deployChaincode(ctx, pkgs); err != nil {
-		return err
+	for i, cc := range ccs {
+		if err := n.deployChaincode(ctx, cc, pkgs[i]); err != nil {
+			return err
+		}
 	}
 	if err := n.forEachOrg(ctx, n.C.Orgs, n.waitChaincode); err != nil {
 		return err
@@ -218,7 +228,14 @@ func (n *Network) Up(ctx context.Context) error {
 	if err := n.forEachOrg(ctx, n.C.Orgs, n.waitGossip); err != nil {
 		return err
 	}
+	if err := n.registerVoucherRoles(ctx); err != nil {
+		return err
+	}
 	if err := n.writePeerEnv(); err != nil {
+		return err
+	}
+	// Settings written by an older version lack what this one reads.
+	if err := n.C.WriteProfiles(); err != nil {
 		return err
 	}
 	n.log.InfoContext(ctx, "network up", "channel", n.C.Channel, "orgs", n.C.MSPIDs(), "elapsed", time.Since(began).Round(time.Millisecond))
@@ -308,15 +325,16 @@ func (n *Network) peerProc(o consortium.Org) (proc, error) {
 	}, nil
 }
 
-func (n *Network) chaincodeProc(o consortium.Org, p pkg) proc {
+func (n *Network) chaincodeProc(o consortium.Org, cc chaincodeDef, p pkg) proc {
 	cert, key := n.C.ServiceTLSPaths(o.MSPID, "chaincode")
+	ep := cc.endpoint(o)
 	return proc{
-		name: chaincodeProc(o.MSPID), program: n.cfg.ChaincodeBin,
+		name: cc.proc(o.MSPID), program: n.cfg.ChaincodeBin, args: []string{"-chaincode", cc.program},
 		env: []string{
-			"CHAINCODE_SERVER_ADDRESS=" + listenAddr(o.ChaincodeEndpoint), "CHAINCODE_ID=" + p.id,
+			"CHAINCODE_SERVER_ADDRESS=" + listenAddr(ep), "CHAINCODE_ID=" + p.id,
 			"CHAINCODE_TLS_CERT=" + cert, "CHAINCODE_TLS_KEY=" + key,
 		},
-		ready: func(ctx context.Context) error { return tcpOpen(ctx, o.ChaincodeEndpoint) },
+		ready: func(ctx context.Context) error { return tcpOpen(ctx, ep) },
 	}
 }
 

@@ -94,7 +94,7 @@ func randomSecret() string {
 // applied): its peer, chaincode server and CA.
 func (n *Network) StopMember(mspID string, grace time.Duration) error {
 	var errs []error
-	for _, name := range []string{chaincodeProc(mspID), peerProc(mspID), caProc(mspID)} {
+	for _, name := range []string{chaincodeProc(mspID), vouchersProc(mspID), peerProc(mspID), caProc(mspID)} {
 		if _, err := os.Stat(n.pidFile(name)); err != nil {
 			continue
 		}

@@ -63,29 +63,84 @@ const timeFormat = "2006-01-02T15:04:05.000000Z"
 // Marshal returns the canonical bytes of e: the exact leaf data. It fails on
 // fields that could make the encoding ambiguous.
 func (e Entry) Marshal() ([]byte, error) {
+	return e.AppendBinary(make([]byte, 0, 192+len(e.RecordID)+len(e.Kind)+len(e.SignatureRef)+len(e.Reason)))
+}
+
+// AppendBinary appends the canonical bytes of e (what Marshal returns) to
+// b, so that a caller encoding many entries can reuse one buffer.
+func (e Entry) AppendBinary(b []byte) ([]byte, error) {
 	if err := e.validate(); err != nil {
 		return nil, err
 	}
-	var b bytes.Buffer
-	line := func(k, v string) { b.WriteString(k); b.WriteByte(' '); b.WriteString(v); b.WriteByte('\n') }
-	b.WriteString(entryHeader + "\n")
+	line := func(k, v string) { b = append(append(append(append(b, k...), ' '), v...), '\n') }
+	b = append(b, entryHeader+"\n"...)
 	line("type", string(e.Type))
 	line("record", e.RecordID)
+	var hash [44]byte
+	base64.StdEncoding.Encode(hash[:], e.PayloadHash[:])
 	switch e.Type {
 	case TypeRevision:
 		line("kind", e.Kind)
-		line("revision", strconv.FormatInt(e.Revision, 10))
-		line("payload-sha256", base64.StdEncoding.EncodeToString(e.PayloadHash[:]))
-		line("occurred", e.OccurredAt.UTC().Format(timeFormat))
+		b = strconv.AppendInt(append(b, "revision "...), e.Revision, 10)
+		b = append(append(append(b, "\npayload-sha256 "...), hash[:]...), '\n')
+		b = append(appendTime(append(b, "occurred "...), e.OccurredAt), '\n')
 		line("signature", e.SignatureRef)
 	case TypeRedaction:
-		line("revision", strconv.FormatInt(e.Revision, 10))
-		line("payload-sha256", base64.StdEncoding.EncodeToString(e.PayloadHash[:]))
-		line("target", strconv.FormatInt(e.Target, 10))
+		b = strconv.AppendInt(append(b, "revision "...), e.Revision, 10)
+		b = append(append(append(b, "\npayload-sha256 "...), hash[:]...), '\n')
+		b = strconv.AppendInt(append(b, "target "...), e.Target, 10)
+		b = append(b, '\n')
 		line("reason", e.Reason)
 	}
-	line("logged", e.LoggedAt.UTC().Format(timeFormat))
-	return b.Bytes(), nil
+	return appendLogged(b, e.LoggedAt), nil
+}
+
+// loggedLine is the last line of every entry: "logged <time>\n".
+const loggedLine = len("logged ") + len(timeFormat) + 1
+
+func appendLogged(b []byte, t time.Time) []byte {
+	return append(appendTime(append(b, "logged "...), t), '\n')
+}
+
+// appendTime appends t in timeFormat: what t.UTC().AppendFormat does,
+// written out for the years 0 to 9999, since every entry carries two times
+// and audits encode millions of entries.
+func appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, timeFormat)
+	}
+	hour, minute, sec := t.Clock()
+	digits := func(b []byte, v, n int) []byte {
+		for i := n - 1; i >= 0; i-- {
+			b = append(b, 0)
+		}
+		for i := len(b) - 1; n > 0; i, n = i-1, n-1 {
+			b[i] = byte('0' + v%10)
+			v /= 10
+		}
+		return b
+	}
+	b = digits(b, year, 4)
+	b = digits(append(b, '-'), int(month), 2)
+	b = digits(append(b, '-'), day, 2)
+	b = digits(append(b, 'T'), hour, 2)
+	b = digits(append(b, ':'), minute, 2)
+	b = digits(append(b, ':'), sec, 2)
+	b = digits(append(b, '.'), t.Nanosecond()/1000, 6)
+	return append(b, 'Z')
+}
+
+// Stamp returns a copy of the canonical entry data with its log time set
+// to t, kept to the microsecond: a sequencer encodes and checks an entry
+// once, before it knows when the entry will be logged, and stamps it then.
+func Stamp(data []byte, t time.Time) ([]byte, error) {
+	i := len(data) - loggedLine
+	if i < 0 || !bytes.HasPrefix(data[i:], []byte("logged ")) || data[len(data)-1] != '\n' {
+		return nil, errors.New("entry: no log time to stamp")
+	}
+	return appendLogged(append(make([]byte, 0, len(data)), data[:i]...), t.Truncate(time.Microsecond)), nil
 }
 
 func (e Entry) validate() error {
@@ -130,6 +185,20 @@ func checkText(field, v string, emptyOK bool) error {
 	}
 	if len(v) > 1024 {
 		return fmt.Errorf("entry: %s is longer than 1024 bytes", field)
+	}
+	// Printable ASCII, the usual case, needs only its ends looked at.
+	ascii := true
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c >= 0x7f {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		if v != "" && (v[0] == ' ' || v[len(v)-1] == ' ') {
+			return fmt.Errorf("entry: %s has leading or trailing space", field)
+		}
+		return nil
 	}
 	if !utf8.ValidString(v) {
 		return fmt.Errorf("entry: %s is not valid UTF-8", field)

@@ -260,6 +260,16 @@ func (c *Client) FarmerLoans(ctx context.Context, farmerID string) ([]Offer, err
 	return out.Loans, err
 }
 
+// RequestDeliveryOTP sends a delivery code to the farmer's phone: the
+// farmer reads it back once the goods are received (delivery.confirmed).
+func (c *Client) RequestDeliveryOTP(ctx context.Context, farmerID string) (string, error) {
+	var out struct {
+		ChallengeID string `json:"challenge_id"`
+	}
+	err := c.authed(ctx, http.MethodPost, "/mobile/v1/otp", map[string]string{"farmer_id": farmerID, "purpose": "delivery"}, &out)
+	return out.ChallengeID, err
+}
+
 // authed calls with the access token, refreshing once on 401.
 func (c *Client) authed(ctx context.Context, method, path string, in, out any) error {
 	c.mu.Lock()

@@ -152,9 +152,10 @@ func TestEndToEnd_SyncToVerifiableReceipt(t *testing.T) {
 		if err := tani.DB.QueryRow(ctx, `SELECT id::text FROM attest.reviews WHERE record_id = $1`, id).Scan(&review); err != nil {
 			t.Fatal(err)
 		}
+		reviewer, reviewerID := tani.MustOperatorUser(t, "reviewer")
 		req, _ := http.NewRequest(http.MethodPost, tani.URL+"/admin/v1/reviews/"+review+"/approve",
-			bytes.NewReader([]byte(`{"reviewer":"Bu Rina","reason":"farmer synced from the cooperative office"}`)))
-		req.Header.Set("Authorization", "Bearer "+tani.OperatorToken)
+			bytes.NewReader([]byte(`{"reason":"farmer synced from the cooperative office"}`)))
+		req.Header.Set("Authorization", "Bearer "+reviewer)
 		req.Header.Set("Content-Type", "application/json")
 		r, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -177,8 +178,8 @@ func TestEndToEnd_SyncToVerifiableReceipt(t *testing.T) {
 		if err := tani.DB.QueryRow(ctx, `SELECT method, verifier FROM attest.provenance WHERE record_id = $1 AND attribute = 'location'`, id).Scan(&method, &verifier); err != nil {
 			t.Fatal(err)
 		}
-		if method != "supervisor_review" || verifier != "supervisor:Bu Rina" {
-			t.Errorf("got location provenance %s by %s, want supervisor_review by supervisor:Bu Rina", method, verifier)
+		if method != "supervisor_review" || !strings.HasSuffix(verifier, "(user:"+reviewerID+")") || !strings.HasPrefix(verifier, "reviewer:") {
+			t.Errorf("got location provenance %s by %s, want supervisor_review by the signed-in reviewer %s", method, verifier, reviewerID)
 		}
 	})
 }

@@ -172,6 +172,9 @@ func (s *Service) decide(ctx context.Context, tx pgx.Tx, fresh []Input) (map[str
 		return nil, nil, nil, err
 	}
 	ev, err := loadEvidence(ctx, tx, fresh, measured)
+	if err == nil {
+		err = loadMarketEvidence(ctx, tx, fresh, ev)
+	}
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -266,7 +269,7 @@ func provenanceFor(c *Case, at time.Time) []provenance {
 		out = append(out, p("quantity", "self_reported", nil))
 	case record.TypeHarvestRecorded, record.TypeSaleRecorded:
 		out = append(out, p("quantity", "self_reported", nil))
-	case record.TypeConsentGranted, record.TypeConsentRevoked:
+	case record.TypeConsentGranted, record.TypeConsentRevoked, record.TypeConsentRefused:
 		out = append(out, p("consent", "self_reported", nil))
 	case record.TypeLoanApplied:
 		out = append(out, p("application", "self_reported", nil))
@@ -276,6 +279,10 @@ func provenanceFor(c *Case, at time.Time) []provenance {
 		out = append(out, p("acceptance", "farmer_otp", nil))
 	case record.TypeRepaymentCollected:
 		out = append(out, p("amount", "self_reported", nil))
+	case record.TypeOrderPlaced:
+		out = append(out, p("items", "self_reported", nil))
+	case record.TypeDeliveryConfirmed:
+		out = append(out, p("items", "self_reported", nil), p("farmer_confirmation", "self_reported", nil))
 	}
 	return out
 }

@@ -32,7 +32,7 @@ func TestAgentQuality(t *testing.T) {
 		t.Fatalf("fixture: got %s (%s) and %s (%s), want flagged by farmer.duplicate and plot.overlap", ds[0].Status, ds[0].Reason, ds[1].Status, ds[1].Reason)
 	}
 	for rec, action := range map[string]string{copied[0].Env.ID: "approve", copied[1].Env.ID: "reject"} {
-		if code, body := a.do(t, http.MethodPost, "/admin/v1/reviews/"+a.reviewOf(t, rec)+"/"+action, `{"reviewer":"Bu Rina","reason":"checked in the field"}`); code != http.StatusOK {
+		if code, body := a.do(t, http.MethodPost, "/admin/v1/reviews/"+a.reviewOf(t, rec)+"/"+action, `{"reason":"checked in the field"}`); code != http.StatusOK {
 			t.Fatalf("%s: got %d %s", action, code, body)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/httpserver"
+	"github.com/tani-platform/tani/internal/identity"
 	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/ledger"
@@ -212,12 +213,35 @@ func (s *Service) loadReview(ctx context.Context, id string) (Review, error) {
 	return v, nil
 }
 
-// DecisionRequest is the body of approve and reject. The admin API has one
-// operator token, not per-person identities: Reviewer is the name the
-// supervisor gives and is recorded as given.
+// DecisionRequest is the body of approve and reject. Who decides is the
+// signed-in operator or reviewer (see reviewerOf), never a name in the
+// body: Reviewer is accepted for old clients and ignored.
 type DecisionRequest struct {
-	Reviewer string `json:"reviewer" validate:"required,min=1,max=200"`
+	// Deprecated: ignored; the decision is recorded under the caller's
+	// user.
+	Reviewer string `json:"reviewer,omitempty" validate:"max=200"`
 	Reason   string `json:"reason" validate:"max=2000"`
+}
+
+// reviewer is who decides a review: a named user of the operator.
+type reviewer struct {
+	// actor is how the audit and the journal name them:
+	// "<role>:<username> (user:<id>)".
+	actor string
+	// credential is "user:<id>" (attest.review_events.credential).
+	credential string
+}
+
+// reviewerOf is the signed-in operator or reviewer calling a review route.
+// The bootstrap operator token names nobody, so it cannot decide: a
+// decision is journaled under a real identity (POST /admin/v1/auth/login).
+func reviewerOf(c echo.Context) (reviewer, error) {
+	p, ok := identity.PrincipalOf(c)
+	if !ok || p.UserID == "" || p.Kind != identity.Operator {
+		return reviewer{}, apperr.Errorf(apperr.Forbidden,
+			"review decisions are journaled under a named operator or reviewer: sign in with POST /admin/v1/auth/login and use that token (the bootstrap operator token names nobody)")
+	}
+	return reviewer{actor: fmt.Sprintf("%s:%s (%s)", p.Role, p.Username, p.Credential()), credential: p.Credential()}, nil
 }
 
 func (s *Service) approve(c echo.Context) error {
@@ -229,6 +253,10 @@ func (s *Service) reject(c echo.Context) error {
 }
 
 func (s *Service) decideReview(c echo.Context, action, to, status string, reasonRequired bool) error {
+	who, err := reviewerOf(c)
+	if err != nil {
+		return err
+	}
 	id, err := uuidParam(c, "id")
 	if err != nil {
 		return err
@@ -244,9 +272,8 @@ func (s *Service) decideReview(c echo.Context, action, to, status string, reason
 		return apperr.Fields("a rejection needs a reason", apperr.FieldError{Field: "reason", Message: "is required"})
 	}
 	ctx := c.Request().Context()
-	actor := "supervisor:" + strings.TrimSpace(req.Reviewer)
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return s.transition(ctx, tx, id, action, actor, req.Reason, to, status, "supervisor_review")
+		return s.transition(ctx, tx, id, action, who, req.Reason, to, status, "supervisor_review")
 	})
 	if err != nil {
 		return err
@@ -297,7 +324,8 @@ type decisionPayload struct {
 // record: status, decision counter, provenance (method for the attributes
 // the flags concerned) and, for a rejection, removal from the evidence
 // other records are judged against. Only open reviews can be decided.
-func (s *Service) transition(ctx context.Context, tx pgx.Tx, reviewID, action, actor, reason, to, status, method string) error {
+func (s *Service) transition(ctx context.Context, tx pgx.Tx, reviewID, action string, who reviewer, reason, to, status, method string) error {
+	actor := who.actor
 	var from, recordID string
 	var rules []string
 	err := tx.QueryRow(ctx, `SELECT state, record_id::text, rules FROM attest.reviews WHERE id = $1 FOR UPDATE`, reviewID).Scan(&from, &recordID, &rules)
@@ -316,9 +344,9 @@ func (s *Service) transition(ctx context.Context, tx pgx.Tx, reviewID, action, a
 		return fmt.Errorf("update review %s: %w", reviewID, err)
 	}
 	if _, err := tx.Exec(ctx, `
-		INSERT INTO attest.review_events (review_id, from_state, to_state, action, actor, reason, revision, payload, at)
-		SELECT $1, $2, $3, $4, $5, $6, revision, $7, $8 FROM attest.reviews WHERE id = $1`,
-		reviewID, from, to, action, actor, reason, payload, now); err != nil {
+		INSERT INTO attest.review_events (review_id, from_state, to_state, action, actor, reason, revision, payload, at, credential)
+		SELECT $1, $2, $3, $4, $5, $6, revision, $7, $8, nullif($9, '') FROM attest.reviews WHERE id = $1`,
+		reviewID, from, to, action, actor, reason, payload, now, who.credential); err != nil {
 		return fmt.Errorf("audit review %s: %w", reviewID, err)
 	}
 	why := fmt.Sprintf("%s by %s", map[string]string{ReviewApproved: "approved", ReviewRejected: "rejected"}[to], actor)
@@ -443,7 +471,7 @@ func (s *Service) approvedProvenance(ctx context.Context, tx pgx.Tx, recordID st
 // journalReviewEvents appends review decisions not yet in the journal.
 func (s *Service) journalReviewEvents(ctx context.Context) error {
 	rows, err := s.pool.Query(ctx, `
-		SELECT id, review_id::text, revision, payload, at, actor FROM attest.review_events
+		SELECT id, review_id::text, revision, payload, at, actor, credential FROM attest.review_events
 		WHERE revision IS NOT NULL AND leaf_index IS NULL ORDER BY id LIMIT 1000`)
 	if err != nil {
 		return fmt.Errorf("load unjournaled review decisions: %w", err)
@@ -453,11 +481,19 @@ func (s *Service) journalReviewEvents(ctx context.Context) error {
 	if err := forEach(rows, func(r pgx.Rows) error {
 		var id int64
 		var actor string
+		var credential *string
 		rev := ledger.Revision{Kind: KindReviewDecision}
-		if err := r.Scan(&id, &rev.RecordID, &rev.Revision, &rev.Payload, &rev.OccurredAt, &actor); err != nil {
+		if err := r.Scan(&id, &rev.RecordID, &rev.Revision, &rev.Payload, &rev.OccurredAt, &actor, &credential); err != nil {
 			return err
 		}
-		rev.SignatureRef = "operator-token " + strings.Join(strings.Fields(actor), "_")
+		switch {
+		case credential != nil: // a named operator's or reviewer's session
+			rev.SignatureRef = "session " + *credential
+		case strings.HasPrefix(actor, "agent:"): // a second-agent visit: the agent's signed record decided
+			rev.SignatureRef = actor
+		default: // decided before named users, under the operator token
+			rev.SignatureRef = "operator-token " + strings.Join(strings.Fields(actor), "_")
+		}
 		ids, revs = append(ids, id), append(revs, rev)
 		return nil
 	}); err != nil {
@@ -484,8 +520,10 @@ func (s *Service) journalReviewEvents(ctx context.Context) error {
 
 // VisitRequest asks another agent of the region to visit. AgentID may be
 // left out: the agent of the region with the fewest open visits is chosen.
+// The requester is the signed-in operator or reviewer.
 type VisitRequest struct {
-	Reviewer string `json:"reviewer" validate:"required,min=1,max=200"`
+	// Deprecated: ignored, like DecisionRequest.Reviewer.
+	Reviewer string `json:"reviewer,omitempty" validate:"max=200"`
 	AgentID  string `json:"agent_id" validate:"omitempty,uuid"`
 	Note     string `json:"note" validate:"max=2000"`
 }
@@ -494,6 +532,10 @@ type VisitRequest struct {
 // corroborated automatically today (the visiting agent maps the plot
 // again); the review stays has_issues until the visit closes it.
 func (s *Service) requestVisit(c echo.Context) error {
+	who, err := reviewerOf(c)
+	if err != nil {
+		return err
+	}
 	id, err := uuidParam(c, "id")
 	if err != nil {
 		return err
@@ -506,7 +548,6 @@ func (s *Service) requestVisit(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	actor := "supervisor:" + strings.TrimSpace(req.Reviewer)
 	var visitID string
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var state, recordID, typ, region, agentID string
@@ -565,8 +606,8 @@ func (s *Service) requestVisit(c echo.Context) error {
 			return fmt.Errorf("create visit: %w", err)
 		}
 		_, err = tx.Exec(ctx, `
-			INSERT INTO attest.review_events (review_id, from_state, to_state, action, actor, reason) VALUES ($1, $2, $2, 'visit_requested', $3, $4)`,
-			id, state, actor, "second-agent visit "+visitID+" by agent "+visitor+" "+req.Note)
+			INSERT INTO attest.review_events (review_id, from_state, to_state, action, actor, reason, credential) VALUES ($1, $2, $2, 'visit_requested', $3, $4, $5)`,
+			id, state, who.actor, "second-agent visit "+visitID+" by agent "+visitor+" "+req.Note, who.credential)
 		return err
 	})
 	if err != nil {
@@ -647,7 +688,7 @@ func (s *Service) corroborate(ctx context.Context, tx pgx.Tx, fresh []Input, dec
 			}
 			continue
 		}
-		if err := s.transition(ctx, tx, m.review, "visit_corroborated", actor, note, ReviewApproved, StatusVerified, "second_agent_visit"); err != nil {
+		if err := s.transition(ctx, tx, m.review, "visit_corroborated", reviewer{actor: actor}, note, ReviewApproved, StatusVerified, "second_agent_visit"); err != nil {
 			return nil, fmt.Errorf("approve review %s by visit: %w", m.review, err)
 		}
 		approved = append(approved, m.original)

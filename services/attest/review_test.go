@@ -10,14 +10,17 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tani-platform/tani/internal/httpserver"
+	"github.com/tani-platform/tani/internal/identity"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
 	"github.com/tani-platform/tani/internal/record"
+	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/services/attest"
 )
 
@@ -27,26 +30,66 @@ type admin struct {
 	*env
 	js  jetstream.JetStream
 	srv *httptest.Server
+	// token is the bearer token of reviewer "bu.rina", signed in as
+	// operators do; reviewerID is her user id.
+	token, reviewerID string
 }
+
+// bootstrapToken guards the test's /admin/v1 as the operator token does.
+const bootstrapToken = "test-bootstrap-operator-token-0123456789"
 
 func mustAdmin(t *testing.T) *admin {
 	t.Helper()
 	_, js := natstest.MustJetStream(t, natstest.MustServer(t))
 	e := mustEnvJS(t, nil, js)
+	dir, err := identity.New(identity.Config{DefaultKeyTTL: time.Hour}, identity.Deps{Pool: e.pool, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := httpserver.New(httpserver.Config{BodyLimit: "1M"}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	e.svc.Routes(httpserver.Router{Admin: s.Echo.Group("/admin/v1")})
+	e.svc.Routes(httpserver.Router{Admin: s.Echo.Group("/admin/v1", identity.RequireOperator(bootstrapToken, func() *identity.Directory { return dir }))})
+	s.Echo.POST("/admin/v1/auth/login", dir.OperatorSignIn)
 	srv := httptest.NewServer(s.Echo)
 	t.Cleanup(srv.Close)
-	return &admin{env: e, js: js, srv: srv}
+	a := &admin{env: e, js: js, srv: srv}
+	ctx := context.Background()
+	org := uuid.NewString()
+	if _, err := e.pool.Exec(ctx, `INSERT INTO identity.organizations (id, name, kind) VALUES ($1, 'Tani operations', 'operator')`, org); err != nil {
+		t.Fatal(err)
+	}
+	u, err := dir.CreateUser(ctx, identity.NewUser{OrganizationID: org, Username: "bu.rina", Name: "Bu Rina", Role: identity.RoleReviewer, Password: "correct horse battery", CreatedBy: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.reviewerID = u.ID
+	a.token = bootstrapToken
+	code, body := a.do(t, http.MethodPost, "/admin/v1/auth/login", `{"username":"bu.rina","password":"correct horse battery"}`)
+	var tok identity.OperatorToken
+	if err := json.Unmarshal(body, &tok); code != http.StatusOK || err != nil {
+		t.Fatalf("reviewer login: %d %s", code, body)
+	}
+	a.token = tok.Token
+	return a
 }
 
-// do sends a request and returns the status and the body.
+// actor is how the audit names bu.rina.
+func (a *admin) actor() string { return "reviewer:bu.rina (user:" + a.reviewerID + ")" }
+
+// do sends a request as the signed-in reviewer and returns the status and
+// the body.
 func (a *admin) do(t *testing.T, method, path, body string) (int, []byte) {
+	t.Helper()
+	return a.doAs(t, a.token, method, path, body)
+}
+
+// doAs sends a request with the given bearer token.
+func (a *admin) doAs(t *testing.T, token, method, path, body string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, a.srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -149,18 +192,42 @@ func TestReviews_Reject(t *testing.T) {
 			t.Errorf("after refused rejections: got %s decision %d, want still flagged decision 1", status, decision)
 		}
 	})
+	t.Run("ErrForbidden_BootstrapTokenNamesNobody", func(t *testing.T) {
+		for _, p := range []string{path, "/admin/v1/reviews/" + review + "/approve", "/admin/v1/reviews/" + review + "/visits"} {
+			code, resp := a.doAs(t, bootstrapToken, http.MethodPost, p, `{"reviewer":"Bu Rina"}`)
+			if code != http.StatusForbidden || !strings.Contains(string(resp), "named operator or reviewer") {
+				t.Errorf("%s: got %d %s, want 403 asking for a named user", p, code, resp)
+			}
+		}
+		if status, decision, _, _ := a.record(t, flagged.Env.ID); status != attest.StatusFlagged || decision != 1 {
+			t.Errorf("got %s decision %d, want still flagged decision 1", status, decision)
+		}
+		// Reading the queue with the bootstrap token still works.
+		if code, resp := a.doAs(t, bootstrapToken, http.MethodGet, "/admin/v1/reviews/"+review, ""); code != http.StatusOK {
+			t.Errorf("read with the bootstrap token: got %d %s", code, resp)
+		}
+	})
 	t.Run("OK_Rejected", func(t *testing.T) {
-		code, resp := a.do(t, http.MethodPost, path, `{"reviewer":"Bu Rina","reason":"the neighbour's field, walked by mistake"}`)
+		code, resp := a.do(t, http.MethodPost, path, `{"reason":"the neighbour's field, walked by mistake"}`)
 		if code != http.StatusOK {
 			t.Fatalf("got %d %s, want 200", code, resp)
 		}
 		v := mustReview(t, resp)
 		last := v.Events[len(v.Events)-1]
-		if v.State != attest.ReviewRejected || last.Action != "reject" || last.Actor != "supervisor:Bu Rina" || !strings.Contains(last.Reason, "walked by mistake") {
-			t.Errorf("got state %s, last event %+v, want rejected by supervisor:Bu Rina with the reason", v.State, last)
+		if v.State != attest.ReviewRejected || last.Action != "reject" || last.Actor != a.actor() || !strings.Contains(last.Reason, "walked by mistake") {
+			t.Errorf("got state %s, last event %+v, want rejected by %s with the reason", v.State, last, a.actor())
 		}
 		if last.LeafIndex == nil {
 			t.Errorf("the rejection was not journaled")
+		}
+		// The journal names the reviewer's session, and its payload the
+		// reviewer: a real identity, not a name from the request body.
+		revs, err := a.journal.History(ctx, review, ledger.AsOf{})
+		if err != nil || len(revs) != 1 {
+			t.Fatalf("journal history of the review: %v, %d revisions", err, len(revs))
+		}
+		if want := "session user:" + a.reviewerID; revs[0].SignatureRef != want || !strings.Contains(string(revs[0].Payload), a.actor()) {
+			t.Errorf("journaled %q %s, want signature ref %q and actor %q", revs[0].SignatureRef, revs[0].Payload, want, a.actor())
 		}
 		status, decision, published, journaled := a.record(t, flagged.Env.ID)
 		if status != attest.StatusRejected || decision != 2 || published != 2 || journaled {
@@ -302,7 +369,7 @@ func TestReviews_BadInput(t *testing.T) {
 		{"ErrNotFound_Get", http.MethodGet, "/admin/v1/reviews/" + unknown, "", http.StatusNotFound, ""},
 		{"ErrInvalid_ApproveBadUUID", http.MethodPost, "/admin/v1/reviews/not-a-uuid/approve", decision, http.StatusBadRequest, "id"},
 		{"ErrNotFound_Approve", http.MethodPost, "/admin/v1/reviews/" + unknown + "/approve", decision, http.StatusNotFound, ""},
-		{"ErrInvalid_ApproveNoReviewer", http.MethodPost, "/admin/v1/reviews/" + unknown + "/approve", `{"reason":"checked"}`, http.StatusBadRequest, "reviewer"},
+		{"ErrNotFound_ApproveWithoutReviewerField", http.MethodPost, "/admin/v1/reviews/" + unknown + "/approve", `{"reason":"checked"}`, http.StatusNotFound, ""},
 		{"ErrInvalid_ApproveMalformed", http.MethodPost, "/admin/v1/reviews/" + unknown + "/approve", `{"reviewer":`, http.StatusBadRequest, ""},
 		{"ErrInvalid_RejectBadUUID", http.MethodPost, "/admin/v1/reviews/not-a-uuid/reject", decision, http.StatusBadRequest, "id"},
 		{"ErrNotFound_Reject", http.MethodPost, "/admin/v1/reviews/" + unknown + "/reject", decision, http.StatusNotFound, ""},

@@ -78,6 +78,15 @@ type Evidence struct {
 	// record's farmer (for sales); Sales of the farmer.
 	Harvests []Flow
 	Sales    []Flow
+	// Marketplace records (market.go): the distributor's products an
+	// order names; the order a delivery is for, the use of its one-time
+	// code, whether the capturing agent serves the farmer, and how far
+	// the capture was from the farmer's nearest plot.
+	Catalog      map[string]CatalogItem
+	Order        *OrderBook
+	OTP          *OTPUse
+	Assigned     bool
+	NearestPlotM *float64
 }
 
 // DeviceKey is a device's enrolment as mobile-api publishes it.
@@ -158,6 +167,11 @@ func Rules() []Rule {
 		{Name: "harvest.after_planting", Version: 1, Types: []record.Type{record.TypeHarvestRecorded}, Attribute: "harvested_on", Check: checkAfterPlanting},
 		{Name: "harvest.yield", Version: 1, Types: []record.Type{record.TypeHarvestRecorded}, Attribute: "quantity", UsesThresholds: true, Check: checkYield},
 		{Name: "sale.within_harvest", Version: 1, Types: []record.Type{record.TypeSaleRecorded}, Attribute: "quantity", Check: checkSaleWithinHarvest},
+		{Name: "order.catalog", Version: 1, Types: []record.Type{record.TypeOrderPlaced}, Attribute: "items", Check: checkOrderCatalog},
+		{Name: "delivery.order", Version: 1, Types: []record.Type{record.TypeDeliveryConfirmed}, Attribute: "items", Check: checkDeliveryOrder},
+		{Name: "delivery.otp", Version: 1, Types: []record.Type{record.TypeDeliveryConfirmed}, Attribute: "farmer_confirmation", Check: checkDeliveryOTP},
+		{Name: "delivery.agent", Version: 1, Types: []record.Type{record.TypeDeliveryConfirmed}, Attribute: "agent", Check: checkDeliveryAgent},
+		{Name: "delivery.near_farm", Version: 1, Types: []record.Type{record.TypeDeliveryConfirmed}, Attribute: "location", UsesThresholds: true, Check: checkDeliveryNearFarm},
 	}
 }
 

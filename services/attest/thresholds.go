@@ -26,6 +26,9 @@ type Threshold struct {
 	CaptureDistanceMaxM float64
 	OverlapTolerance    float64
 	AreaValidSeasons    int
+	// DeliveryDistanceMaxM is how far from the farmer's nearest plot a
+	// delivery may be confirmed (from thresholds v2; nil before).
+	DeliveryDistanceMaxM *float64
 }
 
 // Thresholds is one version of the table, indexed for lookup.
@@ -56,7 +59,7 @@ func loadThresholds(ctx context.Context, q interface {
 	rows, err := q.Query(ctx, `
 		SELECT version, crop, region, yield_min_t_ha, yield_max_t_ha, yield_basis, season_min_days, season_max_days,
 		       planting_months, plot_min_ha, plot_max_ha, area_tolerance, plot_gps_accuracy_max_m, capture_accuracy_max_m,
-		       capture_distance_max_m, overlap_tolerance, area_valid_seasons
+		       capture_distance_max_m, overlap_tolerance, area_valid_seasons, delivery_distance_max_m
 		FROM attest.thresholds WHERE version = (SELECT max(version) FROM attest.thresholds)`)
 	if err != nil {
 		return Thresholds{}, fmt.Errorf("load thresholds: %w", err)
@@ -67,7 +70,7 @@ func loadThresholds(ctx context.Context, q interface {
 		var months []int32
 		if err := rows.Scan(&t.Version, &t.Crop, &t.Region, &t.YieldMinTHa, &t.YieldMaxTHa, &t.YieldBasis, &t.SeasonMinDays, &t.SeasonMaxDays,
 			&months, &t.PlotMinHa, &t.PlotMaxHa, &t.AreaTolerance, &t.PlotGPSAccuracyMaxM, &t.CaptureAccuracyMaxM,
-			&t.CaptureDistanceMaxM, &t.OverlapTolerance, &t.AreaValidSeasons); err != nil {
+			&t.CaptureDistanceMaxM, &t.OverlapTolerance, &t.AreaValidSeasons, &t.DeliveryDistanceMaxM); err != nil {
 			return Thresholds{}, fmt.Errorf("scan thresholds: %w", err)
 		}
 		for _, m := range months {

@@ -158,6 +158,9 @@ func (s *Service) queue(b *pgx.Batch, ev *inserts, it *item, kept *[]*item) erro
 			UPDATE ingest.consents SET revoked_at = $3, revoked_record_id = $4, revoke_reason = nullif($5, '')
 			WHERE consent_id = $1 AND farmer_id = $2 AND (revoked_at IS NULL OR revoked_at > $3)`,
 			p.ConsentID, p.FarmerID, captured, env.ID, p.Reason)
+	case *record.ConsentRefused:
+		// No table of its own: ingest.consent_refusals is a view over
+		// submissions, where the record is already stored.
 	case *record.LoanApplied:
 		ev.loans.add(env.ID, string(env.Type), p.FarmerID, p.LoanID, it.agentID, captured)
 		ev.loans.applied(p.ProductID, p.Amount.Amount, p.Amount.Currency, p.Purpose)
@@ -167,6 +170,10 @@ func (s *Service) queue(b *pgx.Batch, ev *inserts, it *item, kept *[]*item) erro
 	case *record.RepaymentCollected:
 		ev.loans.add(env.ID, string(env.Type), p.FarmerID, p.LoanID, it.agentID, captured)
 		ev.loans.collected(p.Amount.Amount, p.Amount.Currency, p.PayerReference, p.CollectedOn)
+	case *record.OrderPlaced, *record.DeliveryConfirmed:
+		// Marketplace records have no domain table here: the marketplace
+		// projects them once attest verified them (submissions keep the
+		// record itself).
 	default:
 		return fmt.Errorf("no domain table for %T", it.payload)
 	}

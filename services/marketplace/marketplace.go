@@ -2,65 +2,249 @@ package marketplace
 
 import (
 	"context"
+	"embed"
 	"errors"
+	"flag"
+	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/consent"
 	"github.com/tani-platform/tani/internal/httpserver"
+	"github.com/tani-platform/tani/internal/natsbus"
+	"github.com/tani-platform/tani/internal/postgres"
+	"github.com/tani-platform/tani/internal/validate"
+	"github.com/tani-platform/tani/ledger"
 )
 
-// Config tunes the module. It has no settings yet: its API arrives with
-// its issue. It is here so that the module has the face of every service.
-type Config struct{}
+//go:embed migrations/*.sql
+var migrationsFS embed.FS
 
-// Deps are what the module uses. Pool, Gate and Logger are required; ReadPool
-// is optional.
+// Migrations is the marketplace schema.
+var Migrations = postgres.Migrations{Name: "marketplace", FS: postgres.MustSub(migrationsFS, "migrations")}
+
+// ConsumerName is the marketplace's durable consumer of attest's
+// decisions on orders and deliveries.
+const ConsumerName = "marketplace"
+
+// K is the k of the demand outlook's k-anonymity: a cell describing fewer
+// farmers is never stored or shown.
+const K = 10
+
+// Config tunes the module.
+type Config struct {
+	// SweepInterval is how often order revisions not yet journaled and
+	// voucher redemptions not yet done are retried.
+	SweepInterval time.Duration
+	// DemandInterval is how often the demand outlook is recomputed (0:
+	// only on demand, POST /distributor/v1/demand/refresh).
+	DemandInterval time.Duration
+	// MaxDeliver bounds deliveries of an attested message whose handling
+	// keeps failing before it is dead-lettered.
+	MaxDeliver int
+	// DistributorMSP is the Fabric MSP the process redeems vouchers as,
+	// for every distributor organization (the chain records which).
+	DistributorMSP string
+}
+
+// RegisterFlags registers the flags under prefix ("marketplace.").
+func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	fs.DurationVar(&c.SweepInterval, prefix+"sweep-interval", 5*time.Second, "how often unjournaled order changes and pending voucher redemptions are retried")
+	fs.DurationVar(&c.DemandInterval, prefix+"demand-interval", time.Hour, "how often the regional demand outlook is recomputed (0: only on request)")
+	fs.IntVar(&c.MaxDeliver, prefix+"max-deliver", 10, "deliveries of an attested order or delivery whose projection keeps failing before it is dead-lettered")
+	fs.StringVar(&c.DistributorMSP, prefix+"distributor-msp", "DistributorMSP", "Fabric MSP ID the marketplace redeems vouchers as (an identity of -vouchers.identities)")
+}
+
+// Vouchers redeems input vouchers on the vouchers chaincode. The composition
+// root hands in the Fabric client; nil means no chain is configured, and a
+// voucher-paid delivery then waits (redemption "pending") until one is.
+type Vouchers interface {
+	// Redeem redeems voucherID once against a verified delivery, as the
+	// distributor's organization, and returns the transaction id. An
+	// error wrapping ErrVoucherRefused is the chain's final refusal
+	// (redeemed already, expired, wrong distributor, goods outside its
+	// categories or above its amount); any other error is retried.
+	Redeem(ctx context.Context, voucherID string, r Redemption) (txID string, err error)
+}
+
+// ErrVoucherRefused marks a redemption the chaincode refused for good.
+var ErrVoucherRefused = errors.New("voucher redemption refused by the chain")
+
+// Redemption is what a voucher is redeemed against: the verified delivery
+// (its record, journal leaf and receipt hash) and the goods by category.
+type Redemption struct {
+	DistributorOrg string
+	DeliveryID     string
+	LeafIndex      int64
+	ReceiptSHA256  string
+	Region         string
+	Goods          []Goods
+}
+
+// Goods is the value of one category of goods delivered.
+type Goods struct {
+	Category string
+	Minor    int64
+	Currency string
+}
+
+// Deps are what the module uses. Pool, Gate, Journal and Logger are
+// required; ReadPool, JS (tests that drive the handlers themselves),
+// Vouchers and Sessions are optional.
 type Deps struct {
 	// Pool is the primary: writes, and reads that must see them (a consent
-	// just revoked, a loan just granted).
+	// just revoked, an order just accepted).
 	Pool *pgxpool.Pool
 	// ReadPool serves reads that may trail the primary by the replica's
 	// lag (tani_postgres_replica_lag_seconds): listings and reports. Nil
 	// means Pool, as when no -database.read-url is set.
 	ReadPool *pgxpool.Pool
 	// Gate is the one way to read a farmer's data for an organization.
-	Gate   *consent.Gate
-	Logger *slog.Logger
+	Gate    *consent.Gate
+	Journal *ledger.Journal
+	JS      jetstream.JetStream
+	Logger  *slog.Logger
+	// Consumer counts what the consumer did (shared metrics).
+	Consumer *natsbus.Metrics
+	Vouchers Vouchers
+	// Portal guards the portal's pages: the session middleware, the
+	// sign-in handlers and the CSRF token of a request. Nil: the portal
+	// is not mounted.
+	Portal *PortalAuth
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+	// Document is the OpenAPI document served at
+	// /distributor/v1/openapi.json: OpenAPI() with what other modules
+	// mount under /distributor/v1 merged in by the composition root
+	// (identity, consent, webhooks). Nil serves OpenAPI() alone.
+	Document []byte
 }
 
 // Service is the marketplace module.
 type Service struct {
-	cfg      Config
-	pool     *pgxpool.Pool
-	readPool *pgxpool.Pool
-	logger   *slog.Logger
+	cfg       Config
+	pool      *pgxpool.Pool
+	readPool  *pgxpool.Pool
+	gate      *consent.Gate
+	journal   *ledger.Journal
+	logger    *slog.Logger
+	vouchers  Vouchers
+	portal    *PortalAuth
+	consumer  *natsbus.Consumer
+	validator *validate.Validator
+	now       func() time.Time
+	pages     *pages
+	document  []byte
 }
 
 // New wires the service; it validates and does no I/O.
 func New(cfg Config, d Deps) (*Service, error) {
-	if d.Pool == nil || d.Gate == nil || d.Logger == nil {
-		return nil, errors.New("marketplace: Pool, Gate and Logger are required")
+	if d.Pool == nil || d.Gate == nil || d.Journal == nil || d.Logger == nil {
+		return nil, errors.New("marketplace: Pool, Gate, Journal and Logger are required")
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = 5 * time.Second
 	}
 	read := d.ReadPool
 	if read == nil {
 		read = d.Pool
 	}
-	return &Service{cfg: cfg, pool: d.Pool, readPool: read, logger: d.Logger}, nil
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	pg, err := loadPages()
+	if err != nil {
+		return nil, fmt.Errorf("marketplace: %w", err)
+	}
+	s := &Service{cfg: cfg, pool: d.Pool, readPool: read, gate: d.Gate, journal: d.Journal, logger: d.Logger,
+		vouchers: d.Vouchers, portal: d.Portal, validator: validate.New(), now: now, pages: pg, document: d.Document}
+	if s.document == nil {
+		s.document = OpenAPI()
+	}
+	if d.JS != nil {
+		s.consumer = natsbus.NewConsumer(natsbus.ConsumerConfig{
+			Stream:  natsbus.StreamFarm,
+			Durable: ConsumerName,
+			FilterSubjects: []string{
+				natsbus.SubjectAttestedPrefix + "order.placed",
+				natsbus.SubjectAttestedPrefix + "delivery.confirmed",
+			},
+			MaxDeliver: cfg.MaxDeliver,
+		}, d.JS, d.Logger, d.Consumer)
+	}
+	return s, nil
 }
 
-// Start has nothing to prepare.
-func (s *Service) Start(context.Context) error { return nil }
+// Start creates the consumer.
+func (s *Service) Start(ctx context.Context) error {
+	if s.consumer == nil {
+		return errors.New("marketplace: started without JetStream")
+	}
+	return s.consumer.Start(ctx)
+}
 
-// Run has no background work: it waits for ctx.
+// Run consumes attest's decisions on orders and deliveries and, beside it,
+// journals order changes and redeems vouchers whose first attempt failed,
+// and recomputes the demand outlook, until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
-	<-ctx.Done()
-	return nil
+	go s.sweepLoop(ctx)
+	if s.cfg.DemandInterval > 0 {
+		go s.demandLoop(ctx)
+	}
+	return s.consumer.Run(ctx, s.HandleAttested)
 }
 
-// Stop has nothing to release.
+// Stop has nothing to release: Run drains the consumer when ctx ends.
 func (s *Service) Stop(context.Context) error { return nil }
 
-// Routes mounts the distributors' API on r.Distributor (/portal). It has no routes yet.
-func (s *Service) Routes(r httpserver.Router) {}
+// Routes mounts the distributors' JSON API on r.Distributor
+// (/distributor/v1) and the portal's pages on r.Portal (/portal).
+func (s *Service) Routes(r httpserver.Router) {
+	if r.Distributor != nil {
+		s.apiRoutes(r.Distributor)
+	}
+	if r.Portal != nil && s.portal != nil {
+		s.portalRoutes(r.Portal)
+	}
+}
+
+func (s *Service) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.journalPending(ctx); err != nil && ctx.Err() == nil {
+			s.logger.WarnContext(ctx, "journal order changes", "err", err)
+		}
+		if err := s.redeemPending(ctx); err != nil && ctx.Err() == nil {
+			s.logger.WarnContext(ctx, "redeem vouchers", "err", err)
+		}
+	}
+}
+
+func (s *Service) demandLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.DemandInterval)
+	defer t.Stop()
+	for {
+		if _, err := s.RefreshDemand(ctx); err != nil && ctx.Err() == nil {
+			s.logger.WarnContext(ctx, "refresh demand outlook", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// unused keeps echo imported for the files that grow this package.
+var _ echo.HandlerFunc

@@ -50,6 +50,13 @@ func TestReplay(t *testing.T) {
 	ids = append(ids, consented.ID, revokedLater.ID)
 	e.emit(t, append(evs, consented, revokedLater, notOurs)...)
 	rc.waitDelivered(t, 10*time.Second, ids...)
+	polltest.Eventually(t, 10*time.Second, func() error { // the results stored, not only received
+		var n int
+		if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM webhooks.deliveries WHERE state = 'delivered'`).Scan(&n); err != nil || n != len(ids) {
+			return fmt.Errorf("%d deliveries stored as delivered (%v), want %d", n, err, len(ids))
+		}
+		return nil
+	})
 	e.revoke(t, cGone)
 
 	t.Run("OK_SentAgainWithTheSameIDAndBody", func(t *testing.T) {
@@ -235,4 +242,45 @@ func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+// TestPrune: past the retention, finished deliveries and those waiting
+// for a disabled endpoint go; one still being retried for an enabled
+// endpoint stays, whatever its age.
+func TestPrune(t *testing.T) {
+	e := mustEnv(t, envOpts{cfg: fastRetries(), noRun: true})
+	_, token := e.org(t, identity.Bank)
+	on := e.subscribe(t, "/bank/v1", token, "http://127.0.0.1:9/on", events.LoanApplied)
+	off := e.subscribe(t, "/bank/v1", token, "http://127.0.0.1:9/off", events.LoanApplied)
+	e.do(t, http.MethodPatch, "/bank/v1/webhooks/"+off.ID, token, `{"enabled":false}`)
+	ctx := context.Background()
+	insert := func(endpoint, state string, age time.Duration) {
+		if _, err := e.pool.Exec(ctx, `
+			INSERT INTO webhooks.deliveries (endpoint_id, event_id, event_type, organization_id, body, state, created_at)
+			SELECT $1, gen_random_uuid(), 'loan.applied', organization_id, '{}', $2, now() - make_interval(secs => $3) FROM webhooks.endpoints WHERE id = $1`,
+			endpoint, state, age.Seconds()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old, recent := 8*24*time.Hour, time.Hour
+	insert(on.ID, "delivered", old)
+	insert(on.ID, "failed", old)
+	insert(on.ID, "pending", old)
+	insert(on.ID, "delivered", recent)
+	insert(off.ID, "pending", old)
+	insert(off.ID, "pending", recent)
+	n, err := e.svc.Prune(ctx, time.Now())
+	if err != nil || n != 3 {
+		t.Fatalf("pruned %d (%v), want 3", n, err)
+	}
+	var left []string
+	rows, _ := e.pool.Query(ctx, `SELECT CASE WHEN endpoint_id = $1 THEN 'on' ELSE 'off' END || ':' || state FROM webhooks.deliveries ORDER BY 1`, on.ID)
+	for rows.Next() {
+		var s string
+		rows.Scan(&s)
+		left = append(left, s)
+	}
+	if want := []string{"off:pending", "on:delivered", "on:pending"}; !slices.Equal(left, want) {
+		t.Errorf("left %v, want %v", left, want)
+	}
 }

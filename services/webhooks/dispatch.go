@@ -36,7 +36,22 @@ type job struct {
 	leaseUntil  *time.Time
 	url         string
 	keys        [][]byte
+	// consentOK is the answer of the consent check made when the job was
+	// claimed (or created), at checkedAt; a farmer's event is checked
+	// again before an attempt unless that answer is fresher than
+	// consentFresh.
+	consentOK bool
+	checkedAt time.Time
 }
+
+// workersPerEndpoint is how many workers an endpoint's queue may have per
+// request it may have in flight.
+const workersPerEndpoint = 4
+
+// consentFresh is how old a consent check may be when an attempt starts.
+// Claiming checks in bulk; a job that waited longer in its queue is
+// checked again, alone, right before its attempt.
+const consentFresh = 250 * time.Millisecond
 
 // Outcomes of an attempt.
 const (
@@ -84,9 +99,12 @@ type dispatcher struct {
 // retried (with the same webhook-id).
 const shutdownGrace = 3 * time.Second
 
-// queue is one endpoint's waiting jobs in this process.
+// queue is one endpoint's waiting jobs in this process. Its workers may
+// outnumber its requests in flight (sending takes a place in sending):
+// a worker waiting for a consent check does not hold one.
 type queue struct {
 	jobs    chan *job
+	sending chan struct{}
 	workers int
 	// starved is set when a job was refused for lack of room, so that a
 	// worker wakes the claimer once room frees up.
@@ -118,12 +136,12 @@ func (d *dispatcher) offer(jobs []*job) []*job {
 		}
 		q := d.queues[j.endpointID]
 		if q == nil {
-			q = &queue{jobs: make(chan *job, d.s.cfg.EndpointQueue)}
+			q = &queue{jobs: make(chan *job, d.s.cfg.EndpointQueue), sending: make(chan struct{}, d.s.cfg.EndpointConcurrency)}
 			d.queues[j.endpointID] = q
 		}
 		select {
 		case q.jobs <- j:
-			if q.workers < d.s.cfg.EndpointConcurrency {
+			if q.workers < workersPerEndpoint*d.s.cfg.EndpointConcurrency {
 				q.workers++
 				d.workers.Add(1)
 				go d.work(q)
@@ -137,14 +155,42 @@ func (d *dispatcher) offer(jobs []*job) []*job {
 }
 
 // offerOrRelease offers jobs and releases the leases of those refused, so
-// the claimer (of any process) takes them when there is room.
+// the claimer (of any process) takes them when there is room. A job whose
+// consent check just failed is settled as withheld instead.
 func (d *dispatcher) offerOrRelease(ctx context.Context, jobs []*job) {
-	if refused := d.offer(jobs); len(refused) > 0 {
+	var live []*job
+	for _, j := range jobs {
+		if j.scope != "" && !j.consentOK {
+			d.withholdLater(j)
+			continue
+		}
+		live = append(live, j)
+	}
+	if refused := d.offer(live); len(refused) > 0 {
 		if err := d.release(ctx, refused); err != nil {
 			// Their leases run out by themselves.
 			d.s.logger.WarnContext(ctx, "release deliveries", "deliveries", len(refused), "err", err)
 		}
 	}
+}
+
+// withholdLater settles j as withheld without blocking the caller (the
+// claimer, the fan-out) on the result writers; after shutdown began it is
+// left to its lease.
+func (d *dispatcher) withholdLater(j *job) {
+	d.mu.Lock()
+	closing := d.closing
+	if !closing {
+		d.workers.Add(1)
+	}
+	d.mu.Unlock()
+	if closing {
+		return
+	}
+	go func() {
+		defer d.workers.Done()
+		d.withhold(j)
+	}()
 }
 
 // release gives deliveries back before their lease runs out.
@@ -158,17 +204,55 @@ func (d *dispatcher) release(ctx context.Context, jobs []*job) error {
 }
 
 // full lists the endpoints whose queue has less than half its room free:
-// the claimer leaves their deliveries for later.
+// the claimer leaves their deliveries for later, and their workers wake
+// it once half the room is free again.
 func (d *dispatcher) full() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []string
 	for id, q := range d.queues {
 		if len(q.jobs) > cap(q.jobs)/2 {
+			q.starved = true
 			out = append(out, id)
 		}
 	}
 	return out
+}
+
+// drop takes an endpoint's queued jobs out of this process (it was
+// disabled or deleted) and gives back their leases.
+func (d *dispatcher) drop(ctx context.Context, endpoint string) {
+	var queued []*job
+	d.mu.Lock()
+	if q := d.queues[endpoint]; q != nil {
+	drain:
+		for {
+			select {
+			case j := <-q.jobs:
+				queued = append(queued, j)
+			default:
+				break drain
+			}
+		}
+	}
+	d.mu.Unlock()
+	if len(queued) > 0 {
+		if err := d.release(ctx, queued); err != nil {
+			d.s.logger.WarnContext(ctx, "give back queued deliveries; their leases will run out", "deliveries", len(queued), "err", err)
+		}
+	}
+}
+
+// starve marks the queues of endpoints that may have more due than the
+// claimer took, so their workers wake it when there is room.
+func (d *dispatcher) starve(endpoints []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range endpoints {
+		if q := d.queues[id]; q != nil {
+			q.starved = true
+		}
+	}
 }
 
 // work runs one endpoint's jobs until its queue is empty.
@@ -177,7 +261,7 @@ func (d *dispatcher) work(q *queue) {
 	for {
 		select {
 		case j := <-q.jobs:
-			d.attempt(j)
+			d.attempt(q, j)
 			d.mu.Lock()
 			wake := q.starved && len(q.jobs) < cap(q.jobs)/2
 			if wake {
@@ -213,7 +297,11 @@ func (d *dispatcher) run(ctx context.Context) {
 	written := make(chan struct{})
 	go func() {
 		defer close(written)
-		d.writeResults()
+		var wg sync.WaitGroup
+		for range resultWriters {
+			wg.Go(d.writeResults)
+		}
+		wg.Wait()
 	}()
 	t := time.NewTicker(d.s.cfg.PollInterval)
 	defer t.Stop()
@@ -277,10 +365,19 @@ func (d *dispatcher) claim(ctx context.Context) (int, error) {
 	}
 	room = min(room, 1000)
 	full := d.full()
+	share := max(1, d.s.cfg.EndpointQueue/2) // the most claimed per endpoint per pass
 	if full == nil {
 		full = []string{}
 	}
-	rows, err := d.s.pool.Query(ctx, `
+	tx, err := d.s.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("claim deliveries: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if err := noJIT(ctx, tx); err != nil {
+		return 0, err
+	}
+	rows, err := tx.Query(ctx, `
 		WITH cand AS (
 		    SELECT d.id, d.endpoint_id, d.next_attempt_at FROM webhooks.deliveries d
 		    JOIN webhooks.endpoints e ON e.id = d.endpoint_id AND e.enabled
@@ -296,7 +393,7 @@ func (d *dispatcher) claim(ctx context.Context) (int, error) {
 		    FROM picked WHERE d.id = picked.id
 		    RETURNING d.*)
 		SELECT `+jobColumns+` FROM claimed d JOIN webhooks.endpoints e ON e.id = d.endpoint_id`,
-		full, room, max(1, d.s.cfg.EndpointQueue/2), d.s.cfg.Lease.Seconds())
+		full, room, share, d.s.cfg.Lease.Seconds())
 	if err != nil {
 		return 0, fmt.Errorf("claim deliveries: %w", err)
 	}
@@ -304,38 +401,60 @@ func (d *dispatcher) claim(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("claim deliveries: %w", err)
+	}
 	d.offerOrRelease(ctx, jobs)
+	perEndpoint := map[string]int{}
+	var capped []string
+	for _, j := range jobs {
+		if perEndpoint[j.endpointID]++; perEndpoint[j.endpointID] == share {
+			capped = append(capped, j.endpointID)
+		}
+	}
+	d.starve(capped)
 	return len(jobs), nil
 }
 
-// attempt makes one attempt of j and hands its result to the writer.
-func (d *dispatcher) attempt(j *job) {
+// attempt makes one attempt of j, queued on q, and hands its result to
+// the writers.
+func (d *dispatcher) attempt(q *queue, j *job) {
 	cfg := d.s.cfg
 	// A job that waited in the queue until its lease nearly ran out is
 	// left alone: another process may take it over any moment.
 	if j.leaseUntil != nil && time.Until(*j.leaseUntil) < cfg.RequestTimeout+time.Second {
 		return
 	}
-	d.slots <- struct{}{}
-	defer func() { <-d.slots }()
 	ctx, cancel := context.WithTimeout(d.abort, cfg.RequestTimeout+time.Second)
 	defer cancel()
 	if j.scope != "" {
-		ok, err := d.s.checker.allows(ctx, consent.Check{OrganizationID: j.orgID, FarmerID: j.farmerID, Scope: consent.Scope(j.scope)})
-		if err != nil {
-			d.s.logger.WarnContext(ctx, "consent check before delivery; it will be retried when its lease runs out", "delivery", j.id, "err", err)
-			return
+		ok := j.consentOK
+		if time.Since(j.checkedAt) > consentFresh {
+			var err error
+			if ok, err = d.s.checker.allows(ctx, consent.Check{OrganizationID: j.orgID, FarmerID: j.farmerID, Scope: consent.Scope(j.scope)}); err != nil {
+				d.s.logger.WarnContext(ctx, "consent check before delivery; it will be retried when its lease runs out", "delivery", j.id, "err", err)
+				return
+			}
 		}
 		if !ok {
-			d.s.metrics.attempts.WithLabelValues(outcomeWithheld).Inc()
-			d.results <- result{job: j, outcome: outcomeWithheld, err: "not sent: the farmer's consent covering " + j.scope + " is no longer live", at: time.Now()}
+			d.withhold(j)
 			return
 		}
 	}
+	q.sending <- struct{}{} // the endpoint's limit
+	defer func() { <-q.sending }()
+	d.slots <- struct{}{} // the process's
+	defer func() { <-d.slots }()
 	r := d.send(ctx, j)
 	d.s.metrics.attempts.WithLabelValues(r.outcome).Inc()
 	d.s.metrics.duration.Observe(r.latency.Seconds())
 	d.results <- r
+}
+
+// withhold ends j unsent: the consent it needed is gone.
+func (d *dispatcher) withhold(j *job) {
+	d.s.metrics.attempts.WithLabelValues(outcomeWithheld).Inc()
+	d.results <- result{job: j, outcome: outcomeWithheld, err: "not sent: the farmer's consent covering " + j.scope + " is no longer live", at: time.Now()}
 }
 
 // send posts j's body to its endpoint, signed, and judges the answer: a
@@ -446,6 +565,10 @@ func clean(b []byte, limit int) string {
 	return s
 }
 
+// resultWriters is how many goroutines store results at once: one
+// transaction's commit need not wait for the previous one's.
+const resultWriters = 4
+
 // writeResults stores results in batches (one transaction each) until the
 // channel is closed: delivery state, the attempt's audit row, the
 // endpoint's health, and disabling endpoints that failed for a whole
@@ -518,6 +641,16 @@ func (s *Service) storeResults(ctx context.Context, batch []result) error {
 		return fmt.Errorf("store results: %w", err)
 	}
 	defer tx.Rollback(ctx)
+	if err := noJIT(ctx, tx); err != nil {
+		return err
+	}
+	// A result lost with the last moments before a Postgres crash only
+	// means its attempt is made again, with the same webhook-id (at least
+	// once, as always): results need not wait for their commit to reach
+	// the disk, and under load that wait is most of a batch's time.
+	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+		return fmt.Errorf("store results: %w", err)
+	}
 	rows, err := tx.Query(ctx, `
 		WITH r AS (
 		    SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[])
@@ -591,6 +724,9 @@ func (s *Service) storeResults(ctx context.Context, batch []result) error {
 		}
 		// An endpoint is failing from its first failure after its last
 		// success; a success after every failure of the batch heals it.
+		// A healthy endpoint's row is touched at most once a second
+		// (last_success_at is that precise): concurrent writers would
+		// otherwise queue on its row lock.
 		if _, err := tx.Exec(ctx, `
 			UPDATE webhooks.endpoints e SET
 			    last_success_at = greatest(e.last_success_at, x.ok),
@@ -600,7 +736,9 @@ func (s *Service) storeResults(ctx context.Context, batch []result) error {
 			        WHEN x.ok IS NOT NULL THEN x.fail_last
 			        ELSE coalesce(e.failing_since, x.fail_first) END
 			FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[]) AS x(id, ok, fail_first, fail_last)
-			WHERE e.id = x.id AND (x.ok IS NOT NULL OR x.fail_last IS NOT NULL)`, eids, oks, firsts, lasts); err != nil {
+			WHERE e.id = x.id AND (x.fail_last IS NOT NULL
+			    OR x.ok IS NOT NULL AND (e.failing_since IS NOT NULL OR e.last_success_at IS NULL OR e.last_success_at < x.ok - interval '1 second'))`,
+			eids, oks, firsts, lasts); err != nil {
 			return fmt.Errorf("store endpoint health: %w", err)
 		}
 	}

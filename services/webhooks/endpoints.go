@@ -322,7 +322,8 @@ func (s *Service) update(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	if _, err := s.load(ctx, s.pool, p.OrganizationID, id); err != nil {
+	before, err := s.load(ctx, s.pool, p.OrganizationID, id)
+	if err != nil {
 		return err // not found before bad input: no probing of others' ids
 	}
 	url, types, err := s.check(ctx, in, p.Kind, false)
@@ -363,11 +364,23 @@ func (s *Service) update(c echo.Context) error {
 		if tag.RowsAffected() == 0 {
 			return apperr.Errorf(apperr.NotFound, "no webhook endpoint with this id")
 		}
+		if in.Enabled != nil && *in.Enabled && !before.Enabled {
+			// What waited while it was disabled gets a full retry window.
+			if _, err := tx.Exec(ctx, `UPDATE webhooks.deliveries SET window_start = now(), next_attempt_at = now()
+				WHERE endpoint_id = $1 AND state = 'pending'`, id); err != nil {
+				return fmt.Errorf("resume deliveries of %s: %w", id, err)
+			}
+		}
 		e, err = s.load(ctx, tx, p.OrganizationID, id)
 		return err
 	})
 	if err != nil {
 		return err
+	}
+	if !e.Enabled {
+		s.disp.drop(ctx, id)
+	} else {
+		s.disp.wakeClaimer()
 	}
 	return c.JSON(http.StatusOK, e)
 }
@@ -389,6 +402,7 @@ func (s *Service) remove(c echo.Context) error {
 	if tag.RowsAffected() == 0 {
 		return apperr.Errorf(apperr.NotFound, "no webhook endpoint with this id")
 	}
+	s.disp.drop(c.Request().Context(), id)
 	return c.NoContent(http.StatusNoContent)
 }
 

@@ -71,7 +71,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.BoolVar(&c.Development, prefix+"development", false, "allow http:// endpoints and loopback/private addresses (development only: it allows SSRF)")
 	fs.DurationVar(&c.RequestTimeout, prefix+"request-timeout", 10*time.Second, "time limit of one delivery attempt")
 	fs.IntVar(&c.EndpointConcurrency, prefix+"endpoint-concurrency", 16, "attempts at once to one endpoint, per process")
-	fs.IntVar(&c.EndpointQueue, prefix+"endpoint-queue", 256, "claimed deliveries waiting per endpoint, per process")
+	fs.IntVar(&c.EndpointQueue, prefix+"endpoint-queue", 1024, "claimed deliveries waiting per endpoint, per process")
 	fs.IntVar(&c.MaxInFlight, prefix+"max-in-flight", 512, "attempts at once, per process")
 	fs.DurationVar(&c.RetryBase, prefix+"retry-base", 5*time.Second, "wait after a first failed attempt (doubling per failure, with jitter)")
 	fs.DurationVar(&c.RetryMax, prefix+"retry-max", 6*time.Hour, "longest wait between attempts")
@@ -97,7 +97,7 @@ func (c *Config) defaults() {
 		c.EndpointConcurrency = 16
 	}
 	if c.EndpointQueue <= 0 {
-		c.EndpointQueue = 256
+		c.EndpointQueue = 1024
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 512
@@ -182,8 +182,8 @@ func New(cfg Config, d Deps) (*Service, error) {
 			// An event is never given up on: a fan-out that keeps failing
 			// is Postgres being away, and it comes back.
 			MaxDeliver: -1,
-			MaxBatch:   500,
-			Buffer:     1000,
+			MaxBatch:   1000,
+			Buffer:     2000,
 		}, d.JS, d.Logger, d.Consumer)
 	}
 	s.checker = newConsentChecker(d.Gate)
@@ -260,15 +260,16 @@ func (s *Service) maintain(ctx context.Context) {
 	}
 }
 
-// Prune deletes finished deliveries created before now minus the
-// retention (their events are gone from the outbox too), and returns how
-// many.
+// Prune deletes deliveries created before now minus the retention (their
+// events are gone from the outbox too) that are finished, or waiting for
+// an endpoint that is disabled, and returns how many.
 func (s *Service) Prune(ctx context.Context, now time.Time) (int64, error) {
 	var total int64
 	for {
 		tag, err := s.pool.Exec(ctx, `
 			DELETE FROM webhooks.deliveries WHERE id IN (
-			    SELECT id FROM webhooks.deliveries WHERE state <> 'pending' AND created_at < $1 LIMIT 10000)`, now.Add(-s.retention))
+			    SELECT d.id FROM webhooks.deliveries d JOIN webhooks.endpoints e ON e.id = d.endpoint_id
+			    WHERE d.created_at < $1 AND (d.state <> 'pending' OR NOT e.enabled) LIMIT 10000)`, now.Add(-s.retention))
 		if err != nil {
 			return total, fmt.Errorf("prune deliveries: %w", err)
 		}

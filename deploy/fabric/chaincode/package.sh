@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Builds the CCaaS install package of the anchor chaincode: a tar.gz holding
-# metadata.json (type ccaas) and code.tar.gz with connection.json, which
-# tells each peer where the chaincode server runs.
+# Builds the CCaaS install package of one of Tani's chaincodes: a tar.gz
+# holding metadata.json (type ccaas) and code.tar.gz with connection.json,
+# which tells each peer where the chaincode server runs.
 #
 #   package.sh ADDRESS [LABEL] [OUT] [ROOT_CERT_PEM]
+#
+# LABEL is anchor_1.0 (default) or vouchers_1.0 for the vouchers chaincode,
+# whose server (tani-chaincode -chaincode vouchers) listens at its own
+# ADDRESS.
 #
 # ADDRESS is host:port as the peers reach it (may use {{.peername}}, which
 # the CCaaS builder expands). With ROOT_CERT_PEM the peer requires TLS and

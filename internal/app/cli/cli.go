@@ -21,16 +21,17 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"up":      {"run Tani's modules (default target: all)", runUp},
-	"migrate": {"apply every database migration and exit", runMigrate},
-	"version": {"print the version", runVersion},
-	"verify":  {"audit the journal against every anchor on the chain: recompute the tree, check every checkpoint; non-zero exit on any fault", runVerify},
-	"devnet":  {"run the single-process Fabric development network (gateway and deliver gRPC)", runDevnet},
-	"network": {"network init|up|down|status|members|propose|vote|apply|proposals: create, run and govern the Fabric consortium", runNetwork},
-	"receipt": {"receipt verify FILE --key KEYFILE [-fabric.…]: check a receipt offline and, given Fabric settings, on the chain", runReceipt},
-	"keys":    {"keys init DIR: create the keys every process of a split deployment shares (PII, token signing, operator token, ledger)", runKeys},
-	"load":    {"send signed records to a running Tani and report throughput and latency", runLoad},
-	"farmer":  {"farmer erase ID -reason … -requested-by …: forget a farmer everywhere; farmer erasure ID: its progress", runFarmer},
+	"up":       {"run Tani's modules (default target: all)", runUp},
+	"migrate":  {"apply every database migration and exit", runMigrate},
+	"version":  {"print the version", runVersion},
+	"verify":   {"audit the journal against every anchor on the chain: recompute the tree, check every checkpoint; non-zero exit on any fault", runVerify},
+	"devnet":   {"run the single-process Fabric development network (gateway and deliver gRPC)", runDevnet},
+	"network":  {"network init|up|down|status|members|propose|vote|apply|proposals: create, run and govern the Fabric consortium", runNetwork},
+	"receipt":  {"receipt verify FILE --key KEYFILE [-fabric.…]: check a receipt offline and, given Fabric settings, on the chain", runReceipt},
+	"keys":     {"keys init DIR: create the keys every process of a split deployment shares (PII, token signing, operator token, ledger)", runKeys},
+	"load":     {"send signed records to a running Tani and report throughput and latency", runLoad},
+	"farmer":   {"farmer erase ID -reason … -requested-by …: forget a farmer everywhere; farmer erasure ID: its progress", runFarmer},
+	"vouchers": {"vouchers register|organization|get: register an organization's voucher role, read the vouchers chaincode (-fabric.…)", runVouchers},
 }
 
 // errUsage is returned after usage has been printed for a bad invocation.

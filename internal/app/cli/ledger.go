@@ -137,5 +137,9 @@ func runDevnet(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if err != nil {
 		return err
 	}
-	return devnet.Serve(ctx, cfg, stdout, stderr, append(devnet.DefaultChaincodes(cfg.Orgs), cc)...)
+	vc, err := devnet.VouchersChaincode(cfg.Orgs)
+	if err != nil {
+		return err
+	}
+	return devnet.Serve(ctx, cfg, stdout, stderr, append(devnet.DefaultChaincodes(cfg.Orgs), cc, vc)...)
 }

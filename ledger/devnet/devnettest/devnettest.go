@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/x509"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -18,6 +19,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tani-platform/tani/ledger/devnet"
+	"github.com/tani-platform/tani/ledger/fabric"
+	"github.com/tani-platform/tani/ledger/vouchers"
 )
 
 // MustStart starts a TLS devnet in a temporary directory on a free loopback
@@ -111,4 +114,69 @@ func MustGateway(tb testing.TB, n *devnet.Network, org string, opts ...client.Co
 	}
 	tb.Cleanup(func() { gw.Close() })
 	return gw
+}
+
+// Vouchers is a started devnet hosting the vouchers chaincode, with the
+// organizations' roles registered on it, and a vouchers client acting as
+// every organization's client identity.
+type Vouchers struct {
+	Net    *devnet.Network
+	Client *vouchers.Client
+	// Roles are the roles registered (MSP ID → role).
+	Roles map[string]string
+}
+
+// MustVouchers starts a devnet whose organizations are the keys of roles
+// (devnet.DefaultVoucherRoles when nil; the operator's organization hosts
+// the gateway), hosting the vouchers chaincode (a majority policy) and, in
+// extra, other chaincodes; registers every role as the operator's admin;
+// and returns a client holding every organization's client identity.
+func MustVouchers(tb testing.TB, roles map[string]string, extra ...devnet.Chaincode) *Vouchers {
+	tb.Helper()
+	if roles == nil {
+		roles = devnet.DefaultVoucherRoles()
+	}
+	var orgs []string
+	for m, r := range roles {
+		if r == vouchers.RoleOperator {
+			orgs = append([]string{m}, orgs...)
+		} else {
+			orgs = append(orgs, m)
+		}
+	}
+	slices.Sort(orgs[1:])
+	cc, err := devnet.VouchersChaincode(orgs)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := MustStartConfig(tb, devnet.Config{Dir: tb.TempDir(), Orgs: orgs}, append([]devnet.Chaincode{cc}, extra...)...)
+	admin := MustVouchersClient(tb, n, []string{orgs[0]}, "admin")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := admin.EnsureRegistered(ctx, orgs[0], roles); err != nil {
+		tb.Fatalf("register voucher roles: %v", err)
+	}
+	return &Vouchers{Net: n, Client: MustVouchersClient(tb, n, orgs, "client"), Roles: roles}
+}
+
+// MustVouchersClient is a vouchers client of n acting as role ("client"
+// or "admin") of each of orgs.
+func MustVouchersClient(tb testing.TB, n *devnet.Network, orgs []string, role string) *vouchers.Client {
+	tb.Helper()
+	var ids []vouchers.Identity
+	var cfg fabric.Config
+	for _, o := range orgs {
+		id, err := n.Identity(o, role)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ids = append(ids, vouchers.Identity{MSPID: o, Cert: id.CertPath, Key: id.KeyPath})
+		cfg = n.ConnectionInfo().ClientConfig(id, devnet.VouchersChaincodeName)
+	}
+	c, err := vouchers.Dial(cfg, ids, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
 }

@@ -14,6 +14,13 @@
 //             receive the Anchored event from its block and evaluate
 //             LatestAnchor again.
 //   "again":  check that a second Anchor of the same checkpoint is refused.
+//   "submit": submit input.fn(input.args), endorsed by
+//             input.endorsingOrganizations when given (else as the gateway
+//             plans), and report its result, commit status and, when
+//             valid, its chaincode event; or the error (any chaincode: the
+//             vouchers scenarios use it).
+//   "evaluate": evaluate input.fn(input.args) and report the result or
+//             the error.
 // The steps are separate runs so that a caller can wait between them until
 // every peer of a real network has committed the previous one (a real
 // network's peers commit a block at slightly different times; other
@@ -81,6 +88,41 @@ async function main() {
             out.latestBefore = await latest();
             const register = await contract.submitAsync('RegisterLog', { arguments: [input.origin, input.publicKey] });
             out.register = commitOf(await register.getStatus());
+            return out;
+        }
+
+        if (input.mode === 'evaluate') {
+            try {
+                out.result = utf8.decode(await contract.evaluateTransaction(input.fn, ...input.args));
+            } catch (err) {
+                out.error = describeError(err);
+            }
+            return out;
+        }
+
+        if (input.mode === 'submit') {
+            const options = { arguments: input.args };
+            if (input.endorsingOrganizations) options.endorsingOrganizations = input.endorsingOrganizations;
+            let submitted;
+            try {
+                submitted = await contract.submitAsync(input.fn, options);
+            } catch (err) {
+                out.error = describeError(err);
+                return out;
+            }
+            out.result = utf8.decode(submitted.getResult());
+            out.commit = commitOf(await submitted.getStatus());
+            if (!out.commit.successful) return out;
+            const events = await network.getChaincodeEvents(input.chaincode, { startBlock: BigInt(out.commit.blockNumber) });
+            try {
+                for await (const event of events) {
+                    if (event.transactionId !== out.commit.transactionId) continue;
+                    out.event = { eventName: event.eventName, transactionId: event.transactionId, payload: utf8.decode(event.payload) };
+                    break;
+                }
+            } finally {
+                events.close();
+            }
             return out;
         }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sort"
 	"sync"
 
 	"github.com/hyperledger/fabric-chaincode-go/v2/shim"
@@ -257,6 +258,35 @@ func (r *Runtime) handle(sim *simulation, msg *peer.ChaincodeMessage) ([]byte, e
 		}
 		sim.put(m.Key, m.Value)
 		return nil, nil
+	case peer.ChaincodeMessage_GET_STATE_METADATA:
+		m := &peer.GetStateMetadata{}
+		if err := proto.Unmarshal(msg.Payload, m); err != nil {
+			return nil, err
+		}
+		if m.Collection != "" {
+			return nil, errPrivateData
+		}
+		md := sim.getMetadata(m.Key)
+		names := make([]string, 0, len(md))
+		for n := range md {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		res := &peer.StateMetadataResult{}
+		for _, n := range names {
+			res.Entries = append(res.Entries, &peer.StateMetadata{Metakey: n, Value: md[n]})
+		}
+		return proto.Marshal(res)
+	case peer.ChaincodeMessage_PUT_STATE_METADATA:
+		m := &peer.PutStateMetadata{}
+		if err := proto.Unmarshal(msg.Payload, m); err != nil {
+			return nil, err
+		}
+		if m.Collection != "" {
+			return nil, errPrivateData
+		}
+		sim.putMetadata(m.Key, m.GetMetadata().GetMetakey(), m.GetMetadata().GetValue())
+		return nil, nil
 	case peer.ChaincodeMessage_DEL_STATE:
 		m := &peer.DelState{}
 		if err := proto.Unmarshal(msg.Payload, m); err != nil {
@@ -281,6 +311,8 @@ func (r *Runtime) handle(sim *simulation, msg *peer.ChaincodeMessage) ([]byte, e
 				sim.put(w.Key, w.Value)
 			case peer.WriteRecord_DEL_STATE:
 				sim.del(w.Key)
+			case peer.WriteRecord_PUT_STATE_METADATA:
+				sim.putMetadata(w.Key, w.GetMetadata().GetMetakey(), w.GetMetadata().GetValue())
 			default:
 				return nil, fmt.Errorf("write batch record type %s is not supported by the devnet", w.Type)
 			}

@@ -18,11 +18,14 @@ type simulation struct {
 	reads  map[string]*kvrwset.Version // nil version: key was absent
 	order  []string
 	writes map[string]*kvrwset.KVWrite
-	ranges []*kvrwset.RangeQueryInfo
+	// mdWrites are metadata writes by key; a nil map deletes the key's
+	// metadata.
+	mdWrites map[string]map[string][]byte
+	ranges   []*kvrwset.RangeQueryInfo
 }
 
 func newSimulation(db *statedb.DB, ns string) *simulation {
-	return &simulation{db: db, ns: ns, reads: map[string]*kvrwset.Version{}, writes: map[string]*kvrwset.KVWrite{}}
+	return &simulation{db: db, ns: ns, reads: map[string]*kvrwset.Version{}, writes: map[string]*kvrwset.KVWrite{}, mdWrites: map[string]map[string][]byte{}}
 }
 
 func (s *simulation) recordRead(key string, ver statedb.Version, ok bool) {
@@ -43,6 +46,21 @@ func (s *simulation) get(key string) []byte {
 	v, ver, ok := s.db.Get(s.ns, key)
 	s.recordRead(key, ver, ok)
 	return v
+}
+
+// getMetadata reads a key's committed metadata and, as Fabric's simulator
+// does, records a read of the key.
+func (s *simulation) getMetadata(key string) map[string][]byte {
+	_, ver, ok := s.db.Get(s.ns, key)
+	s.recordRead(key, ver, ok)
+	return s.db.Metadata(s.ns, key)
+}
+
+// putMetadata sets one metadata entry of key. Like the peer's handler it
+// replaces the key's metadata with that one entry (an empty policy then
+// means none).
+func (s *simulation) putMetadata(key, name string, value []byte) {
+	s.mdWrites[key] = map[string][]byte{name: value}
 }
 
 func (s *simulation) put(key string, value []byte) {
@@ -94,6 +112,23 @@ func (s *simulation) rwset() ([]byte, error) {
 	sort.Strings(wkeys)
 	for _, k := range wkeys {
 		kv.Writes = append(kv.Writes, s.writes[k])
+	}
+	mkeys := make([]string, 0, len(s.mdWrites))
+	for k := range s.mdWrites {
+		mkeys = append(mkeys, k)
+	}
+	sort.Strings(mkeys)
+	for _, k := range mkeys {
+		mw := &kvrwset.KVMetadataWrite{Key: k}
+		names := make([]string, 0, len(s.mdWrites[k]))
+		for n := range s.mdWrites[k] {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			mw.Entries = append(mw.Entries, &kvrwset.KVMetadataEntry{Name: n, Value: s.mdWrites[k][n]})
+		}
+		kv.MetadataWrites = append(kv.MetadataWrites, mw)
 	}
 	b, err := proto.Marshal(kv)
 	if err != nil {

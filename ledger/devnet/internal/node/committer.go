@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"runtime"
+	"strings"
 	"sync"
 
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
@@ -20,6 +21,8 @@ type checked struct {
 	tx   *parsedTx
 	sets map[string]*kvrwset.KVRWSet
 	code peer.TxValidationCode
+	// signers are the verified, distinct endorsers, for the policy checks.
+	signers []policy.Signer
 }
 
 // commitBlock validates every transaction of b, records the result in the
@@ -44,16 +47,31 @@ func (n *Node) commitBlock(b *cb.Block) error {
 
 	filter := make([]byte, len(data))
 	seen := map[string]bool{}
-	updated := map[string]map[string]bool{} // namespace -> keys written earlier in this block
+	updated := map[string]map[string]bool{}   // namespace -> keys written earlier in this block
+	mdUpdated := map[string]map[string]bool{} // namespace -> keys whose policy an earlier transaction that passed endorsement validation wrote
 	n.db.Lock()
 	defer n.db.Unlock()
 	for i := range results {
 		r := &results[i]
 		if r.code == peer.TxValidationCode_VALID {
-			id := r.tx.chdr.TxId
-			if _, dup := n.txStatus(id); dup || seen[id] {
+			if _, dup := n.txStatus(r.tx.chdr.TxId); dup {
 				r.code = peer.TxValidationCode_DUPLICATE_TXID
 			}
+		}
+		if r.code == peer.TxValidationCode_VALID {
+			r.code = n.endorsement(r, mdUpdated, num(b), i)
+			if r.code == peer.TxValidationCode_VALID {
+				mark(mdUpdated, r.sets, func(kv *kvrwset.KVRWSet) []string {
+					var keys []string
+					for _, mw := range kv.MetadataWrites {
+						keys = append(keys, mw.Key)
+					}
+					return keys
+				})
+			}
+		}
+		if r.code == peer.TxValidationCode_VALID && seen[r.tx.chdr.TxId] {
+			r.code = peer.TxValidationCode_DUPLICATE_TXID
 		}
 		if r.tx != nil && r.tx.chdr.TxId != "" {
 			seen[r.tx.chdr.TxId] = true
@@ -62,13 +80,21 @@ func (n *Node) commitBlock(b *cb.Block) error {
 			r.code = n.mvcc(r.sets, updated)
 		}
 		if r.code == peer.TxValidationCode_VALID {
+			// A value write, or a metadata write to a key that exists,
+			// gives the key a new version.
 			for ns, kv := range r.sets {
-				if updated[ns] == nil {
-					updated[ns] = map[string]bool{}
-				}
-				for _, w := range kv.Writes {
-					updated[ns][w.Key] = true
-				}
+				mark(updated, map[string]*kvrwset.KVRWSet{ns: kv}, func(kv *kvrwset.KVRWSet) []string {
+					var keys []string
+					for _, w := range kv.Writes {
+						keys = append(keys, w.Key)
+					}
+					for _, mw := range kv.MetadataWrites {
+						if updated[ns][mw.Key] || n.db.Exists(ns, mw.Key) {
+							keys = append(keys, mw.Key)
+						}
+					}
+					return keys
+				})
 			}
 		}
 		filter[i] = byte(r.code)
@@ -84,9 +110,7 @@ func (n *Node) commitBlock(b *cb.Block) error {
 		}
 		var writes []statedb.Write
 		for ns, kv := range r.sets {
-			for _, w := range kv.Writes {
-				writes = append(writes, statedb.Write{Namespace: ns, Key: w.Key, Value: w.Value, Delete: w.IsDelete})
-			}
+			writes = append(writes, kvWrites(ns, kv)...)
 		}
 		n.db.Apply(writes, statedb.Version{BlockNum: num, TxNum: uint64(i)})
 	}
@@ -132,7 +156,7 @@ func (n *Node) checkTx(raw []byte) checked {
 		c.code = peer.TxValidationCode_BAD_PROPOSAL_TXID
 		return c
 	}
-	cc, ok := n.chaincodes[tx.chaincode]
+	_, ok := n.chaincodes[tx.chaincode]
 	if !ok || tx.action.GetChaincodeId().GetName() != tx.chaincode {
 		c.code = peer.TxValidationCode_INVALID_CHAINCODE
 		return c
@@ -157,18 +181,72 @@ func (n *Node) checkTx(raw []byte) checked {
 			return c
 		}
 	}
-	if !n.endorsed(tx, cc.Policy) {
-		c.code = peer.TxValidationCode_ENDORSEMENT_POLICY_FAILURE
-		return c
-	}
+	c.signers = n.endorsingSigners(tx)
 	c.code = peer.TxValidationCode_VALID
 	return c
 }
 
-// endorsed verifies each endorsement over (proposal response payload ||
-// endorser) and evaluates the chaincode's policy over the valid, distinct
-// endorsers.
-func (n *Node) endorsed(tx *parsedTx, p *policy.Policy) bool {
+// mark adds to m, per namespace, the keys keysOf picks from each write set.
+func mark(m map[string]map[string]bool, sets map[string]*kvrwset.KVRWSet, keysOf func(*kvrwset.KVRWSet) []string) {
+	for ns, kv := range sets {
+		for _, k := range keysOf(kv) {
+			if m[ns] == nil {
+				m[ns] = map[string]bool{}
+			}
+			m[ns][k] = true
+		}
+	}
+}
+
+// endorsement is Fabric's endorsement-policy validation with state-based
+// endorsement (the v2.0 validator): every key the transaction writes a
+// value or metadata to is checked against the key-level policy it had
+// before the block (its VALIDATION_PARAMETER metadata), or, if it has
+// none, against the chaincode's policy, which is also checked when no key
+// carried a policy. A key whose policy an earlier transaction of the block
+// changed (and that passed this validation) invalidates the transaction,
+// as Fabric's ValidationParameterUpdatedError does.
+func (n *Node) endorsement(r *checked, mdUpdated map[string]map[string]bool, block uint64, txNum int) peer.TxValidationCode {
+	cc := n.chaincodes[r.tx.chaincode]
+	ns := r.tx.chaincode
+	ccChecked, someChecked := false, false
+	for _, key := range writtenKeys(r.sets[ns]) {
+		if mdUpdated[ns][key] {
+			n.log.Debug("endorsement policy failure: key-level policy changed earlier in the block", "block", block, "tx", txNum, "key", printable(key))
+			return peer.TxValidationCode_ENDORSEMENT_POLICY_FAILURE
+		}
+		vp := n.db.Metadata(ns, key)[peer.MetaDataKeys_VALIDATION_PARAMETER.String()]
+		if len(vp) == 0 {
+			if !ccChecked {
+				if !cc.Policy.Satisfied(r.signers) {
+					n.log.Debug("endorsement policy failure", "block", block, "tx", txNum, "policy", cc.Policy.String(), "endorsers", r.signers)
+					return peer.TxValidationCode_ENDORSEMENT_POLICY_FAILURE
+				}
+				ccChecked, someChecked = true, true
+			}
+			continue
+		}
+		p, err := policy.FromEnvelope(vp)
+		if err != nil || !p.Satisfied(r.signers) {
+			n.log.Debug("endorsement policy failure: key-level policy", "block", block, "tx", txNum, "key", printable(key), "policy", p, "err", err, "endorsers", r.signers)
+			return peer.TxValidationCode_ENDORSEMENT_POLICY_FAILURE
+		}
+		someChecked = true
+	}
+	if !someChecked && !cc.Policy.Satisfied(r.signers) {
+		return peer.TxValidationCode_ENDORSEMENT_POLICY_FAILURE
+	}
+	return peer.TxValidationCode_VALID
+}
+
+// printable shows a composite key without its NUL separators.
+func printable(key string) string { return strings.ReplaceAll(strings.Trim(key, "\x00"), "\x00", "/") }
+
+func num(b *cb.Block) uint64 { return b.GetHeader().GetNumber() }
+
+// endorsingSigners verifies each endorsement over (proposal response payload ||
+// endorser) and returns the valid, distinct endorsers in endorsement order.
+func (n *Node) endorsingSigners(tx *parsedTx) []policy.Signer {
 	prp := tx.cap.Action.ProposalResponsePayload
 	var signers []policy.Signer
 	seen := map[string]bool{}
@@ -188,7 +266,7 @@ func (n *Node) endorsed(tx *parsedTx, p *policy.Policy) bool {
 		seen[string(e.Endorser)] = true
 		signers = append(signers, policy.Signer{MSPID: id.MSPID, Role: id.Role})
 	}
-	return p.Satisfied(signers)
+	return signers
 }
 
 // mvcc checks that every key read still has the version read, that no

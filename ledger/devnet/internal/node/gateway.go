@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/protoadapt"
+
+	"github.com/tani-platform/tani/ledger/devnet/internal/policy"
 )
 
 // gatewayServer implements the Fabric Gateway service with the status codes
@@ -101,7 +103,8 @@ func (g *gatewayServer) Endorse(ctx context.Context, req *gp.EndorseRequest) (*g
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	var orgs []string
-	if req.GetEndorsingOrganizations() != nil {
+	planned := req.GetEndorsingOrganizations() == nil
+	if !planned {
 		// The client takes responsibility for meeting the policy.
 		for _, o := range req.GetEndorsingOrganizations() {
 			if _, ok := g.n.endorsers[o]; !ok {
@@ -112,16 +115,10 @@ func (g *gatewayServer) Endorse(ctx context.Context, req *gp.EndorseRequest) (*g
 			}
 		}
 	} else {
-		cc, ok := g.n.chaincodes[u.chaincode]
-		if !ok {
-			orgs = []string{g.n.orgNames[0]} // the endorser reports the unknown chaincode
-		} else if orgs, err = cc.Policy.Layout(g.n.orgNames, g.n.orgNames[0]); err != nil {
-			return nil, status.Error(codes.FailedPrecondition, err.Error())
-		}
-		// The gateway's own organization endorses first, as in Fabric.
-		if i := slices.Index(orgs, g.n.orgNames[0]); i > 0 {
-			orgs[0], orgs[i] = orgs[i], orgs[0]
-		}
+		// As Fabric's gateway: the gateway's own organization endorses
+		// first; what its simulation wrote (keys with and without
+		// key-level policies) says which policies the plan must meet.
+		orgs = []string{g.n.orgNames[0]}
 	}
 
 	responses := make([]*peer.ProposalResponse, len(orgs))
@@ -138,6 +135,23 @@ func (g *gatewayServer) Endorse(ctx context.Context, req *gp.EndorseRequest) (*g
 	run(0)
 	if details[0] != nil {
 		return nil, rpcError(codes.Aborted, "failed to endorse transaction, see attached details for more info", details[0])
+	}
+	if planned {
+		plan, err := g.plan(u.chaincode, responses[0])
+		if err != nil {
+			return nil, status.Error(codes.FailedPrecondition, err.Error())
+		}
+		first := responses[0]
+		orgs, responses, details = plan, make([]*peer.ProposalResponse, len(plan)), make([]*gp.ErrorDetail, len(plan))
+		if i := slices.Index(plan, g.n.orgNames[0]); i >= 0 {
+			orgs[0], orgs[i] = orgs[i], orgs[0]
+			responses[0] = first
+		} else {
+			run(0)
+			if details[0] != nil {
+				return nil, rpcError(codes.Aborted, "failed to endorse transaction, see attached details for more info", details[0])
+			}
+		}
 	}
 	var wg sync.WaitGroup
 	for i := 1; i < len(orgs); i++ {
@@ -167,6 +181,52 @@ func (g *gatewayServer) Endorse(ctx context.Context, req *gp.EndorseRequest) (*g
 		return nil, status.Errorf(codes.Aborted, "failed to assemble transaction: %s", err)
 	}
 	return &gp.EndorseResponse{PreparedTransaction: env}, nil
+}
+
+// plan returns the organizations that must endorse a proposal whose first
+// endorsement is pr: the smallest set, preferring the gateway's own
+// organization, that satisfies the chaincode's policy (when a written key
+// has no key-level policy, or nothing is written) and the key-level policy
+// of every key written, as Fabric's gateway plans from the chaincode
+// interest its first endorser returns.
+func (g *gatewayServer) plan(chaincode string, pr *peer.ProposalResponse) ([]string, error) {
+	cc, ok := g.n.chaincodes[chaincode]
+	if !ok {
+		return nil, fmt.Errorf("chaincode %s is not defined", chaincode)
+	}
+	prp := &peer.ProposalResponsePayload{}
+	act := &peer.ChaincodeAction{}
+	if err := proto.Unmarshal(pr.Payload, prp); err != nil {
+		return nil, fmt.Errorf("decode proposal response: %w", err)
+	}
+	if err := proto.Unmarshal(prp.Extension, act); err != nil {
+		return nil, fmt.Errorf("decode chaincode action: %w", err)
+	}
+	sets, err := (&parsedTx{action: act}).kvsets()
+	if err != nil {
+		return nil, err
+	}
+	var policies []*policy.Policy
+	needCC := true
+	if keys := writtenKeys(sets[chaincode]); len(keys) > 0 {
+		needCC = false
+		for _, k := range keys {
+			vp := g.n.db.Metadata(chaincode, k)[peer.MetaDataKeys_VALIDATION_PARAMETER.String()]
+			if len(vp) == 0 {
+				needCC = true
+				continue
+			}
+			p, err := policy.FromEnvelope(vp)
+			if err != nil {
+				return nil, fmt.Errorf("key-level policy of %s: %w", printable(k), err)
+			}
+			policies = append(policies, p)
+		}
+	}
+	if needCC {
+		policies = append(policies, cc.Policy)
+	}
+	return policy.LayoutAll(policies, g.n.orgNames, g.n.orgNames[0])
 }
 
 // prepareTransaction assembles the unsigned transaction envelope from the

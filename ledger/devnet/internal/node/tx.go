@@ -109,11 +109,55 @@ func (t *parsedTx) writes() ([]statedb.Write, error) {
 	}
 	var out []statedb.Write
 	for ns, kv := range sets {
-		for _, w := range kv.Writes {
-			out = append(out, statedb.Write{Namespace: ns, Key: w.Key, Value: w.Value, Delete: w.IsDelete})
-		}
+		out = append(out, kvWrites(ns, kv)...)
 	}
 	return out, nil
+}
+
+// kvWrites merges a namespace's value and metadata writes into one
+// statedb.Write per key.
+func kvWrites(ns string, kv *kvrwset.KVRWSet) []statedb.Write {
+	var out []statedb.Write
+	at := map[string]int{}
+	for _, w := range kv.Writes {
+		at[w.Key] = len(out)
+		out = append(out, statedb.Write{Namespace: ns, Key: w.Key, Value: w.Value, Delete: w.IsDelete})
+	}
+	for _, mw := range kv.MetadataWrites {
+		var md map[string][]byte
+		if mw.Entries != nil {
+			md = map[string][]byte{}
+			for _, e := range mw.Entries {
+				md[e.Name] = e.Value
+			}
+		}
+		if i, ok := at[mw.Key]; ok {
+			out[i].SetMetadata, out[i].Metadata = true, md
+			continue
+		}
+		out = append(out, statedb.Write{Namespace: ns, Key: mw.Key, NoValue: true, SetMetadata: true, Metadata: md})
+	}
+	return out
+}
+
+// writtenKeys lists the keys a namespace's write set writes a value or
+// metadata to, each once, values first.
+func writtenKeys(kv *kvrwset.KVRWSet) []string {
+	var keys []string
+	seen := map[string]bool{}
+	for _, w := range kv.GetWrites() {
+		if !seen[w.Key] {
+			seen[w.Key] = true
+			keys = append(keys, w.Key)
+		}
+	}
+	for _, mw := range kv.GetMetadataWrites() {
+		if !seen[mw.Key] {
+			seen[mw.Key] = true
+			keys = append(keys, mw.Key)
+		}
+	}
+	return keys
 }
 
 // event returns the chaincode event of the transaction, or nil.

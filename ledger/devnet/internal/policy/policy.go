@@ -6,6 +6,10 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
+	mspproto "github.com/hyperledger/fabric-protos-go-apiv2/msp"
+	"google.golang.org/protobuf/proto"
 )
 
 // Principal is an MSP role such as TaniMSP.peer.
@@ -211,6 +215,88 @@ func (p *Policy) eval(signers []Signer, used []bool) bool {
 // satisfy the policy, preferring sets that contain prefer. It is how the
 // devnet gateway picks endorsers when the client does not name them.
 func (p *Policy) Layout(orgs []string, prefer string) ([]string, error) {
+	return LayoutAll([]*Policy{p}, orgs, prefer)
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// FromEnvelope converts a marshalled common.SignaturePolicyEnvelope — the
+// form of a key-level (state-based) endorsement policy — into a Policy.
+// Only MSP role principals are supported, as for the chaincode policies
+// the devnet parses; anything else is an error (the key's writes then fail
+// validation, as a policy a peer cannot evaluate does).
+func FromEnvelope(b []byte) (*Policy, error) {
+	env := &cb.SignaturePolicyEnvelope{}
+	if err := proto.Unmarshal(b, env); err != nil {
+		return nil, fmt.Errorf("decode signature policy envelope: %w", err)
+	}
+	principals := make([]*Principal, len(env.Identities))
+	for i, id := range env.Identities {
+		if id.PrincipalClassification != mspproto.MSPPrincipal_ROLE {
+			return nil, fmt.Errorf("principal %d: classification %s is not supported by the devnet", i, id.PrincipalClassification)
+		}
+		r := &mspproto.MSPRole{}
+		if err := proto.Unmarshal(id.Principal, r); err != nil {
+			return nil, fmt.Errorf("principal %d: %w", i, err)
+		}
+		principals[i] = &Principal{MSPID: r.MspIdentifier, Role: strings.ToLower(r.Role.String())}
+	}
+	var conv func(*cb.SignaturePolicy) (*Policy, error)
+	conv = func(sp *cb.SignaturePolicy) (*Policy, error) {
+		switch t := sp.GetType().(type) {
+		case *cb.SignaturePolicy_SignedBy:
+			if t.SignedBy < 0 || int(t.SignedBy) >= len(principals) {
+				return nil, fmt.Errorf("signed_by %d names no identity", t.SignedBy)
+			}
+			return &Policy{principal: principals[t.SignedBy]}, nil
+		case *cb.SignaturePolicy_NOutOf_:
+			p := &Policy{n: int(t.NOutOf.GetN())}
+			for _, r := range t.NOutOf.GetRules() {
+				q, err := conv(r)
+				if err != nil {
+					return nil, err
+				}
+				p.rules = append(p.rules, q)
+			}
+			return p, nil
+		}
+		return nil, errors.New("empty signature policy rule")
+	}
+	if env.Rule == nil {
+		return nil, errors.New("signature policy envelope has no rule")
+	}
+	p, err := conv(env.Rule)
+	if err != nil {
+		return nil, err
+	}
+	p.src = p.expr()
+	return p, nil
+}
+
+// expr writes the policy in the signature-policy syntax.
+func (p *Policy) expr() string {
+	if p.principal != nil {
+		return fmt.Sprintf("'%s.%s'", p.principal.MSPID, p.principal.Role)
+	}
+	parts := make([]string, len(p.rules))
+	for i, r := range p.rules {
+		parts[i] = r.expr()
+	}
+	return fmt.Sprintf("OutOf(%d, %s)", p.n, strings.Join(parts, ", "))
+}
+
+// LayoutAll is Layout for several policies that must each be satisfied on
+// its own (a chaincode's policy and the key-level policies of the keys a
+// transaction writes): the smallest set of organizations whose peers
+// satisfy every one, preferring sets that contain prefer.
+func LayoutAll(ps []*Policy, orgs []string, prefer string) ([]string, error) {
 	var best []string
 	for mask := 1; mask < 1<<len(orgs); mask++ {
 		var set []string
@@ -221,7 +307,14 @@ func (p *Policy) Layout(orgs []string, prefer string) ([]string, error) {
 				signers = append(signers, Signer{MSPID: o, Role: "peer"})
 			}
 		}
-		if !p.Satisfied(signers) {
+		ok := true
+		for _, p := range ps {
+			if !p.Satisfied(signers) {
+				ok = false
+				break
+			}
+		}
+		if !ok {
 			continue
 		}
 		if best == nil || len(set) < len(best) || (len(set) == len(best) && contains(set, prefer) && !contains(best, prefer)) {
@@ -229,16 +322,11 @@ func (p *Policy) Layout(orgs []string, prefer string) ([]string, error) {
 		}
 	}
 	if best == nil {
-		return nil, fmt.Errorf("no combination of organizations %v satisfies %s", orgs, p.src)
+		var srcs []string
+		for _, p := range ps {
+			srcs = append(srcs, p.src)
+		}
+		return nil, fmt.Errorf("no combination of organizations %v satisfies %s", orgs, strings.Join(srcs, " and "))
 	}
 	return best, nil
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

@@ -18,17 +18,26 @@ type KV struct {
 	Version Version
 }
 
-// Write is one key update; Delete removes the key.
+// Write is what one transaction did to one key: Delete removes the key
+// (and its metadata); otherwise the value is written, unless NoValue says
+// the transaction wrote only the key's metadata. With SetMetadata the
+// key's metadata becomes Metadata (nil: none); without it, a value update
+// keeps the key's metadata, as Fabric's committer does. A metadata-only
+// write to a key that does not exist is dropped.
 type Write struct {
-	Namespace string
-	Key       string
-	Value     []byte
-	Delete    bool
+	Namespace   string
+	Key         string
+	Value       []byte
+	Delete      bool
+	NoValue     bool
+	SetMetadata bool
+	Metadata    map[string][]byte
 }
 
 type entry struct {
-	value []byte
-	ver   Version
+	value    []byte
+	metadata map[string][]byte
+	ver      Version
 }
 
 // DB is an in-memory versioned key-value store. It is rebuilt from the block
@@ -61,6 +70,23 @@ func (db *DB) Get(ns, key string) (value []byte, ver Version, ok bool) {
 	return e.value, e.ver, ok
 }
 
+// Metadata returns the committed metadata of key (nil when the key has none
+// or does not exist): the state-based endorsement policy is its
+// VALIDATION_PARAMETER entry.
+func (db *DB) Metadata(ns, key string) map[string][]byte {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	return db.ns[ns][key].metadata
+}
+
+// Exists reports whether key has a committed value.
+func (db *DB) Exists(ns, key string) bool {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	_, ok := db.ns[ns][key]
+	return ok
+}
+
 // Range returns the keys in [start, end) in order; an empty end means no
 // upper bound.
 func (db *DB) Range(ns, start, end string) []KV {
@@ -87,11 +113,20 @@ func (db *DB) Apply(writes []Write, ver Version) {
 			m = make(map[string]entry)
 			db.ns[w.Namespace] = m
 		}
-		if w.Delete {
+		old, exists := m[w.Key]
+		switch {
+		case w.Delete:
 			delete(m, w.Key)
-			continue
+		case w.NoValue && !w.SetMetadata:
+		case w.NoValue && !exists:
+			// Metadata of a key that does not exist is dropped.
+		case w.NoValue:
+			m[w.Key] = entry{value: old.value, metadata: w.Metadata, ver: ver}
+		case w.SetMetadata:
+			m[w.Key] = entry{value: w.Value, metadata: w.Metadata, ver: ver}
+		default:
+			m[w.Key] = entry{value: w.Value, metadata: old.metadata, ver: ver}
 		}
-		m[w.Key] = entry{value: w.Value, ver: ver}
 	}
 }
 

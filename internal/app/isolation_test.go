@@ -1,0 +1,562 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tani-platform/tani/internal/app/apptest"
+	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/polltest"
+	"github.com/tani-platform/tani/internal/record"
+	"github.com/tani-platform/tani/mobile-api/client"
+	"github.com/tani-platform/tani/mobile-api/client/clienttest"
+)
+
+// Gate is how a route under /bank/v1 or /distributor/v1 keeps one
+// organization from another's data; the isolation matrix holds every
+// route to its gate.
+type Gate int
+
+const (
+	// FarmerData reads a farmer's data through the consent gate: only the
+	// own organization, with a live consent covering Scope, is allowed;
+	// every other caller gets 403 and the gate's denied access-log row.
+	FarmerData Gate = iota + 1
+	// OwnResource names (in its path) a thing of the own organization:
+	// another organization of the same kind gets 404 (its existence must
+	// not leak), and nothing is written.
+	OwnResource
+	// OwnCollection lists or creates within the caller's own
+	// organization: another organization's call succeeds but never
+	// shows or touches the own organization's things.
+	OwnCollection
+	// OrgAdmin is OwnCollection or OwnResource (Admin.Resource) for a
+	// signed-in admin only: an API key or a staff user gets 403.
+	OrgAdmin
+)
+
+// Target is what a call is about, from the fixture: a farmer of the
+// scenario and the own organization's things.
+type Target struct {
+	Farmer string
+	// Records are journaled records of Farmer by scope (identity: the
+	// registration; plots: the plot mapping).
+	Records map[consent.Scope]string
+	// Consent is a consent granted to the own organization.
+	Consent string
+	// User is a fresh staff user of the own organization; Key a fresh API
+	// key of it (routes that deactivate, revoke or rotate them).
+	User, Key string
+}
+
+// Route is one row of the table: how to call the route, and its gate.
+type Route struct {
+	Gate  Gate
+	Scope consent.Scope // FarmerData: the scope the route reads
+	// Resource is set for an OrgAdmin route naming a thing (404 for other
+	// organizations) rather than a collection.
+	Resource bool
+	// Call returns the request path (with query) and body (nil: none).
+	Call func(t Target) (path string, body any)
+}
+
+// orgRoutes is every route mounted under /bank/v1 and /distributor/v1
+// (keyed "METHOD /path/:param" as echo registers it), plus the other
+// routes that serve organizations (the journal's payloads). A route the
+// process serves that is not here fails TestIsolationMatrix: whoever adds
+// a route under these prefixes declares its gate here.
+var orgRoutes = func() map[string]Route {
+	routes := map[string]Route{
+		// The journal's payloads: a record's history, through the gate
+		// with the record's scope (a registration is identity).
+		"GET /ledger/v1/records/:id/history": {Gate: FarmerData, Scope: consent.Identity, Call: func(t Target) (string, any) {
+			return "/ledger/v1/records/" + t.Records[consent.Identity] + "/history", nil
+		}},
+	}
+	for _, k := range []string{"bank", "distributor"} {
+		p := "/" + k + "/v1"
+		for key, r := range map[string]Route{
+			"POST /consent-requests": {Gate: OwnCollection, Call: func(t Target) (string, any) {
+				return p + "/consent-requests", map[string]any{"farmer_id": t.Farmer, "scopes": []string{"plots"}, "duration_days": 30, "purpose": "matrix"}
+			}},
+			"GET /consents":     {Gate: OwnCollection, Call: func(t Target) (string, any) { return p + "/consents", nil }},
+			"GET /consents/:id": {Gate: OwnResource, Call: func(t Target) (string, any) { return p + "/consents/" + t.Consent, nil }},
+			"GET /users":        {Gate: OrgAdmin, Call: func(t Target) (string, any) { return p + "/users", nil }},
+			"POST /users": {Gate: OrgAdmin, Call: func(t Target) (string, any) {
+				return p + "/users", map[string]any{"username": "m" + strings.ReplaceAll(uuid.NewString()[:13], "-", ""), "name": "Teller", "password": "correct horse battery"}
+			}},
+			"POST /users/:user/deactivate": {Gate: OrgAdmin, Resource: true, Call: func(t Target) (string, any) { return p + "/users/" + t.User + "/deactivate", nil }},
+			"GET /api-keys":                {Gate: OrgAdmin, Call: func(t Target) (string, any) { return p + "/api-keys", nil }},
+			"POST /api-keys":               {Gate: OrgAdmin, Call: func(t Target) (string, any) { return p + "/api-keys", map[string]any{"name": "matrix"} }},
+			"POST /api-keys/:key/revoke":   {Gate: OrgAdmin, Resource: true, Call: func(t Target) (string, any) { return p + "/api-keys/" + t.Key + "/revoke", nil }},
+			"POST /api-keys/:key/rotate": {Gate: OrgAdmin, Resource: true, Call: func(t Target) (string, any) {
+				return p + "/api-keys/" + t.Key + "/rotate", map[string]any{"overlap_seconds": 60}
+			}},
+		} {
+			method, path, _ := strings.Cut(key, " ")
+			routes[method+" "+p+path] = r
+		}
+	}
+	return routes
+}()
+
+// party is one organization of the fixture with its credentials.
+type party struct {
+	id, kind, name string
+	key            string // a live API key
+	revokedKey     string
+	admin          session // a signed-in admin
+	expired        session // an admin's session past its expiry
+	staffSession   session
+}
+
+type session struct {
+	cookie *http.Cookie
+	csrf   string
+}
+
+// caller is who makes a call: a bearer token or a session.
+type caller struct {
+	bearer string
+	s      *session
+}
+
+type matrix struct {
+	tani  *apptest.Running
+	agent *clienttest.Agent
+	// orgs by role: own bank A, bank B, distributor A, distributor B.
+	bankA, bankB, distA, distB *party
+	// farmers by consent state (for both bankA and distA).
+	live, none, expired, revoked, onlyIdentity, onlyPlots string
+	records                                               map[string]map[consent.Scope]string
+	consentOf                                             map[string]string // org id → a consent granted to it (live farmer)
+}
+
+func (m *matrix) do(t *testing.T, method, path string, c caller, body any) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, m.tani.URL+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+c.bearer)
+	}
+	if c.s != nil {
+		req.AddCookie(c.s.cookie)
+		if c.s.csrf != "" {
+			req.Header.Set("X-CSRF-Token", c.s.csrf)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (m *matrix) mustParty(t *testing.T, kind string) *party {
+	t.Helper()
+	p := &party{kind: kind, name: kind + " " + uuid.NewString()[:8]}
+	var out struct{ ID, Token, Username string }
+	code, body := m.do(t, "POST", "/admin/v1/organizations", caller{bearer: m.tani.OperatorToken}, map[string]string{"name": p.name, "kind": kind})
+	mustDecode(t, code, body, 201, &out)
+	p.id = out.ID
+	key := func() string {
+		code, body := m.do(t, "POST", "/admin/v1/organizations/"+p.id+"/api-keys", caller{bearer: m.tani.OperatorToken}, map[string]string{"name": "k"})
+		mustDecode(t, code, body, 201, &out)
+		return out.Token
+	}
+	p.key, p.revokedKey = key(), key()
+	var keys struct {
+		APIKeys []struct{ ID string } `json:"api_keys"`
+	}
+	code, body = m.do(t, "GET", "/admin/v1/organizations/"+p.id+"/api-keys", caller{bearer: m.tani.OperatorToken}, nil)
+	mustDecode(t, code, body, 200, &keys)
+	if code, body := m.do(t, "POST", "/admin/v1/organizations/"+p.id+"/api-keys/"+keys.APIKeys[1].ID+"/revoke", caller{bearer: m.tani.OperatorToken}, nil); code != 204 {
+		t.Fatalf("revoke: %d %s", code, body)
+	}
+	user := func(role string) string {
+		name := role + strings.ReplaceAll(uuid.NewString()[:13], "-", "")
+		code, body := m.do(t, "POST", "/admin/v1/organizations/"+p.id+"/users", caller{bearer: m.tani.OperatorToken},
+			map[string]string{"username": name, "name": "X", "role": role, "password": "correct horse battery"})
+		mustDecode(t, code, body, 201, nil)
+		return name
+	}
+	admin := user("admin")
+	p.admin, p.expired, p.staffSession = m.signIn(t, admin), m.signIn(t, admin), m.signIn(t, user("staff"))
+	if _, err := m.tani.DB.Exec(context.Background(), `UPDATE identity.sessions SET expires_at = now() - interval '1 second' WHERE id_hash = sha256(convert_to($1, 'UTF8'))`,
+		p.expired.cookie.Value); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (m *matrix) signIn(t *testing.T, username string) session {
+	t.Helper()
+	b, _ := json.Marshal(map[string]string{"username": username, "password": "correct horse battery"})
+	resp, err := http.Post(m.tani.URL+"/portal/sign-in", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		CSRF string `json:"csrf_token"`
+	}
+	body, _ := io.ReadAll(resp.Body)
+	mustDecode(t, resp.StatusCode, body, 200, &out)
+	for _, c := range resp.Cookies() {
+		if c.Name == "tani_session" {
+			return session{cookie: c, csrf: out.CSRF}
+		}
+	}
+	t.Fatal("no session cookie")
+	return session{}
+}
+
+func mustDecode(t *testing.T, code int, body []byte, want int, v any) {
+	t.Helper()
+	if code != want {
+		t.Fatalf("got %d %s, want %d", code, body, want)
+	}
+	if v != nil {
+		if err := json.Unmarshal(body, v); err != nil {
+			t.Fatalf("decode %s: %v", body, err)
+		}
+	}
+}
+
+// mustFarmer registers a farmer with the agent and waits for both records
+// (registration, plot) to be journaled.
+func (m *matrix) mustFarmer(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	farmer := uuid.NewString()
+	p := clienttest.Payloads(farmer, uuid.NewString(), time.Now())
+	// Farmers of their own: another phone, another plot (no duplicate or
+	// overlap for attest to flag).
+	n := len(m.records)
+	p["farmer.registered"]["phone"] = fmt.Sprintf("+62812%07d", 1000000+n)
+	lon := 110.4 + 0.01*float64(n)
+	p["plot.mapped"]["boundary"] = clienttest.Square(lon, -7.25, 0.001)
+	loc := client.Location{Lat: -7.2505, Lon: lon + 0.0005, AccuracyM: 4}
+	reg, regID, err := m.agent.Record(record.TypeFarmerRegistered, time.Now().Add(-time.Hour), loc, p["farmer.registered"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plot, plotID, err := m.agent.Record(record.TypePlotMapped, time.Now().Add(-time.Hour), loc, p["plot.mapped"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.agent.Sync(ctx, []json.RawMessage{reg, plot}); err != nil {
+		t.Fatal(err)
+	}
+	m.records[farmer] = map[consent.Scope]string{consent.Identity: regID, consent.Plots: plotID}
+	return farmer
+}
+
+// grant stores a consent as ingest does from a signed consent.granted
+// (the gate's own tests and the consent lifecycle test use the real
+// phone flow).
+func (m *matrix) grant(t *testing.T, farmer, org string, scopes []string, expires time.Time, revoked bool) string {
+	t.Helper()
+	id := uuid.NewString()
+	var rev any
+	if revoked {
+		rev = time.Now().Add(-time.Minute)
+	}
+	if _, err := m.tani.DB.Exec(context.Background(), `
+		INSERT INTO ingest.consents (consent_id, farmer_id, grantee_org_id, scopes, expires_at, granted_record_id, granted_at, revoked_at)
+		VALUES ($1, $2, $3, $4, $5, $6, now() - interval '1 hour', $7)`, id, farmer, org, scopes, expires, uuid.NewString(), rev); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// snapshot fingerprints every table but the access log, so that a denied
+// call can be shown to have written nothing.
+func (m *matrix) snapshot(t *testing.T) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := m.tani.DB.Query(ctx, `
+		SELECT table_schema || '.' || table_name FROM information_schema.tables
+		WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema', 'public', 'deployment')
+		  AND (table_schema, table_name) NOT IN (('consent', 'access_log'), ('ledger', 'checkpoints'))
+		  AND table_name NOT LIKE '%anchor%'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		tables = append(tables, n)
+	}
+	rows.Close()
+	out := map[string]string{}
+	for _, tbl := range tables {
+		var sum string
+		rowText := "t::text"
+		if tbl == "identity.sessions" { // a session's use moves last_seen_at: not a write of anyone's data
+			rowText = "(t.id_hash, t.user_id, t.expires_at, t.ended_at)::text"
+		}
+		if err := m.tani.DB.QueryRow(ctx, `SELECT md5(coalesce(string_agg(`+rowText+`, '|' ORDER BY `+rowText+`), '')) FROM `+tbl+` t`).Scan(&sum); err != nil {
+			t.Fatal(err)
+		}
+		out[tbl] = sum
+	}
+	return out
+}
+
+func (m *matrix) accessLog(t *testing.T) (allowed, denied int) {
+	t.Helper()
+	if err := m.tani.DB.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE allowed), count(*) FILTER (WHERE NOT allowed) FROM consent.access_log`).Scan(&allowed, &denied); err != nil {
+		t.Fatal(err)
+	}
+	return allowed, denied
+}
+
+// TestIsolationMatrix calls every organization-scoped route as its own
+// organization and as everyone who must not get through — another bank,
+// another distributor, the own organization without a consent, with an
+// expired, a revoked or a wrongly scoped one, with a revoked key, with an
+// expired session — and holds each answer to the route's gate: only the
+// first is allowed; every denial is 403 (404 where existence must not
+// leak; 401 for a credential that no longer authenticates) and writes
+// nothing but the gate's denied access-log row.
+func TestIsolationMatrix(t *testing.T) {
+	tani := apptest.MustStart(t, "-consent.sweep-interval=1h", "-mobile.access-digest-interval=0", "-attest.sweep-interval=1h")
+	m := &matrix{tani: tani, agent: clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java"),
+		records: map[string]map[consent.Scope]string{}, consentOf: map[string]string{}}
+	ctx := context.Background()
+
+	// Every route served under the organizations' prefixes is declared.
+	param := regexp.MustCompile(`:\w+`)
+	var undeclared []string
+	served := map[string]bool{}
+	for _, r := range tani.App.Routes() {
+		if !(strings.HasPrefix(r.Path, "/bank/v1/") || strings.HasPrefix(r.Path, "/distributor/v1/")) || r.Method == "echo_route_not_found" || strings.HasSuffix(r.Path, "/*") {
+			continue
+		}
+		key := r.Method + " " + r.Path
+		served[key] = true
+		if _, ok := orgRoutes[key]; !ok {
+			undeclared = append(undeclared, key)
+		}
+	}
+	sort.Strings(undeclared)
+	if len(undeclared) > 0 {
+		t.Errorf("routes without a declared gate (add them to orgRoutes): %v", undeclared)
+	}
+	for key := range orgRoutes {
+		if !served[key] && !strings.HasPrefix(key, "GET /ledger/") {
+			t.Errorf("orgRoutes declares %s, which the process does not serve", key)
+		}
+		_ = param
+	}
+
+	m.bankA, m.bankB, m.distA, m.distB = m.mustParty(t, "bank"), m.mustParty(t, "bank"), m.mustParty(t, "distributor"), m.mustParty(t, "distributor")
+	m.live, m.none, m.expired, m.revoked, m.onlyIdentity, m.onlyPlots = m.mustFarmer(t), m.mustFarmer(t), m.mustFarmer(t), m.mustFarmer(t), m.mustFarmer(t), m.mustFarmer(t)
+	polltest.Eventually(t, 60*time.Second, func() error {
+		var n int
+		if err := tani.DB.QueryRow(ctx, `SELECT count(*) FROM attest.records WHERE status = 'verified' AND leaf_index IS NOT NULL`).Scan(&n); err != nil {
+			return err
+		}
+		if n < 12 {
+			return fmt.Errorf("%d of 12 records journaled", n)
+		}
+		return nil
+	})
+	all := validScopes()
+	for _, p := range []*party{m.bankA, m.distA} {
+		m.consentOf[p.id] = m.grant(t, m.live, p.id, all, time.Now().Add(24*time.Hour), false)
+		m.grant(t, m.expired, p.id, all, time.Now().Add(-time.Minute), false)
+		m.grant(t, m.revoked, p.id, all, time.Now().Add(24*time.Hour), true)
+		m.grant(t, m.onlyIdentity, p.id, []string{"identity"}, time.Now().Add(24*time.Hour), false)
+		m.grant(t, m.onlyPlots, p.id, []string{"plots"}, time.Now().Add(24*time.Hour), false)
+	}
+
+	keys := make([]string, 0, len(orgRoutes))
+	for k := range orgRoutes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		route := orgRoutes[key]
+		method, _, _ := strings.Cut(key, " ")
+		t.Run(strings.ReplaceAll(key, "/", "_"), func(t *testing.T) {
+			own, sameKind, otherKind := m.bankA, m.bankB, m.distA
+			if strings.Contains(key, "/distributor/v1/") {
+				own, sameKind, otherKind = m.distA, m.distB, m.bankA
+			}
+			wrongScopeFarmer := m.onlyIdentity
+			if route.Scope == consent.Identity {
+				wrongScopeFarmer = m.onlyPlots
+			}
+			target := func(farmer string) Target {
+				tg := Target{Farmer: farmer, Records: m.records[farmer], Consent: m.consentOf[own.id]}
+				if route.Gate == OrgAdmin && route.Resource {
+					tg.User, tg.Key = m.freshUser(t, own), m.freshKeyID(t, own)
+				}
+				return tg
+			}
+			ownCaller := caller{bearer: own.key}
+			if route.Gate == OrgAdmin {
+				ownCaller = caller{s: &own.admin}
+			}
+			asOther := func(p *party) caller {
+				if route.Gate == OrgAdmin {
+					return caller{s: &p.admin}
+				}
+				return caller{bearer: p.key}
+			}
+
+			type scenario struct {
+				name   string
+				c      caller
+				farmer string
+				// want is the status; denied whether the gate logs a denied row.
+				want     int
+				deniedAt bool
+				// otherOrg is a same-kind organization acting within its own.
+				otherOrg bool
+			}
+			var scenarios []scenario
+			add := func(s scenario) { scenarios = append(scenarios, s) }
+			okStatus := map[string]int{http.MethodGet: 200, http.MethodPost: 201}[method]
+			switch route.Gate {
+			case FarmerData:
+				add(scenario{name: "Own", c: ownCaller, farmer: m.live, want: 200})
+				// Another organization of the route's kind reaches the
+				// gate and is denied there; one of the other kind is
+				// refused by the group before (no access-log row), unless
+				// the route serves both kinds (the journal).
+				both := !strings.Contains(key, " /bank/v1/") && !strings.Contains(key, " /distributor/v1/")
+				add(scenario{name: "AnotherBank", c: caller{bearer: m.bankB.key}, farmer: m.live, want: 403, deniedAt: both || own.kind == "bank"})
+				add(scenario{name: "AnotherDistributor", c: caller{bearer: m.distB.key}, farmer: m.live, want: 403, deniedAt: both || own.kind == "distributor"})
+				add(scenario{name: "NoConsent", c: ownCaller, farmer: m.none, want: 403, deniedAt: true})
+				add(scenario{name: "Expired", c: ownCaller, farmer: m.expired, want: 403, deniedAt: true})
+				add(scenario{name: "Revoked", c: ownCaller, farmer: m.revoked, want: 403, deniedAt: true})
+				add(scenario{name: "WrongScope", c: ownCaller, farmer: wrongScopeFarmer, want: 403, deniedAt: true})
+			case OwnResource:
+				add(scenario{name: "Own", c: ownCaller, farmer: m.live, want: okStatus})
+				add(scenario{name: "SameKind", c: asOther(sameKind), farmer: m.live, want: 404})
+				add(scenario{name: "OtherKind", c: asOther(otherKind), farmer: m.live, want: 403})
+			case OwnCollection, OrgAdmin:
+				if route.Gate == OrgAdmin && route.Resource {
+					add(scenario{name: "Own", c: ownCaller, farmer: m.live, want: map[bool]int{true: 201, false: 200}[strings.HasSuffix(key, "/rotate")]})
+					if strings.HasSuffix(key, "/revoke") {
+						scenarios[len(scenarios)-1].want = 204
+					}
+					add(scenario{name: "SameKind", c: asOther(sameKind), farmer: m.live, want: 404})
+				} else {
+					add(scenario{name: "Own", c: ownCaller, farmer: m.live, want: okStatus})
+					add(scenario{name: "SameKind", c: asOther(sameKind), farmer: m.live, want: okStatus, otherOrg: true})
+				}
+				add(scenario{name: "OtherKind", c: asOther(otherKind), farmer: m.live, want: 403})
+				if route.Gate == OrgAdmin {
+					add(scenario{name: "APIKey", c: caller{bearer: own.key}, farmer: m.live, want: 403})
+					add(scenario{name: "Staff", c: caller{s: &own.staffSession}, farmer: m.live, want: 403})
+				}
+			}
+			add(scenario{name: "RevokedKey", c: caller{bearer: own.revokedKey}, farmer: m.live, want: 401})
+			add(scenario{name: "ExpiredSession", c: caller{s: &own.expired}, farmer: m.live, want: 401})
+			add(scenario{name: "MalformedKey", c: caller{bearer: "tani_" + strings.Repeat("z", 97)}, farmer: m.live, want: 401})
+			if method != http.MethodGet && !strings.HasPrefix(key, "GET /ledger/") {
+				s := own.admin
+				s.csrf = ""
+				add(scenario{name: "MissingCSRF", c: caller{s: &s}, farmer: m.live, want: 403})
+			}
+
+			for _, sc := range scenarios {
+				t.Run(sc.name, func(t *testing.T) {
+					tg := target(sc.farmer)
+					path, body := route.Call(tg)
+					before := m.snapshot(t)
+					allowedBefore, deniedBefore := m.accessLog(t)
+					code, resp := m.do(t, method, path, sc.c, body)
+					if code != sc.want {
+						t.Fatalf("got %d %s, want %d", code, resp, sc.want)
+					}
+					allowedAfter, deniedAfter := m.accessLog(t)
+					allowed := sc.want < 300 && !sc.otherOrg
+					switch {
+					case route.Gate == FarmerData && allowed:
+						if allowedAfter != allowedBefore+1 || deniedAfter != deniedBefore {
+							t.Errorf("access log +%d allowed +%d denied, want +1 allowed", allowedAfter-allowedBefore, deniedAfter-deniedBefore)
+						}
+					case sc.deniedAt:
+						if allowedAfter != allowedBefore || deniedAfter != deniedBefore+1 {
+							t.Errorf("access log +%d allowed +%d denied, want +1 denied", allowedAfter-allowedBefore, deniedAfter-deniedBefore)
+						}
+					default:
+						if allowedAfter != allowedBefore || deniedAfter != deniedBefore {
+							t.Errorf("access log +%d allowed +%d denied, want no row", allowedAfter-allowedBefore, deniedAfter-deniedBefore)
+						}
+					}
+					if sc.want >= 300 {
+						after := m.snapshot(t)
+						for tbl, sum := range before {
+							if after[tbl] != sum {
+								t.Errorf("a refused call changed %s", tbl)
+							}
+						}
+					}
+					if sc.otherOrg {
+						// Another organization acting within its own: it
+						// sees and touches none of the own organization's.
+						for _, own := range []string{own.id, m.consentOf[own.id]} {
+							if strings.Contains(string(resp), own) {
+								t.Errorf("another organization's answer names the own organization's %s: %s", own, resp)
+							}
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+// freshUser is a new staff user of p (a route deactivates it).
+func (m *matrix) freshUser(t *testing.T, p *party) string {
+	t.Helper()
+	var u struct{ ID string }
+	code, body := m.do(t, "POST", "/admin/v1/organizations/"+p.id+"/users", caller{bearer: m.tani.OperatorToken},
+		map[string]string{"username": "f" + strings.ReplaceAll(uuid.NewString()[:13], "-", ""), "name": "X", "role": "staff", "password": "correct horse battery"})
+	mustDecode(t, code, body, 201, &u)
+	return u.ID
+}
+
+// freshKeyID is the id of a new API key of p (a route revokes or rotates it).
+func (m *matrix) freshKeyID(t *testing.T, p *party) string {
+	t.Helper()
+	var k struct{ ID string }
+	code, body := m.do(t, "POST", "/admin/v1/organizations/"+p.id+"/api-keys", caller{bearer: m.tani.OperatorToken}, map[string]string{"name": "spare"})
+	mustDecode(t, code, body, 201, &k)
+	return k.ID
+}
+
+func validScopes() []string {
+	return slices.Clone([]string{"identity", "plots", "crops", "inputs", "harvests", "sales", "credit", "orders"})
+}
