@@ -37,7 +37,10 @@ func TestOpenAPI_MatchesRoutes(t *testing.T) {
 	var documented []string
 	for path, ops := range doc.Paths {
 		for method := range ops {
-			documented = append(documented, strings.ToUpper(method)+" "+path)
+			switch method {
+			case "get", "put", "post", "delete", "options", "head", "patch", "trace":
+				documented = append(documented, strings.ToUpper(method)+" "+path)
+			}
 		}
 	}
 	param := regexp.MustCompile(`:(\w+)`)
