@@ -314,10 +314,16 @@ func (a *App) initLending() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := lending.New(a.cfg.Lending, lending.Deps{
+	deps := lending.Deps{
 		Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Journal: a.journal, JS: a.js, Consumer: a.consumer,
 		Logger: a.logger.With("module", Lending), Document: doc,
-	})
+	}
+	if a.vouchers != nil {
+		// Input vouchers are issued as the banks' MSP; the chain records
+		// the Tani organization of the bank inside it.
+		deps.Vouchers = lending.ChainVouchers{Client: a.vouchers, MSPID: a.cfg.Lending.BankMSP}
+	}
+	svc, err := lending.New(a.cfg.Lending, deps)
 	if err != nil {
 		return nil, err
 	}

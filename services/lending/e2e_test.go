@@ -196,8 +196,9 @@ func (p *process) tani_(args ...string) (string, int) {
 // repaid, through the agent's phone (mobile-api client) and the bank's
 // API only: the farmer's records are attested, the farmer consents with a
 // code, the agent applies, the bank's policy offers, the farmer accepts
-// with a code sent with the terms, the bank disburses, the agent collects
-// part and the bank receives the rest; the agreement's receipt then
+// with a code sent with the terms, the bank disburses an input voucher on
+// the vouchers chaincode, the agent collects part and the bank receives
+// the rest; the agreement's receipt then
 // verifies offline and against the devnet's anchor, and so does the
 // farmer's evidence bundle.
 func TestLoanLife_ThroughThePublicAPIs(t *testing.T) {
@@ -230,7 +231,7 @@ func TestLoanLife_ThroughThePublicAPIs(t *testing.T) {
 	p.asBank("POST", "/bank/v1/products", map[string]any{
 		"name": "Kredit Usaha Tani padi", "crops": []string{"rice"}, "currency": "IDR", "min_amount": 100_000_00, "max_amount": 20_000_000_00,
 		"fee_bps": 100, "interest_bps": 1800, "tenor_days": 240, "grace_days": 30, "repayment_style": "bullet", "ltv_bps": 5000,
-		"auto_approve_min_score": 500, "auto_decline_below_score": 400, "offer_valid_days": 14,
+		"auto_approve_min_score": 500, "auto_decline_below_score": 400, "offer_valid_days": 14, "voucher_categories": []string{"seed", "fertilizer"},
 	}, &product, http.StatusCreated)
 
 	// The agent applies on the phone.
@@ -304,9 +305,22 @@ func TestLoanLife_ThroughThePublicAPIs(t *testing.T) {
 		t.Fatalf("accepted by %v, want record %s", l.AcceptedRecordID, accepted)
 	}
 
-	// Disbursed in cash (see the report: the vouchers chaincode client is
-	// on another branch); then the agent collects part, the bank the rest.
-	p.asBank("POST", "/bank/v1/loans/"+loanID+"/disbursement", map[string]any{"method": "cash", "reference": "TRF-20261123-001"}, &l, http.StatusOK)
+	// Disbursed as an input voucher on the vouchers chaincode (the
+	// devnet); then the agent collects part, the bank the rest.
+	p.asBank("POST", "/bank/v1/loans/"+loanID+"/disbursement", map[string]any{"method": "voucher"}, &l, http.StatusOK)
+	var disb struct {
+		Method  string
+		Voucher lending.VoucherIssued
+	}
+	json.Unmarshal(l.Disbursement, &disb)
+	v, err := p.tani.App.Vouchers().Get(ctx, disb.Voucher.ID)
+	if err != nil {
+		t.Fatalf("voucher %s on the chain: %v", disb.Voucher.ID, err)
+	}
+	if v.Status != "issued" || v.LoanID != loanID || v.FarmerID != farmer || v.BankOrg != p.bank || v.Amount.Minor != l.Offer.Principal.Amount ||
+		v.IssueTxID != disb.Voucher.TxID || strings.Join(v.Categories, ",") != "seed,fertilizer" {
+		t.Fatalf("voucher on the chain %+v, disbursement %+v", v, disb)
+	}
 	first := l.Offer.TotalDue.Amount / 3
 	collected := p.sync("repayment.collected", map[string]any{"farmer_id": farmer, "loan_id": loanID,
 		"amount": map[string]any{"amount": first, "currency": "IDR"}, "payer_reference": "KWT-0001", "collected_on": now.Format(time.DateOnly)})

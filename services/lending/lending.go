@@ -38,6 +38,9 @@ type Config struct {
 	// MaxDeliver bounds redeliveries of an attested loan record whose
 	// handling keeps failing before it is dead-lettered.
 	MaxDeliver int
+	// BankMSP is the Fabric MSP the process issues vouchers as for banks
+	// (an identity the vouchers module holds).
+	BankMSP string
 }
 
 // RegisterFlags registers the flags under prefix ("lending.").
@@ -45,6 +48,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&c.ServicingInterval, prefix+"servicing-interval", time.Minute,
 		"how often offers expire, days past due are updated, restructurings are proposed and unjournaled loan entries are retried")
 	fs.IntVar(&c.MaxDeliver, prefix+"max-deliver", 10, "deliveries of an attested loan record whose handling keeps failing before it is dead-lettered")
+	fs.StringVar(&c.BankMSP, prefix+"bank-msp", "BankMSP", "Fabric MSP ID lending issues vouchers as for banks (an identity of -vouchers.identities)")
 }
 
 // Deps are what the module uses. Pool, Gate, Journal and Logger are

@@ -42,7 +42,7 @@ type ProductRequest struct {
 	AutoApproveMinScore   *int     `json:"auto_approve_min_score,omitempty" validate:"omitempty,gte=0,lte=1000"`
 	AutoDeclineBelowScore *int     `json:"auto_decline_below_score,omitempty" validate:"omitempty,gte=0,lte=1000"`
 	OfferValidDays        int      `json:"offer_valid_days" validate:"gte=1,lte=60"`
-	VoucherCategories     []string `json:"voucher_categories,omitempty" validate:"max=6,unique,dive,oneof=seed fertilizer pesticide herbicide fungicide tools other"`
+	VoucherCategories     []string `json:"voucher_categories,omitempty" validate:"max=6,unique,dive,oneof=seed fertilizer crop_protection tools irrigation mechanization"`
 }
 
 // Product is a bank's loan product.
