@@ -88,6 +88,11 @@ type Route struct {
 	// handler looks up before anything else (a product: 400 "is not one of
 	// your products"; no access-log row, nothing written). 0: the gate's.
 	Foreign int
+	// ItsOwn: the other organization has such a thing of its own (bank B a
+	// product: the fixture makes one) and is also called naming it: a
+	// farmer read is then refused at the gate (403 and the denied row), a
+	// collection serves it within its own organization.
+	ItsOwn bool
 	// Call returns the request path (with query) and body (nil: none).
 	Call func(t Target) (path string, body any)
 }
@@ -175,13 +180,13 @@ var orgRoutes = func() map[string]Route {
 		"GET /bank/v1/farmers/:id/evidence-bundle": {Gate: FarmerData, Scope: consent.Plots, Call: func(t Target) (string, any) {
 			return bank("/farmers/" + t.Farmer + "/evidence-bundle"), nil
 		}},
-		"POST /bank/v1/farmers/:id/score": {Gate: FarmerData, Scope: consent.Plots, OK: 200, Foreign: 400, Call: func(t Target) (string, any) {
+		"POST /bank/v1/farmers/:id/score": {Gate: FarmerData, Scope: consent.Plots, OK: 200, Foreign: 400, ItsOwn: true, Call: func(t Target) (string, any) {
 			return bank("/farmers/" + t.Farmer + "/score"), map[string]any{"product_id": t.Own["product"]}
 		}},
-		"POST /bank/v1/loans": {Gate: FarmerData, Scope: consent.Plots, Foreign: 400, Call: func(t Target) (string, any) {
+		"POST /bank/v1/loans": {Gate: FarmerData, Scope: consent.Plots, Foreign: 400, ItsOwn: true, Call: func(t Target) (string, any) {
 			return bank("/loans"), loanApplication(t.Farmer, t.Own["product"])
 		}},
-		"POST /bank/v1/rescore": {Gate: OwnCollection, OK: 200, Foreign: 400, Call: func(t Target) (string, any) {
+		"POST /bank/v1/rescore": {Gate: OwnCollection, OK: 200, Foreign: 400, ItsOwn: true, Call: func(t Target) (string, any) {
 			return bank("/rescore"), map[string]any{"product_id": t.Own["product"]}
 		}},
 		"GET /bank/v1/loans":                    {Gate: OwnCollection, Call: func(t Target) (string, any) { return bank("/loans"), nil }},
@@ -576,6 +581,11 @@ func TestIsolationMatrix(t *testing.T) {
 		m.grant(t, m.onlyPlots, p.id, []string{"plots"}, time.Now().Add(24*time.Hour), false)
 	}
 	m.things[m.bankA.id], m.things[m.distA.id] = m.mustThings(t, m.bankA), m.mustThings(t, m.distA)
+	// Bank B's own product (it names it where bank A's is refused).
+	var productB struct{ ID string }
+	code, body := m.do(t, "POST", "/bank/v1/products", caller{bearer: m.bankB.key}, lendingProduct())
+	mustDecode(t, code, body, 201, &productB)
+	m.things[m.bankB.id] = map[string]string{"product": productB.ID}
 	m.settle(t)
 
 	keys := make([]string, 0, len(orgRoutes))
@@ -622,6 +632,9 @@ func TestIsolationMatrix(t *testing.T) {
 				deniedAt bool
 				// otherOrg is a same-kind organization acting within its own.
 				otherOrg bool
+				// thingsOf is whose things the call names (nil: the own
+				// organization's).
+				thingsOf *party
 			}
 			var scenarios []scenario
 			add := func(s scenario) { scenarios = append(scenarios, s) }
@@ -651,6 +664,9 @@ func TestIsolationMatrix(t *testing.T) {
 					}
 					sc.want, sc.deniedAt = route.Foreign, false
 				}
+				if route.ItsOwn {
+					add(scenario{name: "SameKindItsOwn", c: asOther(sameKind), farmer: m.live, want: 403, deniedAt: true, thingsOf: sameKind})
+				}
 			case OwnResource:
 				add(scenario{name: "Own", c: ownCaller, farmer: m.live, want: okStatus})
 				add(scenario{name: "SameKind", c: asOther(sameKind), farmer: m.live, want: 404})
@@ -666,6 +682,9 @@ func TestIsolationMatrix(t *testing.T) {
 					add(scenario{name: "Own", c: ownCaller, farmer: m.live, want: okStatus})
 					if route.Foreign != 0 {
 						add(scenario{name: "SameKind", c: asOther(sameKind), farmer: m.live, want: route.Foreign})
+						if route.ItsOwn {
+							add(scenario{name: "SameKindItsOwn", c: asOther(sameKind), farmer: m.live, want: okStatus, otherOrg: true, thingsOf: sameKind})
+						}
 					} else {
 						add(scenario{name: "SameKind", c: asOther(sameKind), farmer: m.live, want: okStatus, otherOrg: true})
 					}
@@ -694,6 +713,9 @@ func TestIsolationMatrix(t *testing.T) {
 			for _, sc := range scenarios {
 				t.Run(sc.name, func(t *testing.T) {
 					tg := target(sc.farmer)
+					if sc.thingsOf != nil {
+						tg.Own = m.things[sc.thingsOf.id]
+					}
 					path, body := route.Call(tg)
 					before := m.snapshot(t)
 					allowedBefore, deniedBefore := m.accessLog(t)
