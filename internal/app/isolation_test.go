@@ -88,6 +88,9 @@ type Route struct {
 	// handler looks up before anything else (a product: 400 "is not one of
 	// your products"; no access-log row, nothing written). 0: the gate's.
 	Foreign int
+	// ForeignSays is what that refusal says, and the own organization's
+	// answer does not (where both are 400, it tells them apart).
+	ForeignSays string
 	// ItsOwn: the other organization has such a thing of its own (bank B a
 	// product: the fixture makes one) and is also called naming it: a
 	// farmer read is then refused at the gate (403 and the denied row), a
@@ -180,13 +183,13 @@ var orgRoutes = func() map[string]Route {
 		"GET /bank/v1/farmers/:id/evidence-bundle": {Gate: FarmerData, Scope: consent.Plots, Call: func(t Target) (string, any) {
 			return bank("/farmers/" + t.Farmer + "/evidence-bundle"), nil
 		}},
-		"POST /bank/v1/farmers/:id/score": {Gate: FarmerData, Scope: consent.Plots, OK: 200, Foreign: 400, ItsOwn: true, Call: func(t Target) (string, any) {
+		"POST /bank/v1/farmers/:id/score": {Gate: FarmerData, Scope: consent.Plots, OK: 200, Foreign: 400, ForeignSays: "is not one of your products", ItsOwn: true, Call: func(t Target) (string, any) {
 			return bank("/farmers/" + t.Farmer + "/score"), map[string]any{"product_id": t.Own["product"]}
 		}},
-		"POST /bank/v1/loans": {Gate: FarmerData, Scope: consent.Plots, Foreign: 400, ItsOwn: true, Call: func(t Target) (string, any) {
+		"POST /bank/v1/loans": {Gate: FarmerData, Scope: consent.Plots, Foreign: 400, ForeignSays: "is not one of your products", ItsOwn: true, Call: func(t Target) (string, any) {
 			return bank("/loans"), loanApplication(t.Farmer, t.Own["product"])
 		}},
-		"POST /bank/v1/rescore": {Gate: OwnCollection, OK: 200, Foreign: 400, ItsOwn: true, Call: func(t Target) (string, any) {
+		"POST /bank/v1/rescore": {Gate: OwnCollection, OK: 200, Foreign: 400, ForeignSays: "is not one of your products", ItsOwn: true, Call: func(t Target) (string, any) {
 			return bank("/rescore"), map[string]any{"product_id": t.Own["product"]}
 		}},
 		"GET /bank/v1/loans":                    {Gate: OwnCollection, Call: func(t Target) (string, any) { return bank("/loans"), nil }},
@@ -217,7 +220,7 @@ var orgRoutes = func() map[string]Route {
 		// A batch answers each line; none applied is 400: the own bank's
 		// line is refused for the loan's state, another bank's as "not a
 		// loan of yours".
-		"POST /bank/v1/repayments": {Gate: OwnCollection, OK: 400, Foreign: 400, Call: func(t Target) (string, any) {
+		"POST /bank/v1/repayments": {Gate: OwnCollection, OK: 400, Foreign: 400, ForeignSays: "is not a loan of yours", Call: func(t Target) (string, any) {
 			return bank("/repayments"), map[string]any{"repayments": []map[string]any{{"loan_id": t.Own["loan"], "payer_reference": "MATRIX-B",
 				"amount": map[string]any{"amount": 1000, "currency": "IDR"}, "paid_on": time.Now().Format(time.DateOnly)}}}
 		}},
@@ -745,6 +748,14 @@ func TestIsolationMatrix(t *testing.T) {
 							if after[tbl] != sum {
 								t.Errorf("a refused call changed %s", tbl)
 							}
+						}
+					}
+					if says := route.ForeignSays; says != "" {
+						switch {
+						case sc.name == "Own" && strings.Contains(string(resp), says):
+							t.Errorf("the own organization's answer says %q: %s", says, resp)
+						case sc.name != "Own" && sc.want == route.Foreign && !strings.Contains(string(resp), says):
+							t.Errorf("another organization refused at the own organization's thing: %s, want it to say %q", resp, says)
 						}
 					}
 					if sc.want < 300 && method != http.MethodGet {
