@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -45,6 +46,10 @@ const (
 	// OrgAdmin is OwnCollection or OwnResource (Admin.Resource) for a
 	// signed-in admin only: an API key or a staff user gets 403.
 	OrgAdmin
+	// Public is a document served under the prefix without a credential
+	// (the OpenAPI document): anyone, signed in or not, of either kind,
+	// gets 200, and it names no farmer and no organization.
+	Public
 )
 
 // Target is what a call is about, from the fixture: a farmer of the
@@ -59,6 +64,10 @@ type Target struct {
 	// User is a fresh staff user of the own organization; Key a fresh API
 	// key of it (routes that deactivate, revoke or rotate them).
 	User, Key string
+	// Own is the own organization's things by name, made by the fixture
+	// through the public APIs (see mustThings): "product", "loan",
+	// "order", "webhook"…
+	Own map[string]string
 }
 
 // Route is one row of the table: how to call the route, and its gate.
@@ -68,6 +77,25 @@ type Route struct {
 	// Resource is set for an OrgAdmin route naming a thing (404 for other
 	// organizations) rather than a collection.
 	Resource bool
+	// OK is the own organization's status when it is not the method's
+	// usual one (GET 200, POST 201): PATCH 200, DELETE 204, a replay 202;
+	// 409 where the fixture's thing is not in the state the action needs
+	// (a loan the farmer has not accepted cannot be disbursed): the own
+	// organization reaches its thing, where any other gets 404.
+	OK int
+	// Foreign is the status another organization of the route's kind gets
+	// when the body names a thing of the own organization that the
+	// handler looks up before anything else (a product: 400 "is not one of
+	// your products"; no access-log row, nothing written). 0: the gate's.
+	Foreign int
+	// ForeignSays is what that refusal says, and the own organization's
+	// answer does not (where both are 400, it tells them apart).
+	ForeignSays string
+	// ItsOwn: the other organization has such a thing of its own (bank B a
+	// product: the fixture makes one) and is also called naming it: a
+	// farmer read is then refused at the gate (403 and the denied row), a
+	// collection serves it within its own organization.
+	ItsOwn bool
 	// Call returns the request path (with query) and body (nil: none).
 	Call func(t Target) (path string, body any)
 }
@@ -104,13 +132,169 @@ var orgRoutes = func() map[string]Route {
 			"POST /api-keys/:key/rotate": {Gate: OrgAdmin, Resource: true, Call: func(t Target) (string, any) {
 				return p + "/api-keys/" + t.Key + "/rotate", map[string]any{"overlap_seconds": 60}
 			}},
+
+			// Webhooks (services/webhooks): the organization's endpoints
+			// and its events feed. An API key may manage them, a staff
+			// user may not (its own test).
+			"GET /webhooks/openapi.json": {Gate: OwnCollection, Call: func(t Target) (string, any) { return p + "/webhooks/openapi.json", nil }},
+			"GET /webhooks/event-types":  {Gate: OwnCollection, Call: func(t Target) (string, any) { return p + "/webhooks/event-types", nil }},
+			"POST /webhooks": {Gate: OwnCollection, Call: func(t Target) (string, any) {
+				return p + "/webhooks", map[string]any{"url": matrixHookURL, "event_types": []string{"consent.revoked"}}
+			}},
+			"GET /webhooks":     {Gate: OwnCollection, Call: func(t Target) (string, any) { return p + "/webhooks", nil }},
+			"GET /webhooks/:id": {Gate: OwnResource, Call: func(t Target) (string, any) { return p + "/webhooks/" + t.Own["webhook"], nil }},
+			"PATCH /webhooks/:id": {Gate: OwnResource, OK: 200, Call: func(t Target) (string, any) {
+				return p + "/webhooks/" + t.Own["webhook"], map[string]any{"description": "matrix"}
+			}},
+			// A spare endpoint: the others' routes still find "webhook".
+			"DELETE /webhooks/:id":             {Gate: OwnResource, OK: 204, Call: func(t Target) (string, any) { return p + "/webhooks/" + t.Own["spare_webhook"], nil }},
+			"POST /webhooks/:id/rotate-secret": {Gate: OwnResource, OK: 200, Call: func(t Target) (string, any) { return p + "/webhooks/" + t.Own["webhook"] + "/rotate-secret", nil }},
+			"POST /webhooks/:id/replay": {Gate: OwnResource, OK: 202, Call: func(t Target) (string, any) {
+				return p + "/webhooks/" + t.Own["webhook"] + "/replay?since=" + time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), nil
+			}},
+			"GET /webhooks/:id/deliveries": {Gate: OwnResource, Call: func(t Target) (string, any) { return p + "/webhooks/" + t.Own["webhook"] + "/deliveries", nil }},
+			"GET /webhooks/:id/deliveries/:delivery": {Gate: OwnResource, Call: func(t Target) (string, any) {
+				return p + "/webhooks/" + t.Own["webhook"] + "/deliveries/" + t.Own["webhook_delivery"], nil
+			}},
+			"GET /events": {Gate: OwnCollection, Call: func(t Target) (string, any) { return p + "/events", nil }},
 		} {
 			method, path, _ := strings.Cut(key, " ")
 			routes[method+" "+p+path] = r
 		}
 	}
+
+	// Lending (services/lending), the banks' book. A score, an
+	// application and a re-scoring name one of the bank's products, which
+	// is looked up first: another bank is refused there (Foreign).
+	bank := func(path string) string { return "/bank/v1" + path }
+	// The banks' OpenAPI document (lending's, with identity's, consent's
+	// and the webhooks' merged in) is served without a key; the
+	// distributors' (the marketplace's) only to a distributor's
+	// credential, the same document for every distributor.
+	routes["GET /bank/v1/openapi.json"] = Route{Gate: Public, Call: func(t Target) (string, any) { return bank("/openapi.json"), nil }}
+	routes["GET /distributor/v1/openapi.json"] = Route{Gate: OwnCollection, Call: func(t Target) (string, any) { return "/distributor/v1/openapi.json", nil }}
+	loan := func(t Target, action string) string { return bank("/loans/" + t.Own["loan"] + action) }
+	for key, r := range map[string]Route{
+		"POST /bank/v1/products":            {Gate: OwnCollection, Call: func(t Target) (string, any) { return bank("/products"), lendingProduct() }},
+		"GET /bank/v1/products":             {Gate: OwnCollection, Call: func(t Target) (string, any) { return bank("/products"), nil }},
+		"GET /bank/v1/products/:id":         {Gate: OwnResource, Call: func(t Target) (string, any) { return bank("/products/" + t.Own["product"]), nil }},
+		"POST /bank/v1/products/:id/retire": {Gate: OwnResource, OK: 200, Call: func(t Target) (string, any) { return bank("/products/" + t.Own["spare_product"] + "/retire"), nil }},
+		"GET /bank/v1/farmers/:id/profile":  {Gate: FarmerData, Scope: consent.Plots, Call: func(t Target) (string, any) { return bank("/farmers/" + t.Farmer + "/profile"), nil }},
+		"GET /bank/v1/farmers/:id/evidence-bundle": {Gate: FarmerData, Scope: consent.Plots, Call: func(t Target) (string, any) {
+			return bank("/farmers/" + t.Farmer + "/evidence-bundle"), nil
+		}},
+		"POST /bank/v1/farmers/:id/score": {Gate: FarmerData, Scope: consent.Plots, OK: 200, Foreign: 400, ForeignSays: "is not one of your products", ItsOwn: true, Call: func(t Target) (string, any) {
+			return bank("/farmers/" + t.Farmer + "/score"), map[string]any{"product_id": t.Own["product"]}
+		}},
+		"POST /bank/v1/loans": {Gate: FarmerData, Scope: consent.Plots, Foreign: 400, ForeignSays: "is not one of your products", ItsOwn: true, Call: func(t Target) (string, any) {
+			return bank("/loans"), loanApplication(t.Farmer, t.Own["product"])
+		}},
+		"POST /bank/v1/rescore": {Gate: OwnCollection, OK: 200, Foreign: 400, ForeignSays: "is not one of your products", ItsOwn: true, Call: func(t Target) (string, any) {
+			return bank("/rescore"), map[string]any{"product_id": t.Own["product"]}
+		}},
+		"GET /bank/v1/loans":                    {Gate: OwnCollection, Call: func(t Target) (string, any) { return bank("/loans"), nil }},
+		"GET /bank/v1/loans/:id":                {Gate: OwnResource, Call: func(t Target) (string, any) { return loan(t, ""), nil }},
+		"GET /bank/v1/loans/:id/repayments":     {Gate: OwnResource, Call: func(t Target) (string, any) { return loan(t, "/repayments"), nil }},
+		"GET /bank/v1/loans/:id/events":         {Gate: OwnResource, Call: func(t Target) (string, any) { return loan(t, "/events"), nil }},
+		"GET /bank/v1/loans/:id/restructurings": {Gate: OwnResource, Call: func(t Target) (string, any) { return loan(t, "/restructurings"), nil }},
+		// The fixture's loan is applied, then declined (the decision
+		// route): the farmer accepted no offer, so it has no agreement, is
+		// not disbursed nor repaid nor written off — the own bank reaches
+		// it (409, its state), another bank does not (404).
+		"GET /bank/v1/loans/:id/agreement": {Gate: OwnResource, OK: 409, Call: func(t Target) (string, any) { return loan(t, "/agreement"), nil }},
+		"POST /bank/v1/loans/:id/decision": {Gate: OwnResource, OK: 200, Call: func(t Target) (string, any) {
+			return loan(t, "/decision"), map[string]any{"decision": "decline", "reason": "matrix"}
+		}},
+		"POST /bank/v1/loans/:id/disbursement": {Gate: OwnResource, OK: 409, Call: func(t Target) (string, any) {
+			return loan(t, "/disbursement"), map[string]any{"method": "cash", "reference": "TRF-MATRIX"}
+		}},
+		"POST /bank/v1/loans/:id/repayments": {Gate: OwnResource, OK: 409, Call: func(t Target) (string, any) {
+			return loan(t, "/repayments"), map[string]any{"payer_reference": "MATRIX", "amount": map[string]any{"amount": 1000, "currency": "IDR"}, "paid_on": time.Now().Format(time.DateOnly)}
+		}},
+		"POST /bank/v1/loans/:id/write-off": {Gate: OwnResource, OK: 409, Call: func(t Target) (string, any) {
+			return loan(t, "/write-off"), map[string]any{"reason": "matrix"}
+		}},
+		"POST /bank/v1/loans/:id/restructurings/:rid/decision": {Gate: OwnResource, OK: 200, Call: func(t Target) (string, any) {
+			return loan(t, "/restructurings/"+t.Own["restructuring"]+"/decision"), map[string]any{"decision": "decline", "reason": "matrix"}
+		}},
+		// A batch answers each line; none applied is 400: the own bank's
+		// line is refused for the loan's state, another bank's as "not a
+		// loan of yours".
+		"POST /bank/v1/repayments": {Gate: OwnCollection, OK: 400, Foreign: 400, ForeignSays: "is not a loan of yours", Call: func(t Target) (string, any) {
+			return bank("/repayments"), map[string]any{"repayments": []map[string]any{{"loan_id": t.Own["loan"], "payer_reference": "MATRIX-B",
+				"amount": map[string]any{"amount": 1000, "currency": "IDR"}, "paid_on": time.Now().Format(time.DateOnly)}}}
+		}},
+		"GET /bank/v1/portfolio":     {Gate: OwnCollection, Call: func(t Target) (string, any) { return bank("/portfolio"), nil }},
+		"GET /bank/v1/portfolio.csv": {Gate: OwnCollection, Call: func(t Target) (string, any) { return bank("/portfolio.csv"), nil }},
+	} {
+		routes[key] = r
+	}
+
+	// The marketplace (services/marketplace), the distributors' catalogue
+	// and orders. Placing an order and a farmer's basket read the farmer
+	// through the gate (orders; plots and crops).
+	dist := func(path string) string { return "/distributor/v1" + path }
+	order := func(t Target, name, action string) string { return dist("/orders/" + t.Own[name] + action) }
+	for key, r := range map[string]Route{
+		"GET /distributor/v1/products":     {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/products"), nil }},
+		"POST /distributor/v1/products":    {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/products"), marketProduct() }},
+		"GET /distributor/v1/products/:id": {Gate: OwnResource, Call: func(t Target) (string, any) { return dist("/products/" + t.Own["product"]), nil }},
+		"PATCH /distributor/v1/products/:id": {Gate: OwnResource, OK: 200, Call: func(t Target) (string, any) {
+			return dist("/products/" + t.Own["product"]), map[string]any{"name": "Urea 50 kg"}
+		}},
+		"GET /distributor/v1/orders": {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/orders"), nil }},
+		"POST /distributor/v1/orders": {Gate: FarmerData, Scope: consent.Orders, Call: func(t Target) (string, any) {
+			return dist("/orders"), marketOrder(t.Farmer, t.Own["product"])
+		}},
+		"GET /distributor/v1/orders/:id":          {Gate: OwnResource, Call: func(t Target) (string, any) { return order(t, "order", ""), nil }},
+		"GET /distributor/v1/orders/:id/receipts": {Gate: OwnResource, Call: func(t Target) (string, any) { return order(t, "order", "/receipts"), nil }},
+		"POST /distributor/v1/orders/:id/accept":  {Gate: OwnResource, OK: 200, Call: func(t Target) (string, any) { return order(t, "order", "/accept"), nil }},
+		"POST /distributor/v1/orders/:id/reject": {Gate: OwnResource, OK: 200, Call: func(t Target) (string, any) {
+			return order(t, "order_to_reject", "/reject"), map[string]any{"reason": "out of stock"}
+		}},
+		"POST /distributor/v1/orders/:id/ship": {Gate: OwnResource, OK: 200, Call: func(t Target) (string, any) { return order(t, "accepted_order", "/ship"), nil }},
+		"GET /distributor/v1/deliveries":       {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/deliveries"), nil }},
+		"GET /distributor/v1/deliveries/:id":   {Gate: OwnResource, Call: func(t Target) (string, any) { return dist("/deliveries/" + t.Own["delivery"]), nil }},
+		"GET /distributor/v1/vouchers":         {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/vouchers"), nil }},
+		"GET /distributor/v1/settlements":      {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/settlements"), nil }},
+		"GET /distributor/v1/epcis/events":     {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/epcis/events"), nil }},
+		"GET /distributor/v1/farmers/:id/basket": {Gate: FarmerData, Scope: consent.Plots, Call: func(t Target) (string, any) {
+			return dist("/farmers/" + t.Farmer + "/basket"), nil
+		}},
+		// Reference data and the regional outlook (aggregates over every
+		// verified plot, no farmer or organization named): the same for
+		// every distributor.
+		"GET /distributor/v1/rates":           {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/rates"), nil }},
+		"GET /distributor/v1/demand":          {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/demand"), nil }},
+		"POST /distributor/v1/demand/refresh": {Gate: OwnCollection, OK: 200, Call: func(t Target) (string, any) { return dist("/demand/refresh"), nil }},
+	} {
+		routes[key] = r
+	}
 	return routes
 }()
+
+// matrixHookURL is a webhook endpoint's URL: a public address literal, so
+// that creating it resolves no name. The fixture's endpoints subscribe to
+// consent.revoked only, which no call of the matrix causes.
+const matrixHookURL = "https://93.184.216.34/tani-matrix"
+
+func lendingProduct() map[string]any {
+	return map[string]any{"name": "Kredit matrix " + uuid.NewString()[:8], "crops": []string{"rice"}, "currency": "IDR", "min_amount": 100_000_00, "max_amount": 20_000_000_00,
+		"fee_bps": 100, "interest_bps": 1800, "tenor_days": 240, "grace_days": 30, "repayment_style": "bullet", "ltv_bps": 5000, "offer_valid_days": 14}
+}
+
+func loanApplication(farmer, product string) map[string]any {
+	return map[string]any{"farmer_id": farmer, "product_id": product, "amount": map[string]any{"amount": 5_000_000_00, "currency": "IDR"}, "purpose": "seed and fertilizer"}
+}
+
+func marketProduct() map[string]any {
+	return map[string]any{"sku": uuid.NewString()[:10], "name": "Urea", "category": "fertilizer", "crop": "rice", "pack_size": 50, "pack_unit": "kg",
+		"unit_price": map[string]any{"amount": 250_000_00, "currency": "IDR"}, "regions": []string{"Central Java"}, "stock": 1000}
+}
+
+func marketOrder(farmer, product string) map[string]any {
+	return map[string]any{"farmer_id": farmer, "currency": "IDR", "payment": "cash", "items": []map[string]any{{"product_id": product, "quantity": 1}}}
+}
 
 // party is one organization of the fixture with its credentials.
 type party struct {
@@ -141,7 +325,8 @@ type matrix struct {
 	// farmers by consent state (for both bankA and distA).
 	live, none, expired, revoked, onlyIdentity, onlyPlots string
 	records                                               map[string]map[consent.Scope]string
-	consentOf                                             map[string]string // org id → a consent granted to it (live farmer)
+	consentOf                                             map[string]string            // org id → a consent granted to it (live farmer)
+	things                                                map[string]map[string]string // org id → its things (mustThings)
 }
 
 func (m *matrix) do(t *testing.T, method, path string, c caller, body any) (int, []byte) {
@@ -346,9 +531,11 @@ func (m *matrix) accessLog(t *testing.T) (allowed, denied int) {
 // leak; 401 for a credential that no longer authenticates) and writes
 // nothing but the gate's denied access-log row.
 func TestIsolationMatrix(t *testing.T) {
-	tani := apptest.MustStart(t, "-consent.sweep-interval=1h", "-mobile.access-digest-interval=0", "-attest.sweep-interval=1h")
+	// No background sweep between a refused call's before and after.
+	tani := apptest.MustStart(t, "-consent.sweep-interval=1h", "-mobile.access-digest-interval=0", "-attest.sweep-interval=1h",
+		"-lending.servicing-interval=1h", "-marketplace.sweep-interval=1h", "-marketplace.demand-interval=0")
 	m := &matrix{tani: tani, agent: clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java"),
-		records: map[string]map[consent.Scope]string{}, consentOf: map[string]string{}}
+		records: map[string]map[consent.Scope]string{}, consentOf: map[string]string{}, things: map[string]map[string]string{}}
 	ctx := context.Background()
 
 	// Every route served under the organizations' prefixes is declared.
@@ -396,6 +583,13 @@ func TestIsolationMatrix(t *testing.T) {
 		m.grant(t, m.onlyIdentity, p.id, []string{"identity"}, time.Now().Add(24*time.Hour), false)
 		m.grant(t, m.onlyPlots, p.id, []string{"plots"}, time.Now().Add(24*time.Hour), false)
 	}
+	m.things[m.bankA.id], m.things[m.distA.id] = m.mustThings(t, m.bankA), m.mustThings(t, m.distA)
+	// Bank B's own product (it names it where bank A's is refused).
+	var productB struct{ ID string }
+	code, body := m.do(t, "POST", "/bank/v1/products", caller{bearer: m.bankB.key}, lendingProduct())
+	mustDecode(t, code, body, 201, &productB)
+	m.things[m.bankB.id] = map[string]string{"product": productB.ID}
+	m.settle(t)
 
 	keys := make([]string, 0, len(orgRoutes))
 	for k := range orgRoutes {
@@ -415,7 +609,7 @@ func TestIsolationMatrix(t *testing.T) {
 				wrongScopeFarmer = m.onlyPlots
 			}
 			target := func(farmer string) Target {
-				tg := Target{Farmer: farmer, Records: m.records[farmer], Consent: m.consentOf[own.id]}
+				tg := Target{Farmer: farmer, Records: m.records[farmer], Consent: m.consentOf[own.id], Own: m.things[own.id]}
 				if route.Gate == OrgAdmin && route.Resource {
 					tg.User, tg.Key = m.freshUser(t, own), m.freshKeyID(t, own)
 				}
@@ -441,13 +635,19 @@ func TestIsolationMatrix(t *testing.T) {
 				deniedAt bool
 				// otherOrg is a same-kind organization acting within its own.
 				otherOrg bool
+				// thingsOf is whose things the call names (nil: the own
+				// organization's).
+				thingsOf *party
 			}
 			var scenarios []scenario
 			add := func(s scenario) { scenarios = append(scenarios, s) }
 			okStatus := map[string]int{http.MethodGet: 200, http.MethodPost: 201}[method]
+			if route.OK != 0 {
+				okStatus = route.OK
+			}
 			switch route.Gate {
 			case FarmerData:
-				add(scenario{name: "Own", c: ownCaller, farmer: m.live, want: 200})
+				add(scenario{name: "Own", c: ownCaller, farmer: m.live, want: okStatus})
 				// Another organization of the route's kind reaches the
 				// gate and is denied there; one of the other kind is
 				// refused by the group before (no access-log row), unless
@@ -459,6 +659,17 @@ func TestIsolationMatrix(t *testing.T) {
 				add(scenario{name: "Expired", c: ownCaller, farmer: m.expired, want: 403, deniedAt: true})
 				add(scenario{name: "Revoked", c: ownCaller, farmer: m.revoked, want: 403, deniedAt: true})
 				add(scenario{name: "WrongScope", c: ownCaller, farmer: wrongScopeFarmer, want: 403, deniedAt: true})
+				if route.Foreign != 0 {
+					// Refused at the own organization's thing, before the gate.
+					sc := &scenarios[1]
+					if own.kind == "distributor" {
+						sc = &scenarios[2]
+					}
+					sc.want, sc.deniedAt = route.Foreign, false
+				}
+				if route.ItsOwn {
+					add(scenario{name: "SameKindItsOwn", c: asOther(sameKind), farmer: m.live, want: 403, deniedAt: true, thingsOf: sameKind})
+				}
 			case OwnResource:
 				add(scenario{name: "Own", c: ownCaller, farmer: m.live, want: okStatus})
 				add(scenario{name: "SameKind", c: asOther(sameKind), farmer: m.live, want: 404})
@@ -472,17 +683,30 @@ func TestIsolationMatrix(t *testing.T) {
 					add(scenario{name: "SameKind", c: asOther(sameKind), farmer: m.live, want: 404})
 				} else {
 					add(scenario{name: "Own", c: ownCaller, farmer: m.live, want: okStatus})
-					add(scenario{name: "SameKind", c: asOther(sameKind), farmer: m.live, want: okStatus, otherOrg: true})
+					if route.Foreign != 0 {
+						add(scenario{name: "SameKind", c: asOther(sameKind), farmer: m.live, want: route.Foreign})
+						if route.ItsOwn {
+							add(scenario{name: "SameKindItsOwn", c: asOther(sameKind), farmer: m.live, want: okStatus, otherOrg: true, thingsOf: sameKind})
+						}
+					} else {
+						add(scenario{name: "SameKind", c: asOther(sameKind), farmer: m.live, want: okStatus, otherOrg: true})
+					}
 				}
 				add(scenario{name: "OtherKind", c: asOther(otherKind), farmer: m.live, want: 403})
 				if route.Gate == OrgAdmin {
 					add(scenario{name: "APIKey", c: caller{bearer: own.key}, farmer: m.live, want: 403})
 					add(scenario{name: "Staff", c: caller{s: &own.staffSession}, farmer: m.live, want: 403})
 				}
+			case Public:
+				add(scenario{name: "Anonymous", c: caller{}, farmer: m.live, want: 200})
+				add(scenario{name: "Own", c: ownCaller, farmer: m.live, want: 200})
+				add(scenario{name: "OtherKind", c: asOther(otherKind), farmer: m.live, want: 200})
 			}
-			add(scenario{name: "RevokedKey", c: caller{bearer: own.revokedKey}, farmer: m.live, want: 401})
-			add(scenario{name: "ExpiredSession", c: caller{s: &own.expired}, farmer: m.live, want: 401})
-			add(scenario{name: "MalformedKey", c: caller{bearer: "tani_" + strings.Repeat("z", 97)}, farmer: m.live, want: 401})
+			if route.Gate != Public {
+				add(scenario{name: "RevokedKey", c: caller{bearer: own.revokedKey}, farmer: m.live, want: 401})
+				add(scenario{name: "ExpiredSession", c: caller{s: &own.expired}, farmer: m.live, want: 401})
+				add(scenario{name: "MalformedKey", c: caller{bearer: "tani_" + strings.Repeat("z", 97)}, farmer: m.live, want: 401})
+			}
 			if method != http.MethodGet && !strings.HasPrefix(key, "GET /ledger/") {
 				s := own.admin
 				s.csrf = ""
@@ -492,6 +716,9 @@ func TestIsolationMatrix(t *testing.T) {
 			for _, sc := range scenarios {
 				t.Run(sc.name, func(t *testing.T) {
 					tg := target(sc.farmer)
+					if sc.thingsOf != nil {
+						tg.Own = m.things[sc.thingsOf.id]
+					}
 					path, body := route.Call(tg)
 					before := m.snapshot(t)
 					allowedBefore, deniedBefore := m.accessLog(t)
@@ -520,6 +747,25 @@ func TestIsolationMatrix(t *testing.T) {
 						for tbl, sum := range before {
 							if after[tbl] != sum {
 								t.Errorf("a refused call changed %s", tbl)
+							}
+						}
+					}
+					if says := route.ForeignSays; says != "" {
+						switch {
+						case sc.name == "Own" && strings.Contains(string(resp), says):
+							t.Errorf("the own organization's answer says %q: %s", says, resp)
+						case sc.name != "Own" && sc.want == route.Foreign && !strings.Contains(string(resp), says):
+							t.Errorf("another organization refused at the own organization's thing: %s, want it to say %q", resp, says)
+						}
+					}
+					if sc.want < 300 && method != http.MethodGet {
+						m.settle(t) // what the call set going (journal, events) lands before the next one's snapshot
+					}
+					if route.Gate == Public {
+						// A document for anyone names no one.
+						for _, id := range append([]string{m.bankA.id, m.bankB.id, m.distA.id, m.distB.id}, m.live, m.none, m.expired, m.revoked) {
+							if strings.Contains(string(resp), id) {
+								t.Errorf("the public document names %s", id)
 							}
 						}
 					}
@@ -559,4 +805,92 @@ func (m *matrix) freshKeyID(t *testing.T, p *party) string {
 
 func validScopes() []string {
 	return slices.Clone([]string{"identity", "plots", "crops", "inputs", "harvests", "sales", "credit", "orders"})
+}
+
+// mustThings makes p's things through the public APIs with p's key, as
+// its clients would (a bank: a loan product, a spare one to retire, an
+// application of the live farmer and a restructuring of it; a
+// distributor: a catalogue product, orders placed, one accepted, and a
+// delivery), and for both a webhook endpoint, a spare one to delete and
+// one of its deliveries. What only a farmer's phone or the dispatcher
+// makes (a restructuring proposal, a verified delivery, a delivery to an
+// endpoint) is stored as its service stores it.
+func (m *matrix) mustThings(t *testing.T, p *party) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	c := caller{bearer: p.key}
+	create := func(path string, body any, want int) string {
+		t.Helper()
+		var out struct{ ID string }
+		code, resp := m.do(t, "POST", path, c, body)
+		mustDecode(t, code, resp, want, &out)
+		return out.ID
+	}
+	prefix := "/" + p.kind + "/v1"
+	things := map[string]string{
+		"webhook":       create(prefix+"/webhooks", map[string]any{"url": matrixHookURL, "event_types": []string{"consent.revoked"}}, 201),
+		"spare_webhook": create(prefix+"/webhooks", map[string]any{"url": matrixHookURL, "event_types": []string{"consent.revoked"}}, 201),
+	}
+	var delivery int64
+	// A delivery that failed for good: the dispatcher leaves it alone.
+	if err := m.tani.DB.QueryRow(ctx, `INSERT INTO webhooks.deliveries (endpoint_id, event_id, event_type, organization_id, body, state)
+		VALUES ($1, $2, 'consent.revoked', $3, '{}', 'failed') RETURNING id`, things["webhook"], uuid.NewString(), p.id).Scan(&delivery); err != nil {
+		t.Fatal(err)
+	}
+	things["webhook_delivery"] = fmt.Sprint(delivery)
+	switch p.kind {
+	case "bank":
+		things["product"] = create("/bank/v1/products", lendingProduct(), 201)
+		things["spare_product"] = create("/bank/v1/products", lendingProduct(), 201)
+		// No automatic policy: the application waits for the bank.
+		things["loan"] = create("/bank/v1/loans", loanApplication(m.live, things["product"]), 201)
+		things["restructuring"] = uuid.NewString()
+		if _, err := m.tani.DB.Exec(ctx, `INSERT INTO lending.restructurings (id, loan_id, cause, evidence, detail, extension_days)
+			VALUES ($1, $2, 'regional_shock', $3, 'matrix', 30)`, things["restructuring"], things["loan"], uuid.NewString()); err != nil {
+			t.Fatal(err)
+		}
+	case "distributor":
+		things["product"] = create("/distributor/v1/products", marketProduct(), 201)
+		things["order"] = create("/distributor/v1/orders", marketOrder(m.live, things["product"]), 201)
+		things["order_to_reject"] = create("/distributor/v1/orders", marketOrder(m.live, things["product"]), 201)
+		things["accepted_order"] = create("/distributor/v1/orders", marketOrder(m.live, things["product"]), 201)
+		if code, resp := m.do(t, "POST", "/distributor/v1/orders/"+things["accepted_order"]+"/accept", c, nil); code != 200 {
+			t.Fatalf("accept: %d %s", code, resp)
+		}
+		things["delivery"] = uuid.NewString()
+		if _, err := m.tani.DB.Exec(ctx, `INSERT INTO marketplace.deliveries (record_id, order_id, distributor_id, farmer_id, agent_id, items, value, currency,
+			received_on, captured_at, lat, lon, photo_hash, leaf_index, receipt, receipt_sha256)
+			VALUES ($1, $2, $3, $4, $5, $6, 25000000, 'IDR', current_date, now(), -7.25, 110.4, $7, 1000000, '{}', $7)`,
+			things["delivery"], things["accepted_order"], p.id, m.live, uuid.NewString(), fmt.Sprintf(`[{"product_id": %q, "quantity": 1}]`, things["product"]),
+			strings.Repeat("ab", 32)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return things
+}
+
+// settle waits until every event is published and no table has changed
+// for half a second: what a call set going in the background (journal
+// appends, attestation, projections, events: steps that each wait on the
+// one before) has landed, so that the next refused call's before and
+// after see only that call.
+func (m *matrix) settle(t *testing.T) {
+	t.Helper()
+	var last map[string]string
+	var since time.Time
+	polltest.Eventually(t, 60*time.Second, func() error {
+		now := m.snapshot(t)
+		if last == nil || !maps.Equal(now, last) {
+			last, since = now, time.Now()
+			return fmt.Errorf("tables still changing")
+		}
+		var unpublished int
+		if err := m.tani.DB.QueryRow(context.Background(), `SELECT count(*) FROM events.outbox WHERE published_at IS NULL`).Scan(&unpublished); err != nil {
+			return err
+		}
+		if unpublished > 0 || time.Since(since) < 500*time.Millisecond {
+			return fmt.Errorf("%d events unpublished, tables unchanged for %s", unpublished, time.Since(since))
+		}
+		return nil
+	})
 }
