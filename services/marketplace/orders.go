@@ -270,13 +270,13 @@ func (s *Service) writeRevision(ctx context.Context, tx pgx.Tx, o *Order, rev in
 		return fmt.Errorf("order revision: %w", err)
 	}
 	// The distributor's webhook hears of it from the same transaction.
-	typ := events.OrderUpdated
+	ev := events.Event{Type: events.OrderUpdated}
 	if rev == 1 {
-		typ = events.OrderPlaced
+		ev = events.Event{Type: events.OrderPlaced}
 	}
-	return events.Record(ctx, tx, events.Event{ID: events.DeriveID(typ, fmt.Sprintf("%s:%d", o.ID, rev)), Type: typ, OrganizationID: org,
-		FarmerID: o.FarmerID, OccurredAt: at, Data: map[string]any{"order_id": o.ID, "revision": rev, "status": o.Status, "source": o.Source,
-			"record_id": o.RecordID, "delivery_id": deliveryID}})
+	ev.ID, ev.OrganizationID, ev.FarmerID, ev.OccurredAt = events.DeriveID(ev.Type, fmt.Sprintf("%s:%d", o.ID, rev)), org, o.FarmerID, at
+	ev.Data = map[string]any{"order_id": o.ID, "revision": rev, "status": o.Status, "source": o.Source, "record_id": o.RecordID, "delivery_id": deliveryID}
+	return events.Record(ctx, tx, ev)
 }
 
 // journalOrder journals the order's revisions not journaled yet. A failure
