@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/tani
 PKGS    := ./...
 
-.PHONY: run test setup build vet bench bench-journal clean fabric-up fabric-down failover-test
+.PHONY: run test setup build vet bench bench-journal bench-ratio clean fabric-up fabric-down failover-test
 
 ## run: set up if needed, then start every module with embedded NATS and demo data
 run: setup build
@@ -46,6 +46,12 @@ RUNS ?= 3
 bench-journal: setup
 	cd bench/journal && $(GO) test -run '^$$' -bench JournalVsTessera -benchtime 1x -timeout 60m -runs $(RUNS)
 	cd ledger && TANI_BENCH_AUDIT_ENTRIES=1000000 $(GO) test -run '^$$' -bench AuditVsRead -benchtime 1x -timeout 60m -runs $(RUNS)
+
+## bench-ratio: the capture path (split and all-in-one) against Postgres's floor (one COPY,
+## INSERTs in 256-row transactions) on this machine, RUNS interleaved runs, min/median/max
+## and ratios paired run by run (docs/performance.md); about 2 minutes a run
+bench-ratio: setup build
+	./$(BIN) load -ratio -runs=$(RUNS)
 
 ## failover-test: Postgres failover and read replica on this machine (creates and removes
 ## clusters on ports 5442/5443 with scripts/pg-failover.sh; needs root or sudo to postgres)

@@ -47,12 +47,21 @@ const otpTTL = 14 * 24 * time.Hour
 func (s *Service) createOTP(c echo.Context) error {
 	var in struct {
 		FarmerID string `json:"farmer_id" validate:"required,uuid"`
+		// LoanID asks for a code that accepts this loan's offer (see
+		// createLoanOTP) rather than a consent code.
+		LoanID string `json:"loan_id,omitempty" validate:"omitempty,uuidlower"`
 		// Purpose is what the code confirms: a consent (default) or the
 		// receipt of delivered goods. A code serves only its purpose.
 		Purpose string `json:"purpose,omitempty" validate:"omitempty,oneof=consent delivery"`
 	}
 	if err := bind(c, &in); err != nil {
 		return err
+	}
+	if in.LoanID != "" {
+		if in.Purpose != "" {
+			return apperr.Fields("a loan code has no other purpose", apperr.FieldError{Field: "purpose", Message: "must be empty with loan_id"})
+		}
+		return s.createLoanOTP(c, in.FarmerID, in.LoanID)
 	}
 	if in.Purpose == "" {
 		in.Purpose = PurposeConsent
@@ -110,7 +119,9 @@ func (s *Service) checkOTP(ctx context.Context, recordID, farmerID, purpose, cha
 	var want []byte
 	var expires time.Time
 	var usedBy *string
-	err := s.pool.QueryRow(ctx, `SELECT code_hash, expires_at, used_by::text FROM mobile.otp_challenges WHERE id = $1 AND farmer_id = $2 AND purpose = $3`,
+	// A code sent to accept a loan offer (loan_id set) is neither a
+	// consent code nor a delivery code.
+	err := s.pool.QueryRow(ctx, `SELECT code_hash, expires_at, used_by::text FROM mobile.otp_challenges WHERE id = $1 AND farmer_id = $2 AND purpose = $3 AND loan_id IS NULL`,
 		challengeID, farmerID, purpose).Scan(&want, &expires, &usedBy)
 	if err == pgx.ErrNoRows {
 		return false, nil

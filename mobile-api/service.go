@@ -20,6 +20,7 @@ import (
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/pii"
 	"github.com/tani-platform/tani/internal/postgres"
+	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/internal/validate"
 	"github.com/tani-platform/tani/mobile-api/media"
 )
@@ -69,6 +70,10 @@ type Deps struct {
 	Consumer *natsbus.Metrics
 	// Registry takes tani_records_refused_after_ack_total.
 	Registry prometheus.Registerer
+	// Memo, when stages that run in this process read what /sync
+	// publishes, is given every accepted record as checked, so that they
+	// need not read and verify the same bytes again. Optional.
+	Memo *record.Memo
 }
 
 // Service is the mobile-api module.
@@ -81,6 +86,8 @@ type Service struct {
 	sms       SMSSender
 	logger    *slog.Logger
 	validator *validate.Validator
+	keys      *record.Keys // device keys, precomputed for verification
+	memo      *record.Memo
 	media     *media.Service
 	erasures  *natsbus.Consumer
 	dead      *natsbus.Consumer      // DEAD → mobile.refusals
@@ -93,7 +100,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		return nil, errors.New("mobile-api: Pool, JS, Auth, PII, SMS and Logger are required")
 	}
 	s := &Service{
-		cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New(), media: d.Media,
+		cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New(), keys: record.NewKeys(), memo: d.Memo, media: d.Media,
 		dead: natsbus.NewConsumer(natsbus.ConsumerConfig{
 			Stream:         natsbus.StreamDead,
 			Durable:        RefusalsConsumer,
@@ -187,6 +194,7 @@ func (s *Service) Routes(r httpserver.Router) {
 	agent.GET("/tasks", s.tasks)
 	agent.GET("/consent-requests", s.consentRequests)
 	agent.GET("/farmers/:id/access-log", s.farmerAccessLog)
+	agent.GET("/farmers/:id/loans", s.farmerLoans)
 
 	admin.POST("/agents", s.createAgent)
 	admin.POST("/assignments", s.createAssignment)

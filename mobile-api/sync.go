@@ -53,6 +53,8 @@ type pending struct {
 	payload   record.Payload
 	canonical []byte
 	hash      [32]byte
+	rec       *record.Record    // as checked, for the memo
+	key       ed25519.PublicKey // its signature verified under this key
 }
 
 // agentView is what a batch's payloads are checked against: which of the
@@ -96,6 +98,11 @@ func (s *Service) sync(c echo.Context) error {
 			publish = append(publish, p)
 		}
 	}
+	// Remembered before publishing: the consumer may have the message
+	// before the publish returns.
+	for _, p := range publish {
+		s.memo.Put(p.rec, p.key)
+	}
 	if err := s.publish(ctx, publish); err != nil {
 		return err
 	}
@@ -123,22 +130,43 @@ func (s *Service) check(ctx context.Context, agentID string, raws []json.RawMess
 	}
 	type checked struct {
 		rec  record.Record
+		key  ed25519.PublicKey
 		errs []apperr.FieldError
 	}
 	all := make([]checked, len(raws))
-	var farmers []string
+	// Decoded records of the agent's devices have their signatures
+	// checked together (record.Keys.Verify), then only the signed ones
+	// cost payload work.
+	var signed []*record.Record
+	var keys []ed25519.PublicKey
+	var at []int
 	for i, raw := range raws {
 		rec, errs := record.Decode(s.validator, raw, now)
-		if errs == nil {
-			errs = verifyDevice(devices, &rec)
+		all[i] = checked{rec: rec, errs: errs}
+		if errs != nil {
+			continue
 		}
-		if errs == nil {
-			errs = rec.CheckPayload(s.validator, now)
+		key, errs := deviceKeyOf(devices, rec.Env.DeviceID)
+		if errs != nil {
+			all[i].errs = errs
+			continue
 		}
-		if errs == nil {
-			farmers = append(farmers, rec.Payload.Farmer())
+		all[i].key = key
+		signed, keys, at = append(signed, &all[i].rec), append(keys, key), append(at, i)
+	}
+	for j, err := range s.keys.Verify(signed, keys) {
+		if err != nil {
+			all[at[j]].errs = []apperr.FieldError{{Field: "signature", Message: err.Error()}}
 		}
-		all[i] = checked{rec, errs}
+	}
+	var farmers []string
+	for i := range all {
+		if all[i].errs != nil {
+			continue
+		}
+		if all[i].errs = all[i].rec.CheckPayload(s.validator, now); all[i].errs == nil {
+			farmers = append(farmers, all[i].rec.Payload.Farmer())
+		}
 	}
 	view, err := s.loadAssignments(ctx, agentID, farmers)
 	if err != nil {
@@ -162,7 +190,7 @@ func (s *Service) check(ctx context.Context, agentID string, raws []json.RawMess
 			results[i] = SyncResult{ID: env.ID, Status: Rejected, Errors: errs}
 			continue
 		}
-		p := pending{index: i, env: env, payload: ch.rec.Payload, canonical: ch.rec.Canonical, hash: record.Hash(ch.rec.Canonical)}
+		p := pending{index: i, env: env, payload: ch.rec.Payload, canonical: ch.rec.Canonical, hash: record.Hash(ch.rec.Canonical), rec: &all[i].rec, key: ch.key}
 		if j, ok := seen[env.ID]; ok {
 			if valid[j].hash == p.hash {
 				results[i] = SyncResult{ID: env.ID, Status: Duplicate}
@@ -181,20 +209,17 @@ func (s *Service) check(ctx context.Context, agentID string, raws []json.RawMess
 	return valid, nil
 }
 
-// verifyDevice checks that one of the agent's enrolled, unrevoked devices
-// signed the record.
-func verifyDevice(devices map[string]deviceKey, rec *record.Record) []apperr.FieldError {
-	dev, ok := devices[rec.Env.DeviceID]
+// deviceKeyOf returns the key of the agent's device that a record names,
+// if it is enrolled to the agent and not revoked.
+func deviceKeyOf(devices map[string]deviceKey, deviceID string) (ed25519.PublicKey, []apperr.FieldError) {
+	dev, ok := devices[deviceID]
 	switch {
 	case !ok:
-		return []apperr.FieldError{{Field: "device_id", Message: "is not a device enrolled to you"}}
+		return nil, []apperr.FieldError{{Field: "device_id", Message: "is not a device enrolled to you"}}
 	case dev.revoked:
-		return []apperr.FieldError{{Field: "device_id", Message: "was revoked; records it signs are refused"}}
+		return nil, []apperr.FieldError{{Field: "device_id", Message: "was revoked; records it signs are refused"}}
 	}
-	if err := rec.Verify(dev.key); err != nil {
-		return []apperr.FieldError{{Field: "signature", Message: err.Error()}}
-	}
-	return nil
+	return dev.key, nil
 }
 
 // authorize checks that the agent serves the farmer, and a consent's
@@ -222,6 +247,8 @@ func (s *Service) authorize(ctx context.Context, view *agentView, env record.Env
 		view.otps[consent.OTPChallengeID] = true
 	}
 	switch p := payload.(type) {
+	case *record.LoanApplied, *record.LoanAccepted, *record.RepaymentCollected:
+		return s.authorizeLoan(ctx, view, env, payload)
 	case *record.OrderPlaced:
 		return s.checkOrder(ctx, p)
 	case *record.DeliveryConfirmed:
@@ -270,9 +297,9 @@ func (s *Service) loadAssignments(ctx context.Context, agentID string, farmers [
 	// agent's own record is what corroborates the first one.
 	rows, err := s.pool.Query(ctx, `
 		SELECT farmer_id::text, bool_or(mine) FROM (
-		    SELECT farmer_id, agent_id = $1 AS mine FROM mobile.assignments WHERE farmer_id = ANY($2::uuid[])
+		    SELECT farmer_id, agent_id = $1 AS mine FROM mobile.assignments WHERE farmer_id = ANY($2::text[]::uuid[])
 		    UNION ALL
-		    SELECT farmer_id, true FROM attest.visit_tasks WHERE agent_id = $1 AND farmer_id = ANY($2::uuid[])
+		    SELECT farmer_id, true FROM attest.visit_tasks WHERE agent_id = $1 AND farmer_id = ANY($2::text[]::uuid[])
 		) f GROUP BY farmer_id`, agentID, farmers)
 	if err != nil {
 		return nil, fmt.Errorf("load assignments: %w", err)
@@ -306,7 +333,7 @@ func (s *Service) classify(ctx context.Context, valid []pending, results []SyncR
 	for i, p := range valid {
 		ids[i] = p.env.ID
 	}
-	rows, err := s.pool.Query(ctx, `SELECT id::text, content_hash FROM mobile.received WHERE id = ANY($1::uuid[])`, ids)
+	rows, err := s.pool.Query(ctx, `SELECT id::text, content_hash FROM mobile.received WHERE id = ANY($1::text[]::uuid[])`, ids)
 	if err != nil {
 		return fmt.Errorf("look up received records: %w", err)
 	}
@@ -395,29 +422,39 @@ func rememberIn(ctx context.Context, tx pgx.Tx, agentID string, batch []pending)
 			newFarmers = append(newFarmers, pl.FarmerID)
 		case *record.ConsentGranted:
 			otps, otpRecords = append(otps, pl.OTPChallengeID), append(otpRecords, p.env.ID)
+		case *record.LoanAccepted:
+			otps, otpRecords = append(otps, pl.OTPChallengeID), append(otpRecords, p.env.ID)
 		case *record.DeliveryConfirmed:
 			otps, otpRecords = append(otps, pl.OTPChallengeID), append(otpRecords, p.env.ID)
 		}
 	}
 	if _, err := tx.Exec(ctx, `
 		INSERT INTO mobile.received (id, type, content_hash, device_id, agent_id, farmer_id)
-		SELECT id, type, hash, device, $5, farmer FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::uuid[], $6::uuid[]) AS r(id, type, hash, device, farmer)
+		SELECT id, type, hash, device, $5, farmer FROM unnest($1::text[]::uuid[], $2::text[], $3::bytea[], $4::text[]::uuid[], $6::text[]::uuid[]) AS r(id, type, hash, device, farmer)
 		ON CONFLICT (id) DO NOTHING`, ids, types, hashes, devices, agentID, farmers); err != nil {
 		return fmt.Errorf("remember received records: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `
-		INSERT INTO mobile.received_media (record_id, sha256) SELECT * FROM unnest($1::uuid[], $2::text[])
-		ON CONFLICT DO NOTHING`, mediaRecords, media); err != nil {
-		return fmt.Errorf("remember referenced media: %w", err)
+	// The statements below have nothing to do in most batches: only what
+	// has rows costs a round trip.
+	if len(media) > 0 {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO mobile.received_media (record_id, sha256) SELECT * FROM unnest($1::text[]::uuid[], $2::text[])
+			ON CONFLICT DO NOTHING`, mediaRecords, media); err != nil {
+			return fmt.Errorf("remember referenced media: %w", err)
+		}
 	}
-	if _, err := tx.Exec(ctx, `
-		INSERT INTO mobile.assignments (farmer_id, agent_id) SELECT unnest($1::uuid[]), $2 ON CONFLICT DO NOTHING`, newFarmers, agentID); err != nil {
-		return fmt.Errorf("assign registered farmers: %w", err)
+	if len(newFarmers) > 0 {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO mobile.assignments (farmer_id, agent_id) SELECT unnest($1::text[]::uuid[]), $2 ON CONFLICT DO NOTHING`, newFarmers, agentID); err != nil {
+			return fmt.Errorf("assign registered farmers: %w", err)
+		}
 	}
-	if _, err := tx.Exec(ctx, `
-		UPDATE mobile.otp_challenges o SET used_by = u.record FROM unnest($1::uuid[], $2::uuid[]) AS u(id, record)
-		WHERE o.id = u.id AND o.used_by IS NULL`, otps, otpRecords); err != nil {
-		return fmt.Errorf("consume one-time codes: %w", err)
+	if len(otps) > 0 {
+		if _, err := tx.Exec(ctx, `
+			UPDATE mobile.otp_challenges o SET used_by = u.record FROM unnest($1::text[]::uuid[], $2::text[]::uuid[]) AS u(id, record)
+			WHERE o.id = u.id AND o.used_by IS NULL`, otps, otpRecords); err != nil {
+			return fmt.Errorf("consume one-time codes: %w", err)
+		}
 	}
 	return nil
 }

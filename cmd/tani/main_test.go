@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/internal/postgres/pgtest"
@@ -123,6 +126,42 @@ func TestBinary_SplitTargetWithoutKeysRefuses(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dataDir); len(entries) != 0 {
 		t.Errorf("the refused process wrote %d files into its data directory", len(entries))
+	}
+}
+
+// TestBinary_LoadRatio is the one command of the ratio bench, as a user
+// runs it: the binary starts itself as `tani up` for the capture runs,
+// loads the floor into a scratch database, prints the ratio paired run by
+// run, and leaves no database behind.
+func TestBinary_LoadRatio(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := mustBuild(t)
+	server := pgtest.URL(t, "postgres")
+	cmd := exec.Command(bin, "load", "-ratio", "-runs=1", "-records=300", "-agents=2", "-batch=50",
+		"-ratio.measures=capture,copy,insert", "-database.url="+server)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("tani load -ratio: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{"capture / copy", "capture / insert", "≥ 0.25", "capture sync p99"} {
+		if !bytes.Contains(stdout.Bytes(), []byte(want)) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	db, err := pgx.Connect(context.Background(), server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	var left int
+	if err := db.QueryRow(context.Background(), `SELECT count(*) FROM pg_database WHERE datname LIKE 'tani\_ratio\_' || $1 || '\_%'`, fmt.Sprint(cmd.Process.Pid)).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Errorf("%d scratch databases of the run are left, want none", left)
 	}
 }
 

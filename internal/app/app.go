@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/tani-platform/tani/internal/consent"
@@ -25,6 +26,7 @@ import (
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/postgres"
+	"github.com/tani-platform/tani/internal/record"
 )
 
 // stopTimeout bounds how long one module may take to stop.
@@ -56,6 +58,9 @@ type App struct {
 	keys keys
 	// pprof serves Go profiles when -debug.pprof is set (nil otherwise).
 	pprof *pprofServer
+	// memo carries the records /sync checked to the stages of this process
+	// that read them from the stream next (nil when none runs here).
+	memo *record.Memo
 	// migrations are every module's schemas (Migrations), applied by the
 	// postgres module.
 	migrations []postgres.Migrations
@@ -80,6 +85,7 @@ func New(cfg Config, logger *slog.Logger) (*App, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return &App{
+		memo:       recordMemo(ord),
 		cfg:        cfg,
 		logger:     logger,
 		registry:   reg,
@@ -90,6 +96,30 @@ func New(cfg Config, logger *slog.Logger) (*App, error) {
 		ready:      make(chan struct{}),
 	}, nil
 }
+
+// recordMemo returns the memo of checked records for a process running
+// modules: when mobile-api runs beside ingest or attest, each of them
+// takes what /sync checked instead of reading and verifying the same
+// bytes again (record.Memo). Other processes read everything in full.
+func recordMemo(modules []string) *record.Memo {
+	if !slices.Contains(modules, MobileAPI) {
+		return nil
+	}
+	readers := 0
+	for _, m := range []string{Ingest, Attest} {
+		if slices.Contains(modules, m) {
+			readers++
+		}
+	}
+	if readers == 0 {
+		return nil
+	}
+	return record.NewMemo(readers, record.MemoCapacity, record.MemoMaxAge)
+}
+
+// Memo is the memo of records /sync checked for the later stages of this
+// process (nil when none runs here), for end-to-end tests.
+func (a *App) Memo() *record.Memo { return a.memo }
 
 // Modules returns the modules this process runs, in start order.
 func (a *App) Modules() []string { return a.order }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -220,4 +221,52 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		return nil
 	})
+}
+
+// TestCapture_OneProcessReadsEachRecordOnce: in the all-in-one process,
+// ingest and attest take the records /sync checked (record.Memo) instead
+// of reading and verifying them again, and the memo is empty once they
+// are done; every record is still stored and decided.
+func TestCapture_OneProcessReadsEachRecordOnce(t *testing.T) {
+	tani := apptest.MustStart(t)
+	memo := tani.App.Memo()
+	if memo == nil {
+		t.Fatal("the all-in-one process has no memo")
+	}
+	agent := clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java")
+	ctx := context.Background()
+	farmer, plot := uuid.NewString(), uuid.NewString()
+	var batch []json.RawMessage
+	var ids []string
+	for i, typ := range []string{"farmer.registered", "plot.mapped", "crop.planted", "input.applied", "harvest.recorded", "sale.recorded"} {
+		p := clienttest.Payloads(farmer, plot, time.Now())[typ]
+		raw, id, err := agent.Record(record.Type(typ), time.Now().Add(-time.Duration(60-i)*time.Minute), captureLoc, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch, ids = append(batch, raw), append(ids, id)
+	}
+	res, err := agent.Sync(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Status != "accepted" {
+			t.Fatalf("record %d: %+v, want accepted", i, r)
+		}
+	}
+	polltest.Eventually(t, 30*time.Second, func() error {
+		var stored, decided int
+		if err := tani.DB.QueryRow(ctx, `SELECT (SELECT count(*) FROM ingest.submissions WHERE id = ANY($1::uuid[])),
+			(SELECT count(*) FROM attest.records WHERE record_id = ANY($1::uuid[]))`, ids).Scan(&stored, &decided); err != nil {
+			return err
+		}
+		if stored != len(ids) || decided != len(ids) {
+			return fmt.Errorf("%d stored and %d decided of %d", stored, decided, len(ids))
+		}
+		return nil
+	})
+	if got, want := memo.Taken(), uint64(2*len(ids)); got != want || memo.Len() != 0 {
+		t.Errorf("memo taken %d times and holding %d records, want %d takes (ingest and attest, each record) and none left", got, memo.Len(), want)
+	}
 }

@@ -85,6 +85,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.MobileAPI.RegisterFlags(fs, "mobile.")
 	c.Media.RegisterFlags(fs, "media.")
 	c.Erasure.RegisterFlags(fs, "erasure.")
+	c.Lending.RegisterFlags(fs, "lending.")
 	c.Identity.RegisterFlags(fs, "identity.")
 	c.Marketplace.RegisterFlags(fs, "marketplace.")
 	c.Consent.RegisterFlags(fs, "consent.")

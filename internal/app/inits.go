@@ -159,7 +159,7 @@ func (a *App) initIngest() (Service, error) {
 		return nil, err
 	}
 	return ingest.New(a.cfg.Ingest, ingest.Deps{
-		Pool: a.pool, JS: a.js, PII: piiKeys, Logger: a.logger.With("module", Ingest), Consumer: a.consumer,
+		Pool: a.pool, JS: a.js, PII: piiKeys, Logger: a.logger.With("module", Ingest), Consumer: a.consumer, Memo: a.memo,
 	})
 }
 
@@ -188,7 +188,7 @@ func (a *App) initMobileAPI() (Service, error) {
 	}
 	svc, err := mobileapi.New(a.cfg.MobileAPI, mobileapi.Deps{
 		Pool: a.pool, JS: a.js, Auth: authKeys, PII: piiKeys, SMS: mobileapi.LogSMS{Logger: logger}, Logger: logger,
-		Media: med, Consumer: a.consumer, Registry: a.registry,
+		Media: med, Consumer: a.consumer, Registry: a.registry, Memo: a.memo,
 	})
 	if err != nil {
 		return nil, err
@@ -212,7 +212,7 @@ func (a *App) initAttest() (Service, error) {
 	}
 	svc, err := attest.New(a.cfg.Attest, attest.Deps{
 		Pool: a.pool, JS: a.js, Journal: a.journal, PII: piiKeys, Logger: a.logger.With("module", Attest),
-		Consumer: a.consumer, Registry: a.registry,
+		Consumer: a.consumer, Registry: a.registry, Memo: a.memo,
 	})
 	if err != nil {
 		return nil, err
@@ -304,11 +304,26 @@ func (a *App) initConsents() (Service, error) {
 }
 
 func (a *App) initLending() (Service, error) {
-	svc, err := lending.New(a.cfg.Lending, lending.Deps{Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Logger: a.logger.With("module", Lending)})
+	admin, err := a.adminGroup()
 	if err != nil {
 		return nil, err
 	}
-	svc.Routes(httpserver.Router{Bank: a.bankAPI})
+	// The banks' API document: lending's, with identity's, consent's and
+	// the webhooks' routes and the event catalogue banks may subscribe to.
+	doc, err := organizationDocument(lending.OpenAPI(), webhooks.BankPrefix, identity.Bank)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := lending.New(a.cfg.Lending, lending.Deps{
+		Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Journal: a.journal, JS: a.js, Consumer: a.consumer,
+		Logger: a.logger.With("module", Lending), Document: doc,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The OpenAPI document is public (Public has no key check); every
+	// other route is a bank's.
+	svc.Routes(httpserver.Router{Bank: a.bankAPI, Public: a.server.Echo.Group("/bank/v1"), Admin: admin})
 	return svc, nil
 }
 
@@ -317,9 +332,15 @@ func (a *App) initMarketplace() (Service, error) {
 	if dir == nil {
 		return nil, errors.New("marketplace: no identity directory for the portal's sessions")
 	}
+	// The distributors' API document: the marketplace's, with identity's,
+	// consent's and the webhooks' routes and the event catalogue.
+	doc, err := organizationDocument(marketplace.OpenAPI(), webhooks.DistributorPrefix, identity.Distributor)
+	if err != nil {
+		return nil, err
+	}
 	deps := marketplace.Deps{
 		Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Journal: a.journal, JS: a.js, Consumer: a.consumer,
-		Logger: a.logger.With("module", Marketplace),
+		Logger: a.logger.With("module", Marketplace), Document: doc,
 		Portal: &marketplace.PortalAuth{Require: dir.RequireSession(identity.Distributor), CSRFToken: identity.CSRFToken, SignOutPath: "/portal/sign-out"},
 	}
 	if a.vouchers != nil {

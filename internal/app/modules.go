@@ -16,6 +16,7 @@ import (
 	"github.com/tani-platform/tani/services/attest"
 	"github.com/tani-platform/tani/services/erasure"
 	"github.com/tani-platform/tani/services/ingest"
+	"github.com/tani-platform/tani/services/lending"
 	"github.com/tani-platform/tani/services/marketplace"
 	"github.com/tani-platform/tani/services/webhooks"
 )
@@ -103,7 +104,7 @@ var modules = map[string]module{
 	Attest:       {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initAttest, migrations: []postgres.Migrations{attest.Migrations}},
 	PostgresRead: {deps: []string{Postgres}, init: (*App).initPostgresRead},
 	Consents:     {deps: []string{Postgres, Server, Identity, Consent, Ledger}, init: (*App).initConsents},
-	Lending:      {deps: []string{Postgres, PostgresRead, Server, Identity, Consent}, init: (*App).initLending},
+	Lending:      {deps: []string{Postgres, PostgresRead, NATS, Server, Identity, Consent, Ledger}, init: (*App).initLending, migrations: []postgres.Migrations{lending.Migrations}},
 	Marketplace:  {deps: []string{Postgres, PostgresRead, NATS, Server, Ledger, Identity, Consent, Vouchers}, init: (*App).initMarketplace, migrations: []postgres.Migrations{marketplace.Migrations}},
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
 	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure, migrations: []postgres.Migrations{erasure.Migrations}},
@@ -116,7 +117,7 @@ var modules = map[string]module{
 // migrationOrder is the order in which modules' schemas are applied (a
 // schema may refer to one before it). TestMigrationOrder checks that it
 // names every module that declares migrations.
-var migrationOrder = []string{Ledger, Identity, MobileAPI, Ingest, Consent, Attest, Erasure, Vouchers, Events, Webhooks, Marketplace, Postgres}
+var migrationOrder = []string{Ledger, Identity, MobileAPI, Ingest, Consent, Attest, Erasure, Vouchers, Events, Webhooks, Lending, Marketplace, Postgres}
 
 // ModuleNames lists the modules a target may name.
 func ModuleNames() []string {

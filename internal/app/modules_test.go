@@ -87,3 +87,27 @@ func TestModulesWithARealNetwork(t *testing.T) {
 		}
 	})
 }
+
+// TestRecordMemo: the memo of checked records exists only in a process
+// where /sync runs beside a stage that reads what it publishes, with one
+// take per such stage.
+func TestRecordMemo(t *testing.T) {
+	for _, tt := range []struct {
+		modules []string
+		readers int // 0: no memo
+	}{
+		{[]string{MobileAPI, Ingest}, 1},
+		{[]string{MobileAPI, Ingest, Attest}, 2},
+		{[]string{MobileAPI, Attest}, 1},
+		{[]string{MobileAPI}, 0},
+		{[]string{Ingest, Attest}, 0},
+	} {
+		m := recordMemo(tt.modules)
+		switch {
+		case tt.readers == 0 && m != nil:
+			t.Errorf("%v: a memo, want none", tt.modules)
+		case tt.readers > 0 && (m == nil || m.Readers() != tt.readers):
+			t.Errorf("%v: memo %v, want one taken by %d stages", tt.modules, m, tt.readers)
+		}
+	}
+}

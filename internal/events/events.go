@@ -144,3 +144,15 @@ func check(ev Event) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// Erase deletes, in tx, every event about farmerID from the outbox (a
+// farmer's erasure; see internal/forget) and returns how many. The
+// webhooks module, the outbox's reader, runs it as an owner of farmer
+// data; producers fence erased farmers themselves.
+func Erase(ctx context.Context, tx pgx.Tx, farmerID string) (int64, error) {
+	tag, err := tx.Exec(ctx, `DELETE FROM events.outbox WHERE farmer_id = $1`, farmerID)
+	if err != nil {
+		return 0, fmt.Errorf("erase events of farmer %s: %w", farmerID, err)
+	}
+	return tag.RowsAffected(), nil
+}

@@ -179,7 +179,7 @@ func (o Owner) Fence(ctx context.Context, tx pgx.Tx, farmers []string) (Farmers,
 	b.Queue(`
 		SELECT pg_advisory_xact_lock_shared($1, b)
 		FROM (SELECT DISTINCT `+fmt.Sprintf(bucket, "f")+` AS b FROM unnest($2::text[]) AS f ORDER BY 1) AS buckets`, lockClass, ids)
-	b.Queue(`SELECT farmer_id::text FROM `+o.Table+` WHERE farmer_id = ANY($1::uuid[])`, ids)
+	b.Queue(`SELECT farmer_id::text FROM `+o.Table+` WHERE farmer_id = ANY($1::text[]::uuid[])`, ids)
 	br := tx.SendBatch(ctx, b)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
@@ -219,7 +219,7 @@ func (o Owner) erasedAmong(ctx context.Context, q Querier, ids []string) (Farmer
 	if err := o.valid(); err != nil {
 		return nil, err
 	}
-	rows, err := q.Query(ctx, `SELECT farmer_id::text FROM `+o.Table+` WHERE farmer_id = ANY($1::uuid[])`, ids)
+	rows, err := q.Query(ctx, `SELECT farmer_id::text FROM `+o.Table+` WHERE farmer_id = ANY($1::text[]::uuid[])`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("look up erased farmers: %w", err)
 	}

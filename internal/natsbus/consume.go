@@ -146,10 +146,61 @@ func (c *Consumer) RunBatch(ctx context.Context, handle BatchHandler) error {
 	return c.run(ctx, c.cfg.MaxBatch, handle)
 }
 
+// A StagedHandler handles a batch in two stages, so that batches overlap:
+// it prepares the batch — work that changes nothing and needs no order
+// with other batches, such as decoding and checking signatures — and
+// returns the function that commits it (stores, publishes) and returns
+// one error per message, with a BatchHandler's meaning. While one batch
+// commits, mostly waiting on the database, the next is prepared on the
+// CPU. Commits run one at a time, in the order the batches were taken.
+type StagedHandler func(ctx context.Context, msgs []jetstream.Msg) (commit func(ctx context.Context) []error)
+
+// RunStaged is RunBatch for a StagedHandler: batch n+1 is taken and
+// prepared while batch n commits. At most one prepared batch waits for
+// its commit, so no more than two batches are held at once.
+func (c *Consumer) RunStaged(ctx context.Context, handle StagedHandler) error {
+	type prepared struct {
+		msgs   []jetstream.Msg
+		ctx    context.Context
+		cancel context.CancelFunc
+		start  time.Time
+		commit func(context.Context) []error
+	}
+	queue := make(chan prepared)
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		for p := range queue {
+			errs := p.commit(p.ctx)
+			c.settleBatch(p.ctx, p.msgs, errs, p.start)
+			p.cancel()
+		}
+	}()
+	defer func() {
+		close(queue)
+		<-committed
+	}()
+	return c.pull(ctx, c.cfg.MaxBatch, true, func(work context.Context, msgs []jetstream.Msg) {
+		ctx, cancel := context.WithTimeout(work, c.cfg.HandleTimeout)
+		start := time.Now()
+		queue <- prepared{msgs: msgs, ctx: ctx, cancel: cancel, start: start, commit: handle(ctx, msgs)}
+	})
+}
+
 // pullExpiry bounds how long a pull request waits on the consumer's leader.
 const pullExpiry = 5 * time.Second
 
 func (c *Consumer) run(ctx context.Context, maxBatch int, handle BatchHandler) error {
+	return c.pull(ctx, maxBatch, false, func(work context.Context, msgs []jetstream.Msg) {
+		c.handle(work, msgs, handle)
+	})
+}
+
+// pull hands take whatever has arrived, up to maxBatch messages, until
+// ctx is done, then drains what it had already pulled. take owns the
+// slice it is given when fresh is set (it may still hold it after
+// returning); otherwise the slice is reused for the next batch.
+func (c *Consumer) pull(ctx context.Context, maxBatch int, fresh bool, take func(work context.Context, msgs []jetstream.Msg)) error {
 	// A pull request lives on the consumer's leader. When that node is lost,
 	// the client notices only by missed heartbeats (half the expiry), and
 	// the default 30 s expiry would leave the consumer idle for up to 30 s
@@ -177,6 +228,9 @@ func (c *Consumer) run(ctx context.Context, maxBatch int, handle BatchHandler) e
 		if !ok {
 			return pumpErr // read after close: the pump has returned
 		}
+		if fresh {
+			batch = make([]jetstream.Msg, 0, maxBatch)
+		}
 		batch = append(batch[:0], msg)
 	fill:
 		for len(batch) < maxBatch {
@@ -190,7 +244,7 @@ func (c *Consumer) run(ctx context.Context, maxBatch int, handle BatchHandler) e
 				break fill
 			}
 		}
-		c.handle(work, batch, handle)
+		take(work, batch)
 	}
 }
 
@@ -220,7 +274,11 @@ func (c *Consumer) handle(ctx context.Context, msgs []jetstream.Msg, handle Batc
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.HandleTimeout)
 	defer cancel()
 	start := time.Now()
-	errs := handle(ctx, msgs)
+	c.settleBatch(ctx, msgs, handle(ctx, msgs), start)
+}
+
+// settleBatch settles every message of a batch by its own outcome.
+func (c *Consumer) settleBatch(ctx context.Context, msgs []jetstream.Msg, errs []error, start time.Time) {
 	c.metrics.duration.WithLabelValues(c.cfg.Durable).Observe(time.Since(start).Seconds())
 	c.metrics.batch.WithLabelValues(c.cfg.Durable).Observe(float64(len(msgs)))
 	if len(errs) != len(msgs) {

@@ -368,3 +368,127 @@ func TestConsumerBatch(t *testing.T) {
 		waitFor(t, func() bool { return ackPending(t, js, "batchbug") == 0 })
 	})
 }
+
+// runStaged starts a staged consumer with handle until the test ends.
+func runStaged(t *testing.T, js jetstream.JetStream, cfg natsbus.ConsumerConfig, handle natsbus.StagedHandler) {
+	t.Helper()
+	c := natsbus.NewConsumer(cfg, js, slog.New(slog.DiscardHandler), natsbus.NewMetrics(prometheus.NewRegistry()))
+	if err := c.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.RunStaged(ctx, handle) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("RunStaged: %v", err)
+		}
+	})
+}
+
+func TestConsumerStaged(t *testing.T) {
+	s := natstest.MustServer(t)
+	_, js := natstest.MustJetStream(t, s)
+
+	t.Run("OK_NextBatchPreparedWhileThisOneCommits", func(t *testing.T) {
+		const n = 40
+		for i := range n {
+			publish(t, js, "farm.submitted.staged", fmt.Sprint("st", i), fmt.Sprint("m", i))
+		}
+		prepared, committed := &calls{n: map[string]int{}}, &calls{n: map[string]int{}}
+		var (
+			mu       sync.Mutex
+			order    []string // "prepare k" / "commit k"
+			batches  int
+			overlaps int
+		)
+		secondPrepared := make(chan struct{})
+		runStaged(t, js, natsbus.ConsumerConfig{Stream: natsbus.StreamFarm, Durable: "staged", FilterSubjects: []string{"farm.submitted.staged"}, MaxBatch: 8},
+			func(ctx context.Context, msgs []jetstream.Msg) func(context.Context) []error {
+				prepared.add(msgs)
+				mu.Lock()
+				k := batches
+				batches++
+				order = append(order, fmt.Sprint("prepare ", k))
+				mu.Unlock()
+				if k == 1 {
+					close(secondPrepared)
+				}
+				return func(ctx context.Context) []error {
+					if k == 0 {
+						// The first commit waits until the second batch is
+						// prepared: a runner that does not overlap the
+						// stages never gets there.
+						select {
+						case <-secondPrepared:
+							mu.Lock()
+							overlaps++
+							mu.Unlock()
+						case <-time.After(10 * time.Second):
+						}
+					}
+					committed.add(msgs)
+					mu.Lock()
+					order = append(order, fmt.Sprint("commit ", k))
+					mu.Unlock()
+					return make([]error, len(msgs))
+				}
+			})
+		waitFor(t, func() bool { return ackPending(t, js, "staged") == 0 })
+		for i := range n {
+			if p, c := prepared.get(fmt.Sprint("m", i)), committed.get(fmt.Sprint("m", i)); p != 1 || c != 1 {
+				t.Errorf("m%d prepared %d and committed %d times, want 1 each", i, p, c)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if overlaps != 1 {
+			t.Errorf("the second batch was not prepared while the first committed (order %q)", order)
+		}
+		next := 0
+		for _, o := range order {
+			var k int
+			if _, err := fmt.Sscanf(o, "commit %d", &k); err == nil {
+				if k != next {
+					t.Errorf("commit %d came when %d was due: commits out of order (%q)", k, next, order)
+				}
+				next++
+			}
+		}
+		if prepared.biggest > 8 {
+			t.Errorf("biggest batch = %d, want at most MaxBatch 8", prepared.biggest)
+		}
+	})
+
+	t.Run("ErrPoisonInBatch_OnlyItDeadLettered", func(t *testing.T) {
+		before := natstest.Count(t, js, natsbus.StreamDead, "")
+		for _, d := range []string{"good1", "bad", "good2"} {
+			publish(t, js, "farm.submitted.stagedpoison", "sp"+d, d)
+		}
+		got := &calls{n: map[string]int{}}
+		runStaged(t, js, natsbus.ConsumerConfig{Stream: natsbus.StreamFarm, Durable: "stagedpoison", FilterSubjects: []string{"farm.submitted.stagedpoison"}},
+			func(ctx context.Context, msgs []jetstream.Msg) func(context.Context) []error {
+				return func(ctx context.Context) []error {
+					got.add(msgs)
+					errs := make([]error, len(msgs))
+					for i, m := range msgs {
+						if string(m.Data()) == "bad" {
+							errs[i] = apperr.Errorf(apperr.Invalid, "bad is not a record")
+						}
+					}
+					return errs
+				}
+			})
+		waitFor(t, func() bool { return ackPending(t, js, "stagedpoison") == 0 })
+		waitFor(t, func() bool { return natstest.Count(t, js, natsbus.StreamDead, "") >= before+1 })
+		if n := natstest.Count(t, js, natsbus.StreamDead, ""); n != before+1 {
+			t.Errorf("dead letters = %d, want 1: only the poison message", n-before)
+		}
+		for _, d := range []string{"good1", "bad", "good2"} {
+			if c := got.get(d); c != 1 {
+				t.Errorf("%s committed %d times, want 1", d, c)
+			}
+		}
+	})
+}

@@ -2,7 +2,6 @@ package record
 
 import (
 	"crypto/ed25519"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -49,18 +48,14 @@ func SigningInputOf(canonical []byte) ([]byte, error) {
 
 // VerifyCanonical is Verify for a record already in canonical form.
 func VerifyCanonical(pub ed25519.PublicKey, canonical []byte, signature string) error {
-	sig, err := base64.StdEncoding.DecodeString(signature)
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return fmt.Errorf("signature must be %d bytes of base64", ed25519.SignatureSize)
+	if _, err := decodeSignature(signature); err != nil {
+		return err
 	}
 	msg, err := SigningInputOf(canonical)
 	if err != nil {
 		return err
 	}
-	if !ed25519.Verify(pub, msg, sig) {
-		return ErrBadSignature
-	}
-	return nil
+	return verifySignature(pub, msg, signature)
 }
 
 // compareUTF16 orders property names as RFC 8785 §3.2.3 does: by their

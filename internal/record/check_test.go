@@ -46,6 +46,12 @@ func validPayloads() map[string]map[string]any {
 			"scopes": []string{"plots", "harvests"}, "expires_at": "2027-05-20T00:00:00Z", "otp_challenge_id": uuid.NewString(), "otp_code": "493021"},
 		"consent.revoked": {"farmer_id": farmer, "consent_id": uuid.NewString(), "reason": "changed bank"},
 		"consent.refused": {"farmer_id": farmer, "consent_id": uuid.NewString(), "grantee_organization_id": uuid.NewString(), "reason": "not now"},
+		"loan.applied": {"farmer_id": farmer, "loan_id": uuid.NewString(), "product_id": uuid.NewString(),
+			"amount": map[string]any{"amount": 500000000, "currency": "IDR"}, "purpose": "fertilizer for the wet season"},
+		"loan.accepted": {"farmer_id": farmer, "loan_id": uuid.NewString(), "terms_sha256": strings.Repeat("ab", 32),
+			"otp_challenge_id": uuid.NewString(), "otp_code": "493021"},
+		"repayment.collected": {"farmer_id": farmer, "loan_id": uuid.NewString(), "amount": map[string]any{"amount": 100000000, "currency": "IDR"},
+			"payer_reference": "RB-0042/17", "collected_on": "2026-11-20"},
 	}
 }
 
@@ -111,6 +117,19 @@ func TestCheck(t *testing.T) {
 			r["payload"].(map[string]any)["price"] = map[string]any{"amount": 10, "currency": "XYZ"}
 		}), "payload.price.currency: must be an ISO 4217"},
 		{"ErrNoScopes", mutate("consent.granted", func(r map[string]any) { r["payload"].(map[string]any)["scopes"] = []string{} }), "payload.scopes"},
+		{"ErrLoanZeroAmount", mutate("loan.applied", func(r map[string]any) {
+			r["payload"].(map[string]any)["amount"] = map[string]any{"amount": 0, "currency": "IDR"}
+		}), "payload.amount.amount: must be > 0"},
+		{"ErrLoanNegativeAmount", mutate("repayment.collected", func(r map[string]any) {
+			r["payload"].(map[string]any)["amount"] = map[string]any{"amount": -5, "currency": "IDR"}
+		}), "payload.amount.amount: must be > 0"},
+		{"ErrLoanUppercaseID", mutate("loan.applied", func(r map[string]any) { r["payload"].(map[string]any)["loan_id"] = strings.ToUpper(uuid.NewString()) }), "payload.loan_id"},
+		{"ErrLoanNoPurpose", mutate("loan.applied", func(r map[string]any) { r["payload"].(map[string]any)["purpose"] = "" }), "payload.purpose"},
+		{"ErrAcceptBadTermsHash", mutate("loan.accepted", func(r map[string]any) { r["payload"].(map[string]any)["terms_sha256"] = "abc" }), "payload.terms_sha256"},
+		{"ErrAcceptShortCode", mutate("loan.accepted", func(r map[string]any) { r["payload"].(map[string]any)["otp_code"] = "12345" }), "payload.otp_code"},
+		{"ErrRepaymentInFuture", mutate("repayment.collected", func(r map[string]any) { r["payload"].(map[string]any)["collected_on"] = "2027-06-01" }), "payload.collected_on: is in the future"},
+		{"ErrRepaymentNoReference", mutate("repayment.collected", func(r map[string]any) { r["payload"].(map[string]any)["payer_reference"] = "" }), "payload.payer_reference"},
+		{"ErrRepaymentReferenceNotASCII", mutate("repayment.collected", func(r map[string]any) { r["payload"].(map[string]any)["payer_reference"] = "reçu 1" }), "payload.payer_reference"},
 		{"ErrBadScope", mutate("consent.granted", func(r map[string]any) { r["payload"].(map[string]any)["scopes"] = []string{"everything"} }), "payload.scopes[0]: must be one of"},
 		// captured 2026-11-23T09:00Z: 180 days later is 2027-05-22T09:00Z.
 		{"ErrConsentOver180Days", mutate("consent.granted", func(r map[string]any) { r["payload"].(map[string]any)["expires_at"] = "2027-05-22T09:00:01Z" }), "payload.expires_at: must be at most 180 days after captured_at"},

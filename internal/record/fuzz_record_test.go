@@ -24,7 +24,15 @@ func FuzzRecord(f *testing.F) {
 		if problems != nil {
 			return
 		}
-		if problems = rec.CheckPayload(v, now); problems != nil { // … then payload
+		problems = rec.CheckPayload(v, now) // … then payload, from the tree Decode parsed
+		// The payload read from Decode's tree is the payload read from
+		// its canonical bytes: the same value or the same problems.
+		reparsed := rec
+		reparsed.Payload = nil
+		if again := reparsed.CheckPayload(v, now); !reflect.DeepEqual(again, problems) || !reflect.DeepEqual(reparsed.Payload, rec.Payload) {
+			t.Fatalf("the payload reads differently from Decode's tree (%v, %+v) and from its bytes (%v, %+v)", problems, rec.Payload, again, reparsed.Payload)
+		}
+		if problems != nil {
 			return
 		}
 		stored, problems := record.Check(v, rec.Canonical, now) // ingest and attest

@@ -108,6 +108,41 @@ type ConsentRefused struct {
 	Reason       string `json:"reason,omitempty" validate:"max=500"`
 }
 
+// LoanApplied is an application for a loan that an agent makes with the
+// farmer, for one of a bank's open products (lending's public view
+// lending.product_catalogue). LoanID is chosen on the phone, so that the
+// agent can follow the loan offline; the bank decides it.
+type LoanApplied struct {
+	FarmerID  string `json:"farmer_id" validate:"required,uuidlower"`
+	LoanID    string `json:"loan_id" validate:"required,uuidlower"`
+	ProductID string `json:"product_id" validate:"required,uuidlower"`
+	Amount    Money  `json:"amount" validate:"required"`
+	Purpose   string `json:"purpose" validate:"required,min=1,max=200"`
+}
+
+// LoanAccepted is the farmer's acceptance of a loan offer. The one-time
+// code was sent to the farmer's phone together with the offer's terms,
+// and TermsSHA256 names those exact terms: an offer changed since cannot
+// be accepted with it.
+type LoanAccepted struct {
+	FarmerID       string `json:"farmer_id" validate:"required,uuidlower"`
+	LoanID         string `json:"loan_id" validate:"required,uuidlower"`
+	TermsSHA256    string `json:"terms_sha256" validate:"required,sha256hex"`
+	OTPChallengeID string `json:"otp_challenge_id" validate:"required,uuidlower"`
+	OTPCode        string `json:"otp_code" validate:"required,len=6,numeric"`
+}
+
+// RepaymentCollected is cash an agent collected from the farmer towards a
+// loan. PayerReference is the receipt the agent wrote for the farmer: the
+// loan's repayments are idempotent by it.
+type RepaymentCollected struct {
+	FarmerID       string `json:"farmer_id" validate:"required,uuidlower"`
+	LoanID         string `json:"loan_id" validate:"required,uuidlower"`
+	Amount         Money  `json:"amount" validate:"required"`
+	PayerReference string `json:"payer_reference" validate:"required,min=1,max=64,printascii"`
+	CollectedOn    string `json:"collected_on" validate:"required,datetime=2006-01-02"`
+}
+
 // Quantity is an amount with its unit, as the farmer said it.
 type Quantity struct {
 	Value float64 `json:"value" validate:"gt=0,lte=1e9"`
@@ -223,3 +258,15 @@ func (p *ConsentRevoked) Crop() string   { return "" }
 func (p *ConsentRefused) Farmer() string { return p.FarmerID }
 func (p *ConsentRefused) Plot() string   { return "" }
 func (p *ConsentRefused) Crop() string   { return "" }
+
+func (p *LoanApplied) Farmer() string { return p.FarmerID }
+func (p *LoanApplied) Plot() string   { return "" }
+func (p *LoanApplied) Crop() string   { return "" }
+
+func (p *LoanAccepted) Farmer() string { return p.FarmerID }
+func (p *LoanAccepted) Plot() string   { return "" }
+func (p *LoanAccepted) Crop() string   { return "" }
+
+func (p *RepaymentCollected) Farmer() string { return p.FarmerID }
+func (p *RepaymentCollected) Plot() string   { return "" }
+func (p *RepaymentCollected) Crop() string   { return "" }

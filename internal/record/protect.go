@@ -54,6 +54,21 @@ func Protected(canonical []byte, keys *pii.Keys) ([]byte, error) {
 	return Canonical(out)
 }
 
+// ProtectedPayload is the payload member of Protected(r.Canonical): what
+// ingest stores as the queryable payload. Only a registration carries
+// anything to protect; any other record's payload is already it, and is
+// returned without reading the record again.
+func (r *Record) ProtectedPayload(keys *pii.Keys) (json.RawMessage, error) {
+	if r.Env.Type != TypeFarmerRegistered {
+		return r.Env.Payload, nil
+	}
+	protected, err := Protected(r.Canonical, keys)
+	if err != nil {
+		return nil, err
+	}
+	return PayloadOf(protected)
+}
+
 // PayloadOf returns the payload member of a canonical record.
 func PayloadOf(canonical []byte) (json.RawMessage, error) {
 	var rec struct {

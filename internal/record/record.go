@@ -26,6 +26,12 @@ const (
 	TypeConsentGranted   Type = "consent.granted"
 	TypeConsentRevoked   Type = "consent.revoked"
 	TypeConsentRefused   Type = "consent.refused"
+	// Loans (services/lending acts on them once attested): an agent's
+	// application for the farmer, the farmer's acceptance of an offer by a
+	// one-time code, and cash an agent collected towards a loan.
+	TypeLoanApplied        Type = "loan.applied"
+	TypeLoanAccepted       Type = "loan.accepted"
+	TypeRepaymentCollected Type = "repayment.collected"
 	// Marketplace records (orders.go).
 	TypeOrderPlaced       Type = "order.placed"
 	TypeDeliveryConfirmed Type = "delivery.confirmed"
@@ -42,6 +48,9 @@ var Types = []Type{
 	TypeConsentGranted,
 	TypeConsentRevoked,
 	TypeConsentRefused,
+	TypeLoanApplied,
+	TypeLoanAccepted,
+	TypeRepaymentCollected,
 	TypeOrderPlaced,
 	TypeDeliveryConfirmed,
 }

@@ -29,18 +29,14 @@ var ErrBadSignature = errors.New("signature does not verify with the device's en
 
 // Verify checks the record's signature against the device's public key.
 func Verify(pub ed25519.PublicKey, raw []byte, signature string) error {
-	sig, err := base64.StdEncoding.DecodeString(signature)
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return fmt.Errorf("signature must be %d bytes of base64", ed25519.SignatureSize)
+	if _, err := decodeSignature(signature); err != nil {
+		return err
 	}
 	msg, err := SigningInput(raw)
 	if err != nil {
 		return err
 	}
-	if !ed25519.Verify(pub, msg, sig) {
-		return ErrBadSignature
-	}
-	return nil
+	return verifySignature(pub, msg, signature)
 }
 
 // Sign returns the record with its signature member set. It is what the

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -168,4 +169,31 @@ func TestValidator(t *testing.T) {
 			t.Errorf("err = %v, want a programming error, not invalid input", err)
 		}
 	})
+}
+
+// TestStdBase64 holds the hand-written check to go-playground/validator's
+// base64 expression on every string of up to eight characters drawn from
+// a few that matter (alphabet, padding, others).
+func TestStdBase64(t *testing.T) {
+	lib := regexp.MustCompile("^(?:[A-Za-z0-9+\\/]{4})*(?:[A-Za-z0-9+\\/]{2}==|[A-Za-z0-9+\\/]{3}=|[A-Za-z0-9+\\/]{4})$")
+	chars := []byte{'A', '/', '=', '-', '\n'}
+	var walk func(prefix []byte)
+	checked := 0
+	walk = func(prefix []byte) {
+		s := string(prefix)
+		if got, want := validate.StdBase64(s), lib.MatchString(s); got != want {
+			t.Errorf("StdBase64(%q) = %v, want %v", s, got, want)
+		}
+		checked++
+		if len(prefix) == 8 {
+			return
+		}
+		for _, c := range chars {
+			walk(append(prefix, c))
+		}
+	}
+	walk(nil)
+	if checked < 400_000 {
+		t.Fatalf("checked %d strings, want every string up to 8 characters", checked)
+	}
 }

@@ -195,6 +195,33 @@ func (c *Client) Sync(ctx context.Context, records []json.RawMessage) ([]SyncRes
 	return out.Results, nil
 }
 
+// SyncBody is a /sync request encoded once. The app keeps a batch in its
+// outbox and sends the same bytes on every retry until it is answered;
+// the load tool encodes its batches before its clock starts.
+type SyncBody struct {
+	body []byte
+}
+
+// EncodeSync encodes a batch of signed records as a /sync body.
+func EncodeSync(records []json.RawMessage) (SyncBody, error) {
+	b, err := json.Marshal(map[string]any{"records": records})
+	return SyncBody{body: b}, err
+}
+
+// SyncBody syncs a batch encoded by EncodeSync; see Sync.
+func (c *Client) SyncBody(ctx context.Context, b SyncBody) ([]SyncResult, error) {
+	var out struct {
+		Results []SyncResult `json:"results"`
+	}
+	if err := c.authed(ctx, http.MethodPost, "/mobile/v1/sync", encoded(b.body), &out); err != nil {
+		return nil, err
+	}
+	return out.Results, nil
+}
+
+// encoded is a request body that is already JSON.
+type encoded []byte
+
 // Status is what became of a record.
 type Status struct {
 	ID     string  `json:"id"`
@@ -217,6 +244,47 @@ func (c *Client) RequestOTP(ctx context.Context, farmerID string) (string, error
 	}
 	err := c.authed(ctx, http.MethodPost, "/mobile/v1/otp", map[string]string{"farmer_id": farmerID}, &out)
 	return out.ChallengeID, err
+}
+
+// Offer is a loan as the agent's phone sees it (GET
+// /mobile/v1/farmers/{id}/loans, and with a loan code).
+type Offer struct {
+	LoanID         string     `json:"loan_id"`
+	Lender         string     `json:"lender"`
+	State          string     `json:"state"`
+	Currency       string     `json:"currency"`
+	Principal      *int64     `json:"principal"`
+	TotalDue       *int64     `json:"total_due"`
+	Balance        int64      `json:"balance"`
+	DueOn          *string    `json:"due_on"`
+	TermsSHA256    *string    `json:"terms_sha256"`
+	OfferExpiresAt *time.Time `json:"offer_expires_at"`
+	Refusals       []struct {
+		RecordID string `json:"record_id"`
+		Type     string `json:"type"`
+		Reason   string `json:"reason"`
+	} `json:"refusals"`
+}
+
+// RequestLoanOTP sends the farmer a code that accepts the loan's open
+// offer, with the terms in the SMS; it returns the challenge and the offer
+// (whose TermsSHA256 the loan.accepted record names).
+func (c *Client) RequestLoanOTP(ctx context.Context, farmerID, loanID string) (string, Offer, error) {
+	var out struct {
+		ChallengeID string `json:"challenge_id"`
+		Offer       Offer  `json:"offer"`
+	}
+	err := c.authed(ctx, http.MethodPost, "/mobile/v1/otp", map[string]string{"farmer_id": farmerID, "loan_id": loanID}, &out)
+	return out.ChallengeID, out.Offer, err
+}
+
+// FarmerLoans lists an assigned farmer's loans.
+func (c *Client) FarmerLoans(ctx context.Context, farmerID string) ([]Offer, error) {
+	var out struct {
+		Loans []Offer `json:"loans"`
+	}
+	err := c.authed(ctx, http.MethodGet, "/mobile/v1/farmers/"+farmerID+"/loans", nil, &out)
+	return out.Loans, err
 }
 
 // RequestDeliveryOTP sends a delivery code to the farmer's phone: the
@@ -254,7 +322,11 @@ func (c *Client) call(ctx context.Context, method, path, token string, in, out a
 
 func do(ctx context.Context, hc *http.Client, method, url, token string, in, out any) error {
 	var body io.Reader
-	if in != nil {
+	switch in := in.(type) {
+	case nil:
+	case encoded:
+		body = bytes.NewReader(in)
+	default:
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err

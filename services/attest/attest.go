@@ -62,6 +62,10 @@ type Deps struct {
 	Registry prometheus.Registerer
 	// Rules overrides Rules(); tests use it.
 	Rules []Rule
+	// Memo holds the records checked in this process; a message with
+	// exactly those bytes is not read again, nor its signature verified
+	// again under the same key. Optional.
+	Memo *record.Memo
 }
 
 // Service is the attest module.
@@ -77,6 +81,8 @@ type Service struct {
 	consumer  *natsbus.Consumer
 	erasures  *natsbus.Consumer
 	validator *validate.Validator
+	keys      *record.Keys // device keys, precomputed for verification
+	memo      *record.Memo
 }
 
 // New wires the service; it validates and does no I/O.
@@ -93,7 +99,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, pool: d.Pool, js: d.JS, journal: d.Journal, pii: d.PII, logger: d.Logger,
-		rules: rules, metrics: newMetrics(d.Registry, d.Pool), validator: validate.New(),
+		rules: rules, metrics: newMetrics(d.Registry, d.Pool), validator: validate.New(), keys: record.NewKeys(), memo: d.Memo,
 	}
 	if d.JS != nil {
 		s.consumer = natsbus.NewConsumer(natsbus.ConsumerConfig{
@@ -243,16 +249,19 @@ func (s *Service) handleOne(ctx context.Context, in Input, msg jetstream.Msg) er
 // Decode checks an ingested record again (the stream is not trusted) and
 // makes it an Input. Undecodable records are Invalid: dead-lettered.
 func (s *Service) Decode(data []byte, h nats.Header, received time.Time) (Input, error) {
-	rec, problems := record.Check(s.validator, data, received)
-	env := rec.Env
-	if len(problems) > 0 {
-		return Input{}, apperr.Fields(fmt.Sprintf("invalid ingested record %s", env.ID), problems...)
+	rec, key, memoized := s.memo.Take(record.Hash(data), data)
+	if !memoized {
+		var problems []apperr.FieldError
+		if rec, problems = record.Check(s.validator, data, received); len(problems) > 0 {
+			return Input{}, apperr.Fields(fmt.Sprintf("invalid ingested record %s", rec.Env.ID), problems...)
+		}
 	}
+	env := rec.Env
 	agent, device := h.Get(natsbus.HeaderAgentID), h.Get(natsbus.HeaderDeviceID)
 	if agent == "" || device != env.DeviceID {
 		return Input{}, apperr.Errorf(apperr.Invalid, "record %s: headers name agent %q and device %q, record names device %q", env.ID, agent, device, env.DeviceID)
 	}
-	return Input{Env: env, Payload: rec.Payload, Canonical: rec.Canonical, AgentID: agent, DeviceID: device, ReceivedAt: received}, nil
+	return Input{Env: env, Payload: rec.Payload, Canonical: rec.Canonical, AgentID: agent, DeviceID: device, ReceivedAt: received, signingInput: rec.SigningInput(), checkedBy: key}, nil
 }
 
 // attested is the body of farm.attested.<type>.

@@ -2,6 +2,7 @@ package attest
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -26,6 +27,12 @@ type Input struct {
 	AgentID    string
 	DeviceID   string
 	ReceivedAt time.Time
+	// signingInput is what the device signed, when Decode read it from
+	// the record; else it is derived from Canonical.
+	signingInput []byte
+	// checkedBy is the key this process verified the signature under
+	// (record.Memo), if it did.
+	checkedBy ed25519.PublicKey
 }
 
 // Decision is attest's answer for one record.
@@ -178,8 +185,9 @@ func (s *Service) decide(ctx context.Context, tx pgx.Tx, fresh []Input) (map[str
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	signatures := s.verifySignatures(fresh, devices)
 	js := make([]judged, len(fresh))
-	parallel.For(len(fresh), func(i int) { js[i] = s.judge(fresh[i], ev[i], devices[fresh[i].DeviceID], th) })
+	parallel.For(len(fresh), func(i int) { js[i] = s.judge(fresh[i], ev[i], devices[fresh[i].DeviceID], signatures[i], th) })
 	now := time.Now().UTC()
 	out := make(map[string]*Decision, len(fresh))
 	revs := map[string]ledger.Revision{}
@@ -213,15 +221,48 @@ type judged struct {
 	rev     *ledger.Revision // verified records only
 }
 
+// verifySignatures checks the device signature of every input whose
+// device is enrolled, all at once (record.Keys.VerifyAll), for the
+// device.signature rule. An input without a device gets no check: the
+// rule rejects it for that.
+func (s *Service) verifySignatures(ins []Input, devices map[string]*DeviceKey) []signatureCheck {
+	out := make([]signatureCheck, len(ins))
+	var items []record.Signed
+	var at []int
+	for i, in := range ins {
+		d := devices[in.DeviceID]
+		if d == nil {
+			continue
+		}
+		if in.checkedBy != nil && in.checkedBy.Equal(ed25519.PublicKey(d.PublicKey)) {
+			out[i] = signatureCheck{done: true} // verified by this process under this very key
+			continue
+		}
+		msg := in.signingInput
+		if msg == nil {
+			var err error
+			if msg, err = record.SigningInputOf(in.Canonical); err != nil {
+				out[i] = signatureCheck{done: true, err: err}
+				continue
+			}
+		}
+		items, at = append(items, record.Signed{Key: d.PublicKey, Message: msg, Signature: in.Env.Signature}), append(at, i)
+	}
+	for j, err := range s.keys.VerifyAll(items) {
+		out[at[j]] = signatureCheck{done: true, err: err}
+	}
+	return out
+}
+
 // judge evaluates the rules on one record and derives what is stored of
 // it. It touches no shared state, so records are judged in parallel.
-func (s *Service) judge(in Input, ev Evidence, device *DeviceKey, th Thresholds) judged {
+func (s *Service) judge(in Input, ev Evidence, device *DeviceKey, sig signatureCheck, th Thresholds) judged {
 	region := ""
 	if device != nil {
 		region = device.Region
 	}
 	ev.Device = device
-	c := &Case{Env: in.Env, Payload: in.Payload, Canonical: in.Canonical, AgentID: in.AgentID, DeviceID: in.DeviceID, ReceivedAt: in.ReceivedAt, Ev: ev}
+	c := &Case{Env: in.Env, Payload: in.Payload, Canonical: in.Canonical, AgentID: in.AgentID, DeviceID: in.DeviceID, ReceivedAt: in.ReceivedAt, Ev: ev, signature: sig}
 	var results []Result
 	var err error
 	if c.T, err = th.For(in.Payload.Crop(), region); err != nil {
@@ -271,6 +312,14 @@ func provenanceFor(c *Case, at time.Time) []provenance {
 		out = append(out, p("quantity", "self_reported", nil))
 	case record.TypeConsentGranted, record.TypeConsentRevoked, record.TypeConsentRefused:
 		out = append(out, p("consent", "self_reported", nil))
+	case record.TypeLoanApplied:
+		out = append(out, p("application", "self_reported", nil))
+	case record.TypeLoanAccepted:
+		// mobile-api acknowledged it only with the one-time code sent to
+		// the farmer's phone with the offer's terms.
+		out = append(out, p("acceptance", "farmer_otp", nil))
+	case record.TypeRepaymentCollected:
+		out = append(out, p("amount", "self_reported", nil))
 	case record.TypeOrderPlaced:
 		out = append(out, p("items", "self_reported", nil))
 	case record.TypeDeliveryConfirmed:

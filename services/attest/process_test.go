@@ -166,6 +166,26 @@ func verdict(d attest.Decision, rule string) attest.Verdict {
 	return ""
 }
 
+// TestProcess_SignaturesCheckedTogether: Process checks a batch's device
+// signatures at once; a record whose signature is another record's is
+// rejected for it, and the records beside it still pass the check.
+func TestProcess_SignaturesCheckedTogether(t *testing.T) {
+	e := mustEnv(t, nil)
+	a := e.mustAgent(t, "Central Java")
+	ins := farm(t, a, 110.60, -7.35, 0.001, nationalID(), phone())
+	ins = append(ins, farm(t, a, 110.62, -7.37, 0.001, nationalID(), phone())...)
+	ins[6].Env.Signature = ins[7].Env.Signature // a valid signature, of another record
+	for i, d := range mustProcess(t, e, ins...) {
+		got := verdict(d, "device.signature")
+		switch {
+		case i == 6 && (d.Status != attest.StatusRejected || got != attest.Reject):
+			t.Errorf("record with another's signature: %s, device.signature %q; want rejected by it", d.Status, got)
+		case i != 6 && got != attest.Pass:
+			t.Errorf("%s %d: device.signature %q (%s), want pass", ins[i].Env.Type, i, got, d.Reason)
+		}
+	}
+}
+
 func TestProcess_ConsistentFarmIsVerifiedAndJournaled(t *testing.T) {
 	e := mustEnv(t, nil)
 	a := e.mustAgent(t, "Central Java")

@@ -88,7 +88,7 @@ func TestConsentEvents(t *testing.T) {
 
 	t.Run("OK_GrantedThenRevoked", func(t *testing.T) {
 		c := uuid.NewString()
-		send(grant(c, time.Now().AddDate(0, 6, 0)))
+		send(grant(c, time.Now().AddDate(0, 5, 0)))
 		a := waitTold(events.ConsentAuthorised, c)
 		if a.n != 1 || a.org != bank || a.data.FarmerID != farmer || len(a.data.Scopes) != 2 || a.data.RevokedAt != nil || a.data.GrantedRecordID == "" {
 			t.Errorf("authorised: %+v", a)
@@ -109,7 +109,7 @@ func TestConsentEvents(t *testing.T) {
 		if e := eventOf(events.ConsentRevoked, c); e.n != 0 {
 			t.Fatalf("revocation of an unknown consent told to %s", e.org)
 		}
-		send(grant(c, time.Now().AddDate(0, 6, 0)))
+		send(grant(c, time.Now().AddDate(0, 5, 0)))
 		waitTold(events.ConsentAuthorised, c)
 		if r := waitTold(events.ConsentRevoked, c); r.n != 1 || r.org != bank {
 			t.Errorf("revoked: %+v", r)

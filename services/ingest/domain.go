@@ -46,7 +46,7 @@ func (s *Service) apply(ctx context.Context, tx pgx.Tx, fresh []*item) ([]*item,
 	for i, it := range kept {
 		plots[i] = it.payload.(*record.PlotMapped).PlotID
 	}
-	rows, err := tx.Query(ctx, `SELECT plot_id::text, farmer_id::text FROM ingest.plots WHERE plot_id = ANY($1::uuid[])`, plots)
+	rows, err := tx.Query(ctx, `SELECT plot_id::text, farmer_id::text FROM ingest.plots WHERE plot_id = ANY($1::text[]::uuid[])`, plots)
 	if err != nil {
 		return nil, fmt.Errorf("load plots: %w", err)
 	}
@@ -161,6 +161,15 @@ func (s *Service) queue(b *pgx.Batch, ev *inserts, it *item, kept *[]*item) erro
 	case *record.ConsentRefused:
 		// No table of its own: ingest.consent_refusals is a view over
 		// submissions, where the record is already stored.
+	case *record.LoanApplied:
+		ev.loans.add(env.ID, string(env.Type), p.FarmerID, p.LoanID, it.agentID, captured)
+		ev.loans.applied(p.ProductID, p.Amount.Amount, p.Amount.Currency, p.Purpose)
+	case *record.LoanAccepted:
+		ev.loans.add(env.ID, string(env.Type), p.FarmerID, p.LoanID, it.agentID, captured)
+		ev.loans.accepted(p.TermsSHA256)
+	case *record.RepaymentCollected:
+		ev.loans.add(env.ID, string(env.Type), p.FarmerID, p.LoanID, it.agentID, captured)
+		ev.loans.collected(p.Amount.Amount, p.Amount.Currency, p.PayerReference, p.CollectedOn)
 	case *record.OrderPlaced, *record.DeliveryConfirmed:
 		// Marketplace records have no domain table here: the marketplace
 		// projects them once attest verified them (submissions keep the
@@ -178,6 +187,36 @@ type inserts struct {
 	inputs   inputRows
 	harvests harvestRows
 	sales    saleRows
+	loans    loanRows
+}
+
+// loanRows are loan records: the common columns with add, then the
+// type's own with applied, accepted or collected (the others NULL).
+type loanRows struct {
+	ids, types, farmers, loans, agents                             []string
+	captured                                                       []time.Time
+	products, currencies, purposes, terms, references, collectedOn []*string
+	amounts                                                        []*int64
+}
+
+func (r *loanRows) add(id, typ, farmer, loan, agent string, captured time.Time) {
+	r.ids, r.types, r.farmers, r.loans, r.agents = append(r.ids, id), append(r.types, typ), append(r.farmers, farmer), append(r.loans, loan), append(r.agents, agent)
+	r.captured = append(r.captured, captured)
+}
+
+func (r *loanRows) row(product *string, amount *int64, currency, purpose, terms, reference, collected *string) {
+	r.products, r.amounts, r.currencies, r.purposes = append(r.products, product), append(r.amounts, amount), append(r.currencies, currency), append(r.purposes, purpose)
+	r.terms, r.references, r.collectedOn = append(r.terms, terms), append(r.references, reference), append(r.collectedOn, collected)
+}
+
+func (r *loanRows) applied(product string, amount int64, currency, purpose string) {
+	r.row(&product, &amount, &currency, &purpose, nil, nil, nil)
+}
+
+func (r *loanRows) accepted(terms string) { r.row(nil, nil, nil, nil, &terms, nil, nil) }
+
+func (r *loanRows) collected(amount int64, currency, reference, on string) {
+	r.row(nil, &amount, &currency, nil, nil, &reference, &on)
 }
 
 type cropRows struct{ ids, farmers, plots, crops, varieties, planted, expected []string }
@@ -226,7 +265,7 @@ func (ev *inserts) queue(b *pgx.Batch) {
 		b.Queue(`
 			INSERT INTO ingest.crop_cycles (record_id, farmer_id, plot_id, crop, variety, planted_on, expected_harvest_on)
 			SELECT id, farmer, plot, crop, nullif(variety, ''), planted, expected
-			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::date[], $7::date[])
+			FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[]::uuid[], $4::text[], $5::text[], $6::text[]::date[], $7::text[]::date[])
 			    AS r(id, farmer, plot, crop, variety, planted, expected)
 			ON CONFLICT DO NOTHING`,
 			c.ids, c.farmers, c.plots, c.crops, c.varieties, c.planted, c.expected)
@@ -234,22 +273,31 @@ func (ev *inserts) queue(b *pgx.Batch) {
 	if in := ev.inputs; len(in.ids) > 0 {
 		b.Queue(`
 			INSERT INTO ingest.input_applications (record_id, farmer_id, plot_id, product, category, quantity, unit, applied_on)
-			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::date[])
+			SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[]::uuid[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::text[]::date[])
 			ON CONFLICT DO NOTHING`,
 			in.ids, in.farmers, in.plots, in.products, in.categories, in.quantities, in.units, in.applied)
 	}
 	if h := ev.harvests; len(h.ids) > 0 {
 		b.Queue(`
 			INSERT INTO ingest.harvests (record_id, farmer_id, plot_id, crop, quantity_kg, quality_grade, harvested_on)
-			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::float8[], $6::text[], $7::date[])
+			SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[]::uuid[], $4::text[], $5::float8[], $6::text[], $7::text[]::date[])
 			ON CONFLICT DO NOTHING`,
 			h.ids, h.farmers, h.plots, h.crops, h.kg, h.grades, h.harvested)
 	}
 	if sl := ev.sales; len(sl.ids) > 0 {
 		b.Queue(`
 			INSERT INTO ingest.sales (record_id, farmer_id, buyer, crop, quantity_kg, price_minor, currency, sold_on)
-			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::float8[], $6::bigint[], $7::text[], $8::date[])
+			SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[], $4::text[], $5::float8[], $6::bigint[], $7::text[], $8::text[]::date[])
 			ON CONFLICT DO NOTHING`,
 			sl.ids, sl.farmers, sl.buyers, sl.crops, sl.kg, sl.prices, sl.currencies, sl.sold)
+	}
+	if l := ev.loans; len(l.ids) > 0 {
+		b.Queue(`
+			INSERT INTO ingest.loan_records (record_id, type, farmer_id, loan_id, agent_id, captured_at, product_id, amount_minor, currency,
+			                                 purpose, terms_sha256, payer_reference, collected_on)
+			SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::timestamptz[], $7::uuid[], $8::bigint[],
+			                     $9::text[], $10::text[], $11::text[], $12::text[], $13::date[])
+			ON CONFLICT DO NOTHING`,
+			l.ids, l.types, l.farmers, l.loans, l.agents, l.captured, l.products, l.amounts, l.currencies, l.purposes, l.terms, l.references, l.collectedOn)
 	}
 }

@@ -37,6 +37,7 @@ type Erased struct {
 	Harvests    int64 `json:"harvests"`
 	Sales       int64 `json:"sales"`
 	Consents    int64 `json:"consents"`
+	LoanRecords int64 `json:"loan_records"`
 	Messages    int   `json:"messages"`     // farm.submitted copies of the farmer's records
 	DeadLetters int   `json:"dead_letters"` // the farmer's records ingest refused
 }
@@ -65,7 +66,7 @@ func (s *Service) erase(ctx context.Context, r forget.Request) (any, error) {
 		out.Submissions = int64(len(ids))
 		for table, n := range map[string]*int64{
 			"farmers": &out.Farmers, "plots": &out.Plots, "crop_cycles": &out.CropCycles, "input_applications": &out.Inputs,
-			"harvests": &out.Harvests, "sales": &out.Sales, "consents": &out.Consents,
+			"harvests": &out.Harvests, "sales": &out.Sales, "consents": &out.Consents, "loan_records": &out.LoanRecords,
 		} {
 			tag, err := tx.Exec(ctx, `DELETE FROM ingest.`+table+` WHERE farmer_id = $1`, r.FarmerID)
 			if err != nil {

@@ -64,6 +64,8 @@ type Service struct {
 	consumer  *natsbus.Consumer
 	erasures  *natsbus.Consumer
 	validator *validate.Validator
+	keys      *record.Keys // device keys, precomputed for verification
+	memo      *record.Memo
 }
 
 // Deps are what the composition root hands in.
@@ -75,6 +77,10 @@ type Deps struct {
 	Logger *slog.Logger
 	// Consumer counts what the consumers do.
 	Consumer *natsbus.Metrics
+	// Memo holds the records mobile-api checked in this process; a
+	// message with exactly those bytes is not read and verified again.
+	// Optional.
+	Memo *record.Memo
 }
 
 // New wires the service; it validates and does no I/O.
@@ -89,6 +95,8 @@ func New(cfg Config, d Deps) (*Service, error) {
 		pii:       d.PII,
 		logger:    d.Logger,
 		validator: validate.New(),
+		keys:      record.NewKeys(),
+		memo:      d.Memo,
 		consumer: natsbus.NewConsumer(natsbus.ConsumerConfig{
 			Stream:         natsbus.StreamFarm,
 			Durable:        ConsumerName,
@@ -118,7 +126,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	go expiringLoop(ctx, s.pool, interval, s.logger)
 	return forget.RunWith(ctx, s.erasures, eraser.Handler(s.pool, s.erase, s.logger), func(ctx context.Context) error {
-		return s.consumer.RunBatch(ctx, s.HandleBatch)
+		return s.consumer.RunStaged(ctx, s.Prepare)
 	})
 }
 
@@ -133,10 +141,12 @@ func (s *Service) Handle(ctx context.Context, msg jetstream.Msg) error {
 // item is one message on its way through a batch; err is its outcome.
 type item struct {
 	msg       jetstream.Msg
+	rec       record.Record
 	env       record.Envelope
 	payload   record.Payload
 	canonical []byte
 	stored    json.RawMessage // the payload as stored: record.Protected's
+	checkedBy ed25519.PublicKey // from the memo: the signature verified under this key
 	sealed    []byte          // the signed record, sealed with the PII key
 	hash      [32]byte
 	seq       uint64
@@ -159,17 +169,27 @@ type item struct {
 // stream (mobile.refusals), whatever the reason and whichever consumer
 // refused it.
 func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error {
+	return s.Prepare(ctx, msgs)(ctx)
+}
+
+// Prepare is HandleBatch in the consumer's two stages: it decodes and
+// checks the batch and verifies its signatures (CPU work that stores
+// nothing), and returns what stores and announces it. The consumer
+// prepares the next batch while this one commits.
+func (s *Service) Prepare(ctx context.Context, msgs []jetstream.Msg) func(context.Context) []error {
 	items := make([]*item, len(msgs))
 	parallel.For(len(msgs), func(i int) { items[i] = s.prepare(msgs[i]) })
 	s.verify(ctx, items)
-	s.storeAll(ctx, items)
-	s.forgetErased(ctx, items)
-	s.announce(ctx, items)
-	errs := make([]error, len(items))
-	for i, it := range items {
-		errs[i] = it.err
+	return func(ctx context.Context) []error {
+		s.storeAll(ctx, items)
+		s.forgetErased(ctx, items)
+		s.announce(ctx, items)
+		errs := make([]error, len(items))
+		for i, it := range items {
+			errs[i] = it.err
+		}
+		return errs
 	}
-	return errs
 }
 
 // prepare checks what can be checked without the database.
@@ -183,25 +203,28 @@ func (s *Service) prepare(msg jetstream.Msg) *item {
 	it.seq, it.received = md.Sequence.Stream, md.Timestamp
 	// The same strict read as mobile-api's: the record's canonical bytes
 	// and the typed view of them, which is what is stored and announced.
-	rec, problems := record.Check(s.validator, msg.Data(), md.Timestamp)
-	env := rec.Env
-	it.env, it.payload, it.canonical = env, rec.Payload, rec.Canonical
-	if len(problems) > 0 {
-		it.err = apperr.Fields(fmt.Sprintf("invalid record %s on %s", env.ID, msg.Subject()), problems...)
-		return it
+	// Bytes mobile-api checked in this process are taken as it read them.
+	data := msg.Data()
+	hash := record.Hash(data)
+	rec, key, memoized := s.memo.Take(hash, data)
+	if !memoized {
+		var problems []apperr.FieldError
+		if rec, problems = record.Check(s.validator, data, md.Timestamp); len(problems) > 0 {
+			it.err = apperr.Fields(fmt.Sprintf("invalid record %s on %s", rec.Env.ID, msg.Subject()), problems...)
+			return it
+		}
+		hash = record.Hash(rec.Canonical)
 	}
+	env := rec.Env
+	it.rec, it.env, it.payload, it.canonical, it.checkedBy = rec, env, rec.Payload, rec.Canonical, key
 	if msg.Subject() != natsbus.SubjectSubmittedPrefix+string(env.Type) {
 		it.err = apperr.Errorf(apperr.Invalid, "record %s of type %q arrived on %s", env.ID, env.Type, msg.Subject())
 		return it
 	}
-	it.hash = record.Hash(it.canonical)
+	it.hash = hash
 	// National IDs and phones never rest in clear: the queryable payload is
 	// the protected form, the signed original is kept sealed.
-	protected, err := record.Protected(it.canonical, s.pii)
-	if err == nil {
-		it.stored, err = record.PayloadOf(protected)
-	}
-	if err != nil {
+	if it.stored, err = it.rec.ProtectedPayload(s.pii); err != nil {
 		it.err = apperr.Wrap(apperr.Invalid, err, "record %s cannot be protected", env.ID)
 		return it
 	}
@@ -239,7 +262,7 @@ func (s *Service) verify(ctx context.Context, items []*item) {
 		revokedAt *time.Time
 	}
 	devices := map[string]device{}
-	rows, err := s.pool.Query(ctx, `SELECT device_id::text, agent_id::text, public_key, revoked_at FROM mobile.device_keys WHERE device_id = ANY($1::uuid[])`, ids)
+	rows, err := s.pool.Query(ctx, `SELECT device_id::text, agent_id::text, public_key, revoked_at FROM mobile.device_keys WHERE device_id = ANY($1::text[]::uuid[])`, ids)
 	if err == nil {
 		for rows.Next() {
 			var id string
@@ -258,8 +281,11 @@ func (s *Service) verify(ctx context.Context, items []*item) {
 		}
 		return
 	}
-	parallel.For(len(todo), func(i int) {
-		it := todo[i]
+	// The signatures of the batch are checked together (record.Keys).
+	var recs []*record.Record
+	var keys []ed25519.PublicKey
+	var signed []*item
+	for _, it := range todo {
 		env := it.env
 		d, ok := devices[env.DeviceID]
 		switch {
@@ -268,12 +294,19 @@ func (s *Service) verify(ctx context.Context, items []*item) {
 		case d.revokedAt != nil && d.revokedAt.Before(it.received):
 			it.err = apperr.Errorf(apperr.Invalid, "record %s: device %s was revoked at %s", env.ID, env.DeviceID, d.revokedAt.Format(time.RFC3339))
 		default:
-			if err := record.VerifyCanonical(ed25519.PublicKey(d.key), it.canonical, env.Signature); err != nil {
-				it.err = apperr.Wrap(apperr.Invalid, err, "record %s: %v", env.ID, err)
+			// A record this process verified under the same key is not
+			// verified again.
+			if it.checkedBy == nil || !it.checkedBy.Equal(ed25519.PublicKey(d.key)) {
+				recs, keys, signed = append(recs, &it.rec), append(keys, ed25519.PublicKey(d.key)), append(signed, it)
 			}
 			it.agentID = d.agentID
 		}
-	})
+	}
+	for i, err := range s.keys.Verify(recs, keys) {
+		if err != nil {
+			signed[i].err = apperr.Wrap(apperr.Invalid, err, "record %s: %v", signed[i].env.ID, err)
+		}
+	}
 }
 
 // storeAll stores the verified items: together, or one by one when the
@@ -369,7 +402,7 @@ func (s *Service) insert(ctx context.Context, tx pgx.Tx, items []*item) ([]*item
 	rows, err := tx.Query(ctx, `
 		INSERT INTO ingest.submissions (id, type, captured_at, payload, sealed_record, content_hash, stream_seq, device_id, agent_id)
 		SELECT id, type, captured, payload::jsonb, sealed, hash, seq, device, agent
-		FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::bytea[], $6::bytea[], $7::bigint[], $8::uuid[], $9::uuid[])
+		FROM unnest($1::text[]::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::bytea[], $6::bytea[], $7::bigint[], $8::text[]::uuid[], $9::text[]::uuid[])
 		    AS r(id, type, captured, payload, sealed, hash, seq, device, agent)
 		ON CONFLICT (id) DO NOTHING
 		RETURNING id::text`,
@@ -400,7 +433,7 @@ func (s *Service) insert(ctx context.Context, tx pgx.Tx, items []*item) ([]*item
 	for i, it := range old {
 		oldIDs[i] = it.env.ID
 	}
-	rows, err = tx.Query(ctx, `SELECT id::text, content_hash FROM ingest.submissions WHERE id = ANY($1::uuid[])`, oldIDs)
+	rows, err = tx.Query(ctx, `SELECT id::text, content_hash FROM ingest.submissions WHERE id = ANY($1::text[]::uuid[])`, oldIDs)
 	if err != nil {
 		return nil, fmt.Errorf("load %d stored records: %w", len(old), err)
 	}

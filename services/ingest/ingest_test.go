@@ -110,9 +110,9 @@ func TestHandleBatch(t *testing.T) {
 	var records []json.RawMessage
 	var msgIDs, good []string
 	add := func(msgID string, raw json.RawMessage) { msgIDs, records = append(msgIDs, msgID), append(records, raw) }
-	for i := range 40 {
+	for i := range 42 {
 		id := uuid.NewString()
-		typ := []string{"crop.planted", "input.applied", "harvest.recorded", "sale.recorded"}[i%4]
+		typ := []string{"crop.planted", "input.applied", "harvest.recorded", "sale.recorded", "loan.applied", "loan.accepted", "repayment.collected"}[i%7]
 		add(id, sign(t, agent.Client, id, typ, alice, plot, hour))
 		good = append(good, id)
 	}
@@ -145,7 +145,8 @@ func TestHandleBatch(t *testing.T) {
 			       (SELECT count(*) FROM ingest.crop_cycles WHERE record_id = ANY($1::uuid[])) +
 			       (SELECT count(*) FROM ingest.input_applications WHERE record_id = ANY($1::uuid[])) +
 			       (SELECT count(*) FROM ingest.harvests WHERE record_id = ANY($1::uuid[])) +
-			       (SELECT count(*) FROM ingest.sales WHERE record_id = ANY($1::uuid[]))`, good).Scan(&rows, &events)
+			       (SELECT count(*) FROM ingest.sales WHERE record_id = ANY($1::uuid[])) +
+			       (SELECT count(*) FROM ingest.loan_records WHERE record_id = ANY($1::uuid[]))`, good).Scan(&rows, &events)
 		if err != nil {
 			t.Fatal(err)
 		}

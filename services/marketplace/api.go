@@ -2,7 +2,6 @@ package marketplace
 
 import (
 	_ "embed"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
@@ -10,53 +9,26 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tani-platform/tani/internal/apperr"
-	"github.com/tani-platform/tani/internal/consent"
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/identity"
 )
 
-// openAPIBase is the hand-written OpenAPI 3 document of the marketplace's
-// routes under /distributor/v1. The served document adds the fragments of
-// identity's and consent's routes mounted there; a test holds it to the
-// routes actually mounted, both ways.
+// openAPI is the hand-written OpenAPI 3 document of the marketplace's
+// routes under /distributor/v1. The document served (Deps.Document) is it
+// with the other modules' parts merged in by the composition root
+// (identity's, consent's, the webhooks'); a test holds that to every route
+// mounted under /distributor/v1, both ways.
 //
 //go:embed openapi.json
-var openAPIBase []byte
+var openAPI []byte
 
-var openAPI = mergeFragments(openAPIBase)
-
-// mergeFragments adds identity's and consent's paths and schemas under
-// /distributor/v1 to the document.
-func mergeFragments(base []byte) []byte {
-	var doc map[string]any
-	if err := json.Unmarshal(base, &doc); err != nil {
-		panic("marketplace: openapi.json: " + err.Error()) // embedded and tested: cannot happen
-	}
-	paths := doc["paths"].(map[string]any)
-	schemas := doc["components"].(map[string]any)["schemas"].(map[string]any)
-	for _, fragment := range []func(string) (map[string]any, map[string]any){identity.OpenAPIFragment, consent.OpenAPIFragment} {
-		p, s := fragment("/distributor/v1")
-		for k, v := range p {
-			paths[k] = v
-		}
-		for k, v := range s {
-			schemas[k] = v
-		}
-	}
-	out, err := json.Marshal(doc)
-	if err != nil {
-		panic("marketplace: openapi: " + err.Error())
-	}
-	return out
-}
-
-// OpenAPI returns the served document.
+// OpenAPI returns the marketplace's own document.
 func OpenAPI() []byte { return openAPI }
 
 // apiRoutes mounts the JSON API; every route is already authenticated as
 // a distributor (identity.Require in the composition root).
 func (s *Service) apiRoutes(g *echo.Group) {
-	g.GET("/openapi.json", func(c echo.Context) error { return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openAPI) })
+	g.GET("/openapi.json", func(c echo.Context) error { return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, s.document) })
 	g.GET("/products", s.apiProducts)
 	g.POST("/products", s.apiCreateProduct)
 	g.GET("/products/:id", s.apiProduct)

@@ -117,6 +117,11 @@ type Deps struct {
 	Portal *PortalAuth
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// Document is the OpenAPI document served at
+	// /distributor/v1/openapi.json: OpenAPI() with what other modules
+	// mount under /distributor/v1 merged in by the composition root
+	// (identity, consent, webhooks). Nil serves OpenAPI() alone.
+	Document []byte
 }
 
 // Service is the marketplace module.
@@ -133,6 +138,7 @@ type Service struct {
 	validator *validate.Validator
 	now       func() time.Time
 	pages     *pages
+	document  []byte
 }
 
 // New wires the service; it validates and does no I/O.
@@ -156,7 +162,10 @@ func New(cfg Config, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("marketplace: %w", err)
 	}
 	s := &Service{cfg: cfg, pool: d.Pool, readPool: read, gate: d.Gate, journal: d.Journal, logger: d.Logger,
-		vouchers: d.Vouchers, portal: d.Portal, validator: validate.New(), now: now, pages: pg}
+		vouchers: d.Vouchers, portal: d.Portal, validator: validate.New(), now: now, pages: pg, document: d.Document}
+	if s.document == nil {
+		s.document = OpenAPI()
+	}
 	if d.JS != nil {
 		s.consumer = natsbus.NewConsumer(natsbus.ConsumerConfig{
 			Stream:  natsbus.StreamFarm,

@@ -10,21 +10,25 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tani-platform/tani/internal/app/apptest"
-	"github.com/tani-platform/tani/services/marketplace"
 )
 
 // TestOpenAPI_MatchesRoutes holds the document to every route the running
 // process serves under /distributor/v1 (the marketplace's and identity's
 // own-organization routes), in both directions, and serves it.
 func TestOpenAPI_MatchesRoutes(t *testing.T) {
-	// The consents module serves the consent routes under /distributor/v1;
-	// a deployment runs both (target all), and the document covers both.
-	tani := apptest.MustStart(t, "-target=marketplace,consents")
+	// Target all: the document must cover every module's routes under
+	// /distributor/v1 (consent requests, users, keys, webhooks…).
+	tani := apptest.MustStart(t)
+	d := mustDistributor(t, tani)
+	var raw json.RawMessage
+	if code := d.call(t, tani, "GET", "/distributor/v1/openapi.json", nil, &raw); code != 200 {
+		t.Fatalf("GET /distributor/v1/openapi.json = %d", code)
+	}
 	var doc struct {
 		OpenAPI string                    `json:"openapi"`
 		Paths   map[string]map[string]any `json:"paths"`
 	}
-	if err := json.Unmarshal(marketplace.OpenAPI(), &doc); err != nil {
+	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatalf("openapi.json: %v", err)
 	}
 	if !strings.HasPrefix(doc.OpenAPI, "3.") {
@@ -33,7 +37,10 @@ func TestOpenAPI_MatchesRoutes(t *testing.T) {
 	var documented []string
 	for path, ops := range doc.Paths {
 		for method := range ops {
-			documented = append(documented, strings.ToUpper(method)+" "+path)
+			switch method {
+			case "get", "put", "post", "delete", "options", "head", "patch", "trace":
+				documented = append(documented, strings.ToUpper(method)+" "+path)
+			}
 		}
 	}
 	param := regexp.MustCompile(`:(\w+)`)
@@ -53,10 +60,5 @@ func TestOpenAPI_MatchesRoutes(t *testing.T) {
 	sort.Strings(served)
 	if diff := cmp.Diff(documented, served); diff != "" {
 		t.Errorf("documented (-) vs served (+) routes:\n%s", diff)
-	}
-	d := mustDistributor(t, tani)
-	var got map[string]any
-	if code := d.call(t, tani, "GET", "/distributor/v1/openapi.json", nil, &got); code != 200 || got["openapi"] == nil {
-		t.Errorf("GET /distributor/v1/openapi.json = %d", code)
 	}
 }

@@ -270,13 +270,14 @@ func (s *Service) writeRevision(ctx context.Context, tx pgx.Tx, o *Order, rev in
 		return fmt.Errorf("order revision: %w", err)
 	}
 	// The distributor's webhook hears of it from the same transaction.
-	ev := events.Event{Type: events.OrderUpdated}
+	data := map[string]any{"order_id": o.ID, "revision": rev, "status": o.Status, "source": o.Source, "record_id": o.RecordID, "delivery_id": deliveryID}
+	key := fmt.Sprintf("%s:%d", o.ID, rev)
 	if rev == 1 {
-		ev = events.Event{Type: events.OrderPlaced}
+		return events.Record(ctx, tx, events.Event{ID: events.DeriveID(events.OrderPlaced, key), Type: events.OrderPlaced,
+			OrganizationID: org, FarmerID: o.FarmerID, OccurredAt: at, Data: data})
 	}
-	ev.ID, ev.OrganizationID, ev.FarmerID, ev.OccurredAt = events.DeriveID(ev.Type, fmt.Sprintf("%s:%d", o.ID, rev)), org, o.FarmerID, at
-	ev.Data = map[string]any{"order_id": o.ID, "revision": rev, "status": o.Status, "source": o.Source, "record_id": o.RecordID, "delivery_id": deliveryID}
-	return events.Record(ctx, tx, ev)
+	return events.Record(ctx, tx, events.Event{ID: events.DeriveID(events.OrderUpdated, key), Type: events.OrderUpdated,
+		OrganizationID: org, FarmerID: o.FarmerID, OccurredAt: at, Data: data})
 }
 
 // journalOrder journals the order's revisions not journaled yet. A failure

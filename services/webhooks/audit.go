@@ -236,6 +236,7 @@ func (s *Service) Replay(ctx context.Context, org, endpoint string, types []stri
 			  AND (o.organization_id = $4 OR o.organization_id IS NULL)
 			  AND (o.scope IS NULL OR EXISTS (SELECT 1 FROM ingest.consent_grants c
 			       WHERE c.farmer_id = o.farmer_id AND c.grantee_org_id = $4 AND `+consent.LiveSQL("c", "now()")+` AND c.scopes @> ARRAY[o.scope]))
+			  AND (o.farmer_id IS NULL OR NOT EXISTS (SELECT 1 FROM webhooks.erasures x WHERE x.farmer_id = o.farmer_id))
 			ORDER BY o.pos LIMIT 5000`, cursor, since, types, org)
 		if err != nil {
 			return total, fmt.Errorf("replay: load events: %w", err)
@@ -365,6 +366,7 @@ func (s *Service) pollEvents(c echo.Context) error {
 			  AND (o.organization_id = $4 OR o.organization_id IS NULL)
 			  AND (o.scope IS NULL OR (($5::text[] IS NULL OR o.scope = ANY($5)) AND EXISTS (SELECT 1 FROM ingest.consent_grants c
 			       WHERE c.farmer_id = o.farmer_id AND c.grantee_org_id = $4 AND `+consent.LiveSQL("c", "now()")+` AND c.scopes @> ARRAY[o.scope])))
+			  AND (o.farmer_id IS NULL OR NOT EXISTS (SELECT 1 FROM webhooks.erasures x WHERE x.farmer_id = o.farmer_id))
 			ORDER BY o.pos LIMIT $6`, cursor, *scannedTo, types, p.OrganizationID, keyScopes, limit)
 		if err != nil {
 			return fmt.Errorf("poll events: %w", err)

@@ -141,7 +141,7 @@ type poll struct {
 }
 
 // pollAll pages through /events from cursor and returns the ids.
-func (e *env) pollAll(t *testing.T, prefix, token, query string) ([]string, string) {
+func (e *env) pollAll(t testing.TB, prefix, token, query string) ([]string, string) {
 	t.Helper()
 	var ids []string
 	cursor := ""

@@ -39,10 +39,13 @@ func body(m events.Message) ([]byte, error) {
 // else is retried.
 func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error {
 	errs := make([]error, len(msgs))
-	n := len(msgs)
-	ids, types, orgs, farmers, scopes, bodies := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-	published := make([]time.Time, 0, n)
-	var at []int
+	type fan struct {
+		at        int
+		m         events.Message
+		body      []byte
+		published time.Time
+	}
+	var fans []fan
 	for i, msg := range msgs {
 		m, err := events.Decode(msg.Data())
 		if err == nil {
@@ -63,16 +66,41 @@ func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error
 			errs[i] = fmt.Errorf("message metadata: %w", err)
 			continue
 		}
-		ids, types, orgs, farmers, scopes = append(ids, m.ID), append(types, string(m.Type)), append(orgs, m.OrganizationID), append(farmers, m.FarmerID), append(scopes, string(m.Scope))
-		bodies, published, at = append(bodies, string(b)), append(published, md.Timestamp), append(at, i)
+		fans = append(fans, fan{at: i, m: m, body: b, published: md.Timestamp})
 	}
-	if len(at) == 0 {
+	if len(fans) == 0 {
 		return errs
 	}
 	var jobs []*job
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := noJIT(ctx, tx); err != nil {
 			return err
+		}
+		// Events about a farmer this module erased are acknowledged and
+		// told to no one (a producer may have recorded one as the erasure
+		// ran); the fence waits for an erasure in progress.
+		var farmers []string
+		for _, f := range fans {
+			if f.m.FarmerID != "" {
+				farmers = append(farmers, f.m.FarmerID)
+			}
+		}
+		erased, err := eraser.Fence(ctx, tx, farmers)
+		if err != nil {
+			return err
+		}
+		n := len(fans)
+		ids, types, orgs, farmerIDs, scopes, bodies := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		published := make([]time.Time, 0, n)
+		for _, f := range fans {
+			if f.m.FarmerID != "" && erased.Has(f.m.FarmerID) {
+				continue
+			}
+			ids, types, orgs, farmerIDs, scopes = append(ids, f.m.ID), append(types, string(f.m.Type)), append(orgs, f.m.OrganizationID), append(farmerIDs, f.m.FarmerID), append(scopes, string(f.m.Scope))
+			bodies, published = append(bodies, string(f.body)), append(published, f.published)
+		}
+		if len(ids) == 0 {
+			return nil
 		}
 		rows, err := tx.Query(ctx, `
 			WITH ins AS (
@@ -90,7 +118,7 @@ func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error
 			    ON CONFLICT (endpoint_id, event_id) DO NOTHING
 			    RETURNING *)
 			SELECT `+jobColumns+` FROM ins d JOIN webhooks.endpoints e ON e.id = d.endpoint_id`,
-			ids, types, orgs, farmers, scopes, bodies, published, s.cfg.Lease.Seconds())
+			ids, types, orgs, farmerIDs, scopes, bodies, published, s.cfg.Lease.Seconds())
 		if err != nil {
 			return fmt.Errorf("fan out %d events: %w", len(ids), err)
 		}
@@ -98,8 +126,8 @@ func (s *Service) HandleBatch(ctx context.Context, msgs []jetstream.Msg) []error
 		return err
 	})
 	if err != nil {
-		for _, i := range at {
-			errs[i] = err
+		for _, f := range fans {
+			errs[f.at] = err
 		}
 		return errs
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/forget"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/pii"
 	"github.com/tani-platform/tani/internal/postgres"
@@ -144,6 +145,7 @@ type Service struct {
 	guard     guard
 	client    *http.Client
 	consumer  *natsbus.Consumer
+	erasures  *natsbus.Consumer
 	metrics   *metrics
 	disp      *dispatcher
 	checker   *consentChecker
@@ -168,7 +170,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		cfg: cfg, pool: d.Pool, js: d.JS, gate: d.Gate, pii: d.PII, logger: d.Logger, retention: retention,
 		guard: guard{development: cfg.Development, resolver: res}, now: time.Now,
 	}
-	m, err := newMetrics(d.Registry)
+	m, err := newMetrics(d.Registry, d.Pool)
 	if err != nil {
 		return nil, err
 	}
@@ -185,6 +187,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 			MaxBatch:   1000,
 			Buffer:     2000,
 		}, d.JS, d.Logger, d.Consumer)
+		s.erasures = forget.Consumer(ErasureConsumerName, d.JS, d.Logger, d.Consumer)
 	}
 	s.checker = newConsentChecker(d.Gate)
 	s.disp = newDispatcher(s)
@@ -224,10 +227,14 @@ func (s *Service) Start(ctx context.Context) error {
 	if s.consumer == nil {
 		return errors.New("webhooks: started without JetStream")
 	}
-	return s.consumer.Start(ctx)
+	if err := s.consumer.Start(ctx); err != nil {
+		return err
+	}
+	return s.erasures.Start(ctx)
 }
 
-// Run fans events out and delivers until ctx is done.
+// Run fans events out, delivers, and erases farmers who asked to be
+// forgotten, until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -235,7 +242,9 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Go(func() { s.checker.run(ctx) })
 	wg.Go(func() { s.disp.run(ctx) })
 	wg.Go(func() { s.maintain(ctx) })
-	err := s.consumer.RunBatch(ctx, s.HandleBatch)
+	err := forget.RunWith(ctx, s.erasures, eraser.Handler(s.pool, s.erase, s.logger), func(ctx context.Context) error {
+		return s.consumer.RunBatch(ctx, s.HandleBatch)
+	})
 	cancel()
 	wg.Wait()
 	return err

@@ -29,7 +29,7 @@ var commands = map[string]command{
 	"network":  {"network init|up|down|status|members|propose|vote|apply|proposals: create, run and govern the Fabric consortium", runNetwork},
 	"receipt":  {"receipt verify FILE --key KEYFILE [-fabric.…]: check a receipt offline and, given Fabric settings, on the chain", runReceipt},
 	"keys":     {"keys init DIR: create the keys every process of a split deployment shares (PII, token signing, operator token, ledger)", runKeys},
-	"load":     {"send signed records to a running Tani and report throughput and latency", runLoad},
+	"load":     {"send signed records to a running Tani and report throughput and latency; -ratio: the capture path against Postgres COPY and INSERT, interleaved, as ratios", runLoad},
 	"farmer":   {"farmer erase ID -reason … -requested-by …: forget a farmer everywhere; farmer erasure ID: its progress", runFarmer},
 	"vouchers": {"vouchers register|organization|get: register an organization's voucher role, read the vouchers chaincode (-fabric.…)", runVouchers},
 }

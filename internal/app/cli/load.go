@@ -19,32 +19,53 @@ import (
 // parseLoad parses `tani load` arguments and environment and resolves the
 // operator token (flag first, then the token file `tani up` generated).
 func parseLoad(args []string, stderr io.Writer, env Env) (loadgen.Config, error) {
+	cfg, _, err := parseLoadRatio(args, stderr, env)
+	return cfg, err
+}
+
+// parseLoadRatio is parseLoad that also returns the -ratio settings. With
+// -ratio, the URL and operator token are those of the processes the bench
+// starts, so only the load's own settings are checked.
+func parseLoadRatio(args []string, stderr io.Writer, env Env) (loadgen.Config, ratioConfig, error) {
 	var cfg loadgen.Config
+	var rc ratioConfig
 	var tokenFile string
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
+	rc.RegisterFlags(fs)
 	fs.StringVar(&cfg.OperatorToken, "operator-token", "", "operator bearer token for /admin/v1; empty reads -operator-token-file")
 	fs.StringVar(&tokenFile, "operator-token-file", "./var/operator-token", "file holding the operator token (tani up writes <data-dir>/operator-token)")
 	if err := parse(fs, args, stderr, env); err != nil {
-		return cfg, err
+		return cfg, rc, err
 	}
 	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return cfg, rc, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if rc.Enabled {
+		check := cfg
+		check.URL, check.OperatorToken = "http://started.by.the.bench", "set by the bench"
+		if _, err := rc.selected(); err != nil {
+			return cfg, rc, errors.Join(err, check.Validate())
+		}
+		return cfg, rc, check.Validate()
 	}
 	if cfg.OperatorToken == "" && tokenFile != "" {
 		b, err := os.ReadFile(tokenFile)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return cfg, fmt.Errorf("read operator token: %w", err)
+			return cfg, rc, fmt.Errorf("read operator token: %w", err)
 		}
 		cfg.OperatorToken = strings.TrimSpace(string(b))
 	}
-	return cfg, cfg.Validate()
+	return cfg, rc, cfg.Validate()
 }
 
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) error {
-	cfg, err := parseLoad(args, stderr, env)
+	cfg, rc, err := parseLoadRatio(args, stderr, env)
 	if err != nil {
 		return err
+	}
+	if rc.Enabled {
+		return runRatio(ctx, cfg, rc, stdout, stderr)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	var report loadgen.Report

@@ -32,6 +32,24 @@ func TestParseLoad(t *testing.T) {
 			t.Errorf("token %q, err %v; want the flag's token", cfg.OperatorToken, err)
 		}
 	})
+	t.Run("OK_RatioNeedsNoToken", func(t *testing.T) {
+		cfg, rc, err := parseLoadRatio([]string{"-ratio", "-runs=5", "-ratio.measures=capture,copy", "-operator-token-file=/nonexistent"}, io.Discard, noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, err := rc.selected()
+		if !rc.Enabled || rc.Runs != 5 || err != nil || strings.Join(names, ",") != "capture,copy" || cfg.Records != 50_000 {
+			t.Errorf("ratio %+v (measures %q, %v), records %d; want enabled, 5 runs, capture and copy, the default 50,000 records", rc, names, err, cfg.Records)
+		}
+	})
+	t.Run("ErrRatioSettings", func(t *testing.T) {
+		_, _, err := parseLoadRatio([]string{"-ratio", "-runs=0", "-ratio.measures=capture,journal", "-records=0"}, io.Discard, noEnv)
+		for _, want := range []string{"-runs 0", `unknown measure "journal"`, "-records 0"} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("err = %v, want it to name %q", err, want)
+			}
+		}
+	})
 	t.Run("ErrNoToken", func(t *testing.T) {
 		_, err := parseLoad([]string{"-operator-token-file=" + filepath.Join(t.TempDir(), "missing")}, io.Discard, noEnv)
 		if err == nil || !strings.Contains(err.Error(), "operator token") {

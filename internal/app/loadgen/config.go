@@ -22,6 +22,10 @@ type Config struct {
 	Concurrency   int           // /sync requests in flight; 0 means one per agent
 	IngestWait    time.Duration // cap on waiting for ingest after sending
 	DatabaseURL   string        // optional: count stored records to measure end to end
+	// Timed, when set, is called with true as the clock starts (records
+	// signed, pipeline idle) and with false once every accepted record
+	// is stored or the wait ended: the ratio bench reads CPU clocks there.
+	Timed func(started bool)
 }
 
 // RegisterFlags registers the load flags (the operator token is read by

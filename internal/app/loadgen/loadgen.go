@@ -29,10 +29,11 @@ type agent struct {
 	farms []farm
 }
 
-// job is one pre-signed /sync request.
+// job is one pre-signed /sync request, encoded.
 type job struct {
 	agent   *agent
 	records []json.RawMessage
+	body    client.SyncBody
 }
 
 // maxErrors is how many distinct failures a report quotes.
@@ -86,6 +87,9 @@ func Run(ctx context.Context, cfg Config, db *pgxpool.Pool, logger *slog.Logger)
 	}
 	logger.InfoContext(ctx, "records signed", "records", cfg.Records, "requests", len(jobs), "took", time.Since(signStart).Round(time.Millisecond))
 
+	if cfg.Timed != nil {
+		cfg.Timed(true)
+	}
 	var dbStart time.Time
 	if db != nil {
 		if err := db.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&dbStart); err != nil {
@@ -98,6 +102,9 @@ func Run(ctx context.Context, cfg Config, db *pgxpool.Pool, logger *slog.Logger)
 	}
 	w.remaining = accepted
 	done, err := w.wait(ctx, cfg.IngestWait)
+	if cfg.Timed != nil {
+		cfg.Timed(false)
+	}
 	if err != nil {
 		return r, err
 	}
@@ -200,9 +207,10 @@ func register(ctx context.Context, cfg Config, agents []*agent, now time.Time) (
 }
 
 // sign builds and signs every request of the timed phase before it starts,
-// so that the load machine's signing does not count against the server
-// (on a 2-core box they share the CPU). Agents take turns request by
-// request.
+// and encodes each request, so that the load machine's signing does not
+// count against the server (on a 2-core box they share the CPU): the
+// timed phase only sends bytes and reads answers, as phones with a full
+// outbox do. Agents take turns request by request.
 func sign(cfg Config, agents []*agent, now time.Time) ([]job, error) {
 	jobs := make([]job, (cfg.Records+cfg.Batch-1)/cfg.Batch)
 	var (
@@ -230,7 +238,13 @@ func sign(cfg Config, agents []*agent, now time.Time) ([]job, error) {
 					}
 					recs = append(recs, raw)
 				}
-				jobs[j] = job{agent: a, records: recs}
+				body, err := client.EncodeSync(recs)
+				if err != nil {
+					mu.Lock()
+					first = cmp.Or(first, fmt.Errorf("encode request: %w", err))
+					mu.Unlock()
+				}
+				jobs[j] = job{agent: a, records: recs, body: body}
 			}
 		})
 	}
@@ -269,7 +283,7 @@ func send(ctx context.Context, cfg Config, jobs []job, r *Report) []string {
 				// In-flight requests finish after the cap: their answer
 				// is part of what was measured.
 				t0 := time.Now()
-				res, err := j.agent.c.Sync(ctx, j.records)
+				res, err := j.agent.c.SyncBody(ctx, j.body)
 				took := time.Since(t0)
 				mu.Lock()
 				r.Batches++

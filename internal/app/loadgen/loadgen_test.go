@@ -2,13 +2,18 @@ package loadgen_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/tani-platform/tani/internal/app/apptest"
 	"github.com/tani-platform/tani/internal/app/loadgen"
+	"github.com/tani-platform/tani/internal/postgres/pgtest"
 )
 
 func validConfig() loadgen.Config {
@@ -90,5 +95,62 @@ func TestRun(t *testing.T) {
 	}
 	if types < 5 {
 		t.Errorf("stored %d record types, want the mix (at least 5)", types)
+	}
+}
+
+// TestRatio runs the capture path and the floor as `tani load -ratio`
+// does, with a Tani started in process: every accepted record is stored
+// (else the capture measure fails), the floor loads exactly the rows of
+// the load's mix with their polygons (else the floor fails), and the
+// ratio is the capture figure over the floor's of the same run.
+func TestRatio(t *testing.T) {
+	ctx := context.Background()
+	floorDB, err := pgxpool.New(ctx, pgtest.URL(t, pgtest.MustDatabase(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(floorDB.Close)
+	start := func(_ context.Context, target string) (loadgen.Platform, func() error, error) {
+		r := apptest.MustStart(t, "-target="+target)
+		return loadgen.Platform{URL: r.URL, OperatorToken: r.OperatorToken, DB: r.DB}, r.Stop, nil
+	}
+	cfg := validConfig()
+	cfg.URL, cfg.OperatorToken = "", ""
+	logger := slog.New(slog.DiscardHandler)
+	floor, err := loadgen.PrepareFloor(ctx, cfg, floorDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if floor.Rows() != cfg.Records {
+		t.Fatalf("floor has %d rows, want %d", floor.Rows(), cfg.Records)
+	}
+	var b loadgen.Bench
+	b.Add(loadgen.CaptureMeasure("capture", "mobile-api,ingest", cfg, start, logger))
+	b.Add(floor.Measures()...)
+	b.Compare("capture", "copy", 0.25)
+	res, err := b.Run(ctx, 1, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	capture, cp, ins := res.Values("capture"), res.Values("copy"), res.Values("insert")
+	if len(capture) != 1 || len(cp) != 1 || len(ins) != 1 || capture[0] <= 0 || cp[0] <= 0 || ins[0] <= 0 {
+		t.Fatalf("values capture %v, copy %v, insert %v; want one positive figure each", capture, cp, ins)
+	}
+	if got, want := res.RatioValues(loadgen.Ratio{Num: "capture", Den: "copy"}), []float64{capture[0] / cp[0]}; got[0] != want[0] {
+		t.Errorf("ratio %v, want %v", got, want)
+	}
+	var sides []string
+	for _, s := range res.Samples["capture"][0].Side {
+		sides = append(sides, s.Name)
+	}
+	if !slices.Contains(sides, "sync p99") {
+		t.Errorf("capture side figures %q, want the /sync p99", sides)
+	}
+	var tables int
+	if err := floorDB.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = 'tani_floor'`).Scan(&tables); err != nil {
+		t.Fatal(err)
+	}
+	if tables != 0 {
+		t.Errorf("the floor left %d tables behind, want its scratch schema dropped", tables)
 	}
 }

@@ -37,9 +37,6 @@ CREATE TABLE consent.events (
 );
 CREATE INDEX events_unjournaled ON consent.events (id) WHERE leaf_index IS NULL;
 
--- The access log points at the consent's journaled grant.
-CREATE INDEX access_log_allowed ON consent.access_log (id) WHERE allowed;
-
 -- Public read contract: requests still awaiting the farmer's answer, for
 -- the agent's phone (mobile-api), with the requesting organization.
 CREATE VIEW consent.open_requests AS
@@ -68,5 +65,4 @@ JOIN identity.organizations o ON o.id = l.organization_id;
 
 -- +goose Down
 DROP VIEW consent.access_entries, consent.request_terms, consent.open_requests;
-DROP INDEX consent.access_log_allowed;
 DROP TABLE consent.events, consent.requests;

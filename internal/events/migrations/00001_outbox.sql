@@ -32,7 +32,7 @@ CREATE TABLE events.outbox (
 CREATE SEQUENCE events.outbox_pos;
 CREATE INDEX outbox_unpublished ON events.outbox (seq) WHERE published_at IS NULL;
 CREATE INDEX outbox_organization ON events.outbox (organization_id, pos) WHERE organization_id IS NOT NULL;
-CREATE INDEX outbox_farmer ON events.outbox (farmer_id, pos) WHERE organization_id IS NULL;
+CREATE INDEX outbox_farmer ON events.outbox (farmer_id) WHERE farmer_id IS NOT NULL; -- a farmer's erasure
 CREATE INDEX outbox_recorded ON events.outbox (recorded_at);
 
 -- +goose Down

@@ -33,12 +33,10 @@ FROM attest.crop_cycles c
 JOIN attest.records r ON r.record_id = c.record_id AND r.status = 'verified';
 CREATE INDEX crop_cycles_farmer ON attest.crop_cycles (farmer_id);
 
--- A farmer's home region (the registering agent's), the district of
--- orders and of the demand outlook.
-CREATE VIEW attest.farmer_regions AS SELECT farmer_id, region FROM attest.farmers;
+-- A farmer's home region, the district of orders and of the demand
+-- outlook, is attest.farmer_regions (00120).
 
 -- +goose Down
-DROP VIEW attest.farmer_regions;
 DROP INDEX attest.crop_cycles_farmer;
 DROP VIEW attest.verified_crop_cycles;
 DROP VIEW attest.verified_plots;

@@ -1,0 +1,119 @@
+package lending_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tani-platform/tani/ledger"
+	"github.com/tani-platform/tani/ledger/verify"
+	"github.com/tani-platform/tani/services/lending"
+)
+
+// TestScore_ProvenanceAndHints: a farmer with a walked plot, a plot under
+// review and a plot whose measurement expired. The profile shows each
+// with its level, the flagged one without a receipt; the score counts
+// them at their confidence and hints at the steps that raise the limit;
+// carrying out a hint as attest would gives exactly the hinted limit; the
+// journaled score names the model and the evidence leaves.
+func TestScore_ProvenanceAndHints(t *testing.T) {
+	e := mustEnv(t)
+	b := e.bank("Bank A")
+	p := b.product("Padi", nil, nil, "bullet")
+	f, _ := e.typical("Central Java")
+	review, reviewRec := f.plot(0.8, flagged)
+	old, _ := f.plot(0.5, expired)
+	f.consent(b.ID)
+
+	var prof lending.Profile
+	b.must(http.StatusOK, "GET", "/bank/v1/farmers/"+f.ID+"/profile", nil, &prof)
+	levels := map[string]lending.Item{}
+	for _, it := range prof.Land.Plots {
+		levels[it.Facts["plot_id"].(string)] = it
+	}
+	if it := levels[review]; it.Verification.Status != "flagged" || it.Verification.Level != "unverified" || it.Receipt != nil || it.Verification.Reason == nil {
+		t.Errorf("plot under review: %+v", it.Verification)
+	}
+	if it := levels[old]; it.Verification.Level != "expired" || it.Receipt == nil || it.Verification.ExpiresAt == nil {
+		t.Errorf("expired plot: %+v", it.Verification)
+	}
+	if prof.Journal == nil || prof.Journal.TreeSize == 0 {
+		t.Fatal("profile names no checkpoint")
+	}
+	for _, it := range append(prof.Crops, prof.Harvests...) {
+		raw, _ := json.Marshal(it.Receipt)
+		res, err := verify.VerifyReceipt(raw, e.journal.VerifierKey())
+		if err != nil || res.Entry.RecordID != it.RecordID || res.TreeSize != prof.Journal.TreeSize {
+			t.Errorf("receipt of %s: %v", it.RecordID, err)
+		}
+	}
+
+	var sc lending.ScoreView
+	b.must(http.StatusOK, "POST", "/bank/v1/farmers/"+f.ID+"/score", map[string]any{"product_id": p.ID, "amount": money(5_000_000_00)}, &sc)
+	if len(sc.Hints) != 2 || sc.Hints[0].Limit <= sc.Limit {
+		t.Fatalf("hints %+v (limit %d)", sc.Hints, sc.Limit)
+	}
+	if sc.Confidence >= 0.85 || sc.Confidence <= 0.3 {
+		t.Errorf("confidence %v: a mix of walked, expired and unverified land", sc.Confidence)
+	}
+	if sc.LeafIndex == nil || len(sc.Reasons) > 4 || sc.PDMethod == "" || sc.Model != "tani-smallholder-v1" {
+		t.Errorf("score %+v", sc)
+	}
+	// The journaled score: model, digest, and the leaves of the evidence.
+	hist, err := e.journal.Current(context.Background(), sc.ID, ledger.AsOf{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var payload struct {
+		Result struct {
+			Model       string `json:"model"`
+			ModelSHA256 string `json:"model_sha256"`
+			Score       int    `json:"score"`
+		}
+		EvidenceLeaves []int64 `json:"evidence_leaves"`
+	}
+	json.Unmarshal(hist.Payload, &payload)
+	if payload.Result.Model != "tani-smallholder-v1" || len(payload.Result.ModelSHA256) != 64 || payload.Result.Score != sc.Score || len(payload.EvidenceLeaves) < 6 {
+		t.Errorf("journaled score %+v (%s)", payload, hist.Payload)
+	}
+
+	var visit lending.ScoreView
+	for _, h := range sc.Hints {
+		if h.Action == "second_agent_visit" {
+			if h.PlotID != review || h.Record.RecordID != reviewRec {
+				t.Fatalf("visit hint %+v, want plot %s", h, review)
+			}
+			// A second agent's walk matches: attest approves the review
+			// with provenance second_agent_visit and journals the record.
+			ctx := context.Background()
+			if _, err := e.pool.Exec(ctx, `UPDATE attest.records SET status = 'verified', reason = NULL WHERE record_id = $1`, reviewRec); err != nil {
+				t.Fatal(err)
+			}
+			exp := time.Now().AddDate(1, 0, 0)
+			for _, attr := range []string{"boundary", "area_ha"} {
+				if _, err := e.pool.Exec(ctx, `INSERT INTO attest.provenance (record_id, attribute, method, verifier, verified_at, expires_at) VALUES ($1, $2, 'second_agent_visit', 'agent:second', now(), $3)`,
+					reviewRec, attr, exp); err != nil {
+					t.Fatal(err)
+				}
+			}
+			app, err := e.journal.Append(ctx, ledger.Revision{RecordID: reviewRec, Kind: "plot.mapped", Revision: 1, Payload: []byte(`{"approved":true}`), OccurredAt: time.Now(), SignatureRef: "device:x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.pool.Exec(ctx, `UPDATE attest.records SET leaf_index = $2 WHERE record_id = $1`, reviewRec, app[0].LeafIndex)
+			b.must(http.StatusOK, "POST", "/bank/v1/farmers/"+f.ID+"/score", map[string]any{"product_id": p.ID, "amount": money(5_000_000_00)}, &visit)
+			if visit.Limit != h.Limit || visit.Score != h.Score {
+				t.Errorf("hint announced limit %d score %d; after the visit: %d, %d", h.Limit, h.Score, visit.Limit, visit.Score)
+			}
+			if !strings.Contains(h.Message, review) {
+				t.Errorf("hint message %q does not name the plot", h.Message)
+			}
+		}
+	}
+	if visit.ID == "" {
+		t.Fatal("no second-agent-visit hint")
+	}
+}

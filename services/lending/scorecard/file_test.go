@@ -1,0 +1,5 @@
+package scorecard_test
+
+import "os"
+
+func scorecardFile() ([]byte, error) { return os.ReadFile("v1.yaml") }
