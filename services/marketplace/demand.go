@@ -228,7 +228,7 @@ func (s *Service) RefreshDemand(ctx context.Context) (Run, error) {
 	if err != nil {
 		return Run{}, err
 	}
-	bt, err := s.backtest(ctx, rates, start)
+	bt, err := s.recentBacktest(ctx, rates, start)
 	if err != nil {
 		return Run{}, err
 	}
@@ -267,9 +267,9 @@ func (s *Service) RefreshDemand(ctx context.Context) (Run, error) {
 		}
 		btJSON, _ := json.Marshal(bt)
 		if err := tx.QueryRow(ctx, `
-			INSERT INTO marketplace.demand_runs (season_start, months, rates_version, k, farmers, plots, cells, suppressed, held, backtest, took_ms)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, 0) RETURNING run_id, computed_at`,
-			start, OutlookMonths, rates.Version, K, run.Farmers, run.Plots, run.Cells, btJSON).Scan(&run.ID, &run.ComputedAt); err != nil {
+			INSERT INTO marketplace.demand_runs (season_start, months, rates_version, k, farmers, plots, cells, suppressed, held, backtest, took_ms, computed_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, 0, $9) RETURNING run_id, computed_at`,
+			start, OutlookMonths, rates.Version, K, run.Farmers, run.Plots, run.Cells, btJSON, s.now()).Scan(&run.ID, &run.ComputedAt); err != nil {
 			return fmt.Errorf("demand run: %w", err)
 		}
 		// Months that have begun are no longer the outlook.
@@ -351,6 +351,32 @@ func abs(x int) int {
 		return -x
 	}
 	return x
+}
+
+// BacktestMaxAge is how long a backtest serves later refreshes of the same
+// season with the same rate table: last season's records change little
+// within a day, and the backtest costs as much as the outlook itself.
+const BacktestMaxAge = 24 * time.Hour
+
+// recentBacktest returns the backtest of a run of the last BacktestMaxAge
+// for the same season and rate table, or computes it.
+func (s *Service) recentBacktest(ctx context.Context, rates Rates, start time.Time) (Backtest, error) {
+	var raw []byte
+	err := s.pool.QueryRow(ctx, `
+		SELECT backtest FROM marketplace.demand_runs
+		WHERE season_start = $1 AND rates_version = $2 AND computed_at > $3 ORDER BY run_id DESC LIMIT 1`,
+		start, rates.Version, s.now().Add(-BacktestMaxAge)).Scan(&raw)
+	switch {
+	case err == nil:
+		var bt Backtest
+		if err := json.Unmarshal(raw, &bt); err != nil {
+			return Backtest{}, fmt.Errorf("stored backtest: %w", err)
+		}
+		return bt, nil
+	case err != pgx.ErrNoRows:
+		return Backtest{}, fmt.Errorf("stored backtest: %w", err)
+	}
+	return s.backtest(ctx, rates, start)
 }
 
 // backtestSQL: recorded seed and fertilizer (kg) of verified input.applied

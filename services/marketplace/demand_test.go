@@ -121,6 +121,8 @@ func TestDemand_KAnonymity(t *testing.T) {
 func TestDemand_Backtest(t *testing.T) {
 	e := mustEnv(t, nil)
 	ctx := context.Background()
+	// Mid-month, so that a day later is still the same season.
+	e.now = time.Date(e.now.Year(), e.now.Month(), 10, 12, 0, 0, 0, time.UTC)
 	start := time.Date(e.now.Year(), e.now.Month()+1, 1, 0, 0, 0, 0, time.UTC)
 	last := start.AddDate(-1, 0, 0)
 	plantedBefore := last.AddDate(-1, 0, 5) // repeats in last season's first month
@@ -147,4 +149,24 @@ func TestDemand_Backtest(t *testing.T) {
 	if math.Abs(*bt.WAPE-1.0/6) > 0.02 {
 		t.Errorf("WAPE = %.3f, want about 0.167 (predicted %.0f kg, recorded %.0f kg)", *bt.WAPE, bt.PredictedKg, bt.RecordedKg)
 	}
+	t.Run("ReusedWithinADay", func(t *testing.T) {
+		if _, err := e.pool.Exec(ctx, `UPDATE ingest.input_applications SET quantity = quantity * 2`); err != nil {
+			t.Fatal(err)
+		}
+		again, err := e.svc.RefreshDemand(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.Backtest.RecordedKg != bt.RecordedKg {
+			t.Errorf("backtest recomputed within a day: recorded %.0f kg, was %.0f kg", again.Backtest.RecordedKg, bt.RecordedKg)
+		}
+		e.now = e.now.Add(marketplace.BacktestMaxAge + time.Minute)
+		later, err := e.svc.RefreshDemand(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if later.Backtest.RecordedKg != 2*bt.RecordedKg {
+			t.Errorf("backtest a day later: recorded %.0f kg, want %.0f kg", later.Backtest.RecordedKg, 2*bt.RecordedKg)
+		}
+	})
 }
