@@ -145,9 +145,9 @@ type item struct {
 	env       record.Envelope
 	payload   record.Payload
 	canonical []byte
-	stored    json.RawMessage // the payload as stored: record.Protected's
+	stored    json.RawMessage   // the payload as stored: record.Protected's
 	checkedBy ed25519.PublicKey // from the memo: the signature verified under this key
-	sealed    []byte          // the signed record, sealed with the PII key
+	sealed    []byte            // the signed record, sealed with the PII key
 	hash      [32]byte
 	seq       uint64
 	received  time.Time
