@@ -39,7 +39,7 @@ func (s *Service) createAgent(c echo.Context) error {
 		Name           string `json:"name" validate:"required,min=1,max=200"`
 		Region         string `json:"region" validate:"required,min=2,max=100"`
 	}
-	if err := bind(c, &in); err != nil {
+	if err := httpserver.Bind(c, &in); err != nil {
 		return err
 	}
 	// Agents work for field organizations: a bank's or distributor's
@@ -80,7 +80,7 @@ func (s *Service) createAssignment(c echo.Context) error {
 		FarmerID string `json:"farmer_id" validate:"required,uuid"`
 		AgentID  string `json:"agent_id" validate:"required,uuid"`
 	}
-	if err := bind(c, &in); err != nil {
+	if err := httpserver.Bind(c, &in); err != nil {
 		return err
 	}
 	if erased, err := s.erasedFarmers(c.Request().Context(), []string{in.FarmerID}); err != nil {
@@ -112,7 +112,7 @@ func (s *Service) login(c echo.Context) error {
 		Username string `json:"username" validate:"required,max=64"`
 		Password string `json:"password" validate:"required,max=72"`
 	}
-	if err := bind(c, &in); err != nil {
+	if err := httpserver.Bind(c, &in); err != nil {
 		return err
 	}
 	ctx := c.Request().Context()
@@ -141,7 +141,7 @@ func (s *Service) refresh(c echo.Context) error {
 	var in struct {
 		RefreshToken string `json:"refresh_token" validate:"required,max=100"`
 	}
-	if err := bind(c, &in); err != nil {
+	if err := httpserver.Bind(c, &in); err != nil {
 		return err
 	}
 	ctx := c.Request().Context()
@@ -245,7 +245,7 @@ func (s *Service) enrollDevice(c echo.Context) error {
 		Name      string `json:"name" validate:"required,min=1,max=100"`
 		PublicKey string `json:"public_key" validate:"required,base64"`
 	}
-	if err := bind(c, &in); err != nil {
+	if err := httpserver.Bind(c, &in); err != nil {
 		return err
 	}
 	key, _ := base64.StdEncoding.DecodeString(in.PublicKey)
@@ -301,7 +301,7 @@ func (s *Service) revoke(c echo.Context, agentID string) error {
 	var in struct {
 		Reason string `json:"reason" validate:"required,min=3,max=500"`
 	}
-	if err := bind(c, &in); err != nil {
+	if err := httpserver.Bind(c, &in); err != nil {
 		return err
 	}
 	tag, err := s.pool.Exec(c.Request().Context(), `
@@ -314,12 +314,4 @@ func (s *Service) revoke(c echo.Context, agentID string) error {
 		return apperr.Errorf(apperr.NotFound, "no such device")
 	}
 	return c.NoContent(http.StatusNoContent)
-}
-
-// bind decodes strictly and validates.
-func bind(c echo.Context, v any) error {
-	if err := httpserver.DecodeJSON(c, v); err != nil {
-		return err
-	}
-	return c.Validate(v)
 }

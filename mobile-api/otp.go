@@ -16,6 +16,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/auth"
+	"github.com/tani-platform/tani/internal/httpserver"
 )
 
 // SMSSender delivers a text to a phone. Production plugs in a gateway;
@@ -54,7 +55,7 @@ func (s *Service) createOTP(c echo.Context) error {
 		// receipt of delivered goods. A code serves only its purpose.
 		Purpose string `json:"purpose,omitempty" validate:"omitempty,oneof=consent delivery"`
 	}
-	if err := bind(c, &in); err != nil {
+	if err := httpserver.Bind(c, &in); err != nil {
 		return err
 	}
 	if in.LoanID != "" {

@@ -32,3 +32,22 @@ func DecodeJSON(c echo.Context, v any) error {
 	}
 	return nil
 }
+
+// Bind decodes the request body strictly (DecodeJSON) and checks its
+// `validate` rules with the server's validator.
+func Bind(c echo.Context, v any) error {
+	if err := DecodeJSON(c, v); err != nil {
+		return err
+	}
+	return c.Validate(v)
+}
+
+// PathUUID reads a path parameter that must be a lowercase UUID, and
+// names it in the field error when it is not.
+func PathUUID(c echo.Context, name string) (string, error) {
+	v := c.Param(name)
+	if !validate.LowerUUID(v) {
+		return "", apperr.Fields("bad path", apperr.FieldError{Field: name, Message: "must be a lowercase UUID"})
+	}
+	return v, nil
+}

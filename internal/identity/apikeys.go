@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/postgres"
 )
 
@@ -138,7 +139,7 @@ func (d *Directory) expiry(asked *time.Time, now time.Time) (time.Time, error) {
 // createKey decodes a key request and creates the key for orgID.
 func (d *Directory) createKey(c echo.Context, orgID string) error {
 	var in keyRequest
-	if err := bind(c, &in); err != nil {
+	if err := httpserver.Bind(c, &in); err != nil {
 		return err
 	}
 	expires, err := d.expiry(in.ExpiresAt, time.Now())
@@ -258,7 +259,7 @@ func (d *Directory) insertKey(ctx context.Context, tx pgx.Tx, in NewAPIKey) (API
 // Operators' handlers (/admin/v1/organizations/{id}/api-keys…).
 
 func (d *Directory) createAPIKeyHTTP(c echo.Context) error {
-	orgID, err := pathUUID(c, "id")
+	orgID, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
@@ -266,7 +267,7 @@ func (d *Directory) createAPIKeyHTTP(c echo.Context) error {
 }
 
 func (d *Directory) listAPIKeys(c echo.Context) error {
-	orgID, err := pathUUID(c, "id")
+	orgID, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
@@ -278,11 +279,11 @@ func (d *Directory) listAPIKeys(c echo.Context) error {
 }
 
 func (d *Directory) revokeAPIKey(c echo.Context) error {
-	orgID, err := pathUUID(c, "id")
+	orgID, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
-	keyID, err := pathUUID(c, "key")
+	keyID, err := httpserver.PathUUID(c, "key")
 	if err != nil {
 		return err
 	}
@@ -312,7 +313,7 @@ func (d *Directory) createOwnKey(c echo.Context) error {
 
 func (d *Directory) revokeOwnKey(c echo.Context) error {
 	p, _ := PrincipalOf(c)
-	keyID, err := pathUUID(c, "key")
+	keyID, err := httpserver.PathUUID(c, "key")
 	if err != nil {
 		return err
 	}
@@ -334,13 +335,13 @@ type rotateRequest struct {
 
 func (d *Directory) rotateOwnKey(c echo.Context) error {
 	p, _ := PrincipalOf(c)
-	keyID, err := pathUUID(c, "key")
+	keyID, err := httpserver.PathUUID(c, "key")
 	if err != nil {
 		return err
 	}
 	var in rotateRequest
 	if c.Request().ContentLength != 0 {
-		if err := bind(c, &in); err != nil {
+		if err := httpserver.Bind(c, &in); err != nil {
 			return err
 		}
 	}

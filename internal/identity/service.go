@@ -197,7 +197,7 @@ func (d *Directory) createOrganization(c echo.Context) error {
 		Name string `json:"name" validate:"required,min=2,max=200"`
 		Kind string `json:"kind" validate:"required,oneof=operator field bank distributor"`
 	}
-	if err := bind(c, &in); err != nil {
+	if err := httpserver.Bind(c, &in); err != nil {
 		return err
 	}
 	o := Organization{ID: uuid.NewString(), Name: in.Name, Kind: Kind(in.Kind)}

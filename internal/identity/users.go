@@ -211,7 +211,7 @@ type userRequest struct {
 // an organization's first admin (and the platform's operators and
 // reviewers).
 func (d *Directory) createOrgUser(c echo.Context) error {
-	orgID, err := pathUUID(c, "id")
+	orgID, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
@@ -227,7 +227,7 @@ func (d *Directory) createOrgUser(c echo.Context) error {
 }
 
 func (d *Directory) listOrgUsers(c echo.Context) error {
-	orgID, err := pathUUID(c, "id")
+	orgID, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
@@ -239,11 +239,11 @@ func (d *Directory) listOrgUsers(c echo.Context) error {
 }
 
 func (d *Directory) deactivateOrgUser(c echo.Context) error {
-	orgID, err := pathUUID(c, "id")
+	orgID, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
-	userID, err := pathUUID(c, "user")
+	userID, err := httpserver.PathUUID(c, "user")
 	if err != nil {
 		return err
 	}
@@ -284,7 +284,7 @@ func (d *Directory) listOwnUsers(c echo.Context) error {
 
 func (d *Directory) deactivateOwnUser(c echo.Context) error {
 	p, _ := PrincipalOf(c)
-	userID, err := pathUUID(c, "user")
+	userID, err := httpserver.PathUUID(c, "user")
 	if err != nil {
 		return err
 	}

@@ -41,15 +41,6 @@ func bankOf(c echo.Context) (identity.Principal, error) {
 	return p, nil
 }
 
-// idParam reads a path parameter that must be a lowercase UUID.
-func idParam(c echo.Context, name string) (string, error) {
-	v := c.Param(name)
-	if !validate.LowerUUID(v) {
-		return "", apperr.Fields("bad path", apperr.FieldError{Field: name, Message: "must be a lowercase UUID"})
-	}
-	return v, nil
-}
-
 // bind decodes a JSON body strictly and checks its rules.
 func (s *Service) bind(c echo.Context, v any) error {
 	if err := httpserver.DecodeJSON(c, v); err != nil {

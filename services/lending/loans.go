@@ -15,6 +15,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/internal/validate"
 	"github.com/tani-platform/tani/ledger/verify"
@@ -386,7 +387,7 @@ func (s *Service) decide(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, err := idParam(c, "id")
+	id, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
@@ -484,7 +485,7 @@ func (s *Service) disburse(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, err := idParam(c, "id")
+	id, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
@@ -561,7 +562,7 @@ func (s *Service) writeOff(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, err := idParam(c, "id")
+	id, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
@@ -745,7 +746,7 @@ func (s *Service) getLoan(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, err := idParam(c, "id")
+	id, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
@@ -851,7 +852,7 @@ func (s *Service) agreement(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, err := idParam(c, "id")
+	id, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
@@ -905,7 +906,7 @@ func (s *Service) loanEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, err := idParam(c, "id")
+	id, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}

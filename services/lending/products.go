@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/postgres"
 )
 
@@ -146,7 +147,7 @@ func (s *Service) getProduct(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, err := idParam(c, "id")
+	id, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
@@ -167,7 +168,7 @@ func (s *Service) retireProduct(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, err := idParam(c, "id")
+	id, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/ledger/verify"
 	"github.com/tani-platform/tani/services/lending/scorecard"
 )
@@ -136,7 +137,7 @@ func (s *Service) profile(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	farmer, err := idParam(c, "id")
+	farmer, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
@@ -355,7 +356,7 @@ func (s *Service) evidenceBundle(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	farmer, err := idParam(c, "id")
+	farmer, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}

@@ -254,7 +254,7 @@ func (s *Service) repayOne(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, err := idParam(c, "id")
+	id, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
@@ -342,7 +342,7 @@ func (s *Service) listRepayments(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, err := idParam(c, "id")
+	id, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}

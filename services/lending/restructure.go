@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/httpserver"
 )
 
 // Restructuring is a proposal to extend a loan's due date.
@@ -43,7 +44,7 @@ func (s *Service) listRestructurings(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, err := idParam(c, "id")
+	id, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
@@ -79,11 +80,11 @@ func (s *Service) decideRestructuring(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, err := idParam(c, "id")
+	id, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
-	rid, err := idParam(c, "rid")
+	rid, err := httpserver.PathUUID(c, "rid")
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/identity"
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/services/lending/scorecard"
@@ -229,7 +230,7 @@ func (s *Service) scoreFarmer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	farmer, err := idParam(c, "id")
+	farmer, err := httpserver.PathUUID(c, "id")
 	if err != nil {
 		return err
 	}
