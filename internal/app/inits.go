@@ -358,7 +358,7 @@ func (a *App) initMarketplace() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc.Routes(httpserver.Router{Distributor: a.distributorAPI, Portal: a.server.Echo.Group("/portal")})
+	svc.Routes(httpserver.Router{Distributor: a.distributorAPI, Public: a.server.Echo.Group("/distributor/v1"), Portal: a.server.Echo.Group("/portal")})
 	return svc, nil
 }
 

@@ -168,11 +168,10 @@ var orgRoutes = func() map[string]Route {
 	// is looked up first: another bank is refused there (Foreign).
 	bank := func(path string) string { return "/bank/v1" + path }
 	// The banks' OpenAPI document (lending's, with identity's, consent's
-	// and the webhooks' merged in) is served without a key; the
-	// distributors' (the marketplace's) only to a distributor's
-	// credential, the same document for every distributor.
+	// and the webhooks' merged in) and the distributors' (the
+	// marketplace's, likewise) are served without a credential.
 	routes["GET /bank/v1/openapi.json"] = Route{Gate: Public, Call: func(t Target) (string, any) { return bank("/openapi.json"), nil }}
-	routes["GET /distributor/v1/openapi.json"] = Route{Gate: OwnCollection, Call: func(t Target) (string, any) { return "/distributor/v1/openapi.json", nil }}
+	routes["GET /distributor/v1/openapi.json"] = Route{Gate: Public, Call: func(t Target) (string, any) { return "/distributor/v1/openapi.json", nil }}
 	loan := func(t Target, action string) string { return bank("/loans/" + t.Own["loan"] + action) }
 	for key, r := range map[string]Route{
 		"POST /bank/v1/products":            {Gate: OwnCollection, Call: func(t Target) (string, any) { return bank("/products"), lendingProduct() }},

@@ -314,11 +314,12 @@ func TestErasure_ForgetsTheFarmerEverywhere(t *testing.T) {
 
 	t.Run("OK_EveryOwnerReportsWhatItErased", func(t *testing.T) {
 		want := map[string]map[string]float64{
-			"mobile-api": {"received": 4, "media_files": 1, "media": 1, "assignments": 1},
-			"ingest":     {"submissions": 4, "farmers": 1, "plots": 1, "dead_letters": 1},
-			"attest":     {"records": 4, "reviews": 1, "farmers": 1, "plots": 1},
-			"webhooks":   {"events": 1},
-			"ledger":     {"redacted": 4},
+			"mobile-api":  {"received": 4, "media_files": 1, "media": 1, "assignments": 1},
+			"ingest":      {"submissions": 4, "farmers": 1, "plots": 1, "dead_letters": 1},
+			"attest":      {"records": 4, "reviews": 1, "farmers": 1, "plots": 1},
+			"webhooks":    {"events": 1},
+			"marketplace": {},
+			"ledger":      {"redacted": 4},
 		}
 		if len(st.Owners) != len(want) || st.LeafIndex == nil || !st.Published {
 			t.Fatalf("status %+v, want the request journaled and published, and %d owners", st, len(want))

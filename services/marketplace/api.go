@@ -25,10 +25,16 @@ var openAPI []byte
 // OpenAPI returns the marketplace's own document.
 func OpenAPI() []byte { return openAPI }
 
+// serveDocument serves the OpenAPI document. It is public, like the
+// banks' /bank/v1/openapi.json: the document describes the API, not any
+// organization, and a developer reads it before holding a key.
+func (s *Service) serveDocument(c echo.Context) error {
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, s.document)
+}
+
 // apiRoutes mounts the JSON API; every route is already authenticated as
 // a distributor (identity.Require in the composition root).
 func (s *Service) apiRoutes(g *echo.Group) {
-	g.GET("/openapi.json", func(c echo.Context) error { return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, s.document) })
 	g.GET("/products", s.apiProducts)
 	g.POST("/products", s.apiCreateProduct)
 	g.GET("/products/:id", s.apiProduct)

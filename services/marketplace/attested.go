@@ -93,6 +93,13 @@ func (s *Service) projectOrder(ctx context.Context, rec record.Record, p *record
 		if err != nil {
 			return err
 		}
+		erased, err := eraser.Fence(ctx, tx, []string{p.FarmerID})
+		if err != nil {
+			return err
+		}
+		if erased.Has(p.FarmerID) {
+			return nil // the farmer asked to be forgotten since the record was verified
+		}
 		o := Order{ID: p.OrderID, FarmerID: p.FarmerID, Source: "agent", RecordID: rec.Env.ID, AgentID: agentID, PlotID: p.PlotID,
 			Payment: p.Payment, VoucherID: p.VoucherID, Total: Money{Amount: p.Total.Amount, Currency: p.Total.Currency},
 			Status: StatusPlaced, PlacedAt: rec.Env.Captured()}
@@ -101,7 +108,43 @@ func (s *Service) projectOrder(ctx context.Context, rec record.Record, p *record
 			o.Lines = append(o.Lines, OrderLine{ProductID: it.ProductID, Name: c.name, Category: c.category, Quantity: it.Quantity,
 				UnitPrice: Money{Amount: it.UnitPrice.Amount, Currency: it.UnitPrice.Currency}})
 		}
-		return s.insertOrder(ctx, tx, p.DistributorID, &o, fmt.Sprintf("record=%s leaf=%d agent=%s", rec.Env.ID, leaf, agentID))
+		// The stock is reserved as the order arrives. mobile-api refused
+		// an order above the stock at /sync, but the stock may have gone
+		// to other orders since: the signed order is then kept and
+		// rejected at once, with the reason the agent reads to the farmer.
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		short, left, err := reserveStock(ctx, sp, p.DistributorID, o.Lines)
+		if err != nil {
+			sp.Rollback(ctx)
+			return err
+		}
+		if short >= 0 {
+			if err := sp.Rollback(ctx); err != nil {
+				return err
+			}
+		} else {
+			if err := sp.Commit(ctx); err != nil {
+				return err
+			}
+			o.stockReserved = true
+		}
+		by := fmt.Sprintf("record=%s leaf=%d agent=%s", rec.Env.ID, leaf, agentID)
+		if err := s.insertOrder(ctx, tx, p.DistributorID, &o, by); err != nil {
+			return err
+		}
+		if short < 0 {
+			return nil
+		}
+		l := o.Lines[short]
+		o.Status, o.RejectReason, o.Revision = StatusRejected, fmt.Sprintf("out of stock: %d packs of %q left, %d ordered", left, l.Name, l.Quantity), 2
+		if _, err := tx.Exec(ctx, `UPDATE marketplace.orders SET status = $2, reject_reason = $3, revision = 2, leaf_index = NULL, updated_at = now() WHERE order_id = $1`,
+			o.ID, o.Status, o.RejectReason); err != nil {
+			return fmt.Errorf("reject order %s: %w", o.ID, err)
+		}
+		return s.writeRevision(ctx, tx, &o, 2, "order.updated", "marketplace stock "+by, "")
 	})
 	if err != nil {
 		return err
@@ -128,6 +171,13 @@ func (s *Service) projectDelivery(ctx context.Context, rec record.Record, p *rec
 		}
 		if done {
 			return nil
+		}
+		erased, err := eraser.Fence(ctx, tx, []string{p.FarmerID})
+		if err != nil {
+			return err
+		}
+		if erased.Has(p.FarmerID) {
+			return nil // the farmer asked to be forgotten since the record was verified
 		}
 		o, err := scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM marketplace.orders o WHERE order_id = $1 FOR UPDATE`, p.OrderID))
 		if err != nil {
@@ -316,17 +366,21 @@ func (s *Service) redeemPending(ctx context.Context) error {
 
 // Delivery is a verified delivery as the distributor sees it.
 type Delivery struct {
-	RecordID        string          `json:"record_id"`
-	OrderID         string          `json:"order_id"`
-	FarmerID        string          `json:"farmer_id"`
-	AgentID         string          `json:"agent_id"`
-	Items           json.RawMessage `json:"items"`
-	Value           Money           `json:"value"`
-	ReceivedOn      string          `json:"received_on"`
-	CapturedAt      time.Time       `json:"captured_at"`
-	Lat             float64         `json:"lat"`
-	Lon             float64         `json:"lon"`
-	PhotoHash       string          `json:"photo_sha256"`
+	RecordID   string          `json:"record_id"`
+	OrderID    string          `json:"order_id"`
+	FarmerID   string          `json:"farmer_id"`
+	AgentID    string          `json:"agent_id"`
+	Items      json.RawMessage `json:"items"`
+	Value      Money           `json:"value"`
+	ReceivedOn string          `json:"received_on"`
+	CapturedAt time.Time       `json:"captured_at"`
+	// Lat, Lon and PhotoHash are where the agent's phone confirmed the
+	// delivery and the photo of the goods: null once the farmer was
+	// erased (FarmerErased; FarmerID is then a pseudonym).
+	Lat             *float64        `json:"lat"`
+	Lon             *float64        `json:"lon"`
+	PhotoHash       *string         `json:"photo_sha256"`
+	FarmerErased    bool            `json:"farmer_erased,omitempty"`
 	LeafIndex       int64           `json:"leaf_index"`
 	ReceiptSHA256   string          `json:"receipt_sha256"`
 	Receipt         json.RawMessage `json:"receipt,omitempty"`
@@ -337,13 +391,22 @@ type Delivery struct {
 	seq             int64
 }
 
+// Place is where the delivery was confirmed ("lat, lon" to 4 decimals),
+// or "" once erased with the farmer.
+func (d Delivery) Place() string {
+	if d.Lat == nil || d.Lon == nil {
+		return ""
+	}
+	return fmt.Sprintf("%.4f, %.4f", *d.Lat, *d.Lon)
+}
+
 const deliveryColumns = `record_id::text, seq, order_id::text, farmer_id::text, agent_id::text, items, value, currency, received_on::text, captured_at,
-	lat, lon, photo_hash, leaf_index, receipt_sha256, coalesce(voucher_id::text, ''), redemption, coalesce(redemption_tx, ''), coalesce(redemption_error, '')`
+	lat, lon, photo_hash, farmer_erased, leaf_index, receipt_sha256, coalesce(voucher_id::text, ''), redemption, coalesce(redemption_tx, ''), coalesce(redemption_error, '')`
 
 func scanDelivery(r pgx.Row) (Delivery, error) {
 	var d Delivery
 	err := r.Scan(&d.RecordID, &d.seq, &d.OrderID, &d.FarmerID, &d.AgentID, &d.Items, &d.Value.Amount, &d.Value.Currency, &d.ReceivedOn, &d.CapturedAt,
-		&d.Lat, &d.Lon, &d.PhotoHash, &d.LeafIndex, &d.ReceiptSHA256, &d.VoucherID, &d.Redemption, &d.RedemptionTx, &d.RedemptionError)
+		&d.Lat, &d.Lon, &d.PhotoHash, &d.FarmerErased, &d.LeafIndex, &d.ReceiptSHA256, &d.VoucherID, &d.Redemption, &d.RedemptionTx, &d.RedemptionError)
 	return d, err
 }
 
@@ -384,7 +447,7 @@ func (s *Service) Delivery(ctx context.Context, org, id string) (Delivery, error
 	row := s.pool.QueryRow(ctx, `SELECT `+deliveryColumns+`, receipt FROM marketplace.deliveries WHERE record_id = $1 AND distributor_id = $2`, id, org)
 	var d Delivery
 	err := row.Scan(&d.RecordID, &d.seq, &d.OrderID, &d.FarmerID, &d.AgentID, &d.Items, &d.Value.Amount, &d.Value.Currency, &d.ReceivedOn, &d.CapturedAt,
-		&d.Lat, &d.Lon, &d.PhotoHash, &d.LeafIndex, &d.ReceiptSHA256, &d.VoucherID, &d.Redemption, &d.RedemptionTx, &d.RedemptionError, &receipt)
+		&d.Lat, &d.Lon, &d.PhotoHash, &d.FarmerErased, &d.LeafIndex, &d.ReceiptSHA256, &d.VoucherID, &d.Redemption, &d.RedemptionTx, &d.RedemptionError, &receipt)
 	if err != nil {
 		return Delivery{}, postgres.MapError(err, "no such delivery", "")
 	}

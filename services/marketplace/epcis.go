@@ -50,7 +50,7 @@ type ObjectEvent struct {
 	Action              string              `json:"action"`
 	BizStep             string              `json:"bizStep"`
 	Disposition         string              `json:"disposition"`
-	ReadPoint           map[string]string   `json:"readPoint"`
+	ReadPoint           map[string]string   `json:"readPoint,omitempty"`
 	QuantityList        []EPCISQuantity     `json:"quantityList"`
 	BizTransactionList  []map[string]string `json:"bizTransactionList"`
 	SourceList          []map[string]string `json:"sourceList"`
@@ -131,11 +131,13 @@ func (s *Service) EPCIS(ctx context.Context, org, cursor string, limit int) (EPC
 		ev := ObjectEvent{
 			Type: "ObjectEvent", EventTime: d.CapturedAt.UTC().Format(time.RFC3339), EventTimeZoneOffset: "+00:00",
 			EventID: "urn:uuid:" + d.RecordID, Action: "OBSERVE", BizStep: "receiving", Disposition: "in_progress",
-			ReadPoint:          map[string]string{"id": fmt.Sprintf("geo:%.6f,%.6f", d.Lat, d.Lon)},
 			BizTransactionList: []map[string]string{{"type": "po", "bizTransaction": "urn:tani:order:" + d.OrderID}},
 			SourceList:         []map[string]string{{"type": "owning_party", "source": "urn:tani:organization:" + org}},
 			DestinationList:    []map[string]string{{"type": "owning_party", "destination": "urn:tani:farmer:" + d.FarmerID}},
 			JournalLeaf:        d.LeafIndex, ReceiptSHA256: d.ReceiptSHA256,
+		}
+		if d.Lat != nil && d.Lon != nil { // erased with the farmer: no read point
+			ev.ReadPoint = map[string]string{"id": fmt.Sprintf("geo:%.6f,%.6f", *d.Lat, *d.Lon)}
 		}
 		for _, it := range items {
 			p := packs[it.ProductID]

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/forget"
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/postgres"
@@ -135,6 +136,7 @@ type Service struct {
 	vouchers  Vouchers
 	portal    *PortalAuth
 	consumer  *natsbus.Consumer
+	erasures  *natsbus.Consumer
 	validator *validate.Validator
 	now       func() time.Time
 	pages     *pages
@@ -176,35 +178,47 @@ func New(cfg Config, d Deps) (*Service, error) {
 			},
 			MaxDeliver: cfg.MaxDeliver,
 		}, d.JS, d.Logger, d.Consumer)
+		s.erasures = forget.Consumer(ErasureConsumerName, d.JS, d.Logger, d.Consumer)
 	}
 	return s, nil
 }
 
-// Start creates the consumer.
+// Start creates the consumers (attest's decisions, erasure requests).
 func (s *Service) Start(ctx context.Context) error {
 	if s.consumer == nil {
 		return errors.New("marketplace: started without JetStream")
 	}
-	return s.consumer.Start(ctx)
+	if err := s.consumer.Start(ctx); err != nil {
+		return err
+	}
+	return s.erasures.Start(ctx)
 }
 
 // Run consumes attest's decisions on orders and deliveries and, beside it,
-// journals order changes and redeems vouchers whose first attempt failed,
-// and recomputes the demand outlook, until ctx is done.
+// erases farmers who asked to be forgotten, journals order changes and
+// redeems vouchers whose first attempt failed, and recomputes the demand
+// outlook, until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
 	go s.sweepLoop(ctx)
 	if s.cfg.DemandInterval > 0 {
 		go s.demandLoop(ctx)
 	}
-	return s.consumer.Run(ctx, s.HandleAttested)
+	return forget.RunWith(ctx, s.erasures, eraser.Handler(s.pool, s.erase, s.logger), func(ctx context.Context) error {
+		return s.consumer.Run(ctx, s.HandleAttested)
+	})
 }
 
 // Stop has nothing to release: Run drains the consumer when ctx ends.
 func (s *Service) Stop(context.Context) error { return nil }
 
 // Routes mounts the distributors' JSON API on r.Distributor
-// (/distributor/v1) and the portal's pages on r.Portal (/portal).
+// (/distributor/v1), its OpenAPI document on r.Public (the same prefix, no
+// credential needed to read the document) and the portal's pages on
+// r.Portal (/portal).
 func (s *Service) Routes(r httpserver.Router) {
+	if r.Public != nil {
+		r.Public.GET("/openapi.json", s.serveDocument)
+	}
 	if r.Distributor != nil {
 		s.apiRoutes(r.Distributor)
 	}

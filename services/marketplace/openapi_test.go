@@ -1,7 +1,9 @@
 package marketplace_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"regexp"
 	"sort"
 	"strings"
@@ -14,7 +16,9 @@ import (
 
 // TestOpenAPI_MatchesRoutes holds the document to every route the running
 // process serves under /distributor/v1 (the marketplace's and identity's
-// own-organization routes), in both directions, and serves it.
+// own-organization routes), in both directions, and serves it — to anyone,
+// like the banks' document: the same bytes without a credential as with a
+// distributor's key.
 func TestOpenAPI_MatchesRoutes(t *testing.T) {
 	// Target all: the document must cover every module's routes under
 	// /distributor/v1 (consent requests, users, keys, webhooks…).
@@ -23,6 +27,17 @@ func TestOpenAPI_MatchesRoutes(t *testing.T) {
 	var raw json.RawMessage
 	if code := d.call(t, tani, "GET", "/distributor/v1/openapi.json", nil, &raw); code != 200 {
 		t.Fatalf("GET /distributor/v1/openapi.json = %d", code)
+	}
+	for _, prefix := range []string{"/distributor/v1", "/bank/v1"} {
+		resp := tani.Get(t, prefix+"/openapi.json")
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !json.Valid(body) {
+			t.Errorf("GET %s/openapi.json without a credential = %d, want 200 and the document", prefix, resp.StatusCode)
+		}
+		if prefix == "/distributor/v1" && !bytes.Equal(body, raw) {
+			t.Errorf("the document served without a credential differs from the one served with a key")
+		}
 	}
 	var doc struct {
 		OpenAPI string                    `json:"openapi"`

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -20,12 +22,15 @@ import (
 )
 
 // Order statuses. An order is placed (by an agent's verified record or by
-// the distributor), then accepted (stock reserved) or rejected, shipped,
-// and delivered once verified deliveries cover every line.
+// the distributor; its stock is reserved then), then accepted or rejected
+// (stock released), or cancelled by the distributor that placed it
+// (stock released), shipped, and delivered once verified deliveries cover
+// every line.
 const (
 	StatusPlaced    = "placed"
 	StatusAccepted  = "accepted"
 	StatusRejected  = "rejected"
+	StatusCancelled = "cancelled"
 	StatusShipped   = "shipped"
 	StatusDelivered = "delivered"
 )
@@ -33,25 +38,31 @@ const (
 // Order is an input order as the distributor sees it. It names the farmer
 // by id only: who the farmer is (identity scope) is not part of an order.
 type Order struct {
-	ID           string      `json:"id"`
-	FarmerID     string      `json:"farmer_id"`
-	Region       string      `json:"region"`
-	Source       string      `json:"source"`
-	RecordID     string      `json:"record_id,omitempty"`
-	AgentID      string      `json:"agent_id,omitempty"`
-	PlacedBy     string      `json:"placed_by,omitempty"`
-	PlotID       string      `json:"plot_id,omitempty"`
-	Payment      string      `json:"payment"`
-	VoucherID    string      `json:"voucher_id,omitempty"`
-	Total        Money       `json:"total"`
-	Status       string      `json:"status"`
-	RejectReason string      `json:"reject_reason,omitempty"`
+	ID           string `json:"id"`
+	FarmerID     string `json:"farmer_id"`
+	Region       string `json:"region"`
+	Source       string `json:"source"`
+	RecordID     string `json:"record_id,omitempty"`
+	AgentID      string `json:"agent_id,omitempty"`
+	PlacedBy     string `json:"placed_by,omitempty"`
+	PlotID       string `json:"plot_id,omitempty"`
+	Payment      string `json:"payment"`
+	VoucherID    string `json:"voucher_id,omitempty"`
+	Total        Money  `json:"total"`
+	Status       string `json:"status"`
+	RejectReason string `json:"reject_reason,omitempty"` // why it was rejected or cancelled
+	// FarmerErased: the farmer asked to be forgotten; FarmerID is then a
+	// pseudonym and PlotID is gone (the order itself is kept).
+	FarmerErased bool        `json:"farmer_erased,omitempty"`
 	Revision     int         `json:"revision"`
 	LeafIndex    *int64      `json:"leaf_index,omitempty"`
 	PlacedAt     time.Time   `json:"placed_at"`
 	UpdatedAt    time.Time   `json:"updated_at"`
 	Lines        []OrderLine `json:"lines"`
 	seq          int64
+	// stockReserved: the order holds its packs (taken from the stock when
+	// it was placed; given back when it is rejected or cancelled).
+	stockReserved bool
 }
 
 // OrderLine is one product of an order.
@@ -82,13 +93,57 @@ type OrderItemInput struct {
 
 const orderColumns = `o.order_id::text, o.seq, o.farmer_id::text, o.region, o.source, coalesce(o.record_id::text, ''), coalesce(o.agent_id::text, ''),
 	coalesce(o.placed_by, ''), coalesce(o.plot_id::text, ''), o.payment, coalesce(o.voucher_id::text, ''), o.total, o.currency, o.status,
-	coalesce(o.reject_reason, ''), o.revision, o.leaf_index, o.placed_at, o.updated_at`
+	coalesce(o.reject_reason, ''), o.revision, o.leaf_index, o.placed_at, o.updated_at, o.stock_reserved, o.farmer_erased`
 
 func scanOrder(r pgx.Row) (Order, error) {
 	var o Order
 	err := r.Scan(&o.ID, &o.seq, &o.FarmerID, &o.Region, &o.Source, &o.RecordID, &o.AgentID, &o.PlacedBy, &o.PlotID, &o.Payment, &o.VoucherID,
-		&o.Total.Amount, &o.Total.Currency, &o.Status, &o.RejectReason, &o.Revision, &o.LeafIndex, &o.PlacedAt, &o.UpdatedAt)
+		&o.Total.Amount, &o.Total.Currency, &o.Status, &o.RejectReason, &o.Revision, &o.LeafIndex, &o.PlacedAt, &o.UpdatedAt, &o.stockReserved, &o.FarmerErased)
 	return o, err
+}
+
+// reserveStock takes every line's packs from the distributor's stock, one
+// conditional update per product under its row lock, so that concurrent
+// orders never take more than there is: the second waits for the first to
+// commit and then sees what is left. Products are locked in one order
+// (by id), so two orders sharing products cannot deadlock. It returns the
+// index of the first line the stock cannot cover (-1: all reserved) and
+// the packs left of that product; the caller then rolls back.
+func reserveStock(ctx context.Context, tx pgx.Tx, org string, lines []OrderLine) (short int, left int64, err error) {
+	order := make([]int, len(lines))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(lines[a].ProductID, lines[b].ProductID) })
+	for _, i := range order {
+		l := lines[i]
+		tag, err := tx.Exec(ctx, `UPDATE marketplace.products SET stock = stock - $3, updated_at = now() WHERE product_id = $1 AND distributor_id = $2 AND stock >= $3`,
+			l.ProductID, org, l.Quantity)
+		if err != nil {
+			return 0, 0, fmt.Errorf("reserve stock: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT stock FROM marketplace.products WHERE product_id = $1 AND distributor_id = $2), 0)`,
+				l.ProductID, org).Scan(&left); err != nil {
+				return 0, 0, fmt.Errorf("stock of %s: %w", l.ProductID, err)
+			}
+			return i, left, nil
+		}
+	}
+	return -1, 0, nil
+}
+
+// releaseStock gives an order's packs back to the stock.
+func releaseStock(ctx context.Context, tx pgx.Tx, org string, lines []OrderLine) error {
+	sorted := slices.Clone(lines)
+	slices.SortFunc(sorted, func(a, b OrderLine) int { return strings.Compare(a.ProductID, b.ProductID) })
+	for _, l := range sorted {
+		if _, err := tx.Exec(ctx, `UPDATE marketplace.products SET stock = stock + $3, updated_at = now() WHERE product_id = $1 AND distributor_id = $2`,
+			l.ProductID, org, l.Quantity); err != nil {
+			return fmt.Errorf("release stock: %w", err)
+		}
+	}
+	return nil
 }
 
 // catalogLine is a product as an order line needs it.
@@ -174,12 +229,31 @@ func (s *Service) PlaceOrder(ctx context.Context, p identity.Principal, requestI
 		if total > record.MaxMinorAmount {
 			return apperr.Fields("bad order", apperr.FieldError{Field: "items", Message: "the order's total is too large"})
 		}
+		// A farmer who asked to be forgotten gets no new order: the
+		// fence also waits for an erasure of them in progress.
+		erased, err := eraser.Fence(ctx, tx, []string{in.FarmerID})
+		if err != nil {
+			return err
+		}
+		if erased.Has(in.FarmerID) {
+			return errFarmerErased(in.FarmerID)
+		}
 		o := Order{ID: id, FarmerID: in.FarmerID, Source: "distributor", PlacedBy: p.Credential(), PlotID: in.PlotID, Payment: in.Payment,
 			VoucherID: in.VoucherID, Total: Money{Amount: total, Currency: in.Currency}, Status: StatusPlaced, PlacedAt: now}
 		for _, it := range in.Items {
 			c := cat[it.ProductID]
 			o.Lines = append(o.Lines, OrderLine{ProductID: it.ProductID, Name: c.name, Category: c.category, Quantity: it.Quantity, UnitPrice: Money{Amount: c.price, Currency: c.currency}})
 		}
+		// The stock read above may have been taken since by another
+		// order: the reservation decides, row by row under its lock.
+		short, left, err := reserveStock(ctx, tx, p.OrganizationID, o.Lines)
+		if err != nil {
+			return err
+		}
+		if short >= 0 {
+			return apperr.Fields("bad order", apperr.FieldError{Field: fmt.Sprintf("items[%d].quantity", short), Message: fmt.Sprintf("exceeds the stock of %d packs", left)})
+		}
+		o.stockReserved = true
 		return s.insertOrder(ctx, tx, p.OrganizationID, &o, "distributor="+p.OrganizationID+" "+p.Credential())
 	})
 	if err != nil {
@@ -207,10 +281,10 @@ func (s *Service) insertOrder(ctx context.Context, tx pgx.Tx, org string, o *Ord
 	}
 	tag, err := tx.Exec(ctx, `
 		INSERT INTO marketplace.orders (order_id, distributor_id, farmer_id, region, source, record_id, agent_id, placed_by, plot_id, payment,
-		                                voucher_id, currency, total, status, placed_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, nullif($8, ''), $9, $10, $11, $12, $13, 'placed', $14)
+		                                voucher_id, currency, total, status, placed_at, stock_reserved)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, nullif($8, ''), $9, $10, $11, $12, $13, 'placed', $14, $15)
 		ON CONFLICT DO NOTHING`,
-		o.ID, org, o.FarmerID, o.Region, o.Source, record, agent, o.PlacedBy, plot, o.Payment, voucher, o.Total.Currency, o.Total.Amount, o.PlacedAt)
+		o.ID, org, o.FarmerID, o.Region, o.Source, record, agent, o.PlacedBy, plot, o.Payment, voucher, o.Total.Currency, o.Total.Amount, o.PlacedAt, o.stockReserved)
 	if err != nil {
 		return fmt.Errorf("insert order: %w", err)
 	}
@@ -373,9 +447,9 @@ func (s *Service) Orders(ctx context.Context, org string, f OrderFilter) (Page[O
 		return Page[Order]{}, err
 	}
 	switch f.Status {
-	case "", StatusPlaced, StatusAccepted, StatusRejected, StatusShipped, StatusDelivered:
+	case "", StatusPlaced, StatusAccepted, StatusRejected, StatusCancelled, StatusShipped, StatusDelivered:
 	default:
-		return Page[Order]{}, apperr.Fields("bad filter", apperr.FieldError{Field: "status", Message: "must be one of: placed accepted rejected shipped delivered"})
+		return Page[Order]{}, apperr.Fields("bad filter", apperr.FieldError{Field: "status", Message: "must be one of: placed accepted rejected cancelled shipped delivered"})
 	}
 	rows, err := s.readPool.Query(ctx, `
 		SELECT `+orderColumns+` FROM marketplace.orders o
@@ -410,6 +484,7 @@ type Transition string
 const (
 	Accept Transition = "accept"
 	Reject Transition = "reject"
+	Cancel Transition = "cancel"
 	Ship   Transition = "ship"
 )
 
@@ -418,16 +493,19 @@ const (
 var ErrTransition = errors.New("transition not allowed")
 
 // Act applies a distributor's action to one of org's orders: accept
-// reserves the stock of every line (refused if any line exceeds it),
-// reject releases what an accepted order reserved, ship follows accept.
-// Each action is a journal revision of the order.
+// confirms an order whose stock was reserved when it was placed (an order
+// placed before reservation at placement reserves it now, refused if any
+// line exceeds it), reject (placed or accepted orders) and cancel (an
+// order the distributor placed itself, not yet shipped) give the stock
+// back, ship follows accept. Each action is a journal revision of the
+// order.
 func (s *Service) Act(ctx context.Context, p identity.Principal, id string, t Transition, reason string) (Order, error) {
 	org := p.OrganizationID
 	if _, err := uuid.Parse(id); err != nil {
 		return Order{}, apperr.Errorf(apperr.NotFound, "no such order")
 	}
-	if t == Reject && (len(reason) < 1 || len(reason) > 500) {
-		return Order{}, apperr.Fields("bad rejection", apperr.FieldError{Field: "reason", Message: "must be 1 to 500 characters: the agent tells the farmer why"})
+	if (t == Reject || t == Cancel) && (len(reason) < 1 || len(reason) > 500) {
+		return Order{}, apperr.Fields("bad "+string(t), apperr.FieldError{Field: "reason", Message: "must be 1 to 500 characters: the agent tells the farmer why"})
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		o, err := scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM marketplace.orders o WHERE order_id = $1 AND distributor_id = $2 FOR UPDATE`, id, org))
@@ -442,27 +520,32 @@ func (s *Service) Act(ctx context.Context, p identity.Principal, id string, t Tr
 		from := o.Status
 		switch {
 		case t == Accept && from == StatusPlaced:
-			for _, l := range o.Lines {
-				tag, err := tx.Exec(ctx, `UPDATE marketplace.products SET stock = stock - $3, updated_at = now() WHERE product_id = $1 AND distributor_id = $2 AND stock >= $3`,
-					l.ProductID, org, l.Quantity)
+			if !o.stockReserved {
+				short, left, err := reserveStock(ctx, tx, org, o.Lines)
 				if err != nil {
-					return fmt.Errorf("reserve stock: %w", err)
+					return err
 				}
-				if tag.RowsAffected() == 0 {
-					return apperr.Errorf(apperr.Conflict, "stock of %q is below the %d packs ordered; restock or reject the order", l.Name, l.Quantity)
+				if short >= 0 {
+					l := o.Lines[short]
+					return apperr.Errorf(apperr.Conflict, "stock of %q (%d packs) is below the %d packs ordered; restock or reject the order", l.Name, left, l.Quantity)
 				}
+				o.stockReserved = true
 			}
 			o.Status = StatusAccepted
-		case t == Reject && (from == StatusPlaced || from == StatusAccepted):
-			if from == StatusAccepted {
-				for _, l := range o.Lines {
-					if _, err := tx.Exec(ctx, `UPDATE marketplace.products SET stock = stock + $3, updated_at = now() WHERE product_id = $1 AND distributor_id = $2`,
-						l.ProductID, org, l.Quantity); err != nil {
-						return fmt.Errorf("release stock: %w", err)
-					}
+		case (t == Reject && (from == StatusPlaced || from == StatusAccepted)) ||
+			(t == Cancel && o.Source == "distributor" && (from == StatusPlaced || from == StatusAccepted)):
+			if o.stockReserved {
+				if err := releaseStock(ctx, tx, org, o.Lines); err != nil {
+					return err
 				}
+				o.stockReserved = false
 			}
 			o.Status, o.RejectReason = StatusRejected, reason
+			if t == Cancel {
+				o.Status = StatusCancelled
+			}
+		case t == Cancel && o.Source != "distributor":
+			return apperr.Wrap(apperr.Conflict, ErrTransition, "the farmer's agent placed this order; reject it instead (the agent tells the farmer why)")
 		case t == Ship && from == StatusAccepted:
 			o.Status = StatusShipped
 		default:
@@ -470,8 +553,9 @@ func (s *Service) Act(ctx context.Context, p identity.Principal, id string, t Tr
 		}
 		o.Revision++
 		if _, err := tx.Exec(ctx, `
-			UPDATE marketplace.orders SET status = $2, reject_reason = nullif($3, ''), revision = $4, leaf_index = NULL, updated_at = now() WHERE order_id = $1`,
-			id, o.Status, o.RejectReason, o.Revision); err != nil {
+			UPDATE marketplace.orders SET status = $2, reject_reason = nullif($3, ''), revision = $4, leaf_index = NULL, updated_at = now(), stock_reserved = $5
+			WHERE order_id = $1`,
+			id, o.Status, o.RejectReason, o.Revision, o.stockReserved); err != nil {
 			return fmt.Errorf("update order: %w", err)
 		}
 		return s.writeRevision(ctx, tx, &o, o.Revision, "order.updated", "distributor="+org+" "+p.Credential(), "")
