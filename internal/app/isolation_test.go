@@ -252,6 +252,9 @@ var orgRoutes = func() map[string]Route {
 			return order(t, "order_to_reject", "/reject"), map[string]any{"reason": "out of stock"}
 		}},
 		"POST /distributor/v1/orders/:id/ship": {Gate: OwnResource, OK: 200, Call: func(t Target) (string, any) { return order(t, "accepted_order", "/ship"), nil }},
+		"POST /distributor/v1/orders/:id/cancel": {Gate: OwnResource, OK: 200, Call: func(t Target) (string, any) {
+			return order(t, "order_to_cancel", "/cancel"), map[string]any{"reason": "the farmer changed their mind"}
+		}},
 		"GET /distributor/v1/deliveries":       {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/deliveries"), nil }},
 		"GET /distributor/v1/deliveries/:id":   {Gate: OwnResource, Call: func(t Target) (string, any) { return dist("/deliveries/" + t.Own["delivery"]), nil }},
 		"GET /distributor/v1/vouchers":         {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/vouchers"), nil }},
@@ -852,6 +855,7 @@ func (m *matrix) mustThings(t *testing.T, p *party) map[string]string {
 		things["product"] = create("/distributor/v1/products", marketProduct(), 201)
 		things["order"] = create("/distributor/v1/orders", marketOrder(m.live, things["product"]), 201)
 		things["order_to_reject"] = create("/distributor/v1/orders", marketOrder(m.live, things["product"]), 201)
+		things["order_to_cancel"] = create("/distributor/v1/orders", marketOrder(m.live, things["product"]), 201)
 		things["accepted_order"] = create("/distributor/v1/orders", marketOrder(m.live, things["product"]), 201)
 		if code, resp := m.do(t, "POST", "/distributor/v1/orders/"+things["accepted_order"]+"/accept", c, nil); code != 200 {
 			t.Fatalf("accept: %d %s", code, resp)

@@ -45,6 +45,7 @@ func (s *Service) apiRoutes(g *echo.Group) {
 	g.POST("/orders/:id/accept", s.apiAct(Accept))
 	g.POST("/orders/:id/reject", s.apiAct(Reject))
 	g.POST("/orders/:id/ship", s.apiAct(Ship))
+	g.POST("/orders/:id/cancel", s.apiAct(Cancel))
 	g.GET("/orders/:id/receipts", s.apiOrderReceipts)
 	g.GET("/deliveries", s.apiDeliveries)
 	g.GET("/deliveries/:id", s.apiDelivery)
@@ -194,7 +195,7 @@ func (s *Service) apiAct(t Transition) echo.HandlerFunc {
 		var in struct {
 			Reason string `json:"reason"`
 		}
-		if t == Reject || c.Request().ContentLength > 0 {
+		if t == Reject || t == Cancel || c.Request().ContentLength > 0 {
 			if err := httpserver.DecodeJSON(c, &in); err != nil {
 				return err
 			}

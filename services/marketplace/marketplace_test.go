@@ -215,6 +215,12 @@ func TestPlaceOrder_ThroughConsentGate(t *testing.T) {
 		if n := e.count(t, `SELECT count(*) FROM consent.access_log WHERE farmer_id = $1 AND allowed AND 'orders' = ANY(scopes)`, farmer); n != 1 {
 			t.Errorf("%d allowed access-log rows, want 1", n)
 		}
+		if p, _ := e.svc.Product(ctx, e.a.OrganizationID, seed.ID); p.Stock != 8 {
+			t.Errorf("seed stock %d after placing an order of 2 of 10, want 8 (reserved at placement)", p.Stock)
+		}
+		if p, _ := e.svc.Product(ctx, e.a.OrganizationID, urea.ID); p.Stock != 96 {
+			t.Errorf("urea stock %d after placing an order of 4 of 100, want 96", p.Stock)
+		}
 	})
 
 	t.Run("Transitions", func(t *testing.T) {
@@ -229,7 +235,7 @@ func TestPlaceOrder_ThroughConsentGate(t *testing.T) {
 			t.Fatalf("accept: %+v %v", got, err)
 		}
 		if p, _ := e.svc.Product(ctx, e.a.OrganizationID, seed.ID); p.Stock != 8 {
-			t.Errorf("seed stock %d after accepting 2 of 10, want 8", p.Stock)
+			t.Errorf("seed stock %d after accepting 2 of 10, want 8 (reserved once, at placement)", p.Stock)
 		}
 		if _, err := e.svc.Act(ctx, e.a, o.ID, marketplace.Accept, ""); !apperr.Is(err, apperr.Conflict) {
 			t.Errorf("accepted twice: %v", err)
@@ -249,24 +255,56 @@ func TestPlaceOrder_ThroughConsentGate(t *testing.T) {
 			t.Fatalf("receipts = %d, %v; want 3 revisions", len(rs), err)
 		}
 	})
-	t.Run("ErrAcceptAboveStock", func(t *testing.T) {
+	t.Run("ErrPlaceAboveReservedStock", func(t *testing.T) {
 		o2, err := e.svc.PlaceOrder(ctx, e.a, "r2", marketplace.OrderInput{FarmerID: farmer, Currency: "IDR", Payment: "cash", Items: item(seed.ID, 6)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		o3, err := e.svc.PlaceOrder(ctx, e.a, "r3", marketplace.OrderInput{FarmerID: farmer, Currency: "IDR", Payment: "cash", Items: item(seed.ID, 6)})
-		if err != nil {
-			t.Fatal(err)
+		before := e.count(t, `SELECT count(*) FROM marketplace.orders`) + e.count(t, `SELECT count(*) FROM marketplace.order_revisions`)
+		// Urea is in stock; the seed's 10 packs hold 6 for o2: the whole
+		// order is refused, and the urea it would have taken stays.
+		_, err = e.svc.PlaceOrder(ctx, e.a, "r3", marketplace.OrderInput{FarmerID: farmer, Currency: "IDR", Payment: "cash",
+			Items: []marketplace.OrderItemInput{{ProductID: urea.ID, Quantity: 5}, {ProductID: seed.ID, Quantity: 6}}})
+		if !apperr.Is(err, apperr.Invalid) || !strings.Contains(fieldsOf(err), "items[1].quantity: exceeds the stock of 4 packs") {
+			t.Fatalf("got %v (%s), want a field error on items[1].quantity", err, fieldsOf(err))
 		}
-		if _, err := e.svc.Act(ctx, e.a, o2.ID, marketplace.Accept, ""); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.svc.Act(ctx, e.a, o3.ID, marketplace.Accept, ""); !apperr.Is(err, apperr.Conflict) {
-			t.Fatalf("accepted beyond stock: %v", err)
+		if after := e.count(t, `SELECT count(*) FROM marketplace.orders`) + e.count(t, `SELECT count(*) FROM marketplace.order_revisions`); after != before {
+			t.Errorf("a refused order stored %d rows", after-before)
 		}
 		if p, _ := e.svc.Product(ctx, e.a.OrganizationID, seed.ID); p.Stock != 4 {
-			t.Errorf("stock %d, want 4: a refused accept reserves nothing", p.Stock)
+			t.Errorf("seed stock %d, want 4: a refused order reserves nothing", p.Stock)
 		}
+		if p, _ := e.svc.Product(ctx, e.a.OrganizationID, urea.ID); p.Stock != 100 {
+			t.Errorf("urea stock %d, want 100: a refused order reserves nothing", p.Stock)
+		}
+		if _, err := e.svc.Act(ctx, e.a, o2.ID, marketplace.Accept, ""); err != nil {
+			t.Fatalf("accept an order whose stock is reserved: %v", err)
+		}
+		if p, _ := e.svc.Product(ctx, e.a.OrganizationID, seed.ID); p.Stock != 4 {
+			t.Errorf("seed stock %d after accepting, want 4 (not reserved twice)", p.Stock)
+		}
+
+		t.Run("Cancel", func(t *testing.T) {
+			if _, err := e.svc.Act(ctx, e.a, o2.ID, marketplace.Cancel, ""); !apperr.Is(err, apperr.Invalid) {
+				t.Errorf("cancelled without a reason: %v", err)
+			}
+			if _, err := e.svc.Act(ctx, e.b, o2.ID, marketplace.Cancel, "not mine"); !apperr.Is(err, apperr.NotFound) {
+				t.Errorf("B cancelled A's order: %v", err)
+			}
+			got, err := e.svc.Act(ctx, e.a, o2.ID, marketplace.Cancel, "the farmer changed their mind")
+			if err != nil || got.Status != "cancelled" || got.RejectReason != "the farmer changed their mind" {
+				t.Fatalf("cancel: %+v %v", got, err)
+			}
+			if p, _ := e.svc.Product(ctx, e.a.OrganizationID, seed.ID); p.Stock != 10 {
+				t.Errorf("seed stock %d after cancelling, want 10 (released)", p.Stock)
+			}
+			if _, err := e.svc.Act(ctx, e.a, o2.ID, marketplace.Cancel, "again"); !apperr.Is(err, apperr.Conflict) {
+				t.Errorf("cancelled twice: %v", err)
+			}
+			if p, _ := e.svc.Product(ctx, e.a.OrganizationID, seed.ID); p.Stock != 10 {
+				t.Errorf("seed stock %d after a refused second cancellation, want 10", p.Stock)
+			}
+		})
 	})
 	t.Run("IsolationListing", func(t *testing.T) {
 		page, err := e.svc.Orders(ctx, e.b.OrganizationID, marketplace.OrderFilter{})
@@ -441,5 +479,57 @@ func TestBasket(t *testing.T) {
 	}
 	if len(b.Unmatched) != 1 || !strings.Contains(b.Unmatched[0], "seed for maize") {
 		t.Errorf("unmatched = %v, want maize seed", b.Unmatched)
+	}
+}
+
+// TestPlaceOrder_ConcurrentNeverOversell places many orders at once for
+// the last packs of two products, some naming them in one order and some
+// in the other: exactly as many packs as there were are sold, every other
+// order is refused with a field error and stores nothing, and no two
+// placements deadlock.
+func TestPlaceOrder_ConcurrentNeverOversell(t *testing.T) {
+	e := mustEnv(t, nil)
+	ctx := context.Background()
+	seed := e.product(t, e.a.OrganizationID, "Inpari 32 rice seed", "seed", "rice", 5, 7500000, 10)
+	urea := e.product(t, e.a.OrganizationID, "Urea", "fertilizer", "", 50, 11250000, 10)
+	farmer := uuid.NewString()
+	e.grant(t, farmer, e.a.OrganizationID, "orders")
+	const placements = 24
+	var wg sync.WaitGroup
+	errs := make([]error, placements)
+	for i := range placements {
+		items := []marketplace.OrderItemInput{{ProductID: seed.ID, Quantity: 1}, {ProductID: urea.ID, Quantity: 1}}
+		if i%2 == 1 {
+			items[0], items[1] = items[1], items[0]
+		}
+		wg.Go(func() {
+			_, errs[i] = e.svc.PlaceOrder(ctx, e.a, fmt.Sprintf("c%d", i), marketplace.OrderInput{FarmerID: farmer, Currency: "IDR", Payment: "cash", Items: items})
+		})
+	}
+	wg.Wait()
+	placed := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			placed++
+		case apperr.Is(err, apperr.Invalid) && strings.Contains(fieldsOf(err), "exceeds the stock of 0 packs"):
+		default:
+			t.Errorf("placement %d: %v (%s), want placed or refused for stock", i, err, fieldsOf(err))
+		}
+	}
+	if placed != 10 {
+		t.Errorf("%d orders placed, want 10 (the packs in stock)", placed)
+	}
+	for _, p := range []marketplace.Product{seed, urea} {
+		got, err := e.svc.Product(ctx, e.a.OrganizationID, p.ID)
+		if err != nil || got.Stock != 0 {
+			t.Errorf("%s stock %d (%v), want 0", p.Name, got.Stock, err)
+		}
+	}
+	if n := e.count(t, `SELECT count(*) FROM marketplace.orders`); n != placed {
+		t.Errorf("%d orders stored, want the %d placed", n, placed)
+	}
+	if n := e.count(t, `SELECT coalesce(sum(quantity), 0) FROM marketplace.order_lines`); n != 20 {
+		t.Errorf("%d packs ordered in stored lines, want 20 (10 of each)", n)
 	}
 }

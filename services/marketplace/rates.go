@@ -112,6 +112,16 @@ func (s *Service) RecommendBasket(ctx context.Context, p identity.Principal, req
 	if plotID != "" && !validLowerUUID(plotID) {
 		return Basket{}, apperr.Fields("bad plot", apperr.FieldError{Field: "plot_id", Message: "must be a lowercase UUID"})
 	}
+	// A farmer who asked to be forgotten is read by no one (their
+	// consents are erased too; this answers so even while ingest's part
+	// of the erasure is still running).
+	erased, err := eraser.Erased(ctx, s.pool, []string{farmerID})
+	if err != nil {
+		return Basket{}, err
+	}
+	if erased.Has(farmerID) {
+		return Basket{}, errFarmerErased(farmerID)
+	}
 	rates, err := LoadRates(ctx, s.pool)
 	if err != nil {
 		return Basket{}, err
