@@ -2,12 +2,18 @@ package mobileapi
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/labstack/echo/v4"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/record"
+	"github.com/tani-platform/tani/internal/validate"
 )
 
 // Marketplace records are checked at /sync against the marketplace's
@@ -103,4 +109,86 @@ func (s *Service) checkDelivery(ctx context.Context, p *record.DeliveryConfirmed
 		}
 	}
 	return errs, nil
+}
+
+// FarmerOrder is an input order for one of the agent's farmers, as the
+// phone shows it: placed by the distributor for the farmer (who consented
+// to it), or by this or another agent. The agent tells the farmer, and
+// once the goods arrive records a delivery.confirmed naming OrderID and
+// what was received of each line (at most Quantity − Delivered).
+type FarmerOrder struct {
+	OrderID         string           `json:"order_id"`
+	FarmerID        string           `json:"farmer_id"`
+	DistributorID   string           `json:"distributor_id"`
+	DistributorName string           `json:"distributor_name"`
+	Source          string           `json:"source"`
+	Status          string           `json:"status"`
+	Reason          *string          `json:"reason,omitempty"`
+	Payment         string           `json:"payment"`
+	VoucherID       *string          `json:"voucher_id,omitempty"`
+	Currency        string           `json:"currency"`
+	Total           int64            `json:"total"`
+	PlacedAt        time.Time        `json:"placed_at"`
+	UpdatedAt       time.Time        `json:"updated_at"`
+	Lines           []FarmerOrderRow `json:"lines"`
+}
+
+// FarmerOrderRow is one product of a farmer's order.
+type FarmerOrderRow struct {
+	ProductID string  `json:"product_id"`
+	Name      string  `json:"name"`
+	Category  string  `json:"category"`
+	PackSize  float64 `json:"pack_size"`
+	PackUnit  string  `json:"pack_unit"`
+	Quantity  int64   `json:"quantity"`
+	Delivered int64   `json:"delivered"`
+	UnitPrice int64   `json:"unit_price"`
+}
+
+// ordersRecentDays is how long a closed order (rejected, cancelled,
+// delivered) stays on the phone: long enough for the agent's next visit.
+const ordersRecentDays = 30
+
+// farmerOrders: GET /orders — the orders of farmers assigned to this
+// agent that are open (placed, accepted, shipped: the agent tells the
+// farmer, then proves the delivery), and those closed in the last
+// ordersRecentDays, newest change first; ?farmer_id= narrows to one.
+func (s *Service) farmerOrders(c echo.Context) error {
+	farmer := c.QueryParam("farmer_id")
+	if farmer != "" && !validate.LowerUUID(farmer) {
+		return apperr.Fields("bad query", apperr.FieldError{Field: "farmer_id", Message: "must be a lowercase UUID"})
+	}
+	ctx := c.Request().Context()
+	rows, err := s.pool.Query(ctx, `
+		SELECT f.order_id::text, f.farmer_id::text, f.distributor_id::text, coalesce(org.name, ''), f.source, f.status, f.reject_reason, f.payment,
+		       f.voucher_id::text, f.currency, f.total, f.placed_at, f.updated_at, coalesce(f.lines, '[]')
+		FROM marketplace.farmer_orders f
+		JOIN mobile.assignments a ON a.farmer_id = f.farmer_id AND a.agent_id = $1
+		LEFT JOIN identity.organizations org ON org.id = f.distributor_id
+		WHERE ($2 = '' OR f.farmer_id::text = $2)
+		  AND (f.status IN ('placed', 'accepted', 'shipped') OR f.updated_at > now() - make_interval(days => $3))
+		ORDER BY f.updated_at DESC, f.order_id
+		LIMIT 500`, auth.ClaimsOf(c).Subject, farmer, ordersRecentDays)
+	if err != nil {
+		return fmt.Errorf("list farmers' orders: %w", err)
+	}
+	out := []FarmerOrder{}
+	for rows.Next() {
+		var o FarmerOrder
+		var lines []byte
+		if err := rows.Scan(&o.OrderID, &o.FarmerID, &o.DistributorID, &o.DistributorName, &o.Source, &o.Status, &o.Reason, &o.Payment,
+			&o.VoucherID, &o.Currency, &o.Total, &o.PlacedAt, &o.UpdatedAt, &lines); err != nil {
+			rows.Close()
+			return err
+		}
+		if err := json.Unmarshal(lines, &o.Lines); err != nil {
+			rows.Close()
+			return fmt.Errorf("lines of order %s: %w", o.OrderID, err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list farmers' orders: %w", err)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"orders": out})
 }

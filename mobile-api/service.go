@@ -193,6 +193,7 @@ func (s *Service) Routes(r httpserver.Router) {
 	agent.GET("/farmers", s.farmers)
 	agent.GET("/tasks", s.tasks)
 	agent.GET("/consent-requests", s.consentRequests)
+	agent.GET("/orders", s.farmerOrders)
 	agent.GET("/farmers/:id/access-log", s.farmerAccessLog)
 	agent.GET("/farmers/:id/loans", s.farmerLoans)
 
