@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/consent"
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/identity"
 )
@@ -56,6 +57,8 @@ func (s *Service) apiRoutes(g *echo.Group) {
 	g.GET("/demand", s.apiDemand)
 	g.POST("/demand/refresh", s.apiRefreshDemand)
 	g.GET("/epcis/events", s.apiEPCIS)
+	g.GET("/farmers/:id/epcis/harvests", s.apiFarmEPCIS(consent.Harvests))
+	g.GET("/farmers/:id/epcis/sales", s.apiFarmEPCIS(consent.Sales))
 }
 
 // principal is the authenticated distributor of a request.

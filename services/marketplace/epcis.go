@@ -36,12 +36,13 @@ type EPCISDocument struct {
 	Body          EPCISBody `json:"epcisBody"`
 }
 
-// EPCISBody holds the events.
+// EPCISBody holds the events: ObjectEvent and TransactionEvent values.
 type EPCISBody struct {
-	EventList []ObjectEvent `json:"eventList"`
+	EventList []any `json:"eventList"`
 }
 
-// ObjectEvent is the EPCIS event of one verified delivery.
+// ObjectEvent is the EPCIS event of one verified delivery (goods
+// received at the farm) or harvest (produce created at the plot).
 type ObjectEvent struct {
 	Type                string              `json:"type"`
 	EventTime           string              `json:"eventTime"`
@@ -51,12 +52,34 @@ type ObjectEvent struct {
 	BizStep             string              `json:"bizStep"`
 	Disposition         string              `json:"disposition"`
 	ReadPoint           map[string]string   `json:"readPoint,omitempty"`
+	BizLocation         map[string]string   `json:"bizLocation,omitempty"`
 	QuantityList        []EPCISQuantity     `json:"quantityList"`
+	BizTransactionList  []map[string]string `json:"bizTransactionList,omitempty"`
+	SourceList          []map[string]string `json:"sourceList,omitempty"`
+	DestinationList     []map[string]string `json:"destinationList,omitempty"`
+	// ILMD is the lot's master data of produce a harvest created.
+	ILMD          map[string]string `json:"ilmd,omitempty"`
+	JournalLeaf   int64             `json:"tani:journalLeaf"`
+	ReceiptSHA256 string            `json:"tani:receiptSHA256,omitempty"`
+}
+
+// TransactionEvent is the EPCIS event of one verified sale: produce
+// associated with the sale as a business transaction.
+type TransactionEvent struct {
+	Type                string              `json:"type"`
+	EventTime           string              `json:"eventTime"`
+	EventTimeZoneOffset string              `json:"eventTimeZoneOffset"`
+	EventID             string              `json:"eventID"`
+	Action              string              `json:"action"`
+	BizStep             string              `json:"bizStep"`
+	Disposition         string              `json:"disposition"`
 	BizTransactionList  []map[string]string `json:"bizTransactionList"`
+	QuantityList        []EPCISQuantity     `json:"quantityList"`
 	SourceList          []map[string]string `json:"sourceList"`
-	DestinationList     []map[string]string `json:"destinationList"`
+	Buyer               string              `json:"tani:buyer"`
+	Price               Money               `json:"tani:price"`
+	SoldOn              string              `json:"tani:soldOn"`
 	JournalLeaf         int64               `json:"tani:journalLeaf"`
-	ReceiptSHA256       string              `json:"tani:receiptSHA256"`
 }
 
 // EPCISQuantity is a quantity of a product class.
@@ -77,6 +100,17 @@ func uomOf(unit string) string {
 	return "" // counted units: the quantity is a count
 }
 
+// epcisDocument is an empty EPCIS document created now.
+func (s *Service) epcisDocument() EPCISDocument {
+	return EPCISDocument{
+		Context:       []any{EPCISContext, map[string]string{"tani": TaniNamespace}},
+		Type:          "EPCISDocument",
+		SchemaVersion: "2.0",
+		CreationDate:  s.now().UTC().Format(time.RFC3339),
+		Body:          EPCISBody{EventList: []any{}},
+	}
+}
+
 // EPCIS returns org's verified deliveries as an EPCIS document, newest
 // first by cursor, and the next cursor.
 func (s *Service) EPCIS(ctx context.Context, org, cursor string, limit int) (EPCISDocument, string, error) {
@@ -84,13 +118,7 @@ func (s *Service) EPCIS(ctx context.Context, org, cursor string, limit int) (EPC
 	if err != nil {
 		return EPCISDocument{}, "", err
 	}
-	doc := EPCISDocument{
-		Context:       []any{EPCISContext, map[string]string{"tani": TaniNamespace}},
-		Type:          "EPCISDocument",
-		SchemaVersion: "2.0",
-		CreationDate:  s.now().UTC().Format(time.RFC3339),
-		Body:          EPCISBody{EventList: []ObjectEvent{}},
-	}
+	doc := s.epcisDocument()
 	type pack struct {
 		size float64
 		unit string
@@ -165,6 +193,12 @@ func (s *Service) apiEPCIS(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return writeEPCIS(c, doc, next, limit)
+}
+
+// writeEPCIS answers with an EPCIS document and, when there is a next
+// page, its Link.
+func writeEPCIS(c echo.Context, doc EPCISDocument, next string, limit int) error {
 	if next != "" {
 		q := url.Values{"cursor": {next}}
 		if limit > 0 {

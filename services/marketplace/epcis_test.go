@@ -21,6 +21,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/tani-platform/tani/internal/record"
+	"github.com/tani-platform/tani/services/marketplace"
 )
 
 // The GS1 EPCIS 2.0 JSON schema comes from the npm registry, pinned: the
@@ -177,7 +178,14 @@ func TestEPCIS_ValidatesAgainstTheStandardsSchema(t *testing.T) {
 	if err := sch.Validate(v); err != nil {
 		t.Fatalf("the export does not validate against the EPCIS 2.0 schema: %v\n%s", err, b)
 	}
-	ev := doc.Body.EventList
+	var ev []marketplace.ObjectEvent
+	for _, x := range doc.Body.EventList {
+		o, ok := x.(marketplace.ObjectEvent)
+		if !ok {
+			t.Fatalf("a delivery exported as %T, want an ObjectEvent", x)
+		}
+		ev = append(ev, o)
+	}
 	if len(ev) != 1 || ev[0].EventID != "urn:uuid:"+del || len(ev[0].QuantityList) != 2 {
 		t.Fatalf("events = %+v", ev)
 	}
