@@ -255,11 +255,17 @@ var orgRoutes = func() map[string]Route {
 		"POST /distributor/v1/orders/:id/cancel": {Gate: OwnResource, OK: 200, Call: func(t Target) (string, any) {
 			return order(t, "order_to_cancel", "/cancel"), map[string]any{"reason": "the farmer changed their mind"}
 		}},
-		"GET /distributor/v1/deliveries":       {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/deliveries"), nil }},
-		"GET /distributor/v1/deliveries/:id":   {Gate: OwnResource, Call: func(t Target) (string, any) { return dist("/deliveries/" + t.Own["delivery"]), nil }},
-		"GET /distributor/v1/vouchers":         {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/vouchers"), nil }},
-		"GET /distributor/v1/settlements":      {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/settlements"), nil }},
-		"GET /distributor/v1/epcis/events":     {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/epcis/events"), nil }},
+		"GET /distributor/v1/deliveries":     {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/deliveries"), nil }},
+		"GET /distributor/v1/deliveries/:id": {Gate: OwnResource, Call: func(t Target) (string, any) { return dist("/deliveries/" + t.Own["delivery"]), nil }},
+		"GET /distributor/v1/vouchers":       {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/vouchers"), nil }},
+		"GET /distributor/v1/settlements":    {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/settlements"), nil }},
+		"GET /distributor/v1/epcis/events":   {Gate: OwnCollection, Call: func(t Target) (string, any) { return dist("/epcis/events"), nil }},
+		"GET /distributor/v1/farmers/:id/epcis/harvests": {Gate: FarmerData, Scope: consent.Harvests, Call: func(t Target) (string, any) {
+			return dist("/farmers/" + t.Farmer + "/epcis/harvests"), nil
+		}},
+		"GET /distributor/v1/farmers/:id/epcis/sales": {Gate: FarmerData, Scope: consent.Sales, Call: func(t Target) (string, any) {
+			return dist("/farmers/" + t.Farmer + "/epcis/sales"), nil
+		}},
 		"GET /distributor/v1/farmers/:id/basket": {Gate: FarmerData, Scope: consent.Plots, Call: func(t Target) (string, any) {
 			return dist("/farmers/" + t.Farmer + "/basket"), nil
 		}},
