@@ -222,6 +222,7 @@ func (s *Service) portalRoutes(g *echo.Group) {
 	g.GET("/orders/:id", s.pageOrder, guard)
 	g.POST("/orders/:id/accept", s.pageAct(Accept), guard)
 	g.POST("/orders/:id/reject", s.pageAct(Reject), guard)
+	g.POST("/orders/:id/cancel", s.pageAct(Cancel), guard)
 	g.POST("/orders/:id/ship", s.pageAct(Ship), guard)
 	g.GET("/deliveries", s.pageDeliveries, guard)
 	g.GET("/vouchers", s.pageVouchers, guard)
@@ -403,7 +404,7 @@ func (s *Service) ordersData(c echo.Context) (ordersData, error) {
 	if status != "" {
 		q.Set("status", status)
 	}
-	return ordersData{Page: page, Statuses: []string{"", StatusPlaced, StatusAccepted, StatusShipped, StatusDelivered, StatusRejected}, NextQuery: q.Encode()}, nil
+	return ordersData{Page: page, Statuses: []string{"", StatusPlaced, StatusAccepted, StatusShipped, StatusDelivered, StatusRejected, StatusCancelled}, NextQuery: q.Encode()}, nil
 }
 
 func (s *Service) pageOrders(c echo.Context) error {
