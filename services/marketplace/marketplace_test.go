@@ -533,3 +533,72 @@ func TestPlaceOrder_ConcurrentNeverOversell(t *testing.T) {
 		t.Errorf("%d packs ordered in stored lines, want 20 (10 of each)", n)
 	}
 }
+
+// TestAgentOrder_StockGoneSinceSync: an agent's order checked against the
+// stock at /sync reaches the marketplace only once attest verified it; if
+// the stock went to another order meanwhile, the signed order is kept and
+// rejected at once with the reason the agent reads to the farmer, and
+// takes no stock. One the stock covers reserves it as it arrives.
+func TestAgentOrder_StockGoneSinceSync(t *testing.T) {
+	e := mustEnv(t, nil)
+	ctx := context.Background()
+	seed := e.product(t, e.a.OrganizationID, "Inpari 32 rice seed", "seed", "rice", 5, 7500000, 10)
+	urea := e.product(t, e.a.OrganizationID, "Urea", "fertilizer", "", 50, 11250000, 100)
+	farmer := uuid.NewString()
+	agentOrder := func(seedPacks int64) (string, string) {
+		order := uuid.NewString()
+		rec := e.journalRecord(t, record.TypeOrderPlaced, 110.4, -7.25, map[string]any{"farmer_id": farmer, "order_id": order, "distributor_id": e.a.OrganizationID,
+			"payment": "cash", "items": []any{
+				map[string]any{"product_id": urea.ID, "quantity": 3, "unit_price": map[string]any{"amount": 11250000, "currency": "IDR"}},
+				map[string]any{"product_id": seed.ID, "quantity": seedPacks, "unit_price": map[string]any{"amount": 7500000, "currency": "IDR"}}},
+			"total": map[string]any{"amount": 3*11250000 + seedPacks*7500000, "currency": "IDR"}})
+		if err := e.svc.ProjectVerified(ctx, rec, uuid.NewString()); err != nil {
+			t.Fatal(err)
+		}
+		return order, rec
+	}
+	stock := func(p marketplace.Product) int64 {
+		got, err := e.svc.Product(ctx, e.a.OrganizationID, p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Stock
+	}
+
+	first, _ := agentOrder(8)
+	o, err := e.svc.Order(ctx, e.a.OrganizationID, first)
+	if err != nil || o.Status != "placed" {
+		t.Fatalf("first order = %+v, %v", o, err)
+	}
+	if stock(seed) != 2 || stock(urea) != 97 {
+		t.Errorf("stock seed %d urea %d after an order of 8 and 3, want 2 and 97", stock(seed), stock(urea))
+	}
+
+	second, rec := agentOrder(5) // synced when 10 were left; 2 are now
+	o, err = e.svc.Order(ctx, e.a.OrganizationID, second)
+	if err != nil || o.Status != "rejected" || o.RecordID != rec || !strings.Contains(o.RejectReason, `out of stock: 2 packs of "Inpari 32 rice seed" left, 5 ordered`) {
+		t.Fatalf("second order = %+v, %v; want it kept and rejected for stock", o, err)
+	}
+	if stock(seed) != 2 || stock(urea) != 97 {
+		t.Errorf("stock seed %d urea %d after an order rejected for stock, want 2 and 97 (nothing taken)", stock(seed), stock(urea))
+	}
+	rs, err := e.svc.OrderReceipts(ctx, e.a.OrganizationID, second)
+	if err != nil || len(rs) != 2 || rs[0].Kind != "order.placed" || rs[1].Kind != "order.updated" {
+		t.Errorf("receipts of the rejected order = %+v, %v; want placed then updated", rs, err)
+	}
+	if err := e.svc.ProjectVerified(ctx, rec, uuid.NewString()); err != nil {
+		t.Errorf("projecting the record again: %v", err)
+	}
+	if stock(seed) != 2 || stock(urea) != 97 {
+		t.Errorf("a second projection moved the stock: seed %d urea %d", stock(seed), stock(urea))
+	}
+	if _, err := e.svc.Act(ctx, e.a, second, marketplace.Accept, ""); !apperr.Is(err, apperr.Conflict) {
+		t.Errorf("accepted an order rejected for stock: %v", err)
+	}
+	if _, err := e.svc.Act(ctx, e.a, first, marketplace.Cancel, "mine?"); !apperr.Is(err, apperr.Conflict) {
+		t.Errorf("cancelled an agent's order: %v", err)
+	}
+	if got, err := e.svc.Act(ctx, e.a, first, marketplace.Reject, "the farmer changed their mind"); err != nil || got.Status != "rejected" || stock(seed) != 10 || stock(urea) != 100 {
+		t.Errorf("reject: %+v %v; stock seed %d urea %d, want 10 and 100 (released)", got, err, stock(seed), stock(urea))
+	}
+}
