@@ -54,7 +54,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 // Deps are what the module uses. Pool, Gate, Journal and Logger are
 // required. JS and Consumer are required to Start (the consumer of the
 // agents' signed loan records); tests that drive the handler themselves
-// may leave them nil. ReadPool, Vouchers and Now are optional.
+// may leave them nil. ReadPool, Vouchers, Settler and Now are optional.
 type Deps struct {
 	// Pool is the primary: writes, and reads that must see them (a consent
 	// just revoked, a loan just granted).
@@ -72,7 +72,11 @@ type Deps struct {
 	// Vouchers issues input vouchers on Fabric for disbursements in kind;
 	// nil refuses voucher disbursements (cash still works).
 	Vouchers VoucherIssuer
-	Logger   *slog.Logger
+	// Settler reads the banks' vouchers on the chain and settles the
+	// redeemed ones; nil answers settlements 503 (listings read the
+	// projection and still work).
+	Settler VoucherSettler
+	Logger  *slog.Logger
 	// Now is the clock (servicing, offers, days past due); nil is
 	// time.Now. Tests move it forward to let loans fall due.
 	Now func() time.Time
@@ -90,6 +94,7 @@ type Service struct {
 	gate      *consent.Gate
 	journal   *ledger.Journal
 	vouchers  VoucherIssuer
+	settler   VoucherSettler
 	logger    *slog.Logger
 	now       func() time.Time
 	model     *scorecard.Model
@@ -117,7 +122,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Service{cfg: cfg, pool: d.Pool, readPool: read, gate: d.Gate, journal: d.Journal, vouchers: d.Vouchers,
+	s := &Service{cfg: cfg, pool: d.Pool, readPool: read, gate: d.Gate, journal: d.Journal, vouchers: d.Vouchers, settler: d.Settler,
 		logger: d.Logger, now: now, model: scorecard.V1(), validator: validate.New(), document: d.Document}
 	if s.document == nil {
 		s.document = OpenAPI()
@@ -187,6 +192,10 @@ func (s *Service) Routes(r httpserver.Router) {
 		b.GET("/loans/:id/restructurings", s.listRestructurings)
 		b.POST("/loans/:id/restructurings/:rid/decision", s.decideRestructuring)
 		b.POST("/repayments", s.repayBatch)
+
+		b.GET("/vouchers", s.listVouchers)
+		b.POST("/vouchers/:id/settlement", s.settleVoucher)
+		b.GET("/scores/:id", s.getScore)
 
 		b.GET("/portfolio", s.portfolio)
 		b.GET("/portfolio.csv", s.portfolioCSV)
