@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/forget"
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/postgres"
@@ -100,6 +101,7 @@ type Service struct {
 	model     *scorecard.Model
 	validator *validate.Validator
 	consumer  *natsbus.Consumer
+	erasures  *natsbus.Consumer
 	document  []byte
 }
 
@@ -138,24 +140,32 @@ func New(cfg Config, d Deps) (*Service, error) {
 			},
 			MaxDeliver: cfg.MaxDeliver,
 		}, d.JS, d.Logger, d.Consumer)
+		s.erasures = forget.Consumer(ErasureConsumerName, d.JS, d.Logger, d.Consumer)
 	}
 	return s, nil
 }
 
-// Start creates the consumer of attested loan records.
+// Start creates the consumers of attested loan records and of erasure
+// requests.
 func (s *Service) Start(ctx context.Context) error {
 	if s.consumer == nil {
 		return errors.New("lending: started without JetStream")
 	}
-	return s.consumer.Start(ctx)
+	if err := s.consumer.Start(ctx); err != nil {
+		return err
+	}
+	return s.erasures.Start(ctx)
 }
 
-// Run applies attested loan records and, beside them, services the book
-// (offers expiring, days past due, restructuring proposals, journal
-// retries) every ServicingInterval, until ctx is done.
+// Run applies attested loan records, erases farmers who asked to be
+// forgotten and, beside them, services the book (offers expiring, days
+// past due, restructuring proposals, journal retries) every
+// ServicingInterval, until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
 	go s.servicingLoop(ctx)
-	return s.consumer.Run(ctx, s.HandleRecord)
+	return forget.RunWith(ctx, s.erasures, eraser.Handler(s.pool, s.erase, s.logger), func(ctx context.Context) error {
+		return s.consumer.Run(ctx, s.HandleRecord)
+	})
 }
 
 // Stop has nothing to release: Run drains the consumer when ctx ends.
