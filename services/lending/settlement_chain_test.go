@@ -25,8 +25,8 @@ func TestSettlement_Devnet(t *testing.T) {
 
 // TestSettlement_Fabric settles through the banks' API on the suite's
 // real Fabric network (skipped without one, failed under CI), where the
-// settlement needs the bank's, Tani's and the distributor's peers to
-// endorse it, as the key's policy after the redemption says.
+// settlement needs the issuing bank's and Tani's peers to endorse it, as
+// the key's policy after the redemption says.
 func TestSettlement_Fabric(t *testing.T) {
 	n := localnettest.Shared(t)
 	gw := n.ClientConfig("TaniMSP")
