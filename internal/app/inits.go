@@ -321,7 +321,8 @@ func (a *App) initLending() (Service, error) {
 	if a.vouchers != nil {
 		// Input vouchers are issued as the banks' MSP; the chain records
 		// the Tani organization of the bank inside it.
-		deps.Vouchers = lending.ChainVouchers{Client: a.vouchers, MSPID: a.cfg.Lending.BankMSP}
+		cv := lending.ChainVouchers{Client: a.vouchers, MSPID: a.cfg.Lending.BankMSP}
+		deps.Vouchers, deps.Settler = cv, cv
 	}
 	svc, err := lending.New(a.cfg.Lending, deps)
 	if err != nil {

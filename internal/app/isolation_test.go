@@ -21,6 +21,7 @@ import (
 	"github.com/tani-platform/tani/internal/consent"
 	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/internal/record"
+	"github.com/tani-platform/tani/ledger/vouchers"
 	"github.com/tani-platform/tani/mobile-api/client"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
 )
@@ -96,6 +97,10 @@ type Route struct {
 	// farmer read is then refused at the gate (403 and the denied row), a
 	// collection serves it within its own organization.
 	ItsOwn bool
+	// OwnReads is how many farmers the own organization's call reads
+	// through the gate (allowed access-log rows) on a route that is not
+	// FarmerData: re-scoring reads every farmer of the bank's book.
+	OwnReads int
 	// Call returns the request path (with query) and body (nil: none).
 	Call func(t Target) (path string, body any)
 }
@@ -188,7 +193,9 @@ var orgRoutes = func() map[string]Route {
 		"POST /bank/v1/loans": {Gate: FarmerData, Scope: consent.Plots, Foreign: 400, ForeignSays: "is not one of your products", ItsOwn: true, Call: func(t Target) (string, any) {
 			return bank("/loans"), loanApplication(t.Farmer, t.Own["product"])
 		}},
-		"POST /bank/v1/rescore": {Gate: OwnCollection, OK: 200, Foreign: 400, ForeignSays: "is not one of your products", ItsOwn: true, Call: func(t Target) (string, any) {
+		// The book holds the live farmer's loans out (disbursed): one
+		// gated read.
+		"POST /bank/v1/rescore": {Gate: OwnCollection, OK: 200, OwnReads: 1, Foreign: 400, ForeignSays: "is not one of your products", ItsOwn: true, Call: func(t Target) (string, any) {
 			return bank("/rescore"), map[string]any{"product_id": t.Own["product"]}
 		}},
 		"GET /bank/v1/loans":                    {Gate: OwnCollection, Call: func(t Target) (string, any) { return bank("/loans"), nil }},
@@ -196,22 +203,27 @@ var orgRoutes = func() map[string]Route {
 		"GET /bank/v1/loans/:id/repayments":     {Gate: OwnResource, Call: func(t Target) (string, any) { return loan(t, "/repayments"), nil }},
 		"GET /bank/v1/loans/:id/events":         {Gate: OwnResource, Call: func(t Target) (string, any) { return loan(t, "/events"), nil }},
 		"GET /bank/v1/loans/:id/restructurings": {Gate: OwnResource, Call: func(t Target) (string, any) { return loan(t, "/restructurings"), nil }},
-		// The fixture's loan is applied, then declined (the decision
-		// route): the farmer accepted no offer, so it has no agreement, is
-		// not disbursed nor repaid nor written off — the own bank reaches
-		// it (409, its state), another bank does not (404).
-		"GET /bank/v1/loans/:id/agreement": {Gate: OwnResource, OK: 409, Call: func(t Target) (string, any) { return loan(t, "/agreement"), nil }},
+		// The fixture's loans: "loan" is applied, then declined (the
+		// decision route); "accepted_loan" the farmer accepted on the
+		// phone (its agreement; the disbursement route pays it out);
+		// "disbursed_loan" was paid out as a voucher (the repayment, then
+		// the write-off route). The own bank succeeds on each; another
+		// bank gets 404.
+		"GET /bank/v1/loans/:id/agreement": {Gate: OwnResource, Call: func(t Target) (string, any) {
+			return bank("/loans/" + t.Own["accepted_loan"] + "/agreement"), nil
+		}},
 		"POST /bank/v1/loans/:id/decision": {Gate: OwnResource, OK: 200, Call: func(t Target) (string, any) {
 			return loan(t, "/decision"), map[string]any{"decision": "decline", "reason": "matrix"}
 		}},
-		"POST /bank/v1/loans/:id/disbursement": {Gate: OwnResource, OK: 409, Call: func(t Target) (string, any) {
-			return loan(t, "/disbursement"), map[string]any{"method": "cash", "reference": "TRF-MATRIX"}
+		"POST /bank/v1/loans/:id/disbursement": {Gate: OwnResource, OK: 200, Call: func(t Target) (string, any) {
+			return bank("/loans/" + t.Own["accepted_loan"] + "/disbursement"), map[string]any{"method": "cash", "reference": "TRF-MATRIX"}
 		}},
-		"POST /bank/v1/loans/:id/repayments": {Gate: OwnResource, OK: 409, Call: func(t Target) (string, any) {
-			return loan(t, "/repayments"), map[string]any{"payer_reference": "MATRIX", "amount": map[string]any{"amount": 1000, "currency": "IDR"}, "paid_on": time.Now().Format(time.DateOnly)}
+		"POST /bank/v1/loans/:id/repayments": {Gate: OwnResource, Call: func(t Target) (string, any) {
+			return bank("/loans/" + t.Own["disbursed_loan"] + "/repayments"), map[string]any{"payer_reference": "MATRIX",
+				"amount": map[string]any{"amount": 1000, "currency": "IDR"}, "paid_on": time.Now().Format(time.DateOnly)}
 		}},
-		"POST /bank/v1/loans/:id/write-off": {Gate: OwnResource, OK: 409, Call: func(t Target) (string, any) {
-			return loan(t, "/write-off"), map[string]any{"reason": "matrix"}
+		"POST /bank/v1/loans/:id/write-off": {Gate: OwnResource, OK: 200, Call: func(t Target) (string, any) {
+			return bank("/loans/" + t.Own["disbursed_loan"] + "/write-off"), map[string]any{"reason": "matrix"}
 		}},
 		"POST /bank/v1/loans/:id/restructurings/:rid/decision": {Gate: OwnResource, OK: 200, Call: func(t Target) (string, any) {
 			return loan(t, "/restructurings/"+t.Own["restructuring"]+"/decision"), map[string]any{"decision": "decline", "reason": "matrix"}
@@ -222,6 +234,16 @@ var orgRoutes = func() map[string]Route {
 		"POST /bank/v1/repayments": {Gate: OwnCollection, OK: 400, Foreign: 400, ForeignSays: "is not a loan of yours", Call: func(t Target) (string, any) {
 			return bank("/repayments"), map[string]any{"repayments": []map[string]any{{"loan_id": t.Own["loan"], "payer_reference": "MATRIX-B",
 				"amount": map[string]any{"amount": 1000, "currency": "IDR"}, "paid_on": time.Now().Format(time.DateOnly)}}}
+		}},
+		// A past score (the fixture scored the live farmer).
+		"GET /bank/v1/scores/:id": {Gate: OwnResource, Call: func(t Target) (string, any) { return bank("/scores/" + t.Own["score"]), nil }},
+		// Vouchers on the chain: the bank's list (its own only), and the
+		// settlement of the disbursed loan's voucher, which a distributor
+		// redeemed (another bank's is 404, as unknown).
+		"GET /bank/v1/vouchers": {Gate: OwnCollection, Call: func(t Target) (string, any) { return bank("/vouchers?status=redeemed"), nil }},
+		"POST /bank/v1/vouchers/:id/settlement": {Gate: OwnResource, Call: func(t Target) (string, any) {
+			return bank("/vouchers/" + t.Own["voucher"] + "/settlement"), map[string]any{"payment_reference": "PAY-MATRIX",
+				"amount": map[string]any{"amount": 25_000_000, "currency": "IDR"}}
 		}},
 		"GET /bank/v1/portfolio":     {Gate: OwnCollection, Call: func(t Target) (string, any) { return bank("/portfolio"), nil }},
 		"GET /bank/v1/portfolio.csv": {Gate: OwnCollection, Call: func(t Target) (string, any) { return bank("/portfolio.csv"), nil }},
@@ -288,7 +310,8 @@ const matrixHookURL = "https://93.184.216.34/tani-matrix"
 
 func lendingProduct() map[string]any {
 	return map[string]any{"name": "Kredit matrix " + uuid.NewString()[:8], "crops": []string{"rice"}, "currency": "IDR", "min_amount": 100_000_00, "max_amount": 20_000_000_00,
-		"fee_bps": 100, "interest_bps": 1800, "tenor_days": 240, "grace_days": 30, "repayment_style": "bullet", "ltv_bps": 5000, "offer_valid_days": 14}
+		"fee_bps": 100, "interest_bps": 1800, "tenor_days": 240, "grace_days": 30, "repayment_style": "bullet", "ltv_bps": 5000, "offer_valid_days": 14,
+		"voucher_categories": []string{"seed", "fertilizer"}}
 }
 
 func loanApplication(farmer, product string) map[string]any {
@@ -540,7 +563,8 @@ func (m *matrix) accessLog(t *testing.T) (allowed, denied int) {
 // nothing but the gate's denied access-log row.
 func TestIsolationMatrix(t *testing.T) {
 	// No background sweep between a refused call's before and after.
-	tani := apptest.MustStart(t, "-consent.sweep-interval=1h", "-mobile.access-digest-interval=0", "-attest.sweep-interval=1h",
+	// Info logs: the development SMS sender's loan codes are read from them.
+	tani := apptest.MustStart(t, "-log.level=info", "-consent.sweep-interval=1h", "-mobile.access-digest-interval=0", "-attest.sweep-interval=1h",
 		"-lending.servicing-interval=1h", "-marketplace.sweep-interval=1h", "-marketplace.demand-interval=0")
 	m := &matrix{tani: tani, agent: clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java"),
 		records: map[string]map[consent.Scope]string{}, consentOf: map[string]string{}, things: map[string]map[string]string{}}
@@ -741,6 +765,10 @@ func TestIsolationMatrix(t *testing.T) {
 						if allowedAfter != allowedBefore+1 || deniedAfter != deniedBefore {
 							t.Errorf("access log +%d allowed +%d denied, want +1 allowed", allowedAfter-allowedBefore, deniedAfter-deniedBefore)
 						}
+					case route.OwnReads > 0 && sc.name == "Own":
+						if allowedAfter != allowedBefore+route.OwnReads || deniedAfter != deniedBefore {
+							t.Errorf("access log +%d allowed +%d denied, want +%d allowed", allowedAfter-allowedBefore, deniedAfter-deniedBefore, route.OwnReads)
+						}
 					case sc.deniedAt:
 						if allowedAfter != allowedBefore || deniedAfter != deniedBefore+1 {
 							t.Errorf("access log +%d allowed +%d denied, want +1 denied", allowedAfter-allowedBefore, deniedAfter-deniedBefore)
@@ -852,6 +880,19 @@ func (m *matrix) mustThings(t *testing.T, p *party) map[string]string {
 		things["spare_product"] = create("/bank/v1/products", lendingProduct(), 201)
 		// No automatic policy: the application waits for the bank.
 		things["loan"] = create("/bank/v1/loans", loanApplication(m.live, things["product"]), 201)
+		var score struct{ ID string }
+		code, resp := m.do(t, "POST", "/bank/v1/farmers/"+m.live+"/score", c, map[string]any{"product_id": things["product"]})
+		mustDecode(t, code, resp, 200, &score)
+		things["score"] = score.ID
+		things["accepted_loan"] = m.acceptedLoan(t, p, things["product"])
+		things["disbursed_loan"] = m.acceptedLoan(t, p, things["product"])
+		var disbursed struct {
+			Disbursement struct{ Voucher struct{ ID string } }
+		}
+		code, resp = m.do(t, "POST", "/bank/v1/loans/"+things["disbursed_loan"]+"/disbursement", c, map[string]any{"method": "voucher"})
+		mustDecode(t, code, resp, 200, &disbursed)
+		things["voucher"] = disbursed.Disbursement.Voucher.ID
+		m.redeem(t, things["voucher"])
 		things["restructuring"] = uuid.NewString()
 		if _, err := m.tani.DB.Exec(ctx, `INSERT INTO lending.restructurings (id, loan_id, cause, evidence, detail, extension_days)
 			VALUES ($1, $2, 'regional_shock', $3, 'matrix', 30)`, things["restructuring"], things["loan"], uuid.NewString()); err != nil {
@@ -876,6 +917,80 @@ func (m *matrix) mustThings(t *testing.T, p *party) map[string]string {
 		}
 	}
 	return things
+}
+
+// acceptedLoan is a loan of p's for the live farmer, approved by p and
+// accepted by the farmer on the agent's phone with the code sent to them
+// (a signed loan.accepted record, attested), as in the field.
+func (m *matrix) acceptedLoan(t *testing.T, p *party, product string) string {
+	t.Helper()
+	ctx := context.Background()
+	c := caller{bearer: p.key}
+	var l struct{ ID string }
+	code, resp := m.do(t, "POST", "/bank/v1/loans", c, loanApplication(m.live, product))
+	mustDecode(t, code, resp, 201, &l)
+	code, resp = m.do(t, "POST", "/bank/v1/loans/"+l.ID+"/decision", c, map[string]any{"decision": "approve", "reason": "matrix"})
+	mustDecode(t, code, resp, 200, nil)
+	before := len(m.loanCodes())
+	challenge, offer, err := m.agent.RequestLoanOTP(ctx, m.live, l.ID)
+	if err != nil || offer.TermsSHA256 == nil {
+		t.Fatalf("loan code: %v (offer %+v)", err, offer)
+	}
+	var otp string
+	polltest.Eventually(t, 10*time.Second, func() error {
+		if codes := m.loanCodes(); len(codes) > before {
+			otp = codes[len(codes)-1]
+			return nil
+		}
+		return fmt.Errorf("no loan code sent")
+	})
+	rec, _, err := m.agent.Record(record.TypeLoanAccepted, time.Now().Add(-time.Minute), client.Location{Lat: -7.2505, Lon: 110.4005, AccuracyM: 4},
+		map[string]any{"farmer_id": m.live, "loan_id": l.ID, "terms_sha256": *offer.TermsSHA256, "otp_challenge_id": challenge, "otp_code": otp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.agent.Sync(ctx, []json.RawMessage{rec}); err != nil {
+		t.Fatalf("sync loan.accepted: %v", err)
+	}
+	polltest.Eventually(t, 60*time.Second, func() error {
+		var got struct{ State string }
+		code, resp := m.do(t, "GET", "/bank/v1/loans/"+l.ID, c, nil)
+		if json.Unmarshal(resp, &got); code != 200 || got.State != "accepted" {
+			return fmt.Errorf("loan %s: %d %s, want accepted", l.ID, code, got.State)
+		}
+		return nil
+	})
+	return l.ID
+}
+
+var loanCode = regexp.MustCompile(`code to accept is (\d{6})`)
+
+// loanCodes are the loan acceptance codes the development SMS sender
+// logged, oldest first.
+func (m *matrix) loanCodes() []string {
+	var out []string
+	for _, line := range m.tani.Logs() {
+		if c := loanCode.FindStringSubmatch(line); c != nil {
+			out = append(out, c[1])
+		}
+	}
+	return out
+}
+
+// redeem redeems a voucher on the chain for distributor A, as the
+// marketplace does on a verified delivery: 25,000,000 of seed.
+func (m *matrix) redeem(t *testing.T, voucher string) {
+	t.Helper()
+	ctx := context.Background()
+	chain := m.tani.App.Vouchers()
+	v, err := chain.Get(ctx, voucher)
+	if err != nil {
+		t.Fatalf("voucher %s: %v", voucher, err)
+	}
+	if _, err := chain.Redeem(ctx, "DistributorMSP", voucher, vouchers.RedeemRequest{DistributorOrg: m.distA.id, DeliveryID: uuid.NewString(), LeafIndex: 1,
+		ReceiptHash: strings.Repeat("cd", 32), Region: v.Region, Goods: []vouchers.Goods{{Category: "seed", Amount: vouchers.Money{Minor: 25_000_000, Currency: "IDR"}}}}); err != nil {
+		t.Fatalf("redeem voucher %s: %v", voucher, err)
+	}
 }
 
 // settle waits until every event is published and no table has changed

@@ -58,6 +58,10 @@ const (
 // Categories lists the input categories a voucher may be spent on.
 func Categories() []string { return vcc.Categories() }
 
+// ValidPaymentReference reports whether Settle's chaincode accepts ref as
+// a payment reference.
+func ValidPaymentReference(ref string) bool { return vcc.ValidPaymentReference(ref) }
+
 // Identity is an organization's client identity: its MSP ID and the MSP
 // directory holding its certificate (signcerts/) and private key
 // (keystore/), as Fabric CA enrollment or cryptogen writes it.

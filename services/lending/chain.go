@@ -7,7 +7,7 @@ import (
 	"github.com/tani-platform/tani/ledger/vouchers"
 )
 
-// ChainVouchers issues vouchers on the vouchers chaincode through the
+// ChainVouchers issues and settles vouchers on the vouchers chaincode through the
 // vouchers client, acting as the banks' MSP: the chain records the Tani
 // organization of the issuing bank inside it (bank_org). The composition
 // root passes it as Deps.Vouchers when the vouchers module runs.
@@ -33,4 +33,16 @@ func (c ChainVouchers) IssueVoucher(ctx context.Context, v VoucherIssue) (Vouche
 		return VoucherIssued{}, fmt.Errorf("vouchers: issue %s returned no voucher", v.ID)
 	}
 	return VoucherIssued{ID: out.ID, TxID: out.IssueTxID, Status: out.Status}, nil
+}
+
+// Voucher implements VoucherSettler: the voucher as the chain holds it.
+func (c ChainVouchers) Voucher(ctx context.Context, id string) (*vouchers.Voucher, error) {
+	return c.Client.Get(ctx, id)
+}
+
+// SettleVoucher implements VoucherSettler, acting as the banks' MSP (the
+// issuer of every voucher lending issues). The client is idempotent by
+// payment reference.
+func (c ChainVouchers) SettleVoucher(ctx context.Context, id, paymentReference string) (*vouchers.Voucher, error) {
+	return c.Client.Settle(ctx, c.MSPID, id, paymentReference)
 }

@@ -56,7 +56,9 @@ type env struct {
 	vouch   *recordingIssuer
 }
 
-func mustEnv(tb testing.TB) *env {
+// mustEnv starts the environment; opts change the service's Deps (a
+// vouchers chain instead of the recording issuer).
+func mustEnv(tb testing.TB, opts ...func(*lending.Deps)) *env {
 	tb.Helper()
 	db := pgtest.MustDatabase(tb, app.Migrations()[1:]...)
 	pool := pgtest.MustPool(tb, db)
@@ -75,7 +77,11 @@ func mustEnv(tb testing.TB) *env {
 	}
 	clk := &clock{t: time.Now().UTC()}
 	vouch := &recordingIssuer{}
-	svc, err := lending.New(lending.Config{}, lending.Deps{Pool: pool, Gate: consent.NewGate(pool), Journal: j, Logger: logger, Now: clk.Now, Vouchers: vouch})
+	deps := lending.Deps{Pool: pool, Gate: consent.NewGate(pool), Journal: j, Logger: logger, Now: clk.Now, Vouchers: vouch}
+	for _, o := range opts {
+		o(&deps)
+	}
+	svc, err := lending.New(lending.Config{}, deps)
 	if err != nil {
 		tb.Fatal(err)
 	}

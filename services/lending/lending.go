@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/forget"
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/internal/postgres"
@@ -54,7 +55,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 // Deps are what the module uses. Pool, Gate, Journal and Logger are
 // required. JS and Consumer are required to Start (the consumer of the
 // agents' signed loan records); tests that drive the handler themselves
-// may leave them nil. ReadPool, Vouchers and Now are optional.
+// may leave them nil. ReadPool, Vouchers, Settler and Now are optional.
 type Deps struct {
 	// Pool is the primary: writes, and reads that must see them (a consent
 	// just revoked, a loan just granted).
@@ -72,7 +73,11 @@ type Deps struct {
 	// Vouchers issues input vouchers on Fabric for disbursements in kind;
 	// nil refuses voucher disbursements (cash still works).
 	Vouchers VoucherIssuer
-	Logger   *slog.Logger
+	// Settler reads the banks' vouchers on the chain and settles the
+	// redeemed ones; nil answers settlements 503 (listings read the
+	// projection and still work).
+	Settler VoucherSettler
+	Logger  *slog.Logger
 	// Now is the clock (servicing, offers, days past due); nil is
 	// time.Now. Tests move it forward to let loans fall due.
 	Now func() time.Time
@@ -90,11 +95,13 @@ type Service struct {
 	gate      *consent.Gate
 	journal   *ledger.Journal
 	vouchers  VoucherIssuer
+	settler   VoucherSettler
 	logger    *slog.Logger
 	now       func() time.Time
 	model     *scorecard.Model
 	validator *validate.Validator
 	consumer  *natsbus.Consumer
+	erasures  *natsbus.Consumer
 	document  []byte
 }
 
@@ -117,7 +124,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Service{cfg: cfg, pool: d.Pool, readPool: read, gate: d.Gate, journal: d.Journal, vouchers: d.Vouchers,
+	s := &Service{cfg: cfg, pool: d.Pool, readPool: read, gate: d.Gate, journal: d.Journal, vouchers: d.Vouchers, settler: d.Settler,
 		logger: d.Logger, now: now, model: scorecard.V1(), validator: validate.New(), document: d.Document}
 	if s.document == nil {
 		s.document = OpenAPI()
@@ -133,24 +140,32 @@ func New(cfg Config, d Deps) (*Service, error) {
 			},
 			MaxDeliver: cfg.MaxDeliver,
 		}, d.JS, d.Logger, d.Consumer)
+		s.erasures = forget.Consumer(ErasureConsumerName, d.JS, d.Logger, d.Consumer)
 	}
 	return s, nil
 }
 
-// Start creates the consumer of attested loan records.
+// Start creates the consumers of attested loan records and of erasure
+// requests.
 func (s *Service) Start(ctx context.Context) error {
 	if s.consumer == nil {
 		return errors.New("lending: started without JetStream")
 	}
-	return s.consumer.Start(ctx)
+	if err := s.consumer.Start(ctx); err != nil {
+		return err
+	}
+	return s.erasures.Start(ctx)
 }
 
-// Run applies attested loan records and, beside them, services the book
-// (offers expiring, days past due, restructuring proposals, journal
-// retries) every ServicingInterval, until ctx is done.
+// Run applies attested loan records, erases farmers who asked to be
+// forgotten and, beside them, services the book (offers expiring, days
+// past due, restructuring proposals, journal retries) every
+// ServicingInterval, until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
 	go s.servicingLoop(ctx)
-	return s.consumer.Run(ctx, s.HandleRecord)
+	return forget.RunWith(ctx, s.erasures, eraser.Handler(s.pool, s.erase, s.logger), func(ctx context.Context) error {
+		return s.consumer.Run(ctx, s.HandleRecord)
+	})
 }
 
 // Stop has nothing to release: Run drains the consumer when ctx ends.
@@ -187,6 +202,10 @@ func (s *Service) Routes(r httpserver.Router) {
 		b.GET("/loans/:id/restructurings", s.listRestructurings)
 		b.POST("/loans/:id/restructurings/:rid/decision", s.decideRestructuring)
 		b.POST("/repayments", s.repayBatch)
+
+		b.GET("/vouchers", s.listVouchers)
+		b.POST("/vouchers/:id/settlement", s.settleVoucher)
+		b.GET("/scores/:id", s.getScore)
 
 		b.GET("/portfolio", s.portfolio)
 		b.GET("/portfolio.csv", s.portfolioCSV)

@@ -303,7 +303,7 @@ func (s *Service) journalPending(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("unjournaled loan events: %w", err)
 	}
-	rows, err = s.pool.Query(ctx, `SELECT id::text, model_version, payload, computed_at FROM lending.scores WHERE leaf_index IS NULL ORDER BY computed_at LIMIT 5000`)
+	rows, err = s.pool.Query(ctx, `SELECT id::text, model_version, payload, computed_at FROM lending.scores WHERE leaf_index IS NULL AND payload IS NOT NULL ORDER BY computed_at LIMIT 5000`)
 	if err != nil {
 		return fmt.Errorf("unjournaled scores: %w", err)
 	}

@@ -44,6 +44,12 @@ const (
 	CategoryMechanization  = "mechanization"
 )
 
+// ValidPaymentReference reports whether ref is a payment reference Settle
+// accepts: 1 to 128 letters, digits, space or . _ : / # - (starting with a
+// letter or digit), so that a caller can refuse a bad one before asking
+// the chain.
+func ValidPaymentReference(ref string) bool { return referenceRE.MatchString(ref) }
+
 // Categories lists every input category, in a fixed order.
 func Categories() []string {
 	return []string{CategorySeed, CategoryFertilizer, CategoryCropProtection, CategoryTools, CategoryIrrigation, CategoryMechanization}
