@@ -294,7 +294,9 @@ func (s *Service) ApplyDemandRecord(ctx context.Context, recordID string) error 
 // rebuilds the whole plan.
 func (s *Service) UpdateDemandFarmers(ctx context.Context, farmers ...string) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, planLock); err != nil {
+		// Plans for the farmers at hand (index probes): a generic plan of
+		// these prepared statements could scan the tables instead.
+		if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_custom_plan; `+planLock); err != nil {
 			return err
 		}
 		st, ok, err := loadPlanState(ctx, tx)
@@ -317,7 +319,7 @@ func (s *Service) UpdateDemandFarmers(ctx context.Context, farmers ...string) er
 		b.Queue(fmt.Sprintf(planPlotsOf, `AND farmer_id = ANY($1::uuid[])`), farmers)
 		b.Queue(`INSERT INTO marketplace.demand_farmer_cells (`+farmerCellColumns+`) `+fmt.Sprintf(farmerCellsSQL,
 			`WHERE farmer_id = ANY($11::uuid[])`,
-			`WHERE c.plot_id IN (SELECT plot_id FROM marketplace.demand_plan_plots WHERE farmer_id = ANY($11::uuid[]))`),
+			`WHERE c.plot_id = ANY(ARRAY(SELECT plot_id FROM marketplace.demand_plan_plots WHERE farmer_id = ANY($11::uuid[])))`),
 			ra.args(st.season, farmers)...)
 		b.Queue(addCells, farmers)
 		b.Queue(addDistricts, farmers)
