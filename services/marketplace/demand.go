@@ -152,6 +152,11 @@ func (s *Service) refreshDemand(ctx context.Context, rebuild bool) (Run, error) 
 		}
 		rebuild = true
 	}
+	// What the consumer queued while the plan was held (by a rebuild,
+	// say) is in the plan before it is published.
+	if _, err := s.drainDemandPending(ctx, true); err != nil {
+		return Run{}, err
+	}
 	bt, err := s.recentBacktest(ctx, rates, start, st.backtestPred)
 	if err != nil {
 		return Run{}, err

@@ -288,47 +288,108 @@ func (s *Service) ApplyDemandRecord(ctx context.Context, recordID string) error 
 	return s.UpdateDemandFarmers(ctx, farmers...)
 }
 
-// UpdateDemandFarmers recomputes farmers' parts of the plan from attest's
-// verified plots and cycles. Before the first build, or when the season or
-// the rate table changed since it, it does nothing: the next refresh
-// rebuilds the whole plan.
+// UpdateDemandFarmers queues farmers whose records attest decided and
+// recomputes their parts of the plan from attest's verified plots and
+// cycles, unless another writer holds the plan: a rebuild (which drains
+// the queue when done), another update, a publish (which drains it
+// first). The consumer never waits for a rebuild.
 func (s *Service) UpdateDemandFarmers(ctx context.Context, farmers ...string) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	if _, err := s.pool.Exec(ctx, `
+		INSERT INTO marketplace.demand_pending (farmer_id) SELECT unnest($1::uuid[])
+		ON CONFLICT (farmer_id) DO UPDATE SET seq = excluded.seq`, farmers); err != nil {
+		return fmt.Errorf("queue demand plan update: %w", err)
+	}
+	_, err := s.drainDemandPending(ctx, false)
+	return err
+}
+
+// drainBatch is how many queued farmers one transaction recomputes.
+const drainBatch = 500
+
+// drainDemandPending recomputes queued farmers until the queue is empty;
+// with wait false it returns at once when another writer holds the plan.
+func (s *Service) drainDemandPending(ctx context.Context, wait bool) (int, error) {
+	total := 0
+	for {
+		n, locked, err := s.drainOnce(ctx, wait)
+		total += n
+		if err != nil || !locked || n < drainBatch {
+			return total, err
+		}
+	}
+}
+
+func (s *Service) drainOnce(ctx context.Context, wait bool) (n int, locked bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// Plans for the farmers at hand (index probes): a generic plan of
 		// these prepared statements could scan the tables instead.
-		if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_custom_plan; `+planLock); err != nil {
+		if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_custom_plan`); err != nil {
 			return err
 		}
+		if wait {
+			if _, err := tx.Exec(ctx, planLock); err != nil {
+				return err
+			}
+			locked = true
+		} else if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext('marketplace.demand_plan'))`).Scan(&locked); err != nil || !locked {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT farmer_id::text, seq FROM marketplace.demand_pending ORDER BY seq LIMIT $1`, drainBatch)
+		if err != nil {
+			return err
+		}
+		var farmers []string
+		var seqs []int64
+		_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
+			var f string
+			var q int64
+			err := r.Scan(&f, &q)
+			farmers, seqs = append(farmers, f), append(seqs, q)
+			return struct{}{}, err
+		})
+		if err != nil || len(farmers) == 0 {
+			return err
+		}
+		n = len(farmers)
+		b := &pgx.Batch{}
+		// Only the entries seen: a farmer queued again since is recomputed
+		// again.
+		b.Queue(`DELETE FROM marketplace.demand_pending p USING unnest($1::uuid[], $2::bigint[]) AS d(farmer_id, seq)
+			WHERE p.farmer_id = d.farmer_id AND p.seq = d.seq`, farmers, seqs)
 		st, ok, err := loadPlanState(ctx, tx)
-		if err != nil || !ok {
+		if err != nil {
 			return err
 		}
 		rates, err := LoadRates(ctx, tx)
 		if err != nil {
 			return err
 		}
-		if rates.Version != st.ratesVersion {
-			return nil
-		}
-		ra := rateArrays(rates)
-		b := &pgx.Batch{}
-		b.Queue(subtractCells, farmers)
-		b.Queue(subtractDistricts, farmers)
-		b.Queue(`DELETE FROM marketplace.demand_farmer_cells WHERE farmer_id = ANY($1::uuid[])`, farmers)
-		b.Queue(`DELETE FROM marketplace.demand_plan_plots WHERE farmer_id = ANY($1::uuid[])`, farmers)
-		b.Queue(fmt.Sprintf(planPlotsOf, `AND farmer_id = ANY($1::uuid[])`), farmers)
-		b.Queue(`INSERT INTO marketplace.demand_farmer_cells (`+farmerCellColumns+`) `+fmt.Sprintf(farmerCellsSQL,
-			`WHERE farmer_id = ANY($11::uuid[])`,
-			`WHERE c.plot_id = ANY(ARRAY(SELECT plot_id FROM marketplace.demand_plan_plots WHERE farmer_id = ANY($11::uuid[])))`),
-			ra.args(st.season, farmers)...)
-		b.Queue(addCells, farmers)
-		b.Queue(addDistricts, farmers)
-		queueDropEmpty(b)
+		if ok && rates.Version == st.ratesVersion {
+			queueRecompute(b, rateArrays(rates), st.season, farmers)
+		} // else no plan for this rate table yet: the build that is due reads these farmers' records
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("update demand plan: %w", err)
 		}
 		return nil
 	})
+	return n, locked, err
+}
+
+// queueRecompute takes farmers' parts out of the sums, recomputes them
+// for the season starting at season, and adds them back.
+func queueRecompute(b *pgx.Batch, ra rateArgs, season time.Time, farmers []string) {
+	b.Queue(subtractCells, farmers)
+	b.Queue(subtractDistricts, farmers)
+	b.Queue(`DELETE FROM marketplace.demand_farmer_cells WHERE farmer_id = ANY($1::uuid[])`, farmers)
+	b.Queue(`DELETE FROM marketplace.demand_plan_plots WHERE farmer_id = ANY($1::uuid[])`, farmers)
+	b.Queue(fmt.Sprintf(planPlotsOf, `AND farmer_id = ANY($1::uuid[])`), farmers)
+	b.Queue(`INSERT INTO marketplace.demand_farmer_cells (`+farmerCellColumns+`) `+fmt.Sprintf(farmerCellsSQL,
+		`WHERE farmer_id = ANY($11::uuid[])`,
+		`WHERE c.plot_id = ANY(ARRAY(SELECT plot_id FROM marketplace.demand_plan_plots WHERE farmer_id = ANY($11::uuid[])))`),
+		ra.args(season, farmers)...)
+	b.Queue(addCells, farmers)
+	b.Queue(addDistricts, farmers)
+	queueDropEmpty(b)
 }
 
 func queueDropEmpty(b *pgx.Batch) {
@@ -348,6 +409,7 @@ func (s *Service) EraseDemand(ctx context.Context, farmerID string) (int64, erro
 		}
 		farmers := []string{farmerID}
 		b := &pgx.Batch{}
+		b.Queue(`DELETE FROM marketplace.demand_pending WHERE farmer_id = $1`, farmerID)
 		b.Queue(subtractCells, farmers)
 		b.Queue(subtractDistricts, farmers)
 		b.Queue(`DELETE FROM marketplace.demand_farmer_cells WHERE farmer_id = ANY($1::uuid[])`, farmers).Exec(func(ct pgconn.CommandTag) error {

@@ -203,7 +203,8 @@ func snapshotPlan(t *testing.T, e *env) planSnapshot {
 // TestDemand_IncrementalEqualsRebuild: the plan the consumer keeps from a
 // stream of attest decisions — new plots and cycles, a plot re-mapped, a
 // re-mapping flagged, a crop replaced, a cycle rejected on review, a
-// farmer registered after their plots, an erasure, redeliveries — is,
+// farmer registered after their plots, an erasure, redeliveries, updates
+// queued while a rebuild held the plan — is,
 // to the gram and the farmer, the plan a rebuild computes from attest's
 // tables, and so is what the next refresh publishes.
 func TestDemand_IncrementalEqualsRebuild(t *testing.T) {
@@ -337,12 +338,45 @@ func TestDemand_IncrementalEqualsRebuild(t *testing.T) {
 			t.Errorf("%d plan rows of the erased farmer left", got)
 		}
 	})
+	t.Run("QueuedWhileThePlanIsHeld", func(t *testing.T) {
+		// A rebuild holds the plan: the consumer queues the farmer and
+		// returns at once; the next publish drains the queue.
+		hold, err := e.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hold.Rollback(ctx)
+		if _, err := hold.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('marketplace.demand_plan'))`); err != nil {
+			t.Fatal(err)
+		}
+		farmer := uuid.NewString()
+		_, records := storeVerifiedPlot(t, e.pool, farmer, "Kabupaten Jember", 2, 113.8, -8.3, "coffee", perennial)
+		quick, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		for _, rec := range records {
+			if err := e.svc.ApplyDemandRecord(quick, rec); err != nil {
+				t.Fatalf("apply while the plan is held: %v", err)
+			}
+		}
+		if n := e.count(t, `SELECT count(*) FROM marketplace.demand_pending WHERE farmer_id = $1`, farmer); n != 1 {
+			t.Errorf("farmer queued %d times, want 1", n)
+		}
+		if n := e.count(t, `SELECT count(*) FROM marketplace.demand_plan_plots WHERE farmer_id = $1`, farmer); n != 0 {
+			t.Errorf("plan updated while held by another writer")
+		}
+		if err := hold.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
 
-	incremental := snapshotPlan(t, e)
 	runInc, err := e.svc.RefreshDemand(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if n := e.count(t, `SELECT count(*) FROM marketplace.demand_pending`); n != 0 {
+		t.Errorf("%d farmers still queued after a publish", n)
+	}
+	incremental := snapshotPlan(t, e)
 	if runInc.Rebuilt {
 		t.Fatal("the refresh rebuilt the plan: nothing was left to compare")
 	}

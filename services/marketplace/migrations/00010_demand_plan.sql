@@ -70,11 +70,26 @@ CREATE TABLE marketplace.demand_district_sums (
 );
 CREATE INDEX demand_district_sums_empty ON marketplace.demand_district_sums (district) WHERE farmers = 0;
 
+-- demand_pending: farmers whose records attest decided and whose parts
+-- the plan has not recomputed since. The consumer queues a farmer and
+-- drains the queue when no one else holds the plan (a rebuild can take a
+-- minute at a million plots: the consumer, which also projects orders and
+-- deliveries, never waits for it); a rebuild and every publish drain it
+-- after. seq moves when a farmer is queued again, so that a drain deletes
+-- only the entries it saw.
+CREATE SEQUENCE marketplace.demand_pending_seq;
+CREATE TABLE marketplace.demand_pending (
+    farmer_id uuid   PRIMARY KEY,
+    seq       bigint NOT NULL DEFAULT nextval('marketplace.demand_pending_seq')
+);
+
 -- A run says whether it rebuilt the plan (season or rate table changed,
 -- first run, periodic reconciliation) or published what the stream kept.
 ALTER TABLE marketplace.demand_runs ADD COLUMN rebuilt boolean NOT NULL DEFAULT false;
 
 -- +goose Down
 ALTER TABLE marketplace.demand_runs DROP COLUMN rebuilt;
+DROP TABLE marketplace.demand_pending;
+DROP SEQUENCE marketplace.demand_pending_seq;
 DROP TABLE marketplace.demand_district_sums, marketplace.demand_cell_sums, marketplace.demand_farmer_cells,
     marketplace.demand_plan_plots, marketplace.demand_plan_state;
