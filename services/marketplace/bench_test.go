@@ -117,7 +117,7 @@ func BenchmarkPortalAtScale(b *testing.B) {
 
 	p := identity.Principal{OrganizationID: org, Kind: identity.Distributor, UserID: uuid.NewString(), Role: "admin"}
 	svc, err := marketplace.New(marketplace.Config{}, marketplace.Deps{Pool: pool, Gate: consent.NewGate(pool), Journal: ledgertest.MustJournal(b),
-		Logger: slog.New(slog.DiscardHandler), Portal: &marketplace.PortalAuth{
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), Portal: &marketplace.PortalAuth{
 			Require: func(next echo.HandlerFunc) echo.HandlerFunc {
 				return func(c echo.Context) error { identity.WithPrincipal(c, p); return next(c) }
 			},

@@ -184,19 +184,28 @@ func loadPlanState(ctx context.Context, q rowQuerier) (planState, bool, error) {
 }
 
 // rebuildPlan computes the plan of the season starting at start from
-// scratch, in one transaction (the consumer's updates wait for it), and
-// last season's prediction for the backtest. It runs as the batch it is:
-// hash joins over the tables rather than a million index probes.
+// scratch, in one transaction, and last season's prediction for the
+// backtest (kept from the plan it replaces when that was for the same
+// season and rate table: it is about cycles planted before last season).
+// It runs as the batch it is: hash joins over the tables rather than a
+// million index probes.
 func (s *Service) rebuildPlan(ctx context.Context, rates Rates, start time.Time) error {
 	began := time.Now()
 	ra := rateArrays(rates)
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	var took [4]time.Duration // plots, cells, sums, prediction
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SET LOCAL enable_nestloop = off; SET LOCAL work_mem = '64MB'`); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, planLock); err != nil {
 			return err
 		}
+		prev, had, err := loadPlanState(ctx, tx)
+		if err != nil {
+			return err
+		}
+		step := time.Now()
+		lap := func(i int) { took[i], step = time.Since(step), time.Now() }
 		if _, err := tx.Exec(ctx, `TRUNCATE marketplace.demand_plan_plots, marketplace.demand_farmer_cells,
 			marketplace.demand_cell_sums, marketplace.demand_district_sums`); err != nil {
 			return fmt.Errorf("rebuild demand plan: %w", err)
@@ -204,10 +213,12 @@ func (s *Service) rebuildPlan(ctx context.Context, rates Rates, start time.Time)
 		if _, err := tx.Exec(ctx, fmt.Sprintf(planPlotsOf, "")); err != nil {
 			return fmt.Errorf("rebuild demand plan: plots: %w", err)
 		}
+		lap(0)
 		if _, err := tx.Exec(ctx, `INSERT INTO marketplace.demand_farmer_cells (`+farmerCellColumns+`) `+fmt.Sprintf(farmerCellsSQL, "", ""),
 			ra.args(start)...); err != nil {
 			return fmt.Errorf("rebuild demand plan: cells: %w", err)
 		}
+		lap(1)
 		for _, q := range []string{
 			`INSERT INTO marketplace.demand_cell_sums (district, crop, category, month, farmers, area_m2, grams)
 			 SELECT district, crop, category, month, count(*), sum(area_m2), sum(grams) FROM marketplace.demand_farmer_cells GROUP BY 1, 2, 3, 4`,
@@ -218,10 +229,14 @@ func (s *Service) rebuildPlan(ctx context.Context, rates Rates, start time.Time)
 				return fmt.Errorf("rebuild demand plan: sums: %w", err)
 			}
 		}
-		pred, err := predictLastSeason(ctx, tx, ra, start.AddDate(-1, 0, 0))
-		if err != nil {
-			return err
+		lap(2)
+		pred := prev.backtestPred
+		if !had || !prev.season.Equal(start) || prev.ratesVersion != rates.Version {
+			if pred, err = predictLastSeason(ctx, tx, ra, start.AddDate(-1, 0, 0)); err != nil {
+				return err
+			}
 		}
+		lap(3)
 		predJSON, _ := json.Marshal(pred)
 		_, err = tx.Exec(ctx, `
 			INSERT INTO marketplace.demand_plan_state (season_start, rates_version, backtest_pred, built_at, build_ms) VALUES ($1, $2, $3, $4, $5)
@@ -233,6 +248,12 @@ func (s *Service) rebuildPlan(ctx context.Context, rates Rates, start time.Time)
 		}
 		return nil
 	})
+	if err == nil {
+		s.logger.InfoContext(ctx, "demand plan rebuilt", "season", start.Format(time.DateOnly), "rates_version", rates.Version,
+			"took_ms", time.Since(began).Milliseconds(), "plots_ms", took[0].Milliseconds(), "cells_ms", took[1].Milliseconds(),
+			"sums_ms", took[2].Milliseconds(), "prediction_ms", took[3].Milliseconds())
+	}
+	return err
 }
 
 // predictLastSeason runs the method on the season starting at last, with

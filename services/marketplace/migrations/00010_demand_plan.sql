@@ -9,10 +9,16 @@
 -- tables hold farmer-level figures: they never leave the marketplace's
 -- refresh (only demand_cells, of at least k farmers, is read by pages and
 -- the API).
+--
+-- The plan is UNLOGGED: it is derived from attest's tables, so it need
+-- not cost write-ahead log (a rebuild writes a million rows, each update a
+-- few dozen). A crash empties every unlogged table, demand_plan_state with
+-- them, and the next refresh rebuilds. Unlogged tables are not on the
+-- replicas: the plan is read on the primary only.
 
 -- demand_plan_state: the season and rate table the plan was built for,
 -- and last season's prediction for the backtest (computed at the build).
-CREATE TABLE marketplace.demand_plan_state (
+CREATE UNLOGGED TABLE marketplace.demand_plan_state (
     singleton     boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
     season_start  date        NOT NULL,
     rates_version int         NOT NULL,
@@ -22,7 +28,7 @@ CREATE TABLE marketplace.demand_plan_state (
 );
 
 -- demand_plan_plots: every verified plot of a farmer with a home region.
-CREATE TABLE marketplace.demand_plan_plots (
+CREATE UNLOGGED TABLE marketplace.demand_plan_plots (
     plot_id   uuid             PRIMARY KEY,
     farmer_id uuid             NOT NULL,
     district  text             NOT NULL,
@@ -34,7 +40,7 @@ CREATE INDEX demand_plan_plots_farmer ON marketplace.demand_plan_plots (farmer_i
 
 -- demand_farmer_cells: one farmer's part of one cell (area counted once
 -- per plot and month it contributes to, kg summed over plots).
-CREATE TABLE marketplace.demand_farmer_cells (
+CREATE UNLOGGED TABLE marketplace.demand_farmer_cells (
     farmer_id uuid   NOT NULL,
     district  text   NOT NULL,
     crop      text   NOT NULL,
@@ -47,7 +53,7 @@ CREATE TABLE marketplace.demand_farmer_cells (
 
 -- demand_cell_sums: every candidate cell, whatever its farmer count (the
 -- publish step applies k-anonymity).
-CREATE TABLE marketplace.demand_cell_sums (
+CREATE UNLOGGED TABLE marketplace.demand_cell_sums (
     district text   NOT NULL,
     crop     text   NOT NULL,
     category text   NOT NULL,
@@ -61,7 +67,7 @@ CREATE INDEX demand_cell_sums_empty ON marketplace.demand_cell_sums (district) W
 
 -- demand_district_sums: per district, its farmers and plots and the sum
 -- of their plots' centroids (the map's point is the mean).
-CREATE TABLE marketplace.demand_district_sums (
+CREATE UNLOGGED TABLE marketplace.demand_district_sums (
     district   text   PRIMARY KEY,
     farmers    int    NOT NULL CHECK (farmers >= 0),
     plots      bigint NOT NULL,
@@ -77,8 +83,8 @@ CREATE INDEX demand_district_sums_empty ON marketplace.demand_district_sums (dis
 -- deliveries, never waits for it); a rebuild and every publish drain it
 -- after. seq moves when a farmer is queued again, so that a drain deletes
 -- only the entries it saw.
-CREATE SEQUENCE marketplace.demand_pending_seq;
-CREATE TABLE marketplace.demand_pending (
+CREATE UNLOGGED SEQUENCE marketplace.demand_pending_seq;
+CREATE UNLOGGED TABLE marketplace.demand_pending (
     farmer_id uuid   PRIMARY KEY,
     seq       bigint NOT NULL DEFAULT nextval('marketplace.demand_pending_seq')
 );
