@@ -282,7 +282,7 @@ func BenchmarkPortalAtScale(b *testing.B) {
 	}
 	slices.Sort(rebuild)
 	slices.Sort(rebuildScan)
-	b.Logf("demand plan rebuild over %d plots (outlook, last season's prediction, map): min %s median %s max %s; reference (count the verified plots): median %s, ratio %.1f",
+	b.Logf("demand plan rebuild over %d plots (plots, farmers' parts, sums; last season's prediction kept within the season): min %s median %s max %s; reference (count the verified plots): median %s, ratio %.1f",
 		plots, ms(rebuild[0]), ms(rebuild[rebuilds/2]), ms(rebuild[rebuilds-1]), ms(rebuildScan[rebuilds/2]), float64(rebuild[rebuilds/2])/float64(rebuildScan[rebuilds/2]))
 	read := timeIt(func() {
 		if _, err := svc.Demand(ctx, marketplace.DemandFilter{}); err != nil {
