@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tani-platform/tani/internal/apperr"
 )
 
 // The outlook's plan (docs/marketplace.md, "How the outlook is kept"):
@@ -289,7 +291,7 @@ func predictLastSeason(ctx context.Context, tx pgx.Tx, ra rateArgs, last time.Ti
 // holds (its farmer erased) changes nothing here: the erasure does.
 func (s *Service) ApplyDemandRecord(ctx context.Context, recordID string) error {
 	if !validLowerUUID(recordID) {
-		return fmt.Errorf("demand plan: bad record id %q", recordID)
+		return apperr.Errorf(apperr.Invalid, "demand plan: bad record id %q", recordID)
 	}
 	rows, err := s.pool.Query(ctx, `
 		WITH e AS (SELECT farmer_id, plot_id FROM attest.evidence WHERE record_id = $1)
