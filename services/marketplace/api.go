@@ -307,8 +307,9 @@ func (s *Service) apiDemand(c echo.Context) error {
 	return c.JSON(http.StatusOK, o)
 }
 
-// apiRefreshDemand recomputes the outlook, at most once a minute: the
-// computation reads every verified plot, and any distributor may ask.
+// apiRefreshDemand publishes the outlook from its plan, at most once a
+// minute: any distributor may ask, and a refresh that finds the plan stale
+// (new season, new rate table) rebuilds it from every verified plot.
 func (s *Service) apiRefreshDemand(c echo.Context) error {
 	ctx := c.Request().Context()
 	o, err := s.Demand(ctx, DemandFilter{})

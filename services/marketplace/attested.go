@@ -35,11 +35,16 @@ type attested struct {
 // deliveries (redeeming the order's voucher). Records attest did not
 // verify change nothing: a flagged one may come back verified after
 // review, in a later announcement. The record is read from the journal,
-// the only copy whose receipt a bank can check.
+// the only copy whose receipt a bank can check. Decisions on farmer,
+// plot and crop records, whatever they are, update the demand outlook's
+// plan (ApplyDemandRecord).
 func (s *Service) HandleAttested(ctx context.Context, msg jetstream.Msg) error {
 	var a attested
 	if err := json.Unmarshal(msg.Data(), &a); err != nil {
 		return apperr.Wrap(apperr.Invalid, err, "undecodable attest decision")
+	}
+	if demandRecordTypes[a.Type] {
+		return s.ApplyDemandRecord(ctx, a.RecordID) // whatever the decision: a rejection takes a record out
 	}
 	if a.Status != "verified" {
 		return nil

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tani-platform/tani/internal/apperr"
 )
@@ -26,47 +25,6 @@ const OutlookMonths = 6
 // rainy season starts in October-November over most of the country (BMKG
 // seasonal outlooks), when smallholders apply the first split.
 const RainySeasonMonth = 10
-
-// demandSQL computes the candidate cells for the months [$2, $2 + $3
-// months). Annual crops: each verified cycle planted in the 12 months
-// before the season repeats in the same month a year later (seasonal
-// calendars repeat; a plot planted twice a year repeats twice), its seed
-// in the planting month and its fertilizer over the months the rate
-// spreads it. Perennials (rates on a yearly basis): every verified plot
-// whose latest verified cycle is a perennial is fertilized from the
-// rainy-season month on. A plot counts with its PostGIS-measured area; a
-// district is the farmer's home region.
-const demandSQL = `
-WITH r AS (
-    SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::float8[], $10::float8[], $11::int[])
-        AS r(crop, category, basis, kg_per_ha, share, offs)
-    WHERE $1::int > 0), -- the rate table's version, for the plan's log
-annual AS (
-    SELECT DISTINCT c.farmer_id, c.plot_id, c.crop, (date_trunc('month', c.planted_on) + interval '1 year')::date AS anchor
-    FROM attest.verified_crop_cycles c
-    WHERE c.planted_on >= ($4::date - interval '12 months') AND c.planted_on < $4::date AND c.crop = ANY($12::text[])),
-perennial AS (
-    SELECT l.farmer_id, l.plot_id, l.crop, a.anchor
-    FROM (SELECT DISTINCT ON (plot_id) farmer_id, plot_id, crop FROM attest.verified_crop_cycles
-          WHERE planted_on < $4::date ORDER BY plot_id, planted_on DESC) l
-    CROSS JOIN (VALUES (make_date(extract(year FROM $2::date)::int - 1, $5, 1)), (make_date(extract(year FROM $2::date)::int, $5, 1))) AS a(anchor)
-    WHERE l.crop = ANY($13::text[])),
-anchored AS (SELECT * FROM annual UNION ALL SELECT * FROM perennial),
-spread AS (
-    SELECT p.region AS district, a.crop, r.category, (a.anchor + make_interval(months => r.offs))::date AS month,
-           a.farmer_id, p.area_ha, p.area_ha * r.kg_per_ha * r.share AS kg
-    FROM anchored a
-    JOIN attest.verified_plots p ON p.plot_id = a.plot_id
-    JOIN r ON r.crop = a.crop
-    WHERE p.region <> '')
--- Per farmer first, then per cell: two hash aggregations instead of a
--- sort for count(DISTINCT farmer_id).
-SELECT district, crop, category, month, count(*)::int, sum(area_ha), sum(kg)
-FROM (SELECT district, crop, category, month, farmer_id, sum(area_ha) AS area_ha, sum(kg) AS kg
-      FROM spread
-      WHERE month >= $2::date AND month < ($2::date + make_interval(months => $3))
-      GROUP BY 1, 2, 3, 4, 5) AS per_farmer
-GROUP BY 1, 2, 3, 4`
 
 // Cell is one published cell of the outlook.
 type Cell struct {
@@ -118,6 +76,9 @@ type Run struct {
 	Held         int       `json:"held_cells"`
 	Backtest     Backtest  `json:"backtest"`
 	TookMS       int64     `json:"took_ms"`
+	// Rebuilt says the run rebuilt the plan from attest's tables rather
+	// than publishing what the consumer kept.
+	Rebuilt bool `json:"rebuilt"`
 }
 
 // Outlook is the published outlook: the latest run's figures, every cell
@@ -155,187 +116,188 @@ type candidate struct {
 	month time.Time
 }
 
-// computeCells runs demandSQL for the season starting at start with cycles
-// planted before cut. The rate table goes in as arrays (the planner then
-// knows the crops it filters on), and the statement runs as the batch it
-// is: hash joins over the tables rather than a million index probes,
-// which a misestimate of the crops' selectivity once chose.
-func computeCells(ctx context.Context, pool *pgxpool.Pool, rates Rates, start, cut time.Time, months int) ([]candidate, error) {
-	var crop, category, basis []string
-	var kg, share []float64
-	var offs []int32
-	seasonal, yearly := map[string]bool{}, map[string]bool{}
-	for _, r := range rates.Rows {
-		if r.KgPerHa <= 0 {
-			continue
-		}
-		for i, sh := range r.MonthShares {
-			if sh <= 0 {
-				continue
-			}
-			crop, category, basis = append(crop, r.Crop), append(category, r.Category), append(basis, r.Basis)
-			kg, share, offs = append(kg, r.KgPerHa), append(share, sh), append(offs, int32(i))
-		}
-		if r.Basis == "season" {
-			seasonal[r.Crop] = true
-		} else {
-			yearly[r.Crop] = true
-		}
-	}
-	var out []candidate
-	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SET LOCAL enable_nestloop = off; SET LOCAL work_mem = '64MB'`); err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, demandSQL, rates.Version, start, months, cut, RainySeasonMonth,
-			crop, category, basis, kg, share, offs, keys(seasonal), keys(yearly))
-		if err != nil {
-			return fmt.Errorf("demand cells: %w", err)
-		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (candidate, error) {
-			var c candidate
-			err := r.Scan(&c.District, &c.Crop, &c.Category, &c.month, &c.Farmers, &c.AreaHa, &c.QuantityKg)
-			c.Month = c.month.Format("2006-01")
-			return c, err
-		})
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("demand cells: %w", err)
-	}
-	return out, nil
-}
-
-func keys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// RefreshDemand recomputes the outlook and publishes it under the
-// k-anonymity rules, with the backtest.
+// RefreshDemand publishes the outlook from the plan the consumer keeps
+// (demand_plan.go), under the k-anonymity rules, with the backtest. It
+// rebuilds the plan first when there is none yet, when the season or the
+// rate table changed since it was built, or when it is older than
+// Config.DemandRebuildInterval (a reconciliation with attest's tables).
 func (s *Service) RefreshDemand(ctx context.Context) (Run, error) {
+	return s.refreshDemand(ctx, false)
+}
+
+// RebuildDemand rebuilds the plan from attest's verified plots and crop
+// cycles, then publishes the outlook.
+func (s *Service) RebuildDemand(ctx context.Context) (Run, error) {
+	return s.refreshDemand(ctx, true)
+}
+
+func (s *Service) refreshDemand(ctx context.Context, rebuild bool) (Run, error) {
 	began := time.Now()
 	rates, err := LoadRates(ctx, s.pool)
 	if err != nil {
 		return Run{}, err
 	}
 	start := seasonStart(s.now())
-	cands, err := computeCells(ctx, s.readPool, rates, start, start, OutlookMonths)
+	st, ok, err := loadPlanState(ctx, s.pool)
 	if err != nil {
 		return Run{}, err
 	}
-	bt, err := s.recentBacktest(ctx, rates, start)
+	stale := s.cfg.DemandRebuildInterval > 0 && s.now().Sub(st.builtAt) > s.cfg.DemandRebuildInterval
+	if rebuild || !ok || !st.season.Equal(start) || st.ratesVersion != rates.Version || stale {
+		if err := s.rebuildPlan(ctx, rates, start); err != nil {
+			return Run{}, err
+		}
+		if st, _, err = loadPlanState(ctx, s.pool); err != nil {
+			return Run{}, err
+		}
+		rebuild = true
+	}
+	// What the consumer queued while the plan was held (by a rebuild,
+	// say) is in the plan before it is published.
+	if _, err := s.drainDemandPending(ctx, true); err != nil {
+		return Run{}, err
+	}
+	bt, err := s.recentBacktest(ctx, rates, start, st.backtestPred)
 	if err != nil {
 		return Run{}, err
 	}
-	run := Run{SeasonStart: start.Format(time.DateOnly), Months: OutlookMonths, RatesVersion: rates.Version, K: K, Cells: len(cands), Backtest: bt}
-	// One pass over the verified plots gives the map's points and the
-	// run's counts (a farmer has one home region, so districts' farmers
-	// add up).
-	rows, err := s.readPool.Query(ctx, `
-		SELECT region, count(DISTINCT farmer_id)::int, count(*), round((avg(lat) * 20)::numeric) / 20, round((avg(lon) * 20)::numeric) / 20
-		FROM attest.verified_plots WHERE region <> '' GROUP BY region`)
-	if err != nil {
-		return Run{}, fmt.Errorf("district points: %w", err)
-	}
+	return s.publishDemand(ctx, rates, start, bt, rebuild, began)
+}
+
+// publishDemand publishes the plan's cell sums: a cell of fewer than K
+// farmers is withheld, a published one moves only when at least K
+// farmers changed, and the map's districts follow the same rules.
+func (s *Service) publishDemand(ctx context.Context, rates Rates, start time.Time, bt Backtest, rebuilt bool, began time.Time) (Run, error) {
+	run := Run{SeasonStart: start.Format(time.DateOnly), Months: OutlookMonths, RatesVersion: rates.Version, K: K, Backtest: bt, Rebuilt: rebuilt}
+	var cands []candidate
 	var points []DistrictPoint
-	_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
-		var d DistrictPoint
-		var plots int64
-		if err := r.Scan(&d.District, &d.Farmers, &plots, &d.Lat, &d.Lon); err != nil {
-			return struct{}{}, err
-		}
-		run.Farmers += int64(d.Farmers)
-		run.Plots += plots
-		if d.Farmers >= K {
-			points = append(points, d)
-		}
-		return struct{}{}, nil
-	})
-	if err != nil {
-		return Run{}, fmt.Errorf("district points: %w", err)
-	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// One publisher at a time across processes: the held-cell rule
 		// compares with what the previous publish left.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('marketplace.demand_cells'))`); err != nil {
 			return err
 		}
-		btJSON, _ := json.Marshal(bt)
-		if err := tx.QueryRow(ctx, `
-			INSERT INTO marketplace.demand_runs (season_start, months, rates_version, k, farmers, plots, cells, suppressed, held, backtest, took_ms, computed_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, 0, $9) RETURNING run_id, computed_at`,
-			start, OutlookMonths, rates.Version, K, run.Farmers, run.Plots, run.Cells, btJSON, s.now()).Scan(&run.ID, &run.ComputedAt); err != nil {
-			return fmt.Errorf("demand run: %w", err)
-		}
-		// Months that have begun are no longer the outlook.
-		if _, err := tx.Exec(ctx, `DELETE FROM marketplace.demand_cells WHERE month < $1`, start); err != nil {
-			return err
-		}
-		published := map[[4]string]int{}
-		rows, err := tx.Query(ctx, `SELECT district, crop, category, to_char(month, 'YYYY-MM'), farmers FROM marketplace.demand_cells`)
+		rows, err := tx.Query(ctx, `
+			SELECT district, crop, category, month, farmers, area_m2, grams FROM marketplace.demand_cell_sums
+			WHERE farmers > 0 AND month >= $1 AND month < ($1::date + make_interval(months => $2))`, start, OutlookMonths)
 		if err != nil {
-			return err
+			return fmt.Errorf("demand cells: %w", err)
 		}
-		_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
-			var k [4]string
-			var n int
-			err := r.Scan(&k[0], &k[1], &k[2], &k[3], &n)
-			published[k] = n
-			return struct{}{}, err
+		cands, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (candidate, error) {
+			var c candidate
+			var m2, grams int64
+			err := r.Scan(&c.District, &c.Crop, &c.Category, &c.month, &c.Farmers, &m2, &grams)
+			c.Month, c.AreaHa, c.QuantityKg = c.month.Format("2006-01"), float64(m2)/10000, float64(grams)/1000
+			return c, err
 		})
 		if err != nil {
-			return err
+			return fmt.Errorf("demand cells: %w", err)
 		}
-		keep := map[[4]string]bool{}
-		b := &pgx.Batch{}
-		for _, c := range cands {
-			k := [4]string{c.District, c.Crop, c.Category, c.Month}
-			old, was := published[k]
-			switch {
-			case c.Farmers < K:
-				run.Suppressed++
-				continue // and deleted below if it was published
-			case was && abs(c.Farmers-old) < K:
-				run.Held++
-				keep[k] = true
-				continue
+		// The map's points and the run's counts (a farmer has one home
+		// region, so districts' farmers add up).
+		rows, err = tx.Query(ctx, `SELECT district, farmers, plots, lat_e6_sum, lon_e6_sum FROM marketplace.demand_district_sums WHERE farmers > 0`)
+		if err != nil {
+			return fmt.Errorf("district points: %w", err)
+		}
+		_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
+			var d DistrictPoint
+			var plots, lat, lon int64
+			if err := r.Scan(&d.District, &d.Farmers, &plots, &lat, &lon); err != nil {
+				return struct{}{}, err
 			}
-			keep[k] = true
-			b.Queue(`
-				INSERT INTO marketplace.demand_cells (district, crop, category, month, farmers, area_ha, quantity_kg, run_id)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-				ON CONFLICT (district, crop, category, month) DO UPDATE SET farmers = excluded.farmers, area_ha = excluded.area_ha,
-				    quantity_kg = excluded.quantity_kg, run_id = excluded.run_id`,
-				c.District, c.Crop, c.Category, c.month, c.Farmers, c.AreaHa, c.QuantityKg, run.ID)
-		}
-		for k := range published {
-			if !keep[k] {
-				b.Queue(`DELETE FROM marketplace.demand_cells WHERE district = $1 AND crop = $2 AND category = $3 AND to_char(month, 'YYYY-MM') = $4`, k[0], k[1], k[2], k[3])
+			run.Farmers += int64(d.Farmers)
+			run.Plots += plots
+			if d.Farmers >= K {
+				d.Lat, d.Lon = roundTo20th(float64(lat)/float64(plots)/1e6), roundTo20th(float64(lon)/float64(plots)/1e6)
+				points = append(points, d)
 			}
+			return struct{}{}, nil
+		})
+		if err != nil {
+			return fmt.Errorf("district points: %w", err)
 		}
-		// District points follow the same rule: moved only when at least
-		// K farmers changed.
-		b.Queue(`DELETE FROM marketplace.demand_districts WHERE NOT (district = ANY($1))`, districtNames(points))
-		for _, d := range points {
-			b.Queue(`
-				INSERT INTO marketplace.demand_districts (district, farmers, lat, lon, run_id) VALUES ($1, $2, $3, $4, $5)
-				ON CONFLICT (district) DO UPDATE SET farmers = excluded.farmers, lat = excluded.lat, lon = excluded.lon, run_id = excluded.run_id
-				WHERE abs(demand_districts.farmers - excluded.farmers) >= $6`, d.District, d.Farmers, d.Lat, d.Lon, run.ID, K)
-		}
-		run.TookMS = time.Since(began).Milliseconds()
-		b.Queue(`UPDATE marketplace.demand_runs SET suppressed = $2, held = $3, took_ms = $4 WHERE run_id = $1`, run.ID, run.Suppressed, run.Held, run.TookMS)
-		return tx.SendBatch(ctx, b).Close()
+		run.Cells = len(cands)
+		return s.publishCells(ctx, tx, &run, start, cands, points, began)
 	})
 	if err != nil {
 		return Run{}, fmt.Errorf("publish demand outlook: %w", err)
 	}
-	s.logger.InfoContext(ctx, "demand outlook refreshed", "run", run.ID, "cells", run.Cells, "suppressed", run.Suppressed, "held", run.Held, "took_ms", run.TookMS)
+	s.logger.InfoContext(ctx, "demand outlook refreshed", "run", run.ID, "rebuilt", run.Rebuilt, "cells", run.Cells,
+		"suppressed", run.Suppressed, "held", run.Held, "took_ms", run.TookMS)
 	return run, nil
+}
+
+// roundTo20th rounds a coordinate to 0.05° (~5.5 km), half away from zero.
+func roundTo20th(x float64) float64 { return math.Round(x*20) / 20 }
+
+// publishCells writes the run and the cells and districts it publishes,
+// in tx (which holds the publishers' lock).
+func (s *Service) publishCells(ctx context.Context, tx pgx.Tx, run *Run, start time.Time, cands []candidate, points []DistrictPoint, began time.Time) error {
+	btJSON, _ := json.Marshal(run.Backtest)
+	if err := tx.QueryRow(ctx, `
+		INSERT INTO marketplace.demand_runs (season_start, months, rates_version, k, farmers, plots, cells, suppressed, held, backtest, took_ms, computed_at, rebuilt)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, 0, $9, $10) RETURNING run_id, computed_at`,
+		start, OutlookMonths, run.RatesVersion, K, run.Farmers, run.Plots, run.Cells, btJSON, s.now(), run.Rebuilt).Scan(&run.ID, &run.ComputedAt); err != nil {
+		return fmt.Errorf("demand run: %w", err)
+	}
+	// Months that have begun are no longer the outlook.
+	if _, err := tx.Exec(ctx, `DELETE FROM marketplace.demand_cells WHERE month < $1`, start); err != nil {
+		return err
+	}
+	published := map[[4]string]int{}
+	rows, err := tx.Query(ctx, `SELECT district, crop, category, to_char(month, 'YYYY-MM'), farmers FROM marketplace.demand_cells`)
+	if err != nil {
+		return err
+	}
+	_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
+		var k [4]string
+		var n int
+		err := r.Scan(&k[0], &k[1], &k[2], &k[3], &n)
+		published[k] = n
+		return struct{}{}, err
+	})
+	if err != nil {
+		return err
+	}
+	keep := map[[4]string]bool{}
+	b := &pgx.Batch{}
+	for _, c := range cands {
+		k := [4]string{c.District, c.Crop, c.Category, c.Month}
+		old, was := published[k]
+		switch {
+		case c.Farmers < K:
+			run.Suppressed++
+			continue // and deleted below if it was published
+		case was && abs(c.Farmers-old) < K:
+			run.Held++
+			keep[k] = true
+			continue
+		}
+		keep[k] = true
+		b.Queue(`
+			INSERT INTO marketplace.demand_cells (district, crop, category, month, farmers, area_ha, quantity_kg, run_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT (district, crop, category, month) DO UPDATE SET farmers = excluded.farmers, area_ha = excluded.area_ha,
+			    quantity_kg = excluded.quantity_kg, run_id = excluded.run_id`,
+			c.District, c.Crop, c.Category, c.month, c.Farmers, c.AreaHa, c.QuantityKg, run.ID)
+	}
+	for k := range published {
+		if !keep[k] {
+			b.Queue(`DELETE FROM marketplace.demand_cells WHERE district = $1 AND crop = $2 AND category = $3 AND to_char(month, 'YYYY-MM') = $4`, k[0], k[1], k[2], k[3])
+		}
+	}
+	// District points follow the same rule: moved only when at least
+	// K farmers changed.
+	b.Queue(`DELETE FROM marketplace.demand_districts WHERE NOT (district = ANY($1))`, districtNames(points))
+	for _, d := range points {
+		b.Queue(`
+			INSERT INTO marketplace.demand_districts (district, farmers, lat, lon, run_id) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (district) DO UPDATE SET farmers = excluded.farmers, lat = excluded.lat, lon = excluded.lon, run_id = excluded.run_id
+			WHERE abs(demand_districts.farmers - excluded.farmers) >= $6`, d.District, d.Farmers, d.Lat, d.Lon, run.ID, K)
+	}
+	run.TookMS = time.Since(began).Milliseconds()
+	b.Queue(`UPDATE marketplace.demand_runs SET suppressed = $2, held = $3, took_ms = $4 WHERE run_id = $1`, run.ID, run.Suppressed, run.Held, run.TookMS)
+	return tx.SendBatch(ctx, b).Close()
 }
 
 func districtNames(ds []DistrictPoint) []string {
@@ -355,12 +317,14 @@ func abs(x int) int {
 
 // BacktestMaxAge is how long a backtest serves later refreshes of the same
 // season with the same rate table: last season's records change little
-// within a day, and the backtest costs as much as the outlook itself.
+// within a day. (Its prediction is computed once per build of the plan;
+// what is recomputed after a day is the recorded side.)
 const BacktestMaxAge = 24 * time.Hour
 
 // recentBacktest returns the backtest of a run of the last BacktestMaxAge
-// for the same season and rate table, or computes it.
-func (s *Service) recentBacktest(ctx context.Context, rates Rates, start time.Time) (Backtest, error) {
+// for the same season and rate table, or computes it from pred, the
+// plan's prediction of last season.
+func (s *Service) recentBacktest(ctx context.Context, rates Rates, start time.Time, pred []predicted) (Backtest, error) {
 	var raw []byte
 	err := s.pool.QueryRow(ctx, `
 		SELECT backtest FROM marketplace.demand_runs
@@ -376,7 +340,7 @@ func (s *Service) recentBacktest(ctx context.Context, rates Rates, start time.Ti
 	case err != pgx.ErrNoRows:
 		return Backtest{}, fmt.Errorf("stored backtest: %w", err)
 	}
-	return s.backtest(ctx, rates, start)
+	return s.backtest(ctx, start, pred)
 }
 
 // backtestSQL: recorded seed and fertilizer (kg) of verified input.applied
@@ -389,26 +353,19 @@ JOIN attest.farmer_regions fr ON fr.farmer_id = i.farmer_id
 WHERE i.unit = 'kg' AND i.category IN ('seed', 'fertilizer') AND i.applied_on >= $1 AND i.applied_on < ($1::date + make_interval(months => $2))
 GROUP BY 1, 2, 3`
 
-// backtest predicts last season (the same months a year before start)
-// with the cycles known before it, and compares with what was recorded.
-// Only cells of at least K farmers on both sides are compared, so the
-// error itself is computed from k-anonymous figures.
-func (s *Service) backtest(ctx context.Context, rates Rates, start time.Time) (Backtest, error) {
+// backtest compares the plan's prediction of last season (the same
+// months a year before start, from the cycles known before it) with what
+// was recorded. Only cells of at least K farmers on both sides are
+// compared, so the error itself is computed from k-anonymous figures.
+func (s *Service) backtest(ctx context.Context, start time.Time, predictions []predicted) (Backtest, error) {
 	last := start.AddDate(-1, 0, 0)
 	bt := Backtest{SeasonStart: last.Format(time.DateOnly)}
-	cands, err := computeCells(ctx, s.readPool, rates, last, last, OutlookMonths)
-	if err != nil {
-		return bt, err
-	}
 	type key struct{ district, category, month string }
 	pred := map[key]float64{}
 	predFarmers := map[key]int{}
-	for _, c := range cands {
-		k := key{c.District, c.Category, c.Month}
-		pred[k] += c.QuantityKg
-		if c.Farmers > predFarmers[k] {
-			predFarmers[k] = c.Farmers // a lower bound of the distinct farmers across crops
-		}
+	for _, p := range predictions {
+		k := key{p.District, p.Category, p.Month}
+		pred[k], predFarmers[k] = p.Kg, p.Farmers
 	}
 	rows, err := s.readPool.Query(ctx, backtestSQL, last, OutlookMonths)
 	if err != nil {

@@ -129,6 +129,15 @@ func TestE2E_DistributorOrderOnThePhoneThenErased(t *testing.T) {
 		return nil
 	})
 
+	// The farmer's verified plot is in the demand outlook's plan.
+	polltest.Eventually(t, 10*time.Second, func() error {
+		var n int
+		if err := s.tani.DB.QueryRow(ctx, `SELECT count(*) FROM marketplace.demand_plan_plots WHERE farmer_id = $1`, s.farmer).Scan(&n); err != nil || n == 0 {
+			return fmt.Errorf("%d plots of the farmer in the demand plan (%v)", n, err)
+		}
+		return nil
+	})
+
 	// The farmer asks to be forgotten.
 	admin := client.NewAdmin(s.tani.URL, s.tani.OperatorToken)
 	if _, err := admin.EraseFarmer(ctx, s.farmer, "data protection request, ticket 13", "Dewi (operator)"); err != nil {
@@ -155,6 +164,14 @@ func TestE2E_DistributorOrderOnThePhoneThenErased(t *testing.T) {
 	if err := json.Unmarshal(progress.Erased, &erased); err != nil || erased.Orders != 1 || erased.Deliveries != 1 || erased.Redacted != 4 {
 		t.Errorf("marketplace erased %s, want 1 order, 1 delivery, 4 journaled revisions redacted", progress.Erased)
 	}
+	t.Run("OK_GoneFromTheDemandPlan", func(t *testing.T) {
+		var left int
+		if err := s.tani.DB.QueryRow(ctx, `SELECT (SELECT count(*) FROM marketplace.demand_plan_plots WHERE farmer_id = $1)
+			+ (SELECT count(*) FROM marketplace.demand_farmer_cells WHERE farmer_id = $1)
+			+ (SELECT count(*) FROM marketplace.demand_pending WHERE farmer_id = $1)`, s.farmer).Scan(&left); err != nil || left != 0 {
+			t.Errorf("%d rows of the demand plan still name the farmer (%v)", left, err)
+		}
+	})
 
 	t.Run("OK_CommercialRecordsKeptUnderAPseudonym", func(t *testing.T) {
 		var after marketplace.Order

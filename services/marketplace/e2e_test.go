@@ -336,3 +336,63 @@ func atoi(s string) int {
 	}
 	return n
 }
+
+// TestE2E_DemandPlanFollowsTheFarm: once the outlook's plan is built, a
+// crop cycle an agent's phone syncs reaches it through attest's decision
+// and the marketplace's consumer, without a rebuild; the run that
+// publishes it says it did not rebuild.
+func TestE2E_DemandPlanFollowsTheFarm(t *testing.T) {
+	s := mustScenario(t, "-marketplace.demand-interval=0")
+	ctx := context.Background()
+	var run marketplace.Run
+	if code := s.d.call(t, s.tani, "POST", "/distributor/v1/demand/refresh", nil, &run); code != 200 || !run.Rebuilt {
+		t.Fatalf("first refresh: %d, %+v, want the plan built", code, run)
+	}
+	var plot, district string
+	if err := s.tani.DB.QueryRow(ctx, `SELECT plot_id::text, district FROM marketplace.demand_plan_plots WHERE farmer_id = $1`, s.farmer).
+		Scan(&plot, &district); err != nil {
+		t.Fatalf("the farmer's verified plot is not in the built plan: %v", err)
+	}
+	parts := func() int {
+		var n int
+		if err := s.tani.DB.QueryRow(ctx, `SELECT count(*) FROM marketplace.demand_farmer_cells WHERE farmer_id = $1`, s.farmer).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := parts(); n != 0 {
+		t.Fatalf("a plot without a crop has %d parts of cells", n)
+	}
+	// Coffee, a perennial: fertilized from the rainy season, so its second
+	// split falls in the coming six months whatever today's date.
+	p := clienttest.Payloads(s.farmer, plot, time.Now())["crop.planted"]
+	p["crop"], p["variety"] = "coffee", "Robusta BP 42"
+	p["planted_on"] = time.Now().AddDate(-2, 0, 0).Format(time.DateOnly)
+	p["expected_harvest_on"] = time.Now().AddDate(1, 0, 0).Format(time.DateOnly)
+	s.decided(s.sync(record.TypeCropPlanted, p), "verified")
+	polltest.Eventually(t, 30*time.Second, func() error {
+		if n := parts(); n == 0 {
+			return fmt.Errorf("the verified crop cycle has not reached the plan")
+		}
+		return nil
+	})
+	var crop string
+	var farmers int
+	if err := s.tani.DB.QueryRow(ctx, `
+		SELECT c.crop, s.farmers FROM marketplace.demand_farmer_cells c JOIN marketplace.demand_cell_sums s USING (district, crop, category, month)
+		WHERE c.farmer_id = $1 LIMIT 1`, s.farmer).Scan(&crop, &farmers); err != nil {
+		t.Fatal(err)
+	}
+	if crop != "coffee" || farmers != 1 {
+		t.Errorf("the farmer's part is of %s in a cell of %d farmers, want coffee in a cell of 1", crop, farmers)
+	}
+	var o marketplace.Outlook
+	if code := s.d.call(t, s.tani, "GET", "/distributor/v1/demand", nil, &o); code != 200 {
+		t.Fatalf("demand: %d", code)
+	}
+	for _, c := range o.Cells {
+		if c.Farmers < marketplace.K {
+			t.Errorf("published a cell of %d farmers: %+v", c.Farmers, c)
+		}
+	}
+}

@@ -27,6 +27,7 @@ type Erased struct {
 	Deliveries int64 `json:"deliveries"` // deliveries kept under it, without place and photo
 	Revisions  int64 `json:"revisions"`  // order revisions rewritten under the pseudonym
 	Redacted   int   `json:"redacted"`   // journaled order revisions whose payload (naming the farmer) was redacted
+	DemandPlan int64 `json:"demand_plan"` // rows of the demand outlook's plan that held the farmer
 }
 
 // errFarmerErased refuses a farmer-level operation on a farmer who asked
@@ -42,7 +43,8 @@ func errFarmerErased(farmer string) error {
 // received and the photo hash are erased. The order revisions waiting in
 // the outbox are rewritten under the pseudonym; those already in the
 // journal named the farmer, so their payloads are redacted there (leaves
-// and receipts still verify). Idempotent: a retry finds nothing left under
+// and receipts still verify). The farmer leaves the demand outlook's plan
+// too. Idempotent: a retry finds nothing left under
 // the farmer's id and redacts what is still unredacted.
 func (s *Service) erase(ctx context.Context, r forget.Request) (any, error) {
 	var out Erased
@@ -92,6 +94,12 @@ func (s *Service) erase(ctx context.Context, r forget.Request) (any, error) {
 		return nil, err
 	}
 	out.Redacted = n
+	// The plan the demand outlook is kept from holds the farmer's plots and
+	// their share of each cell; the published cells (never under k farmers)
+	// move at the next refresh.
+	if out.DemandPlan, err = s.EraseDemand(ctx, r.FarmerID); err != nil {
+		return nil, fmt.Errorf("erase farmer from the demand plan: %w", err)
+	}
 	return out, nil
 }
 

@@ -92,14 +92,29 @@ func (e *env) count(t *testing.T, sql string, args ...any) int {
 }
 
 // verifiedPlot stores, as attest would, a verified plot of about areaHa
-// around (lon, lat) with a verified crop cycle planted on planted.
+// around (lon, lat) with a verified crop cycle planted on planted, and
+// hands the marketplace attest's decisions on them as its consumer would.
 func (e *env) verifiedPlot(t *testing.T, farmer, region string, areaHa, lon, lat float64, crop string, planted time.Time) string {
 	t.Helper()
-	return verifiedPlot(t, e.pool, farmer, region, areaHa, lon, lat, crop, planted)
+	plot, records := storeVerifiedPlot(t, e.pool, farmer, region, areaHa, lon, lat, crop, planted)
+	for _, rec := range records {
+		if err := e.svc.ApplyDemandRecord(context.Background(), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return plot
 }
 
 // verifiedPlot stores a verified plot and cycle in pool (see env.verifiedPlot).
 func verifiedPlot(t testing.TB, pool *pgxpool.Pool, farmer, region string, areaHa, lon, lat float64, crop string, planted time.Time) string {
+	t.Helper()
+	plot, _ := storeVerifiedPlot(t, pool, farmer, region, areaHa, lon, lat, crop, planted)
+	return plot
+}
+
+// storeVerifiedPlot stores a verified plot and cycle in pool and returns
+// the plot and the records attest decided.
+func storeVerifiedPlot(t testing.TB, pool *pgxpool.Pool, farmer, region string, areaHa, lon, lat float64, crop string, planted time.Time) (string, []string) {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{pool: pool}
@@ -118,16 +133,18 @@ func verifiedPlot(t testing.TB, pool *pgxpool.Pool, farmer, region string, areaH
 		plot, farmer, plotRec, agent, wkt, areaHa); err != nil {
 		t.Fatal(err)
 	}
-	e.verified(t, plotRec, "plot.mapped", farmer, agent)
+	e.decided(t, plotRec, "plot.mapped", farmer, plot, agent, "verified")
+	records := []string{plotRec}
 	if crop != "" {
 		cyc := uuid.NewString()
 		if _, err := e.pool.Exec(ctx, `INSERT INTO attest.crop_cycles VALUES ($1, $2, $3, $4, $5, $6)`,
 			cyc, farmer, plot, crop, planted, planted.AddDate(0, 4, 0)); err != nil {
 			t.Fatal(err)
 		}
-		e.verified(t, cyc, "crop.planted", farmer, agent)
+		e.decided(t, cyc, "crop.planted", farmer, plot, agent, "verified")
+		records = append(records, cyc)
 	}
-	return plot
+	return plot, records
 }
 
 func polygonWKT(lon, lat, d float64) string {
@@ -149,9 +166,17 @@ func ftoa(f float64) string { b, _ := json.Marshal(f); return string(b) }
 // verified stores attest's verified decision on a record.
 func (e *env) verified(t testing.TB, recordID, typ, farmer, agent string) {
 	t.Helper()
+	e.decided(t, recordID, typ, farmer, "", agent, "verified")
+}
+
+// decided stores attest's decision on a record about farmer (and plot,
+// unless empty).
+func (e *env) decided(t testing.TB, recordID, typ, farmer, plot, agent, status string) {
+	t.Helper()
 	if _, err := e.pool.Exec(context.Background(), `
-		INSERT INTO attest.records (record_id, type, farmer_id, agent_id, device_id, captured_at, sealed_record, signature_ref, status, leaf_index, decided_at)
-		VALUES ($1, $2, $3, $4, $5, now(), '\x00', 'test', 'verified', 1, now())`, recordID, typ, farmer, agent, uuid.NewString()); err != nil {
+		INSERT INTO attest.records (record_id, type, farmer_id, plot_id, agent_id, device_id, captured_at, sealed_record, signature_ref, status, leaf_index, decided_at)
+		VALUES ($1, $2, $3, nullif($4, '')::uuid, $5, $6, now(), '\x00', 'test', $7, CASE WHEN $7 = 'verified' THEN 1 END, now())`,
+		recordID, typ, farmer, plot, agent, uuid.NewString(), status); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -44,6 +44,12 @@ type Config struct {
 	// DemandInterval is how often the demand outlook is recomputed (0:
 	// only on demand, POST /distributor/v1/demand/refresh).
 	DemandInterval time.Duration
+	// DemandRebuildInterval is how old the outlook's plan may grow before
+	// a refresh rebuilds it from attest's tables (0: only when the season
+	// or the rate table changes), which repairs anything the stream of
+	// decisions missed (a dead-lettered announcement, a fix made in
+	// attest's tables by hand).
+	DemandRebuildInterval time.Duration
 	// MaxDeliver bounds deliveries of an attested message whose handling
 	// keeps failing before it is dead-lettered.
 	MaxDeliver int
@@ -55,7 +61,9 @@ type Config struct {
 // RegisterFlags registers the flags under prefix ("marketplace.").
 func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&c.SweepInterval, prefix+"sweep-interval", 5*time.Second, "how often unjournaled order changes and pending voucher redemptions are retried")
-	fs.DurationVar(&c.DemandInterval, prefix+"demand-interval", time.Hour, "how often the regional demand outlook is recomputed (0: only on request)")
+	fs.DurationVar(&c.DemandInterval, prefix+"demand-interval", 5*time.Minute, "how often the regional demand outlook is published from its plan (0: only on request)")
+	fs.DurationVar(&c.DemandRebuildInterval, prefix+"demand-rebuild-interval", 24*time.Hour,
+		"how old the demand outlook's plan may grow before a refresh rebuilds it from attest's tables (0: only when the season or the rate table changes)")
 	fs.IntVar(&c.MaxDeliver, prefix+"max-deliver", 10, "deliveries of an attested order or delivery whose projection keeps failing before it is dead-lettered")
 	fs.StringVar(&c.DistributorMSP, prefix+"distributor-msp", "DistributorMSP", "Fabric MSP ID the marketplace redeems vouchers as (an identity of -vouchers.identities)")
 }
@@ -175,6 +183,10 @@ func New(cfg Config, d Deps) (*Service, error) {
 			FilterSubjects: []string{
 				natsbus.SubjectAttestedPrefix + "order.placed",
 				natsbus.SubjectAttestedPrefix + "delivery.confirmed",
+				// The demand outlook's plan (demand_plan.go).
+				natsbus.SubjectAttestedPrefix + "farmer.registered",
+				natsbus.SubjectAttestedPrefix + "plot.mapped",
+				natsbus.SubjectAttestedPrefix + "crop.planted",
 			},
 			MaxDeliver: cfg.MaxDeliver,
 		}, d.JS, d.Logger, d.Consumer)
