@@ -25,11 +25,6 @@ const (
 	KindExpired        = "consent.expired"
 )
 
-// expiryLookback bounds how far back the sweeper looks for expiries it
-// has not journaled yet (after an outage longer than this, older ones are
-// implied by the journaled grant's own expires_at).
-const expiryLookback = 30 * 24 * time.Hour
-
 // addEvent records a state change in tx, to be journaled as revision
 // (its consent's next) of record consentID.
 func addEvent(ctx context.Context, tx pgx.Tx, consentID, event string, payload any, sigref string, at time.Time) error {
@@ -47,6 +42,13 @@ func addEvent(ctx context.Context, tx pgx.Tx, consentID, event string, payload a
 // by answer_by, granted consents past expires_at — and journals every
 // state change not yet journaled. It is idempotent: processes may sweep
 // at once.
+//
+// It looks back without limit: every expiry that has passed and has no
+// event yet is recorded, however long no process swept (an outage of
+// months) and however late its consent reached Tani (a grant synced from
+// a phone after its expiry). A window would miss both. The anti-joins
+// are index probes on consent.events (consent_id, event); the cost grows
+// with the number of expired consents, not with the gap.
 func (s *Service) Sweep(ctx context.Context) error {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -57,11 +59,11 @@ func (s *Service) Sweep(ctx context.Context) error {
 			                                    'farmer_id', r.farmer_id, 'answer_by', r.answer_by)::text, 'UTF8'),
 			       'consent-service', r.answer_by
 			FROM consent.requests r
-			WHERE r.answer_by <= $1 AND r.answer_by > $2
+			WHERE r.answer_by <= $1
 			  AND NOT EXISTS (SELECT 1 FROM ingest.consent_grants g WHERE g.consent_id = r.id)
 			  AND NOT EXISTS (SELECT 1 FROM ingest.consent_refusals f WHERE f.consent_id = r.id)
 			  AND NOT EXISTS (SELECT 1 FROM consent.events e WHERE e.consent_id = r.id AND e.event = 'request_expired')
-			ON CONFLICT DO NOTHING`, now, now.Add(-expiryLookback)); err != nil {
+			ON CONFLICT DO NOTHING`, now); err != nil {
 			return fmt.Errorf("record expired requests: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `
@@ -71,9 +73,9 @@ func (s *Service) Sweep(ctx context.Context) error {
 			                                    'farmer_id', g.farmer_id, 'granted_record_id', g.granted_record_id, 'expires_at', g.expires_at)::text, 'UTF8'),
 			       'consent-service', g.expires_at
 			FROM ingest.consent_grants g
-			WHERE g.expires_at <= $1 AND g.expires_at > $2 AND (g.revoked_at IS NULL OR g.revoked_at > g.expires_at)
+			WHERE g.expires_at <= $1 AND (g.revoked_at IS NULL OR g.revoked_at > g.expires_at)
 			  AND NOT EXISTS (SELECT 1 FROM consent.events e WHERE e.consent_id = g.consent_id AND e.event = 'expired')
-			ON CONFLICT DO NOTHING`, now, now.Add(-expiryLookback)); err != nil {
+			ON CONFLICT DO NOTHING`, now); err != nil {
 			return fmt.Errorf("record expired consents: %w", err)
 		}
 		return nil
