@@ -52,6 +52,9 @@ func addEvent(ctx context.Context, tx pgx.Tx, consentID, event string, payload a
 func (s *Service) Sweep(ctx context.Context) error {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := forgetLate(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO consent.events (consent_id, event, revision, payload, signature_ref, occurred_at)
 			SELECT r.id, 'request_expired', coalesce((SELECT max(revision) FROM consent.events e WHERE e.consent_id = r.id), 0) + 1,
@@ -63,6 +66,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 			  AND NOT EXISTS (SELECT 1 FROM ingest.consent_grants g WHERE g.consent_id = r.id)
 			  AND NOT EXISTS (SELECT 1 FROM ingest.consent_refusals f WHERE f.consent_id = r.id)
 			  AND NOT EXISTS (SELECT 1 FROM consent.events e WHERE e.consent_id = r.id AND e.event = 'request_expired')
+			  AND NOT EXISTS (SELECT 1 FROM consent.erasures x WHERE x.farmer_id = r.farmer_id)
 			ON CONFLICT DO NOTHING`, now); err != nil {
 			return fmt.Errorf("record expired requests: %w", err)
 		}
@@ -75,6 +79,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 			FROM ingest.consent_grants g
 			WHERE g.expires_at <= $1 AND (g.revoked_at IS NULL OR g.revoked_at > g.expires_at)
 			  AND NOT EXISTS (SELECT 1 FROM consent.events e WHERE e.consent_id = g.consent_id AND e.event = 'expired')
+			  AND NOT EXISTS (SELECT 1 FROM consent.erasures x WHERE x.farmer_id = g.farmer_id)
 			ON CONFLICT DO NOTHING`, now); err != nil {
 			return fmt.Errorf("record expired consents: %w", err)
 		}
@@ -136,19 +141,23 @@ func (s *Service) journalEvents(ctx context.Context) error {
 // AccessEntry is one row of the access log, as operators and farmers see
 // it.
 type AccessEntry struct {
-	ID               int64     `json:"id"`
-	At               time.Time `json:"at"`
-	FarmerID         string    `json:"farmer_id"`
-	OrganizationID   string    `json:"organization_id"`
-	OrganizationName string    `json:"organization_name"`
-	OrganizationKind string    `json:"organization_kind"`
-	Credential       string    `json:"credential"`
-	Scopes           []string  `json:"scopes"`
-	Purpose          string    `json:"purpose"`
-	RequestID        string    `json:"request_id"`
-	Allowed          bool      `json:"allowed"`
-	Reason           *string   `json:"reason,omitempty"`
-	ConsentID        *string   `json:"consent_id,omitempty"`
+	ID int64     `json:"id"`
+	At time.Time `json:"at"`
+	// FarmerID is the farmer whose data was read; for a farmer since
+	// erased it is empty and ErasureID names the erasure instead (the
+	// row is kept, pseudonymised: see the consent module's erasure).
+	FarmerID         string   `json:"farmer_id,omitempty"`
+	ErasureID        *string  `json:"erasure_id,omitempty"`
+	OrganizationID   string   `json:"organization_id"`
+	OrganizationName string   `json:"organization_name"`
+	OrganizationKind string   `json:"organization_kind"`
+	Credential       string   `json:"credential"`
+	Scopes           []string `json:"scopes"`
+	Purpose          string   `json:"purpose"`
+	RequestID        string   `json:"request_id"`
+	Allowed          bool     `json:"allowed"`
+	Reason           *string  `json:"reason,omitempty"`
+	ConsentID        *string  `json:"consent_id,omitempty"`
 	// GrantedRecordID is the signed consent.granted record the read was
 	// allowed under; ReceiptURL is its journal receipt, the proof that
 	// the consent was held at the time of the read.
@@ -156,8 +165,9 @@ type AccessEntry struct {
 	ReceiptURL      string  `json:"receipt_url,omitempty"`
 }
 
-// accessLog: GET /admin/v1/access-log?farmer_id=&organization_id=&allowed=&before=&limit=
-// newest first, for operators handling a farmer's complaint.
+// accessLog: GET /admin/v1/access-log?farmer_id=&erasure_id=&organization_id=&allowed=&before=&limit=
+// newest first, for operators handling a farmer's complaint, or a
+// regulator's question about a farmer since erased (by the erasure's id).
 func (s *Service) accessLog(c echo.Context) error {
 	q := c.QueryParams()
 	var fields []apperr.FieldError
@@ -167,7 +177,7 @@ func (s *Service) accessLog(c echo.Context) error {
 		args = append(args, v)
 		where = append(where, fmt.Sprintf(cond, len(args)))
 	}
-	for _, f := range []string{"farmer_id", "organization_id"} {
+	for _, f := range []string{"farmer_id", "erasure_id", "organization_id"} {
 		if v := q.Get(f); v != "" {
 			if !validate.LowerUUID(v) {
 				fields = append(fields, apperr.FieldError{Field: f, Message: "must be a lowercase UUID"})
@@ -203,7 +213,7 @@ func (s *Service) accessLog(c echo.Context) error {
 	if len(fields) > 0 {
 		return apperr.Fields("bad access-log filter", fields...)
 	}
-	entries, err := ReadAccessLog(c.Request().Context(), s.pool, where, args, limit)
+	entries, err := readAccessLog(c.Request().Context(), s.pool, "consent.all_access_entries", where, args, limit)
 	if err != nil {
 		return err
 	}
@@ -216,24 +226,31 @@ type Querier interface {
 }
 
 // ReadAccessLog returns up to limit access-log entries matching where
-// (conditions over consent.access_entries with args), newest first.
+// (conditions over consent.access_entries with args), newest first. Rows
+// of erased farmers are not among them.
 func ReadAccessLog(ctx context.Context, q Querier, where []string, args []any, limit int) ([]AccessEntry, error) {
+	return readAccessLog(ctx, q, "consent.access_entries", where, args, limit)
+}
+
+// readAccessLog is ReadAccessLog over view (access_entries, or
+// all_access_entries with erased farmers' rows for operators).
+func readAccessLog(ctx context.Context, q Querier, view string, where []string, args []any, limit int) ([]AccessEntry, error) {
 	cond := "true"
 	if len(where) > 0 {
 		cond = strings.Join(where, " AND ")
 	}
 	args = append(args, limit)
 	rows, err := q.Query(ctx, `
-		SELECT id, at, farmer_id::text, organization_id::text, organization_name, organization_kind, credential, scopes, purpose, request_id,
-		       allowed, reason, consent_id::text, granted_record_id::text
-		FROM consent.access_entries WHERE `+cond+fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args)), args...)
+		SELECT id, at, coalesce(farmer_id::text, ''), erasure_id::text, organization_id::text, organization_name, organization_kind, credential,
+		       scopes, purpose, request_id, allowed, reason, consent_id::text, granted_record_id::text
+		FROM `+view+` WHERE `+cond+fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args)), args...)
 	if err != nil {
 		return nil, fmt.Errorf("read access log: %w", err)
 	}
 	out := []AccessEntry{}
 	err = forEach(rows, func(r pgx.Rows) error {
 		var e AccessEntry
-		if err := r.Scan(&e.ID, &e.At, &e.FarmerID, &e.OrganizationID, &e.OrganizationName, &e.OrganizationKind, &e.Credential, &e.Scopes,
+		if err := r.Scan(&e.ID, &e.At, &e.FarmerID, &e.ErasureID, &e.OrganizationID, &e.OrganizationName, &e.OrganizationKind, &e.Credential, &e.Scopes,
 			&e.Purpose, &e.RequestID, &e.Allowed, &e.Reason, &e.ConsentID, &e.GrantedRecordID); err != nil {
 			return err
 		}

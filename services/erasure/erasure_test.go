@@ -318,6 +318,7 @@ func TestErasure_ForgetsTheFarmerEverywhere(t *testing.T) {
 			"ingest":     {"submissions": 4, "farmers": 1, "plots": 1, "dead_letters": 1},
 			"attest":     {"records": 4, "reviews": 1, "farmers": 1, "plots": 1},
 			"webhooks":   {"events": 1},
+			"consent":    {},
 			"ledger":     {"redacted": 4},
 		}
 		if len(st.Owners) != len(want) || st.LeafIndex == nil || !st.Published {
