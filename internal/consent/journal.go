@@ -43,14 +43,23 @@ func addEvent(ctx context.Context, tx pgx.Tx, consentID, event string, payload a
 // state change not yet journaled. It is idempotent: processes may sweep
 // at once.
 //
-// It looks back without limit: every expiry that has passed and has no
-// event yet is recorded, however long no process swept (an outage of
-// months) and however late its consent reached Tani (a grant synced from
-// a phone after its expiry). A window would miss both. The anti-joins
-// are index probes on consent.events (consent_id, event); the cost grows
-// with the number of expired consents, not with the gap.
+// It misses no expiry, however long no process swept (an outage of
+// months) and however late a consent reached Tani (a grant synced from a
+// phone after its own expiry): a process's first sweep, and one every
+// fullSweepEvery after, looks back without limit; the sweeps in between
+// look back only to the start of the last full one (checking every
+// expired consent ever costs ~4 times a window's sweep; see
+// BenchmarkSweep). A grant that arrives already expired before that
+// start is recorded by the next full sweep, within fullSweepEvery.
 func (s *Service) Sweep(ctx context.Context) error {
 	now := s.now().UTC().Truncate(time.Microsecond)
+	s.sweepMu.Lock()
+	defer s.sweepMu.Unlock()
+	full := s.lastFull.IsZero() || now.Sub(s.lastFull) >= fullSweepEvery
+	since := time.Time{} // the beginning of time: a full sweep
+	if !full {
+		since = s.lastFull.Add(-time.Minute) // a margin for clocks between processes
+	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := forgetLate(ctx, tx); err != nil {
 			return err
@@ -62,12 +71,12 @@ func (s *Service) Sweep(ctx context.Context) error {
 			                                    'farmer_id', r.farmer_id, 'answer_by', r.answer_by)::text, 'UTF8'),
 			       'consent-service', r.answer_by
 			FROM consent.requests r
-			WHERE r.answer_by <= $1
+			WHERE r.answer_by <= $1 AND r.answer_by > $2
 			  AND NOT EXISTS (SELECT 1 FROM ingest.consent_grants g WHERE g.consent_id = r.id)
 			  AND NOT EXISTS (SELECT 1 FROM ingest.consent_refusals f WHERE f.consent_id = r.id)
 			  AND NOT EXISTS (SELECT 1 FROM consent.events e WHERE e.consent_id = r.id AND e.event = 'request_expired')
 			  AND NOT EXISTS (SELECT 1 FROM consent.erasures x WHERE x.farmer_id = r.farmer_id)
-			ON CONFLICT DO NOTHING`, now); err != nil {
+			ON CONFLICT DO NOTHING`, now, since); err != nil {
 			return fmt.Errorf("record expired requests: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `
@@ -77,10 +86,10 @@ func (s *Service) Sweep(ctx context.Context) error {
 			                                    'farmer_id', g.farmer_id, 'granted_record_id', g.granted_record_id, 'expires_at', g.expires_at)::text, 'UTF8'),
 			       'consent-service', g.expires_at
 			FROM ingest.consent_grants g
-			WHERE g.expires_at <= $1 AND (g.revoked_at IS NULL OR g.revoked_at > g.expires_at)
+			WHERE g.expires_at <= $1 AND g.expires_at > $2 AND (g.revoked_at IS NULL OR g.revoked_at > g.expires_at)
 			  AND NOT EXISTS (SELECT 1 FROM consent.events e WHERE e.consent_id = g.consent_id AND e.event = 'expired')
 			  AND NOT EXISTS (SELECT 1 FROM consent.erasures x WHERE x.farmer_id = g.farmer_id)
-			ON CONFLICT DO NOTHING`, now); err != nil {
+			ON CONFLICT DO NOTHING`, now, since); err != nil {
 			return fmt.Errorf("record expired consents: %w", err)
 		}
 		return nil
@@ -88,8 +97,15 @@ func (s *Service) Sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if full {
+		s.lastFull = now
+	}
 	return s.journalEvents(ctx)
 }
+
+// fullSweepEvery is how often a sweep looks back without limit (see
+// Sweep).
+const fullSweepEvery = time.Hour
 
 // journalEvents appends the state changes not yet in the journal, a
 // thousand at a time, and records where each went.

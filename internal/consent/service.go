@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -65,6 +66,10 @@ type Service struct {
 	now     func() time.Time
 	// erasures consumes erasure requests (nil without JetStream).
 	erasures *natsbus.Consumer
+	// sweepMu orders sweeps; lastFull is when the last full one (looking
+	// back without limit) started.
+	sweepMu  sync.Mutex
+	lastFull time.Time
 }
 
 // New wires the service; it validates and does no I/O.

@@ -126,6 +126,40 @@ func TestSweep_AnyGap(t *testing.T) {
 	if journaled != len(want) {
 		t.Errorf("journal holds %d consent entries, want %d", journaled, len(want))
 	}
+
+	t.Run("OK_BetweenFullSweeps", func(t *testing.T) {
+		// Ten minutes on: a consent that expired meanwhile is recorded by
+		// the next (windowed) sweep; a grant that reached Tani only now
+		// but expired 60 days ago waits for the next full sweep, which
+		// comes within the hour.
+		start := now
+		now = start.Add(10 * time.Minute)
+		expiredMeanwhile := grant(t, pool, farmer, bank, []string{"plots"}, start.Add(5*time.Minute), nil)
+		lateAgain := grant(t, pool, farmer, bank, []string{"plots"}, start.Add(-60*day), nil)
+		expiredEvent := func(id string) bool {
+			var ok bool
+			if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM consent.events WHERE consent_id = $1 AND event = 'expired' AND leaf_index IS NOT NULL)`, id).Scan(&ok); err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		if err := svc.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !expiredEvent(expiredMeanwhile) {
+			t.Error("a consent that expired since the last sweep: no journaled expiry")
+		}
+		if expiredEvent(lateAgain) {
+			t.Fatal("a windowed sweep recorded an expiry before its window: the test does not test the full sweep")
+		}
+		now = start.Add(61 * time.Minute)
+		if err := svc.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !expiredEvent(lateAgain) {
+			t.Error("a grant synced after its expiry: not recorded by the full sweep an hour on")
+		}
+	})
 }
 
 func ptr[T any](v T) *T { return &v }
