@@ -295,7 +295,8 @@ func (a *App) initConsents() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := consent.New(a.cfg.Consent, consent.Deps{Pool: a.pool, Journal: a.journal, Logger: a.logger.With("module", Consents)})
+	svc, err := consent.New(a.cfg.Consent, consent.Deps{Pool: a.pool, Journal: a.journal, Logger: a.logger.With("module", Consents),
+		JS: a.js, Consumer: a.consumer})
 	if err != nil {
 		return nil, err
 	}

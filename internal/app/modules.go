@@ -103,7 +103,7 @@ var modules = map[string]module{
 	MobileAPI:    {deps: []string{Postgres, NATS, Server, Identity}, init: (*App).initMobileAPI, migrations: []postgres.Migrations{mobileapi.Migrations}},
 	Attest:       {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initAttest, migrations: []postgres.Migrations{attest.Migrations}},
 	PostgresRead: {deps: []string{Postgres}, init: (*App).initPostgresRead},
-	Consents:     {deps: []string{Postgres, Server, Identity, Consent, Ledger}, init: (*App).initConsents},
+	Consents:     {deps: []string{Postgres, NATS, Server, Identity, Consent, Ledger}, init: (*App).initConsents},
 	Lending:      {deps: []string{Postgres, PostgresRead, NATS, Server, Identity, Consent, Ledger, Vouchers}, init: (*App).initLending, migrations: []postgres.Migrations{lending.Migrations}},
 	Marketplace:  {deps: []string{Postgres, PostgresRead, NATS, Server, Ledger, Identity, Consent, Vouchers}, init: (*App).initMarketplace, migrations: []postgres.Migrations{marketplace.Migrations}},
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},

@@ -6,6 +6,7 @@ package apperr
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code classifies an error by what the caller can do about it.
@@ -20,6 +21,7 @@ const (
 	Forbidden    Code = "forbidden"    // the caller is authenticated but may not do this
 	TooLarge     Code = "too_large"    // the input exceeds a size limit
 	Unavailable  Code = "unavailable"  // a dependency is down or the service is not ready; retry later
+	TooMany      Code = "too_many"     // the caller tried too often; retry after Error.RetryAfter
 	Internal     Code = "internal"     // a bug or an unexpected failure; details are logged, never shown
 )
 
@@ -36,6 +38,9 @@ type Error struct {
 	Message string       // safe for clients
 	Fields  []FieldError // only for Invalid
 	Err     error        // the cause, for logs only
+	// RetryAfter says when the caller may try again (TooMany): the HTTP
+	// answer carries it as Retry-After.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -50,6 +55,11 @@ func (e *Error) Unwrap() error { return e.Err }
 // Errorf returns an error of the given code with a client-safe message.
 func Errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Throttled returns a TooMany error: try again after retryAfter.
+func Throttled(retryAfter time.Duration, format string, args ...any) *Error {
+	return &Error{Code: TooMany, Message: fmt.Sprintf(format, args...), RetryAfter: retryAfter}
 }
 
 // Fields returns an Invalid error listing the fields at fault.

@@ -25,11 +25,6 @@ const (
 	KindExpired        = "consent.expired"
 )
 
-// expiryLookback bounds how far back the sweeper looks for expiries it
-// has not journaled yet (after an outage longer than this, older ones are
-// implied by the journaled grant's own expires_at).
-const expiryLookback = 30 * 24 * time.Hour
-
 // addEvent records a state change in tx, to be journaled as revision
 // (its consent's next) of record consentID.
 func addEvent(ctx context.Context, tx pgx.Tx, consentID, event string, payload any, sigref string, at time.Time) error {
@@ -47,9 +42,28 @@ func addEvent(ctx context.Context, tx pgx.Tx, consentID, event string, payload a
 // by answer_by, granted consents past expires_at — and journals every
 // state change not yet journaled. It is idempotent: processes may sweep
 // at once.
+//
+// It misses no expiry, however long no process swept (an outage of
+// months) and however late a consent reached Tani (a grant synced from a
+// phone after its own expiry): a process's first sweep, and one every
+// fullSweepEvery after, looks back without limit; the sweeps in between
+// look back only to the start of the last full one (checking every
+// expired consent ever costs ~4 times a window's sweep; see
+// BenchmarkSweep). A grant that arrives already expired before that
+// start is recorded by the next full sweep, within fullSweepEvery.
 func (s *Service) Sweep(ctx context.Context) error {
 	now := s.now().UTC().Truncate(time.Microsecond)
+	s.sweepMu.Lock()
+	defer s.sweepMu.Unlock()
+	full := s.lastFull.IsZero() || now.Sub(s.lastFull) >= fullSweepEvery
+	since := time.Time{} // the beginning of time: a full sweep
+	if !full {
+		since = s.lastFull.Add(-time.Minute) // a margin for clocks between processes
+	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := forgetLate(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO consent.events (consent_id, event, revision, payload, signature_ref, occurred_at)
 			SELECT r.id, 'request_expired', coalesce((SELECT max(revision) FROM consent.events e WHERE e.consent_id = r.id), 0) + 1,
@@ -61,7 +75,8 @@ func (s *Service) Sweep(ctx context.Context) error {
 			  AND NOT EXISTS (SELECT 1 FROM ingest.consent_grants g WHERE g.consent_id = r.id)
 			  AND NOT EXISTS (SELECT 1 FROM ingest.consent_refusals f WHERE f.consent_id = r.id)
 			  AND NOT EXISTS (SELECT 1 FROM consent.events e WHERE e.consent_id = r.id AND e.event = 'request_expired')
-			ON CONFLICT DO NOTHING`, now, now.Add(-expiryLookback)); err != nil {
+			  AND NOT EXISTS (SELECT 1 FROM consent.erasures x WHERE x.farmer_id = r.farmer_id)
+			ON CONFLICT DO NOTHING`, now, since); err != nil {
 			return fmt.Errorf("record expired requests: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `
@@ -73,7 +88,8 @@ func (s *Service) Sweep(ctx context.Context) error {
 			FROM ingest.consent_grants g
 			WHERE g.expires_at <= $1 AND g.expires_at > $2 AND (g.revoked_at IS NULL OR g.revoked_at > g.expires_at)
 			  AND NOT EXISTS (SELECT 1 FROM consent.events e WHERE e.consent_id = g.consent_id AND e.event = 'expired')
-			ON CONFLICT DO NOTHING`, now, now.Add(-expiryLookback)); err != nil {
+			  AND NOT EXISTS (SELECT 1 FROM consent.erasures x WHERE x.farmer_id = g.farmer_id)
+			ON CONFLICT DO NOTHING`, now, since); err != nil {
 			return fmt.Errorf("record expired consents: %w", err)
 		}
 		return nil
@@ -81,8 +97,15 @@ func (s *Service) Sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if full {
+		s.lastFull = now
+	}
 	return s.journalEvents(ctx)
 }
+
+// fullSweepEvery is how often a sweep looks back without limit (see
+// Sweep).
+const fullSweepEvery = time.Hour
 
 // journalEvents appends the state changes not yet in the journal, a
 // thousand at a time, and records where each went.
@@ -134,19 +157,23 @@ func (s *Service) journalEvents(ctx context.Context) error {
 // AccessEntry is one row of the access log, as operators and farmers see
 // it.
 type AccessEntry struct {
-	ID               int64     `json:"id"`
-	At               time.Time `json:"at"`
-	FarmerID         string    `json:"farmer_id"`
-	OrganizationID   string    `json:"organization_id"`
-	OrganizationName string    `json:"organization_name"`
-	OrganizationKind string    `json:"organization_kind"`
-	Credential       string    `json:"credential"`
-	Scopes           []string  `json:"scopes"`
-	Purpose          string    `json:"purpose"`
-	RequestID        string    `json:"request_id"`
-	Allowed          bool      `json:"allowed"`
-	Reason           *string   `json:"reason,omitempty"`
-	ConsentID        *string   `json:"consent_id,omitempty"`
+	ID int64     `json:"id"`
+	At time.Time `json:"at"`
+	// FarmerID is the farmer whose data was read; for a farmer since
+	// erased it is empty and ErasureID names the erasure instead (the
+	// row is kept, pseudonymised: see the consent module's erasure).
+	FarmerID         string   `json:"farmer_id,omitempty"`
+	ErasureID        *string  `json:"erasure_id,omitempty"`
+	OrganizationID   string   `json:"organization_id"`
+	OrganizationName string   `json:"organization_name"`
+	OrganizationKind string   `json:"organization_kind"`
+	Credential       string   `json:"credential"`
+	Scopes           []string `json:"scopes"`
+	Purpose          string   `json:"purpose"`
+	RequestID        string   `json:"request_id"`
+	Allowed          bool     `json:"allowed"`
+	Reason           *string  `json:"reason,omitempty"`
+	ConsentID        *string  `json:"consent_id,omitempty"`
 	// GrantedRecordID is the signed consent.granted record the read was
 	// allowed under; ReceiptURL is its journal receipt, the proof that
 	// the consent was held at the time of the read.
@@ -154,8 +181,9 @@ type AccessEntry struct {
 	ReceiptURL      string  `json:"receipt_url,omitempty"`
 }
 
-// accessLog: GET /admin/v1/access-log?farmer_id=&organization_id=&allowed=&before=&limit=
-// newest first, for operators handling a farmer's complaint.
+// accessLog: GET /admin/v1/access-log?farmer_id=&erasure_id=&organization_id=&allowed=&before=&limit=
+// newest first, for operators handling a farmer's complaint, or a
+// regulator's question about a farmer since erased (by the erasure's id).
 func (s *Service) accessLog(c echo.Context) error {
 	q := c.QueryParams()
 	var fields []apperr.FieldError
@@ -165,7 +193,7 @@ func (s *Service) accessLog(c echo.Context) error {
 		args = append(args, v)
 		where = append(where, fmt.Sprintf(cond, len(args)))
 	}
-	for _, f := range []string{"farmer_id", "organization_id"} {
+	for _, f := range []string{"farmer_id", "erasure_id", "organization_id"} {
 		if v := q.Get(f); v != "" {
 			if !validate.LowerUUID(v) {
 				fields = append(fields, apperr.FieldError{Field: f, Message: "must be a lowercase UUID"})
@@ -201,7 +229,7 @@ func (s *Service) accessLog(c echo.Context) error {
 	if len(fields) > 0 {
 		return apperr.Fields("bad access-log filter", fields...)
 	}
-	entries, err := ReadAccessLog(c.Request().Context(), s.pool, where, args, limit)
+	entries, err := readAccessLog(c.Request().Context(), s.pool, "consent.all_access_entries", where, args, limit)
 	if err != nil {
 		return err
 	}
@@ -214,24 +242,31 @@ type Querier interface {
 }
 
 // ReadAccessLog returns up to limit access-log entries matching where
-// (conditions over consent.access_entries with args), newest first.
+// (conditions over consent.access_entries with args), newest first. Rows
+// of erased farmers are not among them.
 func ReadAccessLog(ctx context.Context, q Querier, where []string, args []any, limit int) ([]AccessEntry, error) {
+	return readAccessLog(ctx, q, "consent.access_entries", where, args, limit)
+}
+
+// readAccessLog is ReadAccessLog over view (access_entries, or
+// all_access_entries with erased farmers' rows for operators).
+func readAccessLog(ctx context.Context, q Querier, view string, where []string, args []any, limit int) ([]AccessEntry, error) {
 	cond := "true"
 	if len(where) > 0 {
 		cond = strings.Join(where, " AND ")
 	}
 	args = append(args, limit)
 	rows, err := q.Query(ctx, `
-		SELECT id, at, farmer_id::text, organization_id::text, organization_name, organization_kind, credential, scopes, purpose, request_id,
-		       allowed, reason, consent_id::text, granted_record_id::text
-		FROM consent.access_entries WHERE `+cond+fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args)), args...)
+		SELECT id, at, coalesce(farmer_id::text, ''), erasure_id::text, organization_id::text, organization_name, organization_kind, credential,
+		       scopes, purpose, request_id, allowed, reason, consent_id::text, granted_record_id::text
+		FROM `+view+` WHERE `+cond+fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args)), args...)
 	if err != nil {
 		return nil, fmt.Errorf("read access log: %w", err)
 	}
 	out := []AccessEntry{}
 	err = forEach(rows, func(r pgx.Rows) error {
 		var e AccessEntry
-		if err := r.Scan(&e.ID, &e.At, &e.FarmerID, &e.OrganizationID, &e.OrganizationName, &e.OrganizationKind, &e.Credential, &e.Scopes,
+		if err := r.Scan(&e.ID, &e.At, &e.FarmerID, &e.ErasureID, &e.OrganizationID, &e.OrganizationName, &e.OrganizationKind, &e.Credential, &e.Scopes,
 			&e.Purpose, &e.RequestID, &e.Allowed, &e.Reason, &e.ConsentID, &e.GrantedRecordID); err != nil {
 			return err
 		}

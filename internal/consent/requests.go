@@ -122,17 +122,24 @@ func (s *Service) createRequest(c echo.Context) error {
 	ev := requestEvent{ConsentID: uuid.NewString(), Event: "requested", OrganizationID: p.OrganizationID, FarmerID: in.FarmerID, Scopes: in.Scopes,
 		DurationDays: in.DurationDays, Purpose: in.Purpose, RequestedBy: p.Credential(), RequestedAt: now, AnswerBy: now.Add(s.cfg.AnswerWithin)}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// First, under the farmer's lock: no request is stored about a
+		// farmer whose erasure has begun (ingest may not have deleted
+		// their registration yet). An erased farmer is unknown.
+		erased, err := eraser.Fence(ctx, tx, []string{in.FarmerID})
+		if err != nil {
+			return err
+		}
 		var known bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ingest.farmer_contacts WHERE farmer_id = $1)`, in.FarmerID).Scan(&known); err != nil {
 			return fmt.Errorf("look up farmer %s: %w", in.FarmerID, err)
 		}
-		if !known {
+		if !known || erased.Has(in.FarmerID) {
 			return apperr.Fields("unknown farmer", apperr.FieldError{Field: "farmer_id", Message: "no farmer with this id is registered on Tani"})
 		}
 		// One open request per organization and farmer: the farmer is
 		// asked once, not pestered.
 		var open string
-		err := tx.QueryRow(ctx, `
+		err = tx.QueryRow(ctx, `
 			SELECT id::text FROM consent.open_requests WHERE farmer_id = $1 AND organization_id = $2 LIMIT 1`, in.FarmerID, p.OrganizationID).Scan(&open)
 		if err == nil {
 			return apperr.Errorf(apperr.Conflict, "consent request %s to this farmer is still awaiting an answer", open)

@@ -6,12 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tani-platform/tani/internal/forget"
 	"github.com/tani-platform/tani/internal/httpserver"
+	"github.com/tani-platform/tani/internal/natsbus"
 	"github.com/tani-platform/tani/ledger"
 )
 
@@ -44,6 +48,11 @@ type Deps struct {
 	// request, its expiry, a consent's expiry).
 	Journal *ledger.Journal
 	Logger  *slog.Logger
+	// JS carries farmers' erasure requests (the ERASURE stream) and
+	// Consumer counts what the erasure consumer handles. Without JS (a
+	// test of the sweep) the service takes part in no erasure.
+	JS       jetstream.JetStream
+	Consumer *natsbus.Metrics
 }
 
 // Service is consent as a resource: banks' and distributors' consent
@@ -55,6 +64,12 @@ type Service struct {
 	journal *ledger.Journal
 	logger  *slog.Logger
 	now     func() time.Time
+	// erasures consumes erasure requests (nil without JetStream).
+	erasures *natsbus.Consumer
+	// sweepMu orders sweeps; lastFull is when the last full one (looking
+	// back without limit) started.
+	sweepMu  sync.Mutex
+	lastFull time.Time
 }
 
 // New wires the service; it validates and does no I/O.
@@ -68,19 +83,36 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if cfg.SweepInterval <= 0 {
 		return nil, errors.New("consent: -consent.sweep-interval must be positive")
 	}
-	return &Service{cfg: cfg, pool: d.Pool, journal: d.Journal, logger: d.Logger, now: time.Now}, nil
+	s := &Service{cfg: cfg, pool: d.Pool, journal: d.Journal, logger: d.Logger, now: time.Now}
+	if d.JS != nil {
+		s.erasures = forget.Consumer(ErasureConsumerName, d.JS, d.Logger, d.Consumer)
+	}
+	return s, nil
 }
 
 // MaxAnswerWithin bounds how long a request may wait: a farmer's one-time
 // code is valid 14 days, and a request older than a season is stale.
 const MaxAnswerWithin = 90 * 24 * time.Hour
 
-// Start has nothing to prepare.
-func (s *Service) Start(context.Context) error { return nil }
+// Start creates the erasure consumer.
+func (s *Service) Start(ctx context.Context) error {
+	if s.erasures == nil {
+		return nil
+	}
+	return s.erasures.Start(ctx)
+}
 
-// Run records expiries and journals state changes every SweepInterval
-// until ctx is done. A failed sweep is logged and retried at the next.
+// Run records expiries and journals state changes every SweepInterval,
+// and erases farmers who asked to be forgotten, until ctx is done. A
+// failed sweep is logged and retried at the next.
 func (s *Service) Run(ctx context.Context) error {
+	if s.erasures == nil {
+		return s.sweepLoop(ctx)
+	}
+	return forget.RunWith(ctx, s.erasures, eraser.Handler(s.pool, s.erase, s.logger), s.sweepLoop)
+}
+
+func (s *Service) sweepLoop(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
 	for {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -31,6 +33,7 @@ var statusOf = map[apperr.Code]int{
 	apperr.Forbidden:    http.StatusForbidden,
 	apperr.TooLarge:     http.StatusRequestEntityTooLarge,
 	apperr.Unavailable:  http.StatusServiceUnavailable,
+	apperr.TooMany:      http.StatusTooManyRequests,
 	apperr.Internal:     http.StatusInternalServerError,
 }
 
@@ -50,10 +53,18 @@ func codeOfStatus(status int) apperr.Code {
 		return apperr.TooLarge
 	case status == http.StatusServiceUnavailable:
 		return apperr.Unavailable
+	case status == http.StatusTooManyRequests:
+		return apperr.TooMany
 	case status >= 500:
 		return apperr.Internal
 	}
 	return apperr.Invalid
+}
+
+// RetryAfterSeconds is d as a Retry-After value: whole seconds, rounded
+// up, at least 1.
+func RetryAfterSeconds(d time.Duration) string {
+	return strconv.FormatInt(max(1, int64((d+time.Second-1)/time.Second)), 10)
 }
 
 // Status returns the HTTP status for an error code.
@@ -72,6 +83,9 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			return
 		}
 		status, body := render(err)
+		if e, ok := apperr.As(err); ok && e.Code == apperr.TooMany && e.RetryAfter > 0 {
+			c.Response().Header().Set("Retry-After", RetryAfterSeconds(e.RetryAfter))
+		}
 		if body.Error.Code == apperr.Internal {
 			logger.ErrorContext(c.Request().Context(), "request failed",
 				"method", c.Request().Method, "path", c.Path(),

@@ -35,6 +35,13 @@ type Config struct {
 	// request; SessionMax ends it this long after sign-in whatever its use.
 	SessionIdle time.Duration
 	SessionMax  time.Duration
+	// SignIn throttles failed password sign-ins (zero fields take
+	// DefaultThrottle's).
+	SignIn Throttle
+	// TrustedProxies are comma-separated CIDRs of reverse proxies whose
+	// X-Forwarded-For names the client sign-in attempts are counted
+	// under; empty counts them under the connection's peer.
+	TrustedProxies string
 }
 
 // RegisterFlags registers the module's flags under prefix.
@@ -42,6 +49,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&c.DefaultKeyTTL, prefix+"credential-ttl", 90*24*time.Hour, "lifetime of a new API key when its creator gives no expiry (at most 366 days)")
 	fs.DurationVar(&c.SessionIdle, prefix+"session-idle", 30*time.Minute, "a portal or operator session ends after this long without a request")
 	fs.DurationVar(&c.SessionMax, prefix+"session-max", 12*time.Hour, "a portal or operator session ends this long after sign-in, however it is used")
+	fs.IntVar(&c.SignIn.AccountFree, prefix+"sign-in-account-failures", DefaultThrottle.AccountFree, "failed password sign-ins an account (the username as typed) is allowed before each further failure locks it, for twice as long as the last")
+	fs.IntVar(&c.SignIn.AddressFree, prefix+"sign-in-address-failures", DefaultThrottle.AddressFree, "failed password sign-ins a client address (an IPv6 /64) is allowed before each further failure locks it, for twice as long as the last")
+	fs.DurationVar(&c.SignIn.Base, prefix+"sign-in-lockout", DefaultThrottle.Base, "the first lockout after the allowed failures; each further failure doubles it")
+	fs.DurationVar(&c.SignIn.Max, prefix+"sign-in-max-lockout", DefaultThrottle.Max, "the longest a failed sign-in locks an account or address")
+	fs.DurationVar(&c.SignIn.Forget, prefix+"sign-in-forget", DefaultThrottle.Forget, "an account or address forgets its failed sign-ins this long after the last")
+	fs.StringVar(&c.TrustedProxies, prefix+"trusted-proxies", "", "comma-separated CIDRs of reverse proxies trusted to name the client in X-Forwarded-For (for counting failed sign-ins per client address); empty: the connection's peer")
 }
 
 // Deps are what the module uses; all are required.
@@ -53,10 +66,12 @@ type Deps struct {
 // Directory is the identity module: it stores organizations and their
 // credentials and authenticates callers with them.
 type Directory struct {
-	cfg    Config
-	pool   *pgxpool.Pool
-	logger *slog.Logger
-	scopes []string
+	cfg       Config
+	pool      *pgxpool.Pool
+	logger    *slog.Logger
+	scopes    []string
+	throttle  Throttle
+	extractIP echo.IPExtractor
 }
 
 // New wires the directory; it validates and does no I/O.
@@ -76,16 +91,52 @@ func New(cfg Config, d Deps) (*Directory, error) {
 	if cfg.SessionIdle < time.Minute || cfg.SessionMax < cfg.SessionIdle || cfg.SessionMax > 7*24*time.Hour {
 		return nil, errors.New("identity: -identity.session-idle must be at least 1m and -identity.session-max between it and 7 days")
 	}
-	return &Directory{cfg: cfg, pool: d.Pool, logger: d.Logger, scopes: validate.ConsentScopes}, nil
+	t := cfg.SignIn
+	def := DefaultThrottle
+	if t.AccountFree == 0 {
+		t.AccountFree = def.AccountFree
+	}
+	if t.AddressFree == 0 {
+		t.AddressFree = def.AddressFree
+	}
+	if t.Base == 0 {
+		t.Base = def.Base
+	}
+	if t.Max == 0 {
+		t.Max = def.Max
+	}
+	if t.Forget == 0 {
+		t.Forget = def.Forget
+	}
+	if t.AccountFree < 1 || t.AddressFree < 1 || t.Base <= 0 || t.Max < t.Base || t.Forget < t.Max {
+		return nil, errors.New("identity: sign-in throttle: the allowances must be at least 1, the lockout positive, the maximum lockout at least the lockout and the forget period at least the maximum lockout")
+	}
+	proxies, err := parseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	return &Directory{cfg: cfg, pool: d.Pool, logger: d.Logger, scopes: validate.ConsentScopes, throttle: t, extractIP: ipExtractor(proxies)}, nil
 }
 
 // Start has nothing to prepare.
 func (d *Directory) Start(context.Context) error { return nil }
 
-// Run has no background work: it waits for ctx.
+// Run forgets, hourly, the sign-in failures of accounts and addresses
+// that have had none for the forget period, until ctx is done.
 func (d *Directory) Run(ctx context.Context) error {
-	<-ctx.Done()
-	return nil
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if _, err := d.pool.Exec(ctx, `DELETE FROM identity.sign_in_failures WHERE last_failure_at IS NULL OR last_failure_at < now() - $1::interval`,
+				d.throttle.Forget); err != nil && ctx.Err() == nil {
+				d.logger.WarnContext(ctx, "forget old sign-in failures", "err", err)
+			}
+		}
+	}
 }
 
 // Stop has nothing to release.

@@ -37,9 +37,15 @@ type portal struct {
 
 func mustPortal(t *testing.T) *portal {
 	t.Helper()
-	pool := pgtest.MustDB(t, identity.Migrations)
-	dir, err := identity.New(identity.Config{DefaultKeyTTL: time.Hour, SessionIdle: 30 * time.Minute, SessionMax: 12 * time.Hour},
-		identity.Deps{Pool: pool, Logger: slog.New(slog.DiscardHandler)})
+	return mustPortalOn(t, pgtest.MustDB(t, identity.Migrations), identity.Config{})
+}
+
+// mustPortalOn is mustPortal on pool (another process of the same
+// deployment, when pool is another portal's) with cfg's sign-in settings.
+func mustPortalOn(t *testing.T, pool *pgxpool.Pool, cfg identity.Config) *portal {
+	t.Helper()
+	cfg.DefaultKeyTTL, cfg.SessionIdle, cfg.SessionMax = time.Hour, 30*time.Minute, 12*time.Hour
+	dir, err := identity.New(cfg, identity.Deps{Pool: pool, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

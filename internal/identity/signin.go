@@ -102,7 +102,10 @@ type SignedIn struct {
 // next, or the form again with the error. A JSON post (Content-Type
 // application/json, which another site cannot send without CORS, which
 // Tani does not grant) answers SignedIn. A session cookie the browser
-// already held is ended: every sign-in starts a new session id.
+// already held is ended: every sign-in starts a new session id. Failed
+// attempts are throttled per account and per client address (see
+// Throttle): while locked, 429 with Retry-After, the same for every
+// username.
 func (d *Directory) SignIn(render SignInRenderer) echo.HandlerFunc {
 	if render == nil {
 		render = DefaultSignInPage
@@ -128,15 +131,19 @@ func (d *Directory) SignIn(render SignInRenderer) echo.HandlerFunc {
 			}
 			username, password = in.Username, in.Password
 		}
-		u, err := d.Authenticate(ctx, username, password)
-		if err == nil && u.OrganizationKind != Bank && u.OrganizationKind != Distributor {
-			// Operators sign in at /admin/v1/auth/login; the portal is
-			// for banks' and distributors' people.
-			err = apperr.Errorf(apperr.Unauthorized, "wrong username or password")
-		}
+		// Operators sign in at /admin/v1/auth/login; the portal is for
+		// banks' and distributors' people.
+		u, err := d.signIn(ctx, username, password, d.clientAddress(c), Bank, Distributor)
 		if err != nil {
-			if form && apperr.Is(err, apperr.Unauthorized) {
-				return render(c, http.StatusUnauthorized, newSignInView(c, next, username, "Wrong username or password."))
+			if e, ok := apperr.As(err); ok && form {
+				switch e.Code {
+				case apperr.Unauthorized:
+					return render(c, http.StatusUnauthorized, newSignInView(c, next, username, "Wrong username or password."))
+				case apperr.TooMany:
+					c.Response().Header().Set("Retry-After", httpserver.RetryAfterSeconds(e.RetryAfter))
+					return render(c, http.StatusTooManyRequests, newSignInView(c, next, username,
+						"Too many failed sign-ins. Please try again in "+e.RetryAfter.Round(time.Second).String()+"."))
+				}
 			}
 			return err
 		}
@@ -195,19 +202,17 @@ type OperatorToken struct {
 
 // OperatorSignIn: POST /admin/v1/auth/login {username, password}. A named
 // operator or reviewer gets a bearer token for /admin/v1: a session with
-// the same idle and absolute expiry as the portal's.
+// the same idle and absolute expiry as the portal's. Throttled like
+// SignIn.
 func (d *Directory) OperatorSignIn(c echo.Context) error {
 	var in signInJSON
 	if err := httpserver.DecodeJSON(c, &in); err != nil {
 		return err
 	}
 	ctx := c.Request().Context()
-	u, err := d.Authenticate(ctx, in.Username, in.Password)
+	u, err := d.signIn(ctx, in.Username, in.Password, d.clientAddress(c), Operator)
 	if err != nil {
 		return err
-	}
-	if u.OrganizationKind != Operator {
-		return apperr.Errorf(apperr.Unauthorized, "wrong username or password")
 	}
 	s, err := d.startSession(ctx, u, transportBearer)
 	if err != nil {

@@ -2,6 +2,7 @@
 // them through: it stores the request, journals it (no personal data: the
 // farmer's id, the reason, who asked), puts it on the ERASURE stream, and
 // answers how far each owner of farmer data (mobile-api, ingest, attest,
-// and the journal, erased by attest) has got. It erases nothing itself and
-// never reads another service's tables: only their erasure_progress views.
+// webhooks, consent, and the journal, erased by attest) has got. It
+// erases nothing itself and never reads another service's tables: only
+// their erasure_progress views.
 package erasure

@@ -318,6 +318,7 @@ func TestErasure_ForgetsTheFarmerEverywhere(t *testing.T) {
 			"ingest":      {"submissions": 4, "farmers": 1, "plots": 1, "dead_letters": 1},
 			"attest":      {"records": 4, "reviews": 1, "farmers": 1, "plots": 1},
 			"webhooks":    {"events": 1},
+			"consent":     {},
 			"lending":     {}, // the farmer had no score or loan; lending's own test erases them
 			"marketplace": {},
 			"ledger":      {"redacted": 4},

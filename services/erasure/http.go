@@ -34,7 +34,7 @@ type Request struct {
 
 // Owners are the owners of farmer data an erasure waits for, in the order
 // the status lists them.
-var Owners = []string{"mobile-api", "ingest", "attest", "webhooks", "lending", "marketplace", "ledger"}
+var Owners = []string{"mobile-api", "ingest", "attest", "webhooks", "consent", "lending", "marketplace", "ledger"}
 
 // Erasure states.
 const (
@@ -144,6 +144,8 @@ func (s *Service) Status(ctx context.Context, farmerID string) (Status, error) {
 		SELECT 'attest', started_at, completed_at, attempts, last_error, erased FROM attest.erasure_progress WHERE erasure_id = $1
 		UNION ALL
 		SELECT 'webhooks', started_at, completed_at, attempts, last_error, erased FROM webhooks.erasure_progress WHERE erasure_id = $1
+		UNION ALL
+		SELECT 'consent', started_at, completed_at, attempts, last_error, erased FROM consent.erasure_progress WHERE erasure_id = $1
 		UNION ALL
 		SELECT 'lending', started_at, completed_at, attempts, last_error, erased FROM lending.erasure_progress WHERE erasure_id = $1
 		UNION ALL

@@ -117,9 +117,11 @@ var (
 	str     = map[string]any{"type": "string"}
 	uuidStr = map[string]any{"type": "string", "format": "uuid"}
 	when    = map[string]any{"type": "string", "format": "date-time"}
-	whenNil = map[string]any{"type": []any{"string", "null"}, "format": "date-time"}
-	intNil  = map[string]any{"type": []any{"integer", "null"}}
-	strNil  = map[string]any{"type": []any{"string", "null"}}
+	// The documents are OpenAPI 3.0: null is "nullable", not a type
+	// (kin-openapi refuses type arrays before 3.1).
+	whenNil = map[string]any{"type": "string", "nullable": true, "format": "date-time"}
+	intNil  = map[string]any{"type": "integer", "nullable": true}
+	strNil  = map[string]any{"type": "string", "nullable": true}
 	boolean = map[string]any{"type": "boolean"}
 	integer = map[string]any{"type": "integer"}
 )
@@ -155,12 +157,12 @@ func Fragment(prefix string, k identity.Kind) OpenAPI {
 			"id": uuidStr, "url": str, "description": str,
 			"event_types":                map[string]any{"type": "array", "items": typeEnum},
 			"enabled":                    boolean,
-			"disabled_reason":            map[string]any{"type": []any{"string", "null"}, "enum": []any{"organization", "failing", nil}, "description": "failing: every attempt failed for the whole retry window; re-enable, then replay"},
+			"disabled_reason":            map[string]any{"type": "string", "nullable": true, "enum": []any{"organization", "failing", nil}, "description": "failing: every attempt failed for the whole retry window; re-enable, then replay"},
 			"disabled_at":                whenNil,
 			"failing_since":              whenNil,
 			"last_success_at":            whenNil,
 			"last_failure_at":            whenNil,
-			"previous_secret_expires_at": map[string]any{"type": []any{"string", "null"}, "format": "date-time", "description": "until then deliveries carry the rotated-out secret's signature too"},
+			"previous_secret_expires_at": map[string]any{"type": "string", "nullable": true, "format": "date-time", "description": "until then deliveries carry the rotated-out secret's signature too"},
 			"created_at":                 when, "updated_at": when,
 			"pending_deliveries": integer,
 			"secret":             map[string]any{"type": "string", "description": "whsec_ and the base64 of the key: only in the answer that created it (POST, rotate-secret)"},
@@ -201,7 +203,7 @@ func Fragment(prefix string, k identity.Kind) OpenAPI {
 		}
 		name := "WebhookPayload_" + strings.NewReplacer(".", "_").Replace(string(info.Type))
 		schemas[name] = obj([]string{"type", "timestamp", "data"}, map[string]any{
-			"type": map[string]any{"type": "string", "const": string(info.Type)}, "timestamp": when, "data": info.Data,
+			"type": map[string]any{"type": "string", "enum": []any{string(info.Type)}}, "timestamp": when, "data": info.Data,
 		})
 		webhooks[string(info.Type)] = map[string]any{"post": map[string]any{
 			"summary":     info.Summary,

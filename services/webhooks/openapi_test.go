@@ -100,8 +100,8 @@ func TestOpenAPI(t *testing.T) {
 				name := "WebhookPayload_" + strings.ReplaceAll(string(info.Type), ".", "_")
 				var payload struct {
 					Properties struct {
-						Type struct{ Const string } `json:"type"`
-						Data any                    `json:"data"`
+						Type struct{ Enum []string } `json:"type"`
+						Data any                     `json:"data"`
 					} `json:"properties"`
 				}
 				raw, _ := json.Marshal(doc.Components.Schemas[name])
@@ -109,7 +109,7 @@ func TestOpenAPI(t *testing.T) {
 				var wantData any
 				rawData, _ := json.Marshal(info.Data)
 				json.Unmarshal(rawData, &wantData)
-				if payload.Properties.Type.Const != string(info.Type) || !reflect.DeepEqual(payload.Properties.Data, wantData) {
+				if !slices.Equal(payload.Properties.Type.Enum, []string{string(info.Type)}) || !reflect.DeepEqual(payload.Properties.Data, wantData) {
 					t.Errorf("%s: payload schema %s", info.Type, raw)
 				}
 			}
