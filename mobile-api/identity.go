@@ -16,6 +16,7 @@ import (
 	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/postgres"
+	"github.com/tani-platform/tani/internal/record"
 )
 
 // Agent is a field agent's account (never with its password hash).
@@ -251,6 +252,12 @@ func (s *Service) enrollDevice(c echo.Context) error {
 	key, _ := base64.StdEncoding.DecodeString(in.PublicKey)
 	if len(key) != ed25519.PublicKeySize {
 		return apperr.Fields("invalid public key", apperr.FieldError{Field: "public_key", Message: "must be a 32-byte Ed25519 public key in base64"})
+	}
+	// Keys no device's signature could be verified under (see
+	// record.CheckDeviceKey) are refused here rather than have every
+	// record the device signs refused later.
+	if err := record.CheckDeviceKey(key); err != nil {
+		return apperr.Fields("invalid public key", apperr.FieldError{Field: "public_key", Message: err.Error()})
 	}
 	d := Device{ID: uuid.NewString(), AgentID: auth.ClaimsOf(c).Subject, Name: in.Name, PublicKey: in.PublicKey}
 	err := s.pool.QueryRow(c.Request().Context(), `

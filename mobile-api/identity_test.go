@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -178,6 +179,20 @@ func TestIdentity(t *testing.T) {
 		for _, key := range []string{"not base64!", "AAAA"} {
 			if code, body := post(t, tani.URL+"/mobile/v1/devices", token, map[string]string{"name": "phone", "public_key": key}); code != http.StatusBadRequest || !strings.Contains(string(body), "public_key") {
 				t.Errorf("enroll key %q = %d %s, want 400 on public_key", key, code, body)
+			}
+		}
+		// 32 bytes that are not a key signatures can be checked under:
+		// a point of small order (under the identity anything verifies
+		// with crypto/ed25519), and a non-canonical encoding.
+		for _, k := range []struct{ name, hex, want string }{
+			{"identity", "0100000000000000000000000000000000000000000000000000000000000000", "small order"},
+			{"order 2", "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", "small order"},
+			{"non-canonical (p+1)", "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", "canonical"},
+		} {
+			b, _ := hex.DecodeString(k.hex)
+			code, body := post(t, tani.URL+"/mobile/v1/devices", token, map[string]string{"name": "phone", "public_key": base64.StdEncoding.EncodeToString(b)})
+			if code != http.StatusBadRequest || !strings.Contains(string(body), "public_key") || !strings.Contains(string(body), k.want) {
+				t.Errorf("enroll %s key = %d %s, want 400 on public_key saying %q", k.name, code, body, k.want)
 			}
 		}
 		pub := agentPublicKey(agent)

@@ -3,9 +3,11 @@ package record
 import (
 	"crypto/ed25519"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"sync"
 
+	"github.com/oasisprotocol/curve25519-voi/curve"
 	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 
 	"github.com/tani-platform/tani/internal/parallel"
@@ -25,6 +27,35 @@ import (
 // verify forged signatures, are refused (the standard library accepts
 // them).
 var verifyOptions = &voi.Options{Verify: voi.VerifyOptionsDefault}
+
+// CheckDeviceKey reports why pub cannot be enrolled as a device key, or
+// nil. A key must be 32 bytes that canonically encode a point of the curve
+// that is not of small order. The verification rule above refuses
+// signatures under such keys anyway; refusing them at enrollment tells the
+// device at once, instead of refusing every record it signs, and leaves no
+// key in the registry on which two verifiers could ever disagree (with a
+// small-order key the cofactored and cofactorless equations, and batch and
+// single verification in libraries that mix them, give different answers).
+func CheckDeviceKey(pub []byte) error {
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("must be %d bytes", ed25519.PublicKeySize)
+	}
+	var compressed curve.CompressedEdwardsY
+	if _, err := compressed.SetBytes(pub); err != nil {
+		return fmt.Errorf("must be %d bytes", ed25519.PublicKeySize)
+	}
+	if !compressed.IsCanonicalVartime() {
+		return errors.New("is not a canonical encoding of a curve point")
+	}
+	var point curve.EdwardsPoint
+	if _, err := point.SetCompressedY(&compressed); err != nil {
+		return errors.New("is not a point of the Ed25519 curve")
+	}
+	if point.IsSmallOrder() {
+		return errors.New("is a point of small order, under which signatures prove nothing")
+	}
+	return nil
+}
 
 // decodeSignature reads a record's base64 signature.
 func decodeSignature(signature string) ([]byte, error) {

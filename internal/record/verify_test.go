@@ -2,7 +2,10 @@ package record_test
 
 import (
 	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha512"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/oasisprotocol/curve25519-voi/curve"
+	"github.com/oasisprotocol/curve25519-voi/curve/scalar"
 
 	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/internal/validate"
@@ -148,5 +153,102 @@ func BenchmarkKeysVerify(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/signature")
 		})
+	}
+}
+
+// torsionSignature signs msg under key as an RFC 8032 signer would, except
+// that R carries a component of order 8: the cofactored equation accepts
+// it, the cofactorless one (crypto/ed25519) refuses it.
+func torsionSignature(tb testing.TB, key ed25519.PrivateKey, msg []byte) []byte {
+	tb.Helper()
+	h := sha512.Sum512(key.Seed())
+	h[0] &= 248
+	h[31] &= 127
+	h[31] |= 64
+	a, err := scalar.NewFromBytesModOrder(h[:32])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var nonce [64]byte
+	rand.Read(nonce[:])
+	r, err := scalar.NewFromBytesModOrderWide(nonce[:])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	R := curve.NewEdwardsPoint().MulBasepoint(curve.ED25519_BASEPOINT_TABLE, r)
+	R.Add(R, curve.EIGHT_TORSION[1])
+	var rc curve.CompressedEdwardsY
+	rc.SetEdwardsPoint(R)
+	d := sha512.New()
+	d.Write(rc[:])
+	d.Write(key.Public().(ed25519.PublicKey))
+	d.Write(msg)
+	k, err := scalar.NewFromBytesModOrderWide(d.Sum(nil))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := scalar.New().Mul(k, a)
+	s.Add(s, r)
+	sig := make([]byte, 64)
+	copy(sig, rc[:])
+	if err := s.ToBytes(sig[32:]); err != nil {
+		tb.Fatal(err)
+	}
+	return sig
+}
+
+// TestVerifyPathsAgree: a signature is accepted or refused the same way by
+// every path a record takes — alone (Record.Verify, Keys.VerifyCanonical:
+// /sync's and ingest's fallback to name a bad record) and in a batch
+// equation (Keys.Verify) — including a signature the two Ed25519 equations
+// disagree on, so a record /sync acknowledged is never refused by ingest
+// for the way it was checked.
+func TestVerifyPathsAgree(t *testing.T) {
+	keys := newKeys(3)
+	recs, pubs := signedRecords(t, 100, keys...)
+	// Record 5: a torsion component in R (accepted by the one rule);
+	// record 6: the same over other bytes (refused by every path).
+	recs[5].Env.Signature = base64.StdEncoding.EncodeToString(torsionSignature(t, keys[5%3], recs[5].SigningInput()))
+	recs[6].Env.Signature = base64.StdEncoding.EncodeToString(torsionSignature(t, keys[6%3], []byte("other bytes")))
+	sig5, _ := base64.StdEncoding.DecodeString(recs[5].Env.Signature)
+	if ed25519.Verify(pubs[5], recs[5].SigningInput(), sig5) {
+		t.Fatal("crypto/ed25519 accepted the torsion signature; the test no longer shows the equations' difference")
+	}
+	want := func(i int) bool { return i != 6 }
+	batch := record.NewKeys().Verify(recs, pubs)
+	ks := record.NewKeys()
+	for i, r := range recs {
+		single := r.Verify(pubs[i])
+		cached := ks.VerifyCanonical(pubs[i], r.Canonical, r.Env.Signature)
+		for path, err := range map[string]error{"Record.Verify": single, "Keys.VerifyCanonical": cached, "Keys.Verify (batch)": batch[i]} {
+			if (err == nil) != want(i) {
+				t.Errorf("record %d by %s: %v, want accepted=%v", i, path, err, want(i))
+			}
+		}
+	}
+}
+
+func TestCheckDeviceKey(t *testing.T) {
+	good := newKeys(1)[0].Public().(ed25519.PublicKey)
+	if err := record.CheckDeviceKey(good); err != nil {
+		t.Errorf("CheckDeviceKey(a generated key) = %v, want nil", err)
+	}
+	for _, k := range []struct{ name, hex, want string }{
+		{"identity", "0100000000000000000000000000000000000000000000000000000000000000", "small order"},
+		{"order 2", "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", "small order"},
+		{"order 4", "0000000000000000000000000000000000000000000000000000000000000000", "small order"},
+		{"non-canonical identity (y = p+1)", "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", "canonical"},
+		{"short", "0100", "32 bytes"},
+	} {
+		b, _ := hex.DecodeString(k.hex)
+		if err := record.CheckDeviceKey(b); err == nil || !strings.Contains(err.Error(), k.want) {
+			t.Errorf("CheckDeviceKey(%s) = %v, want an error saying %q", k.name, err, k.want)
+		}
+		// The verification rule refuses them too, alone and in a batch.
+		recs, pubs := signedRecords(t, 2, newKeys(1)...)
+		pubs[0] = b
+		if errs := record.NewKeys().Verify(recs, pubs); errs[0] == nil || errs[1] != nil {
+			t.Errorf("batch with a %s key = %v, want it refused and the other verified", k.name, errs)
+		}
 	}
 }

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/tani-platform/tani/internal/parallel"
@@ -42,6 +44,10 @@ const ConsumerName = "ingest"
 type Config struct {
 	MaxDeliver int
 	MaxBatch   int
+	// Partitions is how many transactions store one batch, side by side:
+	// the batch is split by farmer, so each farmer's records are stored in
+	// one transaction, in the order they arrived.
+	Partitions int
 	// ExpiringInterval is how often consents about to expire are looked
 	// for (consent.expiring events).
 	ExpiringInterval time.Duration
@@ -51,6 +57,7 @@ type Config struct {
 func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&c.MaxDeliver, prefix+"max-deliver", 10, "deliveries of a failing record before it is dead-lettered")
 	fs.IntVar(&c.MaxBatch, prefix+"max-batch", 256, "most records stored in one transaction (one commit, one fsync)")
+	fs.IntVar(&c.Partitions, prefix+"partitions", 2, "transactions that store one batch side by side, its records split by farmer (1 stores a batch in one transaction)")
 	fs.DurationVar(&c.ExpiringInterval, prefix+"expiring-interval", 10*time.Minute, "how often consents expiring within 7 days are looked for (consent.expiring events)")
 }
 
@@ -88,6 +95,10 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if d.Pool == nil || d.JS == nil || d.PII == nil || d.Logger == nil || d.Consumer == nil {
 		return nil, errors.New("ingest: Pool, JS, PII, Logger and Consumer are required")
 	}
+	if cfg.Partitions < 0 || cfg.Partitions > 64 {
+		return nil, fmt.Errorf("ingest: -ingest.partitions=%d: want 1 to 64", cfg.Partitions)
+	}
+	cfg.Partitions = max(cfg.Partitions, 1)
 	return &Service{
 		cfg:       cfg,
 		pool:      d.Pool,
@@ -309,8 +320,15 @@ func (s *Service) verify(ctx context.Context, items []*item) {
 	}
 }
 
-// storeAll stores the verified items: together, or one by one when the
-// batch's transaction fails for a reason no single record was named for.
+// storeAll stores the verified items, split by farmer into partitions that
+// are stored side by side, each in its own transaction (storePartition).
+// It returns when every partition's transaction has ended, so the batch's
+// messages are settled only then, each by the outcome of the transaction
+// that held its record: a partition that failed leaves its records
+// without a nil outcome, and never changes the others'. A farmer's records
+// are all in one partition, in the order they arrived, and batches are
+// stored one after the other (the consumer commits them in order), so each
+// farmer's records are applied in stream order, as with one transaction.
 func (s *Service) storeAll(ctx context.Context, items []*item) {
 	first := map[string]*item{}
 	for _, it := range pending(items) {
@@ -320,19 +338,15 @@ func (s *Service) storeAll(ctx context.Context, items []*item) {
 		}
 		first[it.env.ID] = it
 	}
-	todo := pending(items)
-	if err := s.store(ctx, todo); err != nil {
-		if len(todo) == 1 {
-			todo[0].err = fmt.Errorf("ingest record %s: %w", todo[0].env.ID, err)
-		} else {
-			s.logger.WarnContext(ctx, "batch not stored; storing its records one by one", "records", len(todo), "err", err)
-			for _, it := range todo {
-				if err := s.store(ctx, []*item{it}); err != nil {
-					it.err = fmt.Errorf("ingest record %s: %w", it.env.ID, err)
-				}
-			}
+	parts := partitionByFarmer(pending(items), s.cfg.Partitions)
+	var wg sync.WaitGroup
+	for _, part := range parts[1:] {
+		if len(part) > 0 {
+			wg.Go(func() { s.storePartition(ctx, part) })
 		}
 	}
+	s.storePartition(ctx, parts[0])
+	wg.Wait()
 	// A record sent twice in one batch shares the first one's fate, unless
 	// its content differs: then it is a conflict like any other.
 	for _, it := range items {
@@ -343,6 +357,50 @@ func (s *Service) storeAll(ctx context.Context, items []*item) {
 			} else {
 				it.err, it.agentID = f.err, f.agentID
 			}
+		}
+	}
+}
+
+// partitionByFarmer splits items into n partitions by their farmer,
+// keeping their order within each partition. Records with the same id
+// have the same farmer unless their content differs (then the later one
+// is a twin refused as a conflict, never stored), so a record's
+// redeliveries always meet in one partition too.
+func partitionByFarmer(items []*item, n int) [][]*item {
+	parts := make([][]*item, max(n, 1))
+	if len(parts) == 1 {
+		parts[0] = items
+		return parts
+	}
+	for _, it := range items {
+		p := maphash.String(farmerSeed, it.payload.Farmer()) % uint64(len(parts))
+		parts[p] = append(parts[p], it)
+	}
+	return parts
+}
+
+// farmerSeed spreads farmers over partitions; any seed keeps a farmer in
+// one partition for the life of the process, which is all order needs.
+var farmerSeed = maphash.MakeSeed()
+
+// storePartition stores items in one transaction, or one by one when that
+// transaction fails for a reason no single record was named for.
+func (s *Service) storePartition(ctx context.Context, todo []*item) {
+	if len(todo) == 0 {
+		return
+	}
+	err := s.store(ctx, todo)
+	if err == nil {
+		return
+	}
+	if len(todo) == 1 {
+		todo[0].err = fmt.Errorf("ingest record %s: %w", todo[0].env.ID, err)
+		return
+	}
+	s.logger.WarnContext(ctx, "batch not stored; storing its records one by one", "records", len(todo), "err", err)
+	for _, it := range todo {
+		if err := s.store(ctx, []*item{it}); err != nil {
+			it.err = fmt.Errorf("ingest record %s: %w", it.env.ID, err)
 		}
 	}
 }
