@@ -115,8 +115,12 @@ type ScoreView struct {
 	ComputedAt time.Time `json:"computed_at"`
 	scorecard.Result
 	// LeafIndex is the score's journal entry (record <id>, kind
-	// credit.score), null until journaled.
+	// credit.score), null until journaled: a score asked for on its own
+	// is answered before its entry is appended (moments later).
 	LeafIndex *int64 `json:"leaf_index"`
+	// ScorePath is where the score is read back with its journal entry
+	// and receipt, once journaled.
+	ScorePath string `json:"score_path"`
 }
 
 // newScore scores d for a product in tx and stores the score with its
@@ -132,6 +136,20 @@ func (s *Service) newScore(ctx context.Context, tx pgx.Tx, org string, d *farmer
 
 // newScores is newScore for many farmers, in one statement.
 func (s *Service) newScores(ctx context.Context, tx pgx.Tx, org string, ds []*farmerData, p *Product, amount int64, loanID *string, purpose string) ([]*scoreRow, error) {
+	b := &pgx.Batch{}
+	out, err := s.queueScores(b, org, ds, p, amount, loanID, purpose)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("store %d scores: %w", len(ds), err)
+	}
+	return out, nil
+}
+
+// queueScores scores ds for a product and queues on b the one statement
+// that stores the scores with their journal payloads.
+func (s *Service) queueScores(b *pgx.Batch, org string, ds []*farmerData, p *Product, amount int64, loanID *string, purpose string) ([]*scoreRow, error) {
 	at := s.now().UTC().Truncate(time.Microsecond)
 	req := scorecard.Request{Amount: amount, Product: scorecard.Product{Crops: p.Crops, Currency: p.Currency, LTV: float64(p.LTVBps) / 10000,
 		MinAmount: p.MinAmount, MaxAmount: p.MaxAmount}}
@@ -162,15 +180,13 @@ func (s *Service) newScores(ctx context.Context, tx pgx.Tx, org string, ds []*fa
 		ids[i], farmers[i], bands[i], payloads[i] = id, d.FarmerID, res.Band, payload
 		scores[i], pds[i], confs[i], limits[i] = int32(res.Score), res.PD, res.Confidence, res.Limit
 	}
-	if _, err := tx.Exec(ctx, `
+	b.Queue(`
 		INSERT INTO lending.scores (id, organization_id, farmer_id, product_id, loan_id, model_version, score, band, pd, recommended_limit,
 		                            confidence, payload, computed_at)
 		SELECT u.id, $1, u.farmer, $2, $3, $4, u.score, u.band, u.pd, u.lim, u.conf, u.payload, $5
 		FROM unnest($6::uuid[], $7::uuid[], $8::int[], $9::text[], $10::float8[], $11::bigint[], $12::float8[], $13::bytea[])
 		     AS u(id, farmer, score, band, pd, lim, conf, payload)`,
-		org, p.ID, loanID, s.model.Version, at, ids, farmers, scores, bands, pds, limits, confs, payloads); err != nil {
-		return nil, fmt.Errorf("store %d scores: %w", n, err)
-	}
+		org, p.ID, loanID, s.model.Version, at, ids, farmers, scores, bands, pds, limits, confs, payloads)
 	return out, nil
 }
 
@@ -215,6 +231,16 @@ func (s *Service) journalScoresAfter(ctx context.Context, rows ...*scoreRow) {
 	}
 }
 
+// journalScoresLater journals committed scores in the background (see
+// journalScoresAfter); Stop waits for it.
+func (s *Service) journalScoresLater(ctx context.Context, rows ...*scoreRow) {
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		s.journalScoresAfter(context.WithoutCancel(ctx), rows...)
+	}()
+}
+
 // ScoreRequest asks for a farmer's score for one of the bank's products.
 type ScoreRequest struct {
 	ProductID string `json:"product_id" validate:"required,uuidlower"`
@@ -239,11 +265,8 @@ func (s *Service) scoreFarmer(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	var product *Product
-	if err := pgx.BeginFunc(ctx, s.readPool, func(tx pgx.Tx) error {
-		product, err = loadProduct(ctx, tx, bank.OrganizationID, req.ProductID)
-		return err
-	}); err != nil {
+	product, err := loadProduct(ctx, s.readPool, bank.OrganizationID, req.ProductID)
+	if err != nil {
 		if apperr.Is(err, apperr.NotFound) {
 			return apperr.Fields("invalid score request", apperr.FieldError{Field: "product_id", Message: "is not one of your products"})
 		}
@@ -256,21 +279,36 @@ func (s *Service) scoreFarmer(c echo.Context) error {
 		}
 		amount = req.Amount.Amount
 	}
+	// Two round trips: the evidence read behind the consent check, then
+	// the score stored with the COMMIT (in the gate's transaction, with
+	// its access-log row).
+	var data map[string]*farmerData
 	var sc *scoreRow
-	err = s.gate.ReadFor(c, farmer, scoreScopes, "credit score", func(ctx context.Context, tx pgx.Tx, _ consent.Grant) error {
-		data, err := loadFarmers(ctx, tx, []string{farmer}, defaultSections)
-		if err != nil {
-			return err
-		}
-		sc, err = s.newScore(ctx, tx, bank.OrganizationID, data[farmer], product, amount, nil, "score")
-		return err
-	})
+	_, err = s.gate.ReadBatchFor(c, farmer, scoreScopes, "credit score",
+		func(b *pgx.Batch) { data = queueFarmers(b, []string{farmer}, defaultSections) },
+		func(_ context.Context, _ consent.Grant, finish *pgx.Batch) error {
+			rows, err := s.queueScores(finish, bank.OrganizationID, []*farmerData{data[farmer]}, product, amount, nil, "score")
+			if err != nil {
+				return err
+			}
+			sc = rows[0]
+			return nil
+		})
 	if err != nil {
 		return err
 	}
-	s.journalScoresAfter(ctx, sc)
-	return c.JSON(http.StatusOK, ScoreView{ID: sc.ID, FarmerID: farmer, ProductID: product.ID, ComputedAt: sc.At, Result: sc.Result, LeafIndex: sc.LeafIndex})
+	// The stored score is durable and is what a dispute proves: the bank
+	// is answered now, and the journal entry follows (its leaf and
+	// receipt at ScorePath). A decision on a loan never rests on this
+	// score: it scores again and waits for that score's entry.
+	s.journalScoresLater(ctx, sc)
+	return c.JSON(http.StatusOK, ScoreView{ID: sc.ID, FarmerID: farmer, ProductID: product.ID, ComputedAt: sc.At, Result: sc.Result,
+		LeafIndex: sc.LeafIndex, ScorePath: scorePath(sc.ID)})
 }
+
+// scorePath is where a bank reads a score back with its journal entry and
+// receipt (GET /scores/{id}).
+func scorePath(id string) string { return "/bank/v1/scores/" + id }
 
 // RescoreRequest re-scores a bank's book.
 type RescoreRequest struct {
