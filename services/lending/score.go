@@ -24,6 +24,7 @@ import (
 // scoreRow is a score computed for a decision, as stored and journaled.
 type scoreRow struct {
 	ID        string
+	FarmerID  string
 	Result    scorecard.Result
 	Payload   []byte
 	At        time.Time
@@ -150,15 +151,61 @@ func (s *Service) newScores(ctx context.Context, tx pgx.Tx, org string, ds []*fa
 // queueScores scores ds for a product and queues on b the one statement
 // that stores the scores with their journal payloads.
 func (s *Service) queueScores(b *pgx.Batch, org string, ds []*farmerData, p *Product, amount int64, loanID *string, purpose string) ([]*scoreRow, error) {
-	at := s.now().UTC().Truncate(time.Microsecond)
-	req := scorecard.Request{Amount: amount, Product: scorecard.Product{Crops: p.Crops, Currency: p.Currency, LTV: float64(p.LTVBps) / 10000,
-		MinAmount: p.MinAmount, MaxAmount: p.MaxAmount}}
-	out := make([]*scoreRow, len(ds))
-	n := len(ds)
+	out, err := s.computeScores(org, ds, p, amount, loanID, purpose)
+	if err != nil || len(out) == 0 {
+		return out, err
+	}
+	n := len(out)
 	ids, farmers, bands, payloads := make([]string, n), make([]string, n), make([]string, n), make([][]byte, n)
 	scores := make([]int32, n)
 	pds, confs := make([]float64, n), make([]float64, n)
 	limits := make([]int64, n)
+	for i, r := range out {
+		ids[i], farmers[i], bands[i], payloads[i] = r.ID, r.FarmerID, r.Result.Band, r.Payload
+		scores[i], pds[i], confs[i], limits[i] = int32(r.Result.Score), r.Result.PD, r.Result.Confidence, r.Result.Limit
+	}
+	b.Queue(`
+		INSERT INTO lending.scores (id, organization_id, farmer_id, product_id, loan_id, model_version, score, band, pd, recommended_limit,
+		                            confidence, payload, computed_at)
+		SELECT u.id, $1, u.farmer, $2, $3, $4, u.score, u.band, u.pd, u.lim, u.conf, u.payload, $5
+		FROM unnest($6::uuid[], $7::uuid[], $8::int[], $9::text[], $10::float8[], $11::bigint[], $12::float8[], $13::bytea[])
+		     AS u(id, farmer, score, band, pd, lim, conf, payload)`,
+		org, p.ID, loanID, s.model.Version, out[0].At, ids, farmers, scores, bands, pds, limits, confs, payloads)
+	return out, nil
+}
+
+// copyScores is queueScores for a book's worth of farmers: the scores
+// stored by COPY in tx (binary rows, no statement to parse and no arrays
+// to unpack).
+func (s *Service) copyScores(ctx context.Context, tx pgx.Tx, org string, ds []*farmerData, p *Product, loanID *string, purpose string) ([]*scoreRow, error) {
+	out, err := s.computeScores(org, ds, p, 0, loanID, purpose)
+	if err != nil {
+		return nil, err
+	}
+	i := 0
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"lending", "scores"},
+		[]string{"id", "organization_id", "farmer_id", "product_id", "loan_id", "model_version", "score", "band", "pd", "recommended_limit", "confidence", "payload", "computed_at"},
+		pgx.CopyFromFunc(func() ([]any, error) {
+			if i == len(out) {
+				return nil, nil
+			}
+			r := out[i]
+			i++
+			return []any{r.ID, org, r.FarmerID, p.ID, loanID, s.model.Version, int32(r.Result.Score), r.Result.Band, r.Result.PD, r.Result.Limit,
+				r.Result.Confidence, r.Payload, r.At}, nil
+		})); err != nil {
+		return nil, fmt.Errorf("store %d scores: %w", len(out), err)
+	}
+	return out, nil
+}
+
+// computeScores scores ds for a product, each with the payload the
+// journal will commit to.
+func (s *Service) computeScores(org string, ds []*farmerData, p *Product, amount int64, loanID *string, purpose string) ([]*scoreRow, error) {
+	at := s.now().UTC().Truncate(time.Microsecond)
+	req := scorecard.Request{Amount: amount, Product: scorecard.Product{Crops: p.Crops, Currency: p.Currency, LTV: float64(p.LTVBps) / 10000,
+		MinAmount: p.MinAmount, MaxAmount: p.MaxAmount}}
+	out := make([]*scoreRow, len(ds))
 	for i, d := range ds {
 		res := s.model.Score(d.evidence(at), req)
 		leaves := []int64{}
@@ -176,17 +223,8 @@ func (s *Service) queueScores(b *pgx.Batch, org string, ds []*farmerData, p *Pro
 		if err != nil {
 			return nil, fmt.Errorf("score of farmer %s: %w", d.FarmerID, err)
 		}
-		out[i] = &scoreRow{ID: id, Result: res, Payload: payload, At: at}
-		ids[i], farmers[i], bands[i], payloads[i] = id, d.FarmerID, res.Band, payload
-		scores[i], pds[i], confs[i], limits[i] = int32(res.Score), res.PD, res.Confidence, res.Limit
+		out[i] = &scoreRow{ID: id, FarmerID: d.FarmerID, Result: res, Payload: payload, At: at}
 	}
-	b.Queue(`
-		INSERT INTO lending.scores (id, organization_id, farmer_id, product_id, loan_id, model_version, score, band, pd, recommended_limit,
-		                            confidence, payload, computed_at)
-		SELECT u.id, $1, u.farmer, $2, $3, $4, u.score, u.band, u.pd, u.lim, u.conf, u.payload, $5
-		FROM unnest($6::uuid[], $7::uuid[], $8::int[], $9::text[], $10::float8[], $11::bigint[], $12::float8[], $13::bytea[])
-		     AS u(id, farmer, score, band, pd, lim, conf, payload)`,
-		org, p.ID, loanID, s.model.Version, at, ids, farmers, scores, bands, pds, limits, confs, payloads)
 	return out, nil
 }
 
@@ -376,8 +414,8 @@ func (s *Service) rescore(c echo.Context) error {
 
 // Rescore scores farmers for product on behalf of bank, chunk by chunk
 // (rescoreWorkers chunks at a time): per chunk, one consent-gate pass,
-// one evidence read and one score insert in one transaction, then one
-// journal append.
+// one evidence read and the scores stored by COPY in one transaction, then
+// one journal append.
 func (s *Service) Rescore(ctx context.Context, bank identity.Principal, product *Product, farmers []string) (*RescoreResult, error) {
 	start := time.Now()
 	res := &RescoreResult{Farmers: len(farmers), Bands: map[string]int{}}
@@ -416,7 +454,7 @@ func (s *Service) Rescore(ctx context.Context, bank identity.Principal, product 
 						for k, f := range ids {
 							ds[k] = data[f]
 						}
-						o.scored, err = s.newScores(ctx, tx, bank.OrganizationID, ds, product, 0, nil, "rescore")
+						o.scored, err = s.copyScores(ctx, tx, bank.OrganizationID, ds, product, nil, "rescore")
 						return err
 					})
 				if o.err == nil {
