@@ -100,6 +100,9 @@ type Service struct {
 	// background counts journal appends still running for requests
 	// already answered (journalScoresLater).
 	background sync.WaitGroup
+	// scoringProducts holds the products scores were asked for
+	// (scoringProduct), by organization/id.
+	scoringProducts sync.Map
 }
 
 // New wires the service; it validates and does no I/O.

@@ -167,6 +167,9 @@ func (s *Service) getProduct(c echo.Context) error {
 }
 
 // retireProduct stops new applications for a product; its loans go on.
+// It changes only the product's status: its terms never change once
+// created, which is what lets scoringProduct keep them in memory (a
+// change of terms would have to drop them there).
 func (s *Service) retireProduct(c echo.Context) error {
 	bank, err := bankOf(c)
 	if err != nil {

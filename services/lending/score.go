@@ -303,7 +303,7 @@ func (s *Service) scoreFarmer(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	product, err := loadProduct(ctx, s.readPool, bank.OrganizationID, req.ProductID)
+	product, err := s.scoringProduct(ctx, bank.OrganizationID, req.ProductID)
 	if err != nil {
 		if apperr.Is(err, apperr.NotFound) {
 			return apperr.Fields("invalid score request", apperr.FieldError{Field: "product_id", Message: "is not one of your products"})
@@ -342,6 +342,23 @@ func (s *Service) scoreFarmer(c echo.Context) error {
 	s.journalScoresLater(ctx, sc)
 	return c.JSON(http.StatusOK, ScoreView{ID: sc.ID, FarmerID: farmer, ProductID: product.ID, ComputedAt: sc.At, Result: sc.Result,
 		LeafIndex: sc.LeafIndex, ScorePath: scorePath(sc.ID)})
+}
+
+// scoringProduct returns org's product id for scoring, from memory after
+// its first read: a product's terms never change once created (retiring
+// it changes only its status, which a score does not read), so a score
+// spends no round trip on them.
+func (s *Service) scoringProduct(ctx context.Context, org, id string) (*Product, error) {
+	key := org + "/" + id
+	if p, ok := s.scoringProducts.Load(key); ok {
+		return p.(*Product), nil
+	}
+	p, err := loadProduct(ctx, s.readPool, org, id)
+	if err != nil {
+		return nil, err
+	}
+	s.scoringProducts.Store(key, p)
+	return p, nil
 }
 
 // scorePath is where a bank reads a score back with its journal entry and
