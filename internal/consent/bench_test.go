@@ -120,18 +120,23 @@ func scanFarmer(row pgx.Row) error {
 
 // round is one measurement of ungated and gated reads of the same rows.
 type round struct {
-	ungatedP50, ungatedP99, gatedP50, gatedP99, durableP50, durableP99 time.Duration // one reader at a time
-	ungatedRate, gatedRate, durableRate                                float64       // reads/s with `workers` readers
+	// One reader at a time; the batch ways are Gate.ReadBatch.
+	ungatedP50, ungatedP99, gatedP50, gatedP99, durableP50, durableP99 time.Duration
+	batchP50, batchP99, durableBatchP50, durableBatchP99               time.Duration
+	// Reads/s with `workers` readers.
+	ungatedRate, gatedRate, durableRate, batchRate, durableBatchRate float64
 }
 
 // BenchmarkGate measures what the consent gate costs a read, with 100,000
 // farmers and 500,000 consents seeded by COPY: each iteration is one round
 // in which the same random farmers' rows are read without the gate (one
 // SELECT on the pool), through Gate.Read (find the live consent, write
-// the access-log row, the same SELECT, in one transaction) and through a
-// gate WithDurableLog (the commit waits for the WAL flush), first one at a
-// time for latency, then with 16 readers (the pool's 16 connections) for throughput. It reports the
-// min/median/max over the rounds of the p99 the gate adds, the gated
+// the access-log row, the same SELECT, in one transaction: three round
+// trips) and through Gate.ReadBatch (the same in one round trip), each
+// with the commit not waiting for the WAL flush (WithDurableLog(false))
+// and waiting for it (the default), first one at a time for latency, then
+// with 16 readers (the pool's 16 connections) for throughput. It reports
+// the min/median/max over the rounds of the p99 the gate adds, the gated
 // p50/p99 and the gated reads/s. Run it with -benchtime=5x (5 rounds):
 //
 //	go test -run '^$' -bench BenchmarkGate -benchtime 5x ./internal/consent
@@ -142,7 +147,7 @@ func BenchmarkGate(b *testing.B) {
 		benchCache.b, benchCache.w = b, mustBenchWorld(b)
 	}
 	w := benchCache.w
-	gate, durable := consent.NewGate(w.pool), consent.NewGate(w.pool).WithDurableLog(true)
+	gate, durable := consent.NewGate(w.pool).WithDurableLog(false), consent.NewGate(w.pool)
 	ctx := context.Background()
 	const serial, parallel, workers = 4000, 20000, 16
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -163,6 +168,22 @@ func BenchmarkGate(b *testing.B) {
 		}
 	}
 	gated, gatedDurable := through(gate), through(durable)
+	// The same read through ReadBatch: its SELECT queued behind the
+	// check, the COMMIT in the same round trip.
+	batched := func(g *consent.Gate) func(int) error {
+		return func(i int) error {
+			var scanErr error
+			_, err := g.ReadBatch(ctx, w.reader[i], consent.Access{FarmerID: w.farmers[i], Scopes: []consent.Scope{consent.Identity}, Purpose: "credit profile", RequestID: "bench", ReadOnly: true},
+				func(b *pgx.Batch) {
+					b.Queue(readFarmer, w.farmers[i]).QueryRow(func(row pgx.Row) error { scanErr = scanFarmer(row); return scanErr })
+				}, nil)
+			if err != nil {
+				return err
+			}
+			return scanErr
+		}
+	}
+	gatedBatch, durableBatch := batched(gate), batched(durable)
 	// latencies reads each farmer once per way, the ways interleaved so
 	// that every way sees the same moments of a shared machine.
 	latencies := func(ids []int, ways ...func(int) error) (p50, p99 []time.Duration) {
@@ -209,20 +230,22 @@ func BenchmarkGate(b *testing.B) {
 	}
 	// Warm the caches (indexes, pool) once before the first round.
 	warm := pick(2000)
-	latencies(warm, ungated, gated, gatedDurable)
+	latencies(warm, ungated, gated, gatedDurable, gatedBatch, durableBatch)
 
 	var rounds []round
 	b.ResetTimer()
 	for b.Loop() {
 		var r round
 		ids := pick(serial)
-		p50, p99 := latencies(ids, ungated, gated, gatedDurable)
-		r.ungatedP50, r.gatedP50, r.durableP50 = p50[0], p50[1], p50[2]
-		r.ungatedP99, r.gatedP99, r.durableP99 = p99[0], p99[1], p99[2]
+		p50, p99 := latencies(ids, ungated, gated, gatedDurable, gatedBatch, durableBatch)
+		r.ungatedP50, r.gatedP50, r.durableP50, r.batchP50, r.durableBatchP50 = p50[0], p50[1], p50[2], p50[3], p50[4]
+		r.ungatedP99, r.gatedP99, r.durableP99, r.batchP99, r.durableBatchP99 = p99[0], p99[1], p99[2], p99[3], p99[4]
 		ids = pick(parallel)
 		r.ungatedRate = rate(ungated, ids)
 		r.gatedRate = rate(gated, ids)
 		r.durableRate = rate(gatedDurable, ids)
+		r.batchRate = rate(gatedBatch, ids)
+		r.durableBatchRate = rate(durableBatch, ids)
 		rounds = append(rounds, r)
 	}
 	b.StopTimer()
@@ -250,4 +273,13 @@ func BenchmarkGate(b *testing.B) {
 	report("durable gated p99", "ms", func(r round) float64 { return ms(r.durableP99) })
 	report("p99 added (durable)", "ms", func(r round) float64 { return ms(r.durableP99 - r.ungatedP99) })
 	report("durable gated reads/s", "reads/s", func(r round) float64 { return r.durableRate })
+	report("batch gated p50", "ms", func(r round) float64 { return ms(r.batchP50) })
+	report("batch gated p99", "ms", func(r round) float64 { return ms(r.batchP99) })
+	report("p99 added (batch)", "ms", func(r round) float64 { return ms(r.batchP99 - r.ungatedP99) })
+	report("batch gated reads/s", "reads/s", func(r round) float64 { return r.batchRate })
+	report("batch/ungated rate", "ratio", func(r round) float64 { return r.batchRate / r.ungatedRate })
+	report("durable batch p50", "ms", func(r round) float64 { return ms(r.durableBatchP50) })
+	report("durable batch p99", "ms", func(r round) float64 { return ms(r.durableBatchP99) })
+	report("p99 added (durable batch)", "ms", func(r round) float64 { return ms(r.durableBatchP99 - r.ungatedP99) })
+	report("durable batch reads/s", "reads/s", func(r round) float64 { return r.durableBatchRate })
 }

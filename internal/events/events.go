@@ -72,6 +72,21 @@ func Record(ctx context.Context, tx pgx.Tx, ev Event) error {
 
 // RecordAll is Record for many events in one statement.
 func RecordAll(ctx context.Context, tx pgx.Tx, evs []Event) error {
+	b := &pgx.Batch{}
+	if err := QueueAll(b, evs); err != nil {
+		return err
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("record %d events (first %s %s): %w", len(evs), evs[0].Type, evs[0].ID, err)
+	}
+	return nil
+}
+
+// QueueAll is RecordAll's statement queued on b, a batch the producer
+// sends in the transaction of the change with its other writes (one round
+// trip for them all). An invalid event is an error before anything is
+// queued.
+func QueueAll(b *pgx.Batch, evs []Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
@@ -86,14 +101,12 @@ func RecordAll(ctx context.Context, tx pgx.Tx, evs []Event) error {
 		ids[i], types[i], orgs[i], farmers[i], scopes[i], data[i] = ev.ID, string(ev.Type), ev.OrganizationID, ev.FarmerID, string(ev.Scope), string(b)
 		occurred[i] = ev.OccurredAt.UTC()
 	}
-	if _, err := tx.Exec(ctx, `
+	b.Queue(`
 		INSERT INTO events.outbox (id, type, organization_id, farmer_id, scope, occurred_at, data)
 		SELECT u.id, u.type, nullif(u.org, '')::uuid, nullif(u.farmer, '')::uuid, nullif(u.scope, ''), u.occurred, u.data::jsonb
 		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
 		     AS u(id, type, org, farmer, scope, occurred, data)
-		ON CONFLICT (id) DO NOTHING`, ids, types, orgs, farmers, scopes, occurred, data); err != nil {
-		return fmt.Errorf("record %d events (first %s %s): %w", n, evs[0].Type, evs[0].ID, err)
-	}
+		ON CONFLICT (id) DO NOTHING`, ids, types, orgs, farmers, scopes, occurred, data)
 	return nil
 }
 

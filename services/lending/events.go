@@ -82,9 +82,9 @@ type repaymentEventData struct {
 	LoanPath       string `json:"loan_path"`
 }
 
-// recordRepaymentEvents records repayment.received for each repayment
-// applied in tx.
-func recordRepaymentEvents(ctx context.Context, tx pgx.Tx, results []RepaymentResult, loans map[string]*loan, at time.Time) error {
+// queueRepaymentEvents queues on b (sent in the transaction that stores
+// the repayments) repayment.received for each repayment applied.
+func queueRepaymentEvents(b *pgx.Batch, results []RepaymentResult, loans map[string]*loan, at time.Time) error {
 	var evs []events.Event
 	for _, r := range results {
 		if r.Status != "applied" {
@@ -96,5 +96,5 @@ func recordRepaymentEvents(ctx context.Context, tx pgx.Tx, results []RepaymentRe
 				RepaymentID: r.Repayment.ID, LoanID: l.ID, FarmerID: l.FarmerID, PayerReference: r.Repayment.PayerReference, Amount: r.Repayment.Amount,
 				Balance: *r.Balance, Channel: r.Repayment.Channel, LoanPath: "/bank/v1/loans/" + l.ID}})
 	}
-	return events.RecordAll(ctx, tx, evs)
+	return events.QueueAll(b, evs)
 }

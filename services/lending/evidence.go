@@ -129,12 +129,23 @@ func (d *farmerData) verified(id string) *attested {
 // gate's transaction, or one covering many gated farmers) with one round
 // trip: every query of a pgx batch, each over all the farmers.
 func loadFarmers(ctx context.Context, tx pgx.Tx, farmers []string, sections []string) (map[string]*farmerData, error) {
+	b := &pgx.Batch{}
+	out := queueFarmers(b, farmers, sections)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("load evidence of %d farmers: %w", len(farmers), err)
+	}
+	return out, nil
+}
+
+// queueFarmers queues loadFarmers' queries on b (a gated read's batch,
+// sent behind the consent check); the map it returns is filled as b's
+// results are read.
+func queueFarmers(b *pgx.Batch, farmers []string, sections []string) map[string]*farmerData {
 	out := make(map[string]*farmerData, len(farmers))
 	for _, f := range farmers {
 		out[f] = &farmerData{FarmerID: f, Records: map[string]*attested{}}
 	}
 	has := func(s string) bool { return slices.Contains(sections, s) }
-	b := &pgx.Batch{}
 	b.Queue(`
 		SELECT farmer_id::text, record_id::text, type, status, reason, leaf_index, captured_at, decided_at
 		FROM attest.evidence WHERE farmer_id = ANY($1::uuid[]) AND status IN ('verified', 'flagged')`, farmers).
@@ -290,10 +301,7 @@ func loadFarmers(ctx context.Context, tx pgx.Tx, farmers []string, sections []st
 				return rows.Err()
 			})
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("load evidence of %d farmers: %w", len(farmers), err)
-	}
-	return out, nil
+	return out
 }
 
 // levelOf says how a plot record's area was established as of asOf.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -103,6 +104,12 @@ type Service struct {
 	consumer  *natsbus.Consumer
 	erasures  *natsbus.Consumer
 	document  []byte
+	// background counts journal appends still running for requests
+	// already answered (journalScoresLater).
+	background sync.WaitGroup
+	// scoringProducts holds the products scores were asked for
+	// (scoringProduct), by organization/id.
+	scoringProducts sync.Map
 }
 
 // New wires the service; it validates and does no I/O.
@@ -168,8 +175,19 @@ func (s *Service) Run(ctx context.Context) error {
 	})
 }
 
-// Stop has nothing to release: Run drains the consumer when ctx ends.
-func (s *Service) Stop(context.Context) error { return nil }
+// Stop waits for the journal appends of answered requests still running
+// (until ctx ends: the servicing loop journals what they leave); Run
+// drains the consumer when its ctx ends.
+func (s *Service) Stop(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.background.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // Routes mounts the banks' API on r.Bank (/bank/v1), its OpenAPI document
 // on r.Public (the same prefix, no key needed to read the document) and

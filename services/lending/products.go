@@ -131,7 +131,11 @@ func (s *Service) listProducts(c echo.Context) error {
 }
 
 // loadProduct reads one of org's products; another bank's is not found.
-func loadProduct(ctx context.Context, q pgx.Tx, org, id string) (*Product, error) {
+// loadProduct reads one of org's products, in a transaction or in one
+// statement on a pool.
+func loadProduct(ctx context.Context, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}, org, id string) (*Product, error) {
 	p, err := scanProduct(q.QueryRow(ctx, `SELECT `+productColumns+` FROM lending.products WHERE id = $1 AND organization_id = $2`, id, org))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, apperr.Errorf(apperr.NotFound, "no product %s", id)
@@ -163,6 +167,9 @@ func (s *Service) getProduct(c echo.Context) error {
 }
 
 // retireProduct stops new applications for a product; its loans go on.
+// It changes only the product's status: its terms never change once
+// created, which is what lets scoringProduct keep them in memory (a
+// change of terms would have to drop them there).
 func (s *Service) retireProduct(c echo.Context) error {
 	bank, err := bankOf(c)
 	if err != nil {

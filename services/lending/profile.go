@@ -153,22 +153,32 @@ func (s *Service) profile(c echo.Context) error {
 	default:
 		return apperr.Fields("bad query", apperr.FieldError{Field: "receipts", Message: "must be true or false"})
 	}
+	// The evidence is read in the round trip of the consent check; the
+	// receipts (journal reads on other connections) are gathered while
+	// the commit of the access-log row waits for its flush, and the
+	// profile is answered only once both are done.
+	var data map[string]*farmerData
 	var p *Profile
-	err = s.gate.ReadFor(c, farmer, scopes, "credit profile", func(ctx context.Context, tx pgx.Tx, g consent.Grant) error {
-		data, err := loadFarmers(ctx, tx, []string{farmer}, sections)
-		if err != nil {
-			return err
-		}
-		p = s.buildProfile(bank.OrganizationID, data[farmer], sections, g)
-		return nil
-	})
+	receipts := make(chan error, 1)
+	_, err = s.gate.ReadBatchFor(c, farmer, scopes, "credit profile",
+		func(b *pgx.Batch) { data = queueFarmers(b, []string{farmer}, sections) },
+		func(ctx context.Context, g consent.Grant, _ *pgx.Batch) error {
+			p = s.buildProfile(bank.OrganizationID, data[farmer], sections, g)
+			if !withReceipts {
+				receipts <- nil
+				return nil
+			}
+			go func() { receipts <- s.attachReceipts(ctx, p) }()
+			return nil
+		})
 	if err != nil {
+		if p != nil {
+			<-receipts // started: let it end before the request does
+		}
 		return err
 	}
-	if withReceipts {
-		if err := s.attachReceipts(c.Request().Context(), p); err != nil {
-			return err
-		}
+	if err := <-receipts; err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, p)
 }

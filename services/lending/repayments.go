@@ -89,42 +89,45 @@ func (s *Service) applyRepayments(ctx context.Context, tx pgx.Tx, org, actor str
 		}
 	}
 	slices.Sort(ids) // a fixed lock order: concurrent batches never deadlock
-	rows, err := tx.Query(ctx, `SELECT `+loanColumns+` FROM lending.loans WHERE id = ANY($1::uuid[]) AND ($2 = '' OR organization_id::text = $2) ORDER BY id FOR UPDATE`, ids, org)
-	if err != nil {
-		return nil, nil, fmt.Errorf("lock %d loans: %w", len(ids), err)
-	}
-	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*loan, error) { return scanLoan(r) })
-	if err != nil {
-		return nil, nil, fmt.Errorf("lock %d loans: %w", len(ids), err)
-	}
-	loans := map[string]*loan{}
-	for _, l := range list {
-		loans[l.ID] = l
-	}
 	refs := make([]string, len(ins))
 	loanIDs := make([]string, len(ins))
 	for i, in := range ins {
 		refs[i], loanIDs[i] = in.Reference, in.LoanID
 	}
-	rows, err = tx.Query(ctx, `
-		SELECT r.id::text, r.loan_id::text, r.payer_reference, r.amount, r.currency, r.paid_on, r.channel, r.record_id::text, r.received_at
-		FROM lending.repayments r JOIN unnest($1::uuid[], $2::text[]) AS u(loan, ref) ON r.loan_id = u.loan AND r.payer_reference = u.ref`, loanIDs, refs)
-	if err != nil {
-		return nil, nil, fmt.Errorf("known repayments: %w", err)
-	}
+	// One round trip: the loans locked, then (in that order, so that a
+	// concurrent request for the same loans has committed) the references
+	// already used.
+	loans := map[string]*loan{}
 	known := map[[2]string]*Repayment{}
-	for rows.Next() {
-		var r Repayment
-		var paid time.Time
-		if err := rows.Scan(&r.ID, &r.LoanID, &r.PayerReference, &r.Amount.Amount, &r.Amount.Currency, &paid, &r.Channel, &r.RecordID, &r.ReceivedAt); err != nil {
-			rows.Close()
-			return nil, nil, err
-		}
-		r.PaidOn = paid.Format(time.DateOnly)
-		known[[2]string{r.LoanID, r.PayerReference}] = &r
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("known repayments: %w", err)
+	b := &pgx.Batch{}
+	b.Queue(`SELECT `+loanColumns+` FROM lending.loans WHERE id = ANY($1::uuid[]) AND ($2 = '' OR organization_id::text = $2) ORDER BY id FOR UPDATE`, ids, org).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				l, err := scanLoan(rows)
+				if err != nil {
+					return fmt.Errorf("lock %d loans: %w", len(ids), err)
+				}
+				loans[l.ID] = l
+			}
+			return rows.Err()
+		})
+	b.Queue(`
+		SELECT r.id::text, r.loan_id::text, r.payer_reference, r.amount, r.currency, r.paid_on, r.channel, r.record_id::text, r.received_at
+		FROM lending.repayments r JOIN unnest($1::uuid[], $2::text[]) AS u(loan, ref) ON r.loan_id = u.loan AND r.payer_reference = u.ref`, loanIDs, refs).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var r Repayment
+				var paid time.Time
+				if err := rows.Scan(&r.ID, &r.LoanID, &r.PayerReference, &r.Amount.Amount, &r.Amount.Currency, &paid, &r.Channel, &r.RecordID, &r.ReceivedAt); err != nil {
+					return fmt.Errorf("known repayments: %w", err)
+				}
+				r.PaidOn = paid.Format(time.DateOnly)
+				known[[2]string{r.LoanID, r.PayerReference}] = &r
+			}
+			return rows.Err()
+		})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, fmt.Errorf("lock %d loans and read their references: %w", len(ids), err)
 	}
 
 	now := s.now().UTC().Truncate(time.Microsecond)
@@ -196,42 +199,48 @@ func (s *Service) applyRepayments(ctx context.Context, tx pgx.Tx, org, actor str
 	for i, id := range newLoans {
 		newOrgs[i] = loans[id].OrgID
 	}
-	if _, err := tx.Exec(ctx, `
+	var paidIDs, repaidIDs []string
+	var paidAmounts []int64
+	for id := range touched {
+		if l := loans[id]; l.Paid == *l.TotalDue {
+			repaidIDs = append(repaidIDs, id)
+		} else {
+			paidIDs, paidAmounts = append(paidIDs, id), append(paidAmounts, l.Paid)
+		}
+	}
+	slices.Sort(repaidIDs)
+	// One round trip for every write of the request but a loan's repayment
+	// in full: the repayments, their events, the balances.
+	b = &pgx.Batch{}
+	b.Queue(`
 		INSERT INTO lending.repayments (id, loan_id, organization_id, payer_reference, amount, currency, paid_on, channel, record_id, received_at)
 		SELECT u.id, u.loan, u.org, u.ref, u.amount, u.currency, u.paid, u.channel, u.record, $10
 		FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[], $6::text[], $7::date[], $8::text[], $9::uuid[])
 		     AS u(id, loan, org, ref, amount, currency, paid, channel, record)`,
-		newIDs, newLoans, newOrgs, newRefs, newAmounts, newCurrencies, newDates, newChannels, newRecords, now); err != nil {
-		return nil, nil, fmt.Errorf("store %d repayments: %w", len(newIDs), err)
-	}
+		newIDs, newLoans, newOrgs, newRefs, newAmounts, newCurrencies, newDates, newChannels, newRecords, now)
 	// Told in order: the repayments, then a loan repaid by them.
-	if err := recordRepaymentEvents(ctx, tx, fill(results, loans), loans, now); err != nil {
+	if err := queueRepaymentEvents(b, fill(results, loans), loans, now); err != nil {
 		return nil, nil, err
 	}
-	var evs []loanEvent
-	var paidIDs []string
-	var paidAmounts []int64
-	for id := range touched {
-		l := loans[id]
-		if l.Paid == *l.TotalDue {
-			l.ClosedAt = &now
-			ev, err := s.transition(ctx, tx, l, move{To: Repaid, Actor: actor, Reason: "repaid in full",
-				Details: map[string]any{"paid": Money{Amount: l.Paid, Currency: l.Currency}, "max_days_past_due": max(l.MaxDPD, s.dpd(l))}})
-			if err != nil {
-				return nil, nil, err
-			}
-			evs = append(evs, ev)
-			if err := saveLoan(ctx, tx, l); err != nil {
-				return nil, nil, err
-			}
-			continue
-		}
-		paidIDs, paidAmounts = append(paidIDs, id), append(paidAmounts, l.Paid)
-	}
 	if len(paidIDs) > 0 {
-		if _, err := tx.Exec(ctx, `UPDATE lending.loans l SET paid = u.paid, updated_at = $3 FROM unnest($1::uuid[], $2::bigint[]) AS u(id, paid) WHERE l.id = u.id`,
-			paidIDs, paidAmounts, now); err != nil {
-			return nil, nil, fmt.Errorf("update %d balances: %w", len(paidIDs), err)
+		b.Queue(`UPDATE lending.loans l SET paid = u.paid, updated_at = $3 FROM unnest($1::uuid[], $2::bigint[]) AS u(id, paid) WHERE l.id = u.id`,
+			paidIDs, paidAmounts, now)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, fmt.Errorf("store %d repayments: %w", len(newIDs), err)
+	}
+	var evs []loanEvent
+	for _, id := range repaidIDs {
+		l := loans[id]
+		l.ClosedAt = &now
+		ev, err := s.transition(ctx, tx, l, move{To: Repaid, Actor: actor, Reason: "repaid in full",
+			Details: map[string]any{"paid": Money{Amount: l.Paid, Currency: l.Currency}, "max_days_past_due": max(l.MaxDPD, s.dpd(l))}})
+		if err != nil {
+			return nil, nil, err
+		}
+		evs = append(evs, ev)
+		if err := saveLoan(ctx, tx, l); err != nil {
+			return nil, nil, err
 		}
 	}
 	return fill(results, loans), evs, nil

@@ -24,6 +24,7 @@ import (
 // scoreRow is a score computed for a decision, as stored and journaled.
 type scoreRow struct {
 	ID        string
+	FarmerID  string
 	Result    scorecard.Result
 	Payload   []byte
 	At        time.Time
@@ -115,8 +116,12 @@ type ScoreView struct {
 	ComputedAt time.Time `json:"computed_at"`
 	scorecard.Result
 	// LeafIndex is the score's journal entry (record <id>, kind
-	// credit.score), null until journaled.
+	// credit.score), null until journaled: a score asked for on its own
+	// is answered before its entry is appended (moments later).
 	LeafIndex *int64 `json:"leaf_index"`
+	// ScorePath is where the score is read back with its journal entry
+	// and receipt, once journaled.
+	ScorePath string `json:"score_path"`
 }
 
 // newScore scores d for a product in tx and stores the score with its
@@ -132,15 +137,75 @@ func (s *Service) newScore(ctx context.Context, tx pgx.Tx, org string, d *farmer
 
 // newScores is newScore for many farmers, in one statement.
 func (s *Service) newScores(ctx context.Context, tx pgx.Tx, org string, ds []*farmerData, p *Product, amount int64, loanID *string, purpose string) ([]*scoreRow, error) {
-	at := s.now().UTC().Truncate(time.Microsecond)
-	req := scorecard.Request{Amount: amount, Product: scorecard.Product{Crops: p.Crops, Currency: p.Currency, LTV: float64(p.LTVBps) / 10000,
-		MinAmount: p.MinAmount, MaxAmount: p.MaxAmount}}
-	out := make([]*scoreRow, len(ds))
-	n := len(ds)
+	b := &pgx.Batch{}
+	out, err := s.queueScores(b, org, ds, p, amount, loanID, purpose)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("store %d scores: %w", len(ds), err)
+	}
+	return out, nil
+}
+
+// queueScores scores ds for a product and queues on b the one statement
+// that stores the scores with their journal payloads.
+func (s *Service) queueScores(b *pgx.Batch, org string, ds []*farmerData, p *Product, amount int64, loanID *string, purpose string) ([]*scoreRow, error) {
+	out, err := s.computeScores(org, ds, p, amount, loanID, purpose)
+	if err != nil || len(out) == 0 {
+		return out, err
+	}
+	n := len(out)
 	ids, farmers, bands, payloads := make([]string, n), make([]string, n), make([]string, n), make([][]byte, n)
 	scores := make([]int32, n)
 	pds, confs := make([]float64, n), make([]float64, n)
 	limits := make([]int64, n)
+	for i, r := range out {
+		ids[i], farmers[i], bands[i], payloads[i] = r.ID, r.FarmerID, r.Result.Band, r.Payload
+		scores[i], pds[i], confs[i], limits[i] = int32(r.Result.Score), r.Result.PD, r.Result.Confidence, r.Result.Limit
+	}
+	b.Queue(`
+		INSERT INTO lending.scores (id, organization_id, farmer_id, product_id, loan_id, model_version, score, band, pd, recommended_limit,
+		                            confidence, payload, computed_at)
+		SELECT u.id, $1, u.farmer, $2, $3, $4, u.score, u.band, u.pd, u.lim, u.conf, u.payload, $5
+		FROM unnest($6::uuid[], $7::uuid[], $8::int[], $9::text[], $10::float8[], $11::bigint[], $12::float8[], $13::bytea[])
+		     AS u(id, farmer, score, band, pd, lim, conf, payload)`,
+		org, p.ID, loanID, s.model.Version, out[0].At, ids, farmers, scores, bands, pds, limits, confs, payloads)
+	return out, nil
+}
+
+// copyScores is queueScores for a book's worth of farmers: the scores
+// stored by COPY in tx (binary rows, no statement to parse and no arrays
+// to unpack).
+func (s *Service) copyScores(ctx context.Context, tx pgx.Tx, org string, ds []*farmerData, p *Product, loanID *string, purpose string) ([]*scoreRow, error) {
+	out, err := s.computeScores(org, ds, p, 0, loanID, purpose)
+	if err != nil {
+		return nil, err
+	}
+	i := 0
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"lending", "scores"},
+		[]string{"id", "organization_id", "farmer_id", "product_id", "loan_id", "model_version", "score", "band", "pd", "recommended_limit", "confidence", "payload", "computed_at"},
+		pgx.CopyFromFunc(func() ([]any, error) {
+			if i == len(out) {
+				return nil, nil
+			}
+			r := out[i]
+			i++
+			return []any{r.ID, org, r.FarmerID, p.ID, loanID, s.model.Version, int32(r.Result.Score), r.Result.Band, r.Result.PD, r.Result.Limit,
+				r.Result.Confidence, r.Payload, r.At}, nil
+		})); err != nil {
+		return nil, fmt.Errorf("store %d scores: %w", len(out), err)
+	}
+	return out, nil
+}
+
+// computeScores scores ds for a product, each with the payload the
+// journal will commit to.
+func (s *Service) computeScores(org string, ds []*farmerData, p *Product, amount int64, loanID *string, purpose string) ([]*scoreRow, error) {
+	at := s.now().UTC().Truncate(time.Microsecond)
+	req := scorecard.Request{Amount: amount, Product: scorecard.Product{Crops: p.Crops, Currency: p.Currency, LTV: float64(p.LTVBps) / 10000,
+		MinAmount: p.MinAmount, MaxAmount: p.MaxAmount}}
+	out := make([]*scoreRow, len(ds))
 	for i, d := range ds {
 		res := s.model.Score(d.evidence(at), req)
 		leaves := []int64{}
@@ -158,18 +223,7 @@ func (s *Service) newScores(ctx context.Context, tx pgx.Tx, org string, ds []*fa
 		if err != nil {
 			return nil, fmt.Errorf("score of farmer %s: %w", d.FarmerID, err)
 		}
-		out[i] = &scoreRow{ID: id, Result: res, Payload: payload, At: at}
-		ids[i], farmers[i], bands[i], payloads[i] = id, d.FarmerID, res.Band, payload
-		scores[i], pds[i], confs[i], limits[i] = int32(res.Score), res.PD, res.Confidence, res.Limit
-	}
-	if _, err := tx.Exec(ctx, `
-		INSERT INTO lending.scores (id, organization_id, farmer_id, product_id, loan_id, model_version, score, band, pd, recommended_limit,
-		                            confidence, payload, computed_at)
-		SELECT u.id, $1, u.farmer, $2, $3, $4, u.score, u.band, u.pd, u.lim, u.conf, u.payload, $5
-		FROM unnest($6::uuid[], $7::uuid[], $8::int[], $9::text[], $10::float8[], $11::bigint[], $12::float8[], $13::bytea[])
-		     AS u(id, farmer, score, band, pd, lim, conf, payload)`,
-		org, p.ID, loanID, s.model.Version, at, ids, farmers, scores, bands, pds, limits, confs, payloads); err != nil {
-		return nil, fmt.Errorf("store %d scores: %w", n, err)
+		out[i] = &scoreRow{ID: id, FarmerID: d.FarmerID, Result: res, Payload: payload, At: at}
 	}
 	return out, nil
 }
@@ -215,6 +269,16 @@ func (s *Service) journalScoresAfter(ctx context.Context, rows ...*scoreRow) {
 	}
 }
 
+// journalScoresLater journals committed scores in the background (see
+// journalScoresAfter); Stop waits for it.
+func (s *Service) journalScoresLater(ctx context.Context, rows ...*scoreRow) {
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		s.journalScoresAfter(context.WithoutCancel(ctx), rows...)
+	}()
+}
+
 // ScoreRequest asks for a farmer's score for one of the bank's products.
 type ScoreRequest struct {
 	ProductID string `json:"product_id" validate:"required,uuidlower"`
@@ -239,11 +303,8 @@ func (s *Service) scoreFarmer(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	var product *Product
-	if err := pgx.BeginFunc(ctx, s.readPool, func(tx pgx.Tx) error {
-		product, err = loadProduct(ctx, tx, bank.OrganizationID, req.ProductID)
-		return err
-	}); err != nil {
+	product, err := s.scoringProduct(ctx, bank.OrganizationID, req.ProductID)
+	if err != nil {
 		if apperr.Is(err, apperr.NotFound) {
 			return apperr.Fields("invalid score request", apperr.FieldError{Field: "product_id", Message: "is not one of your products"})
 		}
@@ -256,21 +317,53 @@ func (s *Service) scoreFarmer(c echo.Context) error {
 		}
 		amount = req.Amount.Amount
 	}
+	// Two round trips: the evidence read behind the consent check, then
+	// the score stored with the COMMIT (in the gate's transaction, with
+	// its access-log row).
+	var data map[string]*farmerData
 	var sc *scoreRow
-	err = s.gate.ReadFor(c, farmer, scoreScopes, "credit score", func(ctx context.Context, tx pgx.Tx, _ consent.Grant) error {
-		data, err := loadFarmers(ctx, tx, []string{farmer}, defaultSections)
-		if err != nil {
-			return err
-		}
-		sc, err = s.newScore(ctx, tx, bank.OrganizationID, data[farmer], product, amount, nil, "score")
-		return err
-	})
+	_, err = s.gate.ReadBatchFor(c, farmer, scoreScopes, "credit score",
+		func(b *pgx.Batch) { data = queueFarmers(b, []string{farmer}, defaultSections) },
+		func(_ context.Context, _ consent.Grant, finish *pgx.Batch) error {
+			rows, err := s.queueScores(finish, bank.OrganizationID, []*farmerData{data[farmer]}, product, amount, nil, "score")
+			if err != nil {
+				return err
+			}
+			sc = rows[0]
+			return nil
+		})
 	if err != nil {
 		return err
 	}
-	s.journalScoresAfter(ctx, sc)
-	return c.JSON(http.StatusOK, ScoreView{ID: sc.ID, FarmerID: farmer, ProductID: product.ID, ComputedAt: sc.At, Result: sc.Result, LeafIndex: sc.LeafIndex})
+	// The stored score is durable and is what a dispute proves: the bank
+	// is answered now, and the journal entry follows (its leaf and
+	// receipt at ScorePath). A decision on a loan never rests on this
+	// score: it scores again and waits for that score's entry.
+	s.journalScoresLater(ctx, sc)
+	return c.JSON(http.StatusOK, ScoreView{ID: sc.ID, FarmerID: farmer, ProductID: product.ID, ComputedAt: sc.At, Result: sc.Result,
+		LeafIndex: sc.LeafIndex, ScorePath: scorePath(sc.ID)})
 }
+
+// scoringProduct returns org's product id for scoring, from memory after
+// its first read: a product's terms never change once created (retiring
+// it changes only its status, which a score does not read), so a score
+// spends no round trip on them.
+func (s *Service) scoringProduct(ctx context.Context, org, id string) (*Product, error) {
+	key := org + "/" + id
+	if p, ok := s.scoringProducts.Load(key); ok {
+		return p.(*Product), nil
+	}
+	p, err := loadProduct(ctx, s.readPool, org, id)
+	if err != nil {
+		return nil, err
+	}
+	s.scoringProducts.Store(key, p)
+	return p, nil
+}
+
+// scorePath is where a bank reads a score back with its journal entry and
+// receipt (GET /scores/{id}).
+func scorePath(id string) string { return "/bank/v1/scores/" + id }
 
 // RescoreRequest re-scores a bank's book.
 type RescoreRequest struct {
@@ -338,8 +431,8 @@ func (s *Service) rescore(c echo.Context) error {
 
 // Rescore scores farmers for product on behalf of bank, chunk by chunk
 // (rescoreWorkers chunks at a time): per chunk, one consent-gate pass,
-// one evidence read and one score insert in one transaction, then one
-// journal append.
+// one evidence read and the scores stored by COPY in one transaction, then
+// one journal append.
 func (s *Service) Rescore(ctx context.Context, bank identity.Principal, product *Product, farmers []string) (*RescoreResult, error) {
 	start := time.Now()
 	res := &RescoreResult{Farmers: len(farmers), Bands: map[string]int{}}
@@ -378,7 +471,7 @@ func (s *Service) Rescore(ctx context.Context, bank identity.Principal, product 
 						for k, f := range ids {
 							ds[k] = data[f]
 						}
-						o.scored, err = s.newScores(ctx, tx, bank.OrganizationID, ds, product, 0, nil, "rescore")
+						o.scored, err = s.copyScores(ctx, tx, bank.OrganizationID, ds, product, nil, "rescore")
 						return err
 					})
 				if o.err == nil {

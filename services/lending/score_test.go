@@ -59,14 +59,13 @@ func TestScore_ProvenanceAndHints(t *testing.T) {
 	if sc.Confidence >= 0.85 || sc.Confidence <= 0.3 {
 		t.Errorf("confidence %v: a mix of walked, expired and unverified land", sc.Confidence)
 	}
-	if sc.LeafIndex == nil || len(sc.Reasons) > 4 || sc.PDMethod == "" || sc.Model != "tani-smallholder-v1" {
+	if sc.ScorePath != "/bank/v1/scores/"+sc.ID || len(sc.Reasons) > 4 || sc.PDMethod == "" || sc.Model != "tani-smallholder-v1" {
 		t.Errorf("score %+v", sc)
 	}
 	// The journaled score: model, digest, and the leaves of the evidence.
-	hist, err := e.journal.Current(context.Background(), sc.ID, ledger.AsOf{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The bank was answered before the entry was appended; it follows,
+	// and its leaf is recorded with the stored score.
+	hist := awaitJournaled(t, e, sc.ID)
 	var payload struct {
 		Result struct {
 			Model       string `json:"model"`
@@ -115,5 +114,31 @@ func TestScore_ProvenanceAndHints(t *testing.T) {
 	}
 	if visit.ID == "" {
 		t.Fatal("no second-agent-visit hint")
+	}
+}
+
+// awaitJournaled waits until the score answered before its journal append
+// is in the journal with its leaf recorded, and returns the entry.
+func awaitJournaled(t *testing.T, e *env, scoreID string) ledger.RecordRevision {
+	t.Helper()
+	ctx := context.Background()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var leaf *int64
+		if err := e.pool.QueryRow(ctx, `SELECT leaf_index FROM lending.scores WHERE id = $1`, scoreID).Scan(&leaf); err != nil {
+			t.Fatal(err)
+		}
+		if leaf != nil {
+			hist, err := e.journal.Current(ctx, scoreID, ledger.AsOf{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hist.LeafIndex != *leaf {
+				t.Fatalf("score %s recorded at leaf %d, journaled at %d", scoreID, *leaf, hist.LeafIndex)
+			}
+			return hist
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("score %s not journaled after 30 s", scoreID)
+		}
 	}
 }

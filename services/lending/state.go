@@ -195,13 +195,16 @@ func (s *Service) journalEvents(ctx context.Context, evs []loanEvent) error {
 // already. Lost in a crash, it is recorded again by the servicing loop's
 // sweep, whose append of the same revisions is a no-op returning the same
 // leaves.
+// The transaction is one round trip: a batch from BEGIN to COMMIT (a
+// failure in it skips the rest, COMMIT included, and the pool discards a
+// connection left in a transaction).
 func recordLeaves(ctx context.Context, pool *pgxpool.Pool, sql string, args ...any) error {
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		b.Queue(`SET LOCAL synchronous_commit = off`)
-		b.Queue(sql, args...)
-		return tx.SendBatch(ctx, b).Close()
-	})
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`SET LOCAL synchronous_commit = off`)
+	b.Queue(sql, args...)
+	b.Queue(`COMMIT`)
+	return pool.SendBatch(ctx, b).Close()
 }
 
 // journalAfter journals events of a committed transaction, logging a
