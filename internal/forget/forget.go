@@ -200,6 +200,25 @@ func (o Owner) Fence(ctx context.Context, tx pgx.Tx, farmers []string) (Farmers,
 	return out, br.Close()
 }
 
+// QueueFence is Fence for a writer whose transaction goes to Postgres as
+// one batch: it queues on b the statement taking the farmers' locks
+// shared. The writer's own statements queued after it must then leave out
+// the farmers in the owner's table (NOT EXISTS): each takes its snapshot
+// once the locks are held, so it sees any erasure that committed while
+// the batch waited, and an erasure that starts later waits for the batch's
+// transaction to end.
+func (o Owner) QueueFence(b *pgx.Batch, farmers []string) error {
+	if err := o.valid(); err != nil {
+		return err
+	}
+	if ids := uuids(farmers); len(ids) > 0 {
+		b.Queue(`
+			SELECT pg_advisory_xact_lock_shared($1, b)
+			FROM (SELECT DISTINCT `+fmt.Sprintf(bucket, "f")+` AS b FROM unnest($2::text[]) AS f ORDER BY 1) AS buckets`, lockClass, ids)
+	}
+	return nil
+}
+
 // Querier is a pool or a transaction.
 type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)

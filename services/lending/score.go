@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
 
 	"github.com/tani-platform/tani/internal/apperr"
@@ -164,23 +166,51 @@ func (s *Service) queueScores(b *pgx.Batch, org string, ds []*farmerData, p *Pro
 		ids[i], farmers[i], bands[i], payloads[i] = r.ID, r.FarmerID, r.Result.Band, r.Payload
 		scores[i], pds[i], confs[i], limits[i] = int32(r.Result.Score), r.Result.PD, r.Result.Confidence, r.Result.Limit
 	}
+	// A farmer being erased is not scored: the erasure erases the scores
+	// stored before it and none is stored after it (the fence).
+	if err := eraser.QueueFence(b, farmers); err != nil {
+		return nil, err
+	}
 	b.Queue(`
 		INSERT INTO lending.scores (id, organization_id, farmer_id, product_id, loan_id, model_version, score, band, pd, recommended_limit,
 		                            confidence, payload, computed_at)
 		SELECT u.id, $1, u.farmer, $2, $3, $4, u.score, u.band, u.pd, u.lim, u.conf, u.payload, $5
 		FROM unnest($6::uuid[], $7::uuid[], $8::int[], $9::text[], $10::float8[], $11::bigint[], $12::float8[], $13::bytea[])
-		     AS u(id, farmer, score, band, pd, lim, conf, payload)`,
-		org, p.ID, loanID, s.model.Version, out[0].At, ids, farmers, scores, bands, pds, limits, confs, payloads)
+		     AS u(id, farmer, score, band, pd, lim, conf, payload)
+		WHERE NOT EXISTS (SELECT 1 FROM lending.erasures e WHERE e.farmer_id = u.farmer)`,
+		org, p.ID, loanID, s.model.Version, out[0].At, ids, farmers, scores, bands, pds, limits, confs, payloads).
+		Exec(func(tag pgconn.CommandTag) error {
+			if tag.RowsAffected() != int64(n) {
+				return errFarmerForgotten
+			}
+			return nil
+		})
 	return out, nil
 }
+
+// errFarmerForgotten refuses to score a farmer who asked to be forgotten
+// (an erasure ran or is running).
+var errFarmerForgotten = apperr.Errorf(apperr.NotFound, "the farmer asked to be forgotten")
 
 // copyScores is queueScores for a book's worth of farmers: the scores
 // stored by COPY in tx (binary rows, no statement to parse and no arrays
 // to unpack).
 func (s *Service) copyScores(ctx context.Context, tx pgx.Tx, org string, ds []*farmerData, p *Product, loanID *string, purpose string) ([]*scoreRow, error) {
-	out, err := s.computeScores(org, ds, p, 0, loanID, purpose)
+	farmers := make([]string, len(ds))
+	for i, d := range ds {
+		farmers[i] = d.FarmerID
+	}
+	// The fence, as queueScores's: farmers being erased are not scored.
+	erased, err := eraser.Fence(ctx, tx, farmers)
 	if err != nil {
 		return nil, err
+	}
+	if len(erased) > 0 {
+		ds = slices.DeleteFunc(slices.Clone(ds), func(d *farmerData) bool { return erased.Has(d.FarmerID) })
+	}
+	out, err := s.computeScores(org, ds, p, 0, loanID, purpose)
+	if err != nil || len(out) == 0 {
+		return out, err
 	}
 	i := 0
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"lending", "scores"},
@@ -472,6 +502,8 @@ func (s *Service) Rescore(ctx context.Context, bank identity.Principal, product 
 							ds[k] = data[f]
 						}
 						o.scored, err = s.copyScores(ctx, tx, bank.OrganizationID, ds, product, nil, "rescore")
+						// A farmer erased since the consent check is denied too.
+						o.denied += len(ids) - len(o.scored)
 						return err
 					})
 				if o.err == nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/verify"
 	"github.com/tani-platform/tani/services/lending"
@@ -141,4 +142,44 @@ func awaitJournaled(t *testing.T, e *env, scoreID string) ledger.RecordRevision 
 			t.Fatalf("score %s not journaled after 30 s", scoreID)
 		}
 	}
+}
+
+// TestScore_ErasureFence: owners erase independently, so a farmer's
+// consents can still be live when lending's erasure has run. A score asked
+// for then is refused and nothing is stored with the farmer's evidence,
+// whether one farmer is scored or the book is re-scored.
+func TestScore_ErasureFence(t *testing.T) {
+	e := mustEnv(t)
+	b := e.bank("Bank A")
+	p := b.product("Padi", intp(500), intp(300), "bullet")
+	kept, _ := disbursed(t, e, b, p)
+	gone, _ := disbursed(t, e, b, p)
+	ctx := context.Background()
+	stored := func(farmer string) (n int) {
+		t.Helper()
+		if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM lending.scores WHERE farmer_id = $1`, farmer).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	keptBefore, goneBefore := stored(kept.ID), stored(gone.ID)
+	// Lending's tombstone, as its erasure writes it under the farmer's lock.
+	if _, err := e.pool.Exec(ctx, `INSERT INTO lending.erasures (erasure_id, farmer_id) VALUES ($1, $2)`, uuid.NewString(), gone.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("ErrScoreOfAnErasedFarmer", func(t *testing.T) {
+		raw := b.must(http.StatusNotFound, "POST", "/bank/v1/farmers/"+gone.ID+"/score", map[string]any{"product_id": p.ID}, nil)
+		if !strings.Contains(string(raw), "forgotten") || stored(gone.ID) != goneBefore {
+			t.Errorf("answer %s, %d scores stored (%d before); want a 404 saying the farmer asked to be forgotten, none stored", raw, stored(gone.ID), goneBefore)
+		}
+	})
+	t.Run("OK_RescoreLeavesTheErasedFarmerOut", func(t *testing.T) {
+		var res lending.RescoreResult
+		b.must(http.StatusOK, "POST", "/bank/v1/rescore", map[string]any{"product_id": p.ID}, &res)
+		if res.Farmers != 2 || res.Scored != 1 || res.Denied != 1 || stored(gone.ID) != goneBefore || stored(kept.ID) != keptBefore+1 {
+			t.Errorf("rescore %+v; scores stored: erased farmer %d (%d before), other %d (%d before); want 1 scored, 1 denied, none of the erased farmer's",
+				res, stored(gone.ID), goneBefore, stored(kept.ID), keptBefore)
+		}
+	})
 }
