@@ -506,6 +506,9 @@ func (j *Journal) sendFast(ctx context.Context, batch []*appendReq) (wait func()
 		return nil, err
 	}
 	n := len(leaves)
+	if n >= copyMinLeaves {
+		return j.sendCopy(ctx, batch, base, now, leaves, front, frontHashes, hashIDs, hashes, grown)
+	}
 	var (
 		data, hashCol, payload = make([][]byte, n), make([][]byte, n), make([][]byte, n)
 		ids, kinds, sigs       = make([]string, n), make([]string, n), make([]string, n)
