@@ -480,7 +480,9 @@ const (
 // tree, and wait returns once the
 // transaction is answered: nil when it committed, else an error, and then
 // the caller takes the careful path, which tells a wrong guess from a
-// failed database. A nil wait means nothing was sent.
+// failed database. A nil wait means nothing was sent. A batch of
+// copyMinLeaves leaves or more goes through sendCopy: the same checks and
+// writes, its rows in binary COPY.
 func (j *Journal) sendFast(ctx context.Context, batch []*appendReq) (wait func() error, err error) {
 	base := j.spec
 	now := time.Now().UTC().Truncate(time.Microsecond)
