@@ -13,14 +13,15 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// copyMinLeaves is the batch size from which the one-round-trip append
+// copyMinLeaves is the group size from which the one-round-trip append
 // writes its rows with binary COPY instead of unnest'ed parameter arrays.
-// pgx encodes every element of those arrays through its type map and the
-// server then unpacks them row by row; a COPY stream encoded here by hand
-// costs a fraction of either, but takes three more round trips (COPY
-// entries, COPY hashes, commit), which only large batches repay. At 100
-// leaves the two paths were level on this machine, at 1,000 COPY took
-// about half the Go CPU (docs/ledger-benchmarks.md).
+// pgx encodes every element of those arrays through its type map; a COPY
+// stream encoded here by hand costs a fraction of that (a quarter less
+// process CPU per entry at 1,000 leaves), but takes three more round
+// trips (COPY entries, COPY hashes, commit) while the sequencer lock is
+// held. Small groups lose by it: with 64 concurrent callers (groups of
+// about 32) a threshold of 16 cut throughput to a third
+// (docs/ledger-benchmarks.md).
 const copyMinLeaves = 256
 
 // The COPY statements of the copy path: the columns fastInsertEntries
