@@ -1,16 +1,19 @@
 package ledger
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"runtime"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -71,6 +74,9 @@ type entryBatch struct {
 	done  chan struct{}
 }
 
+// streamReadBuffer is the read buffer of an audit stream's connection.
+const streamReadBuffer = 256 << 10
+
 // snapshotName is what pg_export_snapshot returns.
 var snapshotName = regexp.MustCompile(`^[0-9A-Fa-f-]+$`)
 
@@ -80,7 +86,14 @@ func openInSnapshot(ctx context.Context, pool *pgxpool.Pool, snapshot string) (*
 	if !snapshotName.MatchString(snapshot) {
 		return nil, fmt.Errorf("audit: unexpected snapshot name %q", snapshot)
 	}
-	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+	cfg := pool.Config().ConnConfig.Copy()
+	// The stream arrives in the server's 8 KB sends; read from the socket
+	// in pieces of up to streamReadBuffer instead of one read(2) per 8 KB
+	// (a tenth of the audit's own CPU went to those syscalls).
+	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		return pgproto3.NewFrontend(bufio.NewReaderSize(r, streamReadBuffer), w)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("audit: connect: %w", err)
 	}

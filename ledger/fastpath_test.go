@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -282,4 +283,124 @@ func TestAppendPipelinedTwoProcesses(t *testing.T) {
 	}
 	mustAuditClean(t, j1, int64(2*callers*each))
 	t.Logf("transactions: first journal %v, second %v", appendTxs(t, regs[0]), appendTxs(t, regs[1]))
+}
+
+// bigBatch returns n revisions of distinct records, enough for the
+// one-round-trip append to write them with binary COPY.
+func bigBatch(prefix string, n int) []ledger.Revision {
+	revs := make([]ledger.Revision, n)
+	for i := range revs {
+		revs[i] = rev(fmt.Sprintf("%s-%d", prefix, i), 1, fmt.Sprintf(`{"n":%d}`, i))
+	}
+	return revs
+}
+
+// TestAppendCopyPath checks the large-batch variant of the one-round-trip
+// append (binary COPY in an explicit transaction): the rows it stores are
+// the ones the audit re-derives from the leaves, its guesses are checked
+// like the small batches', and a refused guess appends nothing.
+func TestAppendCopyPath(t *testing.T) {
+	ctx := context.Background()
+	const n = 300
+	t.Run("OK", func(t *testing.T) {
+		j := ledgertest.MustJournal(t)
+		reg := mustMetrics(t, j)
+		if _, err := j.Append(ctx, rev("a", 1, "{}")); err != nil {
+			t.Fatal(err)
+		}
+		for k, p := range []string{"x", "y", "z"} {
+			got, err := j.Append(ctx, bigBatch(p, n)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, a := range got {
+				if want := int64(1 + k*n + i); a.LeafIndex != want || a.Existed {
+					t.Fatalf("append %s: revision %d got %+v, want leaf %d, new", p, i, a, want)
+				}
+			}
+		}
+		if got := appendTxs(t, reg); got["careful"] != 1 || got["fast"] != 3 {
+			t.Errorf("got transactions %v, want the first careful and the 3 large ones fast", got)
+		}
+		mustAuditClean(t, j, 1+3*n)
+		if _, err := j.SignCheckpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"x-0", "y-150", "z-299"} {
+			r, err := j.Receipt(ctx, id, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := json.Marshal(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := verify.VerifyReceipt(data, j.VerifierKey()); err != nil {
+				t.Errorf("receipt of %s: %v", id, err)
+			}
+		}
+	})
+	t.Run("OKExistingRevision", func(t *testing.T) {
+		j := ledgertest.MustJournal(t)
+		reg := mustMetrics(t, j)
+		if _, err := j.Append(ctx, rev("x-7", 1, `{"n":7}`)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := j.Append(ctx, bigBatch("x", n)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got[7].Existed || got[7].LeafIndex != 0 || got[0].LeafIndex != 1 || got[8].LeafIndex != 8 {
+			t.Errorf("got %+v, %+v, %+v: want x-7 existing at 0 and the others new from 1", got[0], got[7], got[8])
+		}
+		if got := appendTxs(t, reg); got["careful"] != 2 || got["fast"] != 0 {
+			t.Errorf("got transactions %v, want 2 careful: the stored revision refused the COPY", got)
+		}
+		mustAuditClean(t, j, n)
+	})
+	t.Run("ErrConflictErasedRecord", func(t *testing.T) {
+		j := ledgertest.MustJournal(t)
+		if _, err := j.Append(ctx, rev("a", 1, "{}")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := j.Erase(ctx, ledger.Erasure{ID: "erasure-1", Revision: 1, Kind: "farmer.erasure.executed", Subject: "farmer 1",
+			RecordIDs: []string{"x-42"}, OccurredAt: t0, SignatureRef: "operator:1"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := j.Append(ctx, rev("b", 1, "{}")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := j.Append(ctx, bigBatch("x", n)...); apperr.CodeOf(err) != apperr.Conflict {
+			t.Fatalf("got %v, want conflict: x-42 was erased", err)
+		}
+		mustAuditClean(t, j, 3)
+		if got, err := j.Append(ctx, bigBatch("y", n)...); err != nil || got[0].LeafIndex != 3 {
+			t.Fatalf("got %v, want y appended from leaf 3: the refused call appended nothing", err)
+		}
+		mustAuditClean(t, j, 3+n)
+	})
+	t.Run("OKAnotherProcessAppended", func(t *testing.T) {
+		j1, pool := ledgertest.MustJournalPool(t)
+		j2 := mustSecondJournal(t, pool)
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for w, j := range []*ledger.Journal{j1, j2} {
+			for c := range 2 {
+				wg.Go(func() {
+					for i := range 3 {
+						if _, err := j.Append(ctx, bigBatch(fmt.Sprintf("j%d-c%d-%d", w, c, i), n)...); err != nil {
+							errs <- err
+							return
+						}
+					}
+				})
+			}
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		mustAuditClean(t, j1, 12*n)
+	})
 }

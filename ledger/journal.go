@@ -480,7 +480,9 @@ const (
 // tree, and wait returns once the
 // transaction is answered: nil when it committed, else an error, and then
 // the caller takes the careful path, which tells a wrong guess from a
-// failed database. A nil wait means nothing was sent.
+// failed database. A nil wait means nothing was sent. A batch of
+// copyMinLeaves leaves or more goes through sendCopy: the same checks and
+// writes, its rows in binary COPY.
 func (j *Journal) sendFast(ctx context.Context, batch []*appendReq) (wait func() error, err error) {
 	base := j.spec
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -506,6 +508,9 @@ func (j *Journal) sendFast(ctx context.Context, batch []*appendReq) (wait func()
 		return nil, err
 	}
 	n := len(leaves)
+	if n >= copyMinLeaves {
+		return j.sendCopy(ctx, batch, base, now, leaves, front, frontHashes, hashIDs, hashes, grown)
+	}
 	var (
 		data, hashCol, payload = make([][]byte, n), make([][]byte, n), make([][]byte, n)
 		ids, kinds, sigs       = make([]string, n), make([]string, n), make([]string, n)
