@@ -15,6 +15,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/auth"
+	"github.com/tani-platform/tani/internal/postgres"
 )
 
 // FarmerProfile is what an agent's phone keeps offline about a farmer it
@@ -105,15 +106,18 @@ func parseCursor(s string) (downCursor, error) {
 // above it, so nothing is ever skipped. Transaction ids are cluster-wide, so
 // transactions positively seen running in another database are ignored:
 // they cannot write these tables, and a long one (a dump, another tenant)
-// would otherwise make every phone download everything again. An id that
-// cannot be placed is kept, erring towards sending a farmer twice.
+// would otherwise make every phone download everything again. So are
+// transactions that declare they write nothing synced down
+// (postgres.NotSyncedDown: the demand outlook's plan). An id that cannot
+// be placed is kept, erring towards sending a farmer twice.
 const windowStart = `
 	WITH snap AS (SELECT pg_current_snapshot() AS s),
 	     ours AS (
 	         SELECT x FROM snap, pg_snapshot_xip(snap.s) AS x
 	         WHERE NOT EXISTS (
 	             SELECT 1 FROM pg_stat_activity a
-	             WHERE a.datname IS DISTINCT FROM current_database() AND a.backend_xid IS NOT NULL
+	             WHERE (a.datname IS DISTINCT FROM current_database() OR a.application_name = '` + postgres.NotSyncedDown + `')
+	               AND a.backend_xid IS NOT NULL
 	               AND a.backend_xid::text::bigint = x::text::bigint % 4294967296))
 	SELECT coalesce((SELECT min(x) FROM ours), (SELECT pg_snapshot_xmax(s) FROM snap))::text::bigint`
 

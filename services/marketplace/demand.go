@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/postgres"
 )
 
 // The demand outlook (docs/marketplace.md, "Regional demand"): expected
@@ -172,6 +173,9 @@ func (s *Service) publishDemand(ctx context.Context, rates Rates, start time.Tim
 	var cands []candidate
 	var points []DistrictPoint
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := postgres.MarkNotSyncedDown(ctx, tx); err != nil {
+			return err
+		}
 		// One publisher at a time across processes: the held-cell rule
 		// compares with what the previous publish left.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('marketplace.demand_cells'))`); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/postgres"
 )
 
 // The outlook's plan (docs/marketplace.md, "How the outlook is kept"):
@@ -197,6 +198,9 @@ func (s *Service) rebuildPlan(ctx context.Context, rates Rates, start time.Time)
 	ra := rateArrays(rates)
 	var took [4]time.Duration // plots, cells, sums, prediction
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := postgres.MarkNotSyncedDown(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `SET LOCAL enable_nestloop = off; SET LOCAL work_mem = '64MB'`); err != nil {
 			return err
 		}
@@ -345,6 +349,9 @@ func (s *Service) drainDemandPending(ctx context.Context, wait bool) (int, error
 
 func (s *Service) drainOnce(ctx context.Context, wait bool) (n int, locked bool, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := postgres.MarkNotSyncedDown(ctx, tx); err != nil {
+			return err
+		}
 		// Plans for the farmers at hand (index probes): a generic plan of
 		// these prepared statements could scan the tables instead.
 		if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_custom_plan`); err != nil {
@@ -428,6 +435,9 @@ func queueDropEmpty(b *pgx.Batch) {
 func (s *Service) EraseDemand(ctx context.Context, farmerID string) (int64, error) {
 	var n int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := postgres.MarkNotSyncedDown(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, planLock); err != nil {
 			return err
 		}
