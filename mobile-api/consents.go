@@ -41,31 +41,53 @@ type ConsentRequest struct {
 	AnswerBy time.Time `json:"answer_by"`
 }
 
+// ConsentRequestsPage is one page of GET /consent-requests.
+type ConsentRequestsPage struct {
+	Requests []ConsentRequest `json:"consent_requests"`
+	// Cursor, while More is true, is passed back as ?cursor= for the
+	// next page.
+	Cursor string `json:"cursor,omitempty"`
+	More   bool   `json:"more"`
+}
+
 // consentRequests: GET /consent-requests — the requests awaiting an
-// answer from farmers assigned to this agent, oldest first.
+// answer from farmers assigned to this agent, oldest first, a page at a
+// time (see listPage).
 func (s *Service) consentRequests(c echo.Context) error {
+	cur, limit, err := listPage(c)
+	if err != nil {
+		return err
+	}
 	rows, err := s.pool.Query(c.Request().Context(), `
 		SELECT q.id::text, q.farmer_id::text, q.organization_id::text, q.organization_name, q.organization_kind,
 		       q.scopes, q.duration_days, q.purpose, q.requested_at, q.answer_by
 		FROM consent.open_requests q
 		JOIN mobile.assignments a ON a.farmer_id = q.farmer_id AND a.agent_id = $1
-		ORDER BY q.requested_at, q.id`, auth.ClaimsOf(c).Subject)
+		WHERE $2 = '' OR (q.requested_at, q.id) > ($3, nullif($2, '')::uuid)
+		ORDER BY q.requested_at, q.id
+		LIMIT $4`, auth.ClaimsOf(c).Subject, cur.ID, cur.At, limit+1)
 	if err != nil {
 		return fmt.Errorf("list consent requests: %w", err)
 	}
-	out := []ConsentRequest{}
+	page := ConsentRequestsPage{Requests: []ConsentRequest{}}
 	for rows.Next() {
 		var r ConsentRequest
 		if err := rows.Scan(&r.ID, &r.FarmerID, &r.OrganizationID, &r.OrganizationName, &r.OrganizationKind,
 			&r.Scopes, &r.DurationDays, &r.Purpose, &r.RequestedAt, &r.AnswerBy); err != nil {
+			rows.Close()
 			return err
 		}
-		out = append(out, r)
+		page.Requests = append(page.Requests, r)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("list consent requests: %w", err)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"consent_requests": out})
+	if len(page.Requests) > limit {
+		page.Requests, page.More = page.Requests[:limit], true
+		last := page.Requests[limit-1]
+		page.Cursor = listCursor{At: last.RequestedAt, ID: last.ID}.encode()
+	}
+	return c.JSON(http.StatusOK, page)
 }
 
 // checkAnswer holds a consent.granted or consent.refused to the consent

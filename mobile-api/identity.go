@@ -1,6 +1,7 @@
 package mobileapi
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
@@ -117,9 +118,13 @@ func (s *Service) login(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
+	attempt, err := s.logins.Begin(ctx, in.Username, s.address(c.Request()))
+	if err != nil {
+		return err
+	}
 	var a Agent
 	var hash string
-	err := s.pool.QueryRow(ctx, `SELECT id, organization_id, region, password_hash, active, token_epoch FROM mobile.agents WHERE username = $1`, in.Username).
+	err = s.pool.QueryRow(ctx, `SELECT id, organization_id, region, password_hash, active, token_epoch FROM mobile.agents WHERE username = $1`, in.Username).
 		Scan(&a.ID, &a.OrganizationID, &a.Region, &hash, &a.Active, &a.epoch)
 	if err != nil && err != pgx.ErrNoRows {
 		return err
@@ -127,11 +132,31 @@ func (s *Service) login(c echo.Context) error {
 	if !auth.CheckPassword(hash, in.Password) || !a.Active {
 		return apperr.Errorf(apperr.Unauthorized, "wrong username or password")
 	}
+	if err := s.logins.Succeeded(ctx, attempt); err != nil {
+		return err
+	}
 	pair, err := s.issue(c, a)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, pair)
+}
+
+// forgetLoginFailures deletes, hourly, the login failures of names and
+// addresses that have had none for the forget period, until ctx is done.
+func (s *Service) forgetLoginFailures(ctx context.Context) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := s.logins.Forget(ctx); err != nil && ctx.Err() == nil {
+				s.logger.WarnContext(ctx, "forget old agent login failures", "err", err)
+			}
+		}
+	}
 }
 
 // refresh trades a refresh token for a new pair. Tokens are single-use:

@@ -149,14 +149,34 @@ type FarmerOrderRow struct {
 // delivered) stays on the phone: long enough for the agent's next visit.
 const ordersRecentDays = 30
 
+// OrdersPage is one page of GET /orders.
+type OrdersPage struct {
+	Orders []FarmerOrder `json:"orders"`
+	// Cursor, while More is true, is passed back as ?cursor= for the
+	// next page.
+	Cursor string `json:"cursor,omitempty"`
+	More   bool   `json:"more"`
+}
+
 // farmerOrders: GET /orders — the orders of farmers assigned to this
 // agent that are open (placed, accepted, shipped: the agent tells the
 // farmer, then proves the delivery), and those closed in the last
-// ordersRecentDays, newest change first; ?farmer_id= narrows to one.
+// ordersRecentDays, newest placed first, a page at a time (see listPage:
+// by placing time, which never changes, so that an order changing while
+// the phone pages is neither skipped nor repeated); ?farmer_id= narrows to
+// one farmer.
 func (s *Service) farmerOrders(c echo.Context) error {
+	cur, limit, err := listPage(c)
 	farmer := c.QueryParam("farmer_id")
 	if farmer != "" && !validate.LowerUUID(farmer) {
-		return apperr.Fields("bad query", apperr.FieldError{Field: "farmer_id", Message: "must be a lowercase UUID"})
+		fields := []apperr.FieldError{{Field: "farmer_id", Message: "must be a lowercase UUID"}}
+		if e, ok := apperr.As(err); ok {
+			fields = append(fields, e.Fields...)
+		}
+		return apperr.Fields("bad query", fields...)
+	}
+	if err != nil {
+		return err
 	}
 	ctx := c.Request().Context()
 	rows, err := s.pool.Query(ctx, `
@@ -167,12 +187,13 @@ func (s *Service) farmerOrders(c echo.Context) error {
 		LEFT JOIN identity.organizations org ON org.id = f.distributor_id
 		WHERE ($2 = '' OR f.farmer_id::text = $2)
 		  AND (f.status IN ('placed', 'accepted', 'shipped') OR f.updated_at > now() - make_interval(days => $3))
-		ORDER BY f.updated_at DESC, f.order_id
-		LIMIT 500`, auth.ClaimsOf(c).Subject, farmer, ordersRecentDays)
+		  AND ($4 = '' OR (f.placed_at, f.order_id) < ($5, nullif($4, '')::uuid))
+		ORDER BY f.placed_at DESC, f.order_id DESC
+		LIMIT $6`, auth.ClaimsOf(c).Subject, farmer, ordersRecentDays, cur.ID, cur.At, limit+1)
 	if err != nil {
 		return fmt.Errorf("list farmers' orders: %w", err)
 	}
-	out := []FarmerOrder{}
+	page := OrdersPage{Orders: []FarmerOrder{}}
 	for rows.Next() {
 		var o FarmerOrder
 		var lines []byte
@@ -185,10 +206,15 @@ func (s *Service) farmerOrders(c echo.Context) error {
 			rows.Close()
 			return fmt.Errorf("lines of order %s: %w", o.OrderID, err)
 		}
-		out = append(out, o)
+		page.Orders = append(page.Orders, o)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("list farmers' orders: %w", err)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"orders": out})
+	if len(page.Orders) > limit {
+		page.Orders, page.More = page.Orders[:limit], true
+		last := page.Orders[limit-1]
+		page.Cursor = listCursor{At: last.PlacedAt, ID: last.OrderID}.encode()
+	}
+	return c.JSON(http.StatusOK, page)
 }

@@ -5,7 +5,9 @@ import (
 	"embed"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -21,6 +23,7 @@ import (
 	"github.com/tani-platform/tani/internal/pii"
 	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/internal/record"
+	"github.com/tani-platform/tani/internal/throttle"
 	"github.com/tani-platform/tani/internal/validate"
 	"github.com/tani-platform/tani/mobile-api/media"
 )
@@ -47,12 +50,30 @@ type Config struct {
 	// AccessDigestInterval is how often farmers are texted a digest of
 	// who read their data since the last one; 0 sends none.
 	AccessDigestInterval time.Duration
+	// Login throttles agents' failed password logins (zero fields take
+	// DefaultLoginThrottle's).
+	Login throttle.Policy
 }
+
+// DefaultLoginThrottle is the agents' login throttle when the
+// configuration gives none. Its per-address allowance is five times the
+// portal's: agents' phones reach us through mobile carriers' NAT, where a
+// whole district can share one public address, and only failures count
+// (each login that succeeds takes its own back), so 100 failures a day
+// from one address is a guesser rather than a village of agents mistyping;
+// the per-agent allowance (5) is what protects each account.
+var DefaultLoginThrottle = throttle.Policy{AccountFree: 5, AddressFree: 100, Base: time.Second, Max: 15 * time.Minute, Forget: 24 * time.Hour}
 
 // RegisterFlags registers the flags under prefix ("mobile.").
 func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&c.PublishTimeout, prefix+"publish-timeout", 10*time.Second, "how long /sync waits for JetStream to ack a batch before answering 503")
 	fs.DurationVar(&c.AccessDigestInterval, prefix+"access-digest-interval", 24*time.Hour, "how often farmers are texted who read their data since the last text (0: never)")
+	d := DefaultLoginThrottle
+	fs.IntVar(&c.Login.AccountFree, prefix+"login-account-failures", d.AccountFree, "failed agent logins an agent login name (as typed) is allowed before each further failure locks it, for twice as long as the last")
+	fs.IntVar(&c.Login.AddressFree, prefix+"login-address-failures", d.AddressFree, "failed agent logins a client address (an IPv6 /64; often a carrier NAT shared by many phones) is allowed before each further failure locks it, for twice as long as the last")
+	fs.DurationVar(&c.Login.Base, prefix+"login-lockout", d.Base, "the first agent login lockout after the allowed failures; each further failure doubles it")
+	fs.DurationVar(&c.Login.Max, prefix+"login-max-lockout", d.Max, "the longest a failed agent login locks a login name or address")
+	fs.DurationVar(&c.Login.Forget, prefix+"login-forget", d.Forget, "a login name or address forgets its failed agent logins this long after the last")
 }
 
 // Deps are what the service uses.
@@ -74,6 +95,10 @@ type Deps struct {
 	// publishes, is given every accepted record as checked, so that they
 	// need not read and verify the same bytes again. Optional.
 	Memo *record.Memo
+	// ClientAddress is the address failed logins are counted under (the
+	// identity module's, which honours -identity.trusted-proxies);
+	// optional: without it, the connection's peer.
+	ClientAddress func(*http.Request) string
 }
 
 // Service is the mobile-api module.
@@ -92,6 +117,8 @@ type Service struct {
 	erasures  *natsbus.Consumer
 	dead      *natsbus.Consumer      // DEAD → mobile.refusals
 	refused   *prometheus.CounterVec // tani_records_refused_after_ack_total
+	logins    *throttle.Guard        // mobile.login_failures
+	address   func(*http.Request) string
 }
 
 // New wires the service; it validates and does no I/O.
@@ -99,7 +126,17 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if d.Pool == nil || d.JS == nil || d.Auth == nil || d.PII == nil || d.SMS == nil || d.Logger == nil {
 		return nil, errors.New("mobile-api: Pool, JS, Auth, PII, SMS and Logger are required")
 	}
+	logins, err := throttle.New(d.Pool, "mobile.login_failures", cfg.Login.OrDefaults(DefaultLoginThrottle))
+	if err != nil {
+		return nil, fmt.Errorf("mobile-api: login throttle: %w", err)
+	}
+	address := d.ClientAddress
+	if address == nil {
+		direct, _ := throttle.NewAddresses("")
+		address = direct.Of
+	}
 	s := &Service{
+		logins: logins, address: address,
 		cfg: cfg, pool: d.Pool, js: d.JS, auth: d.Auth, pii: d.PII, sms: d.SMS, logger: d.Logger, validator: validate.New(), keys: record.NewKeys(), memo: d.Memo, media: d.Media,
 		dead: natsbus.NewConsumer(natsbus.ConsumerConfig{
 			Stream:         natsbus.StreamDead,
@@ -146,7 +183,7 @@ func (s *Service) Run(ctx context.Context) error {
 	background := func(ctx context.Context) error {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		errs := make(chan error, 3)
+		errs := make(chan error, 4)
 		go func() { errs <- s.dead.Run(ctx, s.handleDead) }()
 		go func() {
 			if s.media == nil {
@@ -164,9 +201,10 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 			errs <- s.runAccessDigests(ctx, s.cfg.AccessDigestInterval)
 		}()
+		go func() { errs <- s.forgetLoginFailures(ctx) }()
 		err := <-errs
 		cancel()
-		return errors.Join(err, <-errs, <-errs)
+		return errors.Join(err, <-errs, <-errs, <-errs)
 	}
 	if s.erasures == nil {
 		return background(ctx)

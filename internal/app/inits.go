@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/tani-platform/tani/internal/consent"
 	"github.com/tani-platform/tani/internal/events"
@@ -186,9 +187,15 @@ func (a *App) initMobileAPI() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Failed agent logins count per client address as identity finds it
+	// (behind -identity.trusted-proxies, the client they name).
+	var clientAddress func(*http.Request) string
+	if dir := a.operatorDirectory(); dir != nil {
+		clientAddress = dir.ClientAddress
+	}
 	svc, err := mobileapi.New(a.cfg.MobileAPI, mobileapi.Deps{
 		Pool: a.pool, JS: a.js, Auth: authKeys, PII: piiKeys, SMS: mobileapi.LogSMS{Logger: logger}, Logger: logger,
-		Media: med, Consumer: a.consumer, Registry: a.registry, Memo: a.memo,
+		Media: med, Consumer: a.consumer, Registry: a.registry, Memo: a.memo, ClientAddress: clientAddress,
 	})
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"embed"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/httpserver"
 	"github.com/tani-platform/tani/internal/postgres"
+	"github.com/tani-platform/tani/internal/throttle"
 	"github.com/tani-platform/tani/internal/validate"
 )
 
@@ -70,8 +72,8 @@ type Directory struct {
 	pool      *pgxpool.Pool
 	logger    *slog.Logger
 	scopes    []string
-	throttle  Throttle
-	extractIP echo.IPExtractor
+	guard     *throttle.Guard
+	addresses *throttle.Addresses
 }
 
 // New wires the directory; it validates and does no I/O.
@@ -91,31 +93,15 @@ func New(cfg Config, d Deps) (*Directory, error) {
 	if cfg.SessionIdle < time.Minute || cfg.SessionMax < cfg.SessionIdle || cfg.SessionMax > 7*24*time.Hour {
 		return nil, errors.New("identity: -identity.session-idle must be at least 1m and -identity.session-max between it and 7 days")
 	}
-	t := cfg.SignIn
-	def := DefaultThrottle
-	if t.AccountFree == 0 {
-		t.AccountFree = def.AccountFree
-	}
-	if t.AddressFree == 0 {
-		t.AddressFree = def.AddressFree
-	}
-	if t.Base == 0 {
-		t.Base = def.Base
-	}
-	if t.Max == 0 {
-		t.Max = def.Max
-	}
-	if t.Forget == 0 {
-		t.Forget = def.Forget
-	}
-	if t.AccountFree < 1 || t.AddressFree < 1 || t.Base <= 0 || t.Max < t.Base || t.Forget < t.Max {
-		return nil, errors.New("identity: sign-in throttle: the allowances must be at least 1, the lockout positive, the maximum lockout at least the lockout and the forget period at least the maximum lockout")
-	}
-	proxies, err := parseProxies(cfg.TrustedProxies)
+	guard, err := throttle.New(d.Pool, "identity.sign_in_failures", cfg.SignIn.OrDefaults(DefaultThrottle))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("identity: sign-in throttle: %w", err)
 	}
-	return &Directory{cfg: cfg, pool: d.Pool, logger: d.Logger, scopes: validate.ConsentScopes, throttle: t, extractIP: ipExtractor(proxies)}, nil
+	addresses, err := throttle.NewAddresses(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("identity: -identity.trusted-proxies: %w", err)
+	}
+	return &Directory{cfg: cfg, pool: d.Pool, logger: d.Logger, scopes: validate.ConsentScopes, guard: guard, addresses: addresses}, nil
 }
 
 // Start has nothing to prepare.
@@ -131,8 +117,7 @@ func (d *Directory) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if _, err := d.pool.Exec(ctx, `DELETE FROM identity.sign_in_failures WHERE last_failure_at IS NULL OR last_failure_at < now() - $1::interval`,
-				d.throttle.Forget); err != nil && ctx.Err() == nil {
+			if err := d.guard.Forget(ctx); err != nil && ctx.Err() == nil {
 				d.logger.WarnContext(ctx, "forget old sign-in failures", "err", err)
 			}
 		}

@@ -133,7 +133,7 @@ func (d *Directory) SignIn(render SignInRenderer) echo.HandlerFunc {
 		}
 		// Operators sign in at /admin/v1/auth/login; the portal is for
 		// banks' and distributors' people.
-		u, err := d.signIn(ctx, username, password, d.clientAddress(c), Bank, Distributor)
+		u, err := d.signIn(ctx, username, password, d.ClientAddress(c.Request()), Bank, Distributor)
 		if err != nil {
 			if e, ok := apperr.As(err); ok && form {
 				switch e.Code {
@@ -210,7 +210,7 @@ func (d *Directory) OperatorSignIn(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	u, err := d.signIn(ctx, in.Username, in.Password, d.clientAddress(c), Operator)
+	u, err := d.signIn(ctx, in.Username, in.Password, d.ClientAddress(c.Request()), Operator)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -191,7 +192,8 @@ func TestSignInThrottle(t *testing.T) {
 // locked by its address; X-Forwarded-For moves it only when it comes from
 // a proxy the operator trusts.
 func TestSignInThrottle_PerAddress(t *testing.T) {
-	cfg := identity.Config{SignIn: identity.Throttle{AccountFree: 100, AddressFree: 3}}
+	// A lockout far longer than the test, however slow the machine.
+	cfg := identity.Config{SignIn: identity.Throttle{AccountFree: 100, AddressFree: 3, Base: time.Hour, Max: time.Hour}}
 	t.Run("ErrSprayLocked_HeaderIgnored", func(t *testing.T) {
 		p := mustPortalOn(t, mustDB(t), cfg)
 		for i := range 4 {

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -75,7 +76,25 @@ func (e *Error) Error() string {
 	return msg
 }
 
-// Login authenticates the agent.
+// ThrottledError is a 429 (code too_many): the server refuses the call
+// for a while — after too many failed logins of the agent's name or from
+// the phone's address (which a carrier's NAT may share with many other
+// phones). The app should tell the agent to wait RetryAfter, not retry
+// at once (each attempt while locked is refused again).
+type ThrottledError struct {
+	API        *Error
+	RetryAfter time.Duration // from Retry-After; 0 when the server gave none
+}
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("%s (retry after %s)", e.API.Error(), e.RetryAfter)
+}
+
+// Unwrap lets errors.As still find the *Error.
+func (e *ThrottledError) Unwrap() error { return e.API }
+
+// Login authenticates the agent. While the agent's name or the phone's
+// address is locked after failed logins it returns a *ThrottledError.
 func (c *Client) Login(ctx context.Context, username, password string) error {
 	var pair tokenPair
 	if err := c.call(ctx, http.MethodPost, "/mobile/v1/auth/login", "", map[string]string{"username": username, "password": password}, &pair); err != nil {
@@ -356,14 +375,32 @@ func do(ctx context.Context, hc *http.Client, method, url, token string, in, out
 		var e struct {
 			Error Error `json:"error"`
 		}
+		apiErr := &e.Error
 		if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
-			return &Error{Status: resp.StatusCode, Code: "http", Message: string(raw)}
+			apiErr = &Error{Code: "http", Message: string(raw)}
 		}
-		e.Error.Status = resp.StatusCode
-		return &e.Error
+		apiErr.Status = resp.StatusCode
+		if resp.StatusCode == http.StatusTooManyRequests {
+			return &ThrottledError{API: apiErr, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
+		}
+		return apiErr
 	}
 	if out == nil || len(raw) == 0 {
 		return nil
 	}
 	return json.Unmarshal(raw, out)
+}
+
+// retryAfter reads a Retry-After header: delay-seconds or an HTTP date.
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
 }

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -24,14 +25,45 @@ type ConsentRequest struct {
 	AnswerBy         time.Time `json:"answer_by"`
 }
 
+// ConsentRequestsPage is one page of the requests awaiting answers.
+type ConsentRequestsPage struct {
+	Requests []ConsentRequest `json:"consent_requests"`
+	// Cursor, while More is true, asks for the next page.
+	Cursor string `json:"cursor"`
+	More   bool   `json:"more"`
+}
+
 // ConsentRequests lists the requests awaiting the answer of farmers
-// assigned to this agent.
+// assigned to this agent, oldest first, reading every page.
 func (c *Client) ConsentRequests(ctx context.Context) ([]ConsentRequest, error) {
-	var out struct {
-		Requests []ConsentRequest `json:"consent_requests"`
+	var all []ConsentRequest
+	cursor := ""
+	for {
+		page, err := c.ConsentRequestsPage(ctx, cursor, 0)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.Requests...)
+		if !page.More {
+			return all, nil
+		}
+		cursor = page.Cursor
 	}
-	err := c.authed(ctx, http.MethodGet, "/mobile/v1/consent-requests", nil, &out)
-	return out.Requests, err
+}
+
+// ConsentRequestsPage reads one page of ConsentRequests: cursor "" for
+// the first, then the page's Cursor while its More is true; limit 0 takes
+// the server's default page size.
+func (c *Client) ConsentRequestsPage(ctx context.Context, cursor string, limit int) (ConsentRequestsPage, error) {
+	q := url.Values{}
+	setPage(q, cursor, limit)
+	path := "/mobile/v1/consent-requests"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var page ConsentRequestsPage
+	err := c.authed(ctx, http.MethodGet, path, nil, &page)
+	return page, err
 }
 
 // Access is one read of a farmer's data by an organization.

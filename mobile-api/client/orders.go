@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 )
 
@@ -40,17 +41,57 @@ type OrderLine struct {
 	UnitPrice int64   `json:"unit_price"`
 }
 
+// OrdersPage is one page of the agent's farmers' orders.
+type OrdersPage struct {
+	Orders []Order `json:"orders"`
+	// Cursor, while More is true, asks for the next page.
+	Cursor string `json:"cursor"`
+	More   bool   `json:"more"`
+}
+
 // Orders lists the open and recently closed orders of the farmers
-// assigned to this agent (farmerID "" for all of them), newest change
-// first.
+// assigned to this agent (farmerID "" for all of them), newest placed
+// first, reading every page.
 func (c *Client) Orders(ctx context.Context, farmerID string) ([]Order, error) {
-	path := "/mobile/v1/orders"
+	var all []Order
+	cursor := ""
+	for {
+		page, err := c.OrdersPage(ctx, farmerID, cursor, 0)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.Orders...)
+		if !page.More {
+			return all, nil
+		}
+		cursor = page.Cursor
+	}
+}
+
+// OrdersPage reads one page of Orders: cursor "" for the first, then the
+// page's Cursor while its More is true; limit 0 takes the server's
+// default page size.
+func (c *Client) OrdersPage(ctx context.Context, farmerID, cursor string, limit int) (OrdersPage, error) {
+	q := url.Values{}
 	if farmerID != "" {
-		path += "?" + url.Values{"farmer_id": {farmerID}}.Encode()
+		q.Set("farmer_id", farmerID)
 	}
-	var out struct {
-		Orders []Order `json:"orders"`
+	setPage(q, cursor, limit)
+	path := "/mobile/v1/orders"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
-	err := c.authed(ctx, http.MethodGet, path, nil, &out)
-	return out.Orders, err
+	var page OrdersPage
+	err := c.authed(ctx, http.MethodGet, path, nil, &page)
+	return page, err
+}
+
+// setPage adds a list page's cursor and limit to q.
+func setPage(q url.Values, cursor string, limit int) {
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
 }
