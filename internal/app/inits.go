@@ -281,6 +281,7 @@ func (a *App) initWebhooks() (Service, error) {
 		return nil, err
 	}
 	svc.Routes(httpserver.Router{Bank: a.bankAPI, Distributor: a.distributorAPI, Admin: admin})
+	a.webhooks = svc
 	return svc, nil
 }
 
@@ -350,6 +351,11 @@ func (a *App) initMarketplace() (Service, error) {
 		Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Journal: a.journal, JS: a.js, Consumer: a.consumer,
 		Logger: a.logger.With("module", Marketplace), Document: doc,
 		Portal: &marketplace.PortalAuth{Require: dir.RequireSession(identity.Distributor), CSRFToken: identity.CSRFToken, SignOutPath: "/portal/sign-out"},
+	}
+	if a.webhooks != nil {
+		// The portal's webhooks pages call the webhooks module's Go API
+		// (the module is initialized first: marketplace depends on it).
+		deps.Webhooks = a.webhooks
 	}
 	if a.vouchers != nil {
 		// Redemptions act as the distributors' MSP; the chain records
