@@ -273,9 +273,13 @@ func (a *App) initWebhooks() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	roots, err := webhooks.RootCAs(a.cfg.Webhooks.ExtraCAFile)
+	if err != nil {
+		return nil, err
+	}
 	svc, err := webhooks.New(a.cfg.Webhooks, webhooks.Deps{
 		Pool: a.pool, JS: a.js, Gate: a.gate, PII: piiKeys, Logger: a.logger.With("module", Webhooks),
-		Consumer: a.consumer, Registry: a.registry, Retention: a.cfg.Events.Retention,
+		Consumer: a.consumer, Registry: a.registry, Retention: a.cfg.Events.Retention, RootCAs: roots,
 	})
 	if err != nil {
 		return nil, err
