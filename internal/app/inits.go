@@ -358,8 +358,9 @@ func (a *App) initMarketplace() (Service, error) {
 	}
 	if a.webhooks != nil {
 		// The portal's webhooks pages call the webhooks module's Go API
-		// (the module is initialized first: marketplace depends on it).
-		deps.Webhooks = a.webhooks
+		// through the root's adapter (services share no code); the module
+		// is initialized first: marketplace depends on it.
+		deps.Webhooks = PortalWebhooks(a.webhooks)
 	}
 	if a.vouchers != nil {
 		// Redemptions act as the distributors' MSP; the chain records

@@ -13,7 +13,6 @@ import (
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/identity"
-	"github.com/tani-platform/tani/services/webhooks"
 )
 
 // The portal's webhooks pages: a distributor's people manage the
@@ -22,20 +21,78 @@ import (
 // role, the limits) is the webhooks module's: these handlers read forms,
 // call its Go API and draw the answer.
 
-// PortalWebhooks is what the portal needs of the webhooks module
-// (*webhooks.Service). The portal owns the interface; the webhooks
-// module knows nothing of pages. Each method checks the principal itself:
-// any of the organization's people may read, only an admin may change.
+// PortalWebhooks is what the portal needs of the webhooks module. The
+// portal owns the interface and its types; the composition root adapts
+// the webhooks module's Go API to it (services share no code, and the
+// webhooks module knows nothing of pages). Each method checks the
+// principal itself: any of the organization's people may read, only an
+// admin may change; bad input is an apperr Invalid error with fields, and
+// stores nothing.
 type PortalWebhooks interface {
-	Endpoints(ctx context.Context, p identity.Principal) ([]webhooks.Endpoint, error)
-	Endpoint(ctx context.Context, p identity.Principal, id string) (webhooks.Endpoint, error)
-	CreateEndpoint(ctx context.Context, p identity.Principal, in webhooks.EndpointInput) (webhooks.Endpoint, error)
-	UpdateEndpoint(ctx context.Context, p identity.Principal, id string, in webhooks.EndpointInput) (webhooks.Endpoint, error)
+	// EventTypes is the catalogue an organization of kind k may subscribe to.
+	EventTypes(k identity.Kind) []WebhookEventType
+	Endpoints(ctx context.Context, p identity.Principal) ([]WebhookEndpoint, error)
+	Endpoint(ctx context.Context, p identity.Principal, id string) (WebhookEndpoint, error)
+	// CreateEndpoint and RotateSecret answer with the secret, the one time
+	// it is known.
+	CreateEndpoint(ctx context.Context, p identity.Principal, in WebhookInput) (WebhookEndpoint, error)
+	UpdateEndpoint(ctx context.Context, p identity.Principal, id string, in WebhookInput) (WebhookEndpoint, error)
 	DeleteEndpoint(ctx context.Context, p identity.Principal, id string) error
-	RotateSecret(ctx context.Context, p identity.Principal, id string, overlap time.Duration) (webhooks.Endpoint, error)
-	Deliveries(ctx context.Context, p identity.Principal, id string, f webhooks.DeliveryFilter) ([]webhooks.Delivery, error)
+	RotateSecret(ctx context.Context, p identity.Principal, id string, overlap time.Duration) (WebhookEndpoint, error)
+	// Deliveries are the endpoint's newest deliveries, at most limit,
+	// each with its attempts.
+	Deliveries(ctx context.Context, p identity.Principal, id string, limit int) ([]WebhookDelivery, error)
+	// ReplaySince schedules again every event since (RFC 3339) and says
+	// how many, and the time it read.
 	ReplaySince(ctx context.Context, p identity.Principal, id, since string) (int, time.Time, error)
 }
+
+// WebhookEventType is an event type of the catalogue.
+type WebhookEventType struct{ Type, Summary string }
+
+// WebhookEndpoint is an endpoint with its health. Secret is set only in
+// the answer of a creation or a rotation.
+type WebhookEndpoint struct {
+	ID, URL, Description string
+	EventTypes           []string
+	Enabled              bool
+	// DisabledReason is "organization" or "failing" when not Enabled.
+	DisabledReason                             *string
+	FailingSince, LastSuccessAt, LastFailureAt *time.Time
+	PreviousSecretExpires                      *time.Time
+	PendingDeliveries                          int
+	Secret                                     string
+}
+
+// WebhookInput is what a form sets (nil: unchanged).
+type WebhookInput struct {
+	URL, Description *string
+	EventTypes       *[]string
+	Enabled          *bool
+}
+
+// WebhookDelivery is one event's delivery to the endpoint.
+type WebhookDelivery struct {
+	ID                           int64
+	EventID, EventType, State    string
+	Attempts                     int
+	ResponseStatus               *int
+	LastAttemptAt, NextAttemptAt *time.Time
+	AttemptLog                   []WebhookAttempt
+}
+
+// WebhookAttempt is one HTTP attempt of a delivery.
+type WebhookAttempt struct {
+	N              int
+	At             time.Time
+	ResponseStatus *int
+	Error          *string
+	LatencyMS      int
+}
+
+// defaultOverlap is how long a rotated-out secret keeps signing unless
+// the form says otherwise (the API's default).
+const defaultOverlap = 24 * time.Hour
 
 // portalDeliveries is how many recent deliveries an endpoint's page shows.
 const portalDeliveries = 50
@@ -52,8 +109,8 @@ func (s *Service) webhookRoutes(g *echo.Group, guard echo.MiddlewareFunc) {
 }
 
 type webhooksData struct {
-	Endpoints  []webhooks.Endpoint
-	EventTypes []webhooks.EventType
+	Endpoints  []WebhookEndpoint
+	EventTypes []WebhookEventType
 	Admin      bool
 	Form       webhookForm
 }
@@ -71,7 +128,7 @@ func (s *Service) webhooksData(c echo.Context, p identity.Principal, form webhoo
 	if err != nil {
 		return webhooksData{}, err
 	}
-	return webhooksData{Endpoints: eps, EventTypes: webhooks.EventTypesFor(p.Kind), Admin: p.Role == "admin", Form: form}, nil
+	return webhooksData{Endpoints: eps, EventTypes: s.webhooks.EventTypes(p.Kind), Admin: p.Role == "admin", Form: form}, nil
 }
 
 func (s *Service) pageWebhooks(c echo.Context) error {
@@ -98,7 +155,7 @@ func (s *Service) pageAddWebhook(c echo.Context) error {
 	if fv, err := c.FormParams(); err == nil {
 		form.EventTypes = fv["event_types"]
 	}
-	in := webhooks.EndpointInput{URL: &form.URL, Description: &form.Description, EventTypes: &form.EventTypes}
+	in := WebhookInput{URL: &form.URL, Description: &form.Description, EventTypes: &form.EventTypes}
 	e, perr := s.webhooks.CreateEndpoint(c.Request().Context(), p, in)
 	if perr == nil {
 		return s.render(c, http.StatusCreated, "webhooksecret", "Webhook secret", secretData{Endpoint: e, Created: true}, nil)
@@ -120,15 +177,15 @@ func titled(err error, msg string) error {
 }
 
 type secretData struct {
-	Endpoint webhooks.Endpoint
+	Endpoint WebhookEndpoint
 	// Created: a new endpoint; else a rotation.
 	Created bool
 	Overlap string
 }
 
 type webhookData struct {
-	Endpoint   webhooks.Endpoint
-	Deliveries []webhooks.Delivery
+	Endpoint   WebhookEndpoint
+	Deliveries []WebhookDelivery
 	Admin      bool
 	Since      string
 }
@@ -140,7 +197,7 @@ func (s *Service) webhookPage(c echo.Context, p identity.Principal, status int, 
 	if err != nil {
 		return s.webhooksError(c, p, err)
 	}
-	ds, err := s.webhooks.Deliveries(ctx, p, id, webhooks.DeliveryFilter{Limit: portalDeliveries, Attempts: true})
+	ds, err := s.webhooks.Deliveries(ctx, p, id, portalDeliveries)
 	if err != nil {
 		return err
 	}
@@ -178,7 +235,7 @@ func (s *Service) pageRotateWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	overlap, ok := webhooks.DefaultOverlap, true
+	overlap, ok := defaultOverlap, true
 	if v := c.FormValue("overlap"); v != "" {
 		overlap, ok = rotateOverlaps[v]
 	}
@@ -207,7 +264,7 @@ func (s *Service) webhookActionError(c echo.Context, p identity.Principal, perr 
 }
 
 // rotateOverlaps are the overlaps the rotate form offers.
-var rotateOverlaps = map[string]time.Duration{"0": 0, "1h": time.Hour, "24h": 24 * time.Hour, "168h": webhooks.MaxOverlap}
+var rotateOverlaps = map[string]time.Duration{"0": 0, "1h": time.Hour, "24h": 24 * time.Hour, "168h": 7 * 24 * time.Hour}
 
 func (s *Service) pageEnableWebhook(enable bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
@@ -215,7 +272,7 @@ func (s *Service) pageEnableWebhook(enable bool) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		e, err := s.webhooks.UpdateEndpoint(c.Request().Context(), p, c.Param("id"), webhooks.EndpointInput{Enabled: &enable})
+		e, err := s.webhooks.UpdateEndpoint(c.Request().Context(), p, c.Param("id"), WebhookInput{Enabled: &enable})
 		if err != nil {
 			return s.webhookActionError(c, p, err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tani-platform/tani/internal/app"
 	"github.com/tani-platform/tani/internal/consent"
 	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/httpserver"
@@ -87,7 +88,7 @@ func mustPortalEnv(t *testing.T) *portalEnv {
 		}
 	}
 	svc, err := marketplace.New(marketplace.Config{}, marketplace.Deps{Pool: pool, Gate: consent.NewGate(pool), Journal: ledgertest.MustJournal(t),
-		Logger: logger, Webhooks: wh,
+		Logger: logger, Webhooks: app.PortalWebhooks(wh),
 		Portal: &marketplace.PortalAuth{Require: require, CSRFToken: func(echo.Context) string { return "test-csrf" }}})
 	if err != nil {
 		t.Fatal(err)
