@@ -167,8 +167,8 @@ func (s *Service) pageAddWebhook(c echo.Context) error {
 	return s.render(c, http.StatusBadRequest, "webhooks", "Webhooks", d, titled(perr, "the endpoint was not added"))
 }
 
-// titled gives a field error without a message of its own one that says
-// what did not happen.
+// titled heads a refusal with field errors by what did not happen (the
+// module's message names the input, the page says the outcome).
 func titled(err error, msg string) error {
 	if e, ok := apperr.As(err); ok && e.Code != apperr.Internal && len(e.Fields) > 0 {
 		e.Message = msg
