@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/services/webhooks"
 
 	"github.com/labstack/echo/v4"
 
@@ -54,6 +55,9 @@ type App struct {
 	// authenticated by the identity module.
 	bankAPI, distributorAPI *echo.Group
 	vouchers                *vouchers.Client
+	// webhooks is the webhooks module, when it runs here (the portal's
+	// webhooks pages call it).
+	webhooks *webhooks.Service
 
 	keys keys
 	// pprof serves Go profiles when -debug.pprof is set (nil otherwise).

@@ -280,14 +280,19 @@ func (a *App) initWebhooks() (Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	roots, err := webhooks.RootCAs(a.cfg.Webhooks.ExtraCAFile)
+	if err != nil {
+		return nil, err
+	}
 	svc, err := webhooks.New(a.cfg.Webhooks, webhooks.Deps{
 		Pool: a.pool, JS: a.js, Gate: a.gate, PII: piiKeys, Logger: a.logger.With("module", Webhooks),
-		Consumer: a.consumer, Registry: a.registry, Retention: a.cfg.Events.Retention,
+		Consumer: a.consumer, Registry: a.registry, Retention: a.cfg.Events.Retention, RootCAs: roots,
 	})
 	if err != nil {
 		return nil, err
 	}
 	svc.Routes(httpserver.Router{Bank: a.bankAPI, Distributor: a.distributorAPI, Admin: admin})
+	a.webhooks = svc
 	return svc, nil
 }
 
@@ -357,6 +362,12 @@ func (a *App) initMarketplace() (Service, error) {
 		Pool: a.pool, ReadPool: a.readPool, Gate: a.gate, Journal: a.journal, JS: a.js, Consumer: a.consumer,
 		Logger: a.logger.With("module", Marketplace), Document: doc,
 		Portal: &marketplace.PortalAuth{Require: dir.RequireSession(identity.Distributor), CSRFToken: identity.CSRFToken, SignOutPath: "/portal/sign-out"},
+	}
+	if a.webhooks != nil {
+		// The portal's webhooks pages call the webhooks module's Go API
+		// through the root's adapter (services share no code); the module
+		// is initialized first: marketplace depends on it.
+		deps.Webhooks = PortalWebhooks(a.webhooks)
 	}
 	if a.vouchers != nil {
 		// Redemptions act as the distributors' MSP; the chain records

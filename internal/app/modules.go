@@ -105,7 +105,7 @@ var modules = map[string]module{
 	PostgresRead: {deps: []string{Postgres}, init: (*App).initPostgresRead},
 	Consents:     {deps: []string{Postgres, NATS, Server, Identity, Consent, Ledger}, init: (*App).initConsents},
 	Lending:      {deps: []string{Postgres, PostgresRead, NATS, Server, Identity, Consent, Ledger, Vouchers}, init: (*App).initLending, migrations: []postgres.Migrations{lending.Migrations}},
-	Marketplace:  {deps: []string{Postgres, PostgresRead, NATS, Server, Ledger, Identity, Consent, Vouchers}, init: (*App).initMarketplace, migrations: []postgres.Migrations{marketplace.Migrations}},
+	Marketplace:  {deps: []string{Postgres, PostgresRead, NATS, Server, Ledger, Identity, Consent, Vouchers, Webhooks}, init: (*App).initMarketplace, migrations: []postgres.Migrations{marketplace.Migrations}},
 	Demo:         {deps: []string{MobileAPI, Server}, init: (*App).initDemo},
 	Erasure:      {deps: []string{Postgres, NATS, Server, Ledger}, init: (*App).initErasure, migrations: []postgres.Migrations{erasure.Migrations}},
 	Vouchers:     {deps: []string{Postgres, Server, FabricDevnet}, init: (*App).initVouchers, migrations: []postgres.Migrations{vouchers.Migrations}},

@@ -124,6 +124,9 @@ type Deps struct {
 	// sign-in handlers and the CSRF token of a request. Nil: the portal
 	// is not mounted.
 	Portal *PortalAuth
+	// Webhooks, when set, adds the organization's webhooks pages to the
+	// portal (the webhooks module's *Service).
+	Webhooks PortalWebhooks
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 	// Document is the OpenAPI document served at
@@ -143,6 +146,7 @@ type Service struct {
 	logger    *slog.Logger
 	vouchers  Vouchers
 	portal    *PortalAuth
+	webhooks  PortalWebhooks
 	consumer  *natsbus.Consumer
 	erasures  *natsbus.Consumer
 	validator *validate.Validator
@@ -172,7 +176,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("marketplace: %w", err)
 	}
 	s := &Service{cfg: cfg, pool: d.Pool, readPool: read, gate: d.Gate, journal: d.Journal, logger: d.Logger,
-		vouchers: d.Vouchers, portal: d.Portal, validator: validate.New(), now: now, pages: pg, document: d.Document}
+		vouchers: d.Vouchers, portal: d.Portal, webhooks: d.Webhooks, validator: validate.New(), now: now, pages: pg, document: d.Document}
 	if s.document == nil {
 		s.document = OpenAPI()
 	}

@@ -10,6 +10,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -70,12 +71,20 @@ var funcs = template.FuncMap{
 	"deref": func(p *int64) int64 { return *p },
 	"pct":   func(p *float64) string { return fmt.Sprintf("%.1f %%", *p*100) },
 	"pair":  func(a, b any) map[string]any { return map[string]any{"A": a, "B": b} },
+	"text":  func(p *string) string { return *p },
+	"code":  func(p *int) int { return *p },
+	"at": func(t *time.Time) string {
+		if t == nil {
+			return "—"
+		}
+		return t.UTC().Format("2006-01-02 15:04:05")
+	},
 }
 
 func loadPages() (*pages, error) {
 	p := &pages{t: map[string]*template.Template{}}
-	for _, name := range []string{"catalog", "orders", "order", "deliveries", "vouchers", "settlements", "demand"} {
-		t, err := template.New(name).Funcs(funcs).ParseFS(templatesFS, "portal/templates/layout.html", "portal/templates/actions.html", "portal/templates/"+name+".html")
+	for _, name := range []string{"catalog", "orders", "order", "deliveries", "vouchers", "settlements", "demand", "webhooks", "webhook", "webhooksecret"} {
+		t, err := template.New(name).Funcs(funcs).ParseFS(templatesFS, "portal/templates/layout.html", "portal/templates/actions.html", "portal/templates/webhookparts.html", "portal/templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("portal template %s: %w", name, err)
 		}
@@ -148,6 +157,9 @@ type navItem struct{ Name, Path string }
 
 var nav = []navItem{{"Orders", "/orders"}, {"Catalog", "/catalog"}, {"Vouchers", "/vouchers"}, {"Deliveries", "/deliveries"}, {"Settlements", "/settlements"}, {"Demand", "/demand"}}
 
+// webhooksNav is shown when the webhooks module runs beside the portal.
+var webhooksNav = navItem{"Webhooks", "/webhooks"}
+
 // view is what every page template gets.
 type view struct {
 	Title, Base, Active, Who, CSRF, SignOut, Flash, ErrorMessage string
@@ -160,8 +172,14 @@ func (s *Service) render(c echo.Context, status int, page, title string, data an
 	p, _ := identity.PrincipalOf(c)
 	v := view{Title: title, Base: PortalBase, Active: "/" + strings.SplitN(page, "/", 2)[0], Nav: nav, Data: data,
 		CSRF: s.portal.CSRFToken(c), SignOut: s.portal.SignOutPath, Flash: c.QueryParam("done")}
-	if v.Active == "/order" {
+	if s.webhooks != nil {
+		v.Nav = append(slices.Clip(nav), webhooksNav)
+	}
+	switch v.Active {
+	case "/order":
 		v.Active = "/orders"
+	case "/webhook", "/webhooksecret":
+		v.Active = "/webhooks"
 	}
 	v.Who = p.Role + " · organization " + shortID(p.OrganizationID)
 	if problem != nil {
@@ -228,6 +246,9 @@ func (s *Service) portalRoutes(g *echo.Group) {
 	g.GET("/vouchers", s.pageVouchers, guard)
 	g.GET("/settlements", s.pageSettlements, guard)
 	g.GET("/demand", s.pageDemand, guard)
+	if s.webhooks != nil {
+		s.webhookRoutes(g, guard)
+	}
 }
 
 func cacheForever(h http.Handler) http.Handler {

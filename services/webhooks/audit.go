@@ -16,6 +16,7 @@ import (
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/consent"
 	"github.com/tani-platform/tani/internal/events"
+	"github.com/tani-platform/tani/internal/identity"
 	"github.com/tani-platform/tani/internal/postgres"
 )
 
@@ -80,47 +81,117 @@ func (s *Service) listDeliveries(c echo.Context) error {
 		return err
 	}
 	var fields []apperr.FieldError
-	state := c.QueryParam("state")
-	if state != "" && !slices.Contains(deliveryStates, state) {
-		fields = append(fields, apperr.FieldError{Field: "state", Message: "must be one of " + strings.Join(deliveryStates, ", ")})
-	}
-	typ := c.QueryParam("event_type")
-	if _, ok := events.Lookup(events.Type(typ)); typ != "" && !ok {
-		fields = append(fields, apperr.FieldError{Field: "event_type", Message: "unknown event type"})
-	}
-	before := int64(1<<63 - 1)
+	f := DeliveryFilter{State: c.QueryParam("state"), EventType: c.QueryParam("event_type")}
 	if b := c.QueryParam("before"); b != "" {
 		v, err := strconv.ParseInt(b, 10, 64)
 		if err != nil || v <= 0 {
 			fields = append(fields, apperr.FieldError{Field: "before", Message: "must be a delivery id"})
 		}
-		before = v
+		f.Before = v
 	}
 	limit, msg := intParam(c.QueryParam("limit"), 50, 1, 500)
 	if msg != "" {
 		fields = append(fields, apperr.FieldError{Field: "limit", Message: msg})
 	}
+	f.Limit = limit
 	if len(fields) > 0 {
 		return apperr.Fields("bad query", fields...)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+deliveryColumns+` FROM webhooks.deliveries d
-		WHERE d.endpoint_id = $1 AND d.id < $2 AND ($3 = '' OR d.state = $3) AND ($4 = '' OR d.event_type = $4)
-		ORDER BY d.id DESC LIMIT $5`, id, before, state, typ, limit)
+	out, err := s.Deliveries(ctx, p, id, f)
 	if err != nil {
-		return fmt.Errorf("list deliveries: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Delivery, error) { return scanDelivery(r) })
-	if err != nil {
-		return fmt.Errorf("list deliveries: %w", err)
-	}
-	if out == nil {
-		out = []Delivery{}
+		return err
 	}
 	resp := map[string]any{"deliveries": out}
 	if len(out) == limit {
 		resp["next_before"] = out[len(out)-1].ID
 	}
 	return c.JSON(http.StatusOK, resp)
+}
+
+// DeliveryFilter narrows Deliveries: by state and event type ("" any),
+// before a delivery id (0: from the newest), at most Limit (1 to 500,
+// 0: 50); Attempts loads each delivery's attempt log too.
+type DeliveryFilter struct {
+	State, EventType string
+	Before           int64
+	Limit            int
+	Attempts         bool
+}
+
+// Deliveries lists the deliveries to p's organization's endpoint id,
+// newest first.
+func (s *Service) Deliveries(ctx context.Context, p identity.Principal, id string, f DeliveryFilter) ([]Delivery, error) {
+	if err := authorize(p, false); err != nil {
+		return nil, err
+	}
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	if _, err := s.load(ctx, s.pool, p.OrganizationID, id); err != nil {
+		return nil, err
+	}
+	var fields []apperr.FieldError
+	state := f.State
+	if state != "" && !slices.Contains(deliveryStates, state) {
+		fields = append(fields, apperr.FieldError{Field: "state", Message: "must be one of " + strings.Join(deliveryStates, ", ")})
+	}
+	typ := f.EventType
+	if _, ok := events.Lookup(events.Type(typ)); typ != "" && !ok {
+		fields = append(fields, apperr.FieldError{Field: "event_type", Message: "unknown event type"})
+	}
+	before := int64(1<<63 - 1)
+	if f.Before < 0 {
+		fields = append(fields, apperr.FieldError{Field: "before", Message: "must be a delivery id"})
+	} else if f.Before > 0 {
+		before = f.Before
+	}
+	limit := f.Limit
+	if limit == 0 {
+		limit = 50
+	}
+	if limit < 1 || limit > 500 {
+		fields = append(fields, apperr.FieldError{Field: "limit", Message: "must be a number from 1 to 500"})
+	}
+	if len(fields) > 0 {
+		return nil, apperr.Fields("bad query", fields...)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+deliveryColumns+` FROM webhooks.deliveries d
+		WHERE d.endpoint_id = $1 AND d.id < $2 AND ($3 = '' OR d.state = $3) AND ($4 = '' OR d.event_type = $4)
+		ORDER BY d.id DESC LIMIT $5`, id, before, state, typ, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Delivery, error) { return scanDelivery(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	if out == nil {
+		out = []Delivery{}
+	}
+	if f.Attempts && len(out) > 0 {
+		ids := make([]int64, len(out))
+		at := make(map[int64]int, len(out))
+		for i, d := range out {
+			ids[i], at[d.ID] = d.ID, i
+		}
+		rows, err := s.pool.Query(ctx, `SELECT delivery_id, n, at, status, error, latency_ms FROM webhooks.attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, n`, ids)
+		if err != nil {
+			return nil, fmt.Errorf("list attempts: %w", err)
+		}
+		err = forEach(rows, func(r pgx.Rows) error {
+			var did int64
+			var a Attempt
+			if err := r.Scan(&did, &a.N, &a.At, &a.ResponseStatus, &a.Error, &a.LatencyMS); err != nil {
+				return err
+			}
+			out[at[did]].AttemptLog = append(out[at[did]].AttemptLog, a)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list attempts: %w", err)
+		}
+	}
+	return out, nil
 }
 
 // getDelivery: GET /webhooks/{id}/deliveries/{delivery}, with every attempt.
@@ -202,25 +273,40 @@ func (s *Service) replay(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
+	n, since, err := s.ReplaySince(c.Request().Context(), p, id, c.QueryParam("since"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, map[string]any{"replayed": n, "since": since.UTC()})
+}
+
+// ReplaySince sends again to p's organization's endpoint id every event
+// since (RFC 3339, within the retention) it subscribes to and may receive
+// now, and returns how many deliveries it scheduled and the time read.
+func (s *Service) ReplaySince(ctx context.Context, p identity.Principal, id, since string) (int, time.Time, error) {
+	if err := authorize(p, true); err != nil {
+		return 0, time.Time{}, err
+	}
+	if err := checkID(id); err != nil {
+		return 0, time.Time{}, err
+	}
 	e, err := s.load(ctx, s.pool, p.OrganizationID, id)
 	if err != nil {
-		return err
+		return 0, time.Time{}, err
 	}
-	now := s.now()
-	since, ferr := s.parseSince(c.QueryParam("since"), now)
+	t, ferr := s.parseSince(since, s.now())
 	if ferr != nil {
-		return apperr.Fields("bad replay window", *ferr)
+		return 0, time.Time{}, apperr.Fields("bad replay window", *ferr)
 	}
 	if !e.Enabled {
-		return apperr.Errorf(apperr.Conflict, "the endpoint is disabled; enable it (PATCH enabled: true) before replaying")
+		return 0, time.Time{}, apperr.Errorf(apperr.Conflict, "the endpoint is disabled; enable it before replaying")
 	}
-	n, err := s.Replay(ctx, p.OrganizationID, id, e.EventTypes, since)
+	n, err := s.Replay(ctx, p.OrganizationID, id, e.EventTypes, t)
 	if err != nil {
-		return err
+		return 0, time.Time{}, err
 	}
 	s.disp.wakeClaimer()
-	return c.JSON(http.StatusAccepted, map[string]any{"replayed": n, "since": since.UTC()})
+	return n, t, nil
 }
 
 // Replay schedules the endpoint's deliveries of events recorded since, in

@@ -103,23 +103,37 @@ func scanEndpoint(row pgx.Row) (Endpoint, error) {
 // caller is the authenticated organization; a portal user must be an
 // admin of it to change anything.
 func caller(c echo.Context, write bool) (identity.Principal, error) {
-	p, ok := identity.PrincipalOf(c)
-	if !ok || p.OrganizationID == "" {
-		return identity.Principal{}, apperr.Errorf(apperr.Unauthorized, "no authenticated organization")
-	}
-	if write && p.UserID != "" && p.Role != "admin" {
-		return identity.Principal{}, apperr.Errorf(apperr.Forbidden, "only an administrator of your organization may change its webhooks")
+	p, _ := identity.PrincipalOf(c)
+	if err := authorize(p, write); err != nil {
+		return identity.Principal{}, err
 	}
 	return p, nil
+}
+
+// authorize checks that p is an organization and, to write, that a
+// portal user among its people is an administrator (an API key may write:
+// its organization gave it out to do so).
+func authorize(p identity.Principal, write bool) error {
+	if p.OrganizationID == "" {
+		return apperr.Errorf(apperr.Unauthorized, "no authenticated organization")
+	}
+	if write && p.UserID != "" && p.Role != "admin" {
+		return apperr.Errorf(apperr.Forbidden, "only an administrator of your organization may change its webhooks")
+	}
+	return nil
 }
 
 // endpointID reads the :id parameter.
 func endpointID(c echo.Context) (string, error) {
 	id := c.Param("id")
+	return id, checkID(id)
+}
+
+func checkID(id string) error {
 	if !validate.LowerUUID(id) {
-		return "", apperr.Fields("bad webhook id", apperr.FieldError{Field: "id", Message: "must be a lowercase UUID"})
+		return apperr.Fields("bad webhook id", apperr.FieldError{Field: "id", Message: "must be a lowercase UUID"})
 	}
-	return id, nil
+	return nil
 }
 
 // EventType is a catalogue entry as the API lists it.
@@ -135,18 +149,24 @@ func (s *Service) eventTypes(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return c.JSON(http.StatusOK, map[string]any{"event_types": EventTypesFor(p.Kind)})
+}
+
+// EventTypesFor lists the catalogue's types an organization of kind k may
+// subscribe to.
+func EventTypesFor(k identity.Kind) []EventType {
 	out := []EventType{}
 	for _, i := range events.Catalogue {
-		if i.For(p.Kind) {
+		if i.For(k) {
 			out = append(out, EventType{Type: string(i.Type), Summary: i.Summary})
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"event_types": out})
+	return out
 }
 
-// endpointInput is the body of POST and PATCH (every field optional on
-// PATCH).
-type endpointInput struct {
+// EndpointInput is what an organization sets on an endpoint: the body of
+// POST and PATCH (every field optional on PATCH, nil leaving it as it is).
+type EndpointInput struct {
 	URL         *string   `json:"url"`
 	EventTypes  *[]string `json:"event_types"`
 	Description *string   `json:"description"`
@@ -156,7 +176,7 @@ type endpointInput struct {
 // check validates in for an organization of kind k, creating when create
 // is set (url and event_types required), and returns the normalized URL
 // and event types.
-func (s *Service) check(ctx context.Context, in endpointInput, k identity.Kind, create bool) (string, []string, error) {
+func (s *Service) check(ctx context.Context, in EndpointInput, k identity.Kind, create bool) (string, []string, error) {
 	var fields []apperr.FieldError
 	var url string
 	var types []string
@@ -208,14 +228,27 @@ func (s *Service) create(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var in endpointInput
+	var in EndpointInput
 	if err := httpserver.DecodeJSON(c, &in); err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	url, types, err := s.check(ctx, in, p.Kind, true)
+	e, err := s.CreateEndpoint(c.Request().Context(), p, in)
 	if err != nil {
 		return err
+	}
+	return c.JSON(http.StatusCreated, e)
+}
+
+// CreateEndpoint registers an endpoint for p's organization (p must be
+// allowed to change its webhooks) and returns it with its secret, which
+// is never shown again. Bad input stores nothing.
+func (s *Service) CreateEndpoint(ctx context.Context, p identity.Principal, in EndpointInput) (Endpoint, error) {
+	if err := authorize(p, true); err != nil {
+		return Endpoint{}, err
+	}
+	url, types, err := s.check(ctx, in, p.Kind, true)
+	if err != nil {
+		return Endpoint{}, err
 	}
 	desc := ""
 	if in.Description != nil {
@@ -252,11 +285,11 @@ func (s *Service) create(c echo.Context) error {
 		return err
 	})
 	if err != nil {
-		return err
+		return Endpoint{}, err
 	}
 	e.Secret = secret
 	s.logger.InfoContext(ctx, "webhook endpoint created", "endpoint", id, "organization", p.OrganizationID, "credential", p.Credential())
-	return c.JSON(http.StatusCreated, e)
+	return e, nil
 }
 
 // list: GET /webhooks, the organization's endpoints, oldest first.
@@ -265,18 +298,43 @@ func (s *Service) list(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rows, err := s.pool.Query(c.Request().Context(), `SELECT `+endpointColumns+` FROM webhooks.endpoints e WHERE e.organization_id = $1 ORDER BY e.created_at, e.id`, p.OrganizationID)
+	out, err := s.Endpoints(c.Request().Context(), p)
 	if err != nil {
-		return fmt.Errorf("list endpoints: %w", err)
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"webhooks": out})
+}
+
+// Endpoints lists p's organization's endpoints, oldest first, with their
+// health.
+func (s *Service) Endpoints(ctx context.Context, p identity.Principal) ([]Endpoint, error) {
+	if err := authorize(p, false); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+endpointColumns+` FROM webhooks.endpoints e WHERE e.organization_id = $1 ORDER BY e.created_at, e.id`, p.OrganizationID)
+	if err != nil {
+		return nil, fmt.Errorf("list endpoints: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Endpoint, error) { return scanEndpoint(r) })
 	if err != nil {
-		return fmt.Errorf("list endpoints: %w", err)
+		return nil, fmt.Errorf("list endpoints: %w", err)
 	}
 	if out == nil {
 		out = []Endpoint{}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"webhooks": out})
+	return out, nil
+}
+
+// Endpoint is p's organization's endpoint id (another organization's is
+// not found).
+func (s *Service) Endpoint(ctx context.Context, p identity.Principal, id string) (Endpoint, error) {
+	if err := authorize(p, false); err != nil {
+		return Endpoint{}, err
+	}
+	if err := checkID(id); err != nil {
+		return Endpoint{}, err
+	}
+	return s.load(ctx, s.pool, p.OrganizationID, id)
 }
 
 // load returns the organization's endpoint id; another organization's is
@@ -317,18 +375,34 @@ func (s *Service) update(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var in endpointInput
+	var in EndpointInput
 	if err := httpserver.DecodeJSON(c, &in); err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
+	e, err := s.UpdateEndpoint(c.Request().Context(), p, id, in)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, e)
+}
+
+// UpdateEndpoint changes what in sets on p's organization's endpoint id.
+// Enabling an endpoint disabled for failing clears its failure; what it
+// missed is replayed with ReplaySince.
+func (s *Service) UpdateEndpoint(ctx context.Context, p identity.Principal, id string, in EndpointInput) (Endpoint, error) {
+	if err := authorize(p, true); err != nil {
+		return Endpoint{}, err
+	}
+	if err := checkID(id); err != nil {
+		return Endpoint{}, err
+	}
 	before, err := s.load(ctx, s.pool, p.OrganizationID, id)
 	if err != nil {
-		return err // not found before bad input: no probing of others' ids
+		return Endpoint{}, err // not found before bad input: no probing of others' ids
 	}
 	url, types, err := s.check(ctx, in, p.Kind, false)
 	if err != nil {
-		return err
+		return Endpoint{}, err
 	}
 	var desc *string
 	if in.Description != nil {
@@ -375,14 +449,14 @@ func (s *Service) update(c echo.Context) error {
 		return err
 	})
 	if err != nil {
-		return err
+		return Endpoint{}, err
 	}
 	if !e.Enabled {
 		s.disp.drop(ctx, id)
 	} else {
 		s.disp.wakeClaimer()
 	}
-	return c.JSON(http.StatusOK, e)
+	return e, nil
 }
 
 // remove: DELETE /webhooks/{id}; its deliveries go with it.
@@ -395,15 +469,30 @@ func (s *Service) remove(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	tag, err := s.pool.Exec(c.Request().Context(), `DELETE FROM webhooks.endpoints WHERE id = $1 AND organization_id = $2`, id, p.OrganizationID)
+	if err := s.DeleteEndpoint(c.Request().Context(), p, id); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// DeleteEndpoint deletes p's organization's endpoint id; its deliveries
+// go with it.
+func (s *Service) DeleteEndpoint(ctx context.Context, p identity.Principal, id string) error {
+	if err := authorize(p, true); err != nil {
+		return err
+	}
+	if err := checkID(id); err != nil {
+		return err
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM webhooks.endpoints WHERE id = $1 AND organization_id = $2`, id, p.OrganizationID)
 	if err != nil {
 		return fmt.Errorf("delete endpoint %s: %w", id, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return apperr.Errorf(apperr.NotFound, "no webhook endpoint with this id")
 	}
-	s.disp.drop(c.Request().Context(), id)
-	return c.NoContent(http.StatusNoContent)
+	s.disp.drop(ctx, id)
+	return nil
 }
 
 // rotateInput is the body of POST …/rotate-secret.
@@ -436,16 +525,40 @@ func (s *Service) rotate(c echo.Context) error {
 	if _, err := s.load(ctx, s.pool, p.OrganizationID, id); err != nil {
 		return err
 	}
-	overlap := 24 * time.Hour
+	overlap := DefaultOverlap
 	if in.OverlapSeconds != nil {
 		if *in.OverlapSeconds < 0 || time.Duration(*in.OverlapSeconds)*time.Second > MaxOverlap {
 			return apperr.Fields("bad overlap", apperr.FieldError{Field: "overlap_seconds", Message: fmt.Sprintf("must be from 0 to %d", int64(MaxOverlap/time.Second))})
 		}
 		overlap = time.Duration(*in.OverlapSeconds) * time.Second
 	}
+	e, err := s.RotateSecret(ctx, p, id, overlap)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, e)
+}
+
+// DefaultOverlap is how long a rotated-out secret keeps signing unless
+// the organization says otherwise.
+const DefaultOverlap = 24 * time.Hour
+
+// RotateSecret gives p's organization's endpoint id a new secret, returned
+// this once; the old one keeps signing beside it for overlap (0 to
+// MaxOverlap).
+func (s *Service) RotateSecret(ctx context.Context, p identity.Principal, id string, overlap time.Duration) (Endpoint, error) {
+	if err := authorize(p, true); err != nil {
+		return Endpoint{}, err
+	}
+	if err := checkID(id); err != nil {
+		return Endpoint{}, err
+	}
+	if overlap < 0 || overlap > MaxOverlap {
+		return Endpoint{}, apperr.Fields("bad overlap", apperr.FieldError{Field: "overlap", Message: fmt.Sprintf("must be from 0 to %s", MaxOverlap)})
+	}
 	secret := NewSecret()
 	var e Endpoint
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
 			UPDATE webhooks.endpoints SET previous_sealed = secret_sealed, previous_expires_at = now() + make_interval(secs => $3),
 			    secret_sealed = $4, updated_at = now()
@@ -460,9 +573,9 @@ func (s *Service) rotate(c echo.Context) error {
 		return err
 	})
 	if err != nil {
-		return err
+		return Endpoint{}, err
 	}
 	e.Secret = secret
 	s.logger.InfoContext(ctx, "webhook secret rotated", "endpoint", id, "organization", p.OrganizationID, "overlap", overlap, "credential", p.Credential())
-	return c.JSON(http.StatusOK, e)
+	return e, nil
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -65,6 +66,10 @@ type Config struct {
 	PollInterval time.Duration
 	// MaxEndpoints is the most endpoints an organization may register.
 	MaxEndpoints int
+	// ExtraCAFile is a PEM file of CAs endpoint certificates may chain to
+	// besides the system's (receivers on a private PKI; a developer's
+	// receiver). The composition root reads it into Deps.RootCAs.
+	ExtraCAFile string
 }
 
 // RegisterFlags registers the flags under prefix ("webhooks.").
@@ -80,6 +85,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&c.Lease, prefix+"lease", 2*time.Minute, "how long a process owns a claimed delivery before another may take it over")
 	fs.DurationVar(&c.PollInterval, prefix+"poll-interval", time.Second, "how often due retries are looked for")
 	fs.IntVar(&c.MaxEndpoints, prefix+"max-endpoints", 20, "most endpoints per organization")
+	fs.StringVar(&c.ExtraCAFile, prefix+"extra-ca-file", "", "PEM file of CAs endpoint certificates may chain to besides the system's")
 }
 
 func (c *Config) defaults() {
@@ -192,6 +198,26 @@ func New(cfg Config, d Deps) (*Service, error) {
 	s.checker = newConsentChecker(d.Gate)
 	s.disp = newDispatcher(s)
 	return s, nil
+}
+
+// RootCAs is the system's CA pool with the certificates of the PEM file
+// path added (Config.ExtraCAFile); "" is nil, the system's alone.
+func RootCAs(path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: extra CA file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("webhooks: extra CA file %s holds no PEM certificate", path)
+	}
+	return pool, nil
 }
 
 // newClient is the delivery HTTP client: no proxy (a proxy would dial for
