@@ -23,10 +23,10 @@ var eraser = forget.Owner{Name: "marketplace", Table: "marketplace.erasures"}
 
 // Erased is what the marketplace's erasure of a farmer did (counts only).
 type Erased struct {
-	Orders     int64 `json:"orders"`     // orders kept under a pseudonym
-	Deliveries int64 `json:"deliveries"` // deliveries kept under it, without place and photo
-	Revisions  int64 `json:"revisions"`  // order revisions rewritten under the pseudonym
-	Redacted   int   `json:"redacted"`   // journaled order revisions whose payload (naming the farmer) was redacted
+	Orders     int64 `json:"orders"`      // orders kept under a pseudonym
+	Deliveries int64 `json:"deliveries"`  // deliveries kept under it, without place and photo
+	Revisions  int64 `json:"revisions"`   // order revisions rewritten under the pseudonym
+	Redacted   int   `json:"redacted"`    // journaled order revisions whose payload (naming the farmer) was redacted
 	DemandPlan int64 `json:"demand_plan"` // rows of the demand outlook's plan that held the farmer
 }
 
