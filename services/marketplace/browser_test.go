@@ -190,6 +190,11 @@ func TestBrowser_DistributorDay(t *testing.T) {
 	if scripts := count(t, ctx, "script"); shown != name || scripts != 0 {
 		t.Errorf("product name shown as %q with %d script elements, want the text %q and none", shown, scripts, name)
 	}
+	// The CSP allows no inline style, so the page's looks come from the
+	// stylesheet alone: the pack size field is as narrow as it says (5rem).
+	if w := get(t, ctx, "pack size width", chromedp.Evaluate[float64](`document.querySelector('#add-product input[name=pack_size]').getBoundingClientRect().width`)); w < 70 || w > 100 {
+		t.Errorf("pack size field %v px wide, want ~80 (5rem from the stylesheet)", w)
+	}
 	screenshot(t, ctx, shots, "2-catalog-product")
 
 	var page struct{ Items []marketplace.Product }
