@@ -1,0 +1,137 @@
+package ingest_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tani-platform/tani/internal/app/apptest"
+	"github.com/tani-platform/tani/internal/apperr"
+	"github.com/tani-platform/tani/internal/natsbus"
+	"github.com/tani-platform/tani/internal/natsbus/natstest"
+	"github.com/tani-platform/tani/internal/pii"
+	"github.com/tani-platform/tani/mobile-api/client/clienttest"
+	"github.com/tani-platform/tani/services/ingest"
+)
+
+// TestHandleBatch_StoredBefore covers both ways a batch's submissions are
+// written: a batch of records never seen is stored by COPY, and a batch
+// holding an id already stored falls back to INSERT … ON CONFLICT, which
+// must store the batch's new records, take the redelivered one as done
+// and refuse the one whose content differs, keeping the original — the
+// same outcomes, once each, as if every batch took the second path.
+func TestHandleBatch_StoredBefore(t *testing.T) {
+	platformNATS := natstest.MustServer(t)
+	tani := apptest.MustStart(t, "-nats.url="+platformNATS.ClientURL())
+	agent := clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java")
+	other := natstest.MustServer(t)
+	_, js := natstest.MustJetStream(t, other)
+	ctx := context.Background()
+	if err := natsbus.EnsureStreams(ctx, js, 1); err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, pii.KeySize)
+	rand.Read(key)
+	keys, err := pii.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := ingest.New(ingest.Config{MaxBatch: 512, Partitions: 2}, ingest.Deps{
+		Pool: tani.DB, JS: js, PII: keys, Logger: slog.New(slog.DiscardHandler),
+		Consumer: natsbus.NewMetrics(prometheus.NewRegistry()),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, natsbus.StreamFarm, jetstream.ConsumerConfig{Durable: "copy-test", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: natsbus.SubjectSubmittedPrefix + ">"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// batch publishes records under fresh message ids (so that a record
+	// sent again passes JetStream's de-duplication, as a republish after
+	// its window would) and hands them to the service as one batch.
+	batch := func(records ...json.RawMessage) []error {
+		t.Helper()
+		msgIDs := make([]string, len(records))
+		for i := range msgIDs {
+			msgIDs[i] = uuid.NewString()
+		}
+		publish(t, js, msgIDs, records)
+		fetched, err := cons.Fetch(len(records), jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var msgs []jetstream.Msg
+		for msg := range fetched.Messages() {
+			msgs = append(msgs, msg)
+			msg.Ack()
+		}
+		if len(msgs) != len(records) {
+			t.Fatalf("fetched %d messages, want %d", len(msgs), len(records))
+		}
+		return svc.HandleBatch(ctx, msgs)
+	}
+	count := func(ids ...string) int {
+		t.Helper()
+		var n int
+		if err := tani.DB.QueryRow(ctx, `SELECT count(*) FROM ingest.submissions WHERE id = ANY($1::uuid[])`, ids).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	hour := time.Now().Add(-time.Hour)
+	farmerA, farmerB, farmerC := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	redelivered, original, fresh := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	first := []json.RawMessage{
+		sign(t, agent.Client, redelivered, "farmer.registered", farmerA, "", hour),
+		sign(t, agent.Client, original, "farmer.registered", farmerB, "", hour),
+	}
+	t.Run("OK_NewRecordsCopied", func(t *testing.T) {
+		for i, err := range batch(first...) {
+			if err != nil {
+				t.Errorf("record %d: %v, want stored", i, err)
+			}
+		}
+		if n := count(redelivered, original); n != 2 {
+			t.Errorf("%d of 2 records stored", n)
+		}
+	})
+	t.Run("OK_BatchWithStoredRecords", func(t *testing.T) {
+		changed := sign(t, agent.Client, original, "farmer.registered", farmerC, "", hour.Add(time.Minute))
+		errs := batch(first[0], changed, sign(t, agent.Client, fresh, "farmer.registered", farmerC, "", hour))
+		if errs[0] != nil {
+			t.Errorf("redelivered record: %v, want nil (already stored, nothing to do)", errs[0])
+		}
+		if !apperr.Is(errs[1], apperr.Conflict) {
+			t.Errorf("same id, different content: %v, want a conflict", errs[1])
+		}
+		if errs[2] != nil {
+			t.Errorf("new record beside stored ones: %v, want stored", errs[2])
+		}
+		if n := count(redelivered, original, fresh); n != 3 {
+			t.Errorf("%d submissions for the 3 ids, want each once", n)
+		}
+		var farmer string
+		if err := tani.DB.QueryRow(ctx, `SELECT payload->>'farmer_id' FROM ingest.submissions WHERE id = $1`, original).Scan(&farmer); err != nil {
+			t.Fatal(err)
+		}
+		if farmer != farmerB {
+			t.Errorf("stored record %s is about farmer %s, want the original's %s", original, farmer, farmerB)
+		}
+		var farmers int
+		if err := tani.DB.QueryRow(ctx, `SELECT count(*) FROM ingest.farmers WHERE farmer_id = ANY($1::uuid[])`, []string{farmerA, farmerB, farmerC}).Scan(&farmers); err != nil {
+			t.Fatal(err)
+		}
+		if farmers != 3 {
+			t.Errorf("%d farmer rows, want 3 (two from the first batch, one from the new record)", farmers)
+		}
+	})
+}
