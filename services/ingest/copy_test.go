@@ -27,7 +27,22 @@ import (
 // must store the batch's new records, take the redelivered one as done
 // and refuse the one whose content differs, keeping the original — the
 // same outcomes, once each, as if every batch took the second path.
-func TestHandleBatch_StoredBefore(t *testing.T) {
+// batchRig is a platform (database, agent, device) and an ingest service
+// of the test's own on a second NATS server, so that the test decides
+// what one batch holds; the platform's ingest never sees it.
+type batchRig struct {
+	tani  *apptest.Running
+	agent *clienttest.Agent
+	// batch publishes records under fresh message ids (so that a record
+	// sent again passes JetStream's de-duplication, as a republish after
+	// its window would) and hands them to the service as one batch.
+	batch func(records ...json.RawMessage) []error
+	// count is how many submissions the ids have.
+	count func(ids ...string) int
+}
+
+func mustBatchRig(t *testing.T, partitions int) batchRig {
+	t.Helper()
 	platformNATS := natstest.MustServer(t)
 	tani := apptest.MustStart(t, "-nats.url="+platformNATS.ClientURL())
 	agent := clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java")
@@ -43,7 +58,7 @@ func TestHandleBatch_StoredBefore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := ingest.New(ingest.Config{MaxBatch: 512, Partitions: 2}, ingest.Deps{
+	svc, err := ingest.New(ingest.Config{MaxBatch: 512, Partitions: partitions}, ingest.Deps{
 		Pool: tani.DB, JS: js, PII: keys, Logger: slog.New(slog.DiscardHandler),
 		Consumer: natsbus.NewMetrics(prometheus.NewRegistry()),
 	})
@@ -54,9 +69,6 @@ func TestHandleBatch_StoredBefore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// batch publishes records under fresh message ids (so that a record
-	// sent again passes JetStream's de-duplication, as a republish after
-	// its window would) and hands them to the service as one batch.
 	batch := func(records ...json.RawMessage) []error {
 		t.Helper()
 		msgIDs := make([]string, len(records))
@@ -87,6 +99,12 @@ func TestHandleBatch_StoredBefore(t *testing.T) {
 		return n
 	}
 
+	return batchRig{tani: tani, agent: agent, batch: batch, count: count}
+}
+
+func TestHandleBatch_StoredBefore(t *testing.T) {
+	rig := mustBatchRig(t, 2)
+	ctx, tani, agent, batch, count := context.Background(), rig.tani, rig.agent, rig.batch, rig.count
 	hour := time.Now().Add(-time.Hour)
 	farmerA, farmerB, farmerC := uuid.NewString(), uuid.NewString(), uuid.NewString()
 	redelivered, original, fresh := uuid.NewString(), uuid.NewString(), uuid.NewString()
@@ -132,6 +150,86 @@ func TestHandleBatch_StoredBefore(t *testing.T) {
 		}
 		if farmers != 3 {
 			t.Errorf("%d farmer rows, want 3 (two from the first batch, one from the new record)", farmers)
+		}
+	})
+}
+
+// TestHandleBatch_PlotsInOneStatement checks that upserting the first
+// record of every plot of a batch in one statement, and later records of
+// the same plot one by one after it, applies each plot's records as
+// stream order says: the newest capture wins whatever order records
+// arrive in, each applied capture counts as a revision, and a record
+// mapping another farmer's plot is refused, whether the plot was stored
+// earlier in the same batch or by an earlier batch.
+func TestHandleBatch_PlotsInOneStatement(t *testing.T) {
+	rig := mustBatchRig(t, 1)
+	ctx, agent := context.Background(), rig.agent
+	hour := time.Now().Add(-time.Hour).Truncate(time.Second)
+	alice, bob := uuid.NewString(), uuid.NewString()
+	mapped, taken := uuid.NewString(), uuid.NewString()
+	ids := make([]string, 7)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+	}
+	plot := func(id, farmer, plot string, at time.Time) json.RawMessage {
+		return sign(t, agent.Client, id, "plot.mapped", farmer, plot, at)
+	}
+	type state struct {
+		farmer, record string
+		revisions      int
+	}
+	stateOf := func(plot string) state {
+		t.Helper()
+		var s state
+		if err := rig.tani.DB.QueryRow(ctx, `SELECT farmer_id::text, record_id::text, revisions FROM ingest.plots WHERE plot_id = $1`, plot).
+			Scan(&s.farmer, &s.record, &s.revisions); err != nil {
+			t.Fatalf("plot %s: %v", plot, err)
+		}
+		return s
+	}
+
+	t.Run("OK_OneBatch", func(t *testing.T) {
+		errs := rig.batch(
+			plot(ids[0], alice, mapped, hour),                    // first of its plot: inserted
+			plot(ids[1], alice, taken, hour),                     // first of its plot: inserted
+			plot(ids[2], alice, mapped, hour.Add(2*time.Minute)), // newer: applied
+			plot(ids[3], alice, mapped, hour.Add(time.Minute)),   // older than the stored one: kept, not refused
+			plot(ids[4], bob, taken, hour.Add(time.Minute)),      // Alice's plot: refused
+		)
+		for i, err := range errs {
+			switch {
+			case i == 4 && !apperr.Is(err, apperr.Conflict):
+				t.Errorf("Bob mapping Alice's plot: %v, want a conflict", err)
+			case i != 4 && err != nil:
+				t.Errorf("record %d: %v, want stored", i, err)
+			}
+		}
+		if got, want := stateOf(mapped), (state{alice, ids[2], 2}); got != want {
+			t.Errorf("plot mapped three times = %+v, want %+v (the newest capture, two applied)", got, want)
+		}
+		if got, want := stateOf(taken), (state{alice, ids[1], 1}); got != want {
+			t.Errorf("plot Bob tried to take = %+v, want %+v", got, want)
+		}
+		if n := rig.count(ids[:5]...); n != 4 {
+			t.Errorf("%d submissions, want 4 (all but Bob's)", n)
+		}
+	})
+	t.Run("OK_AgainstEarlierBatch", func(t *testing.T) {
+		errs := rig.batch(
+			plot(ids[5], alice, mapped, hour.Add(3*time.Minute)), // newer than the stored one: applied
+			plot(ids[6], bob, taken, hour.Add(5*time.Minute)),    // Alice's plot, stored by the earlier batch: refused
+		)
+		if errs[0] != nil {
+			t.Errorf("newer capture of a stored plot: %v, want stored", errs[0])
+		}
+		if !apperr.Is(errs[1], apperr.Conflict) {
+			t.Errorf("Bob mapping Alice's stored plot: %v, want a conflict", errs[1])
+		}
+		if got, want := stateOf(mapped), (state{alice, ids[5], 3}); got != want {
+			t.Errorf("plot = %+v, want %+v", got, want)
+		}
+		if got, want := stateOf(taken), (state{alice, ids[1], 1}); got != want {
+			t.Errorf("plot Bob tried to take = %+v, want %+v", got, want)
 		}
 	})
 }
