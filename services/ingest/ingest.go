@@ -17,6 +17,7 @@ import (
 
 	"github.com/tani-platform/tani/internal/parallel"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -446,10 +447,63 @@ func (s *Service) store(ctx context.Context, items []*item) error {
 // errRefused rolls a batch back after some of its records were refused.
 var errRefused = errors.New("records refused; storing the others again")
 
+// submissionColumns are what ingest writes of an ingest.submissions row
+// (ingested_at is the commit's clock), in copyNew's order.
+var submissionColumns = []string{"id", "type", "captured_at", "payload", "sealed_record", "content_hash", "stream_seq", "device_id", "agent_id"}
+
 // insert adds the raw records and returns those that were new. The others
 // are redeliveries or retried uploads (nothing to do) or conflicts (err
 // set).
+//
+// A batch almost always holds only records never stored before, and for
+// those one binary COPY costs Postgres much less than an INSERT … ON
+// CONFLICT from arrays (no speculative insertion, no array decoding, no
+// RETURNING): copyNew tries that first, under a savepoint. If any id of
+// the batch is already there, the COPY fails on the primary key as a
+// whole, is rolled back to the savepoint, and the batch takes the INSERT
+// … ON CONFLICT path, which tells the new records from the others.
 func (s *Service) insert(ctx context.Context, tx pgx.Tx, items []*item) ([]*item, error) {
+	switch err := copyNew(ctx, tx, items); {
+	case err == nil:
+		return items, nil
+	case postgres.Code(err) != postgres.CodeUniqueViolation:
+		return nil, err
+	}
+	return s.insertOrKeep(ctx, tx, items)
+}
+
+// copyNew stores items by COPY, all or none: an id already stored fails
+// it (and rolls it back to its savepoint) with a unique violation.
+func copyNew(ctx context.Context, tx pgx.Tx, items []*item) error {
+	sp, err := tx.Begin(ctx) // a savepoint
+	if err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	rows := make([][]any, len(items))
+	for i, it := range items {
+		id, err1 := uuid.Parse(it.env.ID)
+		device, err2 := uuid.Parse(it.env.DeviceID)
+		agent, err3 := uuid.Parse(it.agentID)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			sp.Rollback(ctx)
+			return fmt.Errorf("record %s: %w", it.env.ID, err)
+		}
+		rows[i] = []any{id, string(it.env.Type), it.env.Captured(), string(it.stored), it.sealed, it.hash[:], int64(it.seq), device, agent}
+	}
+	if _, err := sp.CopyFrom(ctx, pgx.Identifier{"ingest", "submissions"}, submissionColumns, pgx.CopyFromRows(rows)); err != nil {
+		if rbErr := sp.Rollback(ctx); rbErr != nil {
+			return fmt.Errorf("copy %d records: %w (rollback to savepoint: %v)", len(items), err, rbErr)
+		}
+		return fmt.Errorf("copy %d records: %w", len(items), err)
+	}
+	// The savepoint is not released: the transaction's commit ends it,
+	// and a RELEASE would be one more round trip for nothing.
+	return nil
+}
+
+// insertOrKeep stores the records whose id is not there yet and sorts the
+// others into redeliveries and conflicts.
+func (s *Service) insertOrKeep(ctx context.Context, tx pgx.Tx, items []*item) ([]*item, error) {
 	n := len(items)
 	ids, types, payloads, devices, agents := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	captured, sealed, hashes, seqs := make([]time.Time, n), make([][]byte, n), make([][]byte, n), make([]int64, n)
