@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,10 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/google/uuid"
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/proof"
@@ -27,100 +22,14 @@ import (
 
 	"github.com/tani-platform/tani/internal/app/apptest"
 	"github.com/tani-platform/tani/internal/consent"
+	"github.com/tani-platform/tani/internal/httpserver/openapitest"
 	"github.com/tani-platform/tani/internal/polltest"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
 )
 
-// outsideDoc is an organizations' OpenAPI document as an outside client
-// loads it: served by the process, parsed and validated by kin-openapi
-// (not by our code), with its router.
-type outsideDoc struct {
-	doc    *openapi3.T
-	router routers.Router
-}
-
-func mustOutsideDoc(t *testing.T, m *matrix, path, key string) outsideDoc {
-	t.Helper()
-	code, body := m.do(t, "GET", path, caller{bearer: key}, nil)
-	if code != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", path, code, body)
-	}
-	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromData(body)
-	if err != nil {
-		t.Fatalf("%s does not load as OpenAPI: %v", path, err)
-	}
-	if err := doc.Validate(loader.Context); err != nil {
-		t.Fatalf("%s is not valid OpenAPI 3: %v", path, err)
-	}
-	router, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		t.Fatalf("%s: router: %v", path, err)
-	}
-	return outsideDoc{doc: doc, router: router}
-}
-
-// check makes a real call and has kin-openapi validate the request and
-// the answer against the document: status declared, body, content type
-// and headers as documented. It returns the answer's body.
-func (d outsideDoc) check(t *testing.T, m *matrix, method, path, key string, body any, want int) []byte {
-	t.Helper()
-	return d.call(t, m, method, path, key, body, want, true)
-}
-
-// checkBad is check for a request that is wrong on purpose: only the
-// answer (an error body) is validated.
-func (d outsideDoc) checkBad(t *testing.T, m *matrix, method, path, key string, body any, want int) []byte {
-	t.Helper()
-	return d.call(t, m, method, path, key, body, want, false)
-}
-
-func (d outsideDoc) call(t *testing.T, m *matrix, method, path, key string, body any, want int, validRequest bool) []byte {
-	t.Helper()
-	var raw []byte
-	if body != nil {
-		raw, _ = json.Marshal(body)
-	}
-	req, err := http.NewRequest(method, m.tani.URL+path, bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != want {
-		t.Fatalf("%s %s: got %d %s, want %d", method, path, resp.StatusCode, got, want)
-	}
-	// The request as the router and validator see it (its body read
-	// again).
-	req.Body = io.NopCloser(bytes.NewReader(raw))
-	route, params, err := d.router.FindRoute(req)
-	if err != nil {
-		t.Fatalf("%s %s: not in the document: %v", method, path, err)
-	}
-	opts := &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, IncludeResponseStatus: true, MultiError: true}
-	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: opts}
-	if err := openapi3filter.ValidateRequest(context.Background(), in); err != nil && validRequest {
-		t.Errorf("%s %s: the request does not match the document: %v", method, path, err)
-	}
-	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header,
-		Body: io.NopCloser(bytes.NewReader(got)), Options: opts}
-	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
-		t.Errorf("%s %s → %d: the answer does not match the document: %v\n%s", method, path, resp.StatusCode, err, got)
-	}
-	return got
-}
-
 // TestOpenAPI_OutsideClient loads the banks' and distributors' served
 // OpenAPI documents with kin-openapi, an OpenAPI 3 library we did not
-// write, validates them as OpenAPI 3, and validates real requests and
+// write (internal/httpserver/openapitest), validates them as OpenAPI 3, and validates real requests and
 // answers of representative routes against them (a credit profile, a
 // score, product and catalog lists, consents, error bodies). It also
 // checks the evidence bundle's checkpoint and inclusion proofs with
@@ -148,47 +57,47 @@ func TestOpenAPI_OutsideClient(t *testing.T) {
 		m.grant(t, farmer, p.id, validScopes(), time.Now().Add(24*time.Hour), false)
 	}
 
-	bankDoc := mustOutsideDoc(t, m, "/bank/v1/openapi.json", "")
-	distDoc := mustOutsideDoc(t, m, "/distributor/v1/openapi.json", dist.key)
+	bankDoc := openapitest.MustLoad(t, m.tani.URL, "/bank/v1/openapi.json", "")
+	distDoc := openapitest.MustLoad(t, m.tani.URL, "/distributor/v1/openapi.json", dist.key)
 
 	t.Run("Bank", func(t *testing.T) {
 		var product struct{ ID string }
-		json.Unmarshal(bankDoc.check(t, m, "POST", "/bank/v1/products", bank.key, lendingProduct(), http.StatusCreated), &product)
-		bankDoc.check(t, m, "GET", "/bank/v1/products", bank.key, nil, http.StatusOK)
-		bankDoc.check(t, m, "GET", "/bank/v1/products/"+product.ID, bank.key, nil, http.StatusOK)
-		bankDoc.check(t, m, "GET", "/bank/v1/farmers/"+farmer+"/profile", bank.key, nil, http.StatusOK)
-		bankDoc.check(t, m, "POST", "/bank/v1/farmers/"+farmer+"/score", bank.key, map[string]any{"product_id": product.ID}, http.StatusOK)
+		json.Unmarshal(bankDoc.Check(t, "POST", "/bank/v1/products", bank.key, lendingProduct(), http.StatusCreated), &product)
+		bankDoc.Check(t, "GET", "/bank/v1/products", bank.key, nil, http.StatusOK)
+		bankDoc.Check(t, "GET", "/bank/v1/products/"+product.ID, bank.key, nil, http.StatusOK)
+		bankDoc.Check(t, "GET", "/bank/v1/farmers/"+farmer+"/profile", bank.key, nil, http.StatusOK)
+		bankDoc.Check(t, "POST", "/bank/v1/farmers/"+farmer+"/score", bank.key, map[string]any{"product_id": product.ID}, http.StatusOK)
 		var req struct{ ID string }
-		json.Unmarshal(bankDoc.check(t, m, "POST", "/bank/v1/consent-requests", bank.key,
+		json.Unmarshal(bankDoc.Check(t, "POST", "/bank/v1/consent-requests", bank.key,
 			map[string]any{"farmer_id": stranger, "scopes": []string{"plots"}, "duration_days": 30, "purpose": "working capital"}, http.StatusCreated), &req)
-		bankDoc.check(t, m, "GET", "/bank/v1/consents", bank.key, nil, http.StatusOK)
-		bankDoc.check(t, m, "GET", "/bank/v1/consents/"+req.ID, bank.key, nil, http.StatusOK)
-		bankDoc.check(t, m, "GET", "/bank/v1/webhooks/event-types", bank.key, nil, http.StatusOK)
-		bankDoc.check(t, m, "POST", "/bank/v1/webhooks", bank.key, map[string]any{"url": matrixHookURL, "event_types": []string{"consent.revoked"}}, http.StatusCreated)
-		bankDoc.check(t, m, "GET", "/bank/v1/webhooks", bank.key, nil, http.StatusOK)
-		bankDoc.check(t, m, "GET", "/bank/v1/portfolio", bank.key, nil, http.StatusOK)
+		bankDoc.Check(t, "GET", "/bank/v1/consents", bank.key, nil, http.StatusOK)
+		bankDoc.Check(t, "GET", "/bank/v1/consents/"+req.ID, bank.key, nil, http.StatusOK)
+		bankDoc.Check(t, "GET", "/bank/v1/webhooks/event-types", bank.key, nil, http.StatusOK)
+		bankDoc.Check(t, "POST", "/bank/v1/webhooks", bank.key, map[string]any{"url": matrixHookURL, "event_types": []string{"consent.revoked"}}, http.StatusCreated)
+		bankDoc.Check(t, "GET", "/bank/v1/webhooks", bank.key, nil, http.StatusOK)
+		bankDoc.Check(t, "GET", "/bank/v1/portfolio", bank.key, nil, http.StatusOK)
 		// Error bodies: no consent (403), bad input with fields (400),
 		// unknown product (404), no credential (401).
-		bankDoc.check(t, m, "GET", "/bank/v1/farmers/"+stranger+"/profile", bank.key, nil, http.StatusForbidden)
+		bankDoc.Check(t, "GET", "/bank/v1/farmers/"+stranger+"/profile", bank.key, nil, http.StatusForbidden)
 		bad := lendingProduct()
 		bad["min_amount"] = -1
-		bankDoc.checkBad(t, m, "POST", "/bank/v1/products", bank.key, bad, http.StatusBadRequest)
-		bankDoc.check(t, m, "GET", "/bank/v1/products/"+uuid.NewString(), bank.key, nil, http.StatusNotFound)
-		bankDoc.checkBad(t, m, "GET", "/bank/v1/products", "tani_not_a_key", nil, http.StatusUnauthorized)
+		bankDoc.CheckBad(t, "POST", "/bank/v1/products", bank.key, bad, http.StatusBadRequest)
+		bankDoc.Check(t, "GET", "/bank/v1/products/"+uuid.NewString(), bank.key, nil, http.StatusNotFound)
+		bankDoc.CheckBad(t, "GET", "/bank/v1/products", "tani_not_a_key", nil, http.StatusUnauthorized)
 	})
 	t.Run("Distributor", func(t *testing.T) {
 		var product struct{ ID string }
-		json.Unmarshal(distDoc.check(t, m, "POST", "/distributor/v1/products", dist.key, marketProduct(), http.StatusCreated), &product)
-		distDoc.check(t, m, "GET", "/distributor/v1/products", dist.key, nil, http.StatusOK)
-		distDoc.check(t, m, "POST", "/distributor/v1/orders", dist.key, marketOrder(farmer, product.ID), http.StatusCreated)
-		distDoc.check(t, m, "GET", "/distributor/v1/orders", dist.key, nil, http.StatusOK)
-		distDoc.check(t, m, "GET", "/distributor/v1/consents", dist.key, nil, http.StatusOK)
-		distDoc.check(t, m, "GET", "/distributor/v1/webhooks/event-types", dist.key, nil, http.StatusOK)
-		distDoc.check(t, m, "POST", "/distributor/v1/orders", dist.key, marketOrder(stranger, product.ID), http.StatusForbidden)
-		distDoc.check(t, m, "GET", "/distributor/v1/products/"+uuid.NewString(), dist.key, nil, http.StatusNotFound)
+		json.Unmarshal(distDoc.Check(t, "POST", "/distributor/v1/products", dist.key, marketProduct(), http.StatusCreated), &product)
+		distDoc.Check(t, "GET", "/distributor/v1/products", dist.key, nil, http.StatusOK)
+		distDoc.Check(t, "POST", "/distributor/v1/orders", dist.key, marketOrder(farmer, product.ID), http.StatusCreated)
+		distDoc.Check(t, "GET", "/distributor/v1/orders", dist.key, nil, http.StatusOK)
+		distDoc.Check(t, "GET", "/distributor/v1/consents", dist.key, nil, http.StatusOK)
+		distDoc.Check(t, "GET", "/distributor/v1/webhooks/event-types", dist.key, nil, http.StatusOK)
+		distDoc.Check(t, "POST", "/distributor/v1/orders", dist.key, marketOrder(stranger, product.ID), http.StatusForbidden)
+		distDoc.Check(t, "GET", "/distributor/v1/products/"+uuid.NewString(), dist.key, nil, http.StatusNotFound)
 	})
 	t.Run("EvidenceBundleProofs", func(t *testing.T) {
-		body := bankDoc.check(t, m, "GET", "/bank/v1/farmers/"+farmer+"/evidence-bundle", bank.key, nil, http.StatusOK)
+		body := bankDoc.Check(t, "GET", "/bank/v1/farmers/"+farmer+"/evidence-bundle", bank.key, nil, http.StatusOK)
 		pub, err := os.ReadFile(filepath.Join(tani.DataDir, "ledger.pub"))
 		if err != nil {
 			t.Fatal(err)
