@@ -443,10 +443,11 @@ func (s *Service) rescore(c echo.Context) error {
 		}
 		return err
 	}
-	// Grouped and ordered as uuids, not as text under the database's
-	// collation: the same order, a cheaper sort.
-	rows, err := s.pool.Query(ctx, `SELECT farmer_id::text FROM lending.loans
-		WHERE organization_id = $1 AND state IN ('disbursed', 'in_arrears', 'restructured') GROUP BY farmer_id ORDER BY farmer_id`, bank.OrganizationID)
+	// Grouped and sorted as uuids (l.farmer_id: a bare farmer_id in ORDER
+	// BY would name the text output column), not as text under the
+	// database's collation: the same order, half the sort.
+	rows, err := s.pool.Query(ctx, `SELECT l.farmer_id::text FROM lending.loans l
+		WHERE l.organization_id = $1 AND l.state IN ('disbursed', 'in_arrears', 'restructured') GROUP BY l.farmer_id ORDER BY l.farmer_id`, bank.OrganizationID)
 	if err != nil {
 		return fmt.Errorf("book of %s: %w", bank.OrganizationID, err)
 	}
