@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
@@ -14,6 +15,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tani-platform/tani/internal/app"
+	"github.com/tani-platform/tani/internal/identity"
+	"github.com/tani-platform/tani/internal/postgres/pgtest"
 	"github.com/tani-platform/tani/ledger"
 )
 
@@ -44,10 +48,50 @@ func benchSize() int {
 	return 2000
 }
 
+// benchKeepDB names, from TANI_BENCH_LENDING_KEEP_DB, a database that
+// outlives the run: the first run seeds the book into it (renaming its
+// fresh test database when the benchmark ends), later runs reuse the book
+// it holds instead of seeding for minutes. Drop it (and the journal's key
+// directory, benchKeyDir) when done:
+//
+//	psql -h 127.0.0.1 -U postgres -c 'DROP DATABASE NAME'
+func benchKeepDB() string { return os.Getenv("TANI_BENCH_LENDING_KEEP_DB") }
+
+func benchKeyDir(db string) string { return filepath.Join(os.TempDir(), db+"-ledger") }
+
 func mustBenchBook(b *testing.B, n int) *benchBook {
 	b.Helper()
+	keep := benchKeepDB()
+	if keep != "" {
+		if bk := reuseBenchBook(b, keep); bk != nil {
+			return bk
+		}
+	}
 	start := time.Now()
-	e := mustEnv(b)
+	var e *env
+	if keep == "" {
+		e = mustEnv(b)
+	} else {
+		db := pgtest.MustDatabase(b, app.Migrations()[1:]...)
+		if err := os.MkdirAll(benchKeyDir(keep), 0o700); err != nil {
+			b.Fatal(err)
+		}
+		e = mustEnvOn(b, db, benchKeyDir(keep))
+		// Cleanups run last-registered first: this one runs before the
+		// test database is dropped, which then finds nothing to drop.
+		b.Cleanup(func() {
+			e.pool.Close()
+			c, err := pgx.Connect(context.Background(), pgtest.URL(b, "postgres"))
+			if err != nil {
+				b.Logf("keep %s: %v", keep, err)
+				return
+			}
+			defer c.Close(context.Background())
+			if _, err := c.Exec(context.Background(), fmt.Sprintf("ALTER DATABASE %s RENAME TO %s", db, pgx.Identifier{keep}.Sanitize())); err != nil {
+				b.Logf("keep %s: %v", keep, err)
+			}
+		})
+	}
 	bk := e.bank("Bench bank")
 	p := bk.product("Padi", nil, nil, "bullet")
 	ctx := context.Background()
@@ -157,6 +201,47 @@ func mustBenchBook(b *testing.B, n int) *benchBook {
 	}
 	b.Logf("seeded %d farmers, %d attested journaled records, %d loans in %s", n, len(recordRows), len(loanRows), time.Since(start).Round(time.Second))
 	return book
+}
+
+// reuseBenchBook opens the book kept in database db by an earlier run, or
+// returns nil when there is none yet.
+func reuseBenchBook(b *testing.B, db string) *benchBook {
+	b.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, pgtest.URL(b, "postgres"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var exists bool
+	err = c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, db).Scan(&exists)
+	c.Close(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if !exists {
+		return nil
+	}
+	e := mustEnvOn(b, db, benchKeyDir(db))
+	bk := &benchBook{e: e, plots: map[string]string{}}
+	var org string
+	if err := e.pool.QueryRow(ctx, `SELECT p.id, p.organization_id FROM lending.products p ORDER BY p.created_at LIMIT 1`).Scan(&bk.product, &org); err != nil {
+		b.Fatal(err)
+	}
+	_, token, err := e.dir.CreateAPIKey(ctx, identity.NewAPIKey{OrganizationID: org, Name: "bench", ExpiresAt: time.Now().Add(24 * time.Hour)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bk.bank = &bank{ID: org, Token: token, e: e}
+	rows, _ := e.pool.Query(ctx, `SELECT farmer_id::text, id::text FROM lending.loans WHERE organization_id = $1 AND purpose = 'bench' ORDER BY created_at, farmer_id`, org)
+	var f, l string
+	if _, err := pgx.ForEachRow(rows, []any{&f, &l}, func() error {
+		bk.farmers, bk.loans = append(bk.farmers, f), append(bk.loans, l)
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("reusing the book kept in %s: %d farmers", db, len(bk.farmers))
+	return bk
 }
 
 func afterDot(s string) string {

@@ -60,11 +60,18 @@ type env struct {
 // vouchers chain instead of the recording issuer).
 func mustEnv(tb testing.TB, opts ...func(*lending.Deps)) *env {
 	tb.Helper()
-	db := pgtest.MustDatabase(tb, app.Migrations()[1:]...)
+	return mustEnvOn(tb, pgtest.MustDatabase(tb, app.Migrations()[1:]...), tb.TempDir(), opts...)
+}
+
+// mustEnvOn starts the environment on an existing migrated database, with
+// the journal's key pair kept in dataDir (the benchmarks reuse a seeded
+// book across runs; see benchKeepDB).
+func mustEnvOn(tb testing.TB, db, dataDir string, opts ...func(*lending.Deps)) *env {
+	tb.Helper()
 	pool := pgtest.MustPool(tb, db)
 	ctx := context.Background()
 	logger := slog.New(slog.DiscardHandler)
-	j, err := ledger.New(ledger.Config{Origin: "test.tani.local/ledger", DataDir: tb.TempDir(), CheckpointInterval: ledger.DefaultCheckpointInterval}, pool, logger)
+	j, err := ledger.New(ledger.Config{Origin: "test.tani.local/ledger", DataDir: dataDir, CheckpointInterval: ledger.DefaultCheckpointInterval}, pool, logger)
 	if err != nil {
 		tb.Fatal(err)
 	}

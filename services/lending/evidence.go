@@ -125,12 +125,28 @@ func (d *farmerData) verified(id string) *attested {
 	return nil
 }
 
+// provenanceRead says which provenance rows a read attaches to the
+// records it saw.
+type provenanceRead int
+
+const (
+	// allProvenance: every attribute of every verified record (a profile
+	// shows them all).
+	allProvenance provenanceRead = iota
+	// plotAreaProvenance: only how verified plots' area and boundary were
+	// established — all a score uses (levelOf, plotExpiry). A fifth of
+	// the rows and of the index probes of allProvenance: on a large book
+	// those probes, scattered over the whole provenance index, were half
+	// of a re-scoring chunk's reads (docs/performance.md, Lending).
+	plotAreaProvenance
+)
+
 // loadFarmers reads the given sections of each farmer in tx (the consent
 // gate's transaction, or one covering many gated farmers) with one round
 // trip: every query of a pgx batch, each over all the farmers.
-func loadFarmers(ctx context.Context, tx pgx.Tx, farmers []string, sections []string) (map[string]*farmerData, error) {
+func loadFarmers(ctx context.Context, tx pgx.Tx, farmers []string, sections []string, prov provenanceRead) (map[string]*farmerData, error) {
 	b := &pgx.Batch{}
-	out := queueFarmers(b, farmers, sections)
+	out := queueFarmers(b, farmers, sections, prov)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("load evidence of %d farmers: %w", len(farmers), err)
 	}
@@ -140,7 +156,7 @@ func loadFarmers(ctx context.Context, tx pgx.Tx, farmers []string, sections []st
 // queueFarmers queues loadFarmers' queries on b (a gated read's batch,
 // sent behind the consent check); the map it returns is filled as b's
 // results are read.
-func queueFarmers(b *pgx.Batch, farmers []string, sections []string) map[string]*farmerData {
+func queueFarmers(b *pgx.Batch, farmers []string, sections []string, prov provenanceRead) map[string]*farmerData {
 	out := make(map[string]*farmerData, len(farmers))
 	for _, f := range farmers {
 		out[f] = &farmerData{FarmerID: f, Records: map[string]*attested{}}
@@ -160,10 +176,20 @@ func queueFarmers(b *pgx.Batch, farmers []string, sections []string) map[string]
 			}
 			return rows.Err()
 		})
-	b.Queue(`
+	provenanceSQL := `
 		SELECT e.farmer_id::text, p.record_id::text, p.attribute, p.method, p.verifier, p.verified_at, p.expires_at
 		FROM attest.evidence e JOIN attest.evidence_provenance p USING (record_id)
-		WHERE e.farmer_id = ANY($1::uuid[]) AND e.status = 'verified'`, farmers).
+		WHERE e.farmer_id = ANY($1::uuid[]) AND e.status = 'verified'`
+	if prov == plotAreaProvenance {
+		// Probed from the farmers' plots, not from every record; the
+		// status is checked below, on the record the first query read.
+		provenanceSQL = `
+			SELECT f.farmer_id::text, p.record_id::text, p.attribute, p.method, p.verifier, p.verified_at, p.expires_at
+			FROM ingest.plot_facts f
+			JOIN attest.evidence_provenance p ON p.record_id = f.record_id AND p.attribute IN ('area_ha', 'boundary')
+			WHERE f.farmer_id = ANY($1::uuid[])`
+	}
+	b.Queue(provenanceSQL, farmers).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var farmer, record string
@@ -171,8 +197,9 @@ func queueFarmers(b *pgx.Batch, farmers []string, sections []string) map[string]
 				if err := rows.Scan(&farmer, &record, &p.Attribute, &p.Method, &p.Verifier, &p.VerifiedAt, &p.ExpiresAt); err != nil {
 					return err
 				}
-				// The records query ran first in the batch.
-				if a := out[farmer].Records[record]; a != nil {
+				// The records query ran first in the batch; provenance
+				// counts only on a verified (journaled) record.
+				if a := out[farmer].Records[record]; a != nil && a.Status == "verified" {
 					a.Provenance = append(a.Provenance, p)
 				}
 			}

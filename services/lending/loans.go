@@ -206,7 +206,7 @@ func (s *Service) apply(c echo.Context) error {
 // minimum), a decline below auto_decline_below_score, else it waits for a
 // credit officer. pickCrop lets the offer pick the financed crop.
 func (s *Service) autoDecide(ctx context.Context, tx pgx.Tx, l *loan, p *Product, pickCrop bool) ([]loanEvent, *scoreRow, error) {
-	data, err := loadFarmers(ctx, tx, []string{l.FarmerID}, defaultSections)
+	data, err := loadFarmers(ctx, tx, []string{l.FarmerID}, defaultSections, plotAreaProvenance)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -442,7 +442,7 @@ func (s *Service) decide(c echo.Context) error {
 				}
 				amount = *req.Amount
 			}
-			data, err := loadFarmers(ctx, tx, []string{l.FarmerID}, defaultSections)
+			data, err := loadFarmers(ctx, tx, []string{l.FarmerID}, defaultSections, plotAreaProvenance)
 			if err != nil {
 				return err
 			}

@@ -161,7 +161,7 @@ func (s *Service) profile(c echo.Context) error {
 	var p *Profile
 	receipts := make(chan error, 1)
 	_, err = s.gate.ReadBatchFor(c, farmer, scopes, "credit profile",
-		func(b *pgx.Batch) { data = queueFarmers(b, []string{farmer}, sections) },
+		func(b *pgx.Batch) { data = queueFarmers(b, []string{farmer}, sections, allProvenance) },
 		func(ctx context.Context, g consent.Grant, _ *pgx.Batch) error {
 			p = s.buildProfile(bank.OrganizationID, data[farmer], sections, g)
 			if !withReceipts {
@@ -376,7 +376,7 @@ func (s *Service) evidenceBundle(c echo.Context) error {
 	}
 	var indexes []int64
 	err = s.gate.ReadFor(c, farmer, scopes, "evidence bundle", func(ctx context.Context, tx pgx.Tx, g consent.Grant) error {
-		data, err := loadFarmers(ctx, tx, []string{farmer}, sections)
+		data, err := loadFarmers(ctx, tx, []string{farmer}, sections, allProvenance)
 		if err != nil {
 			return err
 		}

@@ -353,7 +353,7 @@ func (s *Service) scoreFarmer(c echo.Context) error {
 	var data map[string]*farmerData
 	var sc *scoreRow
 	_, err = s.gate.ReadBatchFor(c, farmer, scoreScopes, "credit score",
-		func(b *pgx.Batch) { data = queueFarmers(b, []string{farmer}, defaultSections) },
+		func(b *pgx.Batch) { data = queueFarmers(b, []string{farmer}, defaultSections, plotAreaProvenance) },
 		func(_ context.Context, _ consent.Grant, finish *pgx.Batch) error {
 			rows, err := s.queueScores(finish, bank.OrganizationID, []*farmerData{data[farmer]}, product, amount, nil, "score")
 			if err != nil {
@@ -443,8 +443,11 @@ func (s *Service) rescore(c echo.Context) error {
 		}
 		return err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT farmer_id::text FROM lending.loans
-		WHERE organization_id = $1 AND state IN ('disbursed', 'in_arrears', 'restructured') ORDER BY 1`, bank.OrganizationID)
+	// Grouped and sorted as uuids (l.farmer_id: a bare farmer_id in ORDER
+	// BY would name the text output column), not as text under the
+	// database's collation: the same order, half the sort.
+	rows, err := s.pool.Query(ctx, `SELECT l.farmer_id::text FROM lending.loans l
+		WHERE l.organization_id = $1 AND l.state IN ('disbursed', 'in_arrears', 'restructured') GROUP BY l.farmer_id ORDER BY l.farmer_id`, bank.OrganizationID)
 	if err != nil {
 		return fmt.Errorf("book of %s: %w", bank.OrganizationID, err)
 	}
@@ -493,7 +496,18 @@ func (s *Service) Rescore(ctx context.Context, bank identity.Principal, product 
 						if len(ids) == 0 {
 							return nil
 						}
-						data, err := loadFarmers(ctx, tx, ids, defaultSections)
+						// Plans for a few farmers (index probes) for every
+						// chunk: planned for the chunk's 1,000 farmers, four
+						// of the evidence queries scan their whole table
+						// (the planner sees 1,000 of 100,000 farmers), four
+						// times slower than the index plan on a
+						// 100,000-farmer book; Postgres settles on the
+						// generic (index) plan only after a connection's
+						// fifth run of a statement.
+						if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_generic_plan`); err != nil {
+							return err
+						}
+						data, err := loadFarmers(ctx, tx, ids, defaultSections, plotAreaProvenance)
 						if err != nil {
 							return err
 						}

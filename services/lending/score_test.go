@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -182,4 +183,35 @@ func TestScore_ErasureFence(t *testing.T) {
 				res, stored(gone.ID), goneBefore, stored(kept.ID), keptBefore)
 		}
 	})
+}
+
+// TestScore_ReadsOnlyPlotProvenance: a score reads only the plots' area
+// and boundary provenance (a fifth of the rows a profile reads); the
+// scorecard's evidence is the same as from every provenance row, for
+// walked, corroborated, reviewed, expired and flagged plots beside the
+// other records' provenance.
+func TestScore_ReadsOnlyPlotProvenance(t *testing.T) {
+	e := mustEnv(t)
+	f, _ := e.typical("Central Java")
+	for _, level := range []string{walked, corroborated, reviewed, expired, flagged} {
+		f.plot(0.6, level)
+	}
+	at := time.Now().UTC()
+	score, profile, err := lending.EvidenceBothWays(context.Background(), e.pool, f.ID, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(score.Plots) != 6 || len(score.Cycles) == 0 || len(score.Sales) == 0 {
+		t.Fatalf("evidence read: %d plots, %d cycles, %d sales", len(score.Plots), len(score.Cycles), len(score.Sales))
+	}
+	if !reflect.DeepEqual(score, profile) {
+		t.Errorf("a score's read differs from a profile's:\n%+v\n%+v", score, profile)
+	}
+	levels := map[string]int{}
+	for _, p := range score.Plots {
+		levels[string(p.Level)]++
+	}
+	if len(levels) < 4 {
+		t.Errorf("levels seen: %v", levels)
+	}
 }
