@@ -21,12 +21,6 @@ import (
 	"github.com/tani-platform/tani/services/ingest"
 )
 
-// TestHandleBatch_StoredBefore covers both ways a batch's submissions are
-// written: a batch of records never seen is stored by COPY, and a batch
-// holding an id already stored falls back to INSERT … ON CONFLICT, which
-// must store the batch's new records, take the redelivered one as done
-// and refuse the one whose content differs, keeping the original — the
-// same outcomes, once each, as if every batch took the second path.
 // batchRig is a platform (database, agent, device) and an ingest service
 // of the test's own on a second NATS server, so that the test decides
 // what one batch holds; the platform's ingest never sees it.
@@ -65,7 +59,7 @@ func mustBatchRig(t *testing.T, partitions int) batchRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, natsbus.StreamFarm, jetstream.ConsumerConfig{Durable: "copy-test", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: natsbus.SubjectSubmittedPrefix + ">"})
+	cons, err := js.CreateOrUpdateConsumer(ctx, natsbus.StreamFarm, jetstream.ConsumerConfig{Durable: "batch-rig", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: natsbus.SubjectSubmittedPrefix + ">"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +96,12 @@ func mustBatchRig(t *testing.T, partitions int) batchRig {
 	return batchRig{tani: tani, agent: agent, batch: batch, count: count}
 }
 
+// TestHandleBatch_StoredBefore covers both ways a batch's submissions are
+// written: a batch of records never seen is stored by COPY, and a batch
+// holding an id already stored falls back to INSERT … ON CONFLICT, which
+// must store the batch's new records, take the redelivered one as done
+// and refuse the one whose content differs, keeping the original — the
+// same outcomes, once each, as if every batch took the second path.
 func TestHandleBatch_StoredBefore(t *testing.T) {
 	rig := mustBatchRig(t, 2)
 	ctx, tani, agent, batch, count := context.Background(), rig.tani, rig.agent, rig.batch, rig.count

@@ -2,25 +2,15 @@ package ingest_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tani-platform/tani/internal/app/apptest"
 	"github.com/tani-platform/tani/internal/apperr"
-	"github.com/tani-platform/tani/internal/natsbus"
-	"github.com/tani-platform/tani/internal/natsbus/natstest"
-	"github.com/tani-platform/tani/internal/pii"
 	"github.com/tani-platform/tani/internal/record"
-	"github.com/tani-platform/tani/mobile-api/client/clienttest"
-	"github.com/tani-platform/tani/services/ingest"
 )
 
 // TestHandleBatch_Partitions hands one batch straight to an ingest
@@ -36,31 +26,9 @@ import (
 //     (split across transactions running side by side, neither would see
 //     the other and the consent would stay granted).
 func TestHandleBatch_Partitions(t *testing.T) {
-	// The platform under test gives the database, the agent and its
-	// device; the batch goes through a service of the test's own on a
-	// second NATS server, so the platform's ingest never sees it.
-	platformNATS := natstest.MustServer(t)
-	tani := apptest.MustStart(t, "-nats.url="+platformNATS.ClientURL())
-	agent := clienttest.MustAgent(t, tani.URL, tani.OperatorToken, "Central Java")
-	other := natstest.MustServer(t)
-	_, js := natstest.MustJetStream(t, other)
-	ctx := context.Background()
-	if err := natsbus.EnsureStreams(ctx, js, 1); err != nil {
-		t.Fatal(err)
-	}
-	key := make([]byte, pii.KeySize)
-	rand.Read(key)
-	keys, err := pii.New(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := ingest.New(ingest.Config{MaxBatch: 512, Partitions: 4}, ingest.Deps{
-		Pool: tani.DB, JS: js, PII: keys, Logger: slog.New(slog.DiscardHandler),
-		Consumer: natsbus.NewMetrics(prometheus.NewRegistry()),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A service of the test's own, storing a batch in 4 transactions.
+	rig := mustBatchRig(t, 4)
+	ctx, tani, agent := context.Background(), rig.tani, rig.agent
 
 	hour := time.Now().Add(-time.Hour)
 	doomed := uuid.NewString()
@@ -107,24 +75,7 @@ func TestHandleBatch_Partitions(t *testing.T) {
 		}
 		add(rec{id, farmer, ""}, raw)
 	}
-	publish(t, js, ids, records)
-	cons, err := js.CreateOrUpdateConsumer(ctx, natsbus.StreamFarm, jetstream.ConsumerConfig{Durable: "partitions-test", AckPolicy: jetstream.AckExplicitPolicy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fetched, err := cons.Fetch(len(records), jetstream.FetchMaxWait(10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []jetstream.Msg
-	for msg := range fetched.Messages() {
-		msgs = append(msgs, msg)
-	}
-	if len(msgs) != len(records) {
-		t.Fatalf("fetched %d messages, want the %d published", len(msgs), len(records))
-	}
-
-	errs := svc.HandleBatch(ctx, msgs)
+	errs := rig.batch(records...)
 
 	t.Run("OK_AckedOnlyWhatIsStored", func(t *testing.T) {
 		var storedIDs []string
@@ -144,14 +95,14 @@ func TestHandleBatch_Partitions(t *testing.T) {
 		for _, id := range storedIDs {
 			stored[id] = true
 		}
-		for i, msg := range msgs {
+		for i, raw := range records {
 			var env struct {
 				ID      string
 				Payload struct {
 					FarmerID string `json:"farmer_id"`
 				}
 			}
-			if err := json.Unmarshal(msg.Data(), &env); err != nil {
+			if err := json.Unmarshal(raw, &env); err != nil {
 				t.Fatal(err)
 			}
 			isDoomed := env.Payload.FarmerID == doomed
