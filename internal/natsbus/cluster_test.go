@@ -205,3 +205,42 @@ func BenchmarkPublishBatch(b *testing.B) {
 		})
 	}
 }
+
+// TestEnsureStreams_ManyProcessesAtOnce: the processes of a deployment
+// start together and each ensures the shared R3 streams while the cluster
+// is still placing them; every one must succeed (a busy cluster's
+// timeouts are waited out, not taken as a failure).
+func TestEnsureStreams_ManyProcessesAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three nodes")
+	}
+	cluster := natstest.MustCluster(t, 3)
+	errs := make(chan error, 6)
+	for range cap(errs) {
+		go func() {
+			nc, js, err := natsbus.Connect(natsbus.Config{URL: cluster.URL(), Replicas: 3}, nil, t.Name(), slog.New(slog.DiscardHandler))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer nc.Close()
+			errs <- natsbus.EnsureStreams(context.Background(), js, 3)
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestEnsureStreams_RefusedConfigurationFailsAtOnce: what JetStream
+// refuses for good (three replicas on a one-node server) is not waited on
+// as a busy cluster would be; the error says what the cluster lacks.
+func TestEnsureStreams_RefusedConfigurationFailsAtOnce(t *testing.T) {
+	_, js := natstest.MustJetStream(t, natstest.MustServer(t))
+	err := natsbus.EnsureStreams(context.Background(), js, 3)
+	if err == nil || !strings.Contains(err.Error(), "needs at least 3 JetStream nodes") {
+		t.Fatalf("got %v, want a refusal naming the 3 nodes the cluster needs", err)
+	}
+}

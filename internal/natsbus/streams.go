@@ -2,9 +2,12 @@ package natsbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -118,14 +121,58 @@ func Streams(replicas int) []jetstream.StreamConfig {
 // every process at every start. Consumers leave their replica count unset,
 // so JetStream gives each the replicas of its stream: on an R3 stream a
 // consumer's delivered and acknowledged state survives losing a node too.
+//
+// A cluster that is still placing replicas (nodes starting, a leader being
+// elected, several processes creating the same streams at once) answers
+// with timeouts or "unavailable" for a while: those are retried for up to
+// ensureStreamsWait, so a process started beside its cluster waits for it
+// rather than failing; a refused configuration fails at once.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	giveUp := time.Now().Add(ensureStreamsWait)
 	for _, sc := range Streams(replicas) {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-			if replicas > 1 {
-				return fmt.Errorf("ensure stream %s with %d replicas (the cluster needs at least %d JetStream nodes up): %w", sc.Name, replicas, replicas, err)
+		pause := 100 * time.Millisecond
+		for {
+			_, err := js.CreateOrUpdateStream(ctx, sc)
+			if err == nil {
+				break
 			}
-			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+			if !clusterBusy(ctx, err) || time.Now().Add(pause).After(giveUp) {
+				if replicas > 1 {
+					return fmt.Errorf("ensure stream %s with %d replicas (the cluster needs at least %d JetStream nodes up): %w", sc.Name, replicas, replicas, err)
+				}
+				return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("ensure stream %s: %w", sc.Name, ctx.Err())
+			case <-time.After(pause):
+			}
+			pause = min(2*pause, 2*time.Second)
 		}
 	}
 	return nil
 }
+
+// ensureStreamsWait is how long EnsureStreams waits for a busy cluster.
+const ensureStreamsWait = 30 * time.Second
+
+// clusterBusy tells an answer worth retrying (the request timed out while
+// ctx is still alive, or JetStream said it cannot serve it now) from one
+// that will not change (a refused configuration, a closed connection).
+func clusterBusy(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) {
+		return true
+	}
+	var api *jetstream.APIError
+	return errors.As(err, &api) && slices.Contains(clusterBusyCodes, api.ErrorCode)
+}
+
+// clusterBusyCodes are JetStream's answers while a cluster is forming or
+// losing a node: no peers to place replicas on yet (10005), no meta leader
+// (10008), not enough resources among the nodes up (10023). Others —
+// "replicas > 1 not supported in non-clustered mode" (10074), a bad
+// configuration — will not change by waiting.
+var clusterBusyCodes = []jetstream.ErrorCode{10005, 10008, 10023}
