@@ -488,7 +488,10 @@ func copyNew(ctx context.Context, tx pgx.Tx, items []*item) error {
 			sp.Rollback(ctx)
 			return fmt.Errorf("record %s: %w", it.env.ID, err)
 		}
-		rows[i] = []any{id, string(it.env.Type), it.env.Captured(), string(it.stored), it.sealed, it.hash[:], int64(it.seq), device, agent}
+		// [16]byte, not uuid.UUID: pgx encodes the array type directly,
+		// but a uuid.UUID is a driver.Valuer, which pgx turns into its
+		// text form and parses back for every value of every row.
+		rows[i] = []any{[16]byte(id), string(it.env.Type), it.env.Captured(), string(it.stored), it.sealed, it.hash[:], int64(it.seq), [16]byte(device), [16]byte(agent)}
 	}
 	if _, err := sp.CopyFrom(ctx, pgx.Identifier{"ingest", "submissions"}, submissionColumns, pgx.CopyFromRows(rows)); err != nil {
 		if rbErr := sp.Rollback(ctx); rbErr != nil {
