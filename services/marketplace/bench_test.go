@@ -191,7 +191,7 @@ func BenchmarkPortalAtScale(b *testing.B) {
 			b.Fatal(err)
 		}
 		t0 := time.Now()
-		if err := svc.ApplyDemandRecord(ctx, rec); err != nil {
+		if err := svc.ApplyDemandRecords(ctx, rec); err != nil {
 			b.Fatal(err)
 		}
 		perRecord[i] = time.Since(t0)

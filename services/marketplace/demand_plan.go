@@ -289,26 +289,28 @@ func predictLastSeason(ctx context.Context, tx pgx.Tx, ra rateArgs, last time.Ti
 	return out, nil
 }
 
-// ApplyDemandRecord brings the plan up to date with attest's decision on
-// a farmer.registered, plot.mapped or crop.planted record, whatever the
-// decision: the record's farmer (and the owner of its plot) is recomputed
-// from attest's verified plots and cycles. A record attest no longer
-// holds (its farmer erased) changes nothing here: the erasure does.
-func (s *Service) ApplyDemandRecord(ctx context.Context, recordID string) error {
-	if !validLowerUUID(recordID) {
-		return apperr.Errorf(apperr.Invalid, "demand plan: bad record id %q", recordID)
+// ApplyDemandRecords brings the plan up to date with attest's decisions
+// on farmer.registered, plot.mapped and crop.planted records, whatever
+// the decisions: the records' farmers (and the owners of their plots) are
+// recomputed from attest's verified plots and cycles. A record attest no
+// longer holds (its farmer erased) changes nothing here: the erasure does.
+func (s *Service) ApplyDemandRecords(ctx context.Context, recordIDs ...string) error {
+	for _, id := range recordIDs {
+		if !validLowerUUID(id) {
+			return apperr.Errorf(apperr.Invalid, "demand plan: bad record id %q", id)
+		}
 	}
 	rows, err := s.pool.Query(ctx, `
-		WITH e AS (SELECT farmer_id, plot_id FROM attest.evidence WHERE record_id = $1)
+		WITH e AS (SELECT farmer_id, plot_id FROM attest.evidence WHERE record_id = ANY($1::uuid[]))
 		SELECT farmer_id::text FROM e WHERE farmer_id IS NOT NULL
 		UNION SELECT p.farmer_id::text FROM e JOIN attest.verified_plots p ON p.plot_id = e.plot_id
-		UNION SELECT p.farmer_id::text FROM e JOIN marketplace.demand_plan_plots p ON p.plot_id = e.plot_id`, recordID)
+		UNION SELECT p.farmer_id::text FROM e JOIN marketplace.demand_plan_plots p ON p.plot_id = e.plot_id`, recordIDs)
 	if err != nil {
-		return fmt.Errorf("demand plan: record %s: %w", recordID, err)
+		return fmt.Errorf("demand plan: %d records: %w", len(recordIDs), err)
 	}
 	farmers, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return fmt.Errorf("demand plan: record %s: %w", recordID, err)
+		return fmt.Errorf("demand plan: %d records: %w", len(recordIDs), err)
 	}
 	if len(farmers) == 0 {
 		return nil

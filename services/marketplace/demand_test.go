@@ -217,7 +217,7 @@ func TestDemand_IncrementalEqualsRebuild(t *testing.T) {
 	apply := func(records ...string) {
 		t.Helper()
 		for _, rec := range records {
-			if err := e.svc.ApplyDemandRecord(ctx, rec); err != nil {
+			if err := e.svc.ApplyDemandRecords(ctx, rec); err != nil {
 				t.Fatalf("apply %s: %v", rec, err)
 			}
 		}
@@ -317,6 +317,23 @@ func TestDemand_IncrementalEqualsRebuild(t *testing.T) {
 		e.decided(t, rec, "farmer.registered", farmer, "", agent, "verified")
 		apply(rec)
 	})
+	t.Run("ManyAtOnce", func(t *testing.T) {
+		// A consumer batch: twelve farmers' plots and cycles decided, and
+		// the plan updated by one call for all their records.
+		var records, batch []string
+		for i := range 12 {
+			farmer := uuid.NewString()
+			p, recs := storeVerifiedPlot(t, e.pool, farmer, "Kabupaten Jember", 0.6+float64(i)*0.05, 113.9+float64(i)*0.002, -8.4, []string{"rice", "maize"}[i%2], []time.Time{rice, maize}[i%2])
+			plots, batch = append(plots, farmerPlot{farmer, p}), append(batch, p)
+			records = append(records, recs...)
+		}
+		if err := e.svc.ApplyDemandRecords(ctx, records...); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.count(t, `SELECT count(*) FROM marketplace.demand_plan_plots WHERE plot_id = ANY($1::uuid[])`, batch); n != len(batch) {
+			t.Errorf("%d of the batch's %d plots in the plan", n, len(batch))
+		}
+	})
 	t.Run("Erased", func(t *testing.T) {
 		// attest erases the farmer's projections and the marketplace its plan rows.
 		farmer := plots[10].farmer
@@ -354,7 +371,7 @@ func TestDemand_IncrementalEqualsRebuild(t *testing.T) {
 		quick, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		for _, rec := range records {
-			if err := e.svc.ApplyDemandRecord(quick, rec); err != nil {
+			if err := e.svc.ApplyDemandRecords(quick, rec); err != nil {
 				t.Fatalf("apply while the plan is held: %v", err)
 			}
 		}

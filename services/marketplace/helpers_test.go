@@ -98,7 +98,7 @@ func (e *env) verifiedPlot(t *testing.T, farmer, region string, areaHa, lon, lat
 	t.Helper()
 	plot, records := storeVerifiedPlot(t, e.pool, farmer, region, areaHa, lon, lat, crop, planted)
 	for _, rec := range records {
-		if err := e.svc.ApplyDemandRecord(context.Background(), rec); err != nil {
+		if err := e.svc.ApplyDemandRecords(context.Background(), rec); err != nil {
 			t.Fatal(err)
 		}
 	}

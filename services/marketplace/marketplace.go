@@ -220,7 +220,7 @@ func (s *Service) Run(ctx context.Context) error {
 		go s.demandLoop(ctx)
 	}
 	return forget.RunWith(ctx, s.erasures, eraser.Handler(s.pool, s.erase, s.logger), func(ctx context.Context) error {
-		return s.consumer.Run(ctx, s.HandleAttested)
+		return s.consumer.RunBatch(ctx, s.HandleAttested)
 	})
 }
 
