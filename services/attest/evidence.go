@@ -233,6 +233,11 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input, measured map[int]
 	farmerIdx := map[string][]int{}
 	plotIdx := map[string][]int{}
 	var farmers, plots []string
+	// Only a sale is compared with its farmer's harvests and sales, and
+	// only a harvest with its plot's harvests: the flows of the other
+	// records' farmers and plots are not read.
+	var saleFarmers, harvestPlots []string
+	seenSale, seenHarvest := map[string]bool{}, map[string]bool{}
 	for i, in := range ins {
 		farmer := in.Payload.Farmer()
 		if farmer != "" {
@@ -240,6 +245,12 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input, measured map[int]
 				farmers = append(farmers, farmer)
 			}
 			farmerIdx[farmer] = append(farmerIdx[farmer], i)
+			if in.Env.Type == record.TypeSaleRecorded && !seenSale[farmer] {
+				seenSale[farmer], saleFarmers = true, append(saleFarmers, farmer)
+			}
+		}
+		if pid := in.Payload.Plot(); pid != "" && in.Env.Type == record.TypeHarvestRecorded && !seenHarvest[pid] {
+			seenHarvest[pid], harvestPlots = true, append(harvestPlots, pid)
 		}
 		lon, lat := *in.Env.Location.Lon, *in.Env.Location.Lat
 		switch pl := in.Payload.(type) {
@@ -344,9 +355,11 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input, measured map[int]
 		if err != nil {
 			return nil, fmt.Errorf("find duplicate identities: %w", err)
 		}
-		// Harvests and sales of the farmers (for sales) and plots (for
-		// yields), leaving out rejected records.
-		rows, _ = tx.Query(ctx, `
+	}
+	if len(saleFarmers) > 0 || len(harvestPlots) > 0 {
+		// Harvests and sales of the sales' farmers and the harvests'
+		// plots (for yields), leaving out rejected records.
+		rows, _ := tx.Query(ctx, `
 			SELECT 'h', h.record_id::text, h.farmer_id::text, h.plot_id::text, h.crop, h.quantity_kg, h.harvested_on
 			FROM (SELECT h.* FROM unnest($1::uuid[]) AS u(farmer)
 			      CROSS JOIN LATERAL (SELECT * FROM attest.harvests h WHERE h.farmer_id = u.farmer OFFSET 0) AS h
@@ -360,8 +373,8 @@ func loadEvidence(ctx context.Context, tx pgx.Tx, ins []Input, measured map[int]
 			FROM unnest($1::uuid[]) AS u(farmer)
 			CROSS JOIN LATERAL (SELECT * FROM attest.sales s WHERE s.farmer_id = u.farmer OFFSET 0) AS s
 			LEFT JOIN attest.records r USING (record_id)
-			WHERE r.status IS DISTINCT FROM 'rejected'`, farmers, plots)
-		err = forEach(rows, func(r pgx.Rows) error {
+			WHERE r.status IS DISTINCT FROM 'rejected'`, saleFarmers, harvestPlots)
+		err := forEach(rows, func(r pgx.Rows) error {
 			var kind, farmer string
 			var fl Flow
 			if err := r.Scan(&kind, &fl.RecordID, &farmer, &fl.PlotID, &fl.Crop, &fl.Kg, &fl.On); err != nil {
