@@ -50,9 +50,14 @@ type memoRef struct {
 	at   time.Time
 }
 
-// Memo bounds used by the composition root: about 1.5 KB per record.
+// Memo bounds used by the composition root: about 1.5 KB per record, so
+// about 100 MB when full. A record stays until attest, the last reader,
+// takes it; when agents sync a burst (50,000 records in the load tool's
+// run), attest falls tens of thousands of records behind /sync, and with
+// room for half as many, one record in five was read and verified again
+// by ingest and by attest.
 const (
-	MemoCapacity = 32768
+	MemoCapacity = 65536
 	MemoMaxAge   = 5 * time.Minute
 )
 
