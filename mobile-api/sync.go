@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go"
@@ -19,6 +20,7 @@ import (
 	"github.com/tani-platform/tani/internal/auth"
 	"github.com/tani-platform/tani/internal/forget"
 	"github.com/tani-platform/tani/internal/natsbus"
+	"github.com/tani-platform/tani/internal/postgres"
 	"github.com/tani-platform/tani/internal/record"
 )
 
@@ -406,14 +408,56 @@ func (s *Service) remember(ctx context.Context, agentID string, batch []pending)
 	})
 }
 
-// rememberIn writes what remember records, in tx.
-func rememberIn(ctx context.Context, tx pgx.Tx, agentID string, batch []pending) error {
-	var ids, types, devices, farmers, newFarmers, otps, otpRecords, mediaRecords, media []string
+// receivedColumns are what rememberReceived writes of a mobile.received
+// row (received_at is the transaction's clock), in its order.
+var receivedColumns = []string{"id", "type", "content_hash", "device_id", "agent_id", "farmer_id"}
+
+// rememberReceived records the batch in mobile.received. classify left
+// out what was received before, so the batch is almost always new and
+// goes in by one COPY (postgres.CopyNew); only a record a concurrent
+// /sync of the same device remembered first fails it, and the batch then
+// takes the INSERT … ON CONFLICT DO NOTHING it always took before.
+func rememberReceived(ctx context.Context, tx pgx.Tx, agentID string, batch []pending) error {
+	agent, err := uuid.Parse(agentID)
+	if err != nil {
+		return fmt.Errorf("remember received records: agent %q: %w", agentID, err)
+	}
+	rows := make([][]any, len(batch))
+	for i, p := range batch {
+		id, err1 := uuid.Parse(p.env.ID)
+		device, err2 := uuid.Parse(p.env.DeviceID)
+		farmer, err3 := uuid.Parse(p.payload.Farmer())
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return fmt.Errorf("remember received record %s: %w", p.env.ID, err)
+		}
+		// [16]byte, not uuid.UUID: see copyNew in services/ingest.
+		rows[i] = []any{[16]byte(id), string(p.env.Type), p.hash[:], [16]byte(device), [16]byte(agent), [16]byte(farmer)}
+	}
+	switch err := postgres.CopyNew(ctx, tx, pgx.Identifier{"mobile", "received"}, receivedColumns, rows); {
+	case err == nil:
+		return nil
+	case postgres.Code(err) != postgres.CodeUniqueViolation:
+		return fmt.Errorf("remember received records: %w", err)
+	}
+	var ids, types, devices, farmers []string
 	var hashes [][]byte
 	for _, p := range batch {
 		ids, types, devices = append(ids, p.env.ID), append(types, string(p.env.Type)), append(devices, p.env.DeviceID)
-		farmers = append(farmers, p.payload.Farmer())
-		hashes = append(hashes, p.hash[:])
+		farmers, hashes = append(farmers, p.payload.Farmer()), append(hashes, p.hash[:])
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO mobile.received (id, type, content_hash, device_id, agent_id, farmer_id)
+		SELECT id, type, hash, device, $5, farmer FROM unnest($1::text[]::uuid[], $2::text[], $3::bytea[], $4::text[]::uuid[], $6::text[]::uuid[]) AS r(id, type, hash, device, farmer)
+		ON CONFLICT (id) DO NOTHING`, ids, types, hashes, devices, agentID, farmers); err != nil {
+		return fmt.Errorf("remember received records: %w", err)
+	}
+	return nil
+}
+
+// rememberIn writes what remember records, in tx.
+func rememberIn(ctx context.Context, tx pgx.Tx, agentID string, batch []pending) error {
+	var newFarmers, otps, otpRecords, mediaRecords, media []string
+	for _, p := range batch {
 		for _, h := range record.MediaHashes(p.payload) {
 			mediaRecords, media = append(mediaRecords, p.env.ID), append(media, h)
 		}
@@ -428,11 +472,8 @@ func rememberIn(ctx context.Context, tx pgx.Tx, agentID string, batch []pending)
 			otps, otpRecords = append(otps, pl.OTPChallengeID), append(otpRecords, p.env.ID)
 		}
 	}
-	if _, err := tx.Exec(ctx, `
-		INSERT INTO mobile.received (id, type, content_hash, device_id, agent_id, farmer_id)
-		SELECT id, type, hash, device, $5, farmer FROM unnest($1::text[]::uuid[], $2::text[], $3::bytea[], $4::text[]::uuid[], $6::text[]::uuid[]) AS r(id, type, hash, device, farmer)
-		ON CONFLICT (id) DO NOTHING`, ids, types, hashes, devices, agentID, farmers); err != nil {
-		return fmt.Errorf("remember received records: %w", err)
+	if err := rememberReceived(ctx, tx, agentID, batch); err != nil {
+		return err
 	}
 	// The statements below have nothing to do in most batches: only what
 	// has rows costs a round trip.

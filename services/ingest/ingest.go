@@ -475,17 +475,12 @@ func (s *Service) insert(ctx context.Context, tx pgx.Tx, items []*item) ([]*item
 // copyNew stores items by COPY, all or none: an id already stored fails
 // it (and rolls it back to its savepoint) with a unique violation.
 func copyNew(ctx context.Context, tx pgx.Tx, items []*item) error {
-	sp, err := tx.Begin(ctx) // a savepoint
-	if err != nil {
-		return fmt.Errorf("savepoint: %w", err)
-	}
 	rows := make([][]any, len(items))
 	for i, it := range items {
 		id, err1 := uuid.Parse(it.env.ID)
 		device, err2 := uuid.Parse(it.env.DeviceID)
 		agent, err3 := uuid.Parse(it.agentID)
 		if err := errors.Join(err1, err2, err3); err != nil {
-			sp.Rollback(ctx)
 			return fmt.Errorf("record %s: %w", it.env.ID, err)
 		}
 		// [16]byte, not uuid.UUID: pgx encodes the array type directly,
@@ -493,15 +488,7 @@ func copyNew(ctx context.Context, tx pgx.Tx, items []*item) error {
 		// text form and parses back for every value of every row.
 		rows[i] = []any{[16]byte(id), string(it.env.Type), it.env.Captured(), string(it.stored), it.sealed, it.hash[:], int64(it.seq), [16]byte(device), [16]byte(agent)}
 	}
-	if _, err := sp.CopyFrom(ctx, pgx.Identifier{"ingest", "submissions"}, submissionColumns, pgx.CopyFromRows(rows)); err != nil {
-		if rbErr := sp.Rollback(ctx); rbErr != nil {
-			return fmt.Errorf("copy %d records: %w (rollback to savepoint: %v)", len(items), err, rbErr)
-		}
-		return fmt.Errorf("copy %d records: %w", len(items), err)
-	}
-	// The savepoint is not released: the transaction's commit ends it,
-	// and a RELEASE would be one more round trip for nothing.
-	return nil
+	return postgres.CopyNew(ctx, tx, pgx.Identifier{"ingest", "submissions"}, submissionColumns, rows)
 }
 
 // insertOrKeep stores the records whose id is not there yet and sorts the
