@@ -25,36 +25,6 @@ func ingested(in attest.Input, agentID, deviceID string) *nats.Msg {
 	return m
 }
 
-// mustFetch publishes msgs on the FARM stream and fetches them back, in
-// order, as the attest consumer would receive them.
-func mustFetch(t *testing.T, js jetstream.JetStream, msgs []*nats.Msg) []jetstream.Msg {
-	t.Helper()
-	ctx := context.Background()
-	for _, m := range msgs {
-		if _, err := js.PublishMsg(ctx, m); err != nil {
-			t.Fatalf("publish %s: %v", m.Subject, err)
-		}
-	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, natsbus.StreamFarm, jetstream.ConsumerConfig{
-		Durable: "attest-test", FilterSubjects: []string{natsbus.SubjectIngestedPrefix + ">"}, AckPolicy: jetstream.AckExplicitPolicy,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := cons.FetchNoWait(len(msgs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []jetstream.Msg
-	for m := range batch.Messages() {
-		out = append(out, m)
-	}
-	if len(out) != len(msgs) {
-		t.Fatalf("fetched %d messages, want %d", len(out), len(msgs))
-	}
-	return out
-}
-
 // TestHandleBatch hands one batch of messages of every kind to the
 // consumer's handler and checks each message's own outcome.
 func TestHandleBatch(t *testing.T) {
@@ -99,7 +69,7 @@ func TestHandleBatch(t *testing.T) {
 	garbled.Header.Set("Tani-Agent-Id", a.id)
 	add(garbled, dead)
 	add(ingested(foreign, a.id, other.device), dead) // headers name another device than the record
-	fetched := mustFetch(t, js, msgs)
+	fetched := natstest.MustPublishFetch(t, js, msgs...)
 
 	errs := e.svc.HandleBatch(ctx, fetched)
 	if len(errs) != len(fetched) {
@@ -184,7 +154,7 @@ func TestHandleBatch_FailingRecordDoesNotHoldBackOthers(t *testing.T) {
 		msgs = append(msgs, ingested(in, a.id, a.device))
 	}
 
-	errs := e.svc.HandleBatch(context.Background(), mustFetch(t, js, msgs))
+	errs := e.svc.HandleBatch(context.Background(), natstest.MustPublishFetch(t, js, msgs...))
 	for i, err := range errs {
 		switch {
 		case ins[i].Env.ID == refused.Env.ID:

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/natsbus"
@@ -45,26 +45,13 @@ func TestHandleAttested_Batch(t *testing.T) {
 	bad := []int{1, 4}
 	bodies[1] = []byte(`{"record_id": "not json`)
 	bodies[4] = decision("NOT-A-UUID", "crop.planted")
+	var published []*nats.Msg
 	for _, b := range bodies {
-		if _, err := js.Publish(ctx, natsbus.SubjectAttestedPrefix+"plot.mapped", b); err != nil {
-			t.Fatal(err)
-		}
+		m := nats.NewMsg(natsbus.SubjectAttestedPrefix + "plot.mapped")
+		m.Data = b
+		published = append(published, m)
 	}
-	cons, err := js.OrderedConsumer(ctx, natsbus.StreamFarm, jetstream.OrderedConsumerConfig{FilterSubjects: []string{natsbus.SubjectAttestedPrefix + ">"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := cons.Fetch(len(bodies), jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []jetstream.Msg
-	for m := range batch.Messages() {
-		msgs = append(msgs, m)
-	}
-	if len(msgs) != len(bodies) {
-		t.Fatalf("fetched %d messages, want %d", len(msgs), len(bodies))
-	}
+	msgs := natstest.MustPublishFetch(t, js, published...)
 
 	errs := e.svc.HandleAttested(ctx, msgs)
 	for i, err := range errs {

@@ -7,6 +7,7 @@ package natstest
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -84,4 +85,38 @@ func Count(tb testing.TB, js jetstream.JetStream, stream, filter string) uint64 
 		n += c
 	}
 	return n
+}
+
+// MustPublishFetch publishes msgs on the FARM stream and fetches them
+// back, in order, as a consumer's handler receives them.
+func MustPublishFetch(tb testing.TB, js jetstream.JetStream, msgs ...*nats.Msg) []jetstream.Msg {
+	tb.Helper()
+	ctx := context.Background()
+	var subjects []string
+	for _, m := range msgs {
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			tb.Fatalf("publish %s: %v", m.Subject, err)
+		}
+		if !slices.Contains(subjects, m.Subject) {
+			subjects = append(subjects, m.Subject)
+		}
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, natsbus.StreamFarm, jetstream.ConsumerConfig{
+		Durable: "natstest-fetch", FilterSubjects: subjects, AckPolicy: jetstream.AckExplicitPolicy,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	batch, err := cons.FetchNoWait(len(msgs))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []jetstream.Msg
+	for m := range batch.Messages() {
+		out = append(out, m)
+	}
+	if len(out) != len(msgs) {
+		tb.Fatalf("fetched %d messages, want %d", len(out), len(msgs))
+	}
+	return out
 }
