@@ -115,17 +115,14 @@ func TestCheckExtends(t *testing.T) {
 		j, pool := ledgertest.MustJournalPool(t)
 		cp6 := mustGrow(t, j, "a", 6)
 		mustGrow(t, j, "b", 2)
-		if _, err := pool.Exec(ctx, "UPDATE ledger.hashes SET hash = sha256('forged') WHERE id = $1", tlog.StoredHashIndex(3, 0)); err != nil {
-			t.Fatal(err)
-		}
+		forged := tlog.RecordHash([]byte("forged"))
+		ledgertest.MustSetStoredHash(t, pool, tlog.StoredHashIndex(3, 0), forged[:])
 		wantNotExtension(t, j.CheckExtends(ctx, cp6.Size, cp6.Root), "the stored tree of size 8")
 	})
 	t.Run("ErrHashRowDeleted", func(t *testing.T) {
 		j, pool := ledgertest.MustJournalPool(t)
 		cp := mustGrow(t, j, "a", 6)
-		if _, err := pool.Exec(ctx, "DELETE FROM ledger.hashes WHERE id = $1", tlog.StoredHashIndex(1, 2)); err != nil {
-			t.Fatal(err)
-		}
+		ledgertest.MustDeleteStoredHashes(t, pool, tlog.StoredHashIndex(1, 2), tlog.StoredHashIndex(1, 2)+1)
 		wantNotExtension(t, j.CheckExtends(ctx, cp.Size, cp.Root), fmt.Sprintf("stored hash %d is missing", tlog.StoredHashIndex(1, 2)))
 	})
 	t.Run("ErrLeafRewrittenWithItsHashes", func(t *testing.T) {
@@ -210,7 +207,8 @@ func TestFailClosed(t *testing.T) {
 		if err := j.PinAnchor(ctx, cp.Size, cp.Root, "tx-1"); err != nil {
 			t.Fatalf("pin the anchor of the stored tree: %v", err)
 		}
-		for _, sql := range []string{"DELETE FROM ledger.entries WHERE idx >= 7", fmt.Sprintf("DELETE FROM ledger.hashes WHERE id >= %d", tlog.StoredHashIndex(0, 7)),
+		ledgertest.MustDeleteStoredHashes(t, pool, tlog.StoredHashIndex(0, 7), -1)
+		for _, sql := range []string{"DELETE FROM ledger.entries WHERE idx >= 7",
 			"DELETE FROM ledger.checkpoints", "UPDATE ledger.tree SET size = 7"} {
 			if _, err := pool.Exec(ctx, sql); err != nil {
 				t.Fatal(err)
