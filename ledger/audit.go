@@ -505,8 +505,8 @@ func (a *auditor) checkRun(r hashRun) {
 	n := int64(len(r.hashes) / tlog.HashSize)
 	if len(r.hashes)%tlog.HashSize != 0 || n == 0 {
 		a.fault(Fault{Kind: FaultHashRunMalformed, Index: -1, Detail: fmt.Sprintf(
-			"the run at id %d holds %d bytes, not a positive multiple of %d: id %d onwards cannot be read from it",
-			r.first, len(r.hashes), tlog.HashSize, r.first+n)})
+			"the run at id %d holds %d bytes, not a positive multiple of %d: %d whole hashes (ids [%d, %d)) and %s over",
+			r.first, len(r.hashes), tlog.HashSize, n, r.first, r.first+n, plural(len(r.hashes)%tlog.HashSize, "1 byte", "%d bytes"))})
 	}
 	if n == 0 {
 		return

@@ -319,6 +319,50 @@ func TestTamper(t *testing.T) {
 			},
 		},
 		{
+			// One byte of a run flipped: the hash it is part of is edited,
+			// the run's other hashes are intact.
+			name: "HashRunByteFlipped",
+			tamper: func(t *testing.T, f *tamperable) {
+				first, id := tlog.StoredHashIndex(0, 20), tlog.StoredHashIndex(0, 25)
+				mustExec(t, f.pool, `UPDATE ledger.hash_runs SET hashes = set_byte(hashes, $2, get_byte(hashes, $2) # 1) WHERE first = $1`,
+					first, (id-first)*tlog.HashSize+7)
+			},
+			kinds: []ledger.FaultKind{ledger.FaultLeafHashEdited}, first: 25,
+			want: func(*testing.T, *tamperable) []string {
+				return []string{fmt.Sprintf("index 25: leaf hash row edited: stored hash %d (level 0, leaf 25) holds", tlog.StoredHashIndex(0, 25)), "the entry is intact"}
+			},
+		},
+		{
+			// A second run holding three hashes of the third append, the
+			// same bytes: nothing disagrees, but appends never write that.
+			name: "HashRunsOverlap",
+			tamper: func(t *testing.T, f *tamperable) {
+				first, id := tlog.StoredHashIndex(0, 20), tlog.StoredHashIndex(0, 22)
+				mustExec(t, f.pool, `INSERT INTO ledger.hash_runs (first, hashes)
+					SELECT $2, substring(hashes FROM ($2 - first)::int * 32 + 1 FOR 96) FROM ledger.hash_runs WHERE first = $1`, first, id)
+			},
+			kinds: []ledger.FaultKind{ledger.FaultHashRunsOverlap}, first: -1,
+			want: func(*testing.T, *tamperable) []string {
+				id := tlog.StoredHashIndex(0, 22)
+				return []string{fmt.Sprintf("log: hash runs overlap: the run at id %d (ids [%d, %d)) holds ids [%d, %d) that another run holds too", id, id, id+3, id, id+3)}
+			},
+		},
+		{
+			// A byte appended to the second run: its hashes are whole and
+			// intact, the byte is none.
+			name: "HashRunMalformed",
+			tamper: func(t *testing.T, f *tamperable) {
+				mustExec(t, f.pool, `ALTER TABLE ledger.hash_runs DROP CONSTRAINT hash_runs_hashes_check`)
+				mustExec(t, f.pool, `UPDATE ledger.hash_runs SET hashes = hashes || '\x00'::bytea WHERE first = $1`, tlog.StoredHashIndex(0, 10))
+			},
+			kinds: []ledger.FaultKind{ledger.FaultHashRunMalformed}, first: -1,
+			want: func(*testing.T, *tamperable) []string {
+				lo, hi := tlog.StoredHashIndex(0, 10), tlog.StoredHashIndex(0, 20)
+				return []string{fmt.Sprintf("log: hash run malformed: the run at id %d holds %d bytes, not a positive multiple of 32: %d whole hashes (ids [%d, %d)) and 1 byte over",
+					lo, (hi-lo)*32+1, hi-lo, lo, hi)}
+			},
+		},
+		{
 			name:   "EntryDeleted",
 			tamper: func(t *testing.T, f *tamperable) { mustExec(t, f.pool, `DELETE FROM ledger.entries WHERE idx = 23`) },
 			kinds:  []ledger.FaultKind{ledger.FaultEntryDeleted}, first: 23,
