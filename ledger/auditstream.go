@@ -18,12 +18,14 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// The audit reads both tables whole, each as one binary COPY … TO STDOUT
-// streamed on a connection of its own in the audit's snapshot, so that the
-// server sends entries and hash rows at once; the rows are decoded as they
-// arrive and checked by a worker per core (leaf bytes against their
-// columns, leaf and payload hashes), and the auditor recomputes the tree
-// from them in order. Memory stays bounded: a few batches in flight.
+// The audit reads both tables (ledger.entries and ledger.hash_runs) whole,
+// each as one binary COPY … TO STDOUT streamed on a connection of its own
+// in the audit's snapshot, so that the server sends entries and hash runs
+// at once; the entry rows are decoded as they arrive and checked by a
+// worker per core (leaf bytes against their columns, leaf and payload
+// hashes), and the auditor recomputes the tree from them in order, taking
+// the stored hashes out of the runs as it reaches them. Memory stays
+// bounded: a few batches in flight.
 //
 // The tables are copied as stored, not sorted: a plain COPY of a table is
 // the cheapest read PostgreSQL has, and an append-only table is stored in
