@@ -16,10 +16,11 @@ import (
 // writes its rows with binary COPY instead of unnest'ed parameter arrays.
 // pgx encodes every element of those arrays through its type map; a COPY
 // stream encoded here by hand costs a fraction of that (a quarter less
-// process CPU per entry at 1,000 leaves), but takes three more round
-// trips (COPY entries, commit) while the sequencer lock is held. Small groups lose by it: with 64 concurrent callers (groups of
-// about 32) a threshold of 16 cut throughput to a third
-// (docs/ledger-benchmarks.md).
+// process CPU per entry at 1,000 leaves), but takes two more round trips
+// (COPY entries, commit) while the sequencer lock is held. Small groups
+// lose by it: with 64 concurrent callers (groups of about 32) a threshold
+// of 16 cut throughput to a third (docs/ledger-benchmarks.md; measured
+// when the stored hashes were a COPY of their own, a third extra trip).
 const copyMinLeaves = 256
 
 // The COPY statements of the copy path: the columns fastInsertEntries
@@ -95,8 +96,8 @@ func copyEntries(first int64, now time.Time, leaves []leaf) []byte {
 }
 
 // sendCopy is sendFast for a large batch: on one connection, a pipeline
-// takes the sequencer lock in an explicit transaction and runs the guard;
-// and inserts the batch's hash run; once the lock is held it returns, and
+// takes the sequencer lock in an explicit transaction, runs the guard and
+// inserts the batch's hash run; once the lock is held it returns, and
 // wait streams the entries with binary COPY, advances the tree size and
 // commits. The transaction checks and writes exactly what sendFast's does,
 // in three round trips instead of one.
