@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -41,11 +42,14 @@ const (
 	FaultColumnChanged    FaultKind = "index column changed" // a lookup column disagrees with the leaf bytes
 	FaultPayloadChanged   FaultKind = "payload changed"      // the payload's hash is not the one the leaf commits to
 	FaultPayloadErased    FaultKind = "payload erased"       // a payload is gone without a journaled redaction
-	// Rows of ledger.hashes.
+	// Stored tree hashes (rows of ledger.hash_runs; a "hash row" is one
+	// hash of a run, a row of the ledger.hashes view).
 	FaultLeafHashEdited     FaultKind = "leaf hash row edited"     // a level-0 hash row disagrees with its entry and with the tree above it
 	FaultInteriorHashEdited FaultKind = "interior hash row edited" // a higher-level hash row is not the hash of the leaves below it
 	FaultHashMissing        FaultKind = "hash row missing"         // a stored tree hash is absent
 	FaultHashExtra          FaultKind = "hash row beyond tree"     // stored tree hashes past the tree size
+	FaultHashRunsOverlap    FaultKind = "hash runs overlap"        // two runs hold hashes of the same ids; appends never write that
+	FaultHashRunMalformed   FaultKind = "hash run malformed"       // a run's length is not a positive multiple of 32 bytes
 	// Signed and anchored trees.
 	FaultHistoryRewritten   FaultKind = "history rewritten"                  // a signed or anchored root is not the root of the stored entries
 	FaultTruncated          FaultKind = "truncated"                          // the log signed, or the chain anchored, more entries than are stored
@@ -199,6 +203,9 @@ type auditor struct {
 	hlo       int64
 	hashes    [][]byte
 	leafIndex map[tlog.Hash]int64
+	// covered holds the ranges of stored-hash ids of the runs the stream
+	// delivered so far, merged: a run that meets it overlaps another.
+	covered []idRange
 	// early holds the indexes of entries read ahead of the stream, which
 	// stored them out of order: the stream's copies are passed over.
 	early map[int64]bool
@@ -362,7 +369,7 @@ func (a *auditor) chunk(ctx context.Context, s *streams, lo, hi int64) error {
 	a.hlo, a.leafIndex = hlo, nil
 	a.hashes = slices.Grow(a.hashes[:0], int(hhi-hlo))[:hhi-hlo]
 	clear(a.hashes)
-	if err := s.hashesBelow(hhi, tlog.StoredHashIndex(0, a.rep.TreeSize), func(h hashRow) {
+	if err := s.hashesBelow(hhi, tlog.StoredHashIndex(0, a.rep.TreeSize), a.checkRun, func(h hashRow) {
 		if h.id >= hlo {
 			a.hashes[h.id-hlo] = h.hash
 		}
@@ -477,26 +484,55 @@ func (a *auditor) readHashesAhead(ctx context.Context) error {
 	if len(ask) == 0 {
 		return nil
 	}
-	rows, err := a.db.Query(ctx, "SELECT id, hash FROM ledger.hashes WHERE id = ANY($1)", ask)
+	got, err := queryHashes(ctx, a.db, ask)
 	if err != nil {
-		return fmt.Errorf("audit: read hashes: %w", err)
+		return fmt.Errorf("audit: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id int64
-		var h []byte
-		if err := rows.Scan(&id, &h); err != nil {
-			return fmt.Errorf("audit: scan hash: %w", err)
-		}
-		if h == nil {
-			h = []byte{}
-		}
-		a.hashes[id-a.hlo] = h
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("audit: read hashes: %w", err)
+	for id, h := range got {
+		a.hashes[id-a.hlo] = h[:]
 	}
 	return nil
+}
+
+// idRange is the stored-hash ids [lo, hi).
+type idRange struct{ lo, hi int64 }
+
+// checkRun checks one run as the stream delivers it, before its hashes are
+// used: its length, and that no run delivered before holds any of its
+// ids. Runs arrive in the order they are stored, which is first order
+// unless a row was rewritten, so covered is one range in practice.
+func (a *auditor) checkRun(r hashRun) {
+	n := int64(len(r.hashes) / tlog.HashSize)
+	if len(r.hashes)%tlog.HashSize != 0 || n == 0 {
+		a.fault(Fault{Kind: FaultHashRunMalformed, Index: -1, Detail: fmt.Sprintf(
+			"the run at id %d holds %d bytes, not a positive multiple of %d: %d whole hashes (ids [%d, %d)) and %s over",
+			r.first, len(r.hashes), tlog.HashSize, n, r.first, r.first+n, plural(len(r.hashes)%tlog.HashSize, "1 byte", "%d bytes"))})
+	}
+	if n == 0 {
+		return
+	}
+	lo, hi := r.first, r.first+n
+	// The first range reaching lo (ending at it or after it).
+	i, _ := slices.BinarySearchFunc(a.covered, lo, func(c idRange, id int64) int { return cmp.Compare(c.hi, id) })
+	j := i
+	for j < len(a.covered) && a.covered[j].lo <= hi {
+		c := a.covered[j]
+		if c.lo < hi && lo < c.hi {
+			a.fault(Fault{Kind: FaultHashRunsOverlap, Index: -1, Detail: fmt.Sprintf(
+				"the run at id %d (ids [%d, %d)) holds ids [%d, %d) that another run holds too: one of them was written by something other than an append",
+				r.first, lo, hi, max(lo, c.lo), min(hi, c.hi))})
+			break
+		}
+		j++
+	}
+	// Merge [lo, hi) with the ranges it meets or touches.
+	k := i
+	merged := idRange{lo, hi}
+	for k < len(a.covered) && a.covered[k].lo <= hi {
+		merged.lo, merged.hi = min(merged.lo, a.covered[k].lo), max(merged.hi, a.covered[k].hi)
+		k++
+	}
+	a.covered = slices.Replace(a.covered, i, k, merged)
 }
 
 // missing handles a leaf index with no row: the stored leaf hash stands in
@@ -727,21 +763,14 @@ func (a *auditor) storedHashes(ctx context.Context, ids ...int64) ([][]byte, err
 	if len(ask) == 0 {
 		return out, nil
 	}
-	rows, err := a.db.Query(ctx, "SELECT id, hash FROM ledger.hashes WHERE id = ANY($1)", ask)
+	got, err := queryHashes(ctx, a.db, ask)
 	if err != nil {
-		return nil, fmt.Errorf("audit: read hashes %v: %w", ask, err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id int64
-		var h []byte
-		if err := rows.Scan(&id, &h); err != nil {
-			return nil, fmt.Errorf("audit: scan hash: %w", err)
+	for i, id := range ids {
+		if h, ok := got[id]; ok && out[i] == nil {
+			out[i] = h[:]
 		}
-		out[slices.Index(ids, id)] = h
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("audit: read hashes: %w", err)
 	}
 	return out, nil
 }
@@ -1181,7 +1210,13 @@ func (a *auditor) finish(ctx context.Context, size int64) error {
 		a.fault(Fault{Kind: FaultEntryExtra, Index: *extra, Detail: fmt.Sprintf("row at index %d but the tree size is %d", *extra, size)})
 	}
 	var extraHash *int64
-	if err := a.db.QueryRow(ctx, "SELECT min(id) FROM ledger.hashes WHERE id >= $1", tlog.StoredHashIndex(0, size)).Scan(&extraHash); err != nil {
+	// The smallest stored id at or past the tree's end: the run before
+	// the end reaching past it, or the first run after it (two probes of
+	// the primary key; runs that overlap are reported as such).
+	if err := a.db.QueryRow(ctx, `SELECT least(
+			(SELECT $1::bigint FROM (SELECT first, hashes FROM ledger.hash_runs WHERE first < $1 ORDER BY first DESC LIMIT 1) AS r
+				WHERE r.first + octet_length(r.hashes) / 32 > $1),
+			(SELECT min(first) FROM ledger.hash_runs WHERE first >= $1))`, tlog.StoredHashIndex(0, size)).Scan(&extraHash); err != nil {
 		return fmt.Errorf("audit: look for hashes beyond the tree: %w", err)
 	}
 	if extraHash != nil {

@@ -63,7 +63,7 @@ func TestAuditRowsStoredOutOfOrder(t *testing.T) {
 	t.Run("OKStoredBackwards", func(t *testing.T) {
 		j, pool := mustLog(t)
 		reverse(t, pool, "ledger.entries", "idx")
-		reverse(t, pool, "ledger.hashes", "id")
+		reverse(t, pool, "ledger.hash_runs", "first")
 		for _, chunk := range []int64{0, 64} {
 			if rep := audit(t, j, chunk); !rep.OK() || rep.Entries != n {
 				t.Errorf("chunk %d: got %d entries and faults %v, want %d and none", chunk, rep.Entries, rep.Faults, n)

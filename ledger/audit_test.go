@@ -30,6 +30,7 @@ import (
 	"github.com/tani-platform/tani/ledger/devnet"
 	"github.com/tani-platform/tani/ledger/devnet/devnettest"
 	"github.com/tani-platform/tani/ledger/fabric"
+	"github.com/tani-platform/tani/ledger/ledgertest"
 )
 
 // mustChain starts a devnet with the anchor chaincode and returns a client
@@ -168,11 +169,7 @@ func (f *tamperable) storedRoot(t *testing.T, size int64) tlog.Hash {
 	root, err := tlog.TreeHash(size, tlog.HashReaderFunc(func(ids []int64) ([]tlog.Hash, error) {
 		out := make([]tlog.Hash, len(ids))
 		for i, id := range ids {
-			var h []byte
-			if err := f.pool.QueryRow(context.Background(), `SELECT hash FROM ledger.hashes WHERE id = $1`, id).Scan(&h); err != nil {
-				return nil, fmt.Errorf("hash %d: %w", id, err)
-			}
-			copy(out[i][:], h)
+			out[i] = ledgertest.MustStoredHash(t, f.pool, id)
 		}
 		return out, nil
 	}))
@@ -215,6 +212,9 @@ func faultKinds(out string) []ledger.FaultKind {
 func b64(h []byte) string { return base64.StdEncoding.EncodeToString(h) }
 
 func sum(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+
+// forgedHash is what the tamper cases write over a stored hash: sum("forged").
+var forgedHash = sha256.Sum256([]byte("forged"))
 
 // chainRef describes a checkpoint's anchor as the audit names it.
 func chainRef(cp *ledger.Checkpoint) string {
@@ -272,7 +272,7 @@ func TestTamper(t *testing.T) {
 		{
 			name: "LeafHashRowEdited",
 			tamper: func(t *testing.T, f *tamperable) {
-				mustExec(t, f.pool, `UPDATE ledger.hashes SET hash = sha256('forged') WHERE id = $1`, tlog.StoredHashIndex(0, 21))
+				ledgertest.MustSetStoredHash(t, f.pool, tlog.StoredHashIndex(0, 21), forgedHash[:])
 			},
 			kinds: []ledger.FaultKind{ledger.FaultLeafHashEdited}, first: 21,
 			want: func(*testing.T, *tamperable) []string {
@@ -291,7 +291,7 @@ func TestTamper(t *testing.T) {
 					t.Fatal(err)
 				}
 				f.signAndAnchor(t)
-				mustExec(t, f.pool, `UPDATE ledger.hashes SET hash = sha256('forged') WHERE id = $1`, tlog.StoredHashIndex(0, 40))
+				ledgertest.MustSetStoredHash(t, f.pool, tlog.StoredHashIndex(0, 40), forgedHash[:])
 			},
 			kinds: []ledger.FaultKind{ledger.FaultLeafHashEdited}, first: 40,
 			want: func(*testing.T, *tamperable) []string {
@@ -301,7 +301,7 @@ func TestTamper(t *testing.T) {
 		{
 			name: "InteriorHashRowEdited",
 			tamper: func(t *testing.T, f *tamperable) {
-				mustExec(t, f.pool, `UPDATE ledger.hashes SET hash = sha256('forged') WHERE id = $1`, tlog.StoredHashIndex(1, 3))
+				ledgertest.MustSetStoredHash(t, f.pool, tlog.StoredHashIndex(1, 3), forgedHash[:])
 			},
 			kinds: []ledger.FaultKind{ledger.FaultInteriorHashEdited}, first: 6,
 			want: func(*testing.T, *tamperable) []string {
@@ -311,11 +311,55 @@ func TestTamper(t *testing.T) {
 		{
 			name: "HashRowDeleted",
 			tamper: func(t *testing.T, f *tamperable) {
-				mustExec(t, f.pool, `DELETE FROM ledger.hashes WHERE id = $1`, tlog.StoredHashIndex(0, 33))
+				ledgertest.MustDeleteStoredHashes(t, f.pool, tlog.StoredHashIndex(0, 33), tlog.StoredHashIndex(0, 33)+1)
 			},
 			kinds: []ledger.FaultKind{ledger.FaultHashMissing}, first: 33,
 			want: func(*testing.T, *tamperable) []string {
 				return []string{fmt.Sprintf("index 33: hash row missing: stored hash %d (level 0, node 33, leaves [33, 34)) is missing", tlog.StoredHashIndex(0, 33))}
+			},
+		},
+		{
+			// One byte of a run flipped: the hash it is part of is edited,
+			// the run's other hashes are intact.
+			name: "HashRunByteFlipped",
+			tamper: func(t *testing.T, f *tamperable) {
+				first, id := tlog.StoredHashIndex(0, 20), tlog.StoredHashIndex(0, 25)
+				mustExec(t, f.pool, `UPDATE ledger.hash_runs SET hashes = set_byte(hashes, $2, get_byte(hashes, $2) # 1) WHERE first = $1`,
+					first, (id-first)*tlog.HashSize+7)
+			},
+			kinds: []ledger.FaultKind{ledger.FaultLeafHashEdited}, first: 25,
+			want: func(*testing.T, *tamperable) []string {
+				return []string{fmt.Sprintf("index 25: leaf hash row edited: stored hash %d (level 0, leaf 25) holds", tlog.StoredHashIndex(0, 25)), "the entry is intact"}
+			},
+		},
+		{
+			// A second run holding three hashes of the third append, the
+			// same bytes: nothing disagrees, but appends never write that.
+			name: "HashRunsOverlap",
+			tamper: func(t *testing.T, f *tamperable) {
+				first, id := tlog.StoredHashIndex(0, 20), tlog.StoredHashIndex(0, 22)
+				mustExec(t, f.pool, `INSERT INTO ledger.hash_runs (first, hashes)
+					SELECT $2, substring(hashes FROM ($2 - first)::int * 32 + 1 FOR 96) FROM ledger.hash_runs WHERE first = $1`, first, id)
+			},
+			kinds: []ledger.FaultKind{ledger.FaultHashRunsOverlap}, first: -1,
+			want: func(*testing.T, *tamperable) []string {
+				id := tlog.StoredHashIndex(0, 22)
+				return []string{fmt.Sprintf("log: hash runs overlap: the run at id %d (ids [%d, %d)) holds ids [%d, %d) that another run holds too", id, id, id+3, id, id+3)}
+			},
+		},
+		{
+			// A byte appended to the second run: its hashes are whole and
+			// intact, the byte is none.
+			name: "HashRunMalformed",
+			tamper: func(t *testing.T, f *tamperable) {
+				mustExec(t, f.pool, `ALTER TABLE ledger.hash_runs DROP CONSTRAINT hash_runs_hashes_check`)
+				mustExec(t, f.pool, `UPDATE ledger.hash_runs SET hashes = hashes || '\x00'::bytea WHERE first = $1`, tlog.StoredHashIndex(0, 10))
+			},
+			kinds: []ledger.FaultKind{ledger.FaultHashRunMalformed}, first: -1,
+			want: func(*testing.T, *tamperable) []string {
+				lo, hi := tlog.StoredHashIndex(0, 10), tlog.StoredHashIndex(0, 20)
+				return []string{fmt.Sprintf("log: hash run malformed: the run at id %d holds %d bytes, not a positive multiple of 32: %d whole hashes (ids [%d, %d)) and 1 byte over",
+					lo, (hi-lo)*32+1, hi-lo, lo, hi)}
 			},
 		},
 		{
@@ -353,7 +397,7 @@ func TestTamper(t *testing.T) {
 			name: "TruncatedBelowACheckpoint", noChain: true,
 			tamper: func(t *testing.T, f *tamperable) {
 				mustExec(t, f.pool, `DELETE FROM ledger.entries WHERE idx >= 35`)
-				mustExec(t, f.pool, `DELETE FROM ledger.hashes WHERE id >= $1`, tlog.StoredHashIndex(0, 35))
+				ledgertest.MustDeleteStoredHashes(t, f.pool, tlog.StoredHashIndex(0, 35), -1)
 				mustExec(t, f.pool, `UPDATE ledger.tree SET size = 35`)
 			},
 			kinds: []ledger.FaultKind{ledger.FaultTruncated}, first: 35,
@@ -367,7 +411,7 @@ func TestTamper(t *testing.T) {
 			name: "TruncatedWithTheCheckpointsAbove",
 			tamper: func(t *testing.T, f *tamperable) {
 				mustExec(t, f.pool, `DELETE FROM ledger.entries WHERE idx >= 20`)
-				mustExec(t, f.pool, `DELETE FROM ledger.hashes WHERE id >= $1`, tlog.StoredHashIndex(0, 20))
+				ledgertest.MustDeleteStoredHashes(t, f.pool, tlog.StoredHashIndex(0, 20), -1)
 				mustExec(t, f.pool, `UPDATE ledger.tree SET size = 20`)
 				mustExec(t, f.pool, `DELETE FROM ledger.checkpoints WHERE size > 20`)
 			},
@@ -604,7 +648,7 @@ func rewriteConsistently(idx int64) func(t *testing.T, pool *pgxpool.Pool) {
 			t.Fatal(rows.Err())
 		}
 		for id, h := range stored {
-			mustExec(t, pool, "UPDATE ledger.hashes SET hash = $1 WHERE id = $2", h[:], id)
+			ledgertest.MustSetStoredHash(t, pool, id, h[:])
 		}
 	}
 }

@@ -15,14 +15,17 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
-// The audit reads both tables whole, each as one binary COPY … TO STDOUT
-// streamed on a connection of its own in the audit's snapshot, so that the
-// server sends entries and hash rows at once; the rows are decoded as they
-// arrive and checked by a worker per core (leaf bytes against their
-// columns, leaf and payload hashes), and the auditor recomputes the tree
-// from them in order. Memory stays bounded: a few batches in flight.
+// The audit reads both tables (ledger.entries and ledger.hash_runs) whole,
+// each as one binary COPY … TO STDOUT streamed on a connection of its own
+// in the audit's snapshot, so that the server sends entries and hash runs
+// at once; the entry rows are decoded as they arrive and checked by a
+// worker per core (leaf bytes against their columns, leaf and payload
+// hashes), and the auditor recomputes the tree from them in order, taking
+// the stored hashes out of the runs as it reaches them. Memory stays
+// bounded: a few batches in flight.
 //
 // The tables are copied as stored, not sorted: a plain COPY of a table is
 // the cheapest read PostgreSQL has, and an append-only table is stored in
@@ -59,7 +62,7 @@ type entryRow struct {
 	check rowCheck
 }
 
-// hashRow is one row of ledger.hashes.
+// hashRow is one stored hash, as the auditor takes them out of the runs.
 type hashRow struct {
 	id   int64
 	hash []byte
@@ -112,7 +115,7 @@ func openInSnapshot(ctx context.Context, pool *pgxpool.Pool, snapshot string) (*
 type streams struct {
 	entries chan *entryBatch // in index order
 	free    chan *entryBatch // batches the auditor is done with
-	hashes  chan []hashRow   // in id order
+	hashes  chan []hashRun   // in first order
 	wg      sync.WaitGroup
 	errMu   sync.Mutex
 	err     error
@@ -120,8 +123,10 @@ type streams struct {
 	// The auditor's cursors.
 	cur   *entryBatch
 	pos   int
-	hcur  []hashRow
-	hpos  int
+	hcur  []hashRun
+	hpos  int  // the run of hcur the auditor is in
+	hoff  int  // the hash of that run it is at
+	hseen bool // that run was handed to hashesBelow's seen
 	hdone bool
 	edone bool
 }
@@ -153,7 +158,7 @@ func startStreams(ctx context.Context, pool *pgxpool.Pool, snapshot string) (*st
 		return nil, err
 	}
 	s := &streams{entries: make(chan *entryBatch, streamAhead), free: make(chan *entryBatch, 2*streamAhead+2),
-		hashes: make(chan []hashRow, streamAhead)}
+		hashes: make(chan []hashRun, streamAhead)}
 	workers := runtime.GOMAXPROCS(0)
 	work := make(chan *entryBatch, streamAhead)
 	for range workers {
@@ -228,14 +233,15 @@ func startStreams(ctx context.Context, pool *pgxpool.Pool, snapshot string) (*st
 	s.wg.Go(func() {
 		defer hc.Close(context.WithoutCancel(ctx))
 		defer close(s.hashes)
-		var batch []hashRow
+		var batch []hashRun
+		var batchBytes int
 		flush := func() bool {
 			if len(batch) == 0 {
 				return true
 			}
 			select {
 			case s.hashes <- batch:
-				batch = nil
+				batch, batchBytes = nil, 0
 				return true
 			case <-ctx.Done():
 				return false
@@ -244,18 +250,21 @@ func startStreams(ctx context.Context, pool *pgxpool.Pool, snapshot string) (*st
 		p := &copyParser{fields: 2}
 		p.emit = func(f [][]byte, buf []byte) error {
 			if len(f[0]) != 8 || f[1] == nil {
-				return errors.New("hash row: unexpected id or hash encoding")
+				return errors.New("hash run: unexpected first or hashes encoding")
 			}
 			if batch == nil {
-				batch = make([]hashRow, 0, 2*streamBatch)
+				batch = make([]hashRun, 0, streamBatch)
 			}
-			batch = append(batch, hashRow{id: int64(binary.BigEndian.Uint64(f[0])), hash: f[1]})
-			if len(batch) == cap(batch) && !flush() {
+			batch = append(batch, hashRun{first: int64(binary.BigEndian.Uint64(f[0])), hashes: f[1]})
+			batchBytes += len(f[1])
+			// A batch of about as many hashes as an entry batch has
+			// leaves' hashes, whatever the runs' lengths.
+			if (len(batch) == cap(batch) || batchBytes >= 2*streamBatch*tlog.HashSize) && !flush() {
 				return ctx.Err()
 			}
 			return nil
 		}
-		if _, err := hc.PgConn().CopyTo(ctx, p, "COPY ledger.hashes (id, hash) TO STDOUT (FORMAT binary)"); err != nil {
+		if _, err := hc.PgConn().CopyTo(ctx, p, "COPY ledger.hash_runs (first, hashes) TO STDOUT (FORMAT binary)"); err != nil {
 			s.fail(fmt.Errorf("audit: read hashes: %w", err))
 			return
 		}
@@ -324,20 +333,31 @@ func (s *streams) peekEntryIdx() (int64, error) {
 // advanceEntry moves past the row nextEntry returned.
 func (s *streams) advanceEntry() { s.pos++ }
 
-// hashesBelow calls fn for the hash rows the stream holds before the
-// first with an id of end or more (up to limit, beyond which rows are
-// passed over: they are not the tree's).
-func (s *streams) hashesBelow(end, limit int64, fn func(hashRow)) error {
+// hashesBelow calls fn for the stored hashes the stream holds, run by
+// run, before the first with an id of end or more (up to limit, beyond
+// which hashes are passed over: they are not the tree's). It calls seen
+// once for each run, before any of its hashes, and hands fn only whole
+// hashes: the bytes after a run's last multiple of 32 are seen's to
+// report.
+func (s *streams) hashesBelow(end, limit int64, seen func(hashRun), fn func(hashRow)) error {
 	for {
 		for s.hpos < len(s.hcur) {
-			h := s.hcur[s.hpos]
-			if h.id >= end && h.id < limit {
-				return nil
+			r := s.hcur[s.hpos]
+			if !s.hseen {
+				seen(r)
+				s.hseen = true
 			}
-			if h.id < end {
-				fn(h)
+			n := len(r.hashes) / tlog.HashSize
+			for ; s.hoff < n; s.hoff++ {
+				id := r.first + int64(s.hoff)
+				if id >= end && id < limit {
+					return nil
+				}
+				if id < end {
+					fn(hashRow{id: id, hash: r.hashes[s.hoff*tlog.HashSize : (s.hoff+1)*tlog.HashSize : (s.hoff+1)*tlog.HashSize]})
+				}
 			}
-			s.hpos++
+			s.hpos, s.hoff, s.hseen = s.hpos+1, 0, false
 		}
 		if s.hdone {
 			return nil
@@ -347,7 +367,7 @@ func (s *streams) hashesBelow(end, limit int64, fn func(hashRow)) error {
 			s.hdone = true
 			return s.firstErr()
 		}
-		s.hcur, s.hpos = b, 0
+		s.hcur, s.hpos, s.hoff, s.hseen = b, 0, 0, false
 	}
 }
 

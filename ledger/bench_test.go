@@ -144,7 +144,7 @@ func mustAuditLog(b *testing.B, n int) (*ledger.Journal, *pgxpool.Pool) {
 			b.Fatal(err)
 		}
 	}
-	if _, err := pool.Exec(ctx, "VACUUM ANALYZE ledger.entries, ledger.hashes"); err != nil {
+	if _, err := pool.Exec(ctx, "VACUUM ANALYZE ledger.entries, ledger.hash_runs"); err != nil {
 		b.Fatal(err)
 	}
 	return j, pool
@@ -187,7 +187,7 @@ func readTables(b *testing.B, pool *pgxpool.Pool, format string) time.Duration {
 	}
 	defer c.Release()
 	start := time.Now()
-	for _, table := range []string{"ledger.entries", "ledger.hashes"} {
+	for _, table := range []string{"ledger.entries", "ledger.hash_runs"} {
 		if _, err := c.Conn().PgConn().CopyTo(ctx, io.Discard, "COPY "+table+" TO STDOUT (FORMAT "+format+")"); err != nil {
 			b.Fatal(err)
 		}

@@ -106,7 +106,7 @@ func notExtension(size int64, root tlog.Hash, stored int64, err error) error {
 	return err
 }
 
-// missingHashError reports a stored hash absent from ledger.hashes.
+// missingHashError reports a stored hash no run of ledger.hash_runs holds.
 type missingHashError struct{ id int64 }
 
 func (e *missingHashError) Error() string { return fmt.Sprintf("stored hash %d is missing", e.id) }

@@ -7,11 +7,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/tani-platform/tani/internal/apperr"
@@ -115,17 +119,14 @@ func TestCheckExtends(t *testing.T) {
 		j, pool := ledgertest.MustJournalPool(t)
 		cp6 := mustGrow(t, j, "a", 6)
 		mustGrow(t, j, "b", 2)
-		if _, err := pool.Exec(ctx, "UPDATE ledger.hashes SET hash = sha256('forged') WHERE id = $1", tlog.StoredHashIndex(3, 0)); err != nil {
-			t.Fatal(err)
-		}
+		forged := tlog.RecordHash([]byte("forged"))
+		ledgertest.MustSetStoredHash(t, pool, tlog.StoredHashIndex(3, 0), forged[:])
 		wantNotExtension(t, j.CheckExtends(ctx, cp6.Size, cp6.Root), "the stored tree of size 8")
 	})
 	t.Run("ErrHashRowDeleted", func(t *testing.T) {
 		j, pool := ledgertest.MustJournalPool(t)
 		cp := mustGrow(t, j, "a", 6)
-		if _, err := pool.Exec(ctx, "DELETE FROM ledger.hashes WHERE id = $1", tlog.StoredHashIndex(1, 2)); err != nil {
-			t.Fatal(err)
-		}
+		ledgertest.MustDeleteStoredHashes(t, pool, tlog.StoredHashIndex(1, 2), tlog.StoredHashIndex(1, 2)+1)
 		wantNotExtension(t, j.CheckExtends(ctx, cp.Size, cp.Root), fmt.Sprintf("stored hash %d is missing", tlog.StoredHashIndex(1, 2)))
 	})
 	t.Run("ErrLeafRewrittenWithItsHashes", func(t *testing.T) {
@@ -210,7 +211,8 @@ func TestFailClosed(t *testing.T) {
 		if err := j.PinAnchor(ctx, cp.Size, cp.Root, "tx-1"); err != nil {
 			t.Fatalf("pin the anchor of the stored tree: %v", err)
 		}
-		for _, sql := range []string{"DELETE FROM ledger.entries WHERE idx >= 7", fmt.Sprintf("DELETE FROM ledger.hashes WHERE id >= %d", tlog.StoredHashIndex(0, 7)),
+		ledgertest.MustDeleteStoredHashes(t, pool, tlog.StoredHashIndex(0, 7), -1)
+		for _, sql := range []string{"DELETE FROM ledger.entries WHERE idx >= 7",
 			"DELETE FROM ledger.checkpoints", "UPDATE ledger.tree SET size = 7"} {
 			if _, err := pool.Exec(ctx, sql); err != nil {
 				t.Fatal(err)
@@ -272,4 +274,52 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("metric %s not registered", name)
 	return 0
+}
+
+// TestCheckExtendsAcrossRuns checks a tree whose stored hashes are two
+// runs, the second extending the first (one per append): the journal's
+// consistency check and proof read the hashes of both.
+func TestCheckExtendsAcrossRuns(t *testing.T) {
+	ctx := context.Background()
+	j, pool := ledgertest.MustJournalPool(t)
+	grow := func(prefix string, n int) *ledger.Checkpoint {
+		t.Helper()
+		var revs []ledger.Revision
+		for i := range n {
+			revs = append(revs, rev(fmt.Sprintf("%s-%d", prefix, i), 1, `{}`))
+		}
+		if _, err := j.Append(ctx, revs...); err != nil {
+			t.Fatal(err)
+		}
+		cp, err := j.SignCheckpoint(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cp
+	}
+	cp6 := grow("a", 6)
+	cp11 := grow("b", 5)
+	rows, _ := pool.Query(ctx, "SELECT first FROM ledger.hash_runs ORDER BY first")
+	firsts, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{0, tlog.StoredHashIndex(0, 6)}; !slices.Equal(firsts, want) {
+		t.Fatalf("got runs at %v, want %v (one per append)", firsts, want)
+	}
+	if err := j.CheckExtends(ctx, cp6.Size, cp6.Root); err != nil {
+		t.Errorf("CheckExtends(6): got %v, want nil", err)
+	}
+	p, err := j.ConsistencyProof(ctx, cp6.Size, cp11.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, 6, 11, hashes(p), cp6.Root[:], cp11.Root[:]); err != nil {
+		t.Errorf("consistency 6→11: %v", err)
+	}
+	// The hash of [8, 10) lies in the second run, and the tree of size
+	// 11 needs it: edited, the stored tree no longer gives the signed root.
+	forged := tlog.RecordHash([]byte("forged"))
+	ledgertest.MustSetStoredHash(t, pool, tlog.StoredHashIndex(1, 4), forged[:])
+	wantNotExtension(t, j.CheckExtends(ctx, cp11.Size, cp11.Root), "the stored tree at size 11 has root")
 }

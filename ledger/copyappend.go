@@ -10,25 +10,23 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 // copyMinLeaves is the group size from which the one-round-trip append
 // writes its rows with binary COPY instead of unnest'ed parameter arrays.
 // pgx encodes every element of those arrays through its type map; a COPY
 // stream encoded here by hand costs a fraction of that (a quarter less
-// process CPU per entry at 1,000 leaves), but takes three more round
-// trips (COPY entries, COPY hashes, commit) while the sequencer lock is
-// held. Small groups lose by it: with 64 concurrent callers (groups of
-// about 32) a threshold of 16 cut throughput to a third
-// (docs/ledger-benchmarks.md).
+// process CPU per entry at 1,000 leaves), but takes two more round trips
+// (COPY entries, commit) while the sequencer lock is held. Small groups
+// lose by it: with 64 concurrent callers (groups of about 32) a threshold
+// of 16 cut throughput to a third (docs/ledger-benchmarks.md; measured
+// when the stored hashes were a COPY of their own, a third extra trip).
 const copyMinLeaves = 256
 
 // The COPY statements of the copy path: the columns fastInsertEntries
 // writes, in copyEntries' order.
 const (
 	copyEntriesSQL = "COPY ledger.entries (idx, data, type, record_id, kind, revision, payload_hash, occurred_at, signature_ref, logged_at, payload) FROM STDIN (FORMAT binary)"
-	copyHashesSQL  = "COPY ledger.hashes (id, hash) FROM STDIN (FORMAT binary)"
 )
 
 // copyBuf builds a PostgreSQL binary COPY stream.
@@ -97,30 +95,18 @@ func copyEntries(first int64, now time.Time, leaves []leaf) []byte {
 	return c.end()
 }
 
-// copyHashes encodes stored hashes as ledger.hashes rows.
-func copyHashes(ids []int64, hashes [][]byte) []byte {
-	c := newCopyBuf(32 + len(ids)*(2+12+4+tlog.HashSize))
-	for i, id := range ids {
-		c.row(2)
-		c.int8(id)
-		c.bytes(hashes[i])
-	}
-	return c.end()
-}
-
 // sendCopy is sendFast for a large batch: on one connection, a pipeline
-// takes the sequencer lock in an explicit transaction and runs the guard;
-// once the lock is held it returns, and wait streams the entries and the
-// hashes with binary COPY, advances the tree size and commits. The
-// transaction checks and writes exactly what sendFast's does, in four
-// round trips instead of one.
-func (j *Journal) sendCopy(ctx context.Context, batch []*appendReq, base tree, now time.Time, leaves []leaf, front []int64, frontHashes [][]byte, hashIDs []int64, hashes [][]byte, grown tree) (wait func() error, err error) {
+// takes the sequencer lock in an explicit transaction, runs the guard and
+// inserts the batch's hash run; once the lock is held it returns, and
+// wait streams the entries with binary COPY, advances the tree size and
+// commits. The transaction checks and writes exactly what sendFast's does,
+// in three round trips instead of one.
+func (j *Journal) sendCopy(ctx context.Context, batch []*appendReq, base tree, now time.Time, leaves []leaf, front []int64, frontHashes [][]byte, run hashRun, grown tree) (wait func() error, err error) {
 	ids := make([]string, len(leaves))
 	for i, l := range leaves {
 		ids[i] = l.entry.RecordID
 	}
 	entryRows := copyEntries(base.size, now, leaves)
-	hashRows := copyHashes(hashIDs, hashes)
 
 	select {
 	case j.inflight <- struct{}{}:
@@ -140,6 +126,7 @@ func (j *Journal) sendCopy(ctx context.Context, batch []*appendReq, base tree, n
 	b.Queue("BEGIN")
 	b.Queue("SELECT pg_advisory_xact_lock($1)", sequencerLock)
 	b.Queue("SELECT ledger.append_guard($1, $2, $3, $4)", base.size, front, frontHashes, ids)
+	b.Queue(insertHashRun, run.first, run.hashes)
 	br := conn.SendBatch(ctx, b)
 	fail := func(step string, err error) func() error {
 		return func() error {
@@ -161,7 +148,10 @@ func (j *Journal) sendCopy(ctx context.Context, batch []*appendReq, base tree, n
 	return func() error {
 		defer func() { <-j.inflight }()
 		defer conn.Release()
-		_, err := br.Exec()
+		_, err := br.Exec() // the guard
+		if err == nil {
+			_, err = br.Exec() // the hash run
+		}
 		if cerr := br.Close(); err == nil {
 			err = cerr
 		}
@@ -171,9 +161,6 @@ func (j *Journal) sendCopy(ctx context.Context, batch []*appendReq, base tree, n
 		pc := conn.Conn().PgConn()
 		if _, err := pc.CopyFrom(ctx, bytes.NewReader(entryRows), copyEntriesSQL); err != nil {
 			return fmt.Errorf("ledger append: copy entries: %w", err)
-		}
-		if _, err := pc.CopyFrom(ctx, bytes.NewReader(hashRows), copyHashesSQL); err != nil {
-			return fmt.Errorf("ledger append: copy hashes: %w", err)
 		}
 		if err := commitSize(ctx, pc, grown.size); err != nil {
 			return err

@@ -466,7 +466,8 @@ const (
 		SELECT $1 + u.n - 1, u.data, 'revision', u.record_id, u.kind, u.revision, u.payload_hash, u.occurred_at, u.signature_ref, $2, u.payload
 		FROM unnest($3::bytea[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $8::timestamptz[], $9::text[], $10::bytea[])
 			WITH ORDINALITY AS u(data, record_id, kind, revision, payload_hash, occurred_at, signature_ref, payload, n)`
-	fastInsertHashes = `INSERT INTO ledger.hashes (id, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])`
+	// The batch's stored hashes are one run (see hashLeaves).
+	insertHashRun = `INSERT INTO ledger.hash_runs (first, hashes) VALUES ($1, $2)`
 )
 
 // sendFast sends batch as one pipelined implicit transaction that takes
@@ -503,13 +504,13 @@ func (j *Journal) sendFast(ctx context.Context, batch []*appendReq) (wait func()
 		}
 		frontHashes[i] = h[:]
 	}
-	hashIDs, hashes, grown, err := hashLeaves(ctx, nil, base, leaves)
+	run, grown, err := hashLeaves(ctx, nil, base, leaves)
 	if err != nil {
 		return nil, err
 	}
 	n := len(leaves)
 	if n >= copyMinLeaves {
-		return j.sendCopy(ctx, batch, base, now, leaves, front, frontHashes, hashIDs, hashes, grown)
+		return j.sendCopy(ctx, batch, base, now, leaves, front, frontHashes, run, grown)
 	}
 	var (
 		data, hashCol, payload = make([][]byte, n), make([][]byte, n), make([][]byte, n)
@@ -526,7 +527,7 @@ func (j *Journal) sendFast(ctx context.Context, batch []*appendReq) (wait func()
 	b.Queue("SELECT pg_advisory_xact_lock($1)", sequencerLock)
 	b.Queue("SELECT ledger.append_guard($1, $2, $3, $4)", base.size, front, frontHashes, ids)
 	b.Queue(fastInsertEntries, base.size, now, data, ids, kinds, revs, hashCol, occurred, sigs, payload)
-	b.Queue(fastInsertHashes, hashIDs, hashes)
+	b.Queue(insertHashRun, run.first, run.hashes)
 	b.Queue("UPDATE ledger.tree SET size = $1", grown.size)
 	select {
 	case j.inflight <- struct{}{}:
@@ -698,7 +699,7 @@ func (j *Journal) write(ctx context.Context, tx pgx.Tx, size int64, leaves []lea
 	if base.size != size {
 		base = tree{size: size}
 	}
-	hashIDs, hashes, grown, err := hashLeaves(ctx, tx, base, leaves)
+	run, grown, err := hashLeaves(ctx, tx, base, leaves)
 	if err != nil {
 		return tree{}, err
 	}
@@ -722,12 +723,8 @@ func (j *Journal) write(ctx context.Context, tx pgx.Tx, size int64, leaves []lea
 		pgx.CopyFromRows(entryRows)); err != nil {
 		return tree{}, fmt.Errorf("ledger append: copy entries: %w", err)
 	}
-	hashRows := make([][]any, len(hashIDs))
-	for i := range hashIDs {
-		hashRows[i] = []any{hashIDs[i], hashes[i]}
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger", "hashes"}, []string{"id", "hash"}, pgx.CopyFromRows(hashRows)); err != nil {
-		return tree{}, fmt.Errorf("ledger append: copy hashes: %w", err)
+	if _, err := tx.Exec(ctx, insertHashRun, run.first, run.hashes); err != nil {
+		return tree{}, fmt.Errorf("ledger append: insert hash run: %w", err)
 	}
 	newSize := size + int64(len(leaves))
 	if _, err := tx.Exec(ctx, "UPDATE ledger.tree SET size = $1", newSize); err != nil {
@@ -736,11 +733,19 @@ func (j *Journal) write(ctx context.Context, tx pgx.Tx, size int64, leaves []lea
 	return grown, nil
 }
 
+// hashRun is the stored hashes an append adds: those of ids first,
+// first+1, … concatenated, one ledger.hash_runs row.
+type hashRun struct {
+	first  int64
+	hashes []byte
+}
+
 // hashLeaves computes the stored hashes that leaves add to base, and the
-// grown tree. The hashes it needs from base come from base's frontier when
-// it has one, else from tx; with a nil tx, a hash not in memory is an
-// error.
-func hashLeaves(ctx context.Context, tx pgx.Tx, base tree, leaves []leaf) (ids []int64, hashes [][]byte, grown tree, err error) {
+// grown tree. The hashes of leaf n are ids StoredHashIndex(0, n) onwards
+// and those of leaf n+1 follow them, so an append's hashes are one run.
+// The hashes it needs from base come from base's frontier when it has
+// one, else from tx; with a nil tx, a hash not in memory is an error.
+func hashLeaves(ctx context.Context, tx pgx.Tx, base tree, leaves []leaf) (run hashRun, grown tree, err error) {
 	mem := make(map[int64]tlog.Hash, 2*len(leaves)+64)
 	for k, v := range base.frontier {
 		mem[k] = v
@@ -748,19 +753,21 @@ func hashLeaves(ctx context.Context, tx pgx.Tx, base tree, leaves []leaf) (ids [
 	reader := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
 		return readHashes(ctx, tx, mem, indexes)
 	})
-	ids = make([]int64, 0, 2*len(leaves))
-	hashes = make([][]byte, 0, 2*len(leaves))
+	run.first = tlog.StoredHashIndex(0, base.size)
+	run.hashes = make([]byte, 0, (2*len(leaves)+1)*tlog.HashSize)
 	for i, l := range leaves {
 		n := base.size + int64(i)
 		hs, err := tlog.StoredHashes(n, l.data, reader)
 		if err != nil {
-			return nil, nil, tree{}, fmt.Errorf("ledger append: hashes for leaf %d: %w", n, err)
+			return hashRun{}, tree{}, fmt.Errorf("ledger append: hashes for leaf %d: %w", n, err)
 		}
 		first := tlog.StoredHashIndex(0, n)
+		if first != run.first+int64(len(run.hashes)/tlog.HashSize) {
+			return hashRun{}, tree{}, fmt.Errorf("ledger append: stored hashes of leaf %d start at %d, not after the run's", n, first)
+		}
 		for k, h := range hs {
 			mem[first+int64(k)] = h
-			ids = append(ids, first+int64(k))
-			hashes = append(hashes, h[:])
+			run.hashes = append(run.hashes, h[:]...)
 		}
 	}
 	// The grown tree's frontier: hashes computed above, or of subtrees
@@ -769,13 +776,13 @@ func hashLeaves(ctx context.Context, tx pgx.Tx, base tree, leaves []leaf) (ids [
 	fids := frontierIndexes(grown.size)
 	fhs, err := reader.ReadHashes(fids)
 	if err != nil {
-		return nil, nil, tree{}, fmt.Errorf("ledger append: frontier: %w", err)
+		return hashRun{}, tree{}, fmt.Errorf("ledger append: frontier: %w", err)
 	}
 	grown.frontier = make(map[int64]tlog.Hash, len(fids))
 	for i, id := range fids {
 		grown.frontier[id] = fhs[i]
 	}
-	return ids, hashes, grown, nil
+	return run, grown, nil
 }
 
 // frontierIndexes returns the stored-hash indexes of the complete subtrees
@@ -833,8 +840,19 @@ type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
+// runHashesSQL reads stored hashes by id from ledger.hash_runs: for each
+// id, the run with the greatest first at or below it (one backward probe
+// of the primary key), and the id's 32 bytes in it. An id no run holds has
+// no row. (The ledger.hashes view answers the same but expands every run.)
+const runHashesSQL = `
+	SELECT u.id, substring(r.hashes FROM (u.id - r.first)::int * 32 + 1 FOR 32)
+	FROM unnest($1::bigint[]) AS u(id)
+	CROSS JOIN LATERAL (
+		SELECT first, hashes FROM ledger.hash_runs WHERE first <= u.id ORDER BY first DESC LIMIT 1) AS r
+	WHERE (u.id - r.first + 1) * 32 <= octet_length(r.hashes)`
+
 func queryHashes(ctx context.Context, q querier, ids []int64) (map[int64]tlog.Hash, error) {
-	rows, err := q.Query(ctx, "SELECT id, hash FROM ledger.hashes WHERE id = ANY($1)", ids)
+	rows, err := q.Query(ctx, runHashesSQL, ids)
 	if err != nil {
 		return nil, fmt.Errorf("read stored hashes: %w", err)
 	}

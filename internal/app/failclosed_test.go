@@ -254,7 +254,8 @@ func count(t *testing.T, db *pgxpool.Pool, table string) int {
 	return n
 }
 
-// dbHashes reads the journal's stored hashes, as tlog asks for them.
+// dbHashes reads the journal's stored hashes, as tlog asks for them, through
+// the ledger.hashes view over the runs.
 func dbHashes(ctx context.Context, db *pgxpool.Pool) tlog.HashReader {
 	return tlog.HashReaderFunc(func(ids []int64) ([]tlog.Hash, error) {
 		out := make([]tlog.Hash, len(ids))
