@@ -104,15 +104,7 @@ func MustRewriteLeaf(tb testing.TB, pool *pgxpool.Pool, idx int64, data []byte) 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	type run struct {
-		first  int64
-		hashes []byte
-	}
-	changed, err := pgx.CollectRows(runs, func(row pgx.CollectableRow) (run, error) {
-		var r run
-		err := row.Scan(&r.first, &r.hashes)
-		return r, err
-	})
+	changed, err := collectRuns(runs)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -189,15 +181,7 @@ func MustDeleteStoredHashes(tb testing.TB, pool *pgxpool.Pool, lo, hi int64) {
 	if err != nil {
 		tb.Fatalf("delete stored hashes [%d, %d): %v", lo, hi, err)
 	}
-	type run struct {
-		first  int64
-		hashes []byte
-	}
-	cut, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (run, error) {
-		var r run
-		err := row.Scan(&r.first, &r.hashes)
-		return r, err
-	})
+	cut, err := collectRuns(rows)
 	if err != nil {
 		tb.Fatalf("delete stored hashes [%d, %d): %v", lo, hi, err)
 	}
@@ -217,4 +201,20 @@ func MustDeleteStoredHashes(tb testing.TB, pool *pgxpool.Pool, lo, hi int64) {
 	if err := tx.Commit(ctx); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// hashRun is a ledger.hash_runs row: the stored hashes of ids first,
+// first+1, … concatenated.
+type hashRun struct {
+	first  int64
+	hashes []byte
+}
+
+// collectRuns reads rows of (first, hashes).
+func collectRuns(rows pgx.Rows) ([]hashRun, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (hashRun, error) {
+		var r hashRun
+		err := row.Scan(&r.first, &r.hashes)
+		return r, err
+	})
 }
