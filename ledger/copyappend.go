@@ -139,8 +139,10 @@ func (j *Journal) sendCopy(ctx context.Context, batch []*appendReq, base tree, n
 	if _, err := br.Exec(); err != nil {
 		return fail("begin", err), nil
 	}
-	// Keep seq until this transaction holds the sequencer lock (as
-	// sendFast does): the next one queues behind it in the database.
+	// Keep seq until this transaction holds the sequencer lock: the
+	// pipeline is answered at its Sync, once the guard and the hash run
+	// are through, and the explicit transaction stays open, so the next
+	// append is sent now and queues behind this one in the database.
 	if _, err := br.Exec(); err != nil {
 		return fail("take sequencer lock", err), nil
 	}

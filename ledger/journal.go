@@ -44,9 +44,12 @@ type Journal struct {
 	// database checks it did). Size -1 when unknown: after a start or a
 	// failed append, until a careful append reads the stored tree.
 	spec tree
-	// inflight holds a slot per one-round-trip append sent and not yet
-	// answered: the next one is sent while the previous commits, and it
-	// waits in the database for the sequencer lock.
+	// inflight holds a slot per one-round-trip or COPY append sent and
+	// not yet answered. A COPY append hears that it holds the sequencer
+	// lock before it streams its rows, so the next append is built and
+	// sent while it streams and commits, and waits in the database for the
+	// lock. A one-round-trip append hears it only with its commit (the
+	// server answers a pipeline at its Sync), so the next is sent after.
 	inflight chan struct{}
 	// committed is the newest tree this process knows committed, which
 	// the careful path extends without reading the stored hashes when the
@@ -288,8 +291,8 @@ type tree struct {
 	frontier map[int64]tlog.Hash
 }
 
-// fastDepth is how many one-round-trip appends may be in flight: one
-// committing, the next waiting for the sequencer lock in the database.
+// fastDepth is how many appends may be in flight: one committing, the
+// next waiting for the sequencer lock in the database (see inflight).
 const fastDepth = 2
 
 // appendBatch commits the queued appends in one transaction and completes
@@ -300,8 +303,9 @@ const fastDepth = 2
 // in one round trip (sendFast): the process guesses that no revision of
 // the batch is stored or erased yet and that no other process appended,
 // and the database checks the guess under the sequencer lock. seq is given
-// back as soon as the batch is sent, so that the next batch is built and
-// sent while this one commits. Otherwise, or when the guess was wrong, the
+// back as soon as the database answers that the batch holds the lock (for
+// a COPY append, before its rows are sent; for a one-round-trip append,
+// with its commit). Otherwise, or when the guess was wrong, the
 // careful path looks the revisions up first (appendCareful), holding seq.
 func (j *Journal) appendBatch(ctx context.Context, batch []*appendReq) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), appendTimeout)
@@ -476,9 +480,13 @@ const (
 // every new hash is computed here) and that no record of the batch was
 // erased, then inserts the entries and their hashes and advances the tree
 // size. A revision already stored aborts it through the unique index. It
-// returns once the database has given the transaction the sequencer lock,
-// so that the next one queues behind it. On success spec becomes the grown
-// tree, and wait returns once the
+// returns once the lock statement is answered, which the server does with
+// the rest of the pipeline at its Sync, after the commit: the next
+// transaction is sent after this one's answer and can never overtake it.
+// (A Flush request after the lock makes the answer come at once and puts
+// two transactions in flight; measured with 64 callers it gained nothing,
+// see docs/ledger-benchmarks.md, "Fourth pass".) On success spec becomes
+// the grown tree, and wait returns once the
 // transaction is answered: nil when it committed, else an error, and then
 // the caller takes the careful path, which tells a wrong guess from a
 // failed database. A nil wait means nothing was sent. A batch of
@@ -535,9 +543,9 @@ func (j *Journal) sendFast(ctx context.Context, batch []*appendReq) (wait func()
 		return nil, fmt.Errorf("ledger append: %w", ctx.Err())
 	}
 	br := j.pool.SendBatch(ctx, b)
-	// Keep seq until the database has given this transaction the
-	// sequencer lock: the next one, sent on another connection, must queue
-	// behind it there, not overtake it and fail its guard.
+	// Keep seq until the lock statement is answered (with the commit,
+	// see above): the next transaction, sent on another connection, must
+	// not overtake this one and fail its guard.
 	if _, err := br.Exec(); err != nil {
 		return func() error {
 			defer func() { <-j.inflight }()
