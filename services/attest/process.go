@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/parallel"
+	"github.com/tani-platform/tani/internal/postgres"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -339,6 +341,7 @@ type writer struct {
 	rec struct {
 		id, typ, farmer, plot, agent, device, sigref, status, reason, results, lastErr []string
 		captured                                                                       []time.Time
+		decided                                                                        []*time.Time // nil while pending
 		sealed                                                                         [][]byte
 		tv                                                                             []int32
 	}
@@ -372,6 +375,11 @@ func (w *writer) add(j *judged, now time.Time) {
 	r.results = append(r.results, string(j.results))
 	r.lastErr = append(r.lastErr, lastErr)
 	r.captured = append(r.captured, c.Env.Captured())
+	var decided *time.Time
+	if d.Status != StatusPending {
+		decided = &now
+	}
+	r.decided = append(r.decided, decided)
 	r.sealed = append(r.sealed, j.sealed)
 	r.tv = append(r.tv, int32(d.ThresholdVersion))
 	switch d.Status {
@@ -402,24 +410,14 @@ func (w *writer) add(j *judged, now time.Time) {
 }
 
 func (w *writer) flush(ctx context.Context, tx pgx.Tx) error {
-	r := &w.rec
-	_, err := tx.Exec(ctx, `
-		INSERT INTO attest.records AS a (record_id, type, farmer_id, plot_id, agent_id, device_id, captured_at, sealed_record, signature_ref,
-		                                 status, reason, results, threshold_version, last_error, decided_at)
-		SELECT u.id, u.typ, nullif(u.farmer, '')::uuid, nullif(u.plot, '')::uuid, u.agent, u.device, u.captured, u.sealed, u.sigref,
-		       u.status, nullif(u.reason, ''), u.results::jsonb, u.tv, nullif(u.err, ''),
-		       CASE WHEN u.status = 'pending' THEN NULL ELSE now() END
-		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::uuid[], $7::timestamptz[], $8::bytea[], $9::text[],
-		            $10::text[], $11::text[], $12::text[], $13::int[], $14::text[])
-		     AS u(id, typ, farmer, plot, agent, device, captured, sealed, sigref, status, reason, results, tv, err)
-		ON CONFLICT (record_id) DO UPDATE SET
-		    status = excluded.status, reason = excluded.reason, results = excluded.results,
-		    threshold_version = excluded.threshold_version, last_error = excluded.last_error,
-		    decided_at = excluded.decided_at, attempts = a.attempts + 1, updated_at = now()
-		WHERE a.status = 'pending'`,
-		r.id, r.typ, r.farmer, r.plot, r.agent, r.device, r.captured, r.sealed, r.sigref, r.status, r.reason, r.results, r.tv, r.lastErr)
-	if err != nil {
+	switch err := w.copyRecords(ctx, tx); {
+	case err == nil:
+	case postgres.Code(err) != postgres.CodeUniqueViolation:
 		return fmt.Errorf("store decisions: %w", err)
+	default:
+		if err := w.upsertRecords(ctx, tx); err != nil {
+			return err
+		}
 	}
 	if len(w.prov.record) > 0 {
 		p := &w.prov
@@ -455,6 +453,84 @@ func (w *writer) flush(ctx context.Context, tx pgx.Tx) error {
 		}
 	}
 	return nil
+}
+
+// recordColumns are the attest.records columns a decision writes, in
+// copyRecords' order; the others keep their defaults (one attempt, first
+// decision, nothing published or journaled yet).
+var recordColumns = []string{"record_id", "type", "farmer_id", "plot_id", "agent_id", "device_id", "captured_at", "sealed_record",
+	"signature_ref", "status", "reason", "results", "threshold_version", "last_error", "decided_at"}
+
+// copyRecords stores the batch's decisions by one binary COPY, all or
+// none (postgres.CopyNew). A batch is almost always of records attest
+// never saw, and for those a COPY costs Postgres about half what the
+// INSERT … ON CONFLICT from fourteen arrays does (no speculative
+// insertion, no array decoding, no jsonb parsed from text). A record
+// stored before — pending and retried, or redelivered after a crash —
+// fails it with a unique violation, and the batch then takes
+// upsertRecords.
+func (w *writer) copyRecords(ctx context.Context, tx pgx.Tx) error {
+	r := &w.rec
+	rows := make([][]any, len(r.id))
+	for i := range r.id {
+		id, err1 := uuid.Parse(r.id[i])
+		agent, err2 := uuid.Parse(r.agent[i])
+		device, err3 := uuid.Parse(r.device[i])
+		farmer, err4 := optionalUUID(r.farmer[i])
+		plot, err5 := optionalUUID(r.plot[i])
+		if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+			return fmt.Errorf("record %s: %w", r.id[i], err)
+		}
+		// [16]byte, not uuid.UUID: see copyNew in services/ingest.
+		rows[i] = []any{[16]byte(id), r.typ[i], farmer, plot, [16]byte(agent), [16]byte(device), r.captured[i], r.sealed[i],
+			r.sigref[i], r.status[i], nullIfEmpty(r.reason[i]), r.results[i], r.tv[i], nullIfEmpty(r.lastErr[i]), r.decided[i]}
+	}
+	return postgres.CopyNew(ctx, tx, pgx.Identifier{"attest", "records"}, recordColumns, rows)
+}
+
+// upsertRecords stores the batch's decisions when some of its records are
+// stored already: a new record is inserted, a pending one takes its new
+// decision and counts one more attempt, a decided one is left as it is.
+func (w *writer) upsertRecords(ctx context.Context, tx pgx.Tx) error {
+	r := &w.rec
+	_, err := tx.Exec(ctx, `
+		INSERT INTO attest.records AS a (record_id, type, farmer_id, plot_id, agent_id, device_id, captured_at, sealed_record, signature_ref,
+		                                 status, reason, results, threshold_version, last_error, decided_at)
+		SELECT u.id, u.typ, nullif(u.farmer, '')::uuid, nullif(u.plot, '')::uuid, u.agent, u.device, u.captured, u.sealed, u.sigref,
+		       u.status, nullif(u.reason, ''), u.results::jsonb, u.tv, nullif(u.err, ''), u.decided
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::uuid[], $7::timestamptz[], $8::bytea[], $9::text[],
+		            $10::text[], $11::text[], $12::text[], $13::int[], $14::text[], $15::timestamptz[])
+		     AS u(id, typ, farmer, plot, agent, device, captured, sealed, sigref, status, reason, results, tv, err, decided)
+		ON CONFLICT (record_id) DO UPDATE SET
+		    status = excluded.status, reason = excluded.reason, results = excluded.results,
+		    threshold_version = excluded.threshold_version, last_error = excluded.last_error,
+		    decided_at = excluded.decided_at, attempts = a.attempts + 1, updated_at = now()
+		WHERE a.status = 'pending'`,
+		r.id, r.typ, r.farmer, r.plot, r.agent, r.device, r.captured, r.sealed, r.sigref, r.status, r.reason, r.results, r.tv, r.lastErr, r.decided)
+	if err != nil {
+		return fmt.Errorf("store decisions: %w", err)
+	}
+	return nil
+}
+
+// optionalUUID parses s, or gives nil (SQL NULL) for "".
+func optionalUUID(s string) (any, error) {
+	if s == "" {
+		return nil, nil
+	}
+	id, err := uuid.Parse(s)
+	if err != nil {
+		return nil, err
+	}
+	return [16]byte(id), nil
+}
+
+// nullIfEmpty gives nil (SQL NULL) for an empty string, as upsertRecords' nullif does.
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // journalRecords appends every verified decision not yet journaled, in one

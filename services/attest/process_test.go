@@ -413,3 +413,53 @@ func mustAttest(tb testing.TB, cfg attest.Config, d attest.Deps) *attest.Service
 	}
 	return svc
 }
+
+// TestProcess_StoredAlikeByCopyAndByUpsert: a batch of records attest
+// never saw is stored by COPY; a batch holding one record stored before
+// (pending, retried) falls back to INSERT … ON CONFLICT. Both must store
+// the same row for the same kind of record and decision, and the retried
+// record must count its attempt.
+func TestProcess_StoredAlikeByCopyAndByUpsert(t *testing.T) {
+	broken := append(attest.Rules(), attest.Rule{Name: "flaky", Version: 1, Check: func(*attest.Case) (attest.Verdict, string, error) {
+		return "", "", fmt.Errorf("evidence store unreachable")
+	}})
+	e := mustEnv(t, broken)
+	a := e.mustAgent(t, "Central Java")
+	ctx := context.Background()
+	retried := farm(t, a, 110.4, -7.25, 0.001, nationalID(), phone())[0]
+	if d := mustProcess(t, e, retried)[0]; d.Status != attest.StatusPending {
+		t.Fatalf("got %s, want the record pending", d.Status)
+	}
+	fixed := mustAttest(t, attest.Config{}, attest.Deps{Pool: e.pool, Journal: e.journal, PII: mustPII(t), Logger: slog.New(slog.DiscardHandler)})
+	byCopy := farm(t, a, 110.5, -7.25, 0.001, nationalID(), phone())
+	byUpsert := farm(t, a, 110.6, -7.25, 0.001, nationalID(), phone())
+	for _, batch := range [][]attest.Input{byCopy, append([]attest.Input{retried}, byUpsert...)} {
+		if _, err := fixed.Process(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// row is what a record's row says, less what differs by record.
+	row := func(in attest.Input) string {
+		t.Helper()
+		var got string
+		err := e.pool.QueryRow(ctx, `
+			SELECT concat_ws(' | ', type, status, coalesce(reason, '<null>'), (SELECT jsonb_agg(r->>'rule' || '=' || (r->>'verdict')) FROM jsonb_array_elements(results) r),
+			       threshold_version, coalesce(last_error, '<null>'), attempts, decision, published,
+			       farmer_id IS NULL, plot_id IS NULL, length(sealed_record) > 0, captured_at = $2,
+			       decided_at IS NOT NULL AND decided_at BETWEEN now() - interval '1 minute' AND now() + interval '1 minute')
+			FROM attest.records WHERE record_id = $1`, in.Env.ID, in.Env.Captured()).Scan(&got)
+		if err != nil {
+			t.Fatalf("%s: %v", in.Env.Type, err)
+		}
+		return got
+	}
+	for i := range byCopy {
+		if c, u := row(byCopy[i]), row(byUpsert[i]); c != u {
+			t.Errorf("%s stored differently:\n by COPY   %s\n by upsert %s", byCopy[i].Env.Type, c, u)
+		}
+	}
+	if got := row(retried); !strings.HasPrefix(got, "farmer.registered | verified | <null> |") || !strings.Contains(got, "| <null> | 2 | 1 | 0 |") {
+		t.Errorf("retried record: got %s, want verified after 2 attempts, its error cleared", got)
+	}
+}
