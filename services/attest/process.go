@@ -463,9 +463,9 @@ var recordColumns = []string{"record_id", "type", "farmer_id", "plot_id", "agent
 
 // copyRecords stores the batch's decisions by one binary COPY, all or
 // none (postgres.CopyNew). A batch is almost always of records attest
-// never saw, and for those a COPY costs Postgres about half what the
+// never saw, and for those a COPY costs Postgres about a third of what the
 // INSERT … ON CONFLICT from fourteen arrays does (no speculative
-// insertion, no array decoding, no jsonb parsed from text). A record
+// insertion, no arrays to decode; docs/performance.md). A record
 // stored before — pending and retried, or redelivered after a crash —
 // fails it with a unique violation, and the batch then takes
 // upsertRecords.
