@@ -362,11 +362,22 @@ func TestProcess_DuplicateIdentityAcrossAgents(t *testing.T) {
 	}
 }
 
-func TestProcess_ErroringRuleKeepsRecordPending(t *testing.T) {
-	broken := append(attest.Rules(), attest.Rule{Name: "flaky", Version: 1, Check: func(*attest.Case) (attest.Verdict, string, error) {
+// erroringRules are the rules and one more that always errs, so that every
+// record is left pending.
+func erroringRules() []attest.Rule {
+	return append(attest.Rules(), attest.Rule{Name: "flaky", Version: 1, Check: func(*attest.Case) (attest.Verdict, string, error) {
 		return "", "", fmt.Errorf("evidence store unreachable")
 	}})
-	e := mustEnv(t, broken)
+}
+
+// mustFixed is a service with the standard rules on e's database and
+// journal: e's records decided again once the erroring rule is gone.
+func (e *env) mustFixed(tb testing.TB) *attest.Service {
+	return mustAttest(tb, attest.Config{}, attest.Deps{Pool: e.pool, Journal: e.journal, PII: mustPII(tb), Logger: slog.New(slog.DiscardHandler)})
+}
+
+func TestProcess_ErroringRuleKeepsRecordPending(t *testing.T) {
+	e := mustEnv(t, erroringRules())
 	a := e.mustAgent(t, "Central Java")
 	ctx := context.Background()
 	in := farm(t, a, 110.4, -7.25, 0.001, nationalID(), phone())[0]
@@ -386,7 +397,7 @@ func TestProcess_ErroringRuleKeepsRecordPending(t *testing.T) {
 		t.Errorf("got status %s reason %q attempts %d, want pending with the error after 2 attempts", status, reason, attempts)
 	}
 	// Once the rule works again, the retried record is decided.
-	fixed := mustAttest(t, attest.Config{}, attest.Deps{Pool: e.pool, Journal: e.journal, PII: mustPII(t), Logger: slog.New(slog.DiscardHandler)})
+	fixed := e.mustFixed(t)
 	d, err := fixed.Process(ctx, []attest.Input{in})
 	if err != nil {
 		t.Fatal(err)
@@ -420,17 +431,14 @@ func mustAttest(tb testing.TB, cfg attest.Config, d attest.Deps) *attest.Service
 // the same row for the same kind of record and decision, and the retried
 // record must count its attempt.
 func TestProcess_StoredAlikeByCopyAndByUpsert(t *testing.T) {
-	broken := append(attest.Rules(), attest.Rule{Name: "flaky", Version: 1, Check: func(*attest.Case) (attest.Verdict, string, error) {
-		return "", "", fmt.Errorf("evidence store unreachable")
-	}})
-	e := mustEnv(t, broken)
+	e := mustEnv(t, erroringRules())
 	a := e.mustAgent(t, "Central Java")
 	ctx := context.Background()
 	retried := farm(t, a, 110.4, -7.25, 0.001, nationalID(), phone())[0]
 	if d := mustProcess(t, e, retried)[0]; d.Status != attest.StatusPending {
 		t.Fatalf("got %s, want the record pending", d.Status)
 	}
-	fixed := mustAttest(t, attest.Config{}, attest.Deps{Pool: e.pool, Journal: e.journal, PII: mustPII(t), Logger: slog.New(slog.DiscardHandler)})
+	fixed := e.mustFixed(t)
 	byCopy := farm(t, a, 110.5, -7.25, 0.001, nationalID(), phone())
 	byUpsert := farm(t, a, 110.6, -7.25, 0.001, nationalID(), phone())
 	for _, batch := range [][]attest.Input{byCopy, append([]attest.Input{retried}, byUpsert...)} {
