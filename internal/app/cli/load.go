@@ -42,6 +42,11 @@ func parseLoadRatio(args []string, stderr io.Writer, env Env) (loadgen.Config, r
 		return cfg, rc, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if rc.Enabled {
+		warmupSet := false
+		fs.Visit(func(f *flag.Flag) { warmupSet = warmupSet || f.Name == "warmup" })
+		if !warmupSet {
+			cfg.Warmup = ratioWarmup
+		}
 		check := cfg
 		check.URL, check.OperatorToken = "http://started.by.the.bench", "set by the bench"
 		if _, err := rc.selected(); err != nil {

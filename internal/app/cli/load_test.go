@@ -41,6 +41,30 @@ func TestParseLoad(t *testing.T) {
 		if !rc.Enabled || rc.Runs != 5 || err != nil || strings.Join(names, ",") != "capture,copy" || cfg.Records != 50_000 {
 			t.Errorf("ratio %+v (measures %q, %v), records %d; want enabled, 5 runs, capture and copy, the default 50,000 records", rc, names, err, cfg.Records)
 		}
+		if cfg.Warmup != ratioWarmup {
+			t.Errorf("warm-up %d, want the ratio's default %d", cfg.Warmup, ratioWarmup)
+		}
+	})
+	t.Run("OK_WarmupGivenBeatsRatioDefault", func(t *testing.T) {
+		for _, tc := range []struct {
+			args []string
+			env  string
+		}{{[]string{"-ratio", "-warmup=0"}, ""}, {[]string{"-ratio"}, "0"}} {
+			env := func(name string) string {
+				if name == "TANI_WARMUP" {
+					return tc.env
+				}
+				return ""
+			}
+			cfg, _, err := parseLoadRatio(tc.args, io.Discard, env)
+			if err != nil || cfg.Warmup != 0 {
+				t.Errorf("%q with TANI_WARMUP=%q: warm-up %d, err %v; want the 0 given", tc.args, tc.env, cfg.Warmup, err)
+			}
+		}
+		cfg, err := parseLoad([]string{"-operator-token=t"}, io.Discard, noEnv)
+		if err != nil || cfg.Warmup != 0 {
+			t.Errorf("plain load: warm-up %d, err %v; want none by default", cfg.Warmup, err)
+		}
 	})
 	t.Run("ErrRatioSettings", func(t *testing.T) {
 		_, _, err := parseLoadRatio([]string{"-ratio", "-runs=0", "-ratio.measures=capture,journal", "-records=0"}, io.Discard, noEnv)

@@ -42,6 +42,13 @@ type ratioConfig struct {
 // it runs them.
 var ratioMeasures = []string{"capture", "up", "copy", "insert"}
 
+// ratioWarmup is the -warmup of `tani load -ratio` unless one is given: a
+// tenth of the default run, enough for every pool connection the timed
+// phase uses to have been opened and used once (a fresh backend's first
+// geography costs ~65 ms of Postgres CPU, ten of them ~5 % of a capture
+// run), as they are in a process that has been serving for a while.
+const ratioWarmup = 5_000
+
 // defaultServer is where the scratch databases go when -database.url is
 // not set: the development default of scripts/setup.sh.
 const defaultServer = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"

@@ -22,6 +22,9 @@ type Config struct {
 	Concurrency   int           // /sync requests in flight; 0 means one per agent
 	IngestWait    time.Duration // cap on waiting for ingest after sending
 	DatabaseURL   string        // optional: count stored records to measure end to end
+	// Warmup is how many records of the same mix are sent and stored
+	// before the clock starts (needs DatabaseURL to wait for them).
+	Warmup int
 	// Timed, when set, is called with true as the clock starts (records
 	// signed, pipeline idle) and with false once every accepted record
 	// is stored or the wait ended: the ratio bench reads CPU clocks there.
@@ -38,6 +41,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Duration, "duration", 2*time.Minute, "stop sending after this long even if records remain")
 	fs.IntVar(&c.Concurrency, "concurrency", 0, "/sync requests in flight at once; 0 means one per agent")
 	fs.DurationVar(&c.IngestWait, "ingest-wait", 2*time.Minute, "how long to wait after sending for ingest to store every accepted record")
+	fs.IntVar(&c.Warmup, "warmup", 0, "records of the same mix sent and stored before the clock starts, so that the timed phase measures a warm process (needs -database.url; `-ratio` warms up by 5000 unless set)")
 	fs.StringVar(&c.DatabaseURL, "database.url", "", "Postgres URL of the platform, to measure when accepted records are stored; empty skips that")
 }
 
@@ -61,6 +65,9 @@ func (c Config) Validate() error {
 	}
 	if c.Duration <= 0 {
 		errs = append(errs, fmt.Errorf("-duration %s must be positive", c.Duration))
+	}
+	if c.Warmup < 0 {
+		errs = append(errs, fmt.Errorf("-warmup %d must not be negative", c.Warmup))
 	}
 	if c.Concurrency < 0 {
 		errs = append(errs, fmt.Errorf("-concurrency %d must not be negative", c.Concurrency))

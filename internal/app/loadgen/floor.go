@@ -108,7 +108,7 @@ func PrepareFloor(ctx context.Context, cfg Config, db *pgxpool.Pool) (*Floor, er
 		}
 		agents[i] = a
 	}
-	jobs, err := sign(cfg, agents, now)
+	jobs, err := sign(cfg, agents, now, cfg.Records, timedSeed)
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,7 @@ func TestConfigValidate(t *testing.T) {
 		{"ErrNoRecords", func(c *loadgen.Config) { c.Records = 0 }, "-records"},
 		{"ErrNoDuration", func(c *loadgen.Config) { c.Duration = 0 }, "-duration"},
 		{"ErrNegativeConcurrency", func(c *loadgen.Config) { c.Concurrency = -1 }, "-concurrency"},
+		{"ErrNegativeWarmup", func(c *loadgen.Config) { c.Warmup = -1 }, "-warmup"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,12 +57,14 @@ func TestConfigValidate(t *testing.T) {
 
 // TestRun drives a whole process with a tiny load and checks what the
 // user of the figures relies on: every accepted record was stored exactly
-// once, and the report says so.
+// once, and the report says so; the warm-up's records are stored too but
+// are not part of the timed phase's figures.
 func TestRun(t *testing.T) {
 	tani := apptest.MustStart(t)
 	cfg := validConfig()
 	cfg.URL, cfg.OperatorToken = tani.URL, tani.OperatorToken
 	cfg.Concurrency = 3
+	cfg.Warmup = 120
 
 	report, err := loadgen.Run(context.Background(), cfg, tani.DB, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -83,7 +86,10 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := cfg.Records + report.SetupRecords; rows != want || ids != want {
+	if report.WarmupRecords != cfg.Warmup {
+		t.Errorf("warm-up stored %d records, want %d", report.WarmupRecords, cfg.Warmup)
+	}
+	if want := cfg.Records + report.SetupRecords + cfg.Warmup; rows != want || ids != want {
 		t.Errorf("stored %d rows with %d distinct ids, want %d records exactly once", rows, ids, want)
 	}
 	if refused != 0 {

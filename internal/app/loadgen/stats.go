@@ -35,6 +35,8 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 type Report struct {
 	Agents       []string // ids of the agents the run created
 	SetupRecords int      // farmer registrations synced before the timed phase
+	// WarmupRecords were sent and stored before the timed phase (-warmup).
+	WarmupRecords int
 
 	Batches, FailedBatches        int
 	Sent                          int
