@@ -40,8 +40,8 @@ func CaptureMeasure(name, target string, cfg Config, start Starter, logger *slog
 	return Measure{
 		Name: name,
 		Unit: "records/s",
-		Desc: fmt.Sprintf("tani up -target=%s on a fresh database: %d signed records, /sync batches of %d from %d agents, → JetStream → ingest → stored; first /sync to last ingested_at",
-			target, cfg.Records, cfg.Batch, cfg.Agents),
+		Desc: fmt.Sprintf("tani up -target=%s on a fresh database, warmed up by %d records (untimed): %d signed records, /sync batches of %d from %d agents, → JetStream → ingest → stored; first /sync to last ingested_at",
+			target, cfg.Warmup, cfg.Records, cfg.Batch, cfg.Agents),
 		Run: func(ctx context.Context, run int) (Sample, error) {
 			p, stop, err := start(ctx, target)
 			if err != nil {
