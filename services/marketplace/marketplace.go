@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/consent"
@@ -275,6 +274,3 @@ func (s *Service) demandLoop(ctx context.Context) {
 		}
 	}
 }
-
-// unused keeps echo imported for the files that grow this package.
-var _ echo.HandlerFunc
