@@ -94,7 +94,7 @@ func (s *Service) sync(c echo.Context) error {
 	if err := s.classify(ctx, valid, results); err != nil {
 		return err
 	}
-	var publish []pending
+	publish := make([]pending, 0, len(valid))
 	for _, p := range valid {
 		if results[p.index].Status == Accepted {
 			publish = append(publish, p)
@@ -139,9 +139,9 @@ func (s *Service) check(ctx context.Context, agentID string, raws []json.RawMess
 	// Decoded records of the agent's devices have their signatures
 	// checked together (record.Keys.Verify), then only the signed ones
 	// cost payload work.
-	var signed []*record.Record
-	var keys []ed25519.PublicKey
-	var at []int
+	signed := make([]*record.Record, 0, len(raws))
+	keys := make([]ed25519.PublicKey, 0, len(raws))
+	at := make([]int, 0, len(raws))
 	for i, raw := range raws {
 		rec, errs := record.Decode(s.validator, raw, now)
 		all[i] = checked{rec: rec, errs: errs}
@@ -177,8 +177,8 @@ func (s *Service) check(ctx context.Context, agentID string, raws []json.RawMess
 	if view.erased, err = s.erasedFarmers(ctx, farmers); err != nil {
 		return nil, err
 	}
-	seen := map[string]int{} // id -> index in valid
-	var valid []pending
+	seen := make(map[string]int, len(all)) // id -> index in valid
+	valid := make([]pending, 0, len(all))
 	for i, ch := range all {
 		env := ch.rec.Env
 		results[i].ID = env.ID
