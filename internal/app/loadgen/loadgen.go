@@ -48,6 +48,9 @@ func Run(ctx context.Context, cfg Config, db *pgxpool.Pool, logger *slog.Logger)
 	if err := cfg.Validate(); err != nil {
 		return Report{}, err
 	}
+	if cfg.Warmup > 0 && db == nil {
+		return Report{}, errors.New("-warmup needs -database.url: the warm-up's records must be stored before the clock starts")
+	}
 	// One keep-alive connection per request in flight: the default of two
 	// idle connections per host would measure TCP handshakes.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
@@ -77,7 +80,7 @@ func Run(ctx context.Context, cfg Config, db *pgxpool.Pool, logger *slog.Logger)
 		w = &waiter{db: db, remaining: setupIDs}
 		// Start the clock on an idle pipeline: set-up records stored first.
 		if done, err := w.wait(ctx, cfg.IngestWait); err != nil || !done {
-			return r, fmt.Errorf("set-up records not stored within %s (%d left, %d refused): %w", cfg.IngestWait, len(w.remaining), w.refused, err)
+			return r, w.notStored("set-up", cfg.IngestWait, err)
 		}
 	}
 
@@ -242,7 +245,7 @@ func warmUp(ctx context.Context, cfg Config, agents []*agent, now time.Time, w *
 		return 0, fmt.Errorf("warm-up: %w", err)
 	}
 	if done, err := w.wait(ctx, cfg.IngestWait); err != nil || !done {
-		return 0, fmt.Errorf("warm-up records not stored within %s (%d left, %d refused): %w", cfg.IngestWait, len(w.remaining), w.refused, err)
+		return 0, w.notStored("warm-up", cfg.IngestWait, err)
 	}
 	return wr.Accepted, nil
 }
@@ -373,6 +376,15 @@ type waiter struct {
 	db        *pgxpool.Pool
 	remaining []string
 	refused   int
+}
+
+// notStored says why a phase's records were not all stored: the wait
+// failed (err), or limit passed with some left or some refused.
+func (w *waiter) notStored(phase string, limit time.Duration, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s records: %w", phase, err)
+	}
+	return fmt.Errorf("%s records not stored within %s (%d left, %d refused)", phase, limit, len(w.remaining), w.refused)
 }
 
 // pollEvery is how often the database is asked; the end-to-end figure

@@ -55,6 +55,17 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// TestRun_ErrWarmupWithoutDatabase refuses a warm-up it could not wait
+// for, before it creates anything on the server.
+func TestRun_ErrWarmupWithoutDatabase(t *testing.T) {
+	cfg := validConfig()
+	cfg.URL = "http://127.0.0.1:1" // never dialled
+	cfg.Warmup = 10
+	if _, err := loadgen.Run(context.Background(), cfg, nil, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "-warmup needs -database.url") {
+		t.Errorf("Run = %v, want the warm-up refused for want of a database", err)
+	}
+}
+
 // TestRun drives a whole process with a tiny load and checks what the
 // user of the figures relies on: every accepted record was stored exactly
 // once, and the report says so; the warm-up's records are stored too but
