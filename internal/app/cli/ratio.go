@@ -43,10 +43,11 @@ type ratioConfig struct {
 var ratioMeasures = []string{"capture", "up", "copy", "insert"}
 
 // ratioWarmup is the -warmup of `tani load -ratio` unless one is given: a
-// tenth of the default run, enough for every pool connection the timed
-// phase uses to have been opened and used once (a fresh backend's first
-// geography costs ~65 ms of Postgres CPU, ten of them ~5 % of a capture
-// run), as they are in a process that has been serving for a while.
+// tenth of the default run, so that the timed phase meets a process that
+// has served before, as a deployment's does. It takes most, not all, of
+// the pool's first-use costs out of the window (a fresh backend's first
+// geography costs ~65 ms of Postgres CPU; the pool still opens a few
+// connections when the timed load asks for them, docs/performance.md).
 const ratioWarmup = 5_000
 
 // defaultServer is where the scratch databases go when -database.url is

@@ -84,7 +84,7 @@ func Run(ctx context.Context, cfg Config, db *pgxpool.Pool, logger *slog.Logger)
 		}
 	}
 
-	if cfg.Warmup > 0 && w != nil {
+	if cfg.Warmup > 0 {
 		n, err := warmUp(ctx, cfg, agents, now, w)
 		if err != nil {
 			return r, err
@@ -230,10 +230,9 @@ const (
 
 // warmUp sends cfg.Warmup records of the timed phase's mix, untimed, and
 // waits until every one is stored, so that the clock starts on a process
-// that has done the work once: its pool's connections open, each one's
-// first PostGIS call behind it (~30 ms to load the library and ~35 ms to
-// set up the spheroid, per backend), JetStream's files and Go's heap
-// grown. A warm-up record that fails fails the run, as a timed one would.
+// that has done the work before: the pool connections it has opened past
+// their first PostGIS call (~30 ms to load the library and ~35 ms to set
+// up the spheroid, per backend), JetStream's files and Go's heap grown. A warm-up record that fails fails the run, as a timed one would.
 func warmUp(ctx context.Context, cfg Config, agents []*agent, now time.Time, w *waiter) (int, error) {
 	jobs, err := sign(cfg, agents, now, cfg.Warmup, warmupSeed)
 	if err != nil {
