@@ -310,7 +310,17 @@ func (n *Network) ordererProc(node consortium.OrdererNode) (proc, error) {
 	}
 	return proc{
 		name: node.Name, program: n.program("orderer"), env: []string{"FABRIC_CFG_PATH=" + dir},
-		ready: func(ctx context.Context) error { return httpOK(ctx, "http://"+node.OperationsEndpoint+"/healthz") },
+		// Like the peer, the orderer answers /healthz before it listens
+		// for osnadmin and for peers and clients.
+		ready: func(ctx context.Context) error {
+			if err := httpOK(ctx, "http://"+node.OperationsEndpoint+"/healthz"); err != nil {
+				return err
+			}
+			if err := tcpOpen(ctx, node.AdminEndpoint); err != nil {
+				return err
+			}
+			return tcpOpen(ctx, node.Endpoint)
+		},
 	}, nil
 }
 
@@ -321,7 +331,15 @@ func (n *Network) peerProc(o consortium.Org) (proc, error) {
 	}
 	return proc{
 		name: peerProc(o.MSPID), program: n.program("peer"), args: []string{"node", "start"}, env: []string{"FABRIC_CFG_PATH=" + dir},
-		ready: func(ctx context.Context) error { return httpOK(ctx, "http://"+o.OperationsEndpoint+"/healthz") },
+		// The peer serves /healthz from early in its start-up, before it
+		// opens its ledgers and only then listens for gRPC: healthy is
+		// not yet ready, so both are asked.
+		ready: func(ctx context.Context) error {
+			if err := httpOK(ctx, "http://"+o.OperationsEndpoint+"/healthz"); err != nil {
+				return err
+			}
+			return tcpOpen(ctx, o.PeerEndpoint)
+		},
 	}, nil
 }
 
