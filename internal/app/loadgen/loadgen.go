@@ -232,7 +232,8 @@ const (
 // waits until every one is stored, so that the clock starts on a process
 // that has done the work before: the pool connections it has opened past
 // their first PostGIS call (~30 ms to load the library and ~35 ms to set
-// up the spheroid, per backend), JetStream's files and Go's heap grown. A warm-up record that fails fails the run, as a timed one would.
+// up the spheroid, per backend), JetStream's files and Go's heap grown.
+// A warm-up record that fails fails the run, as a timed one would.
 func warmUp(ctx context.Context, cfg Config, agents []*agent, now time.Time, w *waiter) (int, error) {
 	jobs, err := sign(cfg, agents, now, cfg.Warmup, warmupSeed)
 	if err != nil {
