@@ -36,9 +36,11 @@ type Journal struct {
 	// queue holds appends waiting for the next sequencer transaction: the
 	// goroutine that takes seq commits every queued append in one
 	// transaction (group commit), so concurrent single-revision callers
-	// share one WAL flush.
-	qmu   sync.Mutex
-	queue []*appendReq
+	// share one WAL flush. It first waits, briefly, for the callers the
+	// last transaction answered to queue again (rejoin).
+	qmu    sync.Mutex
+	queue  []*appendReq
+	rejoin rejoin
 	// spec is the tree as it will be once every append transaction sent
 	// so far commits: what the next one-round-trip append extends (the
 	// database checks it did). Size -1 when unknown: after a start or a
@@ -127,7 +129,7 @@ func New(cfg Config, pool *pgxpool.Pool, logger *slog.Logger) (*Journal, error) 
 		Name: "tani_ledger_appended_entries_total",
 		Help: "Entries appended by this process; divided by tani_ledger_append_transactions_total, the entries per group commit.",
 	})
-	return &Journal{cfg: cfg, pool: pool, logger: logger, seq: make(chan struct{}, 1),
+	return &Journal{cfg: cfg, pool: pool, logger: logger, seq: make(chan struct{}, 1), rejoin: rejoin{arrived: make(chan struct{}, 1)},
 		spec: tree{size: -1}, committed: tree{size: -1}, inflight: make(chan struct{}, fastDepth),
 		refused: refused, txs: txs, entries: entries}, nil
 }
@@ -237,9 +239,7 @@ func (j *Journal) Append(ctx context.Context, revs ...Revision) ([]Appended, err
 		return nil, apperr.Fields("invalid revisions", fields...)
 	}
 
-	j.qmu.Lock()
-	j.queue = append(j.queue, req)
-	j.qmu.Unlock()
+	j.enqueue(req)
 	for {
 		select {
 		case <-req.done:
@@ -250,6 +250,7 @@ func (j *Journal) Append(ctx context.Context, revs ...Revision) ([]Appended, err
 			// This goroutine is the sequencer now: commit everything
 			// queued, which includes req unless an earlier sequencer
 			// already took it. appendBatch gives seq back.
+			j.linger()
 			j.qmu.Lock()
 			batch := j.queue
 			j.queue = nil
@@ -542,6 +543,7 @@ func (j *Journal) sendFast(ctx context.Context, batch []*appendReq) (wait func()
 	case <-ctx.Done():
 		return nil, fmt.Errorf("ledger append: %w", ctx.Err())
 	}
+	sent := time.Now()
 	br := j.pool.SendBatch(ctx, b)
 	// Keep seq until the lock statement is answered (with the commit,
 	// see above): the next transaction, sent on another connection, must
@@ -554,6 +556,7 @@ func (j *Journal) sendFast(ctx context.Context, batch []*appendReq) (wait func()
 		}, nil
 	}
 	j.spec = grown
+	j.expectRejoin(len(batch), time.Since(sent))
 	return func() error {
 		defer func() { <-j.inflight }()
 		if err := br.Close(); err != nil {
