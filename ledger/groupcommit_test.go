@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/ledgertest"
@@ -81,5 +83,27 @@ func TestConcurrentAppends(t *testing.T) {
 	}
 	if !rep.OK() {
 		t.Errorf("got faults %v, want none", rep.Faults)
+	}
+}
+
+// TestSequentialCallerNeverLingers appends from one goroutine, one call
+// after another. The sequencer waits for the callers a transaction
+// answered only while they may still append again; a caller alone is
+// back, or is the one returning, whenever a sequencer looks, so no append
+// of it may wait.
+func TestSequentialCallerNeverLingers(t *testing.T) {
+	ctx := context.Background()
+	j := ledgertest.MustJournal(t)
+	reg := mustMetrics(t, j)
+	for i := range 40 {
+		if _, err := j.Append(ctx, rev(fmt.Sprintf("seq-%d", i), 1, "{}")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := appendTxs(t, reg)["fast"]; got < 39 {
+		t.Fatalf("%v appends took the one-round-trip path, want at least 39: the linger is only after its answers", got)
+	}
+	if n, err := testutil.GatherAndCount(reg, "tani_ledger_append_lingers_total"); err != nil || n != 0 {
+		t.Fatalf("got %d lingers (err %v), want none", n, err)
 	}
 }

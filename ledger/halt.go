@@ -185,7 +185,7 @@ func (j *Journal) RegisterMetrics(reg prometheus.Registerer) error {
 		}
 		return 0
 	})
-	for _, c := range []prometheus.Collector{fork, j.refused, j.txs, j.entries} {
+	for _, c := range []prometheus.Collector{fork, j.refused, j.txs, j.entries, j.rejoin.lingers} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("ledger metrics: %w", err)
 		}

@@ -129,7 +129,11 @@ func New(cfg Config, pool *pgxpool.Pool, logger *slog.Logger) (*Journal, error) 
 		Name: "tani_ledger_appended_entries_total",
 		Help: "Entries appended by this process; divided by tani_ledger_append_transactions_total, the entries per group commit.",
 	})
-	return &Journal{cfg: cfg, pool: pool, logger: logger, seq: make(chan struct{}, 1), rejoin: rejoin{arrived: make(chan struct{}, 1)},
+	lingers := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tani_ledger_append_lingers_total",
+		Help: "Times the sequencer waited for the callers the last transaction answered to append again, by how the wait ended: rejoined (they did) or bound (it gave up after half a round trip).",
+	}, []string{"ended"})
+	return &Journal{cfg: cfg, pool: pool, logger: logger, seq: make(chan struct{}, 1), rejoin: rejoin{arrived: make(chan struct{}, 1), lingers: lingers},
 		spec: tree{size: -1}, committed: tree{size: -1}, inflight: make(chan struct{}, fastDepth),
 		refused: refused, txs: txs, entries: entries}, nil
 }
@@ -247,6 +251,16 @@ func (j *Journal) Append(ctx context.Context, revs ...Revision) ([]Appended, err
 		case <-ctx.Done():
 			return nil, fmt.Errorf("ledger append: %w", ctx.Err())
 		case j.seq <- struct{}{}:
+			// Both cases may be ready: req answered by the sequencer
+			// this goroutine just was. Then the goroutines of what is
+			// queued sequence it; this one must not linger for callers
+			// while its own is the one to return.
+			select {
+			case <-req.done:
+				<-j.seq
+				return req.out, req.err
+			default:
+			}
 			// This goroutine is the sequencer now: commit everything
 			// queued, which includes req unless an earlier sequencer
 			// already took it. appendBatch gives seq back.

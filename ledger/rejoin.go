@@ -1,6 +1,10 @@
 package ledger
 
-import "time"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // rejoin is the group commit's wait for the callers it has just answered.
 //
@@ -33,6 +37,8 @@ type rejoin struct {
 	// there is no one to wait for.
 	mark, want int64
 	bound      time.Duration
+	// lingers counts the waits by how they ended.
+	lingers *prometheus.CounterVec
 }
 
 // maxLinger bounds the wait when commits are slow (a stalled disk), so
@@ -76,6 +82,9 @@ func (j *Journal) linger() {
 		back := r.queued - r.mark
 		j.qmu.Unlock()
 		if back >= r.want {
+			if timer != nil {
+				r.lingers.WithLabelValues("rejoined").Inc()
+			}
 			return
 		}
 		if timer == nil {
@@ -85,6 +94,7 @@ func (j *Journal) linger() {
 		select {
 		case <-r.arrived:
 		case <-timer.C:
+			r.lingers.WithLabelValues("bound").Inc()
 			return
 		}
 	}

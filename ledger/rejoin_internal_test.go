@@ -3,10 +3,19 @@ package ledger
 import (
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func newRejoinJournal() *Journal {
-	return &Journal{rejoin: rejoin{arrived: make(chan struct{}, 1)}}
+	lingers := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lingers"}, []string{"ended"})
+	return &Journal{rejoin: rejoin{arrived: make(chan struct{}, 1), lingers: lingers}}
+}
+
+// lingers returns how many waits ended so.
+func lingers(j *Journal, ended string) float64 {
+	return testutil.ToFloat64(j.rejoin.lingers.WithLabelValues(ended))
 }
 
 // lingerDone runs j.linger in a goroutine and reports when it returns.
@@ -51,6 +60,9 @@ func TestLingerWaitsForTheCallersAnswered(t *testing.T) {
 	if j.rejoin.want != 0 {
 		t.Fatalf("want is %d after the wait, want 0: the next sequencer would wait again", j.rejoin.want)
 	}
+	if r, b := lingers(j, "rejoined"), lingers(j, "bound"); r != 1 || b != 0 {
+		t.Fatalf("lingers rejoined %v, bound %v; want 1 and 0", r, b)
+	}
 }
 
 func TestLingerIsBounded(t *testing.T) {
@@ -60,6 +72,9 @@ func TestLingerIsBounded(t *testing.T) {
 		t.Fatalf("bound %v after a 2 ms round trip, want half of it", j.rejoin.bound)
 	}
 	returns(t, lingerDone(j), "when the callers answered did not come back")
+	if r, b := lingers(j, "rejoined"), lingers(j, "bound"); r != 0 || b != 1 {
+		t.Fatalf("lingers rejoined %v, bound %v; want 0 and 1", r, b)
+	}
 
 	j.expectRejoin(5, time.Hour)
 	if j.rejoin.bound != maxLinger {
@@ -76,4 +91,7 @@ func TestLingerNoOneToWaitFor(t *testing.T) {
 	j.rejoin.bound = time.Hour
 	j.enqueue(&appendReq{})
 	returns(t, lingerDone(j), "for a caller that had queued again")
+	if r, b := lingers(j, "rejoined"), lingers(j, "bound"); r != 0 || b != 0 {
+		t.Fatalf("lingers rejoined %v, bound %v; want no wait counted", r, b)
+	}
 }
