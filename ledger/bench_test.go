@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tani-platform/tani/ledger"
 	"github.com/tani-platform/tani/ledger/ledgertest"
@@ -261,6 +262,10 @@ func (s stats) format(f string) string {
 // concurrent callers, which group commit shares out over transactions.
 func BenchmarkAppendConcurrent(b *testing.B) {
 	j := ledgertest.MustJournal(b)
+	reg := prometheus.NewRegistry()
+	if err := j.RegisterMetrics(reg); err != nil {
+		b.Fatal(err)
+	}
 	ctx := context.Background()
 	var next atomic.Int64
 	b.SetParallelism(32) // × GOMAXPROCS callers
@@ -274,4 +279,25 @@ func BenchmarkAppendConcurrent(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(next.Load())/b.Elapsed().Seconds(), "entries/s")
+	// The group commit's size: entries per append transaction.
+	b.ReportMetric(counterSum(b, reg, "tani_ledger_appended_entries_total")/
+		counterSum(b, reg, "tani_ledger_append_transactions_total"), "entries/tx")
+}
+
+// counterSum is the sum of the counter name over its labels.
+func counterSum(b *testing.B, reg *prometheus.Registry, name string) float64 {
+	b.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }
