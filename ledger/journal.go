@@ -383,16 +383,22 @@ func (r *appendReq) reset() {
 // relative to the first leaf.
 func decide(batch []*appendReq, existing map[revKey]storedEntry, erased map[string]string, now time.Time) ([]leaf, error) {
 	// accepted holds the revisions this batch appends, by key: the
-	// request and position of their first occurrence.
+	// request and position of their first occurrence. A request that
+	// fails takes back the keys and leaves it added.
 	type ref struct {
 		req *appendReq
 		i   int
 	}
-	accepted := map[revKey]ref{}
-	var leaves []leaf
+	total := 0
 	for _, r := range batch {
-		mine := map[revKey]ref{}
-		var local []leaf
+		total += len(r.norm)
+	}
+	accepted := make(map[revKey]ref, total)
+	leaves := make([]leaf, 0, total)
+	var added []revKey
+	for _, r := range batch {
+		start := len(leaves)
+		added = added[:0]
 		for i, e := range r.norm {
 			if erasure, ok := erased[e.RecordID]; ok {
 				r.err = erasedConflict(e, erasure)
@@ -407,11 +413,7 @@ func decide(batch []*appendReq, existing map[revKey]storedEntry, erased map[stri
 				r.out[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: old.idx, LoggedAt: old.entry.LoggedAt, Existed: true}
 				continue
 			}
-			first, ok := mine[k]
-			if !ok {
-				first, ok = accepted[k]
-			}
-			if ok {
+			if first, ok := accepted[k]; ok {
 				if !sameRevision(first.req.norm[first.i], e) {
 					r.err = conflict(e)
 					break
@@ -425,18 +427,19 @@ func decide(batch []*appendReq, existing map[revKey]storedEntry, erased map[stri
 			if err != nil {
 				return nil, fmt.Errorf("encode entry: %w", err)
 			}
-			mine[k] = ref{r, i}
-			r.out[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: int64(len(leaves) + len(local)), LoggedAt: now}
+			accepted[k] = ref{r, i}
+			added = append(added, k)
+			r.out[i] = Appended{RecordID: e.RecordID, Revision: e.Revision, LeafIndex: int64(len(leaves)), LoggedAt: now}
 			r.relative[i] = true
-			local = append(local, leaf{entry: e, data: data, payload: r.payloads[i]})
+			leaves = append(leaves, leaf{entry: e, data: data, payload: r.payloads[i]})
 		}
 		if r.err != nil {
-			continue
+			for _, k := range added {
+				delete(accepted, k)
+			}
+			clear(leaves[start:])
+			leaves = leaves[:start]
 		}
-		for k, v := range mine {
-			accepted[k] = v
-		}
-		leaves = append(leaves, local...)
 	}
 	return leaves, nil
 }
