@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -774,12 +775,36 @@ type hashRun struct {
 // The hashes it needs from base come from base's frontier when it has
 // one, else from tx; with a nil tx, a hash not in memory is an error.
 func hashLeaves(ctx context.Context, tx pgx.Tx, base tree, leaves []leaf) (run hashRun, grown tree, err error) {
-	mem := make(map[int64]tlog.Hash, 2*len(leaves)+64)
-	for k, v := range base.frontier {
-		mem[k] = v
+	// The hashes tlog reads are the run's own, found in run.hashes by
+	// offset, or of subtrees left of it: base's frontier, or read from tx
+	// once and kept in mem.
+	mem := maps.Clone(base.frontier)
+	if mem == nil {
+		mem = map[int64]tlog.Hash{}
 	}
 	reader := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
-		return readHashes(ctx, tx, mem, indexes)
+		out := make([]tlog.Hash, len(indexes))
+		var left []int64
+		for i, id := range indexes {
+			if k := id - run.first; k >= 0 && k < int64(len(run.hashes)/tlog.HashSize) {
+				copy(out[i][:], run.hashes[k*tlog.HashSize:])
+			} else {
+				left = append(left, id)
+			}
+		}
+		if len(left) == 0 {
+			return out, nil
+		}
+		hs, err := readHashes(ctx, tx, mem, left)
+		if err != nil {
+			return nil, err
+		}
+		for i, id := range indexes {
+			if k := id - run.first; k < 0 || k >= int64(len(run.hashes)/tlog.HashSize) {
+				out[i], hs = hs[0], hs[1:]
+			}
+		}
+		return out, nil
 	})
 	run.first = tlog.StoredHashIndex(0, base.size)
 	run.hashes = make([]byte, 0, (2*len(leaves)+1)*tlog.HashSize)
@@ -793,8 +818,7 @@ func hashLeaves(ctx context.Context, tx pgx.Tx, base tree, leaves []leaf) (run h
 		if first != run.first+int64(len(run.hashes)/tlog.HashSize) {
 			return hashRun{}, tree{}, fmt.Errorf("ledger append: stored hashes of leaf %d start at %d, not after the run's", n, first)
 		}
-		for k, h := range hs {
-			mem[first+int64(k)] = h
+		for _, h := range hs {
 			run.hashes = append(run.hashes, h[:]...)
 		}
 	}
