@@ -782,12 +782,17 @@ func hashLeaves(ctx context.Context, tx pgx.Tx, base tree, leaves []leaf) (run h
 	if mem == nil {
 		mem = map[int64]tlog.Hash{}
 	}
+	// inRun returns where hash id starts in run.hashes, if it is there.
+	inRun := func(id int64) (int64, bool) {
+		k := (id - run.first) * tlog.HashSize
+		return k, k >= 0 && k < int64(len(run.hashes))
+	}
 	reader := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
 		out := make([]tlog.Hash, len(indexes))
 		var left []int64
 		for i, id := range indexes {
-			if k := id - run.first; k >= 0 && k < int64(len(run.hashes)/tlog.HashSize) {
-				copy(out[i][:], run.hashes[k*tlog.HashSize:])
+			if k, ok := inRun(id); ok {
+				copy(out[i][:], run.hashes[k:])
 			} else {
 				left = append(left, id)
 			}
@@ -800,7 +805,7 @@ func hashLeaves(ctx context.Context, tx pgx.Tx, base tree, leaves []leaf) (run h
 			return nil, err
 		}
 		for i, id := range indexes {
-			if k := id - run.first; k < 0 || k >= int64(len(run.hashes)/tlog.HashSize) {
+			if _, ok := inRun(id); !ok {
 				out[i], hs = hs[0], hs[1:]
 			}
 		}
