@@ -23,9 +23,10 @@ import (
 // many appends have queued since the answer as the answered transaction
 // carried. It waits at most half that transaction's round trip, and never
 // more than maxLinger: the wait can double a group and costs a caller at
-// most half a commit. Callers that do not come back (one request, then
-// silence) cost the next append that bound once. An append that arrives
-// after a quiet spell finds the count already reached and does not wait.
+// most half a commit. When fewer callers come back than the transaction
+// carried (requests from many clients, then a lull), the next append
+// waits out the bound once. A lone caller is back before any sequencer
+// looks, and never waits.
 type rejoin struct {
 	// arrived is signalled, without blocking, whenever an append is
 	// queued.
