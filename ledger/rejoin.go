@@ -58,9 +58,9 @@ func (j *Journal) enqueue(req *appendReq) {
 	}
 }
 
-// expectRejoin is called holding seq once a transaction carrying the
-// appends of callers callers has been answered, trip after it was sent:
-// the next sequencer lingers for those callers.
+// expectRejoin is called holding seq once a one-round-trip transaction
+// has been answered, trip after it was sent. It carried the appends of
+// callers callers, and the next sequencer lingers for them.
 func (j *Journal) expectRejoin(callers int, trip time.Duration) {
 	j.qmu.Lock()
 	j.rejoin.mark = j.rejoin.queued
