@@ -60,12 +60,12 @@ func (j *Journal) enqueue(req *appendReq) {
 
 // expectRejoin is called holding seq once a one-round-trip transaction
 // has been answered, trip after it was sent. It carried the appends of
-// callers callers, and the next sequencer lingers for them.
-func (j *Journal) expectRejoin(callers int, trip time.Duration) {
+// n callers, and the next sequencer lingers for them.
+func (j *Journal) expectRejoin(n int, trip time.Duration) {
 	j.qmu.Lock()
 	j.rejoin.mark = j.rejoin.queued
 	j.qmu.Unlock()
-	j.rejoin.want, j.rejoin.bound = int64(callers), min(trip/2, maxLinger)
+	j.rejoin.want, j.rejoin.bound = int64(n), min(trip/2, maxLinger)
 }
 
 // linger is called holding seq, before taking the queue: it waits until
