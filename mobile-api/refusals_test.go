@@ -189,18 +189,24 @@ func TestRefusedAfterAck(t *testing.T) {
 		if f := byRecord[saleID]; !strings.Contains(f.Reason, "disk full") {
 			t.Errorf("operators' reason %q, want the database's error", f.Reason)
 		}
-		metrics := api.Get(t, "/metrics")
-		body, _ := io.ReadAll(metrics.Body)
-		for _, want := range []string{
-			`tani_records_refused_after_ack_total{reason_class="invalid",stage="ingest"} 2`,
-			`tani_records_refused_after_ack_total{reason_class="gave_up",stage="ingest"} 1`,
-			`tani_records_refused_after_ack_total{reason_class="gave_up",stage="attest"} 1`,
-			`tani_records_refused_after_ack_total{reason_class="invalid",stage="other"} 1`,
-		} {
-			if !strings.Contains(string(body), want) {
-				t.Errorf("/metrics lacks %s", want)
+		// The count follows the row: a refusal is counted once its
+		// insert has committed, so a listing can be a moment ahead.
+		polltest.Eventually(t, 30*time.Second, func() error {
+			metrics := api.Get(t, "/metrics")
+			body, _ := io.ReadAll(metrics.Body)
+			metrics.Body.Close()
+			for _, want := range []string{
+				`tani_records_refused_after_ack_total{reason_class="invalid",stage="ingest"} 2`,
+				`tani_records_refused_after_ack_total{reason_class="gave_up",stage="ingest"} 1`,
+				`tani_records_refused_after_ack_total{reason_class="gave_up",stage="attest"} 1`,
+				`tani_records_refused_after_ack_total{reason_class="invalid",stage="other"} 1`,
+			} {
+				if !strings.Contains(string(body), want) {
+					return fmt.Errorf("/metrics lacks %s", want)
+				}
 			}
-		}
+			return nil
+		})
 	})
 	t.Run("OK_ReplayedAfterTheFix_FollowsTheRecordAgain", func(t *testing.T) {
 		if _, err := api.DB.Exec(ctx, `DROP TRIGGER test_refuse_sale ON ingest.sales`); err != nil {
