@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -51,18 +53,19 @@ func MustCluster(tb testing.TB, n int) *Cluster {
 		tb.Fatalf("build nats-server: %v\n%s", err, out)
 	}
 	// Every node names every route, so the ports are chosen first.
+	free := portPicker{tb: tb, taken: map[int]bool{}}
 	var routes []string
 	clusterPorts := make([]int, n)
 	for i := range n {
-		clusterPorts[i] = freePort(tb)
+		clusterPorts[i] = free.port()
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", clusterPorts[i]))
 	}
 	c := &Cluster{}
 	for i := range n {
 		nd := &clusterNode{
 			name:      fmt.Sprintf("n%d", i+1),
-			clientURL: fmt.Sprintf("nats://127.0.0.1:%d", freePort(tb)),
-			httpAddr:  fmt.Sprintf("127.0.0.1:%d", freePort(tb)),
+			clientURL: fmt.Sprintf("nats://127.0.0.1:%d", free.port()),
+			httpAddr:  fmt.Sprintf("127.0.0.1:%d", free.port()),
 			out:       &syncBuffer{},
 			exited:    make(chan struct{}),
 		}
@@ -189,14 +192,53 @@ func getJSON(url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+// portPicker chooses the loopback ports the nodes will listen on, before
+// they start. It picks them below the kernel's ephemeral range. A port
+// from that range (what listening on port 0 gives) is, once released, the
+// kernel's to hand to the next outgoing connection. CI saw a node fail to
+// listen on its route port because another node's connection had just
+// taken it as its source port.
+type portPicker struct {
+	tb    testing.TB
+	taken map[int]bool
+}
+
+// pickFloor is the lowest port picked: above the well-known and most
+// registered services' ports.
+const pickFloor = 10000
+
+func (p portPicker) port() int {
+	p.tb.Helper()
+	ceiling := ephemeralFloor()
+	for range 1000 {
+		port := pickFloor + rand.IntN(ceiling-pickFloor)
+		if p.taken[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // in use
+		}
+		l.Close()
+		p.taken[port] = true
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	p.tb.Fatalf("no free loopback port between %d and %d", pickFloor, ceiling)
+	return 0
+}
+
+// ephemeralFloor is the first port of the kernel's ephemeral range (Linux
+// ip_local_port_range), 32768 where it cannot be read.
+func ephemeralFloor() int {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	lo, err := strconv.Atoi(strings.Fields(string(data) + " x")[0])
+	if err != nil || lo <= pickFloor+1000 {
+		return 32768
+	}
+	return lo
 }
 
 // syncBuffer collects a process's output for the test log.
