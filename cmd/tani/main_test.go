@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tani-platform/tani/internal/polltest"
+	"github.com/tani-platform/tani/internal/porttest"
 	"github.com/tani-platform/tani/internal/postgres/pgtest"
 )
 
@@ -27,7 +27,7 @@ func TestBinary_SIGTERMDrainsAndExitsZero(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	bin := mustBuild(t)
-	addr := freeAddr(t)
+	addr := porttest.Addr(t)
 	env := append(os.Environ(),
 		"TANI_DATABASE_URL="+pgtest.URL(t, pgtest.MustDatabase(t)),
 		"TANI_HTTP_LISTEN="+addr,
@@ -36,7 +36,7 @@ func TestBinary_SIGTERMDrainsAndExitsZero(t *testing.T) {
 		"TANI_LEDGER_CHECKPOINT_INTERVAL=100ms",
 		// Never collide with a devnet on the default port, and name the
 		// port so that `tani verify` below can reach the chain.
-		"TANI_FABRIC_DEVNET_LISTEN="+freeAddr(t),
+		"TANI_FABRIC_DEVNET_LISTEN="+porttest.Addr(t),
 	)
 	cmd := exec.Command(bin, "up")
 	cmd.Env = env
@@ -173,13 +173,4 @@ func mustBuild(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
-}
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprintf("127.0.0.1:%d", l.Addr().(*net.TCPAddr).Port)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tani-platform/tani/internal/app/apptest"
+	"github.com/tani-platform/tani/internal/porttest"
 	"github.com/tani-platform/tani/mobile-api/client"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
 )
@@ -43,7 +44,7 @@ func TestFailover_PostgresPrimaryPromotedAway(t *testing.T) {
 	dbURL := pgFailover(t, "url")
 
 	keyFlags, ledgerKey := mustSharedKeys(t)
-	natsAddr := freeAddr(t)
+	natsAddr := porttest.Addr(t)
 	common := append(keyFlags, "-database.url="+dbURL, "-mobile.publish-timeout=2s",
 		"-ledger.checkpoint-interval=200ms", "-anchor.interval=200ms")
 	tani := apptest.MustStart(t, append(common, "-nats.embedded-listen="+natsAddr)...)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/tani-platform/tani/internal/app/apptest"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
 	"github.com/tani-platform/tani/internal/polltest"
+	"github.com/tani-platform/tani/internal/porttest"
 	"github.com/tani-platform/tani/mobile-api/client"
 	"github.com/tani-platform/tani/mobile-api/client/clienttest"
 )
@@ -26,7 +26,7 @@ func TestReliability_NothingAcknowledgedIsLost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("restarts servers")
 	}
-	dir, addr := t.TempDir(), freeAddr(t)
+	dir, addr := t.TempDir(), porttest.Addr(t)
 	nats := natstest.MustServerOn(t, dir, addr)
 	url := "nats://" + addr
 	api := apptest.MustStart(t, "-target=mobile-api", "-nats.url="+url, "-mobile.publish-timeout=2s")
@@ -116,13 +116,4 @@ func TestReliability_NothingAcknowledgedIsLost(t *testing.T) {
 	if stored != want || rows != want {
 		t.Errorf("%d records acknowledged; %d stored in %d rows, want each exactly once", want, stored, rows)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprintf("127.0.0.1:%d", l.Addr().(*net.TCPAddr).Port)
 }

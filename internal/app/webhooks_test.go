@@ -24,6 +24,7 @@ import (
 	"github.com/tani-platform/tani/internal/events"
 	"github.com/tani-platform/tani/internal/natsbus/natstest"
 	"github.com/tani-platform/tani/internal/polltest"
+	"github.com/tani-platform/tani/internal/porttest"
 )
 
 // flakyReceiver is an organization's endpoint that fails a share of
@@ -45,7 +46,7 @@ type flakyReceiver struct {
 }
 
 func newFlakyReceiver(t *testing.T, failRate float64) *flakyReceiver {
-	r := &flakyReceiver{addr: freeAddr(t), failRate: failRate, acked: map[string][][]byte{}}
+	r := &flakyReceiver{addr: porttest.Addr(t), failRate: failRate, acked: map[string][][]byte{}}
 	r.srv = &http.Server{Handler: r}
 	r.up(t)
 	t.Cleanup(func() { r.srv.Close() })
@@ -138,7 +139,7 @@ func TestWebhooks_ReliableDelivery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("10,000 deliveries and a restart")
 	}
-	dir, addr := t.TempDir(), freeAddr(t)
+	dir, addr := t.TempDir(), porttest.Addr(t)
 	natstest.MustServerOn(t, dir, addr)
 	args := []string{"-target=webhooks", "-nats.url=nats://" + addr, "-webhooks.development",
 		"-webhooks.retry-base=50ms", "-webhooks.retry-max=1s", "-webhooks.poll-interval=100ms", "-webhooks.lease=5s",

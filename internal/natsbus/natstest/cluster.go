@@ -4,17 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tani-platform/tani/internal/porttest"
 )
 
 // Cluster is a JetStream cluster of nats-server processes on loopback, the
@@ -52,20 +51,20 @@ func MustCluster(tb testing.TB, n int) *Cluster {
 	if out, err := build.CombinedOutput(); err != nil {
 		tb.Fatalf("build nats-server: %v\n%s", err, out)
 	}
-	// Every node names every route, so the ports are chosen first.
-	free := portPicker{tb: tb, taken: map[int]bool{}}
+	// Every node names every route, so the ports are chosen first, where
+	// no connection takes them before the nodes listen (porttest).
 	var routes []string
 	clusterPorts := make([]int, n)
 	for i := range n {
-		clusterPorts[i] = free.port()
+		clusterPorts[i] = porttest.Port(tb)
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", clusterPorts[i]))
 	}
 	c := &Cluster{}
 	for i := range n {
 		nd := &clusterNode{
 			name:      fmt.Sprintf("n%d", i+1),
-			clientURL: fmt.Sprintf("nats://127.0.0.1:%d", free.port()),
-			httpAddr:  fmt.Sprintf("127.0.0.1:%d", free.port()),
+			clientURL: fmt.Sprintf("nats://127.0.0.1:%d", porttest.Port(tb)),
+			httpAddr:  fmt.Sprintf("127.0.0.1:%d", porttest.Port(tb)),
 			out:       &syncBuffer{},
 			exited:    make(chan struct{}),
 		}
@@ -190,55 +189,6 @@ func getJSON(url string, v any) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
-}
-
-// portPicker chooses the loopback ports the nodes will listen on, before
-// they start. It picks them below the kernel's ephemeral range. A port
-// from that range (what listening on port 0 gives) is, once released, the
-// kernel's to hand to the next outgoing connection. CI saw a node fail to
-// listen on its route port because another node's connection had just
-// taken it as its source port.
-type portPicker struct {
-	tb    testing.TB
-	taken map[int]bool
-}
-
-// pickFloor is the lowest port picked: above the well-known and most
-// registered services' ports.
-const pickFloor = 10000
-
-func (p portPicker) port() int {
-	p.tb.Helper()
-	ceiling := ephemeralFloor()
-	for range 1000 {
-		port := pickFloor + rand.IntN(ceiling-pickFloor)
-		if p.taken[port] {
-			continue
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue // in use
-		}
-		l.Close()
-		p.taken[port] = true
-		return port
-	}
-	p.tb.Fatalf("no free loopback port between %d and %d", pickFloor, ceiling)
-	return 0
-}
-
-// ephemeralFloor is the first port of the kernel's ephemeral range (Linux
-// ip_local_port_range), 32768 where it cannot be read.
-func ephemeralFloor() int {
-	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 32768
-	}
-	lo, err := strconv.Atoi(strings.Fields(string(data) + " x")[0])
-	if err != nil || lo <= pickFloor+1000 {
-		return 32768
-	}
-	return lo
 }
 
 // syncBuffer collects a process's output for the test log.
