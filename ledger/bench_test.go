@@ -72,6 +72,67 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
+// BenchmarkAppendRecordIndex measures what the record index
+// (ledger.entries_record_revision, unique on record id and revision)
+// costs a call of 1,000 entries. Two journals get the same calls,
+// alternating: one as migrated, one whose database has had the index
+// dropped. The index is what makes an append idempotent and refuses a
+// second leaf for a revision: the second journal is only safe here, where
+// every revision is new. It prints milliseconds per call of each and
+// their ratio, min / median / max over -runs runs
+// (docs/ledger-benchmarks.md, "Eighth pass").
+func BenchmarkAppendRecordIndex(b *testing.B) {
+	const size, calls = 1000, 20
+	ctx := context.Background()
+	indexed := ledgertest.MustJournal(b)
+	bare, pool := ledgertest.MustJournalPool(b)
+	if _, err := pool.Exec(ctx, `DROP INDEX ledger.entries_record_revision`); err != nil {
+		b.Fatal(err)
+	}
+	next := 0
+	appendCalls := func(j *ledger.Journal, n int) time.Duration {
+		start := time.Now()
+		for range n {
+			revs := make([]ledger.Revision, size)
+			for k := range revs {
+				revs[k] = benchRevision(next)
+				next++
+			}
+			if _, err := j.Append(ctx, revs...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	appendCalls(indexed, calls/4) // warm up both, not counted
+	appendCalls(bare, calls/4)
+	for b.Loop() {
+		var withIdx, without, ratios []float64
+		fmt.Printf("\ncalls of %d entries, %d per journal per run, with and without the record index\n", size, calls)
+		fmt.Printf("  %-4s %-8s %12s %12s %8s\n", "run", "first", "indexed ms", "bare ms", "ratio")
+		for r := range *benchRuns {
+			// Each journal's calls in two halves, ABBA, then BAAB.
+			order := []*ledger.Journal{indexed, bare, bare, indexed}
+			first := "indexed"
+			if r%2 == 1 {
+				order, first = []*ledger.Journal{bare, indexed, indexed, bare}, "bare"
+			}
+			spent := map[*ledger.Journal]time.Duration{}
+			for _, j := range order {
+				spent[j] += appendCalls(j, calls/2)
+			}
+			wi := float64(spent[indexed].Microseconds()) / 1000 / calls
+			wo := float64(spent[bare].Microseconds()) / 1000 / calls
+			withIdx, without, ratios = append(withIdx, wi), append(without, wo), append(ratios, wo/wi)
+			fmt.Printf("  %-4d %-8s %12.2f %12.2f %8.2f\n", r+1, first, wi, wo, wo/wi)
+		}
+		w, o, q := summarize(withIdx), summarize(without), summarize(ratios)
+		fmt.Printf("  min/median/max  indexed %s ms | bare %s ms | ratio %s\n", w.format("%.2f"), o.format("%.2f"), q.format("%.2f"))
+		b.ReportMetric(w.median, "indexed-ms/call")
+		b.ReportMetric(o.median, "bare-ms/call")
+	}
+}
+
 // BenchmarkReceipt measures receipt generation from a 100,000-entry log and
 // reports the 99th percentile latency.
 func BenchmarkReceipt(b *testing.B) {
@@ -174,7 +235,7 @@ func BenchmarkAudit(b *testing.B) {
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 }
 
-var benchRuns = flag.Int("runs", 3, "paired runs of BenchmarkAuditVsRead")
+var benchRuns = flag.Int("runs", 3, "paired runs of BenchmarkAuditVsRead and BenchmarkAppendRecordIndex")
 
 // readTables reads both ledger tables whole, as `COPY … TO STDOUT` in
 // format (binary or text), and discards them: the floor of any audit that
