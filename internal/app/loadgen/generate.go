@@ -5,8 +5,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/tani-platform/tani/internal/record"
 	"github.com/tani-platform/tani/mobile-api/client"
 )
@@ -45,7 +43,7 @@ var (
 // newFarm places a farmer and a plot somewhere in Central Java.
 func (g *generator) newFarm() farm {
 	return farm{
-		farmerID: uuid.NewString(), plotID: uuid.NewString(),
+		farmerID: client.NewID(), plotID: client.NewID(),
 		lon: 110.0 + g.rng.Float64()*0.5, lat: -7.0 - g.rng.Float64()*0.5,
 		side: 0.0005 + g.rng.Float64()*0.001,
 	}
@@ -135,6 +133,6 @@ func (g *generator) event(f farm) (record.Type, map[string]any) {
 			"price":    map[string]any{"amount": 100_000 + g.rng.Int64N(2_000_000_000), "currency": "IDR"}, "sold_on": g.day(g.rng.IntN(30)),
 		}
 	default: // consent.revoked of a grant this load never made: stored, changes no consent
-		return typ, map[string]any{"farmer_id": f.farmerID, "consent_id": uuid.NewString(), "reason": "changed bank"}
+		return typ, map[string]any{"farmer_id": f.farmerID, "consent_id": client.NewID(), "reason": "changed bank"}
 	}
 }
