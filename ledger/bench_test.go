@@ -48,24 +48,30 @@ func mustFill(b *testing.B, j *ledger.Journal, from, n int) {
 	}
 }
 
+// mustAppendNext appends one call of size revisions, benchRevision(*next)
+// onwards, and advances *next past them.
+func mustAppendNext(b *testing.B, j *ledger.Journal, next *int, size int) {
+	b.Helper()
+	revs := make([]ledger.Revision, size)
+	for k := range revs {
+		revs[k] = benchRevision(*next)
+		*next++
+	}
+	if _, err := j.Append(context.Background(), revs...); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // BenchmarkAppend measures durable appends (committed transactions) at
 // several batch sizes.
 func BenchmarkAppend(b *testing.B) {
 	for _, size := range []int{1, 10, 100, 1000, 10_000} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			j := ledgertest.MustJournal(b)
-			ctx := context.Background()
 			next := 0
 			b.ResetTimer()
 			for b.Loop() {
-				revs := make([]ledger.Revision, size)
-				for k := range revs {
-					revs[k] = benchRevision(next)
-					next++
-				}
-				if _, err := j.Append(ctx, revs...); err != nil {
-					b.Fatal(err)
-				}
+				mustAppendNext(b, j, &next, size)
 			}
 			b.ReportMetric(float64(next)/b.Elapsed().Seconds(), "entries/s")
 		})
@@ -93,14 +99,7 @@ func BenchmarkAppendRecordIndex(b *testing.B) {
 	appendCalls := func(j *ledger.Journal, n int) time.Duration {
 		start := time.Now()
 		for range n {
-			revs := make([]ledger.Revision, size)
-			for k := range revs {
-				revs[k] = benchRevision(next)
-				next++
-			}
-			if _, err := j.Append(ctx, revs...); err != nil {
-				b.Fatal(err)
-			}
+			mustAppendNext(b, j, &next, size)
 		}
 		return time.Since(start)
 	}

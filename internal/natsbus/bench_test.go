@@ -58,12 +58,13 @@ func BenchmarkRecordsPerMessage(b *testing.B) {
 
 	// run publishes the records perMsg to a message, in /sync batches,
 	// consumes them and returns the process CPU per record.
-	var round atomic.Int64
+	round := 0
 	run := func(perMsg int) float64 {
-		r := round.Add(1)
+		round++
+		r := round
 		subject := fmt.Sprintf("%sbench%d", natsbus.SubjectSubmittedPrefix, r)
 		cons := natsbus.NewConsumer(natsbus.ConsumerConfig{
-			Stream: natsbus.StreamFarm, Durable: "bench" + strconv.FormatInt(r, 10), FilterSubjects: []string{subject},
+			Stream: natsbus.StreamFarm, Durable: "bench" + strconv.Itoa(r), FilterSubjects: []string{subject},
 		}, js, slog.New(slog.DiscardHandler), metrics)
 		if err := cons.Start(ctx); err != nil {
 			b.Fatal(err)
