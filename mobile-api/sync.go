@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/auth"
@@ -366,19 +365,32 @@ func (s *Service) classify(ctx context.Context, valid []pending, results []SyncR
 }
 
 // publish sends every record and waits until JetStream has acked all of
-// them. The record id is the message ID, so a retried batch is de-duplicated.
+// them. The records of one type travel together, in bundles
+// (natsbus.Bundle): JetStream's cost is per message. A bundle's message ID
+// is derived from its records' ids, a lone record's is its id, so a
+// retried batch is de-duplicated; past the de-duplication window, ingest's
+// unique key on the record id makes a repeat a no-op.
 func (s *Service) publish(ctx context.Context, batch []pending) error {
 	if len(batch) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
-	msgs := make([]*nats.Msg, len(batch))
-	for i, p := range batch {
-		msg := nats.NewMsg(natsbus.SubjectSubmittedPrefix + string(p.env.Type))
-		msg.Data = p.canonical
-		msg.Header.Set(jetstream.MsgIDHeader, p.env.ID)
-		msgs[i] = msg
+	byType := map[record.Type][]pending{}
+	var types []record.Type // in the order the batch first names them
+	for _, p := range batch {
+		if _, seen := byType[p.env.Type]; !seen {
+			types = append(types, p.env.Type)
+		}
+		byType[p.env.Type] = append(byType[p.env.Type], p)
+	}
+	var msgs []*nats.Msg
+	for _, t := range types {
+		records, ids := make([][]byte, len(byType[t])), make([]string, len(byType[t]))
+		for i, p := range byType[t] {
+			records[i], ids[i] = p.canonical, p.env.ID
+		}
+		msgs = append(msgs, natsbus.Bundle(natsbus.SubjectSubmittedPrefix+string(t), records, ids)...)
 	}
 	if _, err := natsbus.PublishAll(ctx, s.js, msgs); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {

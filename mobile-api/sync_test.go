@@ -98,6 +98,35 @@ func TestSync(t *testing.T) {
 		}
 	})
 
+	t.Run("OK_RecordsOfATypeTravelTogether", func(t *testing.T) {
+		farmer := registered(t, agent)
+		var batch []json.RawMessage
+		var ids []string
+		for _, typ := range []string{"harvest.recorded", "sale.recorded", "harvest.recorded", "harvest.recorded", "sale.recorded"} {
+			raw, id := signed(t, agent, typ, farmer, uuid.NewString())
+			batch, ids = append(batch, raw), append(ids, id)
+		}
+		before := natstest.Count(t, js, natsbus.StreamFarm, natsbus.SubjectSubmittedPrefix+">")
+		mustSync(t, agent, batch...)
+		if n := natstest.Count(t, js, natsbus.StreamFarm, natsbus.SubjectSubmittedPrefix+">") - before; n != 2 {
+			t.Errorf("%d messages for 5 records of 2 types, want 2 bundles", n)
+		}
+		st, err := js.Stream(ctx, natsbus.StreamFarm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err := st.GetLastMsgForSubject(ctx, natsbus.SubjectSubmittedPrefix+"harvest.recorded")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := last.Header.Get(natsbus.HeaderRecords); got != "3" {
+			t.Errorf("the harvests' bundle says %s %q, want 3", natsbus.HeaderRecords, got)
+		}
+		for _, id := range ids {
+			waitStatus(t, agent, id, "ingested")
+		}
+	})
+
 	t.Run("ErrConflict_OriginalKept", func(t *testing.T) {
 		farmer := registered(t, agent)
 		id := uuid.NewString()

@@ -230,6 +230,25 @@ func (o Owner) Erased(ctx context.Context, q Querier, farmers []string) (Farmers
 	return o.erasedAmong(ctx, q, uuids(farmers))
 }
 
+// ExciseErased deletes for good, from the message msg came in (Excise),
+// the records about every farmer the owner has erased: not only msg's
+// record, but any other erased farmer's in the same bundle. So excising a
+// bundle again, for another of its records, keeps the same records and
+// publishes them under the same message ID, which JetStream drops.
+func (o Owner) ExciseErased(ctx context.Context, q Querier, js jetstream.JetStream, stream string, msg jetstream.Msg) error {
+	units := natsbus.Units(natsbus.Whole(msg))
+	farmers := make([]string, len(units))
+	for i, u := range units {
+		farmers[i] = FarmerOf(u.Data())
+	}
+	erased, err := o.Erased(ctx, q, farmers)
+	if err != nil {
+		return err
+	}
+	_, err = Excise(ctx, js, stream, msg, func(u jetstream.Msg) bool { return erased.Has(FarmerOf(u.Data())) })
+	return err
+}
+
 func (o Owner) erasedAmong(ctx context.Context, q Querier, ids []string) (Farmers, error) {
 	out := Farmers{}
 	if len(ids) == 0 {

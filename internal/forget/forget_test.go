@@ -132,6 +132,82 @@ func TestPurge(t *testing.T) {
 	})
 }
 
+// TestPurgeBundles: a bundle loses only the farmer's records; the others
+// are published again, and the bundle itself is deleted for good.
+func TestPurgeBundles(t *testing.T) {
+	ctx := context.Background()
+	_, js := natstest.MustJetStream(t, natstest.MustServer(t))
+	a, b := uuid.NewString(), uuid.NewString()
+	rec := func(farmer string) ([]byte, string) {
+		id := uuid.NewString()
+		data, _ := json.Marshal(map[string]any{"id": id, "payload": map[string]string{"farmer_id": farmer}})
+		return data, id
+	}
+	send := func(farmers ...string) (seq uint64, recs [][]byte) {
+		var ids []string
+		for _, f := range farmers {
+			r, id := rec(f)
+			recs, ids = append(recs, r), append(ids, id)
+		}
+		msgs := natsbus.Bundle("farm.submitted.plot.mapped", recs, ids)
+		if len(msgs) != 1 {
+			t.Fatalf("%d messages, want one", len(msgs))
+		}
+		ack, err := js.PublishMsg(ctx, msgs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence, recs
+	}
+	mixed, mixedRecs := send(a, b, a, b)
+	onlyA, _ := send(a, a)
+	onlyB, _ := send(b)
+	st, err := js.Stream(ctx, natsbus.StreamFarm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := forget.Purge(ctx, js, natsbus.StreamFarm, []string{"farm.submitted.>"}, forget.IsFarmers(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 4 {
+		t.Errorf("deleted %d records, want the farmer's 4", n)
+	}
+	for _, seq := range []uint64{mixed, onlyA} {
+		if _, err := st.GetMsg(ctx, seq); !errors.Is(err, jetstream.ErrMsgNotFound) {
+			t.Errorf("bundle %d: %v, want it gone", seq, err)
+		}
+	}
+	if _, err := st.GetMsg(ctx, onlyB); err != nil {
+		t.Errorf("the other farmer's message %d: %v, want it kept", onlyB, err)
+	}
+	// What the mixed bundle kept is at the end of the stream, in its order.
+	last, err := st.GetLastMsgForSubject(ctx, "farm.submitted.plot.mapped")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := natsbus.Records(last.Header, last.Data)
+	if !ok || len(got) != 2 || string(got[0]) != string(mixedRecs[1]) || string(got[1]) != string(mixedRecs[3]) {
+		t.Errorf("published again: %q (%s %q), want the other farmer's two records of the mixed bundle", last.Data, natsbus.HeaderRecords, last.Header.Get(natsbus.HeaderRecords))
+	}
+	if last.Sequence <= onlyB {
+		t.Errorf("kept records at %d, want them after every message Purge read (%d)", last.Sequence, onlyB)
+	}
+	if n, err := forget.Purge(ctx, js, natsbus.StreamFarm, []string{"farm.submitted.>"}, forget.IsFarmers(a)); err != nil || n != 0 {
+		t.Errorf("again: %d, %v; want nothing left to delete", n, err)
+	}
+	if n, err := forget.Purge(ctx, js, natsbus.StreamFarm, []string{"farm.submitted.>"}, forget.IsFarmers(b)); err != nil || n != 3 {
+		t.Errorf("the other farmer: %d, %v; want their 3 records", n, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 0 {
+		t.Errorf("%d messages left, want none", info.State.Msgs)
+	}
+}
+
 // owner is a test owner with its erasures table in a fresh database.
 func owner(t *testing.T) (forget.Owner, *pgxpool.Pool) {
 	t.Helper()

@@ -1,14 +1,22 @@
 package forget
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tani-platform/tani/internal/natsbus"
 )
 
 // Purge deletes for good every message of stream on subjects for which
@@ -21,6 +29,10 @@ import (
 // costs one pass over what the stream retains. A message published after
 // Purge starts is the owner's to refuse and delete when it consumes it
 // (see Owner.Fence).
+//
+// match is asked about each record of a bundle (natsbus.Units) and the
+// count is of records: a bundle is excised (Excise), so the records of
+// other farmers it carried stay in the stream.
 func Purge(ctx context.Context, js jetstream.JetStream, stream string, subjects []string, match func(jetstream.Msg) bool) (int, error) {
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
@@ -45,7 +57,7 @@ func Purge(ctx context.Context, js jetstream.JetStream, stream string, subjects 
 		return 0, fmt.Errorf("scan %s %v: %w", stream, subjects, err)
 	}
 	defer st.DeleteConsumer(context.WithoutCancel(ctx), cons.CachedInfo().Name) //nolint:errcheck // the server drops it when inactive anyway
-	var seqs []uint64
+	var found []jetstream.Msg
 	for done := cons.CachedInfo().NumPending == 0; !done; {
 		batch, err := cons.FetchNoWait(1000)
 		if err != nil {
@@ -61,8 +73,8 @@ func Purge(ctx context.Context, js jetstream.JetStream, stream string, subjects 
 			if md.Sequence.Stream > last || md.NumPending == 0 {
 				done = true
 			}
-			if md.Sequence.Stream <= last && match(msg) {
-				seqs = append(seqs, md.Sequence.Stream)
+			if md.Sequence.Stream <= last && slices.ContainsFunc(natsbus.Units(msg), match) {
+				found = append(found, msg)
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
@@ -72,16 +84,76 @@ func Purge(ctx context.Context, js jetstream.JetStream, stream string, subjects 
 			done = true
 		}
 	}
-	for _, seq := range seqs {
-		if err := st.SecureDeleteMsg(ctx, seq); err != nil {
-			// Gone already (a previous attempt, or its age): fine.
-			if _, gerr := st.GetMsg(ctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
-				continue
-			}
-			return 0, fmt.Errorf("delete message %d of %s: %w", seq, stream, err)
+	deleted := 0
+	for _, msg := range found {
+		n, err := Excise(ctx, js, stream, msg, match)
+		if err != nil {
+			return 0, err
+		}
+		deleted += n
+	}
+	return deleted, nil
+}
+
+// Excise deletes for good the records of msg (a message of stream, as a
+// consumer delivered it, or one record of it) for which drop is true, and
+// returns how many it deleted. A message none of whose records is kept is
+// deleted (SecureDeleteMsg); a bundle that keeps some is first published
+// again with only those, then deleted. The kept records are delivered
+// again from the end of the stream: handlers take that as the redelivery
+// it is, and records arrive in any order from offline phones anyway. A
+// retry after a failed delete publishes the same records under the same
+// message ID, which JetStream de-duplicates.
+func Excise(ctx context.Context, js jetstream.JetStream, stream string, msg jetstream.Msg, drop func(jetstream.Msg) bool) (int, error) {
+	whole := natsbus.Whole(msg)
+	md, err := whole.Metadata()
+	if err != nil {
+		return 0, fmt.Errorf("excise from %s: %w", stream, err)
+	}
+	var keep [][]byte
+	dropped := 0
+	for _, u := range natsbus.Units(whole) {
+		if drop(u) {
+			dropped++
+		} else {
+			keep = append(keep, u.Data())
 		}
 	}
-	return len(seqs), nil
+	if dropped == 0 {
+		return 0, nil
+	}
+	if len(keep) > 0 {
+		if _, err := js.PublishMsg(ctx, remainder(whole, keep)); err != nil {
+			return 0, fmt.Errorf("publish again what message %d of %s keeps: %w", md.Sequence.Stream, stream, err)
+		}
+	}
+	if err := Delete(ctx, js, stream, md.Sequence.Stream); err != nil {
+		return 0, err
+	}
+	return dropped, nil
+}
+
+// remainder is the bundle msg with only the records kept: its subject and
+// headers, and a message ID derived from the bundle's and what it keeps.
+func remainder(msg jetstream.Msg, keep [][]byte) *nats.Msg {
+	out := nats.NewMsg(msg.Subject())
+	for k, v := range msg.Headers() {
+		out.Header[k] = slices.Clone(v)
+	}
+	h := sha256.New()
+	h.Write([]byte(msg.Headers().Get(jetstream.MsgIDHeader)))
+	for _, r := range keep {
+		h.Write([]byte{'\n'})
+		h.Write(r)
+	}
+	out.Header.Set(jetstream.MsgIDHeader, "excised:"+hex.EncodeToString(h.Sum(nil)[:16]))
+	out.Data = bytes.Join(keep, []byte{'\n'})
+	if len(keep) == 1 {
+		out.Header.Del(natsbus.HeaderRecords)
+	} else {
+		out.Header.Set(natsbus.HeaderRecords, strconv.Itoa(len(keep)))
+	}
+	return out
 }
 
 // Delete deletes one message for good (see Purge), by its stream sequence;

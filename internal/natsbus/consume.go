@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,7 +31,7 @@ type ConsumerConfig struct {
 	AckWait        time.Duration // default 30s
 	HandleTimeout  time.Duration // per message; default 20s
 	Buffer         int           // messages prefetched; default 256
-	MaxBatch       int           // most messages per BatchHandler call (RunBatch); default 256
+	MaxBatch       int           // records per BatchHandler call (RunBatch): a batch takes messages until it holds this many (a bundle is not split); default 256
 }
 
 func (c *ConsumerConfig) defaults() {
@@ -64,7 +65,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tani_consumer_messages_total",
-			Help: "Messages handled by consumers, by outcome (ack, retry, dead).",
+			Help: "Records handled by consumers (a message, or one record of a bundle), by outcome (ack, retry, dead).",
 		}, []string{"consumer", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tani_consumer_handle_seconds",
@@ -73,7 +74,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"consumer"}),
 		batch: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tani_consumer_batch_messages",
-			Help:    "Messages handed to a consumer's handler per call.",
+			Help:    "Records handed to a consumer's handler per call (a bundle counts its records).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 		}, []string{"consumer"}),
 	}
@@ -139,7 +140,7 @@ func (c *Consumer) Run(ctx context.Context, handle Handler) error {
 }
 
 // RunBatch is Run for a BatchHandler: it hands over whatever has arrived,
-// up to MaxBatch messages, as soon as the previous batch is settled. It
+// up to MaxBatch records, as soon as the previous batch is settled. It
 // never waits to fill a batch, so a lone message is not delayed; under
 // load, messages pile up while a batch is handled and batches grow.
 func (c *Consumer) RunBatch(ctx context.Context, handle BatchHandler) error {
@@ -161,6 +162,8 @@ type StagedHandler func(ctx context.Context, msgs []jetstream.Msg) (commit func(
 func (c *Consumer) RunStaged(ctx context.Context, handle StagedHandler) error {
 	type prepared struct {
 		msgs   []jetstream.Msg
+		units  []jetstream.Msg // what the handler got: one per record
+		from   []int           // the message of each unit; nil when they are msgs
 		ctx    context.Context
 		cancel context.CancelFunc
 		start  time.Time
@@ -172,7 +175,7 @@ func (c *Consumer) RunStaged(ctx context.Context, handle StagedHandler) error {
 		defer close(committed)
 		for p := range queue {
 			errs := p.commit(p.ctx)
-			c.settleBatch(p.ctx, p.msgs, errs, p.start)
+			c.settleBatch(p.ctx, p.msgs, p.units, p.from, errs, p.start)
 			p.cancel()
 		}
 	}()
@@ -183,7 +186,8 @@ func (c *Consumer) RunStaged(ctx context.Context, handle StagedHandler) error {
 	return c.pull(ctx, c.cfg.MaxBatch, true, func(work context.Context, msgs []jetstream.Msg) {
 		ctx, cancel := context.WithTimeout(work, c.cfg.HandleTimeout)
 		start := time.Now()
-		queue <- prepared{msgs: msgs, ctx: ctx, cancel: cancel, start: start, commit: handle(ctx, msgs)}
+		units, from := units(msgs)
+		queue <- prepared{msgs: msgs, units: units, from: from, ctx: ctx, cancel: cancel, start: start, commit: handle(ctx, units)}
 	})
 }
 
@@ -232,14 +236,16 @@ func (c *Consumer) pull(ctx context.Context, maxBatch int, fresh bool, take func
 			batch = make([]jetstream.Msg, 0, maxBatch)
 		}
 		batch = append(batch[:0], msg)
+		records := RecordsIn(msg.Headers())
 	fill:
-		for len(batch) < maxBatch {
+		for records < maxBatch {
 			select {
 			case msg, ok := <-arrived:
 				if !ok {
 					break fill
 				}
 				batch = append(batch, msg)
+				records += RecordsIn(msg.Headers())
 			default:
 				break fill
 			}
@@ -274,24 +280,97 @@ func (c *Consumer) handle(ctx context.Context, msgs []jetstream.Msg, handle Batc
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.HandleTimeout)
 	defer cancel()
 	start := time.Now()
-	c.settleBatch(ctx, msgs, handle(ctx, msgs), start)
+	units, from := units(msgs)
+	c.settleBatch(ctx, msgs, units, from, handle(ctx, units), start)
 }
 
-// settleBatch settles every message of a batch by its own outcome.
-func (c *Consumer) settleBatch(ctx context.Context, msgs []jetstream.Msg, errs []error, start time.Time) {
+// settleBatch settles every message of a batch by the outcomes of the
+// units the handler got (one per record; from says whose, nil when the
+// units are the messages): a message of one record by its own, a bundle
+// by all of its records' (settleBundle).
+func (c *Consumer) settleBatch(ctx context.Context, msgs, units []jetstream.Msg, from []int, errs []error, start time.Time) {
 	c.metrics.duration.WithLabelValues(c.cfg.Durable).Observe(time.Since(start).Seconds())
-	c.metrics.batch.WithLabelValues(c.cfg.Durable).Observe(float64(len(msgs)))
-	if len(errs) != len(msgs) {
+	c.metrics.batch.WithLabelValues(c.cfg.Durable).Observe(float64(len(units)))
+	if len(errs) != len(units) {
 		// A handler bug; no message may be acked on a guess.
-		err := fmt.Errorf("batch handler returned %d results for %d messages", len(errs), len(msgs))
+		err := fmt.Errorf("batch handler returned %d results for %d messages", len(errs), len(units))
 		c.logger.ErrorContext(ctx, "batch handler", "err", err)
-		errs = make([]error, len(msgs))
+		errs = make([]error, len(units))
 		for i := range errs {
 			errs[i] = err
 		}
 	}
-	for i, msg := range msgs {
-		c.settleOutcome(ctx, msg, errs[i])
+	if from == nil {
+		for i, msg := range msgs {
+			c.settleOutcome(ctx, msg, errs[i])
+		}
+		return
+	}
+	for i, start := 0, 0; i < len(msgs); i++ {
+		end := start
+		for end < len(units) && from[end] == i {
+			end++
+		}
+		if end-start == 1 && units[start] == msgs[i] {
+			c.settleOutcome(ctx, msgs[i], errs[start])
+		} else {
+			c.settleBundle(ctx, msgs[i], units[start:end], errs[start:end])
+		}
+		start = end
+	}
+}
+
+// settleBundle settles a bundle by its records' outcomes. While any record
+// failed for a reason that may pass, the bundle is delivered again, whole
+// (handlers are idempotent, so the records already stored are no-ops
+// then); once none may pass, each refused record (or each given up on,
+// at MaxDeliver) is dead-lettered on its own, as a message of one record,
+// and the bundle is acknowledged. If a dead letter cannot be published
+// the bundle is delivered again: no record is dropped.
+func (c *Consumer) settleBundle(ctx context.Context, msg jetstream.Msg, units []jetstream.Msg, errs []error) {
+	delivered := uint64(1)
+	if md, mdErr := msg.Metadata(); mdErr == nil {
+		delivered = md.NumDelivered
+	}
+	givingUp := c.cfg.MaxDeliver > 0 && delivered >= uint64(c.cfg.MaxDeliver)
+	retry := func(err error) {
+		c.logger.WarnContext(ctx, "handler failed; will retry the bundle", "subject", msg.Subject(), "records", len(units), "delivered", delivered, "err", err)
+		nakErr := msg.NakWithDelay(backoff(delivered))
+		for range units {
+			c.settle(ctx, msg, "retry", nakErr)
+		}
+	}
+	if !givingUp {
+		for _, err := range errs {
+			if err != nil && !apperr.Is(err, apperr.Invalid) && !apperr.Is(err, apperr.Conflict) {
+				retry(err)
+				return
+			}
+		}
+	}
+	dead := 0
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		poison := apperr.Is(err, apperr.Invalid) || apperr.Is(err, apperr.Conflict)
+		reason := err.Error()
+		if !poison {
+			reason = fmt.Sprintf("gave up after %d deliveries: %v", delivered, err)
+		}
+		if dlErr := c.deadLetter(ctx, units[i], reason, refusalOf(err, poison, delivered)); dlErr != nil {
+			retry(fmt.Errorf("dead-letter a record of the bundle: %w", dlErr))
+			return
+		}
+		c.logger.WarnContext(ctx, "dead-lettered a record of a bundle", "subject", msg.Subject(), "reason", reason)
+		dead++
+	}
+	ackErr := msg.Ack()
+	for range len(units) - dead {
+		c.settle(ctx, msg, "ack", ackErr)
+	}
+	for range dead {
+		c.settle(ctx, msg, "dead", ackErr)
 	}
 }
 
@@ -394,8 +473,14 @@ func (c *Consumer) deadLetter(ctx context.Context, msg jetstream.Msg, reason str
 		dl.Header[k] = v
 	}
 	if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
+		if u, ok := msg.(*unit); ok {
+			// A dead letter is one record: the bundle's id and the
+			// record's place in it.
+			id += "#" + strconv.Itoa(u.index)
+		}
 		dl.Header.Set(jetstream.MsgIDHeader, "dead:"+c.cfg.Durable+":"+id)
 	}
+	dl.Header.Del(HeaderRecords)
 	dl.Header.Set(HeaderDeadReason, headerValue(reason))
 	dl.Header.Set(HeaderDeadClass, r.class)
 	dl.Header.Set(HeaderDeadNotice, headerValue(r.notice))

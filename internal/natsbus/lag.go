@@ -21,7 +21,7 @@ type lagCollector struct {
 
 var (
 	lagPending = prometheus.NewDesc("tani_consumer_pending_messages",
-		"Messages on the consumer's subjects not yet delivered to it: its backlog.", []string{"consumer"}, nil)
+		"Messages on the consumer's subjects not yet delivered to it: its backlog (a bundle, one message, carries up to 100 records).", []string{"consumer"}, nil)
 	lagAckPending = prometheus.NewDesc("tani_consumer_ack_pending_messages",
 		"Messages delivered to the consumer and not yet acknowledged: in flight, or held by a process that died (back after the ack wait).", []string{"consumer"}, nil)
 	lagRedelivered = prometheus.NewDesc("tani_consumer_redelivered_messages",

@@ -184,13 +184,14 @@ func erasedDecision(in Input) *Decision {
 }
 
 // forgetMessage deletes for good the message of a record about an erased
-// farmer, so that no copy of it outlives the erasure.
+// farmer, so that no copy of it outlives the erasure; from a bundle, the
+// records about erased farmers (forget.Owner.ExciseErased).
 func (s *Service) forgetMessage(ctx context.Context, msg jetstream.Msg) error {
 	md, err := msg.Metadata()
 	if err != nil {
 		return fmt.Errorf("message metadata: %w", err)
 	}
-	return forget.Delete(ctx, s.js, md.Stream, md.Sequence.Stream)
+	return eraser.ExciseErased(ctx, s.pool, s.js, md.Stream, msg)
 }
 
 // forgetRefused turns the refusals of messages about erased farmers

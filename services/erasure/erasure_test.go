@@ -511,6 +511,48 @@ func TestErasure_ForgetsTheFarmerEverywhere(t *testing.T) {
 			t.Errorf("%d dead letters, want none: a refused record about an erased farmer is deleted, not kept", d)
 		}
 	})
+	t.Run("OK_IngestExcisesTheFarmerFromABundle", func(t *testing.T) {
+		// mobile-api sends a request's records of one type as a bundle:
+		// ingest deletes the bundle and publishes again, and stores, the
+		// records about the farmers not erased.
+		var recs [][]byte
+		var ids []string
+		for _, f := range []*farmerData{gone, kept} {
+			p := clienttest.Payloads(f.id, f.plot, time.Now())
+			raw, id, err := agent.Record("crop.planted", time.Now().Add(-time.Minute), f.location(t), p["crop.planted"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, ids = append(recs, raw), append(ids, id)
+		}
+		msgs := natsbus.Bundle(natsbus.SubjectSubmittedPrefix+"crop.planted", recs, ids)
+		if len(msgs) != 1 {
+			t.Fatalf("%d messages, want one bundle", len(msgs))
+		}
+		ack, err := js.PublishMsg(ctx, msgs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := js.Stream(ctx, natsbus.StreamFarm)
+		eventually(t, 30*time.Second, "the bundle deleted and the kept farmer's record stored", func() (bool, string) {
+			_, err := st.GetMsg(ctx, ack.Sequence)
+			var n int
+			tani.DB.QueryRow(ctx, `SELECT count(*) FROM ingest.submissions WHERE id = $1`, ids[1]).Scan(&n)
+			return errors.Is(err, jetstream.ErrMsgNotFound) && n == 1, fmt.Sprint(err, "; stored: ", n)
+		})
+		var n int
+		tani.DB.QueryRow(ctx, `SELECT count(*) FROM ingest.submissions WHERE id = $1`, ids[0]).Scan(&n)
+		if n != 0 {
+			t.Error("ingest stored a record about an erased farmer")
+		}
+		last, err := st.GetLastMsgForSubject(ctx, natsbus.SubjectSubmittedPrefix+"crop.planted")
+		if err != nil || !bytes.Equal(last.Data, recs[1]) || last.Sequence <= ack.Sequence {
+			t.Errorf("last crop.planted message: %v %q; want the kept farmer's record alone, published again", err, last.Data)
+		}
+		if d := natstest.Count(t, js, natsbus.StreamDead, ""); d != 0 {
+			t.Errorf("%d dead letters, want none", d)
+		}
+	})
 	t.Run("OK_SyncDownForgetsTheFarmer", func(t *testing.T) {
 		full := syncDown(t, tani, agent, "")
 		for _, f := range full.Farmers {

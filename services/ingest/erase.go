@@ -119,9 +119,10 @@ func (s *Service) fenceErased(ctx context.Context, tx pgx.Tx, items []*item) ([]
 // forgetErased settles the records about erased farmers: those the
 // storing transaction fenced off, and refused ones (invalid, conflicting)
 // whose farmer was erased, which must not become dead letters. Each is
-// refused with ErasedReason for the agent's status and its message is
-// deleted for good; then it is acked. If either step fails, the record is
-// retried.
+// refused with ErasedReason for the agent's status and deleted for good
+// from the stream (forget.Excise: the message it came in, or, for a
+// bundle, its records about erased farmers); then it is acked. If either
+// step fails, the record is retried.
 func (s *Service) forgetErased(ctx context.Context, items []*item) {
 	var suspects []*item
 	var farmers []string
@@ -142,15 +143,28 @@ func (s *Service) forgetErased(ctx context.Context, items []*item) {
 		s.logger.WarnContext(ctx, "look up erased farmers", "err", err)
 		erased = forget.Farmers{}
 	}
+	// The records to forget, by the message they came in: a bundle is
+	// excised once, of all its records about erased farmers.
+	byMessage := map[uint64][]*item{}
+	var order []uint64
 	for _, it := range suspects {
 		if !errors.Is(it.err, errErased) && !erased.Has(forget.FarmerOf(it.msg.Data())) {
 			continue
 		}
-		id := forget.RecordIDOf(it.msg.Data())
-		if err := forget.Delete(ctx, s.js, natsbus.StreamFarm, it.seq); err != nil {
-			it.err = fmt.Errorf("delete message of erased farmer's record %s: %w", id, err)
-			continue
+		if _, seen := byMessage[it.seq]; !seen {
+			order = append(order, it.seq)
 		}
-		it.err = nil
+		byMessage[it.seq] = append(byMessage[it.seq], it)
+	}
+	for _, seq := range order {
+		its := byMessage[seq]
+		err := eraser.ExciseErased(ctx, s.pool, s.js, natsbus.StreamFarm, its[0].msg)
+		for _, it := range its {
+			if err != nil {
+				it.err = fmt.Errorf("delete erased farmer's record %s from the stream: %w", forget.RecordIDOf(it.msg.Data()), err)
+				continue
+			}
+			it.err = nil
+		}
 	}
 }

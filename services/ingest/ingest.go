@@ -554,26 +554,52 @@ func (s *Service) insertOrKeep(ctx context.Context, tx pgx.Tx, items []*item) ([
 }
 
 // announce publishes farm.ingested for every stored record, after the
-// commit. A crash between commit and publish redelivers the message; store
-// is then a no-op and it is announced again (de-duplicated by message ID).
+// commit: the records that share a type, an agent and a device (the
+// headers attest checks each record against) travel together, in bundles
+// (natsbus.Bundle). A crash between commit and publish redelivers the
+// message; store is then a no-op and the records are announced again,
+// de-duplicated by message ID when the bundles come out the same, taken
+// by attest as the redeliveries they are otherwise.
 func (s *Service) announce(ctx context.Context, items []*item) {
-	var sent []*item
-	var msgs []*nats.Msg
+	type origin struct {
+		typ           record.Type
+		agent, device string
+	}
+	groups := map[origin][]*item{}
+	var order []origin
+	announced := map[string]bool{} // a record sent twice in one batch is announced once
 	for _, it := range items {
-		if it.err != nil {
+		if it.err != nil || announced[it.env.ID] {
 			continue
 		}
-		msg := nats.NewMsg(natsbus.SubjectIngestedPrefix + string(it.env.Type))
-		msg.Data = it.canonical
-		msg.Header.Set(jetstream.MsgIDHeader, "ingested:"+it.env.ID)
-		msg.Header.Set(natsbus.HeaderAgentID, it.agentID)
-		msg.Header.Set(natsbus.HeaderDeviceID, it.env.DeviceID)
-		sent, msgs = append(sent, it), append(msgs, msg)
+		announced[it.env.ID] = true
+		o := origin{it.env.Type, it.agentID, it.env.DeviceID}
+		if _, ok := groups[o]; !ok {
+			order = append(order, o)
+		}
+		groups[o] = append(groups[o], it)
+	}
+	var msgs []*nats.Msg
+	var carried [][]*item // the records of each message
+	for _, o := range order {
+		its := groups[o]
+		records, ids := make([][]byte, len(its)), make([]string, len(its))
+		for i, it := range its {
+			records[i], ids[i] = it.canonical, "ingested:"+it.env.ID
+		}
+		for _, msg := range natsbus.Bundle(natsbus.SubjectIngestedPrefix+string(o.typ), records, ids) {
+			msg.Header.Set(natsbus.HeaderAgentID, o.agent)
+			msg.Header.Set(natsbus.HeaderDeviceID, o.device)
+			n := natsbus.RecordsIn(msg.Header)
+			msgs, carried, its = append(msgs, msg), append(carried, its[:n]), its[n:]
+		}
 	}
 	if _, err := natsbus.PublishAll(ctx, s.js, msgs); err != nil {
-		for i, it := range sent {
+		for i, its := range carried {
 			if err := natsbus.FailedAt(err, i); err != nil {
-				it.err = fmt.Errorf("announce ingested: %w", err)
+				for _, it := range its {
+					it.err = fmt.Errorf("announce ingested: %w", err)
+				}
 			}
 		}
 	}
