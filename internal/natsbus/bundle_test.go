@@ -180,3 +180,33 @@ func TestConsumerBundles(t *testing.T) {
 		t.Errorf("notice %q, want the handler's", got)
 	}
 }
+
+// TestConsumerBundles_OneByOne: a Handler gets a bundle's records one by
+// one, and the bundle is acked once all are handled.
+func TestConsumerBundles_OneByOne(t *testing.T) {
+	s := natstest.MustServer(t)
+	_, js := natstest.MustJetStream(t, s)
+	const subject = "farm.submitted.onebyone"
+	var mu sync.Mutex
+	var seen []string
+	run(t, js, natsbus.ConsumerConfig{Stream: natsbus.StreamFarm, Durable: "onebyone", FilterSubjects: []string{subject}},
+		func(ctx context.Context, msg jetstream.Msg) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, string(msg.Data()))
+			return nil
+		})
+	recs, ids := records(3, 1)
+	if _, err := natsbus.PublishAll(t.Context(), js, natsbus.Bundle(subject, recs, ids)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == 3 })
+	waitFor(t, func() bool { return ackPending(t, js, "onebyone") == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	for i, r := range recs {
+		if seen[i] != string(r) {
+			t.Errorf("record %d handled as %s, want %s", i, seen[i], r)
+		}
+	}
+}

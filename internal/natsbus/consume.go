@@ -132,10 +132,15 @@ func (c *Consumer) Start(ctx context.Context) error {
 type BatchHandler func(ctx context.Context, msgs []jetstream.Msg) []error
 
 // Run handles messages one by one until ctx is done, then drains what it
-// had already pulled and returns nil.
+// had already pulled and returns nil. A bundle's records are handled one
+// by one too.
 func (c *Consumer) Run(ctx context.Context, handle Handler) error {
 	return c.run(ctx, 1, func(ctx context.Context, msgs []jetstream.Msg) []error {
-		return []error{handle(ctx, msgs[0])}
+		errs := make([]error, len(msgs))
+		for i, msg := range msgs {
+			errs[i] = handle(ctx, msg)
+		}
+		return errs
 	})
 }
 
