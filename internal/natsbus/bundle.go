@@ -15,16 +15,16 @@ import (
 
 // Bundles: one message, several records.
 //
-// JetStream's cost is per message (the store's write, the de-duplication,
-// the delivery and the ack): about 50 µs of CPU a message in this process,
-// a third of what Tani spends on a record when each record is a message of
-// its own (BenchmarkRecordsPerMessage). So a publisher that has many
-// records at once (mobile-api, a /sync request) sends those of one subject
-// together as a bundle: the records as JSON Lines (each one's canonical
-// JSON, which never holds a raw newline, then a newline between records)
-// with HeaderRecords saying how many there are. A message without that
-// header is one record, as every message was before bundles, so a stream
-// may hold both.
+// JetStream's cost is per message (the store's write, the
+// de-duplication, the delivery and the ack): about 50 µs of CPU a message
+// in this process (BenchmarkRecordsPerMessage), over a quarter of what
+// Tani spent on a record when each record was a message of its own. So a
+// publisher that has many records at once (mobile-api, a /sync request)
+// sends those of one subject together as a bundle: the records as JSON
+// Lines (each one's canonical JSON, which never holds a raw newline, then
+// a newline between records) with HeaderRecords saying how many there
+// are. A message without that header is one record, as every message was
+// before bundles, so a stream may hold both.
 //
 // Consumers never see a bundle: the runner hands their handler one message
 // per record (Units) and settles the bundle by the outcomes of its records;
