@@ -1,19 +1,14 @@
 package forget
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tani-platform/tani/internal/natsbus"
@@ -123,7 +118,7 @@ func Excise(ctx context.Context, js jetstream.JetStream, stream string, msg jets
 		return 0, nil
 	}
 	if len(keep) > 0 {
-		if _, err := js.PublishMsg(ctx, remainder(whole, keep)); err != nil {
+		if _, err := js.PublishMsg(ctx, natsbus.Keeping(whole, keep)); err != nil {
 			return 0, fmt.Errorf("publish again what message %d of %s keeps: %w", md.Sequence.Stream, stream, err)
 		}
 	}
@@ -131,29 +126,6 @@ func Excise(ctx context.Context, js jetstream.JetStream, stream string, msg jets
 		return 0, err
 	}
 	return dropped, nil
-}
-
-// remainder is the bundle msg with only the records kept: its subject and
-// headers, and a message ID derived from the bundle's and what it keeps.
-func remainder(msg jetstream.Msg, keep [][]byte) *nats.Msg {
-	out := nats.NewMsg(msg.Subject())
-	for k, v := range msg.Headers() {
-		out.Header[k] = slices.Clone(v)
-	}
-	h := sha256.New()
-	h.Write([]byte(msg.Headers().Get(jetstream.MsgIDHeader)))
-	for _, r := range keep {
-		h.Write([]byte{'\n'})
-		h.Write(r)
-	}
-	out.Header.Set(jetstream.MsgIDHeader, "excised:"+hex.EncodeToString(h.Sum(nil)[:16]))
-	out.Data = bytes.Join(keep, []byte{'\n'})
-	if len(keep) == 1 {
-		out.Header.Del(natsbus.HeaderRecords)
-	} else {
-		out.Header.Set(natsbus.HeaderRecords, strconv.Itoa(len(keep)))
-	}
-	return out
 }
 
 // Delete deletes one message for good (see Purge), by its stream sequence;

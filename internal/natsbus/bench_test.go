@@ -23,16 +23,15 @@ import (
 var benchRuns = flag.Int("runs", 3, "interleaved runs of BenchmarkRecordsPerMessage")
 
 // BenchmarkRecordsPerMessage measures what JetStream costs a record on
-// the capture path, by how many records one message carries. Each record
-// is one farm.submitted message today: stored (encrypted, as the embedded
-// server stores it), de-duplicated by its Nats-Msg-Id, delivered to a pull
-// consumer and acknowledged. Carrying a /sync batch's records in fewer
-// messages is the largest lever left on Tani's own CPU, and what erasure's
-// delete-by-message needs settled first (docs/performance.md). The
-// server runs in this process, as Tani's embedded one does, so the CPU
-// per record counts both sides; records are /sync batches of 100 of
-// ~1.2 KB each. It prints min / median / max of the CPU per record for 1,
-// 10 and 100 records a message, interleaved over -runs runs.
+// the capture path, by how many records one message carries: messages
+// made by Bundle, stored (encrypted, as the embedded server stores them),
+// de-duplicated by their Nats-Msg-Id, delivered to a pull consumer whose
+// handler gets one message per record, and acknowledged. It is why
+// publishers send bundles (docs/performance.md). The server runs in this
+// process, as Tani's embedded one does, so the CPU per record counts both
+// sides; records are /sync batches of 100 of ~1.2 KB each. It prints min /
+// median / max of the CPU per record for 1, 10 and 100 records a message,
+// interleaved over -runs runs.
 func BenchmarkRecordsPerMessage(b *testing.B) {
 	const records, perSync, size = 20_000, 100, 1200
 	ctx := context.Background()
@@ -52,8 +51,13 @@ func BenchmarkRecordsPerMessage(b *testing.B) {
 	if err := natsbus.EnsureStreams(ctx, js, 1); err != nil {
 		b.Fatal(err)
 	}
-	record := make([]byte, size)
-	rand.Read(record)
+	// Random text, as incompressible as a signed record and, like its
+	// canonical JSON, without a raw newline.
+	record := []byte(rand.Text())
+	for len(record) < size {
+		record = append(record, rand.Text()...)
+	}
+	record = record[:size]
 	metrics := natsbus.NewMetrics(prometheus.NewRegistry())
 
 	// run publishes the records perMsg to a message, in /sync batches,
@@ -69,7 +73,7 @@ func BenchmarkRecordsPerMessage(b *testing.B) {
 		if err := cons.Start(ctx); err != nil {
 			b.Fatal(err)
 		}
-		want := int64(records / perMsg)
+		want := int64(records) // the handler gets one message per record
 		var got atomic.Int64
 		done := make(chan struct{})
 		runCtx, stop := context.WithCancel(ctx)
@@ -83,14 +87,14 @@ func BenchmarkRecordsPerMessage(b *testing.B) {
 				return make([]error, len(msgs))
 			})
 		}()
-		body := slices.Repeat(record, perMsg)
+		recs, ids := make([][]byte, perMsg), make([]string, perMsg)
 		for sent := 0; sent < records; sent += perSync {
-			msgs := make([]*nats.Msg, 0, perSync/perMsg)
+			var msgs []*nats.Msg
 			for i := sent; i < sent+perSync; i += perMsg {
-				m := nats.NewMsg(subject)
-				m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%d-%d", r, i))
-				m.Data = body
-				msgs = append(msgs, m)
+				for k := range perMsg {
+					recs[k], ids[k] = record, fmt.Sprintf("%d-%d", r, i+k)
+				}
+				msgs = append(msgs, natsbus.Bundle(subject, recs, ids)...)
 			}
 			if _, err := natsbus.PublishAll(ctx, js, msgs); err != nil {
 				b.Fatal(err)
@@ -99,7 +103,7 @@ func BenchmarkRecordsPerMessage(b *testing.B) {
 		select {
 		case <-done:
 		case <-time.After(time.Minute):
-			b.Fatalf("%d records a message: %d of %d messages consumed", perMsg, got.Load(), want)
+			b.Fatalf("%d records a message: %d of %d records consumed", perMsg, got.Load(), want)
 		}
 		return float64(cpuTime()-cpu) / float64(time.Microsecond) / records
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 
@@ -62,33 +63,61 @@ func Bundle(subject string, records [][]byte, ids []string) []*nats.Msg {
 			size += 1 + len(records[end])
 			end++
 		}
-		msgs = append(msgs, bundle(subject, records[start:end], ids[start:end], size))
+		msgs = append(msgs, bundle(subject, records[start:end], ids[start:end]))
 		start = end
 	}
 	return msgs
 }
 
-func bundle(subject string, records [][]byte, ids []string, size int) *nats.Msg {
+func bundle(subject string, records [][]byte, ids []string) *nats.Msg {
 	msg := nats.NewMsg(subject)
+	frame(msg, records)
 	if len(records) == 1 {
-		msg.Data = records[0]
 		msg.Header.Set(jetstream.MsgIDHeader, ids[0])
 		return msg
 	}
-	data := make([]byte, 0, size)
 	h := sha256.New()
-	for i, r := range records {
+	for i, id := range ids {
 		if i > 0 {
-			data = append(data, '\n')
 			h.Write([]byte{'\n'})
 		}
-		data = append(data, r...)
-		h.Write([]byte(ids[i]))
+		h.Write([]byte(id))
 	}
-	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, "bundle:"+hex.EncodeToString(h.Sum(nil)[:16]))
-	msg.Header.Set(HeaderRecords, strconv.Itoa(len(records)))
 	return msg
+}
+
+// Keeping returns msg (a message as delivered) as a new message that
+// carries only the records keep: its subject and headers, and a message ID
+// derived from msg's and what it keeps, so that the same records kept
+// again are de-duplicated. It is how a record is deleted out of a bundle
+// (internal/forget's Excise).
+func Keeping(msg jetstream.Msg, keep [][]byte) *nats.Msg {
+	out := nats.NewMsg(msg.Subject())
+	for k, v := range msg.Headers() {
+		out.Header[k] = slices.Clone(v)
+	}
+	frame(out, keep)
+	h := sha256.New()
+	h.Write([]byte(msg.Headers().Get(jetstream.MsgIDHeader)))
+	for _, r := range keep {
+		h.Write([]byte{'\n'})
+		h.Write(r)
+	}
+	out.Header.Set(jetstream.MsgIDHeader, "excised:"+hex.EncodeToString(h.Sum(nil)[:16]))
+	return out
+}
+
+// frame sets msg's data and HeaderRecords to carry records: one record as
+// it is, several as JSON Lines.
+func frame(msg *nats.Msg, records [][]byte) {
+	if len(records) == 1 {
+		msg.Data = records[0]
+		msg.Header.Del(HeaderRecords)
+		return
+	}
+	msg.Data = bytes.Join(records, []byte{'\n'})
+	msg.Header.Set(HeaderRecords, strconv.Itoa(len(records)))
 }
 
 // Records returns the records a message's data holds: the data itself
