@@ -41,6 +41,17 @@ var Migrations = postgres.Migrations{Name: "ingest", FS: postgres.MustSub(migrat
 // ConsumerName is ingest's durable consumer on the FARM stream.
 const ConsumerName = "ingest"
 
+// DefaultMaxBatch is how many records one batch stores at most. Part of
+// a batch's cost does not grow with its records: the erasure fence and
+// the device look-up, each statement's planning and round trip, the
+// commit's fsync, a farm.ingested message per type and device. Since
+// records travel in bundles, 256 records are some 20 messages, and those
+// costs came to a large share; at 2,048 the capture path stores more
+// records a second on the same two cores (docs/performance.md, "eighth
+// session"). When little is arriving a batch is whatever has arrived, so
+// records wait no longer.
+const DefaultMaxBatch = 2048
+
 // Config tunes the consumer.
 type Config struct {
 	MaxDeliver int
@@ -57,7 +68,7 @@ type Config struct {
 // RegisterFlags registers the flags under prefix ("ingest.").
 func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&c.MaxDeliver, prefix+"max-deliver", 10, "deliveries of a failing record before it is dead-lettered")
-	fs.IntVar(&c.MaxBatch, prefix+"max-batch", 256, "most records stored in one transaction (one commit, one fsync)")
+	fs.IntVar(&c.MaxBatch, prefix+"max-batch", DefaultMaxBatch, "most records stored in one transaction (one commit, one fsync); a batch takes only what has arrived")
 	fs.IntVar(&c.Partitions, prefix+"partitions", 2, "transactions that store one batch side by side, its records split by farmer (1 stores a batch in one transaction)")
 	fs.DurationVar(&c.ExpiringInterval, prefix+"expiring-interval", 10*time.Minute, "how often consents expiring within 7 days are looked for (consent.expiring events)")
 }
