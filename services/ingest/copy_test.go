@@ -154,9 +154,9 @@ func TestHandleBatch_StoredBefore(t *testing.T) {
 	})
 }
 
-// TestHandleBatch_PlotsInOneStatement checks that upserting the first
-// record of every plot of a batch in one statement, and later records of
-// the same plot one by one after it, applies each plot's records as
+// TestHandleBatch_PlotsInOneStatement checks that upserting a batch's
+// plots in rounds (the first record of every plot in one statement, the
+// second records in the next, and so on) applies each plot's records as
 // stream order says: the newest capture wins whatever order records
 // arrive in, each applied capture counts as a revision, and a record
 // mapping another farmer's plot is refused, whether the plot was stored

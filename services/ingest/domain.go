@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tani-platform/tani/internal/apperr"
 	"github.com/tani-platform/tani/internal/record"
@@ -22,34 +21,39 @@ import (
 // Events (plantings, inputs, harvests, sales) only ever insert, so each
 // kind is one multi-row insert; farmer and consent statements depend on
 // rows earlier records of the same batch may have written, so they run
-// one per record, in stream order. Plots are upserted by one multi-row
-// statement for the first record of each plot in the batch (Postgres
+// one per record, in stream order. Plots are upserted in rounds, each one
+// multi-row statement holding at most one record of a plot (Postgres
 // spent several times more on a one-row statement's round trip, planning
-// and executor start than on the row itself), then one statement per
-// record for any later record of a plot already in that statement, in
-// stream order. A plot's upsert reads and writes nothing but that plot's
-// row, so running the first record of every plot before the batch's
-// other statements applies each plot's records in stream order, as one
-// statement per record did.
+// and executor start than on the row itself): the first round has the
+// first record of every plot in the batch, the second the second record
+// of every plot that has one, and so on. A plot's upsert reads and writes
+// nothing but that plot's row, and no other statement reads plots, so
+// running the rounds before the batch's other statements applies each
+// plot's records in stream order, as one statement per record did.
 func (s *Service) apply(ctx context.Context, tx pgx.Tx, fresh []*item) ([]*item, error) {
 	b := &pgx.Batch{}
 	var ev inserts
 	var kept []*item // plot upserts that changed nothing: older capture, or another farmer's plot
-	var plots plotRows
-	first := map[*item]bool{}
-	seen := map[string]bool{}
+	var rounds []plotRows
+	seen := map[string]int{} // records of each plot so far
 	for _, it := range fresh {
-		if p, ok := it.payload.(*record.PlotMapped); ok && !seen[p.PlotID] {
-			seen[p.PlotID], first[it] = true, true
-			plots.add(it, p)
+		if p, ok := it.payload.(*record.PlotMapped); ok {
+			round := seen[p.PlotID]
+			seen[p.PlotID]++
+			if round == len(rounds) {
+				rounds = append(rounds, plotRows{})
+			}
+			rounds[round].add(it, p)
 		}
 	}
-	plots.queue(b, &kept)
+	for i := range rounds {
+		rounds[i].queue(b, &kept)
+	}
 	for _, it := range fresh {
-		if first[it] {
+		if _, ok := it.payload.(*record.PlotMapped); ok {
 			continue
 		}
-		if err := s.queue(b, &ev, it, &kept); err != nil {
+		if err := s.queue(b, &ev, it); err != nil {
 			return nil, err
 		}
 	}
@@ -93,8 +97,9 @@ func (s *Service) apply(ctx context.Context, tx pgx.Tx, fresh []*item) ([]*item,
 	return conflicts, nil
 }
 
-// queue adds the statements of one record to b, or its row to ev.
-func (s *Service) queue(b *pgx.Batch, ev *inserts, it *item, kept *[]*item) error {
+// queue adds the statements of one record other than a plot to b, or its
+// row to ev.
+func (s *Service) queue(b *pgx.Batch, ev *inserts, it *item) error {
 	env, captured := it.env, it.env.Captured()
 	switch p := it.payload.(type) {
 	case *record.FarmerRegistered:
@@ -116,28 +121,7 @@ func (s *Service) queue(b *pgx.Batch, ev *inserts, it *item, kept *[]*item) erro
 			p.FarmerID, p.Name, s.pii.NationalIDHash(p.NationalID), s.pii.Encrypt(p.Phone), s.pii.PhoneHash(p.Phone),
 			p.Village, p.Gender, p.BirthYear, photo, it.agentID, env.ID, captured)
 	case *record.PlotMapped:
-		declared, _ := p.DeclaredArea.Ha()
-		b.Queue(`
-			INSERT INTO ingest.plots AS pl (plot_id, farmer_id, boundary, area_ha, declared_area_ha, tenure, gps_accuracy_m,
-			                                mock_location, agent_id, record_id, captured_at)
-			SELECT $1, $2, g, ST_Area(g) / 10000, $4, $5, $6, $7, $8, $9, $10
-			FROM ST_GeogFromText('SRID=4326;' || $3) AS g
-			ON CONFLICT (plot_id) DO UPDATE SET
-			    boundary = excluded.boundary, area_ha = excluded.area_ha, declared_area_ha = excluded.declared_area_ha,
-			    tenure = excluded.tenure, gps_accuracy_m = excluded.gps_accuracy_m, mock_location = excluded.mock_location,
-			    agent_id = excluded.agent_id, record_id = excluded.record_id, captured_at = excluded.captured_at,
-			    revisions = pl.revisions + 1, change_seq = nextval('ingest.change_seq'), updated_at = now()
-			WHERE pl.captured_at < excluded.captured_at AND pl.farmer_id = excluded.farmer_id`,
-			p.PlotID, p.FarmerID, p.Boundary.WKT(), declared, p.Tenure, p.GPSAccuracyM, p.MockLocation, it.agentID, env.ID, captured,
-		).Exec(func(tag pgconn.CommandTag) error {
-			if tag.RowsAffected() == 0 {
-				// Either a newer capture is already stored (fine) or
-				// the plot belongs to another farmer (refused): apply
-				// tells them apart once the batch has run.
-				*kept = append(*kept, it)
-			}
-			return nil
-		})
+		return fmt.Errorf("record %s: plots are upserted in apply's rounds, not one by one", env.ID)
 	case *record.CropPlanted:
 		ev.crops.add(env.ID, p.FarmerID, p.PlotID, p.CropCode, p.Variety, p.PlantedOn, p.ExpectedHarvestOn)
 	case *record.InputApplied:
@@ -201,8 +185,8 @@ func (s *Service) queue(b *pgx.Batch, ev *inserts, it *item, kept *[]*item) erro
 	return nil
 }
 
-// plotRows are plot.mapped records, each the first of its plot in the
-// batch, column by column.
+// plotRows are plot.mapped records, at most one of each plot, column by
+// column: one round of apply's plot upserts.
 type plotRows struct {
 	items                                              []*item
 	ids, farmers, boundaries, tenures, agents, records []string
@@ -221,7 +205,7 @@ func (r *plotRows) add(it *item, p *record.PlotMapped) {
 
 // queue adds the upsert of r's plots; those it changes nothing for (a
 // newer capture is stored, or the plot is another farmer's) are added to
-// kept, as the one-record statement does.
+// kept, for apply to tell the two apart.
 func (r *plotRows) queue(b *pgx.Batch, kept *[]*item) {
 	if len(r.items) == 0 {
 		return
