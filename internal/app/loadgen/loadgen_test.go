@@ -171,3 +171,37 @@ func TestRatio(t *testing.T) {
 		t.Errorf("the floor left %d tables behind, want its scratch schema dropped", tables)
 	}
 }
+
+// TestCaptureMeasure_AttestProgress checks that the all-in-one measure
+// says how far attest had got when its clock stopped (the share of the
+// stored records attest had decided), and that the capture measure, which
+// runs no attest, says nothing of it.
+func TestCaptureMeasure_AttestProgress(t *testing.T) {
+	start := func(_ context.Context, target string) (loadgen.Platform, func() error, error) {
+		r := apptest.MustStart(t, "-target="+target)
+		return loadgen.Platform{URL: r.URL, OperatorToken: r.OperatorToken, DB: r.DB}, r.Stop, nil
+	}
+	cfg := validConfig()
+	cfg.URL, cfg.OperatorToken = "", ""
+	logger := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		target string
+		want   bool
+	}{{"all", true}, {"mobile-api,ingest", false}} {
+		t.Run(tc.target, func(t *testing.T) {
+			sample, err := loadgen.CaptureMeasure("m", tc.target, cfg, start, logger).Run(context.Background(), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(sample.Side, func(s loadgen.Side) bool { return s.Name == "attest decided" })
+			switch {
+			case !tc.want && i >= 0:
+				t.Errorf("target %s: side figure %+v, want none", tc.target, sample.Side[i])
+			case tc.want && i < 0:
+				t.Errorf("target %s: side figures %+v, want attest decided", tc.target, sample.Side)
+			case tc.want && (sample.Side[i].Value < 0 || sample.Side[i].Value > 100):
+				t.Errorf("attest decided %v %s, want a share of 0–100", sample.Side[i].Value, sample.Side[i].Unit)
+			}
+		})
+	}
+}
