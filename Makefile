@@ -47,7 +47,7 @@ bench-journal: setup
 	cd bench/journal && $(GO) test -run '^$$' -bench JournalVsTessera -benchtime 1x -timeout 60m -runs $(RUNS)
 	cd ledger && TANI_BENCH_AUDIT_ENTRIES=1000000 $(GO) test -run '^$$' -bench AuditVsRead -benchtime 1x -timeout 60m -runs $(RUNS)
 
-## bench-ratio: the capture path (split and all-in-one) against Postgres's floor (one COPY,
+## bench-ratio: the capture path (split and all-in-one) against Postgres's floor (one COPY of CSV, one binary COPY,
 ## INSERTs in 256-row transactions) on this machine, RUNS interleaved runs, min/median/max
 ## and ratios paired run by run (docs/performance.md); about 2 minutes a run
 bench-ratio: setup build

@@ -140,13 +140,13 @@ func TestBinary_LoadRatio(t *testing.T) {
 	bin := mustBuild(t)
 	server := pgtest.URL(t, "postgres")
 	cmd := exec.Command(bin, "load", "-ratio", "-runs=1", "-records=300", "-agents=2", "-batch=50",
-		"-ratio.measures=capture,copy,insert", "-database.url="+server)
+		"-ratio.measures=capture,copy,copy-binary,insert", "-database.url="+server)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("tani load -ratio: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
-	for _, want := range []string{"capture / copy", "capture / insert", "≥ 0.25", "capture sync p99"} {
+	for _, want := range []string{"capture / copy", "capture / copy-binary", "capture / insert", "≥ 0.25", "capture sync p99"} {
 		if !bytes.Contains(stdout.Bytes(), []byte(want)) {
 			t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
 		}

@@ -40,7 +40,7 @@ type ratioConfig struct {
 
 // ratioMeasures are the measures `tani load -ratio` knows, in the order
 // it runs them.
-var ratioMeasures = []string{"capture", "up", "copy", "insert"}
+var ratioMeasures = []string{"capture", "up", "copy", "copy-binary", "insert"}
 
 // ratioWarmup is the -warmup of `tani load -ratio` unless one is given: a
 // tenth of the default run, so that the timed phase meets a process that
@@ -55,9 +55,9 @@ const ratioWarmup = 5_000
 const defaultServer = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
 func (c *ratioConfig) RegisterFlags(fs *flag.FlagSet) {
-	fs.BoolVar(&c.Enabled, "ratio", false, "measure the capture path against Postgres's floor (COPY, batched INSERT) in one interleaved invocation and print min/median/max and ratios; -database.url then names the Postgres server for the scratch databases")
+	fs.BoolVar(&c.Enabled, "ratio", false, "measure the capture path against Postgres's floor (COPY of CSV, binary COPY, batched INSERT) in one interleaved invocation and print min/median/max and ratios; -database.url then names the Postgres server for the scratch databases")
 	fs.IntVar(&c.Runs, "runs", 3, "with -ratio: interleaved runs of every measure")
-	fs.StringVar(&c.Measures, "ratio.measures", strings.Join(ratioMeasures, ","), "with -ratio: measures to take (capture: -target=mobile-api,ingest; up: target all; copy, insert: the floor)")
+	fs.StringVar(&c.Measures, "ratio.measures", strings.Join(ratioMeasures, ","), "with -ratio: measures to take (capture: -target=mobile-api,ingest; up: target all; copy, copy-binary, insert: the floor, by COPY of CSV, binary COPY, batched INSERT)")
 	fs.StringVar(&c.TaniBin, "ratio.tani-bin", "", "with -ratio: the tani binary to start for each capture run; empty means this one")
 	fs.StringVar(&c.WorkDir, "ratio.work-dir", "", "with -ratio: where data directories and logs of the started processes go; empty makes a temporary one, removed after a clean run")
 }
@@ -131,7 +131,7 @@ func runRatio(ctx context.Context, cfg loadgen.Config, rc ratioConfig, stdout, s
 			b.Add(loadgen.CaptureMeasure("up", app.All, cfg, ps.start, logger))
 		}
 	}
-	if slices.Contains(names, "copy") || slices.Contains(names, "insert") {
+	if slices.ContainsFunc(names, func(n string) bool { return n == "copy" || n == "copy-binary" || n == "insert" }) {
 		pool, drop, err := scratchDatabase(ctx, admin, server, prefix+"_floor")
 		if err != nil {
 			return err
@@ -149,7 +149,7 @@ func runRatio(ctx context.Context, cfg loadgen.Config, rc ratioConfig, stdout, s
 		}
 	}
 	for _, num := range []string{"capture", "up"} {
-		for _, den := range []string{"copy", "insert"} {
+		for _, den := range []string{"copy", "copy-binary", "insert"} {
 			if slices.Contains(names, num) && slices.Contains(names, den) {
 				b.Compare(num, den, captureGoals[num+"/"+den])
 			}

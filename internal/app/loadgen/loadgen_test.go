@@ -119,7 +119,9 @@ func TestRun(t *testing.T) {
 // does, with a Tani started in process: every accepted record is stored
 // (else the capture measure fails), the floor loads exactly the rows of
 // the load's mix with their polygons (else the floor fails), and the
-// ratio is the capture figure over the floor's of the same run.
+// ratio is the capture figure over the floor's of the same run. The
+// binary floor loads the same rows, polygons included, from the stream
+// the server wrote of them.
 func TestRatio(t *testing.T) {
 	ctx := context.Background()
 	floorDB, err := pgxpool.New(ctx, pgtest.URL(t, pgtest.MustDatabase(t)))
@@ -149,9 +151,9 @@ func TestRatio(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	capture, cp, ins := res.Values("capture"), res.Values("copy"), res.Values("insert")
-	if len(capture) != 1 || len(cp) != 1 || len(ins) != 1 || capture[0] <= 0 || cp[0] <= 0 || ins[0] <= 0 {
-		t.Fatalf("values capture %v, copy %v, insert %v; want one positive figure each", capture, cp, ins)
+	capture, cp, bin, ins := res.Values("capture"), res.Values("copy"), res.Values("copy-binary"), res.Values("insert")
+	if len(capture) != 1 || len(cp) != 1 || len(bin) != 1 || len(ins) != 1 || capture[0] <= 0 || cp[0] <= 0 || bin[0] <= 0 || ins[0] <= 0 {
+		t.Fatalf("values capture %v, copy %v, copy-binary %v, insert %v; want one positive figure each", capture, cp, bin, ins)
 	}
 	if got, want := res.RatioValues(loadgen.Ratio{Num: "capture", Den: "copy"}), []float64{capture[0] / cp[0]}; got[0] != want[0] {
 		t.Errorf("ratio %v, want %v", got, want)
