@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -232,4 +233,84 @@ func TestHandleBatch_PlotsInOneStatement(t *testing.T) {
 			t.Errorf("plot Bob tried to take = %+v, want %+v", got, want)
 		}
 	})
+}
+
+// TestHandleBatch_EventsStoredAlikeByCopyAndByInsert covers both ways a
+// batch's events (plantings, inputs, harvests, sales) are written: by one
+// binary COPY per kind, and, when a row of the same record is already
+// there, by INSERT … ON CONFLICT DO NOTHING after the COPYs are rolled
+// back. Both must store the same columns (a planting without a variety
+// stores NULL), and the fallback must keep the row that was there and
+// store every other event of the batch.
+func TestHandleBatch_EventsStoredAlikeByCopyAndByInsert(t *testing.T) {
+	rig := mustBatchRig(t, 1)
+	ctx, agent, db := context.Background(), rig.agent, rig.tani.DB
+	hour := time.Now().Add(-time.Hour).Truncate(time.Second)
+	farmer, plot := uuid.NewString(), uuid.NewString()
+	kinds := []string{"crop.planted", "input.applied", "harvest.recorded", "sale.recorded"}
+	tables := map[string]string{"crop.planted": "crop_cycles", "input.applied": "input_applications", "harvest.recorded": "harvests", "sale.recorded": "sales"}
+	// events signs one record of every kind and a planting without a
+	// variety, under new ids.
+	events := func() (ids []string, raws []json.RawMessage) {
+		payloads := clienttest.Payloads(farmer, plot, time.Now())
+		for _, kind := range kinds {
+			id := uuid.NewString()
+			ids, raws = append(ids, id), append(raws, sign(t, agent.Client, id, kind, farmer, plot, hour))
+		}
+		bare := map[string]any{}
+		for k, v := range payloads["crop.planted"] {
+			if k != "variety" {
+				bare[k] = v
+			}
+		}
+		id := uuid.NewString()
+		raw, _, err := agent.Client.RecordWithID(id, "crop.planted", hour, loc, bare)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(ids, id), append(raws, raw)
+	}
+	// stored returns a record's event row as JSON, without its record id.
+	stored := func(table, id string) string {
+		t.Helper()
+		var row string
+		if err := db.QueryRow(ctx, `SELECT (to_jsonb(e) - 'record_id')::text FROM ingest.`+table+` e WHERE record_id = $1`, id).Scan(&row); err != nil {
+			t.Fatalf("%s of record %s: %v", table, id, err)
+		}
+		return row
+	}
+	storeAll := func(raws []json.RawMessage) {
+		t.Helper()
+		for i, err := range rig.batch(raws...) {
+			if err != nil {
+				t.Fatalf("record %d: %v, want stored", i, err)
+			}
+		}
+	}
+
+	copied, raws := events()
+	storeAll(raws)
+	if got := stored("crop_cycles", copied[4]); !strings.Contains(got, `"variety": null`) {
+		t.Errorf("planting without a variety stored as %s, want a NULL variety", got)
+	}
+
+	// A planting row of the next batch's first record is already there:
+	// its COPY fails on the primary key and the batch takes the INSERTs.
+	inserted, raws := events()
+	if _, err := db.Exec(ctx, `INSERT INTO ingest.crop_cycles (record_id, farmer_id, plot_id, crop, planted_on, expected_harvest_on)
+		VALUES ($1, $2, $3, 'maize', '2020-01-01', '2020-05-01')`, inserted[0], farmer, plot); err != nil {
+		t.Fatal(err)
+	}
+	storeAll(raws)
+	if got := stored("crop_cycles", inserted[0]); !strings.Contains(got, `"crop": "maize"`) {
+		t.Errorf("the planting row that was there became %s, want it kept", got)
+	}
+	for i, kind := range kinds[1:] {
+		if a, b := stored(tables[kind], copied[i+1]), stored(tables[kind], inserted[i+1]); a != b {
+			t.Errorf("%s stored by COPY as %s and by INSERT as %s, want the same", kind, a, b)
+		}
+	}
+	if a, b := stored("crop_cycles", copied[4]), stored("crop_cycles", inserted[4]); a != b {
+		t.Errorf("planting without a variety stored by COPY as %s and by INSERT as %s, want the same", a, b)
+	}
 }
