@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/tani-platform/tani/internal/consent"
 	"github.com/tani-platform/tani/internal/events"
@@ -49,7 +50,11 @@ func (a *App) initPostgres() (Service, error) {
 	logger := a.logger.With("module", Postgres)
 	return funcService{
 		start: func(ctx context.Context) error {
-			pool, err := postgres.Open(ctx, a.cfg.Postgres, logger)
+			cfg := a.cfg.Postgres
+			// Ingest maps plots: its first area on a connection would set
+			// up PostGIS's spheroid inside a batch's transaction.
+			cfg.PrimeGeography = slices.Contains(a.order, Ingest)
+			pool, err := postgres.Open(ctx, cfg, logger)
 			if err != nil {
 				return err
 			}

@@ -25,6 +25,10 @@ type Config struct {
 	// primary by the replica's lag (bank and portal listings, reports);
 	// empty sends every read to the primary.
 	ReadURL string
+	// PrimeGeography has every new connection set up PostGIS's spheroid
+	// as it opens (see primeGeography): for processes that map plots.
+	// Set by the composition root, not a flag.
+	PrimeGeography bool
 }
 
 // RegisterFlags registers the database flags.
@@ -58,6 +62,9 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*pgxpool.Pool, 
 		pcfg.MaxConns = int32(cfg.MaxConns)
 	}
 	failover := configureFailover(pcfg, logger)
+	if cfg.PrimeGeography {
+		pcfg.AfterConnect = primer(logger)
+	}
 	if err := ensureDatabase(ctx, pcfg.ConnConfig, logger); err != nil {
 		return nil, err
 	}

@@ -73,3 +73,87 @@ func TestMustDB_PostGISAndErrors(t *testing.T) {
 		t.Errorf("no rows mapped to %q, want %q", got, apperr.NotFound)
 	}
 }
+
+// TestOpen_PrimesPostGIS checks that, when asked, every new connection
+// computes one spheroidal area when PostGIS is installed, in whatever
+// schema, so that a backend's one-time set-up of the spheroid happens as
+// it opens (the server counts the call: track_functions), and that a
+// database without PostGIS, or a pool not asked to, opens as before.
+// Nothing is logged: a failing priming would be.
+func TestOpen_PrimesPostGIS(t *testing.T) {
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, pgtest.URL(t, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	fresh := func(t *testing.T) string {
+		name := "tani_test_prime_" + strings.ToLower(t.Name()[strings.LastIndex(t.Name(), "/")+1:])
+		admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
+		if _, err := admin.Exec(ctx, "ALTER DATABASE "+name+" SET track_functions = 'all'"); err != nil {
+			t.Fatal(err)
+		}
+		return name
+	}
+	// open opens a one-connection pool and returns how many times that
+	// connection computed a spheroidal area, with what was logged.
+	open := func(t *testing.T, name string, prime bool) (calls int64, logged string) {
+		var log strings.Builder
+		cfg := postgres.Config{URL: pgtest.URL(t, name), MaxConns: 1, PrimeGeography: prime}
+		pool, err := postgres.Open(ctx, cfg, slog.New(slog.NewTextHandler(&log, nil)))
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		defer pool.Close()
+		// The backend reports its counts once idle after this.
+		if _, err := pool.Exec(ctx, "SELECT pg_stat_force_next_flush()"); err != nil {
+			t.Fatal(err)
+		}
+		err = pool.QueryRow(ctx, `SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions
+			WHERE funcname = 'st_area' AND pg_get_function_arguments(funcid) LIKE 'geog %geography%'`).Scan(&calls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return calls, log.String()
+	}
+
+	withPostGIS := func(t *testing.T) string {
+		name := fresh(t)
+		conn, err := pgx.Connect(ctx, pgtest.URL(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = conn.Exec(ctx, "CREATE SCHEMA gis; CREATE EXTENSION postgis SCHEMA gis")
+		conn.Close(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return name
+	}
+
+	t.Run("OK_PostGISInItsOwnSchema", func(t *testing.T) {
+		calls, logged := open(t, withPostGIS(t), true)
+		if calls != 1 {
+			t.Errorf("the new connection computed %d geography areas, want 1 (primed)", calls)
+		}
+		if logged != "" {
+			t.Errorf("Open logged %q, want nothing", logged)
+		}
+	})
+	t.Run("OK_NoPostGIS", func(t *testing.T) {
+		calls, logged := open(t, fresh(t), true)
+		if calls != 0 || logged != "" {
+			t.Errorf("without PostGIS: %d areas computed, logged %q; want none and nothing", calls, logged)
+		}
+	})
+	t.Run("OK_NotAsked", func(t *testing.T) {
+		calls, logged := open(t, withPostGIS(t), false)
+		if calls != 0 || logged != "" {
+			t.Errorf("not asked to prime: %d areas computed, logged %q; want none and nothing", calls, logged)
+		}
+	})
+}
