@@ -19,15 +19,30 @@ import (
 // The savepoint is not released on success: the transaction's commit
 // ends it, and a RELEASE would be one more round trip for nothing.
 func CopyNew(ctx context.Context, tx pgx.Tx, table pgx.Identifier, columns []string, rows [][]any) error {
+	return CopyNewTables(ctx, tx, TableRows{Table: table, Columns: columns, Rows: rows})
+}
+
+// TableRows are rows of one table, in the order of its columns.
+type TableRows struct {
+	Table   pgx.Identifier
+	Columns []string
+	Rows    [][]any
+}
+
+// CopyNewTables is CopyNew for several tables, one COPY each, all or none
+// under one savepoint: a failing COPY rolls back the ones before it.
+func CopyNewTables(ctx context.Context, tx pgx.Tx, tables ...TableRows) error {
 	sp, err := tx.Begin(ctx) // a savepoint
 	if err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
-	if _, err := sp.CopyFrom(ctx, table, columns, pgx.CopyFromRows(rows)); err != nil {
-		if rbErr := sp.Rollback(ctx); rbErr != nil {
-			return fmt.Errorf("copy %d rows into %s: %w (rollback to savepoint: %v)", len(rows), table.Sanitize(), err, rbErr)
+	for _, t := range tables {
+		if _, err := sp.CopyFrom(ctx, t.Table, t.Columns, pgx.CopyFromRows(t.Rows)); err != nil {
+			if rbErr := sp.Rollback(ctx); rbErr != nil {
+				return fmt.Errorf("copy %d rows into %s: %w (rollback to savepoint: %v)", len(t.Rows), t.Table.Sanitize(), err, rbErr)
+			}
+			return fmt.Errorf("copy %d rows into %s: %w", len(t.Rows), t.Table.Sanitize(), err)
 		}
-		return fmt.Errorf("copy %d rows into %s: %w", len(rows), table.Sanitize(), err)
 	}
 	return nil
 }

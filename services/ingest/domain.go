@@ -328,58 +328,38 @@ func (r *saleRows) add(id, farmer, buyer, crop string, kg float64, price int64, 
 }
 
 // store writes the events of fresh records: one binary COPY per kind,
-// under one savepoint. A fresh record has no event row yet (its
-// submission was new in this transaction), so the COPYs almost always
-// go in, and they cost Postgres a fraction of an INSERT … ON CONFLICT
-// from text arrays (no speculative insertion, no array parsing) and pgx
-// no text encoding. Should one meet a row of the same record anyway, it
-// is rolled back to the savepoint and the events take the INSERT … ON
-// CONFLICT DO NOTHING statements instead, which keep what is there.
+// all under one savepoint (postgres.CopyNewTables). A fresh record has no
+// event row yet (its submission was new in this transaction), so the
+// COPYs almost always go in, and they cost Postgres a fraction of an
+// INSERT … ON CONFLICT from text arrays (no speculative insertion, no
+// array parsing) and pgx no text encoding. Should one meet a row of the
+// same record anyway, all are rolled back to the savepoint and the events
+// take the INSERT … ON CONFLICT DO NOTHING statements instead, which keep
+// what is there.
 func (ev *inserts) store(ctx context.Context, tx pgx.Tx) error {
 	copies, err := ev.copies()
-	if err != nil {
+	if err != nil || len(copies) == 0 {
 		return err
 	}
-	if len(copies) == 0 {
+	switch err := postgres.CopyNewTables(ctx, tx, copies...); {
+	case err == nil:
 		return nil
+	case postgres.Code(err) != postgres.CodeUniqueViolation:
+		return err
 	}
-	sp, err := tx.Begin(ctx) // a savepoint, ended by the commit
-	if err != nil {
-		return fmt.Errorf("savepoint: %w", err)
-	}
-	for _, c := range copies {
-		_, err := sp.CopyFrom(ctx, pgx.Identifier{"ingest", c.table}, c.columns, pgx.CopyFromRows(c.rows))
-		if err == nil {
-			continue
-		}
-		if rbErr := sp.Rollback(ctx); rbErr != nil {
-			return fmt.Errorf("copy %d rows into ingest.%s: %w (rollback to savepoint: %v)", len(c.rows), c.table, err, rbErr)
-		}
-		if postgres.Code(err) != postgres.CodeUniqueViolation {
-			return fmt.Errorf("copy %d rows into ingest.%s: %w", len(c.rows), c.table, err)
-		}
-		b := &pgx.Batch{}
-		ev.queue(b)
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("insert events: %w", err)
-		}
-		return nil
+	b := &pgx.Batch{}
+	ev.queue(b)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("insert events: %w", err)
 	}
 	return nil
-}
-
-// eventCopy is the rows of one kind of event, as binary COPY takes them.
-type eventCopy struct {
-	table   string
-	columns []string
-	rows    [][]any
 }
 
 // copies returns the COPYs of the events, a kind with no rows left out.
 // Ids go as [16]byte (pgx's uuid binary form without a text round trip)
 // and dates as time.Time; both were checked with the record.
-func (ev *inserts) copies() ([]eventCopy, error) {
-	var out []eventCopy
+func (ev *inserts) copies() ([]postgres.TableRows, error) {
+	var out []postgres.TableRows
 	var errs []error
 	id := func(s string) [16]byte {
 		u, err := uuid.Parse(s)
@@ -404,33 +384,38 @@ func (ev *inserts) copies() ([]eventCopy, error) {
 			}
 			rows[i] = []any{id(c.ids[i]), id(c.farmers[i]), id(c.plots[i]), c.crops[i], variety, day(c.planted[i]), day(c.expected[i])}
 		}
-		out = append(out, eventCopy{"crop_cycles", []string{"record_id", "farmer_id", "plot_id", "crop", "variety", "planted_on", "expected_harvest_on"}, rows})
+		out = append(out, eventTable("crop_cycles", []string{"record_id", "farmer_id", "plot_id", "crop", "variety", "planted_on", "expected_harvest_on"}, rows))
 	}
 	if in := ev.inputs; len(in.ids) > 0 {
 		rows := make([][]any, len(in.ids))
 		for i := range rows {
 			rows[i] = []any{id(in.ids[i]), id(in.farmers[i]), id(in.plots[i]), in.products[i], in.categories[i], in.quantities[i], in.units[i], day(in.applied[i])}
 		}
-		out = append(out, eventCopy{"input_applications", []string{"record_id", "farmer_id", "plot_id", "product", "category", "quantity", "unit", "applied_on"}, rows})
+		out = append(out, eventTable("input_applications", []string{"record_id", "farmer_id", "plot_id", "product", "category", "quantity", "unit", "applied_on"}, rows))
 	}
 	if h := ev.harvests; len(h.ids) > 0 {
 		rows := make([][]any, len(h.ids))
 		for i := range rows {
 			rows[i] = []any{id(h.ids[i]), id(h.farmers[i]), id(h.plots[i]), h.crops[i], h.kg[i], h.grades[i], day(h.harvested[i])}
 		}
-		out = append(out, eventCopy{"harvests", []string{"record_id", "farmer_id", "plot_id", "crop", "quantity_kg", "quality_grade", "harvested_on"}, rows})
+		out = append(out, eventTable("harvests", []string{"record_id", "farmer_id", "plot_id", "crop", "quantity_kg", "quality_grade", "harvested_on"}, rows))
 	}
 	if sl := ev.sales; len(sl.ids) > 0 {
 		rows := make([][]any, len(sl.ids))
 		for i := range rows {
 			rows[i] = []any{id(sl.ids[i]), id(sl.farmers[i]), sl.buyers[i], sl.crops[i], sl.kg[i], sl.prices[i], sl.currencies[i], day(sl.sold[i])}
 		}
-		out = append(out, eventCopy{"sales", []string{"record_id", "farmer_id", "buyer", "crop", "quantity_kg", "price_minor", "currency", "sold_on"}, rows})
+		out = append(out, eventTable("sales", []string{"record_id", "farmer_id", "buyer", "crop", "quantity_kg", "price_minor", "currency", "sold_on"}, rows))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("events: %w", err)
 	}
 	return out, nil
+}
+
+// eventTable is the rows of one kind of event, for ingest's table name.
+func eventTable(name string, columns []string, rows [][]any) postgres.TableRows {
+	return postgres.TableRows{Table: pgx.Identifier{"ingest", name}, Columns: columns, Rows: rows}
 }
 
 // queue adds one INSERT … ON CONFLICT DO NOTHING per kind of event that
