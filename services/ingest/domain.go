@@ -14,8 +14,8 @@ import (
 	"github.com/tani-platform/tani/internal/record"
 )
 
-// apply writes the normalized effect of freshly stored records in tx, in
-// one round trip, and returns the records that turned out to conflict
+// apply writes the normalized effect of freshly stored records in tx (one
+// pipelined batch, then the events' COPYs), and returns the records that turned out to conflict
 // (their effects must then be rolled back with their submissions). Every
 // statement is idempotent on the record id, so a redelivered message
 // changes nothing. Farmers and plots follow the newest capture: an older

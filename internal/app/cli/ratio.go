@@ -40,7 +40,11 @@ type ratioConfig struct {
 
 // ratioMeasures are the measures `tani load -ratio` knows, in the order
 // it runs them.
-var ratioMeasures = []string{"capture", "up", "copy", "copy-binary", "insert"}
+var ratioMeasures = append([]string{"capture", "up"}, floorMeasures...)
+
+// floorMeasures are the floor's (loadgen.Floor.Measures): the
+// denominators of the ratios.
+var floorMeasures = []string{"copy", "copy-binary", "insert"}
 
 // ratioWarmup is the -warmup of `tani load -ratio` unless one is given: a
 // tenth of the default run, so that the timed phase meets a process that
@@ -131,7 +135,7 @@ func runRatio(ctx context.Context, cfg loadgen.Config, rc ratioConfig, stdout, s
 			b.Add(loadgen.CaptureMeasure("up", app.All, cfg, ps.start, logger))
 		}
 	}
-	if slices.ContainsFunc(names, func(n string) bool { return n == "copy" || n == "copy-binary" || n == "insert" }) {
+	if slices.ContainsFunc(names, func(n string) bool { return slices.Contains(floorMeasures, n) }) {
 		pool, drop, err := scratchDatabase(ctx, admin, server, prefix+"_floor")
 		if err != nil {
 			return err
@@ -149,7 +153,7 @@ func runRatio(ctx context.Context, cfg loadgen.Config, rc ratioConfig, stdout, s
 		}
 	}
 	for _, num := range []string{"capture", "up"} {
-		for _, den := range []string{"copy", "copy-binary", "insert"} {
+		for _, den := range floorMeasures {
 			if slices.Contains(names, num) && slices.Contains(names, den) {
 				b.Compare(num, den, captureGoals[num+"/"+den])
 			}

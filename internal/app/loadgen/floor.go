@@ -179,10 +179,11 @@ func (f *Floor) binaryOf(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("floor connection: %w", err)
 	}
 	defer conn.Release()
-	if err := f.reset(ctx, conn.Conn()); err != nil {
+	drop, err := f.reset(ctx, conn.Conn())
+	if err != nil {
 		return nil, err
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), "DROP SCHEMA IF EXISTS "+floorSchema+" CASCADE")
+	defer drop()
 	pc := conn.Conn().PgConn()
 	if _, err := pc.CopyFrom(ctx, bytes.NewReader(f.csv), copyCSV); err != nil {
 		return nil, fmt.Errorf("copy %d rows: %w", len(f.rows), err)
@@ -194,13 +195,14 @@ func (f *Floor) binaryOf(ctx context.Context) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// reset gives the floor a fresh, empty table.
-func (f *Floor) reset(ctx context.Context, conn *pgx.Conn) error {
+// reset gives the floor a fresh, empty table on conn, and returns what
+// drops it again.
+func (f *Floor) reset(ctx context.Context, conn *pgx.Conn) (drop func(), err error) {
 	reset := "DROP SCHEMA IF EXISTS " + floorSchema + " CASCADE; CREATE SCHEMA " + floorSchema + ";" + floorTable
 	if _, err := conn.Exec(ctx, reset); err != nil {
-		return fmt.Errorf("create floor table: %w", err)
+		return nil, fmt.Errorf("create floor table: %w", err)
 	}
-	return nil
+	return func() { conn.Exec(context.WithoutCancel(ctx), "DROP SCHEMA IF EXISTS "+floorSchema+" CASCADE") }, nil
 }
 
 // The floor's COPY statements.
@@ -236,10 +238,11 @@ func (f *Floor) load(ctx context.Context, fn func(ctx context.Context, conn *pgx
 		return Sample{}, fmt.Errorf("floor connection: %w", err)
 	}
 	defer conn.Release()
-	if err := f.reset(ctx, conn.Conn()); err != nil {
+	drop, err := f.reset(ctx, conn.Conn())
+	if err != nil {
 		return Sample{}, err
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), "DROP SCHEMA IF EXISTS "+floorSchema+" CASCADE")
+	defer drop()
 	backend := int(conn.Conn().PgConn().PID())
 	var meter cpuMeter
 	meter.add("postgres CPU", func() (time.Duration, error) { return processCPU(backend) })
