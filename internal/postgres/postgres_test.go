@@ -21,9 +21,16 @@ func TestOpen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer admin.Close(ctx)
+		// Cleanups run last in, first out: the drop, then the close. (A
+		// deferred close ran before the drop, which then failed unseen and
+		// left the database behind after every run.)
+		t.Cleanup(func() { admin.Close(context.Background()) })
 		admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-		t.Cleanup(func() { admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
+		t.Cleanup(func() {
+			if _, err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+				t.Errorf("drop %s: %v", name, err)
+			}
+		})
 
 		pool, err := postgres.Open(ctx, postgres.Config{URL: pgtest.URL(t, name)}, slog.New(slog.DiscardHandler))
 		if err != nil {
