@@ -15,17 +15,18 @@ import (
 )
 
 // apply writes the normalized effect of freshly stored records in tx (one
-// pipelined batch, then the events' COPYs), and returns the records that turned out to conflict
-// (their effects must then be rolled back with their submissions). Every
-// statement is idempotent on the record id, so a redelivered message
-// changes nothing. Farmers and plots follow the newest capture: an older
-// edit synced late from an offline phone never overwrites a newer one.
+// pipelined batch, then the events' COPYs), and returns the records that
+// turned out to conflict (their effects must then be rolled back with
+// their submissions). Every statement is idempotent on the record id, so
+// a redelivered message changes nothing. Farmers and plots follow the
+// newest capture: an older edit synced late from an offline phone never
+// overwrites a newer one.
 //
 // Events (plantings, inputs, harvests, sales) only ever insert, so each
 // kind is one binary COPY after the batch's other statements (see
-// inserts.store); farmer and consent statements depend on
-// rows earlier records of the same batch may have written, so they run
-// one per record, in stream order. Plots are upserted in rounds, each one
+// inserts.store); farmer and consent statements depend on rows earlier
+// records of the same batch may have written, so they run one per
+// record, in stream order. Plots are upserted in rounds, each one
 // multi-row statement holding at most one record of a plot (Postgres
 // spent several times more on a one-row statement's round trip, planning
 // and executor start than on the row itself): the first round has the
